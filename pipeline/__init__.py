@@ -1,0 +1,1 @@
+"""streamfer runtime: config, batching, scheduling, decisions, metrics, CLI."""
