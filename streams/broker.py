@@ -1,0 +1,321 @@
+"""A real Apache Kafka broker on loopback for the demo, the tests and CI.
+
+The broker's jars come from Maven Central through ``deploy/kafka/pom.xml``
+(resolved once into ``.cache/kafka/lib``); the broker runs as one KRaft
+process (broker + controller) on the machine's Java 17+. State lives in a data
+directory: the rendered ``server.properties``, the log dirs, ``broker.log``,
+``broker.out`` and ``broker.json`` (pid and ports of the running broker).
+
+Typical use::
+
+    broker = LocalBroker()
+    bootstrap = broker.start()   # idempotent; returns once metadata answers
+    ...
+    broker.stop()                # leaves no process behind
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import BrokerError
+from streams.admin import broker_answers
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
+DEFAULT_CACHE_DIR = REPO_ROOT / ".cache" / "kafka"
+DEFAULT_PORT = 9092
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What ``streamfer broker status`` reports."""
+
+    running: bool
+    bootstrap: str
+    data_dir: Path
+    pid: int | None
+    log_file: Path
+
+
+class LocalBroker:
+    """Resolves, formats, starts and stops a single-node KRaft broker.
+
+    Nothing happens in the constructor; ``start()`` does the work.
+    """
+
+    def __init__(
+        self,
+        port: int = DEFAULT_PORT,
+        controller_port: int | None = None,
+        cache_dir: Path = DEFAULT_CACHE_DIR,
+        data_dir: Path | None = None,
+        heap_mb: int = 512,
+    ) -> None:
+        self.port = port
+        self.controller_port = controller_port or port + 1
+        self.cache_dir = cache_dir
+        self.lib_dir = cache_dir / "lib"
+        self.data_dir = data_dir or cache_dir / f"data-{port}"
+        self.heap_mb = heap_mb
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "broker.log"
+
+    @property
+    def _state_file(self) -> Path:
+        return self.data_dir / "broker.json"
+
+    # -- public -------------------------------------------------------------
+
+    def start(
+        self, timeout_s: float = START_TIMEOUT_S, progress: Callable[[str], None] | None = None
+    ) -> str:
+        """Start the broker unless it already runs; return the bootstrap address."""
+        say = progress or log.info
+        pid = self._running_pid()
+        if pid is not None and broker_answers(self.bootstrap, timeout_s=5.0):
+            say(f"broker already running at {self.bootstrap} (pid {pid})")
+            return self.bootstrap
+        if pid is not None:
+            say(f"broker pid {pid} does not answer; restarting it")
+            self._kill(pid)
+        for busy in (self.port, self.controller_port):
+            if _port_in_use(busy):
+                raise BrokerError(
+                    f"127.0.0.1:{busy} | port already in use by another process. Note: stop "
+                    f"that process or start the broker on a free port (--port N uses N and N+1)"
+                )
+        java = _require_tool(
+            "java", "a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+        )
+        self._resolve_jars(say)
+        self._render_config()
+        self._format_storage(java, say)
+        say(f"starting Kafka broker on {self.bootstrap} (data in {self.data_dir})")
+        pid = self._launch(java)
+        self._wait_until_ready(pid, timeout_s)
+        say(f"broker ready at {self.bootstrap} (pid {pid})")
+        return self.bootstrap
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop the broker this data dir belongs to; True if one was running."""
+        pid = self._running_pid()
+        if pid is None:
+            self._state_file.unlink(missing_ok=True)
+            return False
+        self._kill(pid, timeout_s)
+        self._state_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> BrokerStatus:
+        pid = self._running_pid()
+        running = pid is not None and broker_answers(self.bootstrap, timeout_s=3.0)
+        return BrokerStatus(running, self.bootstrap, self.data_dir, pid, self.log_file)
+
+    def log_tail(self, lines: int = 30) -> str:
+        chunks = []
+        for path in (self.data_dir / "broker.out", self.log_file):
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                chunks.append(f"--- {path} (last {len(text)} lines)\n" + "\n".join(text))
+        return "\n".join(chunks) or "(no broker log yet)"
+
+    # -- steps --------------------------------------------------------------
+
+    def _resolve_jars(self, say: Callable[[str], None]) -> None:
+        marker = self.lib_dir / ".resolved"
+        pom = KAFKA_DEPLOY_DIR / "pom.xml"
+        if marker.exists() and marker.read_text() == _file_digest(pom):
+            return
+        mvn = _require_tool("mvn", "Apache Maven 3.8+ (Debian: apt-get install maven)")
+        say("resolving Apache Kafka from Maven Central (first start only)...")
+        if self.lib_dir.exists():
+            shutil.rmtree(self.lib_dir)
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={self.lib_dir}",
+            "-DincludeScope=runtime",
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BrokerError(
+                f"{pom} | Maven could not resolve the Kafka jars (exit {done.returncode}). "
+                f"Note: Maven Central must be reachable.\n{(done.stdout + done.stderr)[-2000:]}"
+            )
+        marker.write_text(_file_digest(pom))
+
+    def _render_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        template = string.Template((KAFKA_DEPLOY_DIR / "server.properties").read_text())
+        rendered = template.substitute(
+            port=self.port,
+            controller_port=self.controller_port,
+            log_dir=self.data_dir / "logs",
+        )
+        (self.data_dir / "server.properties").write_text(rendered)
+
+    def _format_storage(self, java: str, say: Callable[[str], None]) -> None:
+        if (self.data_dir / "logs" / "meta.properties").exists():
+            return
+        say("formatting KRaft storage (first start only)")
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cmd = [
+            *self._java_cmd(java),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.data_dir / "server.properties"),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BrokerError(
+                f"{self.data_dir} | formatting the KRaft log directory failed "
+                f"(exit {done.returncode}).\n{(done.stdout + done.stderr)[-2000:]}"
+            )
+
+    def _java_cmd(self, java: str) -> list[str]:
+        return [
+            java,
+            f"-Xmx{self.heap_mb}m",
+            f"-Xms{min(self.heap_mb, 256)}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.data_dir}",
+            f"-Dlog4j2.configurationFile={KAFKA_DEPLOY_DIR / 'log4j2.properties'}",
+            "-cp",
+            f"{self.lib_dir}/*",
+        ]
+
+    def _launch(self, java: str) -> int:
+        out = (self.data_dir / "broker.out").open("wb")
+        with out:
+            proc = subprocess.Popen(
+                [*self._java_cmd(java), "kafka.Kafka", str(self.data_dir / "server.properties")],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the terminal must not kill the broker
+                cwd=self.data_dir,
+            )
+        state = {"pid": proc.pid, "port": self.port, "controller_port": self.controller_port}
+        self._state_file.write_text(json.dumps(state))
+        return proc.pid
+
+    def _wait_until_ready(self, pid: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                self._state_file.unlink(missing_ok=True)
+                raise BrokerError(
+                    f"{self.bootstrap} | broker process {pid} exited during start-up. "
+                    f"Note: see the broker log.\n{self.log_tail()}"
+                )
+            if broker_answers(self.bootstrap, timeout_s=2.0):
+                return
+            time.sleep(0.5)  # poll interval while the JVM boots
+        self._kill(pid)
+        raise BrokerError(
+            f"{self.bootstrap} | broker did not answer metadata requests within "
+            f"{timeout_s:.0f} s. Note: see the broker log.\n{self.log_tail()}"
+        )
+
+    def _running_pid(self) -> int | None:
+        try:
+            state = json.loads(self._state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        pid = int(state.get("pid", 0))
+        return pid if pid > 0 and _pid_alive(pid) and _is_kafka(pid) else None
+
+    def _kill(self, pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                if not _pid_alive(pid):
+                    return
+                time.sleep(0.1)  # poll interval while the JVM shuts down
+        raise BrokerError(f"broker pid {pid} | did not exit after SIGKILL")
+
+
+def _require_tool(name: str, what: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BrokerError(f"{name} | not found on PATH. Note: the local broker needs {what}")
+    return path
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap our own exited child
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _is_kafka(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+    return b"kafka.Kafka" in cmdline
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,103 @@
+"""The local broker: real produce/consume round trip, lifecycle and clear errors."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from pipeline.errors import BrokerError
+from streams.broker import LocalBroker
+
+pytestmark = pytest.mark.integration
+
+
+def test_records_round_trip_byte_for_byte(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+) -> None:
+    topic = unique_topic(partitions=3)
+    sent = [
+        (
+            f"key-{i}".encode(),
+            bytes(range(256)) * (i + 1),
+            [("h", f"v{i}".encode()), ("bin", b"\x00\xff")],
+        )
+        for i in range(30)
+    ]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for key, value, headers in sent:
+        producer.send(topic, key=key, value=value, headers=headers)
+    producer.flush(timeout=30)
+    producer.close()
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=unique_group(),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=15000,
+    )
+    received = {}
+    for msg in consumer:
+        received[msg.key] = (msg.value, list(msg.headers))
+        if len(received) == len(sent):
+            break
+    consumer.close()
+
+    assert len(received) == len(sent)
+    for key, value, headers in sent:
+        assert received[key] == (value, headers)
+
+
+def test_start_is_idempotent_and_status_reports_the_running_broker(kafka_bootstrap: str) -> None:
+    broker = LocalBroker()
+    if broker.bootstrap != kafka_bootstrap:
+        pytest.skip("tests run against an external broker")
+    assert broker.start() == kafka_bootstrap
+    state = broker.status()
+    assert state.running and state.pid is not None
+    assert state.bootstrap == kafka_bootstrap
+
+
+def test_port_taken_by_another_process_gives_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        broker = LocalBroker(port=port, controller_port=port + 1, data_dir=tmp_path)
+        with pytest.raises(BrokerError, match=rf"127.0.0.1:{port} \| port already in use"):
+            broker.start(timeout_s=10)
+
+
+def test_stop_start_cycle_leaves_no_process(tmp_path: Path) -> None:
+    broker = LocalBroker(port=_free_port_pair(), data_dir=tmp_path / "data")
+    for _ in range(2):
+        broker.start()
+        pid = broker.status().pid
+        assert pid is not None
+        assert broker.stop() is True
+        assert not Path(f"/proc/{pid}").exists()
+        assert broker.status().running is False
+    assert broker.stop() is False
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        if port < 65000 and _free(port + 1):
+            return port
+    raise RuntimeError("no free pair of loopback ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
