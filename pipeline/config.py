@@ -1,0 +1,407 @@
+"""Pipeline configuration: one YAML file, parsed once into frozen typed objects.
+
+``load_config(path)`` reads the file and returns a :class:`PipelineConfig`, or
+raises :class:`~pipeline.errors.ConfigError` that lists *every* problem found,
+each with the file, the key path, the bad value and what is allowed::
+
+    pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor' or
+    'transaction' (got 'video'). Note: allowed: camera, sensor, transaction
+
+Each default is written once, here, on the field it belongs to. Secrets
+(``kafka.sasl_password``) are :class:`pydantic.SecretStr` and never printed.
+Relative file paths (model ONNX files, SSL files) are resolved against the
+directory of the config file. When ``kafka.bootstrap_servers`` is left out,
+``$STREAMFER_BOOTSTRAP`` or ``127.0.0.1:9092`` is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from pipeline.config_problems import Problem, format_problems, pydantic_problems
+from pipeline.errors import ConfigError
+
+Kind = Literal["camera", "sensor", "transaction"]
+Target = Literal["auto", "tensorrt", "onnxruntime"]
+Precision = Literal["fp32", "fp16", "int8"]
+Mode = Literal["realtime", "replay"]
+Delivery = Literal["at_least_once", "exactly_once"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+Compression = Literal["none", "gzip", "lz4", "zstd", "snappy"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaConfig(_Frozen):
+    """Connection to the cluster; shared by every consumer and producer of the process."""
+
+    bootstrap_servers: str | None = None
+    client_id: str = "streamfer"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def resolved_bootstrap(self) -> str:
+        """The configured servers, else ``$STREAMFER_BOOTSTRAP``, else the local broker."""
+        from streams.admin import default_bootstrap
+
+        return self.bootstrap_servers or default_bootstrap()
+
+
+class ConsumerConfig(_Frozen):
+    group_id: str = "streamfer"
+    max_poll_records: int = Field(default=500, ge=1)
+    fetch_max_wait_ms: int = Field(default=20, ge=0)
+    max_partition_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+
+class ProducerConfig(_Frozen):
+    linger_ms: int = Field(default=5, ge=0)
+    compression_type: Compression = "none"
+    max_request_size: int = Field(default=8 * 1024 * 1024, ge=1024)
+    transaction_timeout_ms: int = Field(default=60_000, ge=1000)
+
+
+class ModelConfig(_Frozen):
+    path: Path
+    target: Target = "auto"
+    precision: Precision = "fp32"
+    max_batch: int = Field(default=64, ge=1, le=4096)
+    intra_op_threads: int | None = Field(default=None, ge=1)
+
+
+class BatchingConfig(_Frozen):
+    max_batch: int = Field(default=32, ge=1, le=4096)
+    max_wait_ms: float = Field(default=5.0, ge=0)
+
+
+class FraudThresholds(_Frozen):
+    """Score >= review -> review; score >= decline -> decline; else approve."""
+
+    review: float = Field(default=0.5, ge=0, le=1)
+    decline: float = Field(default=0.9, ge=0, le=1)
+
+
+class DetectionThresholds(_Frozen):
+    score: float = Field(default=0.25, ge=0, le=1)
+    iou: float = Field(default=0.45, ge=0, le=1)
+    max_detections: int = Field(default=100, ge=1)
+
+
+class SensorThresholds(_Frozen):
+    """Below ``min_confidence`` the event label is ``uncertain``."""
+
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+
+
+class LimitsConfig(_Frozen):
+    """Checked before any expensive decode; a record over a limit goes to the DLQ."""
+
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1)
+    max_json_bytes: int = Field(default=64 * 1024, ge=1)
+
+
+class StreamConfig(_Frozen):
+    """One input topic -> one model -> one output topic."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Kind
+    input_topic: str = Field(min_length=1)
+    output_topic: str = Field(min_length=1)
+    dlq_topic: str | None = None
+    model: str
+    mode: Mode = "realtime"
+    delivery: Delivery = "at_least_once"
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    deadline_ms: float | None = Field(default=None, gt=0)
+    drop_stale: bool | None = None
+    latest_per_key: bool = False
+    fraud: FraudThresholds = Field(default_factory=FraudThresholds)
+    detection: DetectionThresholds = Field(default_factory=DetectionThresholds)
+    sensor: SensorThresholds = Field(default_factory=SensorThresholds)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @property
+    def resolved_dlq_topic(self) -> str:
+        return self.dlq_topic or f"{self.input_topic}.dlq"
+
+    @property
+    def drops_stale(self) -> bool:
+        """Stale items are dropped: explicit setting, else camera streams in realtime mode."""
+        if self.mode == "replay" or self.deadline_ms is None:
+            return False
+        if self.drop_stale is None:
+            return self.kind == "camera"
+        return self.drop_stale
+
+
+class MetricsConfig(_Frozen):
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class RuntimeConfig(_Frozen):
+    preprocess_threads: int = Field(default=2, ge=1, le=64)
+    max_in_flight: int = Field(default=2000, ge=1)
+    commit_interval_ms: int = Field(default=200, ge=1)
+    drain_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class PipelineConfig(_Frozen):
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    consumer: ConsumerConfig = Field(default_factory=ConsumerConfig)
+    producer: ProducerConfig = Field(default_factory=ProducerConfig)
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    streams: list[StreamConfig] = Field(min_length=1)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    def stream(self, name: str) -> StreamConfig:
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        """A short human summary, no secrets."""
+        lines = [f"kafka {self.kafka.resolved_bootstrap()} ({self.kafka.security_protocol})"]
+        for name, model in self.models.items():
+            lines.append(f"model {name}: {model.path} target={model.target} {model.precision}")
+        for s in self.streams:
+            lines.append(
+                f"stream {s.name} ({s.kind}): {s.input_topic} -> {s.model} -> {s.output_topic}"
+                f" [{s.mode}, {s.delivery}, batch<={s.batching.max_batch}"
+                f" wait<={s.batching.max_wait_ms:g}ms, drops stale: {s.drops_stale}]"
+            )
+        return "\n".join(lines)
+
+
+_T = TypeVar("_T", bound=BaseModel)
+_KIND_SECTIONS: dict[str, Kind] = {
+    "fraud": "transaction",
+    "detection": "camera",
+    "sensor": "sensor",
+}
+
+
+def _stream_problems(
+    i: int, s: StreamConfig, models: Mapping[str, ModelConfig | None]
+) -> Iterator[Problem]:
+    loc = f"streams[{i}]"
+    model = models.get(s.model)
+    if model is not None and s.batching.max_batch > model.max_batch:
+        yield Problem(
+            f"{loc}.batching.max_batch",
+            f"exceeds models.{s.model}.max_batch",
+            s.batching.max_batch,
+            [f"<= {model.max_batch}"],
+        )
+    if s.kind == "transaction" and s.drop_stale:
+        yield Problem(f"{loc}.drop_stale", "transactions are never dropped", True, ["false"])
+    if s.kind == "transaction" and s.latest_per_key:
+        yield Problem(
+            f"{loc}.latest_per_key",
+            "transactions are never superseded (that drops them)",
+            True,
+            ["false"],
+        )
+    if s.mode == "replay" and (s.drop_stale or s.latest_per_key):
+        key = "drop_stale" if s.drop_stale else "latest_per_key"
+        yield Problem(f"{loc}.{key}", "replay mode drops nothing", True, ["false"])
+    if s.drop_stale and s.deadline_ms is None:
+        yield Problem(f"{loc}.deadline_ms", "drop_stale needs a deadline", None, ["a number > 0"])
+    for section, kind in _KIND_SECTIONS.items():
+        if section in s.model_fields_set and s.kind != kind:
+            yield Problem(
+                f"{loc}.{section}",
+                f"applies to {kind} streams only, this stream is {s.kind}",
+                section,
+                [f"kind: {kind}"],
+            )
+    if s.fraud.review > s.fraud.decline:
+        yield Problem(
+            f"{loc}.fraud.review",
+            "review threshold above decline threshold",
+            s.fraud.review,
+            [f"<= decline ({s.fraud.decline})"],
+        )
+    if s.output_topic == s.input_topic or s.resolved_dlq_topic == s.input_topic:
+        yield Problem(
+            f"{loc}.output_topic",
+            "output or DLQ topic equals the input topic",
+            s.input_topic,
+            ["a different topic"],
+        )
+
+
+def _reference_problems(
+    raw_streams: Sequence[Any], model_names: Sequence[str] | None
+) -> Iterator[Problem]:
+    """Checks that need only a few raw values, so they run even on streams that failed."""
+    seen_names: dict[str, int] = {}
+    seen_inputs: dict[str, int] = {}
+    for i, s in enumerate(raw_streams):
+        if not isinstance(s, Mapping):
+            continue
+        model, name, topic = s.get("model"), s.get("name"), s.get("input_topic")
+        if model_names is not None and isinstance(model, str) and model not in model_names:
+            yield Problem(f"streams[{i}].model", "unknown model", model, sorted(model_names))
+        if isinstance(name, str):
+            if name in seen_names:
+                yield Problem(
+                    f"streams[{i}].name",
+                    f"duplicate of streams[{seen_names[name]}].name",
+                    name,
+                    ["unique names"],
+                )
+            seen_names.setdefault(name, i)
+        if isinstance(topic, str):
+            if topic in seen_inputs:
+                yield Problem(
+                    f"streams[{i}].input_topic",
+                    f"already consumed by streams[{seen_inputs[topic]}]",
+                    topic,
+                    ["one stream per input topic"],
+                )
+            seen_inputs.setdefault(topic, i)
+
+
+def _kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
+    sasl = k.security_protocol.startswith("SASL")
+    if sasl and k.sasl_mechanism is None:
+        yield Problem(
+            "kafka.sasl_mechanism",
+            f"required with security_protocol {k.security_protocol}",
+            None,
+            ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+        )
+    if sasl and (k.sasl_username is None or k.sasl_password is None):
+        yield Problem(
+            "kafka.sasl_username",
+            "SASL needs sasl_username and sasl_password",
+            None,
+            ["both set"],
+        )
+    if not sasl and k.sasl_mechanism is not None:
+        yield Problem(
+            "kafka.sasl_mechanism",
+            f"set but security_protocol is {k.security_protocol}",
+            k.sasl_mechanism,
+            ["SASL_PLAINTEXT", "SASL_SSL as security_protocol"],
+        )
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path: Path | None = getattr(k, key)
+        if path is not None and not path.is_file():
+            yield Problem(f"kafka.{key}", "file not found", str(path), ["an existing file"])
+
+
+def _model_problems(name: str, m: ModelConfig) -> Iterator[Problem]:
+    if not m.path.is_file():
+        yield Problem(
+            f"models.{name}.path", "file not found", str(m.path), ["an existing .onnx file"]
+        )
+
+
+def _resolve_paths(raw: Any, base: Path) -> Any:
+    """Make relative file paths relative to the config file's directory."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = dict(raw)
+    models = raw.get("models")
+    if isinstance(models, dict):
+        raw["models"] = {name: _with_path(m, ("path",), base) for name, m in models.items()}
+    if isinstance(raw.get("kafka"), dict):
+        raw["kafka"] = _with_path(raw["kafka"], ("ssl_cafile", "ssl_certfile", "ssl_keyfile"), base)
+    return raw
+
+
+def _with_path(section: Any, keys: tuple[str, ...], base: Path) -> Any:
+    if not isinstance(section, dict):
+        return section
+    out = dict(section)
+    for key in keys:
+        value = out.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            out[key] = str(base / value)
+    return out
+
+
+def _try(model: type[_T], raw: Any) -> _T | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None  # its structural errors are reported already
+
+
+def _semantic_problems(raw: dict[str, Any]) -> Iterator[Problem]:
+    """Cross-field checks on every section that parsed, even when others did not."""
+    kafka = _try(KafkaConfig, raw.get("kafka", {}))
+    if kafka is not None:
+        yield from _kafka_problems(kafka)
+    raw_models = raw.get("models")
+    models: dict[str, ModelConfig | None] = {}
+    if isinstance(raw_models, dict):
+        models = {str(n): _try(ModelConfig, m) for n, m in raw_models.items()}
+    for name, model in models.items():
+        if model is not None:
+            yield from _model_problems(name, model)
+    raw_streams = raw.get("streams")
+    raw_streams = raw_streams if isinstance(raw_streams, list) else []
+    for i, s in enumerate(raw_streams):
+        stream = _try(StreamConfig, s)
+        if stream is not None:
+            yield from _stream_problems(i, stream, models)
+    yield from _reference_problems(
+        raw_streams, list(models) if isinstance(raw_models, dict) else None
+    )
+
+
+def parse_config(
+    raw: Any, source: str = "<config>", base_dir: Path | None = None
+) -> PipelineConfig:
+    """Validate an already-loaded mapping; ``source`` names it in error messages."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source} | top level must be a mapping (got {type(raw).__name__}). "
+            "Note: expected keys kafka, consumer, producer, models, streams, metrics, runtime"
+        )
+    raw = _resolve_paths(raw, base_dir or Path.cwd())
+    problems: list[Problem] = []
+    try:
+        cfg = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = pydantic_problems(exc, PipelineConfig)
+    problems += _semantic_problems(raw)
+    if problems:
+        raise ConfigError(format_problems(source, sorted(problems, key=lambda p: p.key)))
+    return cfg
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML config file; ConfigError lists every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path} | cannot read the config file: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} | not valid YAML: {exc}") from None
+    return parse_config(raw, str(path), path.resolve().parent)
