@@ -1,0 +1,152 @@
+"""The two reference loops the pipeline is measured against.
+
+* pass-through: consume and produce the same records with the same Kafka
+  client (kafka-python) and the same client settings as the pipeline, no
+  model. Offsets are committed only after the produced copies are acked, as
+  the pipeline does, so it is the ceiling the pipeline cannot beat.
+* naive: the loop most tutorials write — poll one record, decode, featurize,
+  run the engine at batch 1, produce the decision, wait for the ack, commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import StreamError
+
+
+@dataclass(frozen=True)
+class ClientTuning:
+    """The Kafka client settings the pipeline runs with, applied to the reference loops too."""
+
+    max_poll_records: int = 500
+    fetch_max_wait_ms: int = 20
+    max_partition_fetch_bytes: int = 8 * 1024 * 1024
+    linger_ms: int = 5
+    compression_type: str | None = None
+    max_request_size: int = 8 * 1024 * 1024
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig) -> ClientTuning:
+        comp = cfg.producer.compression_type
+        return cls(
+            max_poll_records=cfg.consumer.max_poll_records,
+            fetch_max_wait_ms=cfg.consumer.fetch_max_wait_ms,
+            max_partition_fetch_bytes=cfg.consumer.max_partition_fetch_bytes,
+            linger_ms=cfg.producer.linger_ms,
+            compression_type=None if comp == "none" else comp,
+            max_request_size=cfg.producer.max_request_size,
+        )
+
+    def consumer(self, bootstrap: str, topic: str, group: str, **over: Any) -> KafkaConsumer:
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group,
+            "client_id": "streamfer-bench",
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": self.max_poll_records,
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+        }
+        kwargs.update(over)
+        consumer = KafkaConsumer(**kwargs)
+        consumer.subscribe([topic])
+        return consumer
+
+    def producer(self, bootstrap: str, **over: Any) -> KafkaProducer:
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "client_id": "streamfer-bench",
+            "linger_ms": self.linger_ms,
+            "compression_type": self.compression_type,
+            "max_request_size": self.max_request_size,
+        }
+        kwargs.update(over)
+        return KafkaProducer(**kwargs)
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """What a reference loop did; the rate itself is read from the output topic."""
+
+    processed: int
+    wall_s: float  # first record polled -> last ack
+
+
+def run_passthrough(
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    n: int,
+    group: str,
+    tuning: ClientTuning,
+    timeout_s: float = 300.0,
+) -> LoopResult:
+    """Copy ``n`` records from ``in_topic`` to ``out_topic``; commit each poll after its acks."""
+    consumer = tuning.consumer(bootstrap, in_topic, group)
+    producer = tuning.producer(bootstrap)
+    done, t0 = 0, 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while done < n:
+            if time.monotonic() > deadline:
+                raise StreamError(f"{in_topic} | pass-through copied {done}/{n} in {timeout_s} s")
+            want = min(tuning.max_poll_records, n - done)
+            polled = consumer.poll(timeout_ms=200, max_records=want)
+            if not polled:
+                continue
+            t0 = t0 or time.perf_counter_ns()
+            offsets = {}
+            for tp, recs in polled.items():
+                for r in recs:
+                    producer.send(out_topic, key=r.key, value=r.value, headers=r.headers or None)
+                offsets[tp] = OffsetAndMetadata(recs[-1].offset + 1, "", -1)
+                done += len(recs)
+            producer.flush()
+            consumer.commit_async(offsets)
+        wall = (time.perf_counter_ns() - t0) / 1e9
+        consumer.commit()
+    finally:
+        producer.close(timeout=10)
+        consumer.close()
+    return LoopResult(done, wall)
+
+
+def run_naive(
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    n: int,
+    group: str,
+    tuning: ClientTuning,
+    handle: Callable[[Any], bytes],
+    timeout_s: float = 300.0,
+) -> LoopResult:
+    """One record at a time: ``handle(record) -> decision bytes``, produce, wait, commit."""
+    consumer = tuning.consumer(bootstrap, in_topic, group, max_poll_records=1)
+    producer = tuning.producer(bootstrap)
+    done, t0 = 0, 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while done < n:
+            if time.monotonic() > deadline:
+                raise StreamError(f"{in_topic} | naive loop handled {done}/{n} in {timeout_s} s")
+            for tp, recs in consumer.poll(timeout_ms=200, max_records=1).items():
+                t0 = t0 or time.perf_counter_ns()
+                r = recs[0]
+                producer.send(out_topic, key=r.key, value=handle(r)).get(timeout=30)
+                consumer.commit({tp: OffsetAndMetadata(r.offset + 1, "", -1)})
+                done += 1
+        wall = (time.perf_counter_ns() - t0) / 1e9
+    finally:
+        producer.close(timeout=10)
+        consumer.close()
+    return LoopResult(done, wall)
+

@@ -1,0 +1,146 @@
+"""A benchmark's outcome: tables, targets met or missed, raw numbers; printed and recorded.
+
+Every command builds one :class:`Report`, prints it as a table and appends it
+to ``bench/RESULTS.md`` with the machine, date, commit and command beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from bench.machine import Machine
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_PATH = BENCH_DIR / "RESULTS.md"
+RESULTS_HEADER = """# streamfer benchmark results
+
+Appended by `streamfer bench ...`; newest at the bottom. Each section names the
+machine, the load average when it was measured, the date, the commit and the
+command that produced it, and keeps the raw numbers. Targets are marked
+**met** or **MISSED** as measured; the machine is shared, so read the load
+figure beside each result.
+"""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table of already-formatted cells."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of the issue: what was measured against what was required."""
+
+    name: str
+    measured: str
+    required: str
+    met: bool | None  # None: could not be measured in this run
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "MISSED", None: "not measured"}[self.met]
+
+
+@dataclass
+class Report:
+    """Everything one benchmark command produced."""
+
+    title: str
+    command: str
+    machine: Machine
+    tables: list[Table] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # paths relative to RESULTS.md
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as typed, with the console script name instead of a path."""
+    args = list(sys.argv if argv is None else argv)
+    if args:
+        args[0] = Path(args[0]).name
+    return shlex.join(args)
+
+
+def _md_table(table: Table) -> str:
+    lines = [f"**{table.title}**", "", "| " + " | ".join(table.columns) + " |"]
+    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def render_markdown(report: Report) -> str:
+    """The RESULTS.md section for ``report``."""
+    m = report.machine
+    out = [
+        f"## {report.title} — {m.date_utc}",
+        "",
+        f"- machine: {m.describe()}",
+        f"- commit: `{m.commit}`",
+        f"- command: `{report.command}`",
+        "",
+    ]
+    for table in report.tables:
+        out += [_md_table(table), ""]
+    if report.targets:
+        rows = tuple(
+            (t.name, t.measured, t.required, f"**{t.verdict}**") for t in report.targets
+        )
+        out += [_md_table(Table("Targets", ("target", "measured", "required", "verdict"), rows))]
+        out.append("")
+    for note in report.notes:
+        out.append(f"- {note}")
+    if report.notes:
+        out.append("")
+    for image in report.images:
+        out += [f"![{Path(image).stem}]({image})", ""]
+    raw = json.dumps({"machine": asdict(m), **report.raw}, indent=1, default=str)
+    out += ["<details><summary>raw numbers</summary>", "", "```json", raw, "```", "", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+def append_results(report: Report, path: Path = RESULTS_PATH) -> Path:
+    """Append ``report`` to ``path`` (created with a header when missing)."""
+    text = render_markdown(report)
+    if not path.exists():
+        path.write_text(RESULTS_HEADER + "\n" + text, encoding="utf-8")
+    else:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write("\n" + text)
+    return path
+
+
+def print_report(report: Report, console: Console | None = None) -> None:
+    """The report as rich tables on the terminal."""
+    console = console or Console()
+    console.print(f"[bold]{report.title}[/bold]  {report.machine.describe()}")
+    for table in report.tables:
+        rt = RichTable(title=table.title, title_justify="left")
+        for col in table.columns:
+            rt.add_column(col)
+        for row in table.rows:
+            rt.add_row(*row)
+        console.print(rt)
+    if report.targets:
+        rt = RichTable(title="Targets", title_justify="left")
+        for col in ("target", "measured", "required", "verdict"):
+            rt.add_column(col)
+        for t in report.targets:
+            style = {True: "green", False: "red", None: "yellow"}[t.met]
+            rt.add_row(t.name, t.measured, t.required, f"[{style}]{t.verdict}[/{style}]")
+        console.print(rt)
+    for note in report.notes:
+        console.print(f"- {note}")
