@@ -1,0 +1,1 @@
+"""ONNX Runtime backend: the embedded CPU default (CUDA provider with onnxruntime-gpu)."""

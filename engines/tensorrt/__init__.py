@@ -1,0 +1,1 @@
+"""TensorRT backend (extra `gpu`): nothing here imports tensorrt or pycuda at import time."""
