@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from pipeline.config_problems import Problem, format_problems, pydantic_problems
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from streams.settings import KafkaSettings
 
 Kind = Literal["camera", "sensor", "transaction"]
 Target = Literal["auto", "tensorrt", "onnxruntime"]
@@ -58,6 +61,23 @@ class KafkaConfig(_Frozen):
         from streams.admin import default_bootstrap
 
         return self.bootstrap_servers or default_bootstrap()
+
+    def to_settings(self) -> KafkaSettings:
+        """The streams package's connection settings (the secret revealed only there)."""
+        from streams.settings import KafkaSettings
+
+        password = self.sasl_password.get_secret_value() if self.sasl_password else None
+        return KafkaSettings(
+            bootstrap_servers=self.resolved_bootstrap(),
+            client_id=self.client_id,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=password,
+            ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+            ssl_certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+            ssl_keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+        )
 
 
 class ConsumerConfig(_Frozen):

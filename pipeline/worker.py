@@ -1,0 +1,221 @@
+"""The engine worker of one stream: inbox -> batcher -> runner -> postprocess -> outlet.
+
+It owns the stream's :class:`~pipeline.batcher.Batcher` (one thread, so the
+batcher stays lock-free) and knows nothing about Kafka: records arrive in
+consume order on a bounded inbox as ``(record, future)`` pairs, the future
+being the thread pool's ``Preprocessor.parallel`` work; every outcome leaves
+through an :class:`Outlet`:
+
+* a decision -> ``outlet.publish(work, decision)``;
+* a drop (stale, superseded) -> ``outlet.dropped(work, reason)``;
+* bad input (``CodecError``) or a failed batch -> ``outlet.dead_letter(record, error, reason)``.
+
+Each record meets exactly one of them (the batcher's completions enforce
+it). A ``STOP`` sentinel on the inbox drains the batcher and ends the thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import numpy as np
+
+from pipeline.batcher import Batch, Batcher, Completion
+from pipeline.config import StreamConfig
+from pipeline.errors import CodecError, EngineError, StreamferError
+from pipeline.postprocess import ModelIdentity, Postprocessor, build_decision
+from pipeline.preprocess import Prepared, Preprocessor
+
+log = logging.getLogger(__name__)
+
+STOP: Final = object()
+_IDLE_WAIT_S = 0.05
+
+
+class Outlet(Protocol):
+    def publish(self, work: Work, decision: dict[str, Any]) -> None: ...
+
+    def dropped(self, work: Work, reason: str) -> None: ...
+
+    def dead_letter(self, record: Any, error: BaseException, reason: str) -> None: ...
+
+
+class InferFn(Protocol):
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(slots=True)
+class Work:
+    """One record on its way through the engine side, with its stage timings (ns)."""
+
+    record: Any
+    prepared: Prepared
+    preprocess_ns: int
+    ready_ns: int  # preprocessing finished (monotonic)
+    stage_ns: dict[str, int] = field(default_factory=dict)
+
+    def latency_ms(self, handoff_ns: int) -> dict[str, float]:
+        """Stage latencies in ms as a decision reports them (see pipeline.postprocess)."""
+        rec = self.record
+        broker_ms = max(0.0, rec.consumed_wall_ms - rec.timestamp_ms)
+        out = {"broker": broker_ms, "preprocess": self.preprocess_ns / 1e6}
+        out.update({k: v / 1e6 for k, v in self.stage_ns.items()})
+        out["e2e"] = broker_ms + (handoff_ns - rec.consumed_ns) / 1e6
+        return out
+
+
+def timed_parallel(pre: Preprocessor, record: Any) -> tuple[Any, int]:
+    """Run ``pre.parallel`` and measure it: this is what the thread pool executes."""
+    start = time.perf_counter_ns()
+    decoded = pre.parallel(record)
+    return decoded, time.perf_counter_ns() - start
+
+
+class EngineWorker:
+    def __init__(
+        self,
+        *,
+        stream: StreamConfig,
+        infer: InferFn,
+        pre: Preprocessor,
+        post: Postprocessor,
+        identity: ModelIdentity,
+        inbox: queue.Queue[Any],
+        outlet: Outlet,
+        on_batch: Callable[[int, float, float], None] = lambda n, infer_s, post_s: None,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.stream = stream
+        self.infer = infer
+        self.pre = pre
+        self.post = post
+        self.identity = identity
+        self.inbox = inbox
+        self.outlet = outlet
+        self.on_batch = on_batch
+        self.clock = clock
+        self.batcher: Batcher[Work] = Batcher(
+            stream.batching.max_batch,
+            int(stream.batching.max_wait_ms * 1e6),
+            drop_stale=stream.drops_stale,
+            latest_per_key=stream.latest_per_key,
+            clock=clock,
+        )
+
+    @property
+    def queued(self) -> int:
+        return len(self.batcher)
+
+    def run(self) -> None:
+        """Thread target: until STOP, admit records and run batches when they are due."""
+        try:
+            while True:
+                entry = self._next(self._wait_s())
+                stop = False
+                while entry is not None:
+                    if entry is STOP:
+                        stop = True
+                        break
+                    self._admit(*entry)
+                    if len(self.batcher) >= self.batcher.max_batch:
+                        break
+                    entry = self._next(0)
+                while (batch := self.batcher.poll()) is not None:
+                    self._run(batch)
+                if stop:
+                    for batch in self.batcher.drain():
+                        self._run(batch)
+                    return
+        except BaseException as exc:  # never leave an item unresolved behind us
+            log.exception("%s | engine worker failed", self.stream.name)
+            self.batcher.fail_all(exc)
+            raise
+
+    def _wait_s(self) -> float:
+        due = self.batcher.next_flush_ns()
+        if due is None:
+            return _IDLE_WAIT_S
+        return max(0.0, (due - self.clock()) / 1e9)
+
+    def _next(self, timeout_s: float) -> Any:
+        try:
+            if timeout_s <= 0:
+                return self.inbox.get_nowait()
+            return self.inbox.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def _admit(self, record: Any, future: Future[tuple[Any, int]]) -> None:
+        try:
+            decoded, parallel_ns = future.result()
+            start = time.perf_counter_ns()
+            prepared = self.pre.ordered(record, decoded)
+            pre_ns = parallel_ns + time.perf_counter_ns() - start
+        except CodecError as exc:
+            self.outlet.dead_letter(record, exc, exc.reason)
+            return
+        except Exception as exc:  # a preprocessing bug must not lose the record
+            log.exception("%s | preprocessing %s failed", self.stream.name, _coords(record))
+            self.outlet.dead_letter(record, exc, "preprocess_error")
+            return
+        work = Work(record, prepared, pre_ns, self.clock())
+        completion = Completion(functools.partial(self._resolved, work))
+        self.batcher.put(work, completion, deadline_ns=prepared.deadline_ns, key=record.key)
+
+    def _resolved(self, work: Work, c: Completion) -> None:
+        if c.kind == "dropped":
+            self.outlet.dropped(work, c.reason or "dropped")
+        elif c.kind == "error":
+            err = c.error or EngineError("unknown")
+            reason = "engine_error" if isinstance(err, StreamferError) else "internal_error"
+            self.outlet.dead_letter(work.record, err, reason)
+        else:
+            assert isinstance(c.value, dict)
+            self.outlet.publish(work, c.value)
+
+    def _run(self, batch: Batch[Work]) -> None:
+        n = len(batch)
+        start = self.clock()
+        try:
+            rows = np.stack([w.prepared.tensor for w in batch.payloads])
+            outputs = self.infer({self.pre.input_name: rows})
+        except Exception as exc:
+            log.error("%s | batch of %d failed: %s", self.stream.name, n, exc)
+            batch.fail_all(exc)
+            return
+        infer_done = self.clock()
+        self.batcher.observe(n, infer_done - start)
+        try:
+            results = self.post.results(outputs, [w.prepared.meta for w in batch.payloads])
+        except Exception as exc:
+            log.error("%s | postprocessing a batch of %d failed: %s", self.stream.name, n, exc)
+            batch.fail_all(exc)
+            return
+        post_done = self.clock()
+        self.on_batch(n, (infer_done - start) / 1e9, (post_done - infer_done) / 1e9)
+        for item, result in zip(batch.items, results, strict=True):
+            work = item.payload
+            work.stage_ns["queue"] = start - work.ready_ns
+            work.stage_ns["infer"] = infer_done - start
+            work.stage_ns["postprocess"] = post_done - infer_done
+            decision = build_decision(
+                stream=self.stream.name,
+                kind=self.stream.kind,
+                record=work.record,
+                model=self.identity,
+                result=result,
+                batch_size=n,
+                latency_ms={},  # filled by the outlet at hand-off (publish, e2e)
+            )
+            item.completion.set_result(decision)
+
+
+def _coords(record: Any) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"

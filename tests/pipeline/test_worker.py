@@ -1,0 +1,113 @@
+"""The engine worker without Kafka: every record ends as a decision, a drop or a dead letter."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import StreamConfig
+from pipeline.errors import CodecError, EngineError
+from pipeline.postprocess import FraudPostprocessor, ModelIdentity
+from pipeline.preprocess import Prepared
+from pipeline.worker import STOP, EngineWorker, Work
+
+
+class Pre:
+    input_name = "features"
+
+    def parallel(self, record: Any) -> Any:
+        if record.value == b"bad":
+            raise CodecError(f"{record.offset} | bad json", "bad_json")
+        return float(record.offset)
+
+    def ordered(self, record: Any, decoded: Any) -> Prepared:
+        return Prepared(np.full(3, decoded, np.float32), {"tx_id": str(record.offset)}, None)
+
+
+class Outlet:
+    def __init__(self) -> None:
+        self.published: list[tuple[int, dict]] = []
+        self.dropped_: list[tuple[int, str]] = []
+        self.dead: list[tuple[int, str]] = []
+
+    def publish(self, work: Work, decision: dict[str, Any]) -> None:
+        self.published.append((work.record.offset, decision))
+
+    def dropped(self, work: Work, reason: str) -> None:
+        self.dropped_.append((work.record.offset, reason))
+
+    def dead_letter(self, record: Any, error: BaseException, reason: str) -> None:
+        self.dead.append((record.offset, reason))
+
+
+def record(offset: int, value: bytes = b"{}") -> SimpleNamespace:
+    return SimpleNamespace(
+        topic="tx", partition=0, offset=offset, key=b"k", value=value,
+        timestamp_ms=0, consumed_ns=0, consumed_wall_ms=0,
+    )  # fmt: skip
+
+
+def run_worker(records: list[Any], infer: Any) -> Outlet:
+    stream = StreamConfig(
+        name="s", kind="transaction", input_topic="tx", output_topic="out", model="m",
+        batching={"max_batch": 4, "max_wait_ms": 1},
+    )  # fmt: skip
+    inbox: queue.Queue[Any] = queue.Queue(maxsize=100)
+    outlet = Outlet()
+    pre = Pre()
+    worker = EngineWorker(
+        stream=stream,
+        infer=infer,
+        pre=pre,
+        post=FraudPostprocessor(stream.fraud),
+        identity=ModelIdentity("m", "1", "onnxruntime", "fp32"),
+        inbox=inbox,
+        outlet=outlet,
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    for r in records:
+        fut: Future[tuple[Any, int]] = Future()
+        try:
+            fut.set_result((pre.parallel(r), 0))
+        except CodecError as exc:
+            fut.set_exception(exc)
+        inbox.put((r, fut))
+    inbox.put(STOP)
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    return outlet
+
+
+def test_every_record_gets_exactly_one_outcome() -> None:
+    records = [record(i, b"bad" if i % 5 == 0 else b"{}") for i in range(23)]
+
+    def infer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = feeds["features"]
+        assert x.shape[0] <= 4
+        return {"score": (x[:, :1] % 10) / 10}
+
+    out = run_worker(records, infer)
+    decided = [o for o, _ in out.published]
+    dead = [o for o, _ in out.dead]
+    assert sorted(decided + dead) == list(range(23))
+    assert dead == [0, 5, 10, 15, 20] and {r for _, r in out.dead} == {"bad_json"}
+    assert decided == sorted(decided)  # consume order kept
+    first = dict(out.published)[1]
+    assert first["result"]["tx_id"] == "1" and first["result"]["action"] == "approve"
+    assert 1 <= first["batch_size"] <= 4
+
+
+def test_failed_batches_are_dead_lettered_not_lost() -> None:
+    def infer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise EngineError("m | boom")
+
+    out = run_worker([record(i) for i in range(6)], infer)
+    assert not out.published
+    assert sorted(o for o, _ in out.dead) == list(range(6))
+    assert {r for _, r in out.dead} == {"engine_error"}
