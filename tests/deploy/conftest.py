@@ -1,0 +1,102 @@
+"""Fixtures for the deploy/ checks: promtool, a populated Metrics, PromQL name parsing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import pytest
+
+from pipeline.metrics import STAGES, Metrics
+
+_KEYWORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+    "and", "or", "unless", "offset", "inf", "nan",
+}  # fmt: skip
+
+
+class _OneGpu:
+    """Stands in for pynvml so that the GPU series are part of the exported names."""
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> SimpleNamespace:
+        return SimpleNamespace(gpu=50, memory=10)
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> SimpleNamespace:
+        return SimpleNamespace(used=1 << 30, total=16 << 30, free=15 << 30)
+
+
+def populate(metrics: Metrics) -> None:
+    """Move every metric the pipeline exports at least once."""
+    for name, engine in (("fraud", "onnxruntime"), ("camera", "tensorrt")):
+        s = metrics.stream(name, model=name, engine=engine)
+        s.consumed(100)
+        s.published(97)
+        s.dropped("stale", 2)
+        s.dead_lettered("bad_json")
+        for stage in STAGES:
+            s.observe_stage(stage, 0.002)
+        s.observe_e2e_many([0.01, 0.03, 0.048, 0.2])
+        s.observe_batch(16)
+        s.set_queue_depth(5)
+        s.set_lag(0, 12)
+        metrics.engine_info(stream=name, model=name, engine=engine, precision="fp32",
+                            device="cpu", version="1")  # fmt: skip
+    metrics.set_ready_source(lambda: True)
+
+
+def _populated_metrics() -> Metrics:
+    metrics = Metrics(nvml_loader=lambda: _OneGpu())  # type: ignore[arg-type,return-value]
+    populate(metrics)
+    return metrics
+
+
+@pytest.fixture
+def populated_metrics() -> Metrics:
+    """A fresh Metrics in which every metric has moved (GPU ones from a stand-in NVML)."""
+    return _populated_metrics()
+
+
+@pytest.fixture(scope="session")
+def exported_names() -> set[str]:
+    """Every sample name a populated registry exports (``_bucket``/``_sum``/... included)."""
+    registry = _populated_metrics().registry
+    return {sample.name for family in registry.collect() for sample in family.samples}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric (and recording-rule) names an expression reads; Grafana variables ignored."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # range and subquery windows
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*", text):
+        token = match.group(0)
+        if token.lower() in _KEYWORDS or re.match(r"\s*\(", text[match.end():]):
+            continue  # keyword or function call
+        names.add(token)
+    return names
+
+
+@pytest.fixture
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool not on PATH: run scripts/install-prometheus.sh (CI does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def metric_names_in() -> Callable[[str], set[str]]:
+    return promql_metric_names
