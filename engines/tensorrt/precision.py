@@ -121,8 +121,8 @@ def _io_signature(model: onnx.ModelProto) -> list[tuple[str, int]]:
     return [(v.name, v.type.tensor_type.elem_type) for v in values]
 
 
-def _check_io_kept(original: onnx.ModelProto, converted: onnx.ModelProto, what: str) -> None:
-    before, after = _io_signature(original), _io_signature(converted)
+def _check_io_kept(before: list[tuple[str, int]], converted: onnx.ModelProto, what: str) -> None:
+    after = _io_signature(converted)
     if before != after:
         raise EngineError(
             f"{what} | the converted graph changed its inputs/outputs {before} -> {after}. "
@@ -149,6 +149,7 @@ def count_qdq_nodes(model: onnx.ModelProto) -> int:
 def convert_fp16(src: Path, dst: Path) -> Path:
     """Cast an FP32 graph to FP16 (I/O types kept) and save it at ``dst``."""
     original = onnx.load(str(src))
+    before = _io_signature(original)  # converters may edit the model they are given
     if _importable(_AUTOCAST):
         autocast = importlib.import_module(_AUTOCAST)
         converted = autocast.convert_to_mixed_precision(
@@ -165,7 +166,7 @@ def convert_fp16(src: Path, dst: Path) -> Path:
             f"{src} | FP16 conversion produced no FP16 tensors. "
             "Note: expected an FP16 graph; refusing to build FP32 under an fp16 label"
         )
-    _check_io_kept(original, converted, f"{src} fp16")
+    _check_io_kept(before, converted, f"{src} fp16")
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(converted, str(dst))
     return dst
@@ -190,7 +191,7 @@ def quantize_int8(src: Path, dst: Path, calibration: Mapping[str, np.ndarray]) -
             f"{src} | quantization produced no Q/DQ nodes. "
             "Note: expected explicit INT8 Q/DQ; refusing to build FP32 under an int8 label"
         )
-    _check_io_kept(onnx.load(str(src)), converted, f"{src} int8")
+    _check_io_kept(_io_signature(onnx.load(str(src))), converted, f"{src} int8")
     return dst
 
 
