@@ -23,6 +23,16 @@ def resolve_target(target: str) -> EngineKind:
     return "tensorrt" if target == "tensorrt" else "onnxruntime"
 
 
+def refuse_low_precision_on_onnxruntime(path: Path, precision: str, target: str) -> None:
+    """ONNX Runtime runs the graph as exported: fp16/int8 are never silently run as fp32."""
+    if precision != "fp32":
+        why = "TensorRT is not usable on this host" if target == "auto" else "target onnxruntime"
+        raise EngineError(
+            f"{path} | precision {precision} requested but {why}. Note: expected "
+            "precision fp32 for ONNX Runtime, or TensorRT (extra `gpu`) and a GPU for fp16/int8"
+        )
+
+
 def create_runner(
     onnx_path: Path | str,
     *,
@@ -45,12 +55,7 @@ def create_runner(
         from engines.tensorrt.runner import TensorRTRunner
 
         return TensorRTRunner(path, max_batch=max_batch, precision=precision, cache_dir=cache_dir)
-    if precision != "fp32":
-        why = "TensorRT is not usable on this host" if target == "auto" else "target onnxruntime"
-        raise EngineError(
-            f"{path} | precision {precision} requested but {why}. Note: expected "
-            "precision fp32 for ONNX Runtime, or TensorRT (extra `gpu`) and a GPU for fp16/int8"
-        )
+    refuse_low_precision_on_onnxruntime(path, precision, target)
     from engines.onnxruntime.loader import SessionSettings
     from engines.onnxruntime.runner import OnnxRuntimeRunner
 
