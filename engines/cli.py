@@ -303,7 +303,7 @@ def inspect(model: Path, target: str, precision: str, cache_dir: Path | None) ->
     console.print(_spec_table("outputs", info.outputs))
     meta = Table(title="metadata", title_justify="left")
     meta.add_column("key")
-    meta.add_column("value")
+    meta.add_column("value", overflow="fold")
     for key, value in sorted(info.metadata.items()):
         meta.add_row(key, value)
     console.print(meta if info.metadata else "metadata: none")
