@@ -1,0 +1,193 @@
+"""Camera frames: JPEG/PNG bytes or raw uint8 pixels, dimensions checked before decode."""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from pipeline.errors import CodecError
+from streams.codecs.limits import (
+    CodecLimits,
+    check_size,
+    content_type,
+    fail,
+    int_header,
+    parse_raw_type,
+)
+from streams.records import Record
+
+JPEG = "image/jpeg"
+PNG = "image/png"
+RAW_PREFIX = "application/x-raw"
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Start-of-frame markers carry the image size (all but DHT C4, JPG C8, DAC CC).
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+class Frame(NamedTuple):
+    """A decoded camera frame: BGR uint8 HxWx3 plus the producer's headers."""
+
+    image: np.ndarray
+    capture_ts_ns: int | None
+    frame_seq: int | None
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the JPEG start-of-frame segment, or None if there is none."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, i + 2)
+        if marker in _SOF_MARKERS:
+            if i + 9 > n:
+                return None
+            height, width = struct.unpack_from(">HH", data, i + 5)
+            return width, height
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the PNG IHDR chunk, or None."""
+    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack_from(">II", data, 16)
+    return width, height
+
+
+def decode_camera(record: Record, limits: CodecLimits) -> Frame:
+    """Decode one frame record; CodecError with a reason on every failure."""
+    check_size(record, limits.max_message_bytes, "a camera frame")
+    ctype = content_type(record)
+    if ctype is not None and ctype.startswith(RAW_PREFIX):
+        image = _decode_raw(record, ctype, limits)
+    else:
+        image = _decode_encoded(record, ctype, limits)
+    return Frame(image, int_header(record, "capture-ts-ns"), int_header(record, "frame-seq"))
+
+
+def _check_pixels(record: Record, width: int, height: int, limits: CodecLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise fail(record, f"image is {width}x{height}", "corrupt_image", "expected a real size")
+    if width * height > limits.max_image_pixels:
+        raise fail(
+            record,
+            f"image is {width}x{height} ({width * height} pixels)",
+            "image_too_large",
+            f"frames are limited to {limits.max_image_pixels} pixels",
+        )
+
+
+def _decode_encoded(record: Record, ctype: str | None, limits: CodecLimits) -> np.ndarray:
+    data = record.value
+    if ctype not in (None, JPEG, PNG, "image/jpg"):
+        raise fail(
+            record,
+            f"content-type {ctype!r}",
+            "bad_content_type",
+            f"expected {JPEG}, {PNG} or {RAW_PREFIX};shape=H,W,C;dtype=uint8",
+        )
+    is_png = data[:8] == _PNG_SIGNATURE
+    if ctype is not None and (ctype == PNG) != is_png:
+        raise fail(
+            record,
+            f"content-type {ctype!r} but the payload starts {data[:8]!r}",
+            "bad_content_type",
+            "the declared image type must match the bytes",
+        )
+    size = png_size(data) if is_png else jpeg_size(data)
+    if size is None:
+        raise fail(
+            record,
+            f"no JPEG/PNG header in {len(data)} bytes (starts {data[:8]!r})",
+            "corrupt_image",
+            "expected an image/jpeg or image/png payload",
+        )
+    width, height = size
+    _check_pixels(record, width, height, limits)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[:2] != (height, width):
+        got = "nothing" if image is None else f"{image.shape[1]}x{image.shape[0]}"
+        raise fail(
+            record,
+            f"image decode gave {got} ({len(data)} bytes)",
+            "corrupt_image",
+            f"expected a decodable {width}x{height} image",
+        )
+    return image
+
+
+def _decode_raw(record: Record, ctype: str, limits: CodecLimits) -> np.ndarray:
+    shape = parse_raw_type(record, ctype, "uint8")
+    if len(shape) != 3 or shape[2] not in (1, 3):
+        raise fail(record, f"raw shape {shape}", "bad_shape", "expected shape=H,W,C with C 1 or 3")
+    height, width, channels = shape
+    _check_pixels(record, width, height, limits)
+    if len(record.value) != height * width * channels:
+        raise fail(
+            record,
+            f"raw payload is {len(record.value)} bytes for shape {shape}",
+            "bad_shape",
+            f"expected {height * width * channels} bytes",
+        )
+    image = np.frombuffer(record.value, np.uint8).reshape(shape)
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return image
+
+
+def encode_camera(
+    image: np.ndarray,
+    *,
+    content_type: str = JPEG,
+    quality: int = 90,
+    capture_ts_ns: int | None = None,
+    frame_seq: int | None = None,
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Value bytes and headers for one BGR uint8 frame, as ``decode_camera`` reads them."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise CodecError(
+            f"encode_camera | got {image.dtype} array of shape {image.shape}. "
+            "Note: expected uint8 HxWx3 (BGR) or HxWx1",
+            "bad_shape",
+        )
+    if content_type == JPEG:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        value = buf.tobytes()
+    elif content_type == PNG:
+        ok, buf = cv2.imencode(".png", image)
+        value = buf.tobytes()
+    elif content_type == RAW_PREFIX:
+        ok, value = True, np.ascontiguousarray(image).tobytes()
+        h, w, c = image.shape
+        content_type = f"{RAW_PREFIX};shape={h},{w},{c};dtype=uint8"
+    else:
+        raise CodecError(
+            f"encode_camera | content type {content_type!r}. "
+            f"Note: expected {JPEG}, {PNG} or {RAW_PREFIX}",
+            "bad_content_type",
+        )
+    if not ok:
+        raise CodecError(f"encode_camera | {content_type} encode failed", "corrupt_image")
+    headers = [("content-type", content_type.encode())]
+    if capture_ts_ns is not None:
+        headers.append(("capture-ts-ns", str(capture_ts_ns).encode()))
+    if frame_seq is not None:
+        headers.append(("frame-seq", str(frame_seq).encode()))
+    return value, headers

@@ -1,0 +1,99 @@
+"""Limits every codec checks before doing expensive work, and the shared helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.errors import CodecError
+from streams.records import Record
+
+# The bounded set of CodecError reasons (metric label values; DLQ error-reason header).
+REASONS: frozenset[str] = frozenset(
+    {
+        "too_large",  # message bytes or JSON size over the limit
+        "empty",  # no value bytes
+        "bad_content_type",  # unknown or malformed content-type header
+        "bad_header",  # capture-ts-ns / frame-seq not an integer
+        "image_too_large",  # width x height over the pixel limit (read before decode)
+        "corrupt_image",  # not a decodable JPEG/PNG, or header and pixels disagree
+        "bad_shape",  # raw payload or window shape not as declared/expected
+        "bad_json",  # not UTF-8 JSON, or not the expected JSON type
+        "missing_field",  # required field absent
+        "bad_field",  # field of the wrong type or out of range
+        "non_finite",  # NaN or infinity where a number is required
+        "bad_decision",  # an outgoing decision does not match streamfer.decision.v1
+    }
+)
+
+
+@dataclass(frozen=True)
+class CodecLimits:
+    """What a single record may cost before it is rejected."""
+
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_image_pixels: int = 3840 * 2160
+    max_json_bytes: int = 64 * 1024
+    sensor_shape: tuple[int, int] = (100, 6)
+
+
+def fail(record: Record, problem: str, reason: str, note: str) -> CodecError:
+    """A CodecError worded ``coords | problem. Note: note`` carrying ``reason``."""
+    return CodecError(f"{record.coords} | {problem}. Note: {note}", reason)
+
+
+def check_size(record: Record, limit: int, what: str) -> None:
+    size = len(record.value)
+    if size == 0:
+        raise fail(record, "empty value", "empty", f"expected {what}")
+    if size > limit:
+        raise fail(
+            record, f"value is {size} bytes", "too_large", f"{what} is limited to {limit} bytes"
+        )
+
+
+def content_type(record: Record) -> str | None:
+    raw = record.header("content-type")
+    if raw is None:
+        return None
+    try:
+        return raw.decode("ascii").strip().lower()
+    except UnicodeDecodeError:
+        raise fail(
+            record, f"content-type header {raw[:40]!r}", "bad_content_type", "expected ASCII"
+        ) from None
+
+
+def parse_raw_type(record: Record, ctype: str, dtype: str) -> tuple[int, ...]:
+    """Shape from ``application/x-raw;shape=A,B[,C];dtype=<dtype>``."""
+    params: dict[str, str] = {}
+    for part in ctype.split(";")[1:]:
+        name, _, value = part.partition("=")
+        params[name.strip()] = value.strip()
+    if params.get("dtype") != dtype:
+        raise fail(
+            record,
+            f"content-type {ctype!r}",
+            "bad_content_type",
+            f"raw payloads must declare dtype={dtype}",
+        )
+    try:
+        shape = tuple(int(x) for x in params.get("shape", "").split(","))
+    except ValueError:
+        raise fail(
+            record, f"content-type {ctype!r}", "bad_content_type", "expected shape=N,N[,N]"
+        ) from None
+    if any(d <= 0 for d in shape):
+        raise fail(record, f"shape {shape}", "bad_shape", "dimensions must be positive")
+    return shape
+
+
+def int_header(record: Record, name: str) -> int | None:
+    raw = record.header(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise fail(
+            record, f"{name} header {raw[:40]!r}", "bad_header", "expected a decimal integer"
+        ) from None

@@ -1,0 +1,141 @@
+"""Camera codec: round trips, and limits checked before decode."""
+
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from recordkit import make_record
+
+from pipeline.errors import CodecError
+from streams.codecs import CodecLimits, decode_camera, encode_camera
+from streams.codecs.camera import jpeg_size, png_size
+
+LIMITS = CodecLimits()
+
+
+def image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def reason_of(value: bytes, headers: list[tuple[str, bytes]], limits: CodecLimits = LIMITS) -> str:
+    with pytest.raises(CodecError) as err:
+        decode_camera(make_record(value, headers), limits)
+    assert "in[0]@7" in str(err.value)
+    return err.value.reason
+
+
+@given(st.integers(1, 64), st.integers(1, 64), st.sampled_from(["image/png", "application/x-raw"]))
+@settings(max_examples=40, deadline=None)
+def test_lossless_round_trip_with_headers(h: int, w: int, ctype: str) -> None:
+    img = image(h, w, h * w)
+    value, headers = encode_camera(img, content_type=ctype, capture_ts_ns=123, frame_seq=9)
+    frame = decode_camera(make_record(value, headers), LIMITS)
+    assert frame.image.dtype == np.uint8 and frame.image.shape == (h, w, 3)
+    assert np.array_equal(frame.image, img)
+    assert (frame.capture_ts_ns, frame.frame_seq) == (123, 9)
+
+
+def test_jpeg_round_trip_keeps_size_and_is_close() -> None:
+    img = cv2.GaussianBlur(image(90, 160), (9, 9), 3)
+    value, headers = encode_camera(img, quality=95)
+    assert jpeg_size(value) == (160, 90)
+    frame = decode_camera(make_record(value, headers), LIMITS)
+    assert frame.image.shape == (90, 160, 3)
+    assert np.abs(frame.image.astype(int) - img).mean() < 4
+    assert frame.capture_ts_ns is None and frame.frame_seq is None
+
+
+def test_content_type_may_be_absent_for_encoded_images() -> None:
+    value, _ = encode_camera(image(8, 8), content_type="image/png")
+    assert decode_camera(make_record(value), LIMITS).image.shape == (8, 8, 3)
+
+
+def test_gray_raw_frames_become_bgr() -> None:
+    gray = image(4, 5)[:, :, :1]
+    value, headers = encode_camera(gray, content_type="application/x-raw")
+    out = decode_camera(make_record(value, headers), LIMITS).image
+    assert out.shape == (4, 5, 3) and np.array_equal(out[:, :, 2], gray[:, :, 0])
+
+
+def _fake_jpeg(width: int, height: int) -> bytes:
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 3) + b"\x01\x11\x00" * 1
+    return b"\xff\xd8" + b"\xff\xe0" + struct.pack(">H", 4) + b"JF" + sof + b"\xff\xd9"
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding() -> None:
+    # Not decodable at all: only the header can produce "image_too_large".
+    assert jpeg_size(_fake_jpeg(40000, 30000)) == (40000, 30000)
+    assert reason_of(_fake_jpeg(40000, 30000), [("content-type", b"image/jpeg")]) == (
+        "image_too_large"
+    )
+    png, _ = encode_camera(image(20, 30), content_type="image/png")
+    assert png_size(png) == (30, 20)
+    small = CodecLimits(max_image_pixels=599)
+    assert reason_of(png, [], small) == "image_too_large"
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "reason"),
+    [
+        (b"", [], "empty"),
+        (b"\x00" * 100, [], "corrupt_image"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", [], "corrupt_image"),
+        (b"x" * 10, [("content-type", b"text/plain")], "bad_content_type"),
+        (
+            b"\x00" * 11,
+            [("content-type", b"application/x-raw;shape=2,2,3;dtype=uint8")],
+            "bad_shape",
+        ),
+        (
+            b"\x00" * 12,
+            [("content-type", b"application/x-raw;shape=2,2,3;dtype=f4")],
+            "bad_content_type",
+        ),
+        (
+            b"\x00" * 8,
+            [("content-type", b"application/x-raw;shape=2,2,2;dtype=uint8")],
+            "bad_shape",
+        ),
+        (
+            b"\x00" * 12,
+            [("content-type", b"application/x-raw;shape=2,x;dtype=uint8")],
+            "bad_content_type",
+        ),
+    ],
+)
+def test_rejects_with_reason(value: bytes, headers: list[tuple[str, bytes]], reason: str) -> None:
+    assert reason_of(value, headers) == reason
+
+
+def test_truncated_jpeg_and_mismatched_type_are_rejected() -> None:
+    value, _ = encode_camera(image(64, 64))
+    assert reason_of(value[: len(value) // 3], []) == "corrupt_image"
+    assert reason_of(value, [("content-type", b"image/png")]) == "bad_content_type"
+
+
+def test_oversized_message_is_rejected_before_anything_else() -> None:
+    assert reason_of(b"\xff\xd8" + b"\x00" * 2000, [], CodecLimits(max_message_bytes=1000)) == (
+        "too_large"
+    )
+
+
+def test_bad_frame_headers_are_rejected() -> None:
+    value, headers = encode_camera(image(4, 4), content_type="image/png")
+    assert reason_of(value, [*headers, ("capture-ts-ns", b"soon")]) == "bad_header"
+
+
+@given(st.binary(max_size=300), st.sampled_from([None, b"image/jpeg", b"image/png"]))
+@settings(max_examples=200, deadline=None)
+def test_arbitrary_bytes_only_ever_raise_codec_error(data: bytes, ctype: bytes | None) -> None:
+    headers = [("content-type", ctype)] if ctype else []
+    try:
+        frame = decode_camera(make_record(data, headers), LIMITS)
+    except CodecError:
+        return
+    assert frame.image.ndim == 3

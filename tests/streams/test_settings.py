@@ -1,0 +1,64 @@
+"""KafkaSettings: validated once, secrets never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import ConfigError
+from streams.records import Record
+from streams.settings import KafkaSettings
+
+
+def test_sasl_scram_over_ssl_kwargs_and_hidden_password() -> None:
+    s = KafkaSettings(
+        "b1:9093, b2:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password="s3cret-pw",
+        ssl_cafile="/etc/ca.pem",
+    )
+    kwargs = s.consumer_kwargs()
+    assert kwargs["bootstrap_servers"] == ["b1:9093", "b2:9093"]
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert kwargs["sasl_plain_username"] == "svc"
+    assert kwargs["sasl_plain_password"] == "s3cret-pw"
+    assert kwargs["ssl_cafile"] == "/etc/ca.pem"
+    assert s.producer_kwargs() == kwargs
+    assert "s3cret-pw" not in repr(s)
+    assert "s3cret-pw" not in s.describe()
+    assert "SCRAM-SHA-512" in s.describe()
+
+
+def test_plaintext_has_no_auth_arguments() -> None:
+    kwargs = KafkaSettings("127.0.0.1:9092").producer_kwargs()
+    assert kwargs["security_protocol"] == "PLAINTEXT"
+    assert "sasl_mechanism" not in kwargs and "ssl_cafile" not in kwargs
+
+
+def test_default_bootstrap_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMFER_BOOTSTRAP", "10.0.0.1:19092")
+    assert KafkaSettings().bootstrap_servers == "10.0.0.1:19092"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"security_protocol": "TLS"}, "security_protocol"),
+        ({"security_protocol": "SASL_PLAINTEXT"}, "sasl_mechanism"),
+        ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}, "sasl_username"),
+        ({"sasl_mechanism": "PLAIN"}, "SASL_PLAINTEXT or SASL_SSL"),
+        ({"bootstrap_servers": " "}, "bootstrap_servers"),
+    ],
+)
+def test_bad_settings_fail_at_construction(kwargs: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        KafkaSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_record_coords_and_headers() -> None:
+    r = Record("cam", 3, 1042, None, b"", (("Frame-Seq", b"1"), ("frame-seq", b"2")), 0, 5)
+    assert r.coords == "cam[3]@1042"
+    assert r.header("FRAME-SEQ") == b"2"
+    assert r.header("nope") is None
+    assert r.consumed_wall_ms > 1_600_000_000_000
