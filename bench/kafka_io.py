@@ -188,20 +188,41 @@ def end_offsets_total(bootstrap: str, topic: str, partitions: int = 1) -> int:
         consumer.close()
 
 
+class OffsetProbe:
+    """Counts the records of a topic (sum of end offsets) with one long-lived client."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int = 1) -> None:
+        self.bootstrap = bootstrap
+        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self._consumer: KafkaConsumer | None = None
+
+    def count(self) -> int:
+        if self._consumer is None:
+            self._consumer = _probe(self.bootstrap)
+        return int(sum(self._consumer.end_offsets(self.tps).values()))
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def __enter__(self) -> OffsetProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def wait_for_count(
     bootstrap: str, topic: str, expected: int, timeout_s: float, partitions: int = 1
 ) -> int:
     """Poll the end offsets of ``topic`` until they reach ``expected``; returns the last count."""
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer = _probe(bootstrap)
     deadline = time.monotonic() + timeout_s
-    try:
-        count = int(sum(consumer.end_offsets(tps).values()))
+    with OffsetProbe(bootstrap, topic, partitions) as probe:
+        count = probe.count()
         while count < expected and time.monotonic() < deadline:
             time.sleep(0.1)  # poll interval
-            count = int(sum(consumer.end_offsets(tps).values()))
-    finally:
-        consumer.close()
+            count = probe.count()
     return count
 
 

@@ -131,7 +131,8 @@ def run_naive(
 ) -> LoopResult:
     """One record at a time: ``handle(record) -> decision bytes``, produce, wait, commit."""
     consumer = tuning.consumer(bootstrap, in_topic, group, max_poll_records=1)
-    producer = tuning.producer(bootstrap)
+    # linger 0: waiting for a batch to fill makes no sense when every send is awaited
+    producer = tuning.producer(bootstrap, linger_ms=0)
     done, t0 = 0, 0
     deadline = time.monotonic() + timeout_s
     try:

@@ -1,0 +1,214 @@
+"""Open-loop Poisson load (after MLPerf LoadGen's Server scenario) and decision read-back.
+
+The generator runs in its own process so its pacing never waits on the
+reader or the pipeline for the GIL. It sends record ``i`` at its *scheduled*
+time ``t0 + sum(gaps[:i])`` (exponential gaps), late if it must, never
+skipping: a slow system under test cannot slow the arrivals down, so queueing
+shows up as latency (no coordinated omission). Latency is measured from that
+scheduled time to the moment the reader in the parent process gets the
+decision, both on ``time.monotonic_ns()`` (one clock for the whole machine).
+
+The input topic has one partition and a fresh idempotent producer, so record
+``i`` lands at offset ``base + i``; the generator checks that with the first
+and last acks and the parent maps each decision back through its source offset.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from kafka import KafkaProducer
+
+from bench.kafka_io import Headers, reader
+from pipeline.errors import StreamError
+
+_SOURCE_RE = re.compile(rb'"partition":\s*(\d+),\s*"offset":\s*(\d+)')
+PoolItem = tuple[bytes | None, bytes, Headers]
+# (pool item, scheduled wall-clock ns, sequence number) -> headers to send
+HeaderHook = Callable[[PoolItem, int, int], Headers]
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """One point of the ladder; ``pool`` is ``"module:function"`` taking (size, seed)."""
+
+    bootstrap: str
+    topic: str
+    rate: float
+    n: int
+    pool: str
+    pool_size: int
+    seed: int = 0
+    header_hook: str | None = None  # "module:function" (see HeaderHook), e.g. capture time
+    linger_ms: int = 0
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    sched_ns: np.ndarray  # int64 [n], monotonic
+    sent_late_ns: np.ndarray  # int64 [n], actual send call minus schedule
+    base_offset: int
+
+
+def _resolve(ref: str) -> Callable[..., object]:
+    module, attr = ref.split(":")
+    fn = getattr(importlib.import_module(module), attr)
+    if not callable(fn):
+        raise TypeError(f"{ref} | not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def _wait_until(t_ns: int) -> None:
+    # Sleep, never spin: a spinning thread holds the GIL and starves the
+    # producer's network thread for a whole switch interval (5 ms).
+    left = t_ns - time.monotonic_ns()
+    if left > 0:
+        time.sleep(left / 1e9)
+
+
+def _generate(spec: LoadSpec, conn: object) -> None:
+    """Child process body: build the pool, report ready, wait for t0, send on schedule."""
+    pipe = conn  # multiprocessing Connection (untyped in typeshed)
+    try:
+        pool = _resolve(spec.pool)(spec.pool_size, spec.seed)
+        assert isinstance(pool, list)
+        hook = _resolve(spec.header_hook) if spec.header_hook else None
+        producer = KafkaProducer(
+            bootstrap_servers=spec.bootstrap,
+            client_id="streamfer-bench-loadgen",
+            linger_ms=spec.linger_ms,
+            max_request_size=16 * 1024 * 1024,
+        )
+        producer.partitions_for(spec.topic)  # connect and fetch metadata before t0
+        rng = np.random.default_rng(spec.seed + 7)
+        gaps = rng.exponential(1e9 / spec.rate, spec.n).astype(np.int64)
+        wall_minus_mono = time.time_ns() - time.monotonic_ns()
+        pipe.send("ready")  # type: ignore[attr-defined]
+        t0 = int(pipe.recv())  # type: ignore[attr-defined]
+        sched = t0 + np.cumsum(gaps) - gaps[0]
+        late = np.zeros(spec.n, dtype=np.int64)
+        first = last = None
+        npool = len(pool)
+        for i in range(spec.n):
+            s = int(sched[i])
+            _wait_until(s)
+            key, value, headers = pool[i % npool]
+            if hook is not None:
+                headers = hook(pool[i % npool], s + wall_minus_mono, i)  # type: ignore[assignment]
+            late[i] = time.monotonic_ns() - s
+            fut = producer.send(spec.topic, key=key, value=value, headers=headers or None)
+            if i == 0:
+                first = fut
+            last = fut
+        producer.flush(timeout=60)
+        base = first.get(timeout=30).offset if first else 0
+        end = last.get(timeout=30).offset if last else -1
+        producer.close(timeout=10)
+        if end - base != spec.n - 1:
+            raise StreamError(
+                f"{spec.topic}[0]@{base} | {spec.n} sends spread over offsets {base}..{end}. "
+                "Note: expected one partition and consecutive offsets"
+            )
+        pipe.send(("ok", sched.astype(np.int64), late, base))  # type: ignore[attr-defined]
+    except BaseException as exc:  # the parent re-raises it with context
+        pipe.send(("error", f"{type(exc).__name__}: {exc}", None, None))  # type: ignore[attr-defined]
+
+
+class Readback:
+    """Reads decisions off ``topic`` in a thread; records each one's arrival time."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._got: list[tuple[int, bytes]] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="bench-readback", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise StreamError(f"{self.topic} | read-back consumer not ready within 30 s")
+
+    def _run(self) -> None:
+        consumer = reader(self.bootstrap, self.topic, fetch_max_wait_ms=5)
+        try:
+            consumer.poll(timeout_ms=0)
+            self._ready.set()
+            while not self._stop.is_set():
+                for recs in consumer.poll(timeout_ms=50).values():
+                    now = time.monotonic_ns()
+                    with self._lock:
+                        self._got.extend((now, r.value) for r in recs)
+        finally:
+            consumer.close()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._got)
+
+    def take(self) -> list[tuple[int, bytes]]:
+        """Everything read so far, and forget it."""
+        with self._lock:
+            got, self._got = self._got, []
+        return got
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def source_offset(decision: bytes) -> int | None:
+    m = _SOURCE_RE.search(decision)
+    return int(m.group(2)) if m else None
+
+
+def run_point(
+    spec: LoadSpec, readback: Readback, drain_timeout_s: float
+) -> tuple[LoadOutcome, np.ndarray]:
+    """Run one rate; returns the load and each record's latency in ns (-1: no decision)."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_generate, args=(spec, child), name="bench-loadgen", daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(120):
+            raise StreamError(f"{spec.topic} | load generator not ready within 120 s")
+        msg = parent.recv()
+        if msg != "ready":
+            raise StreamError(f"{spec.topic} | load generator failed: {msg[1]}")
+        readback.take()
+        parent.send(time.monotonic_ns() + 200_000_000)
+        expected_end = time.monotonic() + spec.n / spec.rate + 60 + drain_timeout_s
+        while not parent.poll(0.2):
+            if time.monotonic() > expected_end or not proc.is_alive():
+                raise StreamError(f"{spec.topic} | load generator stopped answering")
+        status, sched, late, base = parent.recv()
+        if status != "ok":
+            raise StreamError(f"{spec.topic} | load generator failed: {sched}")
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + drain_timeout_s
+    while readback.count() < spec.n and time.monotonic() < deadline:
+        time.sleep(0.05)  # poll interval
+    latency = np.full(spec.n, -1, dtype=np.int64)
+    for read_ns, value in readback.take():
+        off = source_offset(value)
+        if off is None:
+            continue
+        i = off - base
+        if 0 <= i < spec.n and latency[i] < 0:
+            latency[i] = read_ns - sched[i]
+    return LoadOutcome(sched, late, base), latency
