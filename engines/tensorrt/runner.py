@@ -129,6 +129,7 @@ class TensorRTRunner(Runner):
         self._cuda: Any = None
         self._ctx: Any = None
         self._engine: Any = None
+        self._runtime: Any = None
         self._local = threading.local()
         self._workers: list[_Worker] = []
         self._workers_lock = threading.Lock()
@@ -167,9 +168,15 @@ class TensorRTRunner(Runner):
     def _activate_impl(self) -> None:
         trt = import_tensorrt()
         cuda = _import_cuda()
-        cuda.init()
+        try:
+            cuda.init()
+            self._ctx = cuda.Device(self._device).retain_primary_context()
+        except Exception as exc:  # pycuda raises its own error types without a driver/GPU
+            raise EngineError(
+                f"cuda device {self._device} | unavailable ({type(exc).__name__}: {exc}). "
+                "Note: expected an NVIDIA driver and a visible GPU"
+            ) from exc
         self._cuda = cuda
-        self._ctx = cuda.Device(self._device).retain_primary_context()
         try:
             with self._current():
                 self._engine = self._deserialize(trt)
@@ -180,7 +187,8 @@ class TensorRTRunner(Runner):
             raise
 
     def _deserialize(self, trt: ModuleType) -> Any:
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        # The runtime must outlive the engines it deserializes: keep it with the runner.
+        self._runtime = runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         built = self._load()
         engine = runtime.deserialize_cuda_engine(built.data)
         if engine is None and built.from_cache:
@@ -217,6 +225,7 @@ class TensorRTRunner(Runner):
             for worker in workers:
                 worker.free()
             self._engine = None
+            self._runtime = None
         self._ctx.detach()
         self._ctx = None
         self._local = threading.local()

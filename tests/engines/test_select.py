@@ -98,3 +98,20 @@ def test_tensorrt_runner_without_pycuda_fails_on_activate(
     runner = TensorRTRunner(mlp_onnx, cache_dir=tmp_path)
     with pytest.raises(EngineError, match=r"pycuda \| not importable"):
         runner.activate()
+
+
+def test_tensorrt_runner_without_a_cuda_device_fails_on_activate(
+    mlp_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_driver() -> None:
+        raise RuntimeError("cuInit failed: no CUDA-capable device is detected")
+
+    driver = types.ModuleType("pycuda.driver")
+    driver.init = no_driver  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(Script()))
+    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
+    runner = TensorRTRunner(mlp_onnx, cache_dir=tmp_path)
+    with pytest.raises(EngineError, match=r"cuda device 0 \| unavailable \(RuntimeError: cuInit"):
+        runner.activate()
+    assert not runner.is_active
