@@ -60,7 +60,7 @@ BATCH_SIZE_BUCKETS: tuple[float, ...] = (
     1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512,
 )  # fmt: skip
 STAGES: tuple[str, ...] = ("broker", "queue", "preprocess", "infer", "postprocess", "publish")
-DEFAULT_PORT = 9400
+DEFAULT_PORT = 9464  # as pipeline.config MetricsConfig.port; worker i serves on port + i
 MAX_REASONS = 32  # distinct reason codes per counter; later ones are counted as "other"
 
 _REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
@@ -196,7 +196,9 @@ class StreamMetrics(StreamRecorder):
             log.warning(
                 "metrics | %s reason %r counted as 'other'. Note: expected a short snake_case "
                 "code, at most %d distinct per stream",
-                family.name, reason, MAX_REASONS,
+                family.name,
+                reason,
+                MAX_REASONS,
             )
         return family.child(*self._base, "other")  # type: ignore[no-any-return]
 

@@ -16,6 +16,7 @@ from pipeline.metrics import DEFAULT_PORT, Metrics
 
 PROM = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULE_FILES = sorted(PROM.glob("*.rules.yml"))
+CONFIGS = ("prometheus.yml", "prometheus.compose.yml", "prometheus.k8s.yml")
 
 
 def run(cmd: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,11 +35,11 @@ def rules() -> list[dict[str, Any]]:
 
 def test_rule_files_are_the_ones_the_configs_load() -> None:
     assert [p.name for p in RULE_FILES] == ["alerts.rules.yml", "recording.rules.yml"]
-    for config in ("prometheus.yml", "prometheus.compose.yml"):
+    for config in CONFIGS:
         assert sorted(load(PROM / config)["rule_files"]) == [p.name for p in RULE_FILES]
 
 
-@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.compose.yml"])
+@pytest.mark.parametrize("config", CONFIGS)
 def test_promtool_check_config(promtool: str, config: str) -> None:
     result = run([promtool, "check", "config", str(PROM / config)])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -93,17 +94,21 @@ def test_rules_read_only_exported_metrics(
 
 def test_latency_bounds_are_the_designed_ones() -> None:
     bounds = {
-        r["labels"]["stream"]: r["expr"]
+        r["labels"]["model"]: r["expr"]
         for r in rules()
-        if r.get("record") == "stream:streamfer_e2e_latency_seconds:bound"
+        if r.get("record") == "model:streamfer_e2e_latency_seconds:bound"
     }
     assert bounds == {"fraud": "vector(0.05)", "camera": "vector(0.1)", "sensor": "vector(0.1)"}
 
 
-def test_local_scrape_target_is_the_default_port() -> None:
+def test_local_scrape_targets_cover_the_example_configs() -> None:
     (job,) = [j for j in load(PROM / "prometheus.yml")["scrape_configs"]
               if j["job_name"] == "streamfer"]  # fmt: skip
-    assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{DEFAULT_PORT}"]
+    targets = job["static_configs"][0]["targets"]
+    assert targets[0] == f"127.0.0.1:{DEFAULT_PORT}"
+    for config in sorted((PROM.parent / "configs").glob("*.yaml")):
+        port = (load(config).get("metrics") or {}).get("port", DEFAULT_PORT)
+        assert f"127.0.0.1:{port}" in targets, f"{config.name} serves on {port}"
 
 
 def test_promql_name_parser(metric_names_in: Callable[[str], set[str]]) -> None:
