@@ -5,17 +5,21 @@ outputs into one result dict per item; :func:`build_decision` wraps a result
 with the source coordinates, the model identity, the batch size and the
 latency of every stage. The result shapes are:
 
-* transaction: ``{"tx_id", "score", "action": "approve" | "review" | "decline"}``
+* transaction: ``{"fraud_score", "action": "approve" | "review" | "decline"}``
   (score >= decline threshold -> decline; >= review -> review; else approve);
-* sensor: ``{"label", "score", "probs": {label: p}}``, label ``"uncertain"``
-  when the top probability is below ``min_confidence``;
-* camera: ``{"detections": [{"label", "score", "box": [x1, y1, x2, y2]}],
-  "frame_seq", "capture_ts_ns", "width", "height"}`` in frame pixels.
+* sensor: ``{"class", "score"}``, class ``"uncertain"`` when the top
+  probability is below ``min_confidence``;
+* camera: ``{"detections": [{"label", "score", "box": [x1, y1, x2, y2]}]}`` in
+  frame pixels, plus a top-level ``"frame": {"seq", "capture_ts_ns", "width",
+  "height"}``.
 
-Latencies in a decision are what is known when it is handed to the producer:
-``publish`` is the time to encode and enqueue it, ``e2e`` runs from the
-record timestamp to that hand-off. The ``streamfer_e2e_latency_seconds``
-metric runs to the broker's acknowledgement.
+Every decision also carries a top-level ``"stream"`` (the config's stream
+name). Latencies are what is known when the decision is encoded: ``publish``
+is null (it ends at the broker's acknowledgement, which the
+``streamfer_stage_latency_seconds{stage="publish"}`` metric records) and
+``e2e`` runs from the record timestamp to the hand-off to the producer (the
+``streamfer_e2e_latency_seconds`` metric runs to the acknowledgement). The
+document follows ``streams.codecs.DECISION_SCHEMA``.
 """
 
 from __future__ import annotations
@@ -106,10 +110,8 @@ class FraudPostprocessor:
     ) -> list[dict[str, Any]]:
         scores = _single_output(outputs, self.output).reshape(len(metas), -1)[:, 0]
         return [
-            {"tx_id": meta.get("tx_id") if meta else None, "score": s, "action": a}
-            for s, a, meta in zip(
-                scores.astype(float).tolist(), self.actions(scores), metas, strict=True
-            )
+            {"fraud_score": s, "action": a}
+            for s, a in zip(scores.astype(float).tolist(), self.actions(scores), strict=True)
         ]
 
 
@@ -134,13 +136,7 @@ class SensorPostprocessor:
         for row in probs.tolist():
             top = max(range(len(row)), key=row.__getitem__)
             label = self.labels[top] if row[top] >= self.t.min_confidence else UNCERTAIN
-            out.append(
-                {
-                    "label": label,
-                    "score": row[top],
-                    "probs": dict(zip(self.labels, row, strict=True)),
-                }
-            )
+            out.append({"class": label, "score": row[top]})
         return out
 
 
@@ -177,11 +173,7 @@ class DetectionPostprocessor:
                             "box": [float(v) for v in d.box],
                         }
                         for d in dets
-                    ],
-                    "frame_seq": meta.frame_seq,
-                    "capture_ts_ns": meta.capture_ts_ns,
-                    "width": meta.width,
-                    "height": meta.height,
+                    ]
                 }
             )
         return out
@@ -205,10 +197,11 @@ def build_decision(
     model: ModelIdentity,
     result: Mapping[str, Any],
     batch_size: int,
-    latency_ms: Mapping[str, float],
+    latency_ms: Mapping[str, float | None],
+    meta: Any = None,
 ) -> dict[str, Any]:
     """The decision document for one record (``record`` is a ``streams.records.Record``)."""
-    return {
+    decision = {
         "schema": SCHEMA,
         "stream": stream,
         "kind": kind,
@@ -217,7 +210,6 @@ def build_decision(
             "partition": record.partition,
             "offset": record.offset,
             "key": key_text(record.key),
-            "timestamp_ms": record.timestamp_ms,
         },
         "model": {
             "name": model.name,
@@ -227,5 +219,13 @@ def build_decision(
         },
         "result": dict(result),
         "batch_size": batch_size,
-        "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()},
+        "latency_ms": {k: None if v is None else round(v, 3) for k, v in latency_ms.items()},
     }
+    if isinstance(meta, CameraMeta):
+        decision["frame"] = {
+            "seq": meta.frame_seq,
+            "capture_ts_ns": meta.capture_ts_ns,
+            "width": meta.width,
+            "height": meta.height,
+        }
+    return decision

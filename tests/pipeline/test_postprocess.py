@@ -18,6 +18,8 @@ from pipeline.postprocess import (
     key_text,
     labels_from_metadata,
 )
+from streams.codecs import validate_decision
+from streams.codecs.decision import LATENCY_STAGES
 
 LABELS = ["normal", "hard_brake", "swerve", "impact"]
 
@@ -28,16 +30,15 @@ def test_fraud_score_maps_to_action_by_thresholds() -> None:
     metas = [{"tx_id": f"t{i}"} for i in range(5)]
     results = post.results({"score": scores}, metas)
     assert [r["action"] for r in results] == ["approve", "review", "review", "decline", "decline"]
-    assert results[2]["tx_id"] == "t2" and results[2]["score"] == pytest.approx(0.89)
+    assert results[2]["fraud_score"] == pytest.approx(0.89)
 
 
 def test_sensor_label_and_uncertain_below_min_confidence() -> None:
     post = SensorPostprocessor(SensorThresholds(min_confidence=0.6), LABELS)
     probs = np.array([[0.1, 0.7, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1]], dtype=np.float32)
     a, b = post.results({"probs": probs}, [None, None])
-    assert a["label"] == "hard_brake" and a["score"] == pytest.approx(0.7)
-    assert set(a["probs"]) == set(LABELS)
-    assert b["label"] == "uncertain"
+    assert a == {"class": "hard_brake", "score": pytest.approx(0.7)}
+    assert b["class"] == "uncertain"
 
 
 def test_sensor_label_count_mismatch_is_an_engine_error() -> None:
@@ -62,20 +63,20 @@ def test_decision_document_carries_source_model_and_latencies() -> None:
         kind="transaction",
         record=record,
         model=model,
-        result={"tx_id": "x", "score": 0.2, "action": "approve"},
+        result={"fraud_score": 0.2, "action": "approve"},
         batch_size=8,
-        latency_ms={"broker": 1.23456, "e2e": 9.0},
+        latency_ms={s: 1.23456 for s in LATENCY_STAGES} | {"publish": None},
     )
+    validate_decision(decision)
     assert decision["schema"] == SCHEMA
     assert decision["source"] == {
         "topic": "payments.tx",
         "partition": 2,
         "offset": 41,
         "key": "card-7",
-        "timestamp_ms": 1_700_000,
     }
     assert decision["model"]["engine"] == "onnxruntime"
-    assert decision["latency_ms"]["broker"] == 1.235
+    assert decision["latency_ms"]["broker"] == 1.235 and decision["latency_ms"]["publish"] is None
     assert decision["batch_size"] == 8
 
 

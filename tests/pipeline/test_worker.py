@@ -99,7 +99,7 @@ def test_every_record_gets_exactly_one_outcome() -> None:
     assert dead == [0, 5, 10, 15, 20] and {r for _, r in out.dead} == {"bad_json"}
     assert decided == sorted(decided)  # consume order kept
     first = dict(out.published)[1]
-    assert first["result"]["tx_id"] == "1" and first["result"]["action"] == "approve"
+    assert first["source"]["offset"] == 1 and first["result"]["action"] == "approve"
     assert 1 <= first["batch_size"] <= 4
 
 

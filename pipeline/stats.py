@@ -1,0 +1,97 @@
+"""Per-stream counters for people and the demo (Prometheus gets the same through metrics)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+RECENT = 2048  # e2e latencies kept for the percentiles
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """A consistent snapshot of one stream.
+
+    ``decided`` counts decisions acknowledged by Kafka; ``e2e_ms`` holds the most
+    recent end-to-end latencies (record timestamp -> decision acked), newest last.
+    """
+
+    name: str
+    kind: str
+    consumed: int = 0
+    decided: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0
+    lag: int = 0
+    e2e_ms: tuple[float, ...] = ()
+
+    @property
+    def resolved(self) -> int:
+        return self.decided + sum(self.dropped.values()) + sum(self.dead_lettered.values())
+
+    def percentile_ms(self, q: float) -> float | None:
+        """Nearest-rank percentile (``q`` in 0..100) of the recent e2e latencies."""
+        if not self.e2e_ms:
+            return None
+        ordered = sorted(self.e2e_ms)
+        rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+        return ordered[rank]
+
+    @property
+    def p50_ms(self) -> float | None:
+        return self.percentile_ms(50)
+
+    @property
+    def p99_ms(self) -> float | None:
+        return self.percentile_ms(99)
+
+
+class StatsBook:
+    """Thread-safe counters behind :class:`StreamStats`."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name, self.kind = name, kind
+        self._lock = threading.Lock()
+        self._consumed = 0
+        self._decided = 0
+        self._dropped: Counter[str] = Counter()
+        self._dead: Counter[str] = Counter()
+        self._e2e: deque[float] = deque(maxlen=RECENT)
+        self._lag = 0
+
+    def consumed(self, n: int) -> None:
+        with self._lock:
+            self._consumed += n
+
+    def decided(self, e2e_ms: float) -> None:
+        with self._lock:
+            self._e2e.append(e2e_ms)
+            self._decided += 1
+
+    def dropped(self, reason: str) -> None:
+        with self._lock:
+            self._dropped[reason] += 1
+
+    def dead_lettered(self, reason: str) -> None:
+        with self._lock:
+            self._dead[reason] += 1
+
+    def set_lag(self, lag: int) -> None:
+        with self._lock:
+            self._lag = lag
+
+    def snapshot(self, in_flight: int = 0) -> StreamStats:
+        with self._lock:
+            return StreamStats(
+                self.name,
+                self.kind,
+                self._consumed,
+                self._decided,
+                dict(self._dropped),
+                dict(self._dead),
+                in_flight,
+                self._lag,
+                tuple(self._e2e),
+            )
