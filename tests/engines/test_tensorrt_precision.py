@@ -129,3 +129,23 @@ def test_calibration_file_is_checked_against_the_inputs(mlp_onnx: Path, tmp_path
         load_calibration(wrong_dtype, inputs)
     with pytest.raises(EngineError, match=r"calibration file unreadable"):
         load_calibration(tmp_path / "missing.npz", inputs)
+
+
+def test_real_fp16_conversion_keeps_io_and_outputs(mlp_onnx: Path, tmp_path: Path) -> None:
+    """onnxconverter-common (dev/gpu extra) casts the graph; ONNX Runtime checks the result."""
+    pytest.importorskip("onnxconverter_common.float16")
+    import onnxruntime as ort
+
+    if precision_recipe("fp16").startswith("modelopt"):
+        pytest.skip("ModelOpt AutoCast is installed and takes precedence")
+    assert precision_recipe("fp16").startswith("onnxconverter-common ")
+    half = prepare_onnx(mlp_onnx, "fp16", tmp_path, None)
+    assert half == tmp_path / "mlp.fp16.onnx"
+    model = onnx.load(str(half))
+    assert count_fp16_tensors(model) > 0
+    assert read_onnx_info(half).inputs == read_onnx_info(mlp_onnx).inputs
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    want = ort.InferenceSession(str(mlp_onnx)).run(None, {"features": x})[0]
+    got = ort.InferenceSession(str(half)).run(None, {"features": x})[0]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=5e-3)
