@@ -8,6 +8,7 @@ input shapes, the cache keys engines by the file's sha256, and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from engines.base import TensorSpec
+from engines.base import Runner, TensorSpec
 from pipeline.errors import EngineError
 
 _CHUNK = 1 << 20
@@ -124,3 +125,29 @@ def read_onnx_info(path: Path | str) -> OnnxModelInfo:
         producer=f"{model.producer_name} {model.producer_version}".strip(),
         node_count=len(model.graph.node),
     )
+
+
+class OnnxFileRunner(Runner):
+    """A runner whose specs and metadata come from its ONNX file, read on first use."""
+
+    def __init__(self, onnx_path: Path | str, max_batch: int, name: str | None = None) -> None:
+        path = Path(onnx_path)
+        super().__init__(name or path.stem, max_batch)
+        self.onnx_path = path
+
+    @functools.cached_property
+    def model_info(self) -> OnnxModelInfo:
+        """The ONNX file's specs, metadata and sha256 (read once, then kept)."""
+        return read_onnx_info(self.onnx_path)
+
+    @property
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        return self.model_info.inputs
+
+    @property
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        return self.model_info.outputs
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.model_info.metadata)

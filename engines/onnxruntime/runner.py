@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from engines.base import EngineInfo, Runner, TensorSpec
-from engines.onnx_model import OnnxModelInfo, read_onnx_info
+from engines.base import EngineInfo
+from engines.onnx_model import OnnxFileRunner
 from engines.onnxruntime.loader import CUDA, SessionFromOnnx, SessionSettings
 from pipeline.errors import EngineError
 
 
-class OnnxRuntimeRunner(Runner):
+class OnnxRuntimeRunner(OnnxFileRunner):
     """Runs an ONNX file on ONNX Runtime; nothing is read or loaded before ``activate()``."""
 
     def __init__(
@@ -26,29 +25,10 @@ class OnnxRuntimeRunner(Runner):
         settings: SessionSettings | None = None,
         name: str | None = None,
     ) -> None:
-        path = Path(onnx_path)
-        super().__init__(name or path.stem, max_batch)
-        self.onnx_path = path
-        self._load = SessionFromOnnx(path, settings)
+        super().__init__(onnx_path, max_batch, name)
+        self._load = SessionFromOnnx(self.onnx_path, settings)
         self._session: ort.InferenceSession | None = None
         self._output_names: list[str] = []
-
-    @functools.cached_property
-    def model_info(self) -> OnnxModelInfo:
-        """The ONNX file's specs and metadata (read on first use, then kept)."""
-        return read_onnx_info(self.onnx_path)
-
-    @property
-    def input_specs(self) -> tuple[TensorSpec, ...]:
-        return self.model_info.inputs
-
-    @property
-    def output_specs(self) -> tuple[TensorSpec, ...]:
-        return self.model_info.outputs
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return dict(self.model_info.metadata)
 
     @property
     def info(self) -> EngineInfo:

@@ -10,7 +10,6 @@ asynchronous on that stream, with one synchronisation per batch.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import threading
@@ -22,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import EngineInfo, Precision, Runner, TensorSpec
+from engines.base import EngineInfo, Precision, TensorSpec
 from engines.host import import_tensorrt
-from engines.onnx_model import OnnxModelInfo, read_onnx_info
+from engines.onnx_model import OnnxFileRunner
 from engines.tensorrt.builder import BuildProgress, BuildSettings, EngineFromOnnx
 from engines.tensorrt.cache import BatchProfile
 from pipeline.errors import EngineError
@@ -94,7 +93,7 @@ class _Worker:
         self.context = None
 
 
-class TensorRTRunner(Runner):
+class TensorRTRunner(OnnxFileRunner):
     """Runs an ONNX model as a TensorRT engine (built or taken from the cache on activate)."""
 
     def __init__(
@@ -111,9 +110,7 @@ class TensorRTRunner(Runner):
         progress: BuildProgress | None = None,
         name: str | None = None,
     ) -> None:
-        path = Path(onnx_path)
-        super().__init__(name or path.stem, max_batch)
-        self.onnx_path = path
+        super().__init__(onnx_path, max_batch, name)
         self.precision = precision
         settings = BuildSettings(
             precision=precision,
@@ -122,7 +119,7 @@ class TensorRTRunner(Runner):
             **({"workspace_bytes": workspace_bytes} if workspace_bytes else {}),
         )
         self._load = EngineFromOnnx(
-            path, settings, cache_dir=cache_dir, device=device, progress=progress
+            self.onnx_path, settings, cache_dir=cache_dir, device=device, progress=progress
         )
         self._device = device
         self._trt: ModuleType | None = None
@@ -134,22 +131,6 @@ class TensorRTRunner(Runner):
         self._workers: list[_Worker] = []
         self._workers_lock = threading.Lock()
         self.engine_path: Path | None = None
-
-    @functools.cached_property
-    def model_info(self) -> OnnxModelInfo:
-        return read_onnx_info(self.onnx_path)
-
-    @property
-    def input_specs(self) -> tuple[TensorSpec, ...]:
-        return self.model_info.inputs
-
-    @property
-    def output_specs(self) -> tuple[TensorSpec, ...]:
-        return self.model_info.outputs
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return dict(self.model_info.metadata)
 
     @property
     def info(self) -> EngineInfo:

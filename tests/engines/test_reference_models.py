@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_onnx import REFERENCE_DIR as MODELS
 
 from engines.base import random_feeds
 from engines.onnxruntime.loader import SessionSettings
 from engines.onnxruntime.runner import OnnxRuntimeRunner
 from pipeline.errors import EngineError
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 # model -> (max batch tested: every size 1..max runs, input name, output name)
 CONTRACT: dict[str, tuple[int, str, str]] = {
     "fraud": (64, "features", "score"),

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_onnx import REFERENCE_DIR as MODELS
 
-from engines.base import random_feeds
+from engines.base import Precision, random_feeds
 from engines.host import gpu_count
 from engines.onnxruntime.runner import OnnxRuntimeRunner
 
 pytestmark = pytest.mark.gpu
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 MAX_BATCH = {"fraud": 64, "sensor": 64, "camera": 16}
 # fp16 accumulates differently: compare loosely; fp32 should agree closely.
 TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 1e-2)}
@@ -41,7 +41,7 @@ def _model(name: str) -> Path:
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("name", sorted(MAX_BATCH))
-def test_tensorrt_matches_onnxruntime(name: str, precision: str, tmp_path: Path) -> None:
+def test_tensorrt_matches_onnxruntime(name: str, precision: Precision, tmp_path: Path) -> None:
     from engines.tensorrt.precision import precision_recipe
     from engines.tensorrt.runner import TensorRTRunner
     from pipeline.errors import EngineError
@@ -58,7 +58,7 @@ def test_tensorrt_matches_onnxruntime(name: str, precision: str, tmp_path: Path)
         path,
         max_batch=max_batch,
         precision=precision,
-        cache_dir=tmp_path,  # type: ignore[arg-type]
+        cache_dir=tmp_path,
     )
     with trt_runner, OnnxRuntimeRunner(path, max_batch=max_batch) as ort_runner:
         assert trt_runner.info.kind == "tensorrt"
