@@ -1,0 +1,295 @@
+"""The kafka-python (3.x) implementation of the ``streams.client`` Protocols."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KTP
+
+from pipeline.errors import StreamError
+from streams.client import (
+    ConsumerOptions,
+    Delivered,
+    DeliveryCallback,
+    Headers,
+    OffsetReset,
+    ProducerOptions,
+    RevokeHook,
+    TopicPartition,
+)
+from streams.records import Record
+from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
+    """Run a client call; library errors become StreamError naming the broker."""
+    try:
+        return call()
+    except KafkaError as exc:
+        raise StreamError(f"{settings.describe()} | {what} failed: {exc!r}") from exc
+
+
+def _offsets(positions: Mapping[TopicPartition, int]) -> dict[KTP, OffsetAndMetadata]:
+    return {KTP(t, p): OffsetAndMetadata(pos, "", -1) for (t, p), pos in positions.items()}
+
+
+class _Listener(AsyncConsumerRebalanceListener):
+    """Runs on the consumer's I/O thread while the owner thread is inside poll()."""
+
+    def __init__(self, on_revoke: RevokeHook, on_assign: Callable[[list[TopicPartition]], None]):
+        self._on_revoke = on_revoke
+        self._on_assign = on_assign
+        self.consumer: KafkaConsumer | None = None
+
+    async def _revoke(self, revoked: Collection[KTP], lost: bool) -> None:
+        positions = self._on_revoke([(tp.topic, tp.partition) for tp in revoked], lost)
+        if positions and self.consumer is not None and not lost:
+            try:  # awaited here so the commit lands before the rebalance completes
+                await self.consumer.commit_async(_offsets(positions))
+            except KafkaError as exc:
+                log.warning("commit on revocation of %s failed: %r", sorted(positions), exc)
+
+    async def on_partitions_revoked(self, revoked: Collection[KTP]) -> None:
+        await self._revoke(revoked, lost=False)
+
+    async def on_partitions_lost(self, lost: Collection[KTP]) -> None:  # type: ignore[override]
+        await self._revoke(lost, lost=True)
+
+    async def on_partitions_assigned(self, assigned: Collection[KTP]) -> None:
+        self._on_assign([(tp.topic, tp.partition) for tp in assigned])
+
+
+class KafkaPythonConsumer:
+    """``ConsumerClient`` over ``kafka.KafkaConsumer`` (cooperative sticky, manual commit)."""
+
+    def __init__(
+        self, consumer: KafkaConsumer, settings: KafkaSettings, reset: OffsetReset
+    ) -> None:
+        self._c = consumer
+        self._settings = settings
+        self._reset = reset
+
+    def poll(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[Record]]:
+        batches = _guard(
+            "poll",
+            self._settings,
+            lambda: self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records),
+        )
+        if not batches:
+            return {}
+        now = time.monotonic_ns()
+        out: dict[TopicPartition, list[Record]] = {}
+        for tp, msgs in batches.items():
+            out[(tp.topic, tp.partition)] = [
+                Record(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    tuple(m.headers) if m.headers else (),
+                    m.timestamp,
+                    now,
+                )
+                for m in msgs
+            ]
+        return out
+
+    def commit(self, positions: Mapping[TopicPartition, int], timeout_s: float) -> None:
+        offsets = _offsets(positions)
+        _guard(
+            f"commit {sorted(positions.items())}",
+            self._settings,
+            lambda: self._c.commit(offsets, timeout_ms=int(timeout_s * 1000)),
+        )
+
+    def committed(self, tp: TopicPartition, timeout_s: float) -> int | None:
+        result: int | None = _guard(
+            f"committed offset of {tp[0]}[{tp[1]}]",
+            self._settings,
+            lambda: self._c.committed(KTP(*tp), timeout_ms=int(timeout_s * 1000)),
+        )
+        return result
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._c.seek(KTP(*tp), offset)
+
+    def rewind(self, tps: Collection[TopicPartition], timeout_s: float) -> None:
+        unset = []
+        for tp in tps:
+            offset = self.committed(tp, timeout_s)
+            if offset is None:
+                unset.append(KTP(*tp))
+            else:
+                self._c.seek(KTP(*tp), offset)
+        if unset and self._reset == "earliest":
+            self._c.seek_to_beginning(*unset)
+        elif unset:
+            self._c.seek_to_end(*unset)
+
+    def pause(self, tps: Collection[TopicPartition]) -> None:
+        self._c.pause(*(KTP(*tp) for tp in tps))
+
+    def resume(self, tps: Collection[TopicPartition]) -> None:
+        self._c.resume(*(KTP(*tp) for tp in tps))
+
+    def paused(self) -> set[TopicPartition]:
+        return {(tp.topic, tp.partition) for tp in self._c.paused()}
+
+    def assignment(self) -> set[TopicPartition]:
+        return {(tp.topic, tp.partition) for tp in self._c.assignment()}
+
+    def lag(self) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for tp in self._c.assignment():
+            try:
+                high = self._c.highwater(tp)
+                pos = self._c.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+            if high is not None and pos is not None:
+                out[(tp.topic, tp.partition)] = max(high - pos, 0)
+        return out
+
+    def group_metadata(self) -> object:
+        return self._c.group_metadata()
+
+    def close(self) -> None:
+        self._c.close(autocommit=False)
+
+
+def _on_ok(cb: DeliveryCallback, md: Any) -> None:
+    cb(Delivered(md.topic, md.partition, md.offset), None)
+
+
+def _on_err(cb: DeliveryCallback, exc: Exception) -> None:
+    cb(None, exc)
+
+
+class KafkaPythonProducer:
+    """``ProducerClient`` over ``kafka.KafkaProducer`` (thread-safe send)."""
+
+    def __init__(self, producer: KafkaProducer, settings: KafkaSettings) -> None:
+        self._p = producer
+        self._settings = settings
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        on_delivery: DeliveryCallback | None,
+        partition: int | None = None,
+    ) -> None:
+        try:
+            fut = self._p.send(
+                topic, value=value, key=key, headers=list(headers), partition=partition
+            )
+        except KafkaError as exc:
+            raise StreamError(
+                f"{topic} | send to {self._settings.describe()} failed: {exc!r}"
+            ) from exc
+        if on_delivery is not None:
+            fut.add_callback(_on_ok, on_delivery)
+            fut.add_errback(_on_err, on_delivery)
+
+    def flush(self, timeout_s: float) -> None:
+        _guard("flush", self._settings, lambda: self._p.flush(timeout=timeout_s))
+
+    def init_transactions(self) -> None:
+        _guard("init_transactions", self._settings, self._p.init_transactions)
+
+    def begin_transaction(self) -> None:
+        _guard("begin_transaction", self._settings, self._p.begin_transaction)
+
+    def send_offsets_to_transaction(
+        self, positions: Mapping[TopicPartition, int], group_metadata: object
+    ) -> None:
+        offsets = _offsets(positions)
+        _guard(
+            "send_offsets_to_transaction",
+            self._settings,
+            lambda: self._p.send_offsets_to_transaction(offsets, group_metadata),
+        )
+
+    def commit_transaction(self) -> None:
+        _guard("commit_transaction", self._settings, self._p.commit_transaction)
+
+    def abort_transaction(self) -> None:
+        _guard("abort_transaction", self._settings, self._p.abort_transaction)
+
+    def close(self, timeout_s: float) -> None:
+        self._p.close(timeout=timeout_s)
+
+
+_COMPRESSION = {"none": None, "gzip": "gzip", "snappy": "snappy", "lz4": "lz4", "zstd": "zstd"}
+
+
+class KafkaPythonFactory:
+    """``ClientFactory`` for kafka-python 3."""
+
+    def consumer(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        options: ConsumerOptions,
+        on_revoke: RevokeHook,
+        on_assign: Callable[[list[TopicPartition]], None],
+    ) -> KafkaPythonConsumer:
+        listener = _Listener(on_revoke, on_assign)
+
+        def make() -> KafkaConsumer:
+            return KafkaConsumer(
+                **settings.consumer_kwargs(),
+                group_id=options.group_id,
+                enable_auto_commit=False,
+                partition_assignment_strategy=(CooperativeStickyAssignor,),
+                max_poll_records=options.max_poll_records,
+                fetch_max_wait_ms=options.fetch_max_wait_ms,
+                fetch_min_bytes=options.fetch_min_bytes,
+                max_partition_fetch_bytes=options.max_partition_fetch_bytes,
+                auto_offset_reset=options.auto_offset_reset,
+                isolation_level=options.isolation_level,
+                session_timeout_ms=options.session_timeout_ms,
+                heartbeat_interval_ms=options.heartbeat_interval_ms,
+                max_poll_interval_ms=options.max_poll_interval_ms,
+                request_timeout_ms=options.request_timeout_ms,
+                bootstrap_timeout_ms=options.request_timeout_ms,
+            )
+
+        consumer = _guard(f"consumer for group {options.group_id!r}", settings, make)
+        listener.consumer = consumer
+        consumer.subscribe(list(topics), listener=listener)
+        return KafkaPythonConsumer(consumer, settings, options.auto_offset_reset)
+
+    def producer(self, settings: KafkaSettings, options: ProducerOptions) -> KafkaPythonProducer:
+        def make() -> KafkaProducer:
+            return KafkaProducer(
+                **settings.producer_kwargs(),
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=options.linger_ms,
+                batch_size=options.batch_size,
+                compression_type=_COMPRESSION[options.compression],
+                max_request_size=options.max_request_size,
+                delivery_timeout_ms=options.delivery_timeout_ms,
+                request_timeout_ms=options.request_timeout_ms,
+                max_block_ms=options.max_block_ms,
+                bootstrap_timeout_ms=options.max_block_ms,
+                transactional_id=options.transactional_id,
+                transaction_timeout_ms=options.transaction_timeout_ms,
+            )
+
+        return KafkaPythonProducer(_guard("producer start", settings, make), settings)

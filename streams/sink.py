@@ -1,0 +1,144 @@
+"""KafkaSink: an idempotent producer with delivery callbacks and a transactional mode."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from pipeline.errors import StreamError
+from streams.client import (
+    ClientFactory,
+    DeliveryCallback,
+    Headers,
+    ProducerClient,
+    ProducerOptions,
+    TopicPartition,
+)
+from streams.settings import KafkaSettings
+
+
+class KafkaSink:
+    """Publishes messages; ``on_delivery`` fires once per message from the client's I/O thread.
+
+    With ``options.transactional_id`` set, sends join a transaction begun on first use,
+    and ``commit_transaction(positions, group_metadata)`` commits the sent messages
+    together with the consumer offsets (exactly-once consume-transform-produce).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        options: ProducerOptions | None = None,
+        factory: ClientFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or ProducerOptions()
+        self._factory = factory
+        self._client: ProducerClient | None = None
+        self._txn_lock = threading.Lock()
+        self._in_txn = False
+
+    @property
+    def transactional(self) -> bool:
+        return self.options.transactional_id is not None
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_txn
+
+    def start(self) -> KafkaSink:
+        """Connect (raises StreamError within ``max_block_ms`` if no broker answers)."""
+        if self._client is None:
+            if self._factory is None:
+                from streams.kafka_python import KafkaPythonFactory
+
+                self._factory = KafkaPythonFactory()
+            self._client = self._factory.producer(self.settings, self.options)
+            if self.transactional:
+                self._client.init_transactions()
+        return self
+
+    def __enter__(self) -> KafkaSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def client(self) -> ProducerClient:
+        if self._client is None:
+            raise StreamError(
+                f"{self.settings.describe()} | KafkaSink used before start(). "
+                "Note: call start() or use it as a context manager"
+            )
+        return self._client
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Headers = (),
+        on_delivery: DeliveryCallback | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Queue one message; StreamError if it cannot even be queued."""
+        client = self.client
+        if not self.transactional:
+            client.send(topic, value, key, headers, on_delivery, partition)
+            return
+        with self._txn_lock:
+            if not self._in_txn:
+                client.begin_transaction()
+                self._in_txn = True
+            client.send(topic, value, key, headers, on_delivery, partition)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Block until every queued message is acknowledged or failed."""
+        self.client.flush(timeout_s)
+
+    def commit_transaction(
+        self, positions: Mapping[TopicPartition, int], group_metadata: object
+    ) -> None:
+        """Commit sent messages and consumer ``positions`` atomically (transactional mode)."""
+        self._need_transactions("commit_transaction")
+        client = self.client
+        with self._txn_lock:
+            if not self._in_txn:
+                if not positions:
+                    return
+                client.begin_transaction()
+                self._in_txn = True
+            client.flush(self.options.transaction_timeout_ms / 1000)
+            if positions:
+                client.send_offsets_to_transaction(positions, group_metadata)
+            client.commit_transaction()
+            self._in_txn = False
+
+    def abort_transaction(self) -> None:
+        """Abort the open transaction, if any: its messages stay invisible to read_committed."""
+        self._need_transactions("abort_transaction")
+        with self._txn_lock:
+            if self._in_txn:
+                self._in_txn = False
+                self.client.abort_transaction()
+
+    def _need_transactions(self, what: str) -> None:
+        if not self.transactional:
+            raise StreamError(
+                f"{self.settings.describe()} | {what} on a non-transactional sink. "
+                "Note: set ProducerOptions.transactional_id"
+            )
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush what is queued (an open transaction is aborted) and disconnect."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if self._in_txn:
+                self._in_txn = False
+                client.abort_transaction()
+            client.flush(timeout_s)
+        finally:
+            client.close(timeout_s)

@@ -1,0 +1,172 @@
+"""KafkaSource + KafkaSink on the real broker: commits, backpressure, transactions, DLQ."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+from kafkakit import committed, fast_options, produce, read_all
+
+from pipeline.errors import CodecError, StreamError
+from streams.client import ProducerOptions
+from streams.dlq import DeadLetterWriter
+from streams.records import Record
+from streams.settings import KafkaSettings
+from streams.sink import KafkaSink
+from streams.source import KafkaSource, SourceOptions
+
+pytestmark = pytest.mark.integration
+
+
+def poll_until(source: KafkaSource, n: int, timeout_s: float = 30) -> list[Record]:
+    out: list[Record] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < n:
+        assert time.monotonic() < deadline, f"only {len(out)} of {n} records within {timeout_s} s"
+        out.extend(source.poll(0.2))
+    return out
+
+
+def test_out_of_order_resolution_commits_only_the_resolved_prefix(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+) -> None:
+    topic, group = unique_topic(1), unique_group()
+    produce(kafka_bootstrap, topic, 20)
+    options = SourceOptions(commit_interval_s=3600)
+    with KafkaSource(KafkaSettings(kafka_bootstrap), [topic], fast_options(group), options) as src:
+        records = poll_until(src, 20)
+        assert [r.offset for r in records] == list(range(20))
+        for r in records[5:]:  # everything but offsets 0..4, newest first
+            assert src.resolve(r)
+        assert src.commit() == {}
+        for r in reversed(records[1:5]):
+            src.resolve(r)
+        assert src.commit() == {}
+        src.resolve(records[0])
+        assert src.commit() == {(topic, 0): 20}
+        assert not src.resolve(records[0])
+    assert committed(kafka_bootstrap, group, topic) == {0: 20}
+
+
+def test_unresolved_records_are_redelivered_to_the_next_member(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+) -> None:
+    topic, group = unique_topic(1), unique_group()
+    produce(kafka_bootstrap, topic, 10)
+    settings = KafkaSettings(kafka_bootstrap)
+    options = SourceOptions(revoke_timeout_s=0.2)
+    with KafkaSource(settings, [topic], fast_options(group), options) as src:
+        records = poll_until(src, 10)
+        for r in records[:4] + records[6:]:
+            src.resolve(r)
+    # close committed the resolved prefix (0..3) and abandoned 4 and 5
+    assert committed(kafka_bootstrap, group, topic) == {0: 4}
+    with KafkaSource(settings, [topic], fast_options(group)) as src:
+        again = poll_until(src, 6)
+        assert [r.offset for r in again] == list(range(4, 10))
+        src.resolve_many(again)
+
+
+def test_backpressure_pauses_a_partition_until_records_resolve(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+) -> None:
+    topic, group = unique_topic(1), unique_group()
+    produce(kafka_bootstrap, topic, 100)
+    options = SourceOptions(max_in_flight_per_partition=30)
+    consumer = fast_options(group, max_poll_records=30)
+    with KafkaSource(KafkaSettings(kafka_bootstrap), [topic], consumer, options) as src:
+        first = poll_until(src, 30)
+        assert src.client.paused() == {(topic, 0)}
+        assert src.poll(0.3) == []
+        assert src.in_flight() == 30
+        src.resolve_many(first[:15])  # down to half the limit: fetching resumes
+        rest: list[Record] = []
+        deadline = time.monotonic() + 30
+        while len(rest) < 70:
+            assert time.monotonic() < deadline, f"only {len(rest)} of 70 after resuming"
+            batch = src.poll(0.2)
+            assert src.in_flight() <= 30 + 30  # never more than the limit plus one poll
+            src.resolve_many(batch)
+            rest.extend(batch)
+        assert [r.offset for r in first + rest] == list(range(100))
+        src.resolve_many(first[15:])
+
+
+def test_transactions_commit_decisions_and_offsets_atomically(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+) -> None:
+    src_topic, out_topic, group = unique_topic(2), unique_topic(1), unique_group()
+    produce(kafka_bootstrap, src_topic, 40)
+    settings = KafkaSettings(kafka_bootstrap)
+    sink = KafkaSink(settings, ProducerOptions(transactional_id=f"txn-{group}"))
+    consumer = fast_options(group, isolation_level="read_committed")
+    with (
+        sink,
+        KafkaSource(settings, [src_topic], consumer, SourceOptions(commit_interval_s=3600)) as src,
+    ):
+        src.use_transactions(sink)
+
+        def transform(records: list[Record]) -> None:
+            for r in records:
+                sink.send(out_topic, b"decision " + r.value, r.key, (), src.ack_callback(r))
+            sink.flush()
+
+        transform(poll_until(src, 40))
+        src.abort_transaction()
+        assert read_all(kafka_bootstrap, out_topic) == []
+        assert len(read_all(kafka_bootstrap, out_topic, "read_uncommitted")) == 40
+        assert set(committed(kafka_bootstrap, group, src_topic).values()) == {None}
+
+        again = poll_until(src, 40)  # rewound: the same records once more
+        assert sorted(r.value for r in again) == sorted(b"v%d" % i for i in range(40))
+        transform(again)
+        positions = src.commit()
+        assert sum(positions.values()) == 40
+    visible = read_all(kafka_bootstrap, out_topic)
+    assert sorted(m.value for m in visible) == sorted(b"decision v%d" % i for i in range(40))
+    assert sum(v or 0 for v in committed(kafka_bootstrap, group, src_topic).values()) == 40
+
+
+def test_dead_letters_carry_original_bytes_and_error_headers(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    topic = unique_topic(1)
+    from streams.admin import create_topics
+
+    create_topics(kafka_bootstrap, {topic + ".dlq": 1})
+    record = Record(topic, 0, 41, b"card-1", b"{broken", (("content-type", b"x/y"),), 0, 0)
+    acked: list[Exception | None] = []
+    with KafkaSink(KafkaSettings(kafka_bootstrap)) as sink:
+        writer = DeadLetterWriter(sink)
+        error = CodecError(f"{record.coords} | invalid JSON. Note: expected JSON", "bad_json")
+        writer.write(record, error, lambda _md, err: acked.append(err))
+        sink.flush()
+    assert acked == [None]
+    (dead,) = read_all(kafka_bootstrap, topic + ".dlq")
+    assert (dead.key, dead.value) == (b"card-1", b"{broken")
+    assert dict(dead.headers) == {
+        "content-type": b"x/y",
+        "error-class": b"CodecError",
+        "error-reason": b"bad_json",
+        "error-message": str(error).encode(),
+        "source-topic": topic.encode(),
+        "source-partition": b"0",
+        "source-offset": b"41",
+    }
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sink_fails_fast_and_clearly_when_the_broker_is_down() -> None:
+    address = f"127.0.0.1:{unused_port()}"
+    sink = KafkaSink(KafkaSettings(address), ProducerOptions(max_block_ms=1500))
+    started = time.monotonic()
+    with pytest.raises(StreamError, match=address):
+        sink.start()
+    assert time.monotonic() - started < 10
