@@ -101,6 +101,7 @@ class EngineWorker:
         self.outlet = outlet
         self.on_batch = on_batch
         self.clock = clock
+        self._abandoned = False
         self.batcher: Batcher[Work] = Batcher(
             stream.batching.max_batch,
             int(stream.batching.max_wait_ms * 1e6),
@@ -108,6 +109,11 @@ class EngineWorker:
             latest_per_key=stream.latest_per_key,
             clock=clock,
         )
+
+    def abandon(self) -> None:
+        """On the next STOP, return without running what is queued (it stays unresolved,
+        so it is never committed and is consumed again after a restart)."""
+        self._abandoned = True
 
     @property
     def queued(self) -> int:
@@ -121,6 +127,8 @@ class EngineWorker:
                 stop = False
                 while entry is not None:
                     if entry is STOP:
+                        if self._abandoned:
+                            return
                         stop = True
                         break
                     self._admit(*entry)

@@ -1,0 +1,126 @@
+"""``streamfer run`` and ``streamfer validate``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from pipeline.config import PipelineConfig, load_config
+
+log = logging.getLogger(__name__)
+
+_CONFIG = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Pipeline YAML file (see deploy/configs/).",
+)
+
+
+@click.command()
+@_CONFIG
+def validate(config_path: Path) -> None:
+    """Check a pipeline config file: print every problem, or a short summary.
+
+    Exits 0 when the file is valid, 2 when it is not.
+    """
+    cfg = load_config(config_path)  # ConfigError -> listed problems, exit 2 (pipeline.cli)
+    click.echo(f"{config_path}: OK")
+    click.echo(cfg.summary())
+
+
+@click.command()
+@_CONFIG
+@click.option(
+    "-w",
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes. They join one consumer group and share the partitions; "
+    "worker i serves /metrics, /healthz and /readyz on metrics.port + i.",
+)
+@click.option("--worker-index", type=int, default=0, hidden=True)
+def run(config_path: Path, workers: int, worker_index: int) -> None:
+    """Run the configured streams until SIGTERM or Ctrl-C.
+
+    The first signal drains: polling stops, records in flight are decided,
+    published and committed, then the process exits. A second signal exits
+    at once (records not yet committed are consumed again after a restart).
+    """
+    cfg = load_config(config_path)
+    if workers > 1:
+        sys.exit(_run_workers(config_path, workers))
+    sys.exit(_run_one(cfg, worker_index))
+
+
+def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
+    from pipeline.app import Pipeline
+
+    pipe = Pipeline(cfg, worker_index=worker_index)
+    signals = {"n": 0}
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals["n"] += 1
+        if signals["n"] > 1:
+            log.warning("second signal: exiting without draining")
+            os._exit(128 + signum)
+        stop_requested.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    pipe.start()
+    where = f" (metrics on {pipe.http_url})" if pipe.http_url else ""
+    click.echo(
+        f"streamfer worker {worker_index}: running {len(cfg.streams)} stream(s){where}", err=True
+    )
+    while not stop_requested.wait(0.2) and not pipe.wait(0):
+        pass
+    pipe.stop(drain=True)
+    for name, snap in pipe.stats().items():
+        dropped, dead = sum(snap.dropped.values()), sum(snap.dead_lettered.values())
+        click.echo(
+            f"{name}: consumed {snap.consumed}, decided {snap.decided}, "
+            f"dropped {dropped}, dead-lettered {dead}",
+            err=True,
+        )
+    if pipe.failure is not None:
+        click.echo(f"error: {pipe.failure}", err=True)
+        return 1
+    return 0
+
+
+def _run_workers(config_path: Path, workers: int) -> int:
+    """Start ``workers`` processes of ``streamfer run``, forward signals, wait for all."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "run", "-c", str(config_path),
+             "--worker-index", str(i)],
+            start_new_session=True,  # a terminal's Ctrl-C reaches them once, through us
+        )
+        for i in range(workers)
+    ]  # fmt: skip
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    while any(p.poll() is None for p in procs):
+        time.sleep(0.2)  # waiting for children; signals arrive in between
+    codes = [p.returncode for p in procs]
+    return max(codes, key=abs) if any(codes) else 0

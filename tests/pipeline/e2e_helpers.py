@@ -1,0 +1,102 @@
+"""Shared helpers of the end-to-end pipeline tests: configs, producing, reading back."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = REPO / "models"
+
+
+def write_config(
+    path: Path,
+    bootstrap: str,
+    group: str,
+    streams: Sequence[dict[str, Any]],
+    models: Iterable[str],
+    **extra: Any,
+) -> Path:
+    doc: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": bootstrap, "client_id": f"c-{group}"},
+        "consumer": {"group_id": group, "fetch_max_wait_ms": 10},
+        "producer": {"linger_ms": 1},
+        "models": {m: {"path": str(MODELS / f"{m}.onnx"), "max_batch": 32} for m in models},
+        "streams": list(streams),
+        "metrics": {"enabled": False, "port": 0},
+        "runtime": {"commit_interval_ms": 100, "drain_timeout_s": 20},
+    }
+    for key, value in extra.items():
+        doc[key] = {**doc.get(key, {}), **value}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+) -> int:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    n = 0
+    for key, value, headers in messages:
+        producer.send(topic, value=value, key=key, headers=headers)
+        n += 1
+    producer.flush(30)
+    producer.close()
+    return n
+
+
+def read_all(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[Any]], bool],
+    timeout_s: float = 60.0,
+    isolation_level: str = "read_uncommitted",
+) -> list[Any]:
+    """Consume ``topic`` from the start until ``until(messages)`` holds or time runs out."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
+        consumer_timeout_ms=200,
+    )
+    partitions = consumer.partitions_for_topic(topic) or {0}
+    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    consumer.seek_to_beginning()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not until(out):
+        for batch in consumer.poll(timeout_ms=200).values():
+            out.extend(batch)
+    consumer.close()
+    return out
+
+
+def decisions(messages: Iterable[Any]) -> list[dict[str, Any]]:
+    return [json.loads(m.value) for m in messages]
+
+
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic`` (0 where none)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        return {p: consumer.committed(TopicPartition(topic, p)) or 0 for p in parts}
+    finally:
+        consumer.close()
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)  # poll interval

@@ -1,0 +1,89 @@
+"""End to end on the real broker: transactions in, one decision each out, offsets committed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from e2e_helpers import (
+    MODELS,
+    committed,
+    decisions,
+    produce,
+    read_all,
+    wait_for,
+    write_config,
+)
+
+from models.generators.transactions import TransactionGenerator
+from pipeline.app import Pipeline
+from pipeline.config import load_config
+from streams.codecs import encode_transaction, validate_decision
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not (MODELS / "fraud.onnx").exists(), reason="models/fraud.onnx missing"),
+]
+
+
+def tx_messages(n: int, bad_every: int = 0) -> list[tuple[bytes | None, bytes, list]]:
+    gen = TransactionGenerator(seed=7)
+    out = []
+    for i in range(n):
+        tx, _ = gen.next()
+        value = encode_transaction(tx)
+        if bad_every and i % bad_every == bad_every - 1:
+            value = b'{"tx_id": "broken", ' if i % 2 else b"[1, 2, 3]"
+        out.append((tx["card_id"].encode(), value, []))
+    return out
+
+
+def fraud_stream(src: str, out: str, **kw: object) -> dict:
+    return {
+        "name": "payments", "kind": "transaction", "input_topic": src, "output_topic": out,
+        "model": "fraud", "batching": {"max_batch": 16, "max_wait_ms": 5}, **kw,
+    }  # fmt: skip
+
+
+def test_every_transaction_is_decided_and_committed(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    src, out, group = unique_topic(3), unique_topic(1), unique_group()
+    dlq = f"{src}.dlq"
+    n = produce(kafka_bootstrap, src, tx_messages(120, bad_every=10))
+    cfg = load_config(
+        write_config(tmp_path / "p.yaml", kafka_bootstrap, group, [fraud_stream(src, out)],
+                     ["fraud"])
+    )  # fmt: skip
+    with Pipeline(cfg) as pipe:
+        pipe.wait_ready(30)
+        wait_for(lambda: pipe.stats()["payments"].resolved >= n, 60, "all records resolved")
+        snap = pipe.stats()["payments"]
+    assert snap.consumed == n
+    assert snap.decided == 108 and sum(snap.dead_lettered.values()) == 12
+    assert set(snap.dead_lettered) == {"bad_json"}
+    assert snap.dropped == {}
+    assert snap.p99_ms is not None
+
+    got = decisions(read_all(kafka_bootstrap, out, lambda m: len(m) >= 108))
+    assert len(got) == 108
+    for d in got:
+        validate_decision(d)
+        assert d["kind"] == "transaction" and d["source"]["topic"] == src
+        assert d["result"]["action"] in ("approve", "review", "decline")
+    coords = {(d["source"]["partition"], d["source"]["offset"]) for d in got}
+    letters = read_all(kafka_bootstrap, dlq, lambda m: len(m) >= 12)
+    assert len(letters) == 12
+    for m in letters:
+        headers = dict(m.headers)
+        assert headers["error-reason"] == b"bad_json"
+        assert headers["source-topic"] == src.encode()
+        coords.add((int(headers["source-partition"]), int(headers["source-offset"])))
+    # every input record has exactly one outcome, and the group committed past all of them
+    ends = committed(kafka_bootstrap, group, src)
+    assert sum(ends.values()) == n
+    assert len(coords) == n
