@@ -88,3 +88,29 @@ def test_a_file_that_is_not_onnx_is_named(tmp_path: Path) -> None:
     assert isinstance(result.exception, EngineError)
     assert str(result.exception).startswith(f"{text} | ")
     assert "expected an ONNX" in str(result.exception)
+
+
+def test_build_progress_follows_tensorrt_phases() -> None:
+    """TensorRT reports nested phases; top-level ones stay on screen, finished children go."""
+    import io
+
+    from rich.console import Console
+
+    from engines.cli import RichBuildProgress
+
+    out = io.StringIO()
+    with RichBuildProgress(Console(file=out, width=120)) as progress:
+        progress.note("building mlp (fp16, batch 1..8) with TensorRT 11.4.0")
+        progress.phase_start("Building engine", None, 2)
+        progress.phase_start("Tactic selection", "Building engine", 3)
+        for step in range(3):
+            progress.step_complete("Tactic selection", step)
+        progress.phase_finish("Tactic selection")
+        progress.step_complete("Building engine", 0)
+        progress.step_complete("unknown phase", 0)  # never started: ignored
+        progress.phase_finish("Building engine")
+    text = out.getvalue()
+    assert "building mlp (fp16, batch 1..8) with TensorRT 11.4.0" in text
+    assert "Building engine" in text
+    assert "2/2" in text
+    assert "Tactic selection" not in text.splitlines()[-1]
