@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.base import Runner
+from engines.base import Runner, random_feeds
 from pipeline.batcher import Batcher, Completion
 
 SPIN_NS = 300_000  # closer than this to the next event: spin instead of sleep
@@ -39,19 +39,6 @@ class GainResult:
     max_wait_ms: float
     best_rate: float  # highest offered rate found with p99 <= bound
     points: tuple[RatePoint, ...]
-
-
-def random_feeds(runner: Runner, pool: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A pool of ``pool`` random inputs per input tensor (engine time barely depends on values)."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in runner.input_specs:
-        shape = (pool, *[d or 1 for d in spec.shape[1:]])
-        if np.issubdtype(spec.dtype, np.floating):
-            feeds[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.dtype)
-        else:
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
-    return feeds
 
 
 def _wait_until(t_ns: int) -> None:
@@ -161,7 +148,7 @@ def batcher_gain(
     steps: int = 7,
 ) -> tuple[GainResult, GainResult]:
     """(``max_batch=1``, configured) best rates at p99 <= ``bound_ms`` on an active runner."""
-    pool = random_feeds(runner, max(2 * max_batch, 64))
+    pool = random_feeds(runner.input_specs, max(2 * max_batch, 64))
     results = []
     for mb, wait in ((1, 0.0), (max_batch, max_wait_ms)):
         cap = capacity(runner, pool, mb)

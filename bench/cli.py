@@ -28,9 +28,14 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--bootstrap", default=None, help="Kafka bootstrap (default: $STREAMFER_BOOTSTRAP or "
         "127.0.0.1:9092).",
     )(fn)  # fmt: skip
+    return _recording(fn)
+
+
+def _recording(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--results", type=click.Path(dir_okay=False, path_type=Path), default=RESULTS_PATH,
-        show_default=True, help="Markdown file the result is appended to.",
+        show_default="bench/RESULTS.md", help="Markdown file the result is appended to; charts "
+        "are written next to it.",
     )(fn)  # fmt: skip
     fn = click.option("--no-record", is_flag=True, help="Print only; do not append to results.")(fn)
     return fn
@@ -77,4 +82,89 @@ def scoring(
     if config_path is not None:
         opts = ScoringOptions(records, naive_records, repeats, config_path, keep_topics=keep_topics)
     report = run_scoring(_broker(bootstrap), opts, command_line(), _say)
+    _finish(report, results, no_record)
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected comma-separated numbers") from None
+    if not values or min(values) <= 0:
+        raise click.BadParameter(f"{text!r}: expected numbers > 0")
+    return values
+
+
+@bench.command()
+@_common
+@click.option("--stream", "kind", type=click.Choice(["transactions", "camera"]),
+              default="transactions", show_default=True,
+              help="Which stream: transactions (bound 50 ms) or camera frames (bound 100 ms).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default=None,
+              help="Pipeline config (default: deploy/configs/fraud.yaml or camera.yaml).")
+@click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Maximum throughput to scale the ladder to (default: measured first).")
+@click.option("--fractions", default=None,
+              help="Ladder as fractions of the maximum (default: 0.25,0.5,0.75,0.9,1 for "
+              "transactions; 0.25,0.5,0.75,1 for camera).")
+@click.option("--rates", default=None, help="Explicit ladder in records/s (overrides fractions).")
+@click.option("--min-duration", "min_duration_s", type=click.FloatRange(min=1), default=60.0,
+              show_default=True, help="Seconds per point at least (budget permitting).")
+@click.option("--min-records", type=click.IntRange(min=10), default=25_000, show_default=True,
+              help="Records per point at least (budget permitting).")
+@click.option("--budget", "budget_s", type=click.FloatRange(min=1), default=None,
+              help="Seconds for the whole ladder; points are shortened to fit (default: 330 "
+              "transactions, 380 camera, so the command ends within 10 minutes).")
+@click.option("--probe-records", type=click.IntRange(min=10), default=None,
+              help="Backlog drained to measure the maximum (default: 30000 transactions, "
+              "400 frames).")
+@click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
+def server(
+    bootstrap: str | None, results: Path, no_record: bool, kind: str, config_path: Path | None,
+    max_rate: float | None, fractions: str | None, rates: str | None, min_duration_s: float,
+    min_records: int, budget_s: float | None, probe_records: int | None, keep_topics: bool,
+) -> None:  # fmt: skip
+    """Poisson arrivals at rising rates: p50/p99/p99.9 per rate and the highest rate within
+    the p99 bound (default run: about 7-9 min)."""
+    from bench.plots import plot_server
+    from bench.server import ServerOptions, run_server
+
+    opts = ServerOptions(
+        kind="transaction" if kind == "transactions" else "camera", config=config_path,
+        max_rate=max_rate, fractions=_floats(fractions), rates=_floats(rates),
+        min_duration_s=min_duration_s, min_records=min_records, budget_s=budget_s,
+        probe_records=probe_records, keep_topics=keep_topics,
+    )  # fmt: skip
+    report = run_server(_broker(bootstrap), opts, command_line(), _say)
+    report.images.append(plot_server(report, results.parent))
+    _finish(report, results, no_record)
+
+
+@bench.command()
+@_recording
+@click.option("--models", default="fraud,sensor,camera", show_default=True,
+              help="Reference models (models/<name>.onnx), comma-separated.")
+@click.option("--batches", default="1,2,4,8,16,32,64", show_default=True,
+              help="Batch sizes of the engine curve, comma-separated.")
+@click.option("--seconds", type=click.FloatRange(min=0.01), default=1.5, show_default=True,
+              help="Measuring time per (model, batch) point of the curve.")
+@click.option("--gain-seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds per trial rate of the batcher-gain search.")
+@click.option("--steps", type=click.IntRange(1, 20), default=6, show_default=True,
+              help="Bisection steps of the batcher-gain search.")
+def batching(
+    results: Path, no_record: bool, models: str, batches: str,
+    seconds: float, gain_seconds: float, steps: int,
+) -> None:  # fmt: skip
+    """Engine throughput vs batch size per model, and the dynamic batcher's gain at equal
+    p99 (about 3-5 min; needs no broker)."""
+    from bench.batching import batching_report
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    sizes = [int(b) for b in _floats(batches) or (1,)]
+    report = batching_report(names, sizes, seconds, gain_seconds, steps, command_line(), _say,
+                             results.parent)  # fmt: skip
     _finish(report, results, no_record)

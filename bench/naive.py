@@ -71,9 +71,13 @@ def fraud_handler(cfg: PipelineConfig, runner: Runner) -> Callable[[Any], bytes]
             result=result,
             batch_size=1,
             latency_ms={
+                "broker": max(0.0, rec.consumed_wall_ms - rec.timestamp_ms),
+                "queue": 0.0,
                 "preprocess": (t1 - t0) / 1e6,
                 "infer": (t2 - t1) / 1e6,
                 "postprocess": (time.perf_counter_ns() - t2) / 1e6,
+                "publish": None,
+                "e2e": None,
             },
         )
         return encode_decision(decision)

@@ -46,3 +46,15 @@ def camera_headers(item: PoolItem, capture_wall_ns: int, seq: int) -> Headers:
         ("capture-ts-ns", str(capture_wall_ns).encode()),
         ("frame-seq", str(seq).encode()),
     ]
+
+
+def stamped(items: list[PoolItem], n: int) -> list[PoolItem]:
+    """``n`` frames cycling through ``items``, captured now, with sequence numbers."""
+    import time
+
+    now = time.time_ns()
+    return [
+        (items[i % len(items)][0], items[i % len(items)][1],
+         camera_headers(items[i % len(items)], now, i))
+        for i in range(n)
+    ]  # fmt: skip
