@@ -1,0 +1,168 @@
+"""Crash safety and graceful stop of ``streamfer run`` as a real process on the real broker.
+
+* kill -9 mid-stream, restart: every transaction has at least one decision
+  (at-least-once), and exactly one committed decision in exactly-once mode;
+* SIGTERM mid-stream: nothing lost, committed offsets end at the last decided record.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from e2e_helpers import MODELS, REPO, committed, decisions, read_all, wait_for, write_config
+from kafka import KafkaProducer
+
+from models.generators.transactions import TransactionGenerator
+from streams.codecs import encode_transaction
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(not (MODELS / "fraud.onnx").exists(), reason="models/fraud.onnx missing"),
+]
+
+N = 400  # trickled while the pipeline runs
+WARM = 20  # produced first, to know the pipeline is up
+TOTAL = N + WARM
+
+
+def config(tmp_path: Path, bootstrap: str, group: str, src: str, out: str, delivery: str) -> Path:
+    stream = {
+        "name": "payments", "kind": "transaction", "input_topic": src, "output_topic": out,
+        "model": "fraud", "delivery": delivery, "batching": {"max_batch": 4, "max_wait_ms": 2},
+    }  # fmt: skip
+    return write_config(
+        tmp_path / "p.yaml", bootstrap, group, [stream], ["fraud"],
+        consumer={"session_timeout_ms": 6000},
+    )  # fmt: skip
+
+
+@contextmanager
+def trickle(
+    bootstrap: str, topic: str, n: int, per_s: float, seed: int = 3
+) -> Iterator[threading.Thread]:
+    """Produce ``n`` transactions at about ``per_s`` per second from a background thread."""
+
+    def run() -> None:
+        gen = TransactionGenerator(seed=seed)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+        for i in range(n):
+            tx, _ = gen.next()
+            producer.send(topic, value=encode_transaction(tx), key=tx["card_id"].encode())
+            if i % 20 == 19:
+                producer.flush()
+                time.sleep(20 / per_s)  # pacing the load, not waiting for a condition
+        producer.flush()
+        producer.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.join(60)
+
+
+def start_run(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", "-c", str(cfg)],
+        cwd=REPO,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def count_out(bootstrap: str, topic: str, at_least: int) -> int:
+    return len(read_all(bootstrap, topic, lambda m: len(m) >= at_least, timeout_s=1))
+
+
+def start_warm(cfg: Path, log: Path, bootstrap: str, src: str, out: str) -> subprocess.Popen[bytes]:
+    """Start ``streamfer run`` and return once it decided the first WARM records."""
+    proc = start_run(cfg, log)
+    with trickle(bootstrap, src, WARM, per_s=1000, seed=1):
+        pass
+    try:
+        wait_for(lambda: count_out(bootstrap, out, WARM) >= WARM, 60, "the pipeline to run")
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(log.read_text()[-3000:]) from None
+    return proc
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_kill_9_and_restart_loses_nothing(
+    delivery: str,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    src, out, group = unique_topic(3), unique_topic(1), unique_group()
+    cfg = config(tmp_path, kafka_bootstrap, group, src, out, delivery)
+    log = tmp_path / "run.log"
+    proc = start_warm(cfg, log, kafka_bootstrap, src, out)
+    with trickle(kafka_bootstrap, src, N, per_s=150):
+        try:
+            wait_for(lambda: count_out(kafka_bootstrap, out, 80) >= 80, 60, "more decisions")
+        finally:
+            proc.kill()  # SIGKILL: no drain, no final commit
+            proc.wait(10)
+        proc = start_run(cfg, log)
+    try:
+        isolation = "read_committed" if delivery == "exactly_once" else "read_uncommitted"
+
+        def all_decided(msgs: list) -> bool:
+            return len({_coords(d) for d in decisions(msgs)}) >= TOTAL
+
+        msgs = read_all(kafka_bootstrap, out, all_decided, timeout_s=90, isolation_level=isolation)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    got = Counter(_coords(d) for d in decisions(msgs))
+    missing = TOTAL - len(got)
+    assert missing == 0, f"{missing} without a decision; log: {log.read_text()[-2000:]}"
+    if delivery == "exactly_once":
+        dupes = {c: k for c, k in got.items() if k > 1}
+        assert not dupes, f"committed duplicates: {list(dupes)[:5]}"
+
+
+def _coords(d: dict) -> tuple[int, int]:
+    return d["source"]["partition"], d["source"]["offset"]
+
+
+def test_sigterm_drains_and_commits_at_the_last_decided_record(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    src, out, group = unique_topic(3), unique_topic(1), unique_group()
+    cfg = config(tmp_path, kafka_bootstrap, group, src, out, "at_least_once")
+    log = tmp_path / "run.log"
+    proc = start_warm(cfg, log, kafka_bootstrap, src, out)
+    with trickle(kafka_bootstrap, src, N, per_s=150):
+        wait_for(lambda: count_out(kafka_bootstrap, out, 80) >= 80, 60, "more decisions")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()[-2000:]
+    ends = committed(kafka_bootstrap, group, src)
+    total = sum(ends.values())
+    assert WARM < total < TOTAL, "the stop should have come mid-stream"
+    msgs = read_all(kafka_bootstrap, out, lambda m: len(m) >= total, timeout_s=30)
+    by_partition: dict[int, list[int]] = {}
+    for d in decisions(msgs):
+        by_partition.setdefault(d["source"]["partition"], []).append(d["source"]["offset"])
+    for p, end in ends.items():
+        offsets = sorted(by_partition.get(p, []))
+        # every record below the commit was decided once, and nothing past it
+        assert offsets == list(range(end)), (p, end, offsets[-5:])
+    assert os.path.exists(log)
