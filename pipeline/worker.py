@@ -221,6 +221,7 @@ class EngineWorker:
                 result=result,
                 batch_size=n,
                 latency_ms={},  # filled by the outlet at hand-off (publish, e2e)
+                meta=work.prepared.meta,
             )
             item.completion.set_result(decision)
 

@@ -1,0 +1,94 @@
+"""Tiny ONNX models with the reference models' contracts, so pipeline tests need no training.
+
+``sensor``: ``window`` float32 [N, 100, 6] -> ``probs`` [N, 4] (softmax of a mean).
+``camera``: ``images`` float32 [N, 3, 256, 256] -> ``output0`` [N, 4 + 4, 8] (YOLOv8 layout):
+one confident vehicle box in the middle of the input, low scores elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+SENSOR_LABELS = ["normal", "hard_brake", "swerve", "impact"]
+DETECTION_LABELS = ["vehicle", "pedestrian", "cyclist", "sign"]
+ANCHORS = 8
+
+
+def _save(graph: onnx.GraphProto, path: Path, meta: dict[str, str]) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def sensor_model(path: Path) -> Path:
+    weights = numpy_helper.from_array(
+        np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32), "w"
+    )
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    nodes = [
+        helper.make_node("ReduceMean", ["window", "axes"], ["mean"], keepdims=0),
+        helper.make_node("MatMul", ["mean", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_sensor",
+        [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["N", 100, 6])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
+        [weights, axes],
+    )
+    meta = {
+        "streamfer.name": "sensor",
+        "streamfer.version": "tiny",
+        "streamfer.task": "sensor",
+        "streamfer.labels": json.dumps(SENSOR_LABELS),
+    }
+    return _save(graph, path, meta)
+
+
+def camera_model(path: Path) -> Path:
+    # output = bias + 0 * mean(images): a fixed set of anchors, batch size from the input
+    c = 4 + len(DETECTION_LABELS)
+    bias = np.zeros((1, c, ANCHORS), np.float32)
+    bias[0, :4, :] = [[128.0], [128.0], [40.0], [30.0]]  # cx, cy, w, h in input pixels
+    bias[0, 4:, :] = 0.01
+    bias[0, 4, 0] = 0.9  # anchor 0: a vehicle
+    bias[0, 0, 1] = 40.0  # anchor 1: a weak pedestrian elsewhere
+    bias[0, 5, 1] = 0.3
+    inits = [
+        numpy_helper.from_array(bias, "bias"),
+        numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+        numpy_helper.from_array(np.zeros((1, 1, 1), np.float32), "zero"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["images", "axes"], ["m"], keepdims=1),  # [N,1,1,1]
+        helper.make_node("Squeeze", ["m", "axes_sq"], ["m3"]),
+        helper.make_node("Mul", ["m3", "zero"], ["z"]),  # [N,1,1] zeros
+        helper.make_node("Add", ["z", "bias"], ["output0"]),  # [N,C,A]
+    ]
+    inits.append(numpy_helper.from_array(np.array([3], np.int64), "axes_sq"))
+    graph = helper.make_graph(
+        nodes,
+        "tiny_camera",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 256, 256])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", c, ANCHORS])],
+        inits,
+    )
+    meta = {
+        "streamfer.name": "camera",
+        "streamfer.version": "tiny",
+        "streamfer.task": "detection",
+        "streamfer.labels": json.dumps(DETECTION_LABELS),
+        "streamfer.input_size": "256",
+    }
+    return _save(graph, path, meta)
