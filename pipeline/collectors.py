@@ -30,6 +30,8 @@ Kind = Literal["counter", "gauge", "histogram"]
 
 
 class CounterChild:
+    """A monotonically increasing count; ``inc`` takes a lock (``+=`` is not atomic)."""
+
     __slots__ = ("_lock", "value")
 
     def __init__(self) -> None:
@@ -42,6 +44,8 @@ class CounterChild:
 
 
 class GaugeChild:
+    """A value set from outside (queue depth, lag)."""
+
     __slots__ = ("value",)
 
     def __init__(self) -> None:
@@ -52,6 +56,8 @@ class GaugeChild:
 
 
 class HistogramChild:
+    """Classic buckets: per-bucket counts and a sum, made cumulative only at collect time."""
+
     __slots__ = ("_bounds", "_counts", "_lock", "_sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
@@ -151,7 +157,6 @@ class Family(Collector):
         return [family]
 
 
-
 class GpuCollector(Collector):
     """GPU utilisation and memory through NVML; exports nothing without pynvml or a GPU."""
 
@@ -208,6 +213,7 @@ class GpuCollector(Collector):
 
 
 def import_pynvml() -> ModuleType | None:
+    """``pynvml`` when nvidia-ml-py is installed, else None (imported only when called)."""
     try:
         import pynvml  # nvidia-ml-py, extra "gpu"
     except ImportError:
@@ -216,6 +222,8 @@ def import_pynvml() -> ModuleType | None:
 
 
 class ReadyCollector(Collector):
+    """``streamfer_ready``, read from ``source()`` at every scrape (0 without a source)."""
+
     def __init__(self) -> None:
         self.source: Callable[[], bool] | None = None
 

@@ -257,3 +257,19 @@ def test_no_gpu_metrics_without_nvml_or_driver(nvml: FakeNvml | None) -> None:
     assert "streamfer_gpu" not in generate_latest(m.registry).decode()
     if nvml is not None:
         assert nvml.inits == 1  # a failed init is not retried on every scrape
+
+
+@pytest.mark.gpu
+def test_gpu_metrics_from_the_real_nvml() -> None:
+    pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py (extra gpu) not installed")
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:  # no driver or no GPU here
+        pytest.skip(f"NVML unavailable: {exc}")
+    m = Metrics(process_collectors=False)
+    total = value(m, "streamfer_gpu_memory_total_bytes", gpu="0")
+    used = value(m, "streamfer_gpu_memory_used_bytes", gpu="0")
+    util = value(m, "streamfer_gpu_utilization_ratio", gpu="0")
+    assert total is not None and total > 0
+    assert used is not None and 0 <= used <= total
+    assert util is not None and 0 <= util <= 1
