@@ -69,7 +69,7 @@ class Pipeline:
         self.config = config
         self.worker_index = worker_index
         self.metrics = metrics or Metrics(enabled=config.metrics.enabled)
-        self.health = HealthState()
+        self.health = HealthState(("engines", *(f"partitions:{s.name}" for s in config.streams)))
         self._serve_http = config.metrics.enabled if serve_http is None else serve_http
         self._server: HealthServer | None = None
         self._runners: dict[str, Runner] = {}
@@ -178,8 +178,7 @@ class Pipeline:
     # -- state -------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        streams = self._streams.values()
-        self.health.set_ready("partitions", bool(streams) and all(s.assigned for s in streams))
+        """Engines loaded, partitions assigned to every stream, not stopping (as /readyz)."""
         return not self._stopped.is_set() and self.health.is_ready()
 
     def wait_ready(self, timeout_s: float) -> None:

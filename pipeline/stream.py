@@ -182,6 +182,11 @@ class StreamRuntime:
             self._sink.close()
 
     @property
+    def ready_condition(self) -> str:
+        """The readiness condition this stream sets: partitions assigned to it."""
+        return f"partitions:{self.stream.name}"
+
+    @property
     def assigned(self) -> bool:
         return bool(self._source and self._source.assigned)
 
@@ -198,6 +203,7 @@ class StreamRuntime:
             source.start()
         except BaseException as exc:
             errors.append(exc)
+            self._abandon()
             started.set()
             return
         started.set()
@@ -217,10 +223,13 @@ class StreamRuntime:
         self, source: KafkaSource, pool: ThreadPoolExecutor, pre: Any, beat: Callable[[], None]
     ) -> None:
         high, low = self.inbox.maxsize * 3 // 4, self.inbox.maxsize // 4
-        paused, next_lag = False, 0.0
+        paused, next_lag, assigned = False, 0.0, False
         recorder, book = self.recorder, self.book
         while not self._stop.is_set():
             beat()
+            if assigned != bool(source.assigned):
+                assigned = not assigned
+                self.health.set_ready(self.ready_condition, assigned)
             records = source.poll(_POLL_S)
             if records:
                 recorder.consumed(len(records))
@@ -281,10 +290,14 @@ class StreamRuntime:
     # -- engine thread -------------------------------------------------------------------
     def _run_worker(self) -> None:
         assert self._worker is not None
+        hb = self.health.heartbeat(f"engine-{self.stream.name}", max_age_s=60)
+        self._worker.beat = hb.beat
         try:
             self._worker.run()
         except BaseException as exc:
             self.on_fatal(self.stream.name, exc)
+        finally:
+            hb.close()
 
     def _on_batch(self, n: int, infer_s: float, post_s: float) -> None:
         self.recorder.observe_batch(n)

@@ -102,6 +102,7 @@ class EngineWorker:
         self.on_batch = on_batch
         self.clock = clock
         self._abandoned = False
+        self.beat: Callable[[], None] = lambda: None  # liveness, once per loop
         self.batcher: Batcher[Work] = Batcher(
             stream.batching.max_batch,
             int(stream.batching.max_wait_ms * 1e6),
@@ -123,6 +124,7 @@ class EngineWorker:
         """Thread target: until STOP, admit records and run batches when they are due."""
         try:
             while True:
+                self.beat()
                 entry = self._next(self._wait_s())
                 stop = False
                 while entry is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from urllib.request import urlopen
 
 import pytest
 from e2e_helpers import (
@@ -15,6 +16,7 @@ from e2e_helpers import (
     wait_for,
     write_config,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from models.generators.transactions import TransactionGenerator
 from pipeline.app import Pipeline
@@ -25,6 +27,13 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not (MODELS / "fraud.onnx").exists(), reason="models/fraud.onnx missing"),
 ]
+
+
+BASE = {("stream", "payments"), ("model", "fraud"), ("engine", "onnxruntime")}
+
+
+def scrape(url: str) -> str:
+    return urlopen(f"{url}/metrics").read().decode()
 
 
 def tx_messages(n: int, bad_every: int = 0) -> list[tuple[bytes | None, bytes, list]]:
@@ -57,17 +66,35 @@ def test_every_transaction_is_decided_and_committed(
     n = produce(kafka_bootstrap, src, tx_messages(120, bad_every=10))
     cfg = load_config(
         write_config(tmp_path / "p.yaml", kafka_bootstrap, group, [fraud_stream(src, out)],
-                     ["fraud"])
+                     ["fraud"], metrics={"enabled": True, "port": 0, "host": "127.0.0.1"})
     )  # fmt: skip
     with Pipeline(cfg) as pipe:
         pipe.wait_ready(30)
         wait_for(lambda: pipe.stats()["payments"].resolved >= n, 60, "all records resolved")
         snap = pipe.stats()["payments"]
+        assert pipe.http_url is not None
+        assert urlopen(f"{pipe.http_url}/readyz").status == 200
+        wait_for(lambda: "streamfer_decisions_published_total" in scrape(pipe.http_url), 5, "")
+        text = scrape(pipe.http_url)
     assert snap.consumed == n
     assert snap.decided == 108 and sum(snap.dead_lettered.values()) == 12
     assert set(snap.dead_lettered) == {"bad_json"}
     assert snap.dropped == {}
     assert snap.p99_ms is not None
+    samples = {
+        (s.name, frozenset(s.labels.items()) - BASE): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if set(s.labels.items()) >= BASE
+    }
+    assert samples[("streamfer_records_consumed_total", frozenset())] == n
+    assert samples[("streamfer_decisions_published_total", frozenset())] == 108
+    assert samples[("streamfer_e2e_latency_seconds_count", frozenset())] == 108
+    assert (
+        samples[("streamfer_records_dead_lettered_total", frozenset({("reason", "bad_json")}))]
+        == 12
+    )
+    assert samples[("streamfer_stage_latency_seconds_count", frozenset({("stage", "infer")}))] > 0
 
     got = decisions(read_all(kafka_bootstrap, out, lambda m: len(m) >= 108))
     assert len(got) == 108
