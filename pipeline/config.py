@@ -16,6 +16,7 @@ directory of the config file. When ``kafka.bootstrap_servers`` is left out,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -358,7 +359,7 @@ def _with_path(section: Any, keys: tuple[str, ...], base: Path) -> Any:
     for key in keys:
         value = out.get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute():
-            out[key] = str(base / value)
+            out[key] = os.path.normpath(base / value)
     return out
 
 

@@ -166,3 +166,69 @@ def test_sigterm_drains_and_commits_at_the_last_decided_record(
         # every record below the commit was decided once, and nothing past it
         assert offsets == list(range(end)), (p, end, offsets[-5:])
     assert os.path.exists(log)
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 free right now (worker i serves on p + i)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return int(port)
+    raise AssertionError("no free port pair")
+
+
+def _ready(port: int) -> bool:
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    try:
+        return bool(urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200)
+    except (URLError, OSError):
+        return False
+
+
+def test_two_workers_share_the_partitions(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    src, out, group = unique_topic(4), unique_topic(1), unique_group()
+    port = _free_port_pair()
+    stream = {
+        "name": "payments", "kind": "transaction", "input_topic": src, "output_topic": out,
+        "model": "fraud",
+    }  # fmt: skip
+    cfg = write_config(
+        tmp_path / "p.yaml", kafka_bootstrap, group, [stream], ["fraud"],
+        metrics={"enabled": True, "port": port, "host": "127.0.0.1"},
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", "-c", str(cfg), "--workers", "2"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # each worker is ready only once it holds partitions of the shared group
+        wait_for(lambda: _ready(port) and _ready(port + 1), 60, "both workers ready")
+        with trickle(kafka_bootstrap, src, 200, per_s=2000):
+            pass
+        msgs = read_all(kafka_bootstrap, out, lambda m: len(m) >= 200, timeout_s=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    text = output.decode()
+    assert proc.returncode == 0, text[-2000:]
+    assert len({_coords(d) for d in decisions(msgs)}) == 200
+    consumed = [int(line.split("consumed ")[1].split(",")[0]) for line in text.splitlines()
+                if line.startswith("payments: consumed")]  # fmt: skip
+    assert len(consumed) == 2 and all(c > 0 for c in consumed) and sum(consumed) >= 200, text
