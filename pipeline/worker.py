@@ -58,7 +58,6 @@ class Work:
     record: Any
     prepared: Prepared
     preprocess_ns: int
-    ready_ns: int  # preprocessing finished (monotonic)
     stage_ns: dict[str, int] = field(default_factory=dict)
 
     def latency_ms(self, handoff_ns: int) -> dict[str, float]:
@@ -175,7 +174,7 @@ class EngineWorker:
             log.exception("%s | preprocessing %s failed", self.stream.name, _coords(record))
             self.outlet.dead_letter(record, exc, "preprocess_error")
             return
-        work = Work(record, prepared, pre_ns, self.clock())
+        work = Work(record, prepared, pre_ns)
         completion = Completion(functools.partial(self._resolved, work))
         self.batcher.put(work, completion, deadline_ns=prepared.deadline_ns, key=record.key)
 
@@ -212,7 +211,9 @@ class EngineWorker:
         self.on_batch(n, (infer_done - start) / 1e9, (post_done - infer_done) / 1e9)
         for item, result in zip(batch.items, results, strict=True):
             work = item.payload
-            work.stage_ns["queue"] = start - work.ready_ns
+            # waiting between poll and inference, preprocessing work excluded
+            waited = start - work.record.consumed_ns - work.preprocess_ns
+            work.stage_ns["queue"] = max(0, waited)
             work.stage_ns["infer"] = infer_done - start
             work.stage_ns["postprocess"] = post_done - infer_done
             decision = build_decision(
