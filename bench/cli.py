@@ -121,11 +121,15 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 @click.option("--probe-records", type=click.IntRange(min=10), default=None,
               help="Backlog drained to measure the maximum (default: 30000 transactions, "
               "400 frames).")
+@click.option("--repeats", type=click.IntRange(1), default=1, show_default=True,
+              help="Run the ladder this many times, one after another (e.g. --fractions 0.5 "
+              "--repeats 3 for the 50%-of-max target).")
 @click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
 def server(
     bootstrap: str | None, results: Path, no_record: bool, kind: str, config_path: Path | None,
     max_rate: float | None, fractions: str | None, rates: str | None, min_duration_s: float,
-    min_records: int, budget_s: float | None, probe_records: int | None, keep_topics: bool,
+    min_records: int, budget_s: float | None, probe_records: int | None, repeats: int,
+    keep_topics: bool,
 ) -> None:  # fmt: skip
     """Poisson arrivals at rising rates: p50/p99/p99.9 per rate and the highest rate within
     the p99 bound (default run: about 7-9 min)."""
@@ -136,7 +140,7 @@ def server(
         kind="transaction" if kind == "transactions" else "camera", config=config_path,
         max_rate=max_rate, fractions=_floats(fractions), rates=_floats(rates),
         min_duration_s=min_duration_s, min_records=min_records, budget_s=budget_s,
-        probe_records=probe_records, keep_topics=keep_topics,
+        probe_records=probe_records, keep_topics=keep_topics, repeats=repeats,
     )  # fmt: skip
     report = run_server(_broker(bootstrap), opts, command_line(), _say)
     report.images.append(plot_server(report, results.parent))
@@ -167,4 +171,34 @@ def batching(
     sizes = [int(b) for b in _floats(batches) or (1,)]
     report = batching_report(names, sizes, seconds, gain_seconds, steps, command_line(), _say,
                              results.parent)  # fmt: skip
+    _finish(report, results, no_record)
+
+
+@bench.command()
+@_common
+@click.option("--frames", type=click.IntRange(10), default=600, show_default=True,
+              help="Preloaded frames the pipeline drains per run.")
+@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True,
+              help="Interleaved repetitions of decode limit, engine limit and pipeline.")
+@click.option("--split-frames", type=click.IntRange(1), default=300, show_default=True,
+              help="Frames through the instrumented one-thread loop (time split).")
+@click.option("--limit-seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
+              help="Seconds per decode-limit and engine-limit measurement.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default=None, help="Pipeline config (default: "
+              "deploy/configs/camera.yaml).")
+@click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
+def frames(
+    bootstrap: str | None, results: Path, no_record: bool, frames: int, repeats: int,
+    split_frames: int, limit_seconds: float, config_path: Path | None, keep_topics: bool,
+) -> None:  # fmt: skip
+    """Camera frames/s per core with the time split over Kafka I/O, decode, preprocess,
+    inference, postprocess and publish, against the decode and engine limits (about 3-6 min)."""
+    from bench.frames import FramesOptions, run_frames
+
+    opts = FramesOptions(frames, repeats, split_frames, limit_seconds, keep_topics=keep_topics)
+    if config_path is not None:
+        opts = FramesOptions(frames, repeats, split_frames, limit_seconds, config_path,
+                             keep_topics)  # fmt: skip
+    report = run_frames(_broker(bootstrap), opts, command_line(), _say)
     _finish(report, results, no_record)

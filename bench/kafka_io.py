@@ -46,6 +46,27 @@ def run_id() -> str:
     return f"{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
+def wait_visible(bootstrap: str, names: list[str], timeout_s: float = 30.0) -> None:
+    """Until a fresh client's metadata lists every topic in ``names`` with its partitions.
+
+    A consumer that subscribes before the broker's metadata shows a new topic
+    gets no partitions until its next metadata refresh (minutes), so every
+    benchmark waits for this before it starts the system under test.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="streamfer-bench-probe")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            known = consumer.topics()  # a metadata request for all topics each call
+            if all(n in known and consumer.partitions_for_topic(n) for n in names):
+                return
+            if time.monotonic() > deadline:
+                raise StreamError(f"{names} | topics not in the metadata after {timeout_s:g} s")
+            time.sleep(0.1)  # poll interval
+    finally:
+        consumer.close()
+
+
 class TopicSet:
     """Topics one benchmark creates and deletes again (best effort) when done."""
 
@@ -56,11 +77,13 @@ class TopicSet:
     def input(self, name: str, partitions: int = 1) -> str:
         create_topics(self.bootstrap, {name: partitions})
         self.names.append(name)
+        wait_visible(self.bootstrap, [name])
         return name
 
     def output(self, name: str, partitions: int = 1) -> str:
         create_topics(self.bootstrap, {name: partitions}, config=LOG_APPEND_TIME)
         self.names.append(name)
+        wait_visible(self.bootstrap, [name])
         return name
 
     def track(self, name: str) -> None:

@@ -16,6 +16,7 @@ and last acks and the parent maps each decision back through its source offset.
 from __future__ import annotations
 
 import importlib
+import json
 import multiprocessing as mp
 import re
 import threading
@@ -55,6 +56,7 @@ class LoadOutcome:
     sched_ns: np.ndarray  # int64 [n], monotonic
     sent_late_ns: np.ndarray  # int64 [n], actual send call minus schedule
     base_offset: int
+    stage_ms: dict[str, np.ndarray]  # the decisions' own latency_ms per stage
 
 
 def _resolve(ref: str) -> Callable[..., object]:
@@ -204,6 +206,7 @@ def run_point(
     while readback.count() < spec.n and time.monotonic() < deadline:
         time.sleep(0.05)  # poll interval
     latency = np.full(spec.n, -1, dtype=np.int64)
+    stages: dict[str, list[float]] = {}
     for read_ns, value in readback.take():
         off = source_offset(value)
         if off is None:
@@ -211,4 +214,15 @@ def run_point(
         i = off - base
         if 0 <= i < spec.n and latency[i] < 0:
             latency[i] = read_ns - sched[i]
-    return LoadOutcome(sched, late, base), latency
+            for stage, ms in _stage_latencies(value):
+                stages.setdefault(stage, []).append(ms)
+    stage_ms = {k: np.asarray(v, dtype=np.float64) for k, v in stages.items()}
+    return LoadOutcome(sched, late, base, stage_ms), latency
+
+
+def _stage_latencies(decision: bytes) -> list[tuple[str, float]]:
+    try:
+        lat = json.loads(decision).get("latency_ms") or {}
+    except ValueError:
+        return []
+    return [(k, float(v)) for k, v in lat.items() if isinstance(v, int | float)]

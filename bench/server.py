@@ -27,7 +27,7 @@ from bench.machine import probe_machine
 from bench.pipeline_proc import CONFIG_DIR, PipelineProcess, bench_config, load_raw, wait_decisions
 from bench.records import camera_pool, stamped, transaction_pool
 from bench.report import Report, Table, Target
-from bench.stats import fmt_ms, fmt_rate, percentiles_ms
+from bench.stats import Spread, fmt_ms, fmt_rate, percentiles_ms
 from pipeline.errors import StreamferError
 
 Say = Callable[[str], None]
@@ -72,6 +72,7 @@ class ServerOptions:
     probe_records: int | None = None
     drain_timeout_s: float = 20.0
     keep_topics: bool = False
+    repeats: int = 1
 
 
 @dataclass
@@ -87,6 +88,7 @@ class PointResult:
     gen_late_p99_ms: float
     within_bound: bool
     fraction: float | None = None
+    stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # mean, p99
 
 
 @dataclass
@@ -172,6 +174,7 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
             ladder = [(r, None) for r in opts.rates]
         else:
             ladder = [(f * max_rate, f) for f in (opts.fractions or setup.fractions)]
+        ladder = ladder * opts.repeats  # repeated ladders interleave their points
         in_topic = topics.input(f"bench-{rid}-{setup.kind}-in")
         topics.track(f"{in_topic}.dlq")
         out = topics.output(f"bench-{rid}-{setup.kind}-out")
@@ -198,6 +201,10 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                 proc.check_alive()
                 pt = _evaluate(rate, lat, load.sent_late_ns, setup.bound_ms, duration)
                 pt.fraction = frac
+                pt.stages_ms = {
+                    k: (float(v.mean()), float(np.percentile(v, 99)))
+                    for k, v in load.stage_ms.items() if v.size
+                }
                 result.points.append(pt)
                 say(f"  p50 {fmt_ms(pt.p50_ms)} p99 {fmt_ms(pt.p99_ms)} ms, "
                     f"decided {pt.decided:,}/{pt.records:,}")  # fmt: skip
@@ -248,15 +255,32 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
          "p99 decided only", "generator late p99", f"p99 <= {result.bound_ms:g}"),
         tuple(rows),
     )  # fmt: skip
+    stage_names = ("broker", "queue", "preprocess", "infer", "postprocess", "publish", "e2e")
+    stage_table = Table(
+        "Where the time goes: the decisions' own latency_ms per stage (mean / p99), and the "
+        "rest (generator -> broker before, acknowledgement and read-back after: measured "
+        "latency minus decision e2e, p99 of measured vs e2e)",
+        ("offered/s", *stage_names, "measured p99 - e2e p99"),
+        tuple(
+            (fmt_rate(p.offered_rate),
+             *[f"{p.stages_ms[k][0]:.1f} / {p.stages_ms[k][1]:.1f}" if k in p.stages_ms else "—"
+               for k in stage_names],
+             fmt_ms(p.p99_decided_ms - p.stages_ms["e2e"][1]) if "e2e" in p.stages_ms else "—")
+            for p in result.points
+        ),
+    )  # fmt: skip
     ok = [p.offered_rate for p in result.points if p.within_bound]
     best = max(ok) if ok else math.nan
     half = [p for p in result.points if p.fraction == 0.5]
     targets = []
     if half:
-        p = half[0]
+        p99s = [p.p99_ms for p in half]
+        med = Spread.of(p99s)
+        measured = (f"{fmt_ms(med.median)} ms" if len(half) == 1 else
+                    f"{fmt_ms(med.median)} ms (runs: {', '.join(fmt_ms(v) for v in p99s)})")
         targets.append(Target(
-            f"p99 at 50% of max throughput ({fmt_rate(p.offered_rate)}/s)",
-            f"{fmt_ms(p.p99_ms)} ms", f"<= {result.bound_ms:g} ms", p.within_bound,
+            f"p99 at 50% of max throughput ({fmt_rate(half[0].offered_rate)}/s)",
+            measured, f"<= {result.bound_ms:g} ms", med.median <= result.bound_ms,
         ))  # fmt: skip
     notes = [
         f"highest offered rate with p99 within {result.bound_ms:g} ms: "
@@ -270,6 +294,6 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
         f"load average after the run: {'/'.join(f'{x:.2f}' for x in after.load_avg)}",
     ]
     return Report(
-        f"Server scenario ({result.kind})", command, machine, [table], targets, notes,
+        f"Server scenario ({result.kind})", command, machine, [table, stage_table], targets, notes,
         raw={"server": asdict(result)},
     )  # fmt: skip
