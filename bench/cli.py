@@ -155,7 +155,7 @@ def server(
               help="Batch sizes of the engine curve, comma-separated.")
 @click.option("--seconds", type=click.FloatRange(min=0.01), default=1.5, show_default=True,
               help="Measuring time per (model, batch) point of the curve.")
-@click.option("--gain-seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+@click.option("--gain-seconds", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
               help="Seconds per trial rate of the batcher-gain search.")
 @click.option("--steps", type=click.IntRange(1, 20), default=6, show_default=True,
               help="Bisection steps of the batcher-gain search.")

@@ -1,0 +1,89 @@
+"""Each benchmark command at a tiny size: it finishes and records well-formed output.
+
+No timing is asserted: numbers on a shared test machine mean nothing. What is
+checked is that every system under test ran, every record got its output, and
+the result section names the machine, the command and the targets.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from bench.cli import bench
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+VERDICT = re.compile(r"\| \*\*(met|MISSED|not measured)\*\* \|")
+
+
+def _run(args: list[str]) -> Result:
+    result = CliRunner().invoke(bench, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _section(path: Path, title: str) -> str:
+    text = path.read_text()
+    assert text.startswith("# streamfer benchmark results")
+    assert f"## {title}" in text
+    assert "- machine: " in text and "- commit: `" in text and "- command: `" in text
+    return text
+
+
+def _needs(model: str) -> None:
+    if not (MODELS / f"{model}.onnx").exists():
+        pytest.skip(f"models/{model}.onnx not there yet")
+
+
+@pytest.mark.integration
+def test_scoring_runs_all_three_systems(kafka_bootstrap: str, tmp_path: Path) -> None:
+    _needs("fraud")
+    results = tmp_path / "RESULTS.md"
+    _run(["scoring", "--bootstrap", kafka_bootstrap, "--results", str(results),
+          "--records", "300", "--naive-records", "20", "--repeats", "1"])  # fmt: skip
+    text = _section(results, "Transaction scoring throughput")
+    for row in ("| pass-through | 300 |", "| naive | 20 |", "| streamfer | 300 |"):
+        assert row in text
+    assert len(VERDICT.findall(text)) == 2
+    assert '"system": "streamfer"' in text
+
+
+@pytest.mark.integration
+def test_server_ladder_reports_percentiles_and_chart(kafka_bootstrap: str, tmp_path: Path) -> None:
+    _needs("fraud")
+    results = tmp_path / "RESULTS.md"
+    _run(["server", "--bootstrap", kafka_bootstrap, "--results", str(results),
+          "--max-rate", "200", "--fractions", "0.25,0.5", "--min-duration", "2",
+          "--min-records", "10", "--budget", "30"])  # fmt: skip
+    text = _section(results, "Server scenario (transaction)")
+    assert "| 50 | 25% |" in text and "| 100 | 50% |" in text
+    assert "p99 at 50% of max throughput" in text and len(VERDICT.findall(text)) == 1
+    assert "![server-transaction](server-transaction.png)" in text
+    assert (tmp_path / "server-transaction.png").stat().st_size > 0
+    assert '"decided": ' in text
+
+
+@pytest.mark.integration
+def test_frames_splits_the_camera_path(kafka_bootstrap: str, tmp_path: Path) -> None:
+    _needs("camera")
+    results = tmp_path / "RESULTS.md"
+    _run(["frames", "--bootstrap", kafka_bootstrap, "--results", str(results),
+          "--frames", "16", "--repeats", "1", "--split-frames", "8",
+          "--limit-seconds", "0.2"])  # fmt: skip
+    text = _section(results, "Frame path (camera)")
+    for stage in ("kafka I/O", "decode", "preprocess", "inference", "postprocess", "publish"):
+        assert f"| {stage} |" in text
+    assert "camera path / lower limit" in text and len(VERDICT.findall(text)) == 1
+
+
+def test_batching_curve_and_gain(tmp_path: Path) -> None:
+    _needs("fraud")
+    results = tmp_path / "RESULTS.md"
+    _run(["batching", "--results", str(results), "--models", "fraud", "--batches", "1,4",
+          "--seconds", "0.05", "--gain-seconds", "0.05", "--steps", "1"])  # fmt: skip
+    text = _section(results, "Batching curve and dynamic batcher gain")
+    assert "| fraud | 50 |" in text and "batcher gain (fraud" in text
+    assert (tmp_path / "batching-curve.png").stat().st_size > 0
