@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from models.generators.catalog import MCC_RISK, USD_PER_UNIT, haversine_km, local_hour
+from pipeline.errors import ConfigError
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_amount_usd",
@@ -71,7 +72,7 @@ class FraudFeaturizer:
 
     def __init__(self, max_cards: int = 200_000) -> None:
         if max_cards < 1:
-            raise ValueError(f"max_cards | got {max_cards!r}. Note: expected at least 1")
+            raise ConfigError(f"max_cards | got {max_cards!r}. Note: expected at least 1")
         self.max_cards = max_cards
         self._cards: OrderedDict[str, _CardState] = OrderedDict()
 

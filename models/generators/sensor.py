@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.errors import ConfigError
+
 SENSOR_LABELS: tuple[str, ...] = ("normal", "hard_brake", "swerve", "impact")
 SENSOR_CHANNELS: tuple[str, ...] = ("ax", "ay", "az", "gx", "gy", "gz")
 WINDOW_SAMPLES = 100
@@ -30,7 +32,7 @@ def _pulse(t0: float, rise_s: float, hold_s: float, fall_s: float) -> np.ndarray
 class _Vehicle:
     def __init__(self, vehicle_id: str, rng: np.random.Generator) -> None:
         self.vehicle_id = vehicle_id
-        self.noise = rng.uniform(0.12, 0.35)
+        self.noise = rng.uniform(0.12, 0.6)
         self.gyro_noise = rng.uniform(0.005, 0.02)
         self.gyro_bias = rng.normal(0.0, 0.01, size=3)
         self.pitch, self.roll = rng.normal(0.0, 0.04, size=2)  # mounting tilt, rad
@@ -48,7 +50,7 @@ class SensorGenerator:
 
     def __init__(self, seed: int = 0, n_vehicles: int = 20) -> None:
         if n_vehicles < 1:
-            raise ValueError(f"n_vehicles | got {n_vehicles!r}. Note: expected at least 1")
+            raise ConfigError(f"n_vehicles | got {n_vehicles!r}. Note: expected at least 1")
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._vehicles = [_Vehicle(f"veh-{i:04d}", self._rng) for i in range(n_vehicles)]
@@ -98,37 +100,38 @@ class SensorGenerator:
         rng = self._rng
         if rng.random() < 0.25:  # moderate braking
             p = _pulse(rng.uniform(-0.5, 1.5), 0.4, rng.uniform(0.3, 1.2), 0.4)
-            m[:, 0] -= rng.uniform(1.5, 4.0) * p
+            m[:, 0] -= rng.uniform(1.5, 5.5) * p
             m[:, 4] += 0.03 * np.gradient(p, 1 / SAMPLE_RATE_HZ)
         if rng.random() < 0.2:  # lane change
-            f = rng.uniform(0.3, 0.5)
+            f = rng.uniform(0.3, 0.8)
             t0 = rng.uniform(-1.0, 0.5)
             on = (_time_s > t0) & (_time_s < t0 + 1 / f)
             wave = np.sin(2 * np.pi * f * (_time_s - t0)) * on
-            lat = rng.choice((-1.0, 1.0)) * rng.uniform(0.8, 2.2) * wave
+            lat = rng.choice((-1.0, 1.0)) * rng.uniform(0.8, 3.0) * wave
             m[:, 1] += lat
             m[:, 5] += lat / v.speed
         if rng.random() < 0.25:  # pothole or speed bump: vertical, short
             i = int(rng.integers(5, WINDOW_SAMPLES - 8))
             n = int(rng.integers(2, 5))
-            bump = rng.uniform(3.0, 9.0) * rng.choice((-1.0, 1.0))
+            bump = rng.uniform(3.0, 12.0) * rng.choice((-1.0, 1.0))
             m[i : i + n, 2] += bump * np.hanning(n + 2)[1:-1]
             m[i : i + n, 4] += rng.uniform(0.1, 0.5) * rng.choice((-1.0, 1.0))
+            m[i : i + n, 0] += rng.uniform(-4.0, 4.0) * np.hanning(n + 2)[1:-1]
 
     def _hard_brake(self, m: np.ndarray) -> None:
         rng = self._rng
-        p = _pulse(rng.uniform(0.0, 1.0), rng.uniform(0.15, 0.35), rng.uniform(0.5, 1.4), 0.3)
-        m[:, 0] = m[:, 0] * 0.3 - rng.uniform(5.5, 9.0) * p
+        p = _pulse(rng.uniform(-0.8, 1.8), rng.uniform(0.15, 0.35), rng.uniform(0.5, 1.4), 0.3)
+        m[:, 0] = m[:, 0] * 0.3 - rng.uniform(4.0, 9.0) * p
         m[:, 4] += rng.uniform(0.04, 0.08) * np.gradient(p, 1 / SAMPLE_RATE_HZ)  # nose dive
         m[:, 2] -= 0.5 * p
 
     def _swerve(self, m: np.ndarray, v: _Vehicle) -> None:
         rng = self._rng
-        f = rng.uniform(0.8, 1.6)
+        f = rng.uniform(0.6, 1.6)
         cycles = rng.uniform(1.0, 1.5)
-        t0 = rng.uniform(0.0, max(0.05, 2.0 - cycles / f))
+        t0 = rng.uniform(-0.4 / f, 2.0 - 0.4 / f)  # may be cut by the window
         on = (_time_s >= t0) & (_time_s <= t0 + cycles / f)
-        peak = rng.choice((-1.0, 1.0)) * rng.uniform(3.5, 7.5)
+        peak = rng.choice((-1.0, 1.0)) * rng.uniform(2.0, 7.5)
         lat = peak * np.sin(2 * np.pi * f * (_time_s - t0)) * on
         m[:, 1] = m[:, 1] * 0.3 + lat
         m[:, 5] = m[:, 5] * 0.3 + lat / v.speed
@@ -143,7 +146,7 @@ class SensorGenerator:
         front = rng.random() < 0.6
         axis = 0 if front else 1
         sign = -1.0 if front else rng.choice((-1.0, 1.0))
-        m[i : i + n, axis] += sign * rng.uniform(15.0, 60.0) * ring
+        m[i : i + n, axis] += sign * rng.uniform(6.0, 60.0) * ring
         m[i : i + n, 2] += rng.uniform(3.0, 15.0) * rng.choice((-1.0, 1.0)) * ring
         m[i : i + n, 3:] += rng.uniform(-2.0, 2.0, size=3) * ring[:, None]
         after = _time_s >= _time_s[i + n - 1]

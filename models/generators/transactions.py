@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.generators.catalog import CITIES, MCC_BY_RISK, USD_PER_UNIT, haversine_km, local_hour
+from pipeline.errors import ConfigError
 
 # 2026-01-01T00:00:00Z: a fixed origin keeps the stream identical per seed.
 DEFAULT_START_MS = 1_767_225_600_000
@@ -73,9 +74,9 @@ class TransactionGenerator:
         start_ms: int | None = None,
     ) -> None:
         if not 0.0 <= fraud_rate < 0.5:
-            raise ValueError(f"fraud_rate | got {fraud_rate!r}. Note: expected 0 <= rate < 0.5")
+            raise ConfigError(f"fraud_rate | got {fraud_rate!r}. Note: expected 0 <= rate < 0.5")
         if n_cards < 1:
-            raise ValueError(f"n_cards | got {n_cards!r}. Note: expected at least 1")
+            raise ConfigError(f"n_cards | got {n_cards!r}. Note: expected at least 1")
         self.seed = seed
         self.fraud_rate = fraud_rate
         self._rng = random.Random(seed)

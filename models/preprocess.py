@@ -1,0 +1,74 @@
+"""Camera preprocessing: letterbox a BGR frame into the detector's square RGB input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipeline.errors import CodecError
+
+PAD_VALUE = 114  # gray, as YOLO-family detectors are trained with
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was placed in the square input: ``input = frame * scale + pad``."""
+
+    scale: float
+    pad_x: int
+    pad_y: int
+
+
+def letterbox_geometry(width: int, height: int, size: int) -> tuple[Letterbox, int, int]:
+    """The placement of a ``width x height`` frame in a ``size`` square, and its resized size."""
+    scale = min(size / width, size / height)
+    new_w = min(size, max(1, round(width * scale)))
+    new_h = min(size, max(1, round(height * scale)))
+    return Letterbox(scale, (size - new_w) // 2, (size - new_h) // 2), new_w, new_h
+
+
+def letterbox_uint8(image_bgr: np.ndarray, size: int = 256) -> tuple[np.ndarray, Letterbox]:
+    """The letterboxed frame as uint8 RGB ``[size, size, 3]`` (for training and previews)."""
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise CodecError(
+            f"letterbox | got {image_bgr.dtype} {tuple(image_bgr.shape)}. "
+            "Note: expected a uint8 BGR image of shape (H, W, 3)",
+            "bad_shape",
+        )
+    if size < 8:
+        raise CodecError(f"letterbox | size {size}. Note: expected at least 8", "bad_shape")
+    height, width = image_bgr.shape[:2]
+    lb, new_w, new_h = letterbox_geometry(width, height, size)
+    interp = cv2.INTER_AREA if lb.scale < 1.0 else cv2.INTER_LINEAR
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
+    out = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    out[lb.pad_y : lb.pad_y + new_h, lb.pad_x : lb.pad_x + new_w] = resized[:, :, ::-1]
+    return out, lb
+
+
+def letterbox(image_bgr: np.ndarray, size: int = 256) -> tuple[np.ndarray, Letterbox]:
+    """Float32 ``[3, size, size]`` RGB in 0..1, gray-padded, and its Letterbox."""
+    rgb, lb = letterbox_uint8(image_bgr, size)
+    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+    chw *= 1.0 / 255.0
+    return chw, lb
+
+
+def to_input_boxes(boxes: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Frame-pixel x1 y1 x2 y2 boxes in input pixels."""
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * lb.scale
+    b[:, 0::2] += lb.pad_x
+    b[:, 1::2] += lb.pad_y
+    return b
+
+
+def to_frame_boxes(boxes: np.ndarray, lb: Letterbox, width: int, height: int) -> np.ndarray:
+    """Input-pixel x1 y1 x2 y2 boxes back in frame pixels, clipped to the frame."""
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    b[:, 0::2] = (b[:, 0::2] - lb.pad_x) / lb.scale
+    b[:, 1::2] = (b[:, 1::2] - lb.pad_y) / lb.scale
+    b[:, 0::2] = np.clip(b[:, 0::2], 0.0, float(width))
+    b[:, 1::2] = np.clip(b[:, 1::2], 0.0, float(height))
+    return b

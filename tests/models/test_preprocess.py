@@ -1,0 +1,64 @@
+"""Letterboxing into the detector input and back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.preprocess import PAD_VALUE, letterbox, to_frame_boxes, to_input_boxes
+from pipeline.detect import Detection, unletterbox
+from pipeline.errors import CodecError
+
+
+def test_letterbox_shape_range_and_padding() -> None:
+    frame = np.zeros((360, 640, 3), np.uint8)
+    frame[..., 2] = 255  # pure red in BGR
+    x, lb = letterbox(frame, 256)
+    assert x.shape == (3, 256, 256) and x.dtype == np.float32
+    assert lb.scale == pytest.approx(0.4) and lb.pad_x == 0 and lb.pad_y == 56
+    assert x[0, 128, 128] == pytest.approx(1.0) and x[2, 128, 128] == 0.0  # RGB order
+    assert x[:, 0, 0] == pytest.approx(np.full(3, PAD_VALUE / 255.0))
+    assert x[:, 255, 255] == pytest.approx(np.full(3, PAD_VALUE / 255.0))
+
+
+def test_portrait_frames_pad_the_sides() -> None:
+    _, lb = letterbox(np.zeros((400, 200, 3), np.uint8), 256)
+    assert lb.pad_y == 0 and lb.pad_x == 64
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    w=st.integers(32, 1920),
+    h=st.integers(32, 1080),
+    fx=st.floats(0.0, 0.9),
+    fy=st.floats(0.0, 0.9),
+    fw=st.floats(0.05, 0.1),
+)
+def test_box_round_trip(w: int, h: int, fx: float, fy: float, fw: float) -> None:
+    _, lb = letterbox(np.zeros((h, w, 3), np.uint8), 256)
+    box = np.array([[fx * w, fy * h, (fx + fw) * w, (fy + fw) * h]], np.float32)
+    back = to_frame_boxes(to_input_boxes(box, lb), lb, w, h)
+    assert np.allclose(back, box, atol=1e-2 * max(w, h) / 256)
+    x1, y1, x2, y2 = (float(v) for v in to_input_boxes(box, lb)[0])
+    dets = unletterbox([Detection("vehicle", 0.9, (x1, y1, x2, y2))], lb, w, h)
+    assert np.allclose(dets[0].box, box[0], atol=1e-2 * max(w, h) / 256)
+
+
+def test_unletterbox_clips_and_drops_padding_only_boxes() -> None:
+    _, lb = letterbox(np.zeros((360, 640, 3), np.uint8), 256)
+    inside = Detection("sign", 0.8, (-10.0, 40.0, 30.0, 80.0))
+    in_pad = Detection("sign", 0.7, (10.0, 0.0, 30.0, 50.0))  # entirely above the frame
+    out = unletterbox([inside, in_pad], lb, 640, 360)
+    assert len(out) == 1
+    assert out[0].box[0] == 0.0 and out[0].box[1] == 0.0
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8), np.zeros((9, 9, 3))]
+)
+def test_bad_images_raise_codec_error(bad: np.ndarray) -> None:
+    with pytest.raises(CodecError, match="letterbox") as err:
+        letterbox(bad)
+    assert err.value.reason == "bad_shape"
