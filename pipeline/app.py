@@ -13,11 +13,14 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
     # __exit__ -> stop(drain=True): stop consuming, finish and publish what is in
     # flight, commit, close.
 
-* ``Pipeline(config, *, worker_index=0, metrics=None, serve_http=None)`` does no
-  I/O. ``worker_index`` names the Kafka transactional id of exactly-once
-  streams and offsets the metrics port (``metrics.port + worker_index``).
-  ``serve_http`` (default ``config.metrics.enabled``) starts the
-  ``/metrics /healthz /readyz`` server.
+* ``Pipeline(config, *, worker_index=0, metrics=None, serve_http=None,
+  runners=None)`` does no I/O. ``worker_index`` names the Kafka transactional
+  id of exactly-once streams and offsets the metrics port
+  (``metrics.port + worker_index``). ``serve_http`` (default
+  ``config.metrics.enabled``) starts the ``/metrics /healthz /readyz`` server.
+  ``runners`` maps model names to ready-made ``engines.base.Runner`` objects
+  (benchmarks, tests); other models get ``engines.select.create_runner``.
+  The pipeline activates and deactivates every runner it uses.
 * ``start()`` activates one runner per model (ONNX Runtime or TensorRT),
   starts the HTTP server, then every stream (consumer, producer, threads).
 * ``ready`` is true while engines are loaded, every stream has partitions
@@ -43,6 +46,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
 
 from engines.base import Runner
@@ -65,8 +69,10 @@ class Pipeline:
         worker_index: int = 0,
         metrics: Metrics | None = None,
         serve_http: bool | None = None,
+        runners: Mapping[str, Runner] | None = None,
     ) -> None:
         self.config = config
+        self._given_runners = dict(runners or {})
         self.worker_index = worker_index
         self.metrics = metrics or Metrics(enabled=config.metrics.enabled)
         self.health = HealthState(("engines", *(f"partitions:{s.name}" for s in config.streams)))
@@ -124,7 +130,7 @@ class Pipeline:
         for name, model in self.config.models.items():
             if not any(s.model == name for s in self.config.streams):
                 continue
-            runner = create_runner(
+            runner = self._given_runners.get(name) or create_runner(
                 model.path,
                 target=model.target,
                 precision=model.precision,

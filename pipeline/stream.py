@@ -51,7 +51,7 @@ from streams.source import KafkaSource, SourceOptions
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05
-_LAG_EVERY_S = 1.0
+_LAG_EVERY_S = 0.5
 
 
 def make_postprocessor(stream: StreamConfig, runner: Runner) -> Postprocessor:
