@@ -108,16 +108,16 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 @click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Maximum throughput to scale the ladder to (default: measured first).")
 @click.option("--fractions", default=None,
-              help="Ladder as fractions of the maximum (default: 0.25,0.5,0.75,0.9,1 for "
-              "transactions; 0.25,0.5,0.75,1 for camera).")
+              help="Ladder as fractions of the maximum, run in this order (default: "
+              "0.25,0.5,0.75,1,0.5,0.5: rising, then the 50% point twice more).")
 @click.option("--rates", default=None, help="Explicit ladder in records/s (overrides fractions).")
 @click.option("--min-duration", "min_duration_s", type=click.FloatRange(min=1), default=60.0,
               show_default=True, help="Seconds per point at least (budget permitting).")
 @click.option("--min-records", type=click.IntRange(min=10), default=25_000, show_default=True,
               help="Records per point at least (budget permitting).")
 @click.option("--budget", "budget_s", type=click.FloatRange(min=1), default=None,
-              help="Seconds for the whole ladder; points are shortened to fit (default: 330 "
-              "transactions, 380 camera, so the command ends within 10 minutes).")
+              help="Seconds for the whole ladder; points are shortened to fit (default: 375, "
+              "so the command ends within 10 minutes).")
 @click.option("--probe-records", type=click.IntRange(min=10), default=None,
               help="Backlog drained to measure the maximum (default: 30000 transactions, "
               "400 frames).")
@@ -132,7 +132,7 @@ def server(
     keep_topics: bool,
 ) -> None:  # fmt: skip
     """Poisson arrivals at rising rates: p50/p99/p99.9 per rate and the highest rate within
-    the p99 bound (default run: about 7-9 min)."""
+    the p99 bound (default run: about 8 min)."""
     from bench.plots import plot_server
     from bench.server import ServerOptions, run_server
 

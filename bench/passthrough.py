@@ -61,9 +61,14 @@ class ClientTuning:
         return consumer
 
     def producer(self, bootstrap: str, **over: Any) -> KafkaProducer:
+        from streams.client import ProducerOptions
+
         kwargs: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
             "client_id": "streamfer-bench",
+            "acks": "all",
+            "enable_idempotence": True,
+            "batch_size": ProducerOptions().batch_size,  # what the pipeline's sink uses
             "linger_ms": self.linger_ms,
             "compression_type": self.compression_type,
             "max_request_size": self.max_request_size,

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.report import Report
 
 
@@ -32,9 +34,15 @@ def plot_server(report: Report, out_dir: Path) -> str:
     finite = [v for p in pts for v in (p["p50_ms"], p["p99_ms"]) if math.isfinite(v)]
     top = max([bound * 4, *finite]) * 1.5
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for key, label, style in (("p99_ms", "p99", "o-"), ("p50_ms", "p50", "s--")):
-        ys = [p[key] if math.isfinite(p[key]) else top for p in pts]
-        ax.plot(rates, ys, style, label=label)
+    by_rate: dict[float, list[dict[str, Any]]] = {}
+    for p in pts:
+        by_rate.setdefault(p["offered_rate"], []).append(p)
+    xs = sorted(by_rate)
+    for key, label, style in (("p99_ms", "p99", "o"), ("p50_ms", "p50", "s")):
+        capped = [min(p[key], top) for p in pts]  # a lost p99 is drawn at the top
+        line = ax.plot(xs, [float(np.median([min(p[key], top) for p in by_rate[x]])) for x in xs],
+                       "-" if key == "p99_ms" else "--", label=f"{label} (median per rate)")
+        ax.plot(rates, capped, style, color=line[0].get_color(), alpha=0.7)
     lost = [(p["offered_rate"], top) for p in pts if not math.isfinite(p["p99_ms"])]
     if lost:
         ax.plot(*zip(*lost, strict=True), "rx", markersize=10, label="p99 not reached (>1% lost)")

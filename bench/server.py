@@ -4,7 +4,9 @@
    preloaded backlog; its rate from output append times is the maximum
    throughput the ladder is scaled to (or give ``--max-rate``).
 2. Ladder: the pipeline runs the shipped config as it is (camera: realtime,
-   stale frames dropped). Each point sends Poisson arrivals at one rate for
+   stale frames dropped). By default 25, 50, 75 and 100 % of the maximum, then
+   50 % twice more, so the target at 50 % is judged on three runs with their
+   spread. Each point sends Poisson arrivals at one rate for
    ``max(min duration, min records / rate)``, within the command's time budget,
    and measures scheduled send -> decision read back. A record without a
    decision (dropped, lost, or later than the drain timeout) counts as
@@ -47,14 +49,16 @@ class KindSetup:
     budget_s: float  # for the ladder points, so the default run stays under 10 minutes
 
 
+# Rising rates, then the 50 % point twice more: the latency target is judged on three runs.
+LADDER = (0.25, 0.5, 0.75, 1.0, 0.5, 0.5)
 SETUPS = {
     "transaction": KindSetup(
         "transaction", CONFIG_DIR / "fraud.yaml", 50.0, "bench.records:transaction_pool", None,
-        20_000, 30_000, (0.25, 0.5, 0.75, 0.9, 1.0), 330.0,
+        20_000, 30_000, LADDER, 375.0,
     ),
     "camera": KindSetup(
         "camera", CONFIG_DIR / "camera.yaml", 100.0, "bench.records:camera_pool",
-        "bench.records:camera_headers", 64, 400, (0.25, 0.5, 0.75, 1.0), 380.0,
+        "bench.records:camera_headers", 64, 400, LADDER, 375.0,
     ),
 }  # fmt: skip
 
