@@ -80,7 +80,22 @@ class KafkaPythonConsumer:
         self._settings = settings
         self._reset = reset
 
+    def _unstick_parked_records(self) -> None:
+        """Work around a kafka-python 3.0.12 fetcher bug (resume after pause stalls).
+
+        Records parked for a paused partition are restored only while the fetcher's
+        in-line slot is None, but a drained slot stays a falsy object instead of None,
+        so a resumed partition with parked records is never fetched again.
+        """
+        fetcher = getattr(self._c, "_fetcher", None)
+        if fetcher is None or not getattr(fetcher, "_paused_partition_records", None):
+            return
+        current = getattr(fetcher, "_next_partition_records", None)
+        if current is not None and not current:
+            fetcher._next_partition_records = None
+
     def poll(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[Record]]:
+        self._unstick_parked_records()
         batches = _guard(
             "poll",
             self._settings,

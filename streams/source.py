@@ -140,16 +140,17 @@ class KafkaSource:
         """The next records (maybe none); tracks them, applies backpressure, commits if due."""
         client = self.client
         if time.monotonic() >= self._next_commit:  # before fetching: a barrier commit
-            self.commit()  # (exactly-once) then waits only for what earlier polls returned
+            self._commit_due()  # (exactly-once) then waits only for what earlier polls returned
         limit = max_records or self.consumer_options.max_poll_records
         batches = client.poll(timeout_s, limit)
         if self._abort_needed.is_set():
             self._abort_and_rewind()
             return []
         records: list[Record] = []
-        tracker, assigned = self.tracker, self._assigned
+        tracker = self.tracker
+        assigned = client.assignment() if batches else set()
         for tp, recs in batches.items():
-            if tp not in assigned:  # fetched just before this partition was revoked
+            if tp not in assigned:  # fetched before a revocation: the new owner reads it
                 continue
             tracker.add(tp, [r.offset for r in recs])
             records.extend(recs)
@@ -178,6 +179,12 @@ class KafkaSource:
         """Undo ``pause``; partitions paused for in-flight backpressure stay paused."""
         self._user_paused = False
         self.client.resume(self.client.assignment() - self._bp_paused)
+
+    def _commit_due(self) -> None:
+        try:
+            self.commit()
+        except StreamError as exc:  # e.g. a rebalance in progress: the next interval retries
+            log.warning("%s | periodic commit skipped: %s", self.topics, exc)
 
     def commit(self) -> dict[TopicPartition, int]:
         """Commit resolved positions now; returns what was committed."""

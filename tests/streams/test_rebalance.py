@@ -1,0 +1,143 @@
+"""Two members of one group, a rebalance mid-stream: no record lost, none resolved twice."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from kafkakit import fast_options, produce
+
+from streams.records import Record
+from streams.settings import KafkaSettings
+from streams.sink import KafkaSink
+from streams.source import KafkaSource, SourceOptions
+
+pytestmark = pytest.mark.integration
+N = 3000
+
+
+class Ledger:
+    """Counts every successful resolve per record, across members."""
+
+    def __init__(self, total: int) -> None:
+        self.counts: Counter[tuple[int, int]] = Counter()
+        self.lock = threading.Lock()
+        self.total = total
+        self.all_done = threading.Event()
+
+    def resolved(self, record: Record) -> None:
+        with self.lock:
+            self.counts[(record.partition, record.offset)] += 1
+            if len(self.counts) >= self.total:
+                self.all_done.set()
+
+
+class Member:
+    """A consumer thread feeding a worker thread that publishes and resolves on ack."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        out: str,
+        group: str,
+        ledger: Ledger,
+        sink: KafkaSink,
+        gate: threading.Event,
+        hold_after: int = N,
+    ) -> None:
+        self.source = KafkaSource(
+            KafkaSettings(bootstrap),
+            [topic],
+            fast_options(group, max_poll_records=50),
+            # the in-flight limit pauses fetching, so the consumer thread keeps polling
+            # (and takes part in the rebalance) while the worker is held at the gate
+            SourceOptions(
+                max_in_flight_per_partition=200, commit_interval_s=0.2, revoke_timeout_s=10
+            ),
+        )
+        self.gate, self.hold_after, self.processed = gate, hold_after, 0
+        self.out, self.ledger, self.sink = out, ledger, sink
+        self.work: queue.Queue[Record | None] = queue.Queue()
+        self.stop = threading.Event()
+        self.polled = 0
+        self.errors: list[BaseException] = []
+        self.threads = [
+            threading.Thread(target=self._consume, daemon=True),
+            threading.Thread(target=self._process, daemon=True),
+        ]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def _consume(self) -> None:
+        try:
+            with self.source:
+                while not self.stop.is_set():
+                    for record in self.source.poll(0.1):
+                        self.polled += 1
+                        self.work.put(record)
+        except BaseException as exc:
+            self.errors.append(exc)
+        finally:
+            self.work.put(None)
+
+    def _process(self) -> None:
+        while (record := self.work.get()) is not None:
+            if self.processed >= self.hold_after:
+                self.gate.wait(60)
+            self.processed += 1
+
+            def on_delivery(_md: object, err: Exception | None, record: Record = record) -> None:
+                if err is None and self.source.resolve(record):
+                    self.ledger.resolved(record)
+
+            self.sink.send(self.out, record.value, record.key, (), on_delivery)
+
+    def join(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+            assert not t.is_alive()
+        assert not self.errors
+
+
+def test_rebalance_mid_stream_loses_nothing_and_resolves_nothing_twice(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+) -> None:
+    topic, out, group = unique_topic(4), unique_topic(1), unique_group()
+    produce(kafka_bootstrap, topic, N, keys=64)
+    ledger = Ledger(N)
+    with KafkaSink(KafkaSettings(kafka_bootstrap)) as sink:
+        gate = threading.Event()
+        first = Member(kafka_bootstrap, topic, out, group, ledger, sink, gate, N // 5)
+        first.start()
+        deadline = time.monotonic() + 30
+        while first.source.in_flight() < 400:  # mid-stream, with records in flight
+            assert time.monotonic() < deadline and not first.errors, first.source.in_flight()
+            ledger.all_done.wait(0.01)
+        second = Member(kafka_bootstrap, topic, out, group, ledger, sink, gate)
+        second.start()
+        deadline = time.monotonic() + 30
+        while len(first.source.assigned) == 4:  # until the revocation hook is running
+            assert time.monotonic() < deadline, "the second member never triggered a rebalance"
+            ledger.all_done.wait(0.005)
+        assert first.source.in_flight() >= 400  # revoked with records in flight ...
+        gate.set()  # ... which resolve while the hook waits, then get committed
+        assert ledger.all_done.wait(60), f"{len(ledger.counts)} of {N} resolved"
+        # both members took part, and the partitions were split between them
+        deadline = time.monotonic() + 30
+        while not (first.source.assigned and second.source.assigned):
+            assert time.monotonic() < deadline, "the group never split the partitions"
+            ledger.all_done.wait(0.05)
+        first.join()
+        second.join()
+    assert first.polled > N // 5 and second.polled > 0
+    assert len(ledger.counts) == N
+    twice = {k: v for k, v in ledger.counts.items() if v > 1}
+    assert not twice, f"resolved more than once: {sorted(twice)[:10]}"
