@@ -7,6 +7,15 @@ each with the file, the key path, the bad value and what is allowed::
     pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor' or
     'transaction' (got 'video'). Note: allowed: camera, sensor, transaction
 
+Rules beyond types (pipeline.config_checks): a stream names a known model
+and batches no larger than it; transactions are never dropped (no
+``drop_stale``, no ``latest_per_key``); ``replay`` mode drops nothing;
+``drop_stale`` needs ``deadline_ms``; a kind's threshold section (``fraud``,
+``detection``, ``sensor``) only on streams of that kind; SASL needs a
+mechanism and credentials. ``delivery: exactly_once`` is allowed for every
+kind: the offsets of dropped frames commit in the same transaction as the
+decisions.
+
 Each default is written once, here, on the field it belongs to. Secrets
 (``kafka.sasl_password``) are :class:`pydantic.SecretStr` and never printed.
 Relative file paths (model ONNX files, SSL files) are resolved against the
@@ -17,13 +26,19 @@ directory of the config file. When ``kafka.bootstrap_servers`` is left out,
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from pipeline.config_checks import (
+    kafka_problems,
+    model_problems,
+    reference_problems,
+    stream_problems,
+)
 from pipeline.config_problems import Problem, format_problems, pydantic_problems
 from pipeline.errors import ConfigError
 
@@ -214,129 +229,6 @@ class PipelineConfig(_Frozen):
 
 
 _T = TypeVar("_T", bound=BaseModel)
-_KIND_SECTIONS: dict[str, Kind] = {
-    "fraud": "transaction",
-    "detection": "camera",
-    "sensor": "sensor",
-}
-
-
-def _stream_problems(
-    i: int, s: StreamConfig, models: Mapping[str, ModelConfig | None]
-) -> Iterator[Problem]:
-    loc = f"streams[{i}]"
-    model = models.get(s.model)
-    if model is not None and s.batching.max_batch > model.max_batch:
-        yield Problem(
-            f"{loc}.batching.max_batch",
-            f"exceeds models.{s.model}.max_batch",
-            s.batching.max_batch,
-            [f"<= {model.max_batch}"],
-        )
-    if s.kind == "transaction" and s.drop_stale:
-        yield Problem(f"{loc}.drop_stale", "transactions are never dropped", True, ["false"])
-    if s.kind == "transaction" and s.latest_per_key:
-        yield Problem(
-            f"{loc}.latest_per_key",
-            "transactions are never superseded (that drops them)",
-            True,
-            ["false"],
-        )
-    if s.mode == "replay" and (s.drop_stale or s.latest_per_key):
-        key = "drop_stale" if s.drop_stale else "latest_per_key"
-        yield Problem(f"{loc}.{key}", "replay mode drops nothing", True, ["false"])
-    if s.drop_stale and s.deadline_ms is None:
-        yield Problem(f"{loc}.deadline_ms", "drop_stale needs a deadline", None, ["a number > 0"])
-    for section, kind in _KIND_SECTIONS.items():
-        if section in s.model_fields_set and s.kind != kind:
-            yield Problem(
-                f"{loc}.{section}",
-                f"applies to {kind} streams only, this stream is {s.kind}",
-                section,
-                [f"kind: {kind}"],
-            )
-    if s.fraud.review > s.fraud.decline:
-        yield Problem(
-            f"{loc}.fraud.review",
-            "review threshold above decline threshold",
-            s.fraud.review,
-            [f"<= decline ({s.fraud.decline})"],
-        )
-    if s.output_topic == s.input_topic or s.resolved_dlq_topic == s.input_topic:
-        yield Problem(
-            f"{loc}.output_topic",
-            "output or DLQ topic equals the input topic",
-            s.input_topic,
-            ["a different topic"],
-        )
-
-
-def _reference_problems(
-    raw_streams: Sequence[Any], model_names: Sequence[str] | None
-) -> Iterator[Problem]:
-    """Checks that need only a few raw values, so they run even on streams that failed."""
-    seen_names: dict[str, int] = {}
-    seen_inputs: dict[str, int] = {}
-    for i, s in enumerate(raw_streams):
-        if not isinstance(s, Mapping):
-            continue
-        model, name, topic = s.get("model"), s.get("name"), s.get("input_topic")
-        if model_names is not None and isinstance(model, str) and model not in model_names:
-            yield Problem(f"streams[{i}].model", "unknown model", model, sorted(model_names))
-        if isinstance(name, str):
-            if name in seen_names:
-                yield Problem(
-                    f"streams[{i}].name",
-                    f"duplicate of streams[{seen_names[name]}].name",
-                    name,
-                    ["unique names"],
-                )
-            seen_names.setdefault(name, i)
-        if isinstance(topic, str):
-            if topic in seen_inputs:
-                yield Problem(
-                    f"streams[{i}].input_topic",
-                    f"already consumed by streams[{seen_inputs[topic]}]",
-                    topic,
-                    ["one stream per input topic"],
-                )
-            seen_inputs.setdefault(topic, i)
-
-
-def _kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
-    sasl = k.security_protocol.startswith("SASL")
-    if sasl and k.sasl_mechanism is None:
-        yield Problem(
-            "kafka.sasl_mechanism",
-            f"required with security_protocol {k.security_protocol}",
-            None,
-            ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
-        )
-    if sasl and (k.sasl_username is None or k.sasl_password is None):
-        yield Problem(
-            "kafka.sasl_username",
-            "SASL needs sasl_username and sasl_password",
-            None,
-            ["both set"],
-        )
-    if not sasl and k.sasl_mechanism is not None:
-        yield Problem(
-            "kafka.sasl_mechanism",
-            f"set but security_protocol is {k.security_protocol}",
-            k.sasl_mechanism,
-            ["SASL_PLAINTEXT", "SASL_SSL as security_protocol"],
-        )
-    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-        path: Path | None = getattr(k, key)
-        if path is not None and not path.is_file():
-            yield Problem(f"kafka.{key}", "file not found", str(path), ["an existing file"])
-
-
-def _model_problems(name: str, m: ModelConfig) -> Iterator[Problem]:
-    if not m.path.is_file():
-        yield Problem(
-            f"models.{name}.path", "file not found", str(m.path), ["an existing .onnx file"]
-        )
 
 
 def _resolve_paths(raw: Any, base: Path) -> Any:
@@ -374,21 +266,21 @@ def _semantic_problems(raw: dict[str, Any]) -> Iterator[Problem]:
     """Cross-field checks on every section that parsed, even when others did not."""
     kafka = _try(KafkaConfig, raw.get("kafka", {}))
     if kafka is not None:
-        yield from _kafka_problems(kafka)
+        yield from kafka_problems(kafka)
     raw_models = raw.get("models")
     models: dict[str, ModelConfig | None] = {}
     if isinstance(raw_models, dict):
         models = {str(n): _try(ModelConfig, m) for n, m in raw_models.items()}
     for name, model in models.items():
         if model is not None:
-            yield from _model_problems(name, model)
+            yield from model_problems(name, model)
     raw_streams = raw.get("streams")
     raw_streams = raw_streams if isinstance(raw_streams, list) else []
     for i, s in enumerate(raw_streams):
         stream = _try(StreamConfig, s)
         if stream is not None:
-            yield from _stream_problems(i, stream, models)
-    yield from _reference_problems(
+            yield from stream_problems(i, stream, models)
+    yield from reference_problems(
         raw_streams, list(models) if isinstance(raw_models, dict) else None
     )
 

@@ -1,0 +1,140 @@
+"""Cross-field checks of a pipeline config, one generator of Problems per section.
+
+They run on every section that parsed, even when others did not, so one
+``load_config`` reports every problem at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config_problems import Problem
+
+if TYPE_CHECKING:
+    from pipeline.config import KafkaConfig, Kind, ModelConfig, StreamConfig
+
+_KIND_SECTIONS: dict[str, Kind] = {
+    "fraud": "transaction",
+    "detection": "camera",
+    "sensor": "sensor",
+}
+
+
+def stream_problems(
+    i: int, s: StreamConfig, models: Mapping[str, ModelConfig | None]
+) -> Iterator[Problem]:
+    loc = f"streams[{i}]"
+    model = models.get(s.model)
+    if model is not None and s.batching.max_batch > model.max_batch:
+        yield Problem(
+            f"{loc}.batching.max_batch",
+            f"exceeds models.{s.model}.max_batch",
+            s.batching.max_batch,
+            [f"<= {model.max_batch}"],
+        )
+    if s.kind == "transaction" and s.drop_stale:
+        yield Problem(f"{loc}.drop_stale", "transactions are never dropped", True, ["false"])
+    if s.kind == "transaction" and s.latest_per_key:
+        yield Problem(
+            f"{loc}.latest_per_key",
+            "transactions are never superseded (that drops them)",
+            True,
+            ["false"],
+        )
+    if s.mode == "replay" and (s.drop_stale or s.latest_per_key):
+        key = "drop_stale" if s.drop_stale else "latest_per_key"
+        yield Problem(f"{loc}.{key}", "replay mode drops nothing", True, ["false"])
+    if s.drop_stale and s.deadline_ms is None:
+        yield Problem(f"{loc}.deadline_ms", "drop_stale needs a deadline", None, ["a number > 0"])
+    for section, kind in _KIND_SECTIONS.items():
+        if section in s.model_fields_set and s.kind != kind:
+            yield Problem(
+                f"{loc}.{section}",
+                f"applies to {kind} streams only, this stream is {s.kind}",
+                section,
+                [f"kind: {kind}"],
+            )
+    if s.fraud.review > s.fraud.decline:
+        yield Problem(
+            f"{loc}.fraud.review",
+            "review threshold above decline threshold",
+            s.fraud.review,
+            [f"<= decline ({s.fraud.decline})"],
+        )
+    if s.output_topic == s.input_topic or s.resolved_dlq_topic == s.input_topic:
+        yield Problem(
+            f"{loc}.output_topic",
+            "output or DLQ topic equals the input topic",
+            s.input_topic,
+            ["a different topic"],
+        )
+
+
+def reference_problems(
+    raw_streams: Sequence[Any], model_names: Sequence[str] | None
+) -> Iterator[Problem]:
+    """Checks that need only a few raw values, so they run even on streams that failed."""
+    seen_names: dict[str, int] = {}
+    seen_inputs: dict[str, int] = {}
+    for i, s in enumerate(raw_streams):
+        if not isinstance(s, Mapping):
+            continue
+        model, name, topic = s.get("model"), s.get("name"), s.get("input_topic")
+        if model_names is not None and isinstance(model, str) and model not in model_names:
+            yield Problem(f"streams[{i}].model", "unknown model", model, sorted(model_names))
+        if isinstance(name, str):
+            if name in seen_names:
+                yield Problem(
+                    f"streams[{i}].name",
+                    f"duplicate of streams[{seen_names[name]}].name",
+                    name,
+                    ["unique names"],
+                )
+            seen_names.setdefault(name, i)
+        if isinstance(topic, str):
+            if topic in seen_inputs:
+                yield Problem(
+                    f"streams[{i}].input_topic",
+                    f"already consumed by streams[{seen_inputs[topic]}]",
+                    topic,
+                    ["one stream per input topic"],
+                )
+            seen_inputs.setdefault(topic, i)
+
+
+def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
+    sasl = k.security_protocol.startswith("SASL")
+    if sasl and k.sasl_mechanism is None:
+        yield Problem(
+            "kafka.sasl_mechanism",
+            f"required with security_protocol {k.security_protocol}",
+            None,
+            ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+        )
+    if sasl and (k.sasl_username is None or k.sasl_password is None):
+        yield Problem(
+            "kafka.sasl_username",
+            "SASL needs sasl_username and sasl_password",
+            None,
+            ["both set"],
+        )
+    if not sasl and k.sasl_mechanism is not None:
+        yield Problem(
+            "kafka.sasl_mechanism",
+            f"set but security_protocol is {k.security_protocol}",
+            k.sasl_mechanism,
+            ["SASL_PLAINTEXT", "SASL_SSL as security_protocol"],
+        )
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path: Path | None = getattr(k, key)
+        if path is not None and not path.is_file():
+            yield Problem(f"kafka.{key}", "file not found", str(path), ["an existing file"])
+
+
+def model_problems(name: str, m: ModelConfig) -> Iterator[Problem]:
+    if not m.path.is_file():
+        yield Problem(
+            f"models.{name}.path", "file not found", str(m.path), ["an existing .onnx file"]
+        )
