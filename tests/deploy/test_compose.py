@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
@@ -37,7 +38,10 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_structure(compose: dict[str, Any]) -> None:
     assert set(compose) <= {"name", "services", "volumes", "networks"}
-    assert set(services(compose)) == {"kafka", "streamfer", "prometheus", "grafana"}
+    assert set(services(compose)) == {
+        "kafka", "streamfer", "load-payments", "load-sensor", "load-camera", "prometheus",
+        "grafana",
+    }  # fmt: skip
     named_volumes = set(compose.get("volumes") or {})
     for name, svc in services(compose).items():
         assert set(svc) <= ALLOWED_SERVICE_KEYS, name
@@ -85,6 +89,33 @@ def test_streamfer_service_runs_a_shipped_config_on_the_scraped_port(
     scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.compose.yml").read_text())
     (job,) = [j for j in scrape["scrape_configs"] if j["job_name"] == "streamfer"]
     assert job["static_configs"][0]["targets"] == [f"streamfer:{port}"]
+
+
+def cli_context(args: list[str]) -> click.Context:
+    """Parse ``streamfer <args>`` as the image's entrypoint would, without running it."""
+    from pipeline.cli import cli
+
+    command: click.Command = cli
+    name, rest = "streamfer", list(args)
+    while isinstance(command, click.Group):
+        name, *rest = rest
+        sub = command.get_command(click.Context(command), name)
+        assert sub is not None, f"no command {name!r} in {args}"
+        command = sub
+    return command.make_context(name, rest)
+
+
+def test_commands_parse_and_load_feeds_the_pipelines_inputs(compose: dict[str, Any]) -> None:
+    run = cli_context(services(compose)["streamfer"]["command"])
+    config = yaml.safe_load((ROOT / run.params["config_path"]).read_text())
+    inputs = {s["input_topic"] for s in config["streams"]}
+    fed = set()
+    for name, svc in services(compose).items():
+        if name.startswith("load-"):
+            assert svc["image"] == services(compose)["streamfer"]["image"]
+            assert svc["environment"] == services(compose)["streamfer"]["environment"]
+            fed.add(cli_context(svc["command"]).params["topic"])
+    assert fed == inputs
 
 
 def test_prometheus_and_grafana_mount_the_provisioned_files(compose: dict[str, Any]) -> None:
