@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KTP
 
 from pipeline.errors import StreamError
+from streams.admin import BOOTSTRAP_ENV
 from streams.client import (
     ConsumerOptions,
     Delivered,
@@ -36,6 +37,20 @@ def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
     """Run a client call; library errors become StreamError naming the broker."""
     try:
         return call()
+    except KafkaError as exc:
+        raise StreamError(f"{settings.describe()} | {what} failed: {exc!r}") from exc
+
+
+def _connect(what: str, settings: KafkaSettings, timeout_ms: int, call: Callable[[], T]) -> T:
+    """Create a client; a broker that never answers gets a message saying so."""
+    try:
+        return call()
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        raise StreamError(
+            f"{settings.describe()} | {what}: no broker answered within {timeout_ms / 1000:g} s "
+            f"({exc}). Note: start one with `streamfer broker start` or point "
+            f"{BOOTSTRAP_ENV} / --bootstrap at a running cluster"
+        ) from exc
     except KafkaError as exc:
         raise StreamError(f"{settings.describe()} | {what} failed: {exc!r}") from exc
 
@@ -249,7 +264,7 @@ class KafkaPythonProducer:
         self._p.close(timeout=timeout_s)
 
 
-_COMPRESSION = {"none": None, "gzip": "gzip", "snappy": "snappy", "lz4": "lz4", "zstd": "zstd"}
+_COMPRESSION = {"none": None, "gzip": "gzip", "lz4": "lz4", "zstd": "zstd"}
 
 
 class KafkaPythonFactory:
@@ -284,7 +299,9 @@ class KafkaPythonFactory:
                 bootstrap_timeout_ms=options.request_timeout_ms,
             )
 
-        consumer = _guard(f"consumer for group {options.group_id!r}", settings, make)
+        consumer = _connect(
+            f"consumer for group {options.group_id!r}", settings, options.request_timeout_ms, make
+        )
         listener.consumer = consumer
         consumer.subscribe(list(topics), listener=listener)
         return KafkaPythonConsumer(consumer, settings, options.auto_offset_reset)
@@ -307,4 +324,5 @@ class KafkaPythonFactory:
                 transaction_timeout_ms=options.transaction_timeout_ms,
             )
 
-        return KafkaPythonProducer(_guard("producer start", settings, make), settings)
+        producer = _connect("producer start", settings, options.max_block_ms, make)
+        return KafkaPythonProducer(producer, settings)
