@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from types import SimpleNamespace
 
+import click
 import pytest
 
 from pipeline.metrics import STAGES, Metrics
@@ -100,3 +101,21 @@ def promtool() -> str:
 @pytest.fixture(scope="session")
 def metric_names_in() -> Callable[[str], set[str]]:
     return promql_metric_names
+
+
+@pytest.fixture(scope="session")
+def cli_context() -> Callable[[list[str]], click.Context]:
+    """Parse ``streamfer <args>`` as the image's entrypoint would, without running it."""
+    from pipeline.cli import cli
+
+    def parse(args: list[str]) -> click.Context:
+        command: click.Command = cli
+        name, rest = "streamfer", list(args)
+        while isinstance(command, click.Group):
+            name, *rest = rest
+            sub = command.get_command(click.Context(command), name)
+            assert sub is not None, f"no command {name!r} in {args}"
+            command = sub
+        return command.make_context(name, rest)
+
+    return parse

@@ -6,9 +6,11 @@ and, more usefully, that every name, path and port refers to something that exis
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,21 +93,9 @@ def test_streamfer_service_runs_a_shipped_config_on_the_scraped_port(
     assert job["static_configs"][0]["targets"] == [f"streamfer:{port}"]
 
 
-def cli_context(args: list[str]) -> click.Context:
-    """Parse ``streamfer <args>`` as the image's entrypoint would, without running it."""
-    from pipeline.cli import cli
-
-    command: click.Command = cli
-    name, rest = "streamfer", list(args)
-    while isinstance(command, click.Group):
-        name, *rest = rest
-        sub = command.get_command(click.Context(command), name)
-        assert sub is not None, f"no command {name!r} in {args}"
-        command = sub
-    return command.make_context(name, rest)
-
-
-def test_commands_parse_and_load_feeds_the_pipelines_inputs(compose: dict[str, Any]) -> None:
+def test_commands_parse_and_load_feeds_the_pipelines_inputs(
+    compose: dict[str, Any], cli_context: Callable[[list[str]], click.Context]
+) -> None:
     run = cli_context(services(compose)["streamfer"]["command"])
     config = yaml.safe_load((ROOT / run.params["config_path"]).read_text())
     inputs = {s["input_topic"] for s in config["streams"]}
@@ -139,7 +129,9 @@ def test_prometheus_and_grafana_mount_the_provisioned_files(compose: dict[str, A
     assert "9090:9090" in prom["ports"]
 
 
-def test_dockerfile_copies_every_package_and_serves_the_default_port() -> None:
+def test_dockerfile_copies_every_package_and_serves_the_default_port(
+    cli_context: Callable[[list[str]], click.Context],
+) -> None:
     text = (ROOT / "Dockerfile").read_text()
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "packages"]["find"]["include"]  # fmt: skip
@@ -154,8 +146,12 @@ def test_dockerfile_copies_every_package_and_serves_the_default_port() -> None:
     assert "pyproject.toml" in copied and "deploy/configs" in copied
     assert f"EXPOSE {DEFAULT_PORT}" in text
     assert f"127.0.0.1:{DEFAULT_PORT}/healthz" in text
-    cmd = re.search(r'^CMD \["run", "--config", "([^"]+)"\]$', text, re.M)
-    assert cmd is not None and (ROOT / cmd.group(1)).is_file()
+    entrypoint = re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)
+    cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
+    assert entrypoint is not None and json.loads(entrypoint.group(1)) == ["streamfer"]
+    assert cmd is not None
+    run = cli_context(json.loads(cmd.group(1)))
+    assert run.command.name == "run" and (ROOT / run.params["config_path"]).is_file()
 
 
 def test_dockerignore_keeps_local_environments_out_of_the_context() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
@@ -67,8 +69,14 @@ def test_everything_lives_in_the_streamfer_namespace() -> None:
 
 
 @pytest.mark.parametrize("name", ["streamfer-cpu", "streamfer-gpu"])
-def test_workers_probe_and_expose_the_health_server(name: str) -> None:
+def test_workers_probe_and_expose_the_health_server(
+    name: str, cli_context: Callable[[list[str]], click.Context]
+) -> None:
     c = container(name)
+    run = cli_context(c["args"])
+    assert run.command.name == "run"
+    mount = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}["config"]
+    assert run.params["config_path"].parent == Path(mount)
     template = deployment(name)["spec"]["template"]
     assert c["ports"] == [{"name": "metrics", "containerPort": DEFAULT_PORT, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
@@ -81,8 +89,8 @@ def test_workers_probe_and_expose_the_health_server(name: str) -> None:
     selector = deployment(name)["spec"]["selector"]["matchLabels"]
     assert selector.items() <= template["metadata"]["labels"].items()
     # the drain (runtime.drain_timeout_s) fits inside the grace period
-    config = yaml.safe_load(docs()[("ConfigMap", "streamfer-config")]["data"][
-        c["args"][-1].rsplit("/", 1)[-1]])  # fmt: skip
+    data = docs()[("ConfigMap", "streamfer-config")]["data"]
+    config = yaml.safe_load(data[run.params["config_path"].name])
     grace = template["spec"]["terminationGracePeriodSeconds"]
     assert config["runtime"]["drain_timeout_s"] < grace
 
