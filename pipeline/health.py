@@ -7,9 +7,10 @@
   heartbeat older than its ``max_age_s`` makes ``/healthz`` answer 503 naming it;
   a component that stops on purpose calls ``close()`` on its heartbeat.
 - readiness: named conditions, by default ``engines`` (activated) and
-  ``partitions`` (assigned), set with ``set_ready(name, bool)``. ``/readyz``
-  answers 200 only while all are true and the process is not draining;
-  ``start_draining()`` on shutdown turns it false for good.
+  ``partitions`` (assigned), either set with ``set_ready(name, bool)`` or read
+  at every check from ``watch(name, fn)``. ``/readyz`` answers 200 only while
+  all are true and the process is not draining; ``start_draining()`` on
+  shutdown turns it false for good.
 
 :class:`HealthServer` serves them with a small threaded ``http.server``: nothing
 binds before ``start()``; ``port=0`` picks a free port, read back from ``.port``.
@@ -78,7 +79,7 @@ class HealthState:
         self._clock = clock
         self._lock = threading.Lock()
         self._heartbeats: dict[str, Heartbeat] = {}
-        self._conditions: dict[str, bool] = dict.fromkeys(conditions, False)
+        self._conditions: dict[str, bool | Callable[[], bool]] = dict.fromkeys(conditions, False)
         self._draining = False
 
     def heartbeat(self, name: str, max_age_s: float = 30.0) -> Heartbeat:
@@ -102,6 +103,11 @@ class HealthState:
         with self._lock:
             self._conditions[condition] = ready
 
+    def watch(self, condition: str, check: Callable[[], bool]) -> None:
+        """Read ``condition`` from ``check()`` at every readiness check (keep it cheap)."""
+        with self._lock:
+            self._conditions[condition] = check
+
     def start_draining(self) -> None:
         """Shutdown began: not ready from now on, whatever the conditions say."""
         with self._lock:
@@ -119,9 +125,14 @@ class HealthState:
 
     def readiness(self) -> Check:
         with self._lock:
-            problems = [f"{name} not ready" for name, ok in self._conditions.items() if not ok]
-            if self._draining:
-                problems.append("draining")
+            conditions, draining = list(self._conditions.items()), self._draining
+        problems = [
+            f"{name} not ready"
+            for name, state in conditions
+            if not (state() if callable(state) else state)
+        ]
+        if draining:
+            problems.append("draining")
         return Check(not problems, tuple(problems))
 
     def is_ready(self) -> bool:

@@ -93,6 +93,19 @@ def test_readiness_needs_every_condition_and_ends_when_draining(state: HealthSta
     assert not state.is_ready()
 
 
+def test_watched_conditions_are_read_at_every_check(state: HealthState) -> None:
+    assigned: list[int] = []
+    state.set_ready("engines")
+    state.watch("partitions", lambda: bool(assigned))
+    assert state.readiness().problems == ("partitions not ready",)
+    assigned.append(3)
+    assert state.is_ready()
+    assigned.clear()  # all revoked in a rebalance
+    assert not state.is_ready()
+    state.set_ready("partitions")  # a pushed value replaces the watch
+    assert state.is_ready()
+
+
 def test_constructor_does_no_io() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
