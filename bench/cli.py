@@ -63,7 +63,7 @@ def bench() -> None:
 @_common
 @click.option("--records", type=click.IntRange(100), default=50_000, show_default=True,
               help="Transactions per pass-through and streamfer run.")
-@click.option("--naive-records", type=click.IntRange(10), default=3_000, show_default=True,
+@click.option("--naive-records", type=click.IntRange(10), default=2_000, show_default=True,
               help="Transactions per naive run (the first ones of the same topic).")
 @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True,
               help="Interleaved repetitions of all three systems.")

@@ -31,7 +31,13 @@ from bench.engine_curve import measure_engine_curve
 from bench.kafka_io import OffsetProbe, produce_all, read_n, run_id, topic_set, topic_span
 from bench.machine import probe_machine
 from bench.passthrough import ClientTuning
-from bench.pipeline_proc import CONFIG_DIR, PipelineProcess, bench_config, load_raw, wait_decisions
+from bench.pipeline_proc import (
+    CONFIG_DIR,
+    bench_config,
+    load_raw,
+    start_flowing,
+    wait_decisions,
+)
 from bench.records import PoolItem, camera_pool, stamped
 from bench.report import Report, Table, Target
 from bench.stats import Spread
@@ -115,8 +121,12 @@ def pipeline_rate(
         output_topic=out, group=group,
         overrides={"mode": "replay", "drop_stale": False, "latest_per_key": False},
     )  # fmt: skip
-    with PipelineProcess(raw) as proc, OffsetProbe(bootstrap, out) as probe:
-        got = wait_decisions(proc, probe.count, n, timeout_s=300)
+    with OffsetProbe(bootstrap, out) as probe:
+        proc, _ = start_flowing(raw, probe.count, lambda text: None)
+        try:
+            got = wait_decisions(proc, probe.count, n, timeout_s=300)
+        finally:
+            proc.stop()
     if got < n:
         raise StreamferError(f"camera pipeline | {got} of {n} decisions. Note: expected all")
     return topic_span(bootstrap, out).rate

@@ -53,7 +53,7 @@ def wait_visible(bootstrap: str, names: list[str], timeout_s: float = 30.0) -> N
     gets no partitions until its next metadata refresh (minutes), so every
     benchmark waits for this before it starts the system under test.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="streamfer-bench-probe")
+    consumer = _probe(bootstrap)
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -191,7 +191,7 @@ def read_n(
     return out
 
 
-def _probe(bootstrap: str) -> KafkaConsumer:
+def _probe(bootstrap: str) -> KafkaConsumer:  # group-less: no commits, no auto-commit
     return KafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id="streamfer-bench-probe",

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,10 @@ class PipelineProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def close(self) -> None:
+        """``stop()`` for ``contextlib.closing``."""
+        self.stop()
+
 
 def wait_decisions(
     proc: PipelineProcess, count: Any, expected: int, timeout_s: float
@@ -147,3 +152,39 @@ def wait_decisions(
         time.sleep(0.2)  # poll interval
         got = int(count())
     return got
+
+
+STALL_S = 30.0
+
+
+def start_flowing(
+    raw_config: dict[str, Any],
+    count: Callable[[], int],
+    say: Callable[[str], None],
+    stall_s: float = STALL_S,
+    attempts: int = 3,
+) -> tuple[PipelineProcess, int]:
+    """Start the pipeline and return once ``count()`` (its outputs) moves; restarts on a stall.
+
+    A pipeline whose consumer joins its group before its metadata lists the
+    input topic can sit without partitions until the next metadata refresh
+    (minutes). Input is already waiting when this is called, so no output
+    within ``stall_s`` is that stall: the process is stopped and started again.
+    Returns the running process and how many restarts it took.
+    """
+    for attempt in range(attempts):
+        proc = PipelineProcess(raw_config)
+        proc.start()
+        deadline = time.monotonic() + stall_s
+        while count() == 0 and time.monotonic() < deadline:
+            proc.check_alive()
+            time.sleep(0.1)  # poll interval
+        if count() > 0:
+            return proc, attempt
+        say(f"pipeline produced nothing within {stall_s:g} s (no partitions assigned?); "
+            "restarting it")  # fmt: skip
+        proc.stop()
+    raise StreamferError(
+        f"pipeline | no output after {attempts} starts of {stall_s:g} s each. "
+        "Note: is the input topic there and does the pipeline log show an assignment?"
+    )

@@ -27,6 +27,21 @@ machine, the load average when it was measured, the date, the commit and the
 command that produced it, and keeps the raw numbers. Targets are marked
 **met** or **MISSED** as measured; the machine is shared, so read the load
 figure beside each result.
+
+Reproduce (local broker first: `streamfer broker start`; each command ends
+within 10 minutes at its defaults):
+
+- `streamfer bench scoring` (about 4 min): transactions/s, Kafka pass-through
+  limit vs naive loop vs streamfer, 3 interleaved runs;
+- `streamfer bench server --stream transactions` (about 8 min): Poisson ladder
+  at 25/50/75/100 % of the maximum and twice more at 50 %, p50/p99/p99.9,
+  bound 50 ms;
+- `streamfer bench server --stream camera` (about 8 min): the same for camera
+  frames, bound 100 ms;
+- `streamfer bench batching` (about 4 min): engine samples/s vs batch size per
+  model, and the dynamic batcher's gain at equal p99;
+- `streamfer bench frames` (about 4 min): camera frames/s per core, time per
+  stage, against the JPEG-decode and engine limits.
 """
 
 

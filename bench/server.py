@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +27,13 @@ import numpy as np
 from bench.kafka_io import OffsetProbe, produce_all, run_id, topic_set, topic_span
 from bench.loadgen import LoadSpec, Readback, run_point
 from bench.machine import probe_machine
-from bench.pipeline_proc import CONFIG_DIR, PipelineProcess, bench_config, load_raw, wait_decisions
+from bench.pipeline_proc import (
+    CONFIG_DIR,
+    bench_config,
+    load_raw,
+    start_flowing,
+    wait_decisions,
+)
 from bench.records import camera_pool, stamped, transaction_pool
 from bench.report import Report, Table, Target
 from bench.stats import Spread, fmt_ms, fmt_rate, percentiles_ms
@@ -128,8 +135,12 @@ def probe_capacity(
         output_topic=out, group=f"bench-{rid}-probe", overrides={"mode": "replay",
         "drop_stale": False, "latest_per_key": False},
     )  # fmt: skip
-    with PipelineProcess(raw) as proc, OffsetProbe(bootstrap, out) as probe:
-        got = wait_decisions(proc, probe.count, n, timeout_s=240)
+    with OffsetProbe(bootstrap, out) as probe:
+        proc, _ = start_flowing(raw, probe.count, say)
+        try:
+            got = wait_decisions(proc, probe.count, n, timeout_s=240)
+        finally:
+            proc.stop()
     if got < n:
         raise StreamferError(f"capacity probe | {got} of {n} decisions. Note: expected all")
     rate = topic_span(bootstrap, out).rate
@@ -188,8 +199,11 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
         )  # fmt: skip
         readback = Readback(bootstrap, out)
         readback.start()
-        with PipelineProcess(raw) as proc:
-            _warm_up(bootstrap, in_topic, setup, ladder[0][0], readback, proc, say)
+        say("waiting for the pipeline to decide its first record")
+        produce_all(bootstrap, in_topic, _pool(setup, 1))
+        proc, _ = start_flowing(raw, readback.count, say)
+        with contextlib.closing(proc):
+            _warm_up(bootstrap, in_topic, setup, ladder[0][0], readback)
             budget = opts.budget_s or setup.budget_s
             t_ladder = time.monotonic()
             for i, (rate, frac) in enumerate(ladder):
@@ -218,18 +232,9 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
 
 
 def _warm_up(
-    bootstrap: str, topic: str, setup: KindSetup, rate: float, readback: Readback,
-    proc: PipelineProcess, say: Say,
-) -> None:  # fmt: skip
-    """Wait until the pipeline decides, then run a short low-rate burst it has to keep up with."""
-    say("waiting for the pipeline to decide its first record")
-    deadline = time.monotonic() + 120
-    produce_all(bootstrap, topic, _pool(setup, 1))
-    while readback.count() < 1:
-        proc.check_alive()
-        if time.monotonic() > deadline:
-            raise StreamferError(f"pipeline | no decision within 120 s:\n{proc.log_tail()}")
-        time.sleep(0.1)  # poll interval
+    bootstrap: str, topic: str, setup: KindSetup, rate: float, readback: Readback
+) -> None:
+    """A short burst at the ladder's first rate, not measured: warms caches and clients."""
     n = max(20, int(rate * 3))
     spec = LoadSpec(bootstrap, topic, rate, n, setup.pool, setup.pool_size, seed=99,
                     header_hook=setup.header_hook)  # fmt: skip
