@@ -52,7 +52,7 @@ Mode = Literal["realtime", "replay"]
 Delivery = Literal["at_least_once", "exactly_once"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-Compression = Literal["none", "gzip", "lz4", "zstd", "snappy"]
+Compression = Literal["none", "gzip", "lz4", "zstd"]  # as streams.client.Compression
 
 
 class _Frozen(BaseModel):

@@ -155,6 +155,7 @@ class StreamRuntime:
             outlet=self,
             on_batch=self._on_batch,
         )
+        self.health.watch(self.ready_condition, lambda: self.assigned)
         started = threading.Event()
         errors: list[BaseException] = []
         consumer = threading.Thread(
@@ -223,13 +224,10 @@ class StreamRuntime:
         self, source: KafkaSource, pool: ThreadPoolExecutor, pre: Any, beat: Callable[[], None]
     ) -> None:
         high, low = self.inbox.maxsize * 3 // 4, self.inbox.maxsize // 4
-        paused, next_lag, assigned = False, 0.0, False
+        paused, next_lag = False, 0.0
         recorder, book = self.recorder, self.book
         while not self._stop.is_set():
             beat()
-            if assigned != bool(source.assigned):
-                assigned = not assigned
-                self.health.set_ready(self.ready_condition, assigned)
             records = source.poll(_POLL_S)
             if records:
                 recorder.consumed(len(records))
