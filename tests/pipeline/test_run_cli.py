@@ -1,0 +1,55 @@
+"""``streamfer validate`` and ``streamfer run --help`` through the real entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def streamfer(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_validate_prints_a_summary_for_a_good_file(tmp_path: Path) -> None:
+    (tmp_path / "fraud.onnx").write_bytes(b"onnx")
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {"sasl_password": "hunter2", "security_protocol": "SASL_SSL",
+                          "sasl_mechanism": "PLAIN", "sasl_username": "u"},
+                "models": {"fraud": {"path": "fraud.onnx"}},
+                "streams": [{"name": "pay", "kind": "transaction", "input_topic": "tx",
+                             "output_topic": "out", "model": "fraud"}],
+            }
+        )
+    )  # fmt: skip
+    done = streamfer("validate", "-c", str(cfg))
+    assert done.returncode == 0, done.stderr
+    assert f"{cfg}: OK" in done.stdout
+    assert "stream pay (transaction): tx -> fraud -> out" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr
+
+
+def test_validate_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("models: {}\nstreams: [{name: x, kind: video}]\nmetrics: {port: 70000}\n")
+    done = streamfer("validate", "-c", str(cfg))
+    assert done.returncode == 2
+    err = done.stderr
+    assert "models | " in err and "streams[0].kind | " in err and "metrics.port | " in err
+    assert "streams[0].input_topic | required key missing" in err
+    assert "Note: allowed: camera, sensor, transaction" in err
+
+
+def test_run_help_documents_workers_and_signals() -> None:
+    done = streamfer("run", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())  # help text is wrapped to the terminal
+    assert "--workers" in text and "metrics.port + i" in text
+    assert "A second signal exits at once" in text
