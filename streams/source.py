@@ -235,6 +235,14 @@ class KafkaSource:
         """Mark one record's outcome final; False if it was not in flight."""
         return self.tracker.resolve((record.topic, record.partition), record.offset)
 
+    def is_pending(self, record: Record) -> bool:
+        """False once a record was resolved, or abandoned by a revocation or an abort.
+
+        With transactions, check it before publishing a record's output: work for an
+        abandoned record must not land in the next transaction (it will be re-polled).
+        """
+        return self.tracker.is_pending((record.topic, record.partition), record.offset)
+
     def resolve_many(self, records: Iterable[Record]) -> int:
         return self.tracker.resolve_many(((r.topic, r.partition), r.offset) for r in records)
 

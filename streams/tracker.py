@@ -87,6 +87,12 @@ class OffsetTracker:
                 self._cond.notify_all()
         return done
 
+    def is_pending(self, tp: TopicPartition, offset: int) -> bool:
+        """True while the record is tracked and unresolved."""
+        with self._cond:
+            part = self._parts.get(tp)
+            return part is not None and offset in part.outstanding
+
     def in_flight(self, tp: TopicPartition | None = None) -> int:
         """Records added and not yet resolved, for one partition or all."""
         with self._cond:

@@ -9,8 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from kafkakit import fast_options, produce
+from kafkakit import fast_options, produce, read_all
 
+from streams.client import ProducerOptions
 from streams.records import Record
 from streams.settings import KafkaSettings
 from streams.sink import KafkaSink
@@ -46,22 +47,31 @@ class Member:
         out: str,
         group: str,
         ledger: Ledger,
-        sink: KafkaSink,
+        exactly_once: bool,
         gate: threading.Event,
         hold_after: int = N,
     ) -> None:
+        settings = KafkaSettings(bootstrap)
+        txn_id = f"{group}-{id(self)}" if exactly_once else None
+        self.sink = KafkaSink(settings, ProducerOptions(transactional_id=txn_id))
+        isolation = "read_committed" if exactly_once else "read_uncommitted"
         self.source = KafkaSource(
-            KafkaSettings(bootstrap),
+            settings,
             [topic],
-            fast_options(group, max_poll_records=50),
+            fast_options(group, max_poll_records=50, isolation_level=isolation),
             # the in-flight limit pauses fetching, so the consumer thread keeps polling
-            # (and takes part in the rebalance) while the worker is held at the gate
+            # (and takes part in the rebalance) while the worker is held at the gate;
+            # exactly-once commits only at the revocation and at close (barriers)
             SourceOptions(
-                max_in_flight_per_partition=200, commit_interval_s=0.2, revoke_timeout_s=10
+                max_in_flight_per_partition=200,
+                commit_interval_s=3600 if exactly_once else 0.2,
+                revoke_timeout_s=10,
             ),
         )
+        if exactly_once:
+            self.source.use_transactions(self.sink)
         self.gate, self.hold_after, self.processed = gate, hold_after, 0
-        self.out, self.ledger, self.sink = out, ledger, sink
+        self.out, self.ledger = out, ledger
         self.work: queue.Queue[Record | None] = queue.Queue()
         self.stop = threading.Event()
         self.polled = 0
@@ -72,6 +82,7 @@ class Member:
         ]
 
     def start(self) -> None:
+        self.sink.start()
         for t in self.threads:
             t.start()
 
@@ -104,40 +115,48 @@ class Member:
         for t in self.threads:
             t.join(30)
             assert not t.is_alive()
+        self.sink.close()
         assert not self.errors
 
 
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_rebalance_mid_stream_loses_nothing_and_resolves_nothing_twice(
-    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    exactly_once: bool,
 ) -> None:
     topic, out, group = unique_topic(4), unique_topic(1), unique_group()
     produce(kafka_bootstrap, topic, N, keys=64)
     ledger = Ledger(N)
-    with KafkaSink(KafkaSettings(kafka_bootstrap)) as sink:
-        gate = threading.Event()
-        first = Member(kafka_bootstrap, topic, out, group, ledger, sink, gate, N // 5)
-        first.start()
-        deadline = time.monotonic() + 30
-        while first.source.in_flight() < 400:  # mid-stream, with records in flight
-            assert time.monotonic() < deadline and not first.errors, first.source.in_flight()
-            ledger.all_done.wait(0.01)
-        second = Member(kafka_bootstrap, topic, out, group, ledger, sink, gate)
-        second.start()
-        deadline = time.monotonic() + 30
-        while len(first.source.assigned) == 4:  # until the revocation hook is running
-            assert time.monotonic() < deadline, "the second member never triggered a rebalance"
-            ledger.all_done.wait(0.005)
-        assert first.source.in_flight() >= 400  # revoked with records in flight ...
-        gate.set()  # ... which resolve while the hook waits, then get committed
-        assert ledger.all_done.wait(60), f"{len(ledger.counts)} of {N} resolved"
-        # both members took part, and the partitions were split between them
-        deadline = time.monotonic() + 30
-        while not (first.source.assigned and second.source.assigned):
-            assert time.monotonic() < deadline, "the group never split the partitions"
-            ledger.all_done.wait(0.05)
-        first.join()
-        second.join()
+    gate = threading.Event()
+    first = Member(kafka_bootstrap, topic, out, group, ledger, exactly_once, gate, N // 5)
+    first.start()
+    deadline = time.monotonic() + 30
+    while first.source.in_flight() < 400:  # mid-stream, with records in flight
+        assert time.monotonic() < deadline and not first.errors, first.source.in_flight()
+        ledger.all_done.wait(0.01)
+    second = Member(kafka_bootstrap, topic, out, group, ledger, exactly_once, gate)
+    second.start()
+    deadline = time.monotonic() + 30
+    while len(first.source.assigned) == 4:  # until the revocation hook is running
+        assert time.monotonic() < deadline, "the second member never triggered a rebalance"
+        ledger.all_done.wait(0.005)
+    assert first.source.in_flight() >= 400  # revoked with records in flight ...
+    gate.set()  # ... which resolve while the hook waits, then get committed
+    assert ledger.all_done.wait(60), f"{len(ledger.counts)} of {N} resolved"
+    # both members took part, and the partitions were split between them
+    deadline = time.monotonic() + 30
+    while not (first.source.assigned and second.source.assigned):
+        assert time.monotonic() < deadline, "the group never split the partitions"
+        ledger.all_done.wait(0.05)
+    first.join()
+    second.join()
     assert first.polled > N // 5 and second.polled > 0
     assert len(ledger.counts) == N
     twice = {k: v for k, v in ledger.counts.items() if v > 1}
     assert not twice, f"resolved more than once: {sorted(twice)[:10]}"
+    # every decision visible to read_committed readers exactly once
+    visible = Counter(m.value for m in read_all(kafka_bootstrap, out))
+    assert set(visible) == {b"v%d" % i for i in range(N)}
+    assert max(visible.values()) == 1

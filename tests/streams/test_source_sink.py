@@ -81,6 +81,7 @@ def test_backpressure_pauses_a_partition_until_records_resolve(
         assert src.client.paused() == {(topic, 0)}
         assert src.poll(0.3) == []
         assert src.in_flight() == 30
+        assert src.lag() == {(topic, 0): 70}  # paused: the lag stays where it is
         src.resolve_many(first[:15])  # down to half the limit: fetching resumes
         rest: list[Record] = []
         deadline = time.monotonic() + 30
@@ -113,10 +114,13 @@ def test_transactions_commit_decisions_and_offsets_atomically(
                 sink.send(out_topic, b"decision " + r.value, r.key, (), src.ack_callback(r))
             sink.flush()
 
-        transform(poll_until(src, 40))
+        first = poll_until(src, 40)
+        transform(first[:30])
+        assert src.is_pending(first[35]) and not src.is_pending(first[0])
         src.abort_transaction()
+        assert not src.is_pending(first[35])  # abandoned: it will be polled again
         assert read_all(kafka_bootstrap, out_topic) == []
-        assert len(read_all(kafka_bootstrap, out_topic, "read_uncommitted")) == 40
+        assert len(read_all(kafka_bootstrap, out_topic, "read_uncommitted")) == 30
         assert set(committed(kafka_bootstrap, group, src_topic).values()) == {None}
 
         again = poll_until(src, 40)  # rewound: the same records once more

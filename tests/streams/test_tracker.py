@@ -46,7 +46,9 @@ def test_position_is_after_the_resolved_prefix_only(case: tuple[list[int], list[
 def test_resolving_twice_or_unknown_reports_false() -> None:
     tracker = OffsetTracker()
     tracker.add(TP, [5, 6, 7])
+    assert tracker.is_pending(TP, 6)
     assert tracker.resolve(TP, 6)
+    assert not tracker.is_pending(TP, 6)
     assert not tracker.resolve(TP, 6)
     assert not tracker.resolve(TP, 99)
     assert not tracker.resolve(("other", 0), 5)
