@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
@@ -85,13 +86,16 @@ def decisions(messages: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset per partition of ``topic`` (0 where none)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    """The group's committed offset per partition of ``topic`` (absent: none yet).
+
+    Asked through the admin API: a consumer carrying the group id could disturb the group.
+    """
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        return {p: consumer.committed(TopicPartition(topic, p)) or 0 for p in parts}
+        offsets = admin.list_group_offsets(group).get(group, {})
     finally:
-        consumer.close()
+        admin.close()
+    return {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topic}
 
 
 def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
