@@ -103,48 +103,18 @@ class StreamRuntime:
         self._dlq: DeadLetterWriter | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._worker: EngineWorker | None = None
-        self._lag = 0
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
-        cfg, s = self.config, self.stream
-        settings = cfg.kafka.to_settings()
-        exactly_once = s.delivery == "exactly_once"
-        txn_id = f"{cfg.kafka.client_id}-{s.name}-{self.worker_index}" if exactly_once else None
-        self._sink = KafkaSink(
-            settings,
-            ProducerOptions(
-                linger_ms=cfg.producer.linger_ms,
-                compression=cfg.producer.compression_type,
-                max_request_size=cfg.producer.max_request_size,
-                transactional_id=txn_id,
-                transaction_timeout_ms=cfg.producer.transaction_timeout_ms,
-            ),
-        ).start()
+        s = self.stream
+        self._sink = self._make_sink().start()
         self._dlq = DeadLetterWriter(self._sink, topic=s.resolved_dlq_topic)
-        c = cfg.consumer
-        self._source = KafkaSource(
-            settings,
-            [s.input_topic],
-            ConsumerOptions(
-                group_id=c.group_id,
-                max_poll_records=c.max_poll_records,
-                fetch_max_wait_ms=c.fetch_max_wait_ms,
-                max_partition_fetch_bytes=c.max_partition_fetch_bytes,
-                auto_offset_reset=c.auto_offset_reset,
-                session_timeout_ms=c.session_timeout_ms,
-            ),
-            SourceOptions(
-                max_in_flight_per_partition=cfg.runtime.max_in_flight,
-                commit_interval_s=cfg.runtime.commit_interval_ms / 1000,
-                revoke_timeout_s=cfg.runtime.drain_timeout_s,
-            ),
-        )
-        if exactly_once:
+        self._source = self._make_source()
+        if s.delivery == "exactly_once":
             self._source.use_transactions(self._sink)
         spec = self.runner.input_specs[0]
         pre = make_preprocessor(s, self.runner.metadata, spec.name)
-        self._pool = ThreadPoolExecutor(cfg.runtime.preprocess_threads, f"pre-{s.name}")
+        self._pool = ThreadPoolExecutor(self.config.runtime.preprocess_threads, f"pre-{s.name}")
         self._worker = EngineWorker(
             stream=s,
             infer=self.runner.infer,
@@ -168,6 +138,42 @@ class StreamRuntime:
         started.wait()
         if errors:
             raise errors[0]
+
+    def _make_sink(self) -> KafkaSink:
+        cfg, s = self.config, self.stream
+        # stable across restarts: a restarted worker fences its predecessor's open transaction
+        txn_id = f"{cfg.kafka.client_id}-{s.name}-{self.worker_index}"
+        p = cfg.producer
+        return KafkaSink(
+            cfg.kafka.to_settings(),
+            ProducerOptions(
+                linger_ms=p.linger_ms,
+                compression=p.compression_type,
+                max_request_size=p.max_request_size,
+                transactional_id=txn_id if s.delivery == "exactly_once" else None,
+                transaction_timeout_ms=p.transaction_timeout_ms,
+            ),
+        )
+
+    def _make_source(self) -> KafkaSource:
+        cfg, c = self.config, self.config.consumer
+        return KafkaSource(
+            cfg.kafka.to_settings(),
+            [self.stream.input_topic],
+            ConsumerOptions(
+                group_id=c.group_id,
+                max_poll_records=c.max_poll_records,
+                fetch_max_wait_ms=c.fetch_max_wait_ms,
+                max_partition_fetch_bytes=c.max_partition_fetch_bytes,
+                auto_offset_reset=c.auto_offset_reset,
+                session_timeout_ms=c.session_timeout_ms,
+            ),
+            SourceOptions(
+                max_in_flight_per_partition=cfg.runtime.max_in_flight,
+                commit_interval_s=cfg.runtime.commit_interval_ms / 1000,
+                revoke_timeout_s=cfg.runtime.drain_timeout_s,
+            ),
+        )
 
     def request_stop(self, drain: bool = True) -> None:
         self._drain = drain
