@@ -70,17 +70,21 @@ def bench() -> None:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
               path_type=Path), default=None, help="Pipeline config (default: "
               "deploy/configs/fraud.yaml).")
+@click.option("--metrics-off", is_flag=True,
+              help="Also run the pipeline with metrics disabled (metrics overhead; ~1 min more).")
 @click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
 def scoring(
     bootstrap: str | None, results: Path, no_record: bool, records: int, naive_records: int,
-    repeats: int, config_path: Path | None, keep_topics: bool,
+    repeats: int, config_path: Path | None, metrics_off: bool, keep_topics: bool,
 ) -> None:  # fmt: skip
-    """Transactions/s: pass-through limit vs naive loop vs streamfer (about 2-4 min)."""
+    """Transactions/s: pass-through limit vs naive loop vs streamfer (about 4 min)."""
+    from bench.pipeline_proc import CONFIG_DIR
     from bench.scoring import ScoringOptions, run_scoring
 
-    opts = ScoringOptions(records, naive_records, repeats, keep_topics=keep_topics)
-    if config_path is not None:
-        opts = ScoringOptions(records, naive_records, repeats, config_path, keep_topics=keep_topics)
+    opts = ScoringOptions(
+        records, naive_records, repeats, config_path or CONFIG_DIR / "fraud.yaml",
+        keep_topics=keep_topics, metrics_off=metrics_off,
+    )  # fmt: skip
     report = run_scoring(_broker(bootstrap), opts, command_line(), _say)
     _finish(report, results, no_record)
 

@@ -83,6 +83,7 @@ class LoopResult:
 
     processed: int
     wall_s: float  # first record polled -> last ack
+    cpu_s: float  # CPU time of this process (all its threads) over the same span
 
 
 def run_passthrough(
@@ -97,7 +98,7 @@ def run_passthrough(
     """Copy ``n`` records from ``in_topic`` to ``out_topic``; commit each poll after its acks."""
     consumer = tuning.consumer(bootstrap, in_topic, group)
     producer = tuning.producer(bootstrap)
-    done, t0 = 0, 0
+    done, t0, cpu0 = 0, 0, 0.0
     deadline = time.monotonic() + timeout_s
     try:
         while done < n:
@@ -107,7 +108,8 @@ def run_passthrough(
             polled = consumer.poll(timeout_ms=200, max_records=want)
             if not polled:
                 continue
-            t0 = t0 or time.perf_counter_ns()
+            if not t0:
+                t0, cpu0 = time.perf_counter_ns(), time.process_time()
             offsets = {}
             for tp, recs in polled.items():
                 for r in recs:
@@ -117,11 +119,12 @@ def run_passthrough(
             producer.flush()
             consumer.commit_async(offsets)
         wall = (time.perf_counter_ns() - t0) / 1e9
+        cpu = time.process_time() - cpu0
         consumer.commit()
     finally:
         producer.close(timeout=10)
         consumer.close()
-    return LoopResult(done, wall)
+    return LoopResult(done, wall, cpu)
 
 
 def run_naive(
@@ -138,21 +141,23 @@ def run_naive(
     consumer = tuning.consumer(bootstrap, in_topic, group, max_poll_records=1)
     # linger 0: waiting for a batch to fill makes no sense when every send is awaited
     producer = tuning.producer(bootstrap, linger_ms=0)
-    done, t0 = 0, 0
+    done, t0, cpu0 = 0, 0, 0.0
     deadline = time.monotonic() + timeout_s
     try:
         while done < n:
             if time.monotonic() > deadline:
                 raise StreamError(f"{in_topic} | naive loop handled {done}/{n} in {timeout_s} s")
             for tp, recs in consumer.poll(timeout_ms=200, max_records=1).items():
-                t0 = t0 or time.perf_counter_ns()
+                if not t0:
+                    t0, cpu0 = time.perf_counter_ns(), time.process_time()
                 r = recs[0]
                 producer.send(out_topic, key=r.key, value=handle(r)).get(timeout=30)
                 consumer.commit({tp: OffsetAndMetadata(r.offset + 1, "", -1)})
                 done += 1
         wall = (time.perf_counter_ns() - t0) / 1e9
+        cpu = time.process_time() - cpu0
     finally:
         producer.close(timeout=10)
         consumer.close()
-    return LoopResult(done, wall)
+    return LoopResult(done, wall, cpu)
 

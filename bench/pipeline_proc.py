@@ -98,6 +98,16 @@ class PipelineProcess:
         )  # fmt: skip
         log.close()
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, all threads) the pipeline process has used so far."""
+        if self._proc is None:
+            return float("nan")
+        try:
+            fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def check_alive(self) -> None:
         """StreamferError with the log's tail when the pipeline exited on its own."""
         if self._proc is not None and self._proc.poll() is not None:

@@ -30,6 +30,7 @@ from bench.stats import Spread
 from pipeline.errors import StreamferError
 
 SYSTEMS = ("pass-through", "naive", "streamfer")
+METRICS_OFF = "streamfer, metrics off"
 Say = Callable[[str], None]
 
 
@@ -41,6 +42,11 @@ class ScoringOptions:
     config: Path = CONFIG_DIR / "fraud.yaml"
     timeout_s: float = 180.0
     keep_topics: bool = False
+    metrics_off: bool = False  # also run the pipeline with metrics disabled
+
+    @property
+    def systems(self) -> tuple[str, ...]:
+        return (*SYSTEMS, METRICS_OFF) if self.metrics_off else SYSTEMS
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class Run:
     records: int
     rate: float  # records/s from output append times
     span_s: float
+    cpu_us_per_record: float  # process CPU time (all threads) per record
 
 
 def _check_complete(system: str, got: int, want: int) -> None:
@@ -80,24 +87,31 @@ def run_scoring(bootstrap: str, opts: ScoringOptions, command: str, say: Say) ->
         try:
             handle = fraud_handler(cfg, runner)
             for rep in range(opts.repeats):
-                order = SYSTEMS[rep % 3 :] + SYSTEMS[: rep % 3]
+                systems = opts.systems
+                k = rep % len(systems)
+                order = systems[k:] + systems[:k]
                 for system in order:
-                    out = topics.output(f"bench-{rid}-{system}-{rep}")
-                    group = f"bench-{rid}-{system}-{rep}"
+                    slug = system.replace(",", "").replace(" ", "-")
+                    out = topics.output(f"bench-{rid}-{slug}-{rep}")
+                    group = f"bench-{rid}-{slug}-{rep}"
                     n = opts.naive_records if system == "naive" else opts.records
                     n = min(n, opts.records)
                     if system == "pass-through":
-                        run_passthrough(bootstrap, in_topic, out, n, group, tuning, opts.timeout_s)
+                        cpu = run_passthrough(
+                            bootstrap, in_topic, out, n, group, tuning, opts.timeout_s
+                        ).cpu_s
                     elif system == "naive":
-                        run_naive(
+                        cpu = run_naive(
                             bootstrap, in_topic, out, n, group, tuning, handle, opts.timeout_s
-                        )
+                        ).cpu_s
                     else:
-                        restarts += _run_pipeline(bootstrap, base, opts, in_topic, out, group, n,
-                                                  say)  # fmt: skip
+                        k, cpu = _run_pipeline(bootstrap, base, opts, in_topic, out, group, n,
+                                               say, metrics=system != METRICS_OFF)  # fmt: skip
+                        restarts += k
                     span = topic_span(bootstrap, out)
                     _check_complete(system, span.count, n)
-                    runs.append(Run(system, rep, span.count, span.rate, span.seconds))
+                    runs.append(Run(system, rep, span.count, span.rate, span.seconds,
+                                    cpu * 1e6 / n))  # fmt: skip
                     say(f"rep {rep + 1}/{opts.repeats} {system:>12}: {span.rate:,.0f} records/s")
         finally:
             runner.deactivate()
@@ -110,20 +124,22 @@ def run_scoring(bootstrap: str, opts: ScoringOptions, command: str, say: Say) ->
 
 def _run_pipeline(
     bootstrap: str, base: dict, opts: ScoringOptions, in_topic: str, out: str, group: str, n: int,
-    say: Say,
-) -> int:  # fmt: skip
+    say: Say, metrics: bool = True,
+) -> tuple[int, float]:  # fmt: skip
     raw, _ = bench_config(
         base, source=str(opts.config), kind="transaction", bootstrap=bootstrap,
-        input_topic=in_topic, output_topic=out, group=group,
+        input_topic=in_topic, output_topic=out, group=group, metrics_enabled=metrics,
     )  # fmt: skip
     with OffsetProbe(bootstrap, out) as probe:
         proc, restarts = start_flowing(raw, probe.count, say)
         try:
+            cpu0 = proc.cpu_seconds()
             got = wait_decisions(proc, probe.count, n, opts.timeout_s)
+            cpu = proc.cpu_seconds() - cpu0
         finally:
             proc.stop()
         _check_complete("streamfer", got, n)
-    return restarts
+    return restarts, cpu
 
 
 def _report(runs: list[Run], opts: ScoringOptions, command: str, machine: object) -> Report:
@@ -131,7 +147,7 @@ def _report(runs: list[Run], opts: ScoringOptions, command: str, machine: object
 
     assert isinstance(machine, Machine)
     after = probe_machine()
-    by: dict[str, list[float]] = {s: [r.rate for r in runs if r.system == s] for s in SYSTEMS}
+    by: dict[str, list[float]] = {s: [r.rate for r in runs if r.system == s] for s in opts.systems}
     spreads = {s: Spread.of(v) for s, v in by.items()}
     reps = sorted({r.rep for r in runs})
     rate = {(r.system, r.rep): r.rate for r in runs}
@@ -147,8 +163,15 @@ def _report(runs: list[Run], opts: ScoringOptions, command: str, machine: object
                 *[f"{rate[(s, k)]:,.0f}" for k in reps],
                 spreads[s].fmt(),
             )
-            for s in SYSTEMS
+            for s in opts.systems
         ),
+    )
+    cpu = {s: Spread.of([r.cpu_us_per_record for r in runs if r.system == s]) for s in opts.systems}
+    cpu_table = Table(
+        "CPU time per record (µs, user + system, all threads of the process; less sensitive to "
+        "other load than the rates)",
+        ("system", "median (min–max)"),
+        tuple((s, cpu[s].fmt()) for s in opts.systems),
     )
     ratios = Table(
         "Ratios, per repetition (measured side by side)",
@@ -158,6 +181,12 @@ def _report(runs: list[Run], opts: ScoringOptions, command: str, machine: object
             ("streamfer / naive", *[f"{v:.1f}" for v in vs_naive], Spread.of(vs_naive).fmt(1)),
         ),
     )
+    if opts.metrics_off:
+        off = [rate[(METRICS_OFF, k)] / rate[("streamfer", k)] for k in reps]
+        ratios = Table(ratios.title, ratios.columns, (
+            *ratios.rows,
+            ("metrics off / metrics on", *[f"{v:.2f}" for v in off], Spread.of(off).fmt(2)),
+        ))  # fmt: skip
     med_pass, med_naive = Spread.of(vs_pass).median, Spread.of(vs_naive).median
     targets = [
         Target("throughput vs pass-through", f"{med_pass:.0%}", ">= 80%", med_pass >= 0.8),
@@ -177,7 +206,7 @@ def _report(runs: list[Run], opts: ScoringOptions, command: str, machine: object
         "Transaction scoring throughput",
         command,
         machine,
-        [table, ratios],
+        [table, ratios, cpu_table],
         targets,
         notes,
         raw={"runs": [r.__dict__ for r in runs], "options": {k: str(v) for k, v in
