@@ -123,16 +123,30 @@ class KafkaSource:
         client = self._client
         if client is None:
             return
+        wait = self.options.revoke_timeout_s if timeout_s is None else timeout_s
         try:
-            wait = self.options.revoke_timeout_s if timeout_s is None else timeout_s
             self.tracker.wait_idle(None, wait)
-            self.commit()
-        except StreamError as exc:
-            log.warning("%s | final commit failed: %s", self.topics, exc)
+            self._final_commit(client, time.monotonic() + self.options.commit_timeout_s)
         finally:
             self.tracker.remove(self.tracker.partitions())
             client.close()  # its revocation hook finds nothing left to commit
             self._client = None
+
+    def _final_commit(self, client: ConsumerClient, deadline: float) -> None:
+        """Commit, retrying while a rebalance is in progress (polls drive it to completion).
+
+        Records such a poll returns are dropped: they lie beyond every tracked offset,
+        so nothing commits past them and the next owner reads them.
+        """
+        while True:
+            try:
+                self.commit()
+                return
+            except StreamError as exc:
+                if time.monotonic() >= deadline or self._txn_sink is not None:
+                    log.warning("%s | final commit failed: %s", self.topics, exc)
+                    return
+            client.poll(0.05, 1)
 
     # -- consuming (consumer thread) --------------------------------------------------------
 

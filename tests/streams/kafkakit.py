@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -72,3 +73,10 @@ def fast_options(group: str, **kw: Any) -> ConsumerOptions:
         "max_poll_records": 200,
     }
     return ConsumerOptions(**{**base, **kw})
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound once, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

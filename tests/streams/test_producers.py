@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
-from kafkakit import read_all
+from kafkakit import read_all, unused_port
 
 from pipeline.errors import StreamError
 from streams.cli import produce as produce_cli
@@ -62,14 +61,8 @@ def test_open_loop_pacing_never_runs_ahead_and_stop_ends_the_run(
     assert seen
 
 
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_cli_fails_clearly_within_its_timeout_when_the_broker_is_down() -> None:
-    address = f"127.0.0.1:{_unused_port()}"
+    address = f"127.0.0.1:{unused_port()}"
     started = time.monotonic()
     result = CliRunner().invoke(
         produce_cli, ["transactions", "--bootstrap", address, "--timeout", "1.5", "--count", "5"]

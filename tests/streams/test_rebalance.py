@@ -140,7 +140,10 @@ def test_rebalance_mid_stream_loses_nothing_and_resolves_nothing_twice(
     second.start()
     deadline = time.monotonic() + 30
     while len(first.source.assigned) == 4:  # until the revocation hook is running
-        assert time.monotonic() < deadline, "the second member never triggered a rebalance"
+        assert time.monotonic() < deadline, (
+            f"no revocation: first {sorted(first.source.assigned)} {first.errors}, "
+            f"second {sorted(second.source.assigned)} {second.errors} polled {second.polled}"
+        )
         ledger.all_done.wait(0.005)
     assert first.source.in_flight() >= 400  # revoked with records in flight ...
     gate.set()  # ... which resolve while the hook waits, then get committed

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 
 import pytest
-from kafkakit import committed, fast_options, produce, read_all
+from kafkakit import committed, fast_options, produce, read_all, unused_port
 
 from pipeline.errors import CodecError, StreamError
 from streams.client import ProducerOptions
@@ -29,6 +28,17 @@ def poll_until(source: KafkaSource, n: int, timeout_s: float = 30) -> list[Recor
     return out
 
 
+def commit_settled(source: KafkaSource, timeout_s: float = 10) -> dict[tuple[str, int], int]:
+    """``commit()``, polling while a rebalance (a fresh group settling) refuses it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return source.commit()
+        except StreamError:
+            assert time.monotonic() < deadline, "commit still refused"
+            assert source.poll(0.1) == []  # everything was consumed already
+
+
 def test_out_of_order_resolution_commits_only_the_resolved_prefix(
     kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
 ) -> None:
@@ -40,12 +50,12 @@ def test_out_of_order_resolution_commits_only_the_resolved_prefix(
         assert [r.offset for r in records] == list(range(20))
         for r in records[5:]:  # everything but offsets 0..4, newest first
             assert src.resolve(r)
-        assert src.commit() == {}
+        assert commit_settled(src) == {}
         for r in reversed(records[1:5]):
             src.resolve(r)
-        assert src.commit() == {}
+        assert commit_settled(src) == {}
         src.resolve(records[0])
-        assert src.commit() == {(topic, 0): 20}
+        assert commit_settled(src) == {(topic, 0): 20}
         assert not src.resolve(records[0])
     assert committed(kafka_bootstrap, group, topic) == {0: 20}
 
@@ -159,12 +169,6 @@ def test_dead_letters_carry_original_bytes_and_error_headers(
         "source-partition": b"0",
         "source-offset": b"41",
     }
-
-
-def unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_sink_fails_fast_and_clearly_when_the_broker_is_down() -> None:
