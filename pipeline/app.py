@@ -30,9 +30,15 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   ``runtime.drain_timeout_s``. ``stop(drain=False)`` commits only what is
   already resolved and closes at once (the rest is consumed again after a
   restart: at-least-once).
-* ``stats()`` -> ``{stream name: StreamStats}``; ``failure`` is the first fatal
-  error of a stream (the pipeline then stops itself); ``wait(timeout_s)``
-  blocks until the pipeline stopped.
+* ``wait_ready(timeout_s)`` polls ``ready`` and raises StreamferError naming
+  what is missing; ``http_url`` is where ``/metrics`` is served (None when
+  not serving), ``metrics_port`` the port this worker asks for.
+* ``stats()`` -> ``{stream name: StreamStats}``: ``consumed``, ``decided``
+  (decisions acknowledged), ``dropped`` and ``dead_lettered`` (dicts reason ->
+  count), ``in_flight``, ``lag``, ``e2e_ms`` (recent record timestamp ->
+  decision acked), ``p50_ms``, ``p99_ms``, ``percentile_ms(q)``, ``resolved``.
+* ``failure`` is the first fatal error of a stream (the pipeline then stops
+  itself, without draining); ``wait(timeout_s)`` blocks until it stopped.
 
 Threads per stream: one consumer thread (poll, backpressure by pausing
 partitions, commits), a preprocessing thread pool (``runtime.preprocess_threads``,
