@@ -184,8 +184,12 @@ def run_point(
     proc = ctx.Process(target=_generate, args=(spec, child), name="bench-loadgen", daemon=True)
     proc.start()
     try:
-        if not parent.poll(120):
-            raise StreamError(f"{spec.topic} | load generator not ready within 120 s")
+        ready_by = time.monotonic() + 120
+        while not parent.poll(0.2):
+            if not proc.is_alive() or time.monotonic() > ready_by:
+                raise StreamError(
+                    f"{spec.topic} | load generator not ready (exit code {proc.exitcode})"
+                )
         msg = parent.recv()
         if msg != "ready":
             raise StreamError(f"{spec.topic} | load generator failed: {msg[1]}")
