@@ -2,20 +2,22 @@
 
 * pass-through: consume and produce the same records with the same Kafka
   client (kafka-python) and the same client settings as the pipeline, no
-  model. Offsets are committed only after the produced copies are acked, as
-  the pipeline does, so it is the ceiling the pipeline cannot beat.
+  model. Sends are pipelined and offsets are committed only up to what has
+  been acked, as the pipeline does, so it is the ceiling the pipeline cannot
+  beat.
 * naive: the loop most tutorials write — poll one record, decode, featurize,
   run the engine at batch 1, produce the decision, wait for the ack, commit.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import StreamError
@@ -31,6 +33,7 @@ class ClientTuning:
     linger_ms: int = 5
     compression_type: str | None = None
     max_request_size: int = 8 * 1024 * 1024
+    commit_interval_s: float = 0.2
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> ClientTuning:
@@ -42,6 +45,7 @@ class ClientTuning:
             linger_ms=cfg.producer.linger_ms,
             compression_type=None if comp == "none" else comp,
             max_request_size=cfg.producer.max_request_size,
+            commit_interval_s=cfg.runtime.commit_interval_ms / 1000,
         )
 
     def consumer(self, bootstrap: str, topic: str, group: str, **over: Any) -> KafkaConsumer:
@@ -95,31 +99,53 @@ def run_passthrough(
     tuning: ClientTuning,
     timeout_s: float = 300.0,
 ) -> LoopResult:
-    """Copy ``n`` records from ``in_topic`` to ``out_topic``; commit each poll after its acks."""
+    """Copy ``n`` records from ``in_topic`` to ``out_topic`` as fast as the client allows.
+
+    Sends never wait for acks (the producer pipelines them, as the pipeline's
+    sink does); offsets are committed every ``commit_interval_s`` up to what
+    has been acked, so nothing is committed before its copy is in Kafka.
+    """
     consumer = tuning.consumer(bootstrap, in_topic, group)
     producer = tuning.producer(bootstrap)
+    acked: dict[TopicPartition, int] = {}
+    lock = threading.Lock()
+
+    def on_ack(tp: TopicPartition, offset: int) -> Callable[[Any], None]:
+        def done(_md: Any) -> None:
+            with lock:
+                acked[tp] = max(acked.get(tp, -1), offset)
+
+        return done
+
+    def commit_acked() -> None:
+        with lock:
+            offsets = {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in acked.items()}
+        if offsets:
+            consumer.commit_async(offsets)
+
     done, t0, cpu0 = 0, 0, 0.0
     deadline = time.monotonic() + timeout_s
+    next_commit = time.monotonic() + tuning.commit_interval_s
     try:
         while done < n:
             if time.monotonic() > deadline:
                 raise StreamError(f"{in_topic} | pass-through copied {done}/{n} in {timeout_s} s")
             want = min(tuning.max_poll_records, n - done)
-            polled = consumer.poll(timeout_ms=200, max_records=want)
-            if not polled:
-                continue
-            if not t0:
-                t0, cpu0 = time.perf_counter_ns(), time.process_time()
-            offsets = {}
-            for tp, recs in polled.items():
+            for tp, recs in consumer.poll(timeout_ms=200, max_records=want).items():
+                if not t0:
+                    t0, cpu0 = time.perf_counter_ns(), time.process_time()
                 for r in recs:
-                    producer.send(out_topic, key=r.key, value=r.value, headers=r.headers or None)
-                offsets[tp] = OffsetAndMetadata(recs[-1].offset + 1, "", -1)
+                    fut = producer.send(out_topic, key=r.key, value=r.value,
+                                        headers=r.headers or None)  # fmt: skip
+                fut.add_callback(on_ack(tp, recs[-1].offset))
                 done += len(recs)
-            producer.flush()
-            consumer.commit_async(offsets)
+            if time.monotonic() >= next_commit:
+                commit_acked()
+                next_commit = time.monotonic() + tuning.commit_interval_s
+        producer.flush()
         wall = (time.perf_counter_ns() - t0) / 1e9
         cpu = time.process_time() - cpu0
+        commit_acked()
         consumer.commit()
     finally:
         producer.close(timeout=10)

@@ -144,6 +144,11 @@ def probe_capacity(
     if got < n:
         raise StreamferError(f"capacity probe | {got} of {n} decisions. Note: expected all")
     rate = topic_span(bootstrap, out).rate
+    if not rate > 0:
+        raise StreamferError(
+            f"capacity probe | {n} records were decided too quickly to time "
+            f"(rate {rate}). Note: give more --probe-records or a --max-rate"
+        )
     say(f"capacity probe: {rate:,.0f} records/s")
     return rate
 
