@@ -23,7 +23,7 @@ from pipeline.errors import EngineError
 CONTRACT: dict[str, tuple[int, str, str]] = {
     "fraud": (64, "features", "score"),
     "sensor": (64, "window", "probs"),
-    "camera": (8, "images", "output0"),
+    "camera": (16, "images", "output0"),
 }
 
 
