@@ -28,8 +28,8 @@ from models.train.camera_card import write_card
 from models.train.common import MODELS_DIR, export_onnx, metadata, seed_everything
 
 SEED = 13
-TRAIN_SEED, TRAIN_CAMERAS, FRAMES_PER_CAMERA = 0, 3000, 2
-EPOCHS = 12
+TRAIN_SEED, TRAIN_CAMERAS, FRAMES_PER_CAMERA = 0, 2000, 2
+EPOCHS = 6
 BATCH = 32
 LR = 2e-3
 SIZE = ev.CAMERA_INPUT
@@ -259,6 +259,11 @@ def train(out_dir: Path = MODELS_DIR) -> dict[str, float]:
             opt.step()
             sched.step()
             total += loss.item()
+            if (i // BATCH) % 25 == 24:
+                print(
+                    f"camera |   step {i // BATCH + 1} loss {loss.item():.3f} "
+                    f"{time.perf_counter() - t0:.0f} s"
+                )
         n_steps = len(perm) // BATCH
         print(
             f"camera | epoch {epoch + 1}/{EPOCHS} loss {total / n_steps:.4f} "
