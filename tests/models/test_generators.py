@@ -130,3 +130,13 @@ def test_cameras_move_between_frames() -> None:
         assert second.frame == first.frame + 1
         moved += int(not np.array_equal(first.image, second.image))
     assert moved >= 5
+
+
+def test_scene_cameras_are_bounded_and_restart_when_forgotten() -> None:
+    gen = SceneGenerator(seed=3, max_cameras=2)
+    first = gen.render(0)
+    gen.render(0)
+    gen.render(1)
+    gen.render(2)  # camera 0 is forgotten
+    again = gen.render(0)
+    assert again.frame == 0 and np.array_equal(again.image, first.image)
