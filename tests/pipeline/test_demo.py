@@ -1,0 +1,44 @@
+"""`streamfer demo` end to end on the real broker: all three streams decide, frames are drawn."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_decides_every_stream_and_writes_annotated_frames(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "frames"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "pipeline.cli", "demo", "--duration", "8", "--no-live",
+            "--bootstrap", kafka_bootstrap, "--metrics-port", "0", "--out", str(out),
+            "--frames", "2", "--tx-rate", "100", "--bad-every", "20",
+        ],
+        capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = done.stderr[done.stderr.index(": summary"):]
+    rows = {}
+    for line in summary.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 9 and cells[2].isdigit():
+            rows[cells[1]] = [int(c) for c in (cells[2], cells[3], cells[6], cells[7], cells[8])]
+    assert set(rows) == {"transaction", "sensor", "camera"}, summary
+    for kind, (consumed, decided, dropped, dead, lag) in rows.items():
+        assert decided > 0, f"{kind}: no decisions\n{summary}"
+        assert consumed == decided + dropped + dead, f"{kind}: unresolved records\n{summary}"
+        assert lag == 0
+    assert rows["transaction"][2] == 0, "transactions are never dropped"
+    assert rows["transaction"][3] > 0, "malformed transactions must reach the DLQ"
+    assert re.search(r"Prometheus metrics at .*http://[^ ]+/metrics", done.stderr)
+    frames = sorted(out.glob("frame-*.jpg"))
+    assert frames, "no annotated frame written"
+    assert all(f.stat().st_size > 5000 for f in frames)
