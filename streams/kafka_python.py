@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from functools import partial
 from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -304,12 +303,13 @@ class KafkaPythonFactory:
             f"consumer for group {options.group_id!r}", settings, options.request_timeout_ms, make
         )
         listener.consumer = consumer
-        for topic in topics:
-            # Know the topic before joining: kafka-python 3.0.12 sometimes never finishes the
-            # rebalance that follows a first join without the topic's metadata (seen in about
-            # 1 of 10 fresh subscriptions; none in 30 with the metadata fetched first).
-            _guard(f"metadata for {topic}", settings, partial(consumer.partitions_for_topic, topic))
         consumer.subscribe(list(topics), listener=listener)
+        # Fetch metadata once after subscribing, before the first poll joins the group: the
+        # coordinator then assigns with a known metadata snapshot. Without it kafka-python
+        # 3.0.12 always rebalances a second time right after the first join, and that second
+        # rebalance sometimes never completes (SyncGroup answered, member never active again;
+        # commits fail with RebalanceInProgress for good).
+        _guard("metadata fetch", settings, consumer.topics)
         return KafkaPythonConsumer(consumer, settings, options.auto_offset_reset)
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> KafkaPythonProducer:
