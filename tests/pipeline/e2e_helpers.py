@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,28 @@ REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
 
 
+def config_doc(
+    bootstrap: str,
+    group: str,
+    streams: Sequence[dict[str, Any]],
+    models: Mapping[str, Path],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A pipeline config for tests: fast commits, no metrics port; ``extra`` merges sections."""
+    doc: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": bootstrap, "client_id": f"c-{group}"},
+        "consumer": {"group_id": group, "fetch_max_wait_ms": 10},
+        "producer": {"linger_ms": 1},
+        "models": {m: {"path": str(path), "max_batch": 32} for m, path in models.items()},
+        "streams": list(streams),
+        "metrics": {"enabled": False, "port": 0},
+        "runtime": {"commit_interval_ms": 100, "drain_timeout_s": 20},
+    }
+    for key, value in extra.items():
+        doc[key] = {**doc.get(key, {}), **value}
+    return doc
+
+
 def write_config(
     path: Path,
     bootstrap: str,
@@ -24,18 +46,9 @@ def write_config(
     models: Iterable[str],
     **extra: Any,
 ) -> Path:
-    doc: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": bootstrap, "client_id": f"c-{group}"},
-        "consumer": {"group_id": group, "fetch_max_wait_ms": 10},
-        "producer": {"linger_ms": 1},
-        "models": {m: {"path": str(MODELS / f"{m}.onnx"), "max_batch": 32} for m in models},
-        "streams": list(streams),
-        "metrics": {"enabled": False, "port": 0},
-        "runtime": {"commit_interval_ms": 100, "drain_timeout_s": 20},
-    }
-    for key, value in extra.items():
-        doc[key] = {**doc.get(key, {}), **value}
-    path.write_text(yaml.safe_dump(doc))
+    """``config_doc`` with the reference models under models/, written as YAML."""
+    paths = {m: MODELS / f"{m}.onnx" for m in models}
+    path.write_text(yaml.safe_dump(config_doc(bootstrap, group, streams, paths, **extra)))
     return path
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e_helpers import committed, decisions, produce, read_all, wait_for
+from e2e_helpers import committed, config_doc, decisions, produce, read_all, wait_for
 from tiny_models import camera_model, sensor_model
 
 from models.generators.scenes import SceneGenerator
@@ -25,20 +25,8 @@ pytestmark = pytest.mark.integration
 
 
 def pipeline_for(tmp_path: Path, bootstrap: str, group: str, model: Path, stream: dict) -> Pipeline:
-    cfg = parse_config(
-        {
-            "kafka": {"bootstrap_servers": bootstrap, "client_id": f"c-{group}"},
-            "consumer": {"group_id": group, "fetch_max_wait_ms": 10},
-            "producer": {"linger_ms": 1},
-            "models": {stream["model"]: {"path": str(model), "max_batch": 16}},
-            "streams": [stream],
-            "metrics": {"enabled": False},
-            "runtime": {"commit_interval_ms": 100},
-        },
-        "test",
-        tmp_path,
-    )
-    return Pipeline(cfg)
+    doc = config_doc(bootstrap, group, [stream], {stream["model"]: model})
+    return Pipeline(parse_config(doc, "test", tmp_path))
 
 
 def check_outcomes(
