@@ -12,6 +12,7 @@ call, i.e. per batch. Run it as::
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -204,7 +205,10 @@ def engine_curve(
     curve = measure_engine_curve(
         _csv(str, models), _csv(int, batches), seconds, intra_op_threads=threads
     )
-    report = curve_report(curve, command_line())
+    argv = sys.argv
+    if Path(argv[0]).name == "engine_curve.py":  # run as `python -m bench.engine_curve`
+        argv = ["python", "-m", "bench.engine_curve", *argv[1:]]
+    report = curve_report(curve, command_line(argv))
     print_report(report)
     if record:
         click.echo(f"appended to {append_results(report)}")
