@@ -17,6 +17,7 @@ Typical use::
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -306,10 +307,8 @@ def _pid_alive(pid: int) -> bool:
         return False
     if stat.rsplit(")", 1)[-1].split()[0] != "Z":
         return True
-    try:  # a zombie: it died between the first waitpid and now; reap it if it is ours
+    with contextlib.suppress(ChildProcessError):  # a zombie: reap it if it is ours
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     return False
 
 
