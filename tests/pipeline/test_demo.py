@@ -18,14 +18,33 @@ def test_demo_decides_every_stream_and_writes_annotated_frames(
     out = tmp_path / "frames"
     done = subprocess.run(
         [
-            sys.executable, "-m", "pipeline.cli", "demo", "--duration", "8", "--no-live",
-            "--bootstrap", kafka_bootstrap, "--metrics-port", "0", "--out", str(out),
-            "--frames", "2", "--tx-rate", "100", "--bad-every", "20",
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "demo",
+            "--duration",
+            "8",
+            "--no-live",
+            "--bootstrap",
+            kafka_bootstrap,
+            "--metrics-port",
+            "0",
+            "--out",
+            str(out),
+            "--frames",
+            "2",
+            "--tx-rate",
+            "100",
+            "--bad-every",
+            "20",
         ],
-        capture_output=True, text=True, timeout=240, check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = done.stderr[done.stderr.index(": summary"):]
+    summary = done.stderr[done.stderr.index(": summary") :]
     rows = {}
     for line in summary.splitlines():
         cells = [c.strip() for c in line.strip("│ ").split("│")]
