@@ -173,6 +173,7 @@ def start_flowing(
     say: Callable[[str], None],
     stall_s: float = STALL_S,
     attempts: int = 3,
+    nudge: Callable[[], object] | None = None,
 ) -> tuple[PipelineProcess, int]:
     """Start the pipeline and return once ``count()`` (its outputs) moves; restarts on a stall.
 
@@ -180,14 +181,20 @@ def start_flowing(
     input topic can sit without partitions until the next metadata refresh
     (minutes). Input is already waiting when this is called, so no output
     within ``stall_s`` is that stall: the process is stopped and started again.
-    Returns the running process and how many restarts it took.
+    ``nudge()``, when given, is called every half second while waiting (e.g. to
+    send a fresh frame that is not stale on arrival). Returns the running
+    process and how many restarts it took.
     """
     for attempt in range(attempts):
         proc = PipelineProcess(raw_config)
         proc.start()
         deadline = time.monotonic() + stall_s
+        next_nudge = time.monotonic()
         while count() == 0 and time.monotonic() < deadline:
             proc.check_alive()
+            if nudge is not None and time.monotonic() >= next_nudge:
+                nudge()
+                next_nudge = time.monotonic() + 0.5
             time.sleep(0.1)  # poll interval
         if count() > 0:
             return proc, attempt

@@ -24,7 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.kafka_io import OffsetProbe, produce_all, run_id, topic_set, topic_span
+from bench.kafka_io import (
+    OffsetProbe,
+    bulk_producer,
+    produce_all,
+    run_id,
+    topic_set,
+    topic_span,
+)
 from bench.loadgen import LoadSpec, Readback, run_point
 from bench.machine import probe_machine
 from bench.pipeline_proc import (
@@ -34,7 +41,7 @@ from bench.pipeline_proc import (
     start_flowing,
     wait_decisions,
 )
-from bench.records import camera_pool, stamped, transaction_pool
+from bench.records import camera_headers, camera_pool, stamped, transaction_pool
 from bench.report import Report, Table, Target
 from bench.stats import Spread, fmt_ms, fmt_rate, percentiles_ms
 from pipeline.errors import StreamferError
@@ -205,8 +212,8 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
         readback = Readback(bootstrap, out)
         readback.start()
         say("waiting for the pipeline to decide its first record")
-        produce_all(bootstrap, in_topic, _pool(setup, 1))
-        proc, _ = start_flowing(raw, readback.count, say)
+        with _Nudger(bootstrap, in_topic, setup) as nudge:
+            proc, _ = start_flowing(raw, readback.count, say, nudge=nudge)
         with contextlib.closing(proc):
             _warm_up(bootstrap, in_topic, setup, ladder[0][0], readback)
             budget = opts.budget_s or setup.budget_s
@@ -234,6 +241,31 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
         readback.close()
     say(f"server scenario done in {time.monotonic() - started:.0f} s")
     return server_report(result, opts, command, machine)
+
+
+class _Nudger:
+    """Sends one record, captured the moment it is sent (a camera frame is never stale)."""
+
+    def __init__(self, bootstrap: str, topic: str, setup: KindSetup) -> None:
+        self.topic = topic
+        self.item = _pool(setup, 1)[0]
+        self.camera = setup.kind == "camera"
+        self.producer = bulk_producer(bootstrap, linger_ms=0)
+        self.seq = 0
+
+    def __call__(self) -> None:
+        key, value, headers = self.item
+        if self.camera:
+            headers = camera_headers(self.item, time.time_ns(), self.seq)
+        self.producer.send(self.topic, key=key, value=value, headers=headers or None)
+        self.producer.flush(timeout=10)
+        self.seq += 1
+
+    def __enter__(self) -> _Nudger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.producer.close(timeout=10)
 
 
 def _warm_up(
