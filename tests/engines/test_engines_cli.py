@@ -114,3 +114,23 @@ def test_build_progress_follows_tensorrt_phases() -> None:
     assert "Building engine" in text
     assert "2/2" in text
     assert "Tactic selection" not in text.splitlines()[-1]
+
+
+@pytest.mark.parametrize("model", ["fraud", "sensor", "camera"])
+def test_inspect_and_build_every_reference_model(model: str, tmp_path: Path) -> None:
+    from tiny_onnx import REFERENCE_DIR
+
+    path = REFERENCE_DIR / f"{model}.onnx"
+    if not path.exists():
+        pytest.skip(f"{path} not produced yet")
+    cache = ["--cache-dir", str(tmp_path)]
+    shown = CliRunner().invoke(engines, ["inspect", str(path), *cache])
+    assert shown.exit_code == 0, shown.output
+    assert "streamfer.name" in shown.output and model in shown.output
+    assert "engine: onnxruntime fp32" in shown.output
+    built = CliRunner().invoke(
+        engines, ["build", str(path), "--target", "onnxruntime", "--max-batch", "4", *cache]
+    )
+    assert built.exit_code == 0, built.output
+    assert "outputs match the original at batch 1, 4" in built.output
+    assert len(list((tmp_path / "onnxruntime").glob(f"{model}-*.onnx"))) == 1

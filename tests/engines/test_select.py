@@ -10,9 +10,8 @@ import pytest
 from fake_tensorrt import Script, make_fake_tensorrt
 
 import engines.host as host
-from engines import create_runner
 from engines.onnxruntime.runner import OnnxRuntimeRunner
-from engines.select import resolve_target
+from engines.select import create_runner, resolve_target
 from engines.tensorrt.runner import TensorRTRunner
 from pipeline.errors import EngineError
 
