@@ -81,6 +81,17 @@ class _FeedCheck:
         return all(want is None or want == have for want, have in zip(self.tail, got, strict=True))
 
 
+def _mismatch(check: _FeedCheck, arr: object) -> str:
+    """Which part of the spec a rejected feed breaks (error path only)."""
+    if not isinstance(arr, np.ndarray):
+        return "not a numpy array"
+    if arr.dtype != check.dtype:
+        return f"wrong dtype {arr.dtype.name}"
+    if arr.ndim != check.ndim:
+        return f"wrong rank {arr.ndim}"
+    return "wrong non-batch dimensions"
+
+
 class FeedValidator:
     """Checks a feed dict against input specs; raises EngineError naming the tensor."""
 
@@ -103,7 +114,7 @@ class FeedValidator:
                 or arr.ndim != check.ndim
                 or not check.tail_ok(arr.shape)
             ):
-                raise self._error(check, arr, "does not match the input spec")
+                raise self._error(check, arr, _mismatch(check, arr))
             n = arr.shape[0]
             if not 1 <= n <= self._max_batch:
                 raise self._error(check, arr, f"batch size {n} is out of range")
@@ -119,7 +130,7 @@ class FeedValidator:
         if isinstance(arr, np.ndarray):
             got = f"{arr.dtype.name} {list(arr.shape)}"
         else:
-            got = f"a {type(arr).__name__}, not a numpy array"
+            got = f"a {type(arr).__name__}"
         return EngineError(
             f"{self._model} input '{check.name}' | {problem}: got {got}. "
             f"Note: expected {check.spec.describe(self._max_batch)}"

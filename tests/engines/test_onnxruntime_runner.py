@@ -117,16 +117,16 @@ def active(mlp_onnx: Path) -> OnnxRuntimeRunner:
     [
         (
             np.zeros((2, 4), np.float64),
-            r"mlp input 'features' \| does not match the input spec: got float64 \[2, 4\]\. "
+            r"mlp input 'features' \| wrong dtype float64: got float64 \[2, 4\]\. "
             r"Note: expected float32 \[N, 4\] with 1 <= N <= 8",
         ),
         (
             np.zeros((2, 4, 1), np.float32),
-            r"input 'features' \| does not match the input spec: got float32 \[2, 4, 1\]",
+            r"input 'features' \| wrong rank 3: got float32 \[2, 4, 1\]",
         ),
         (
             np.zeros((2, 5), np.float32),
-            r"input 'features' \| does not match the input spec: got float32 \[2, 5\]",
+            r"input 'features' \| wrong non-batch dimensions: got float32 \[2, 5\]",
         ),
         (
             np.zeros((9, 4), np.float32),
@@ -139,7 +139,7 @@ def active(mlp_onnx: Path) -> OnnxRuntimeRunner:
         ),
         (
             [[0.0, 0.0, 0.0, 0.0]],
-            r"input 'features' \| does not match the input spec: got a list, not a numpy array",
+            r"input 'features' \| not a numpy array: got a list\. Note: expected float32",
         ),
     ],
     ids=["dtype", "rank", "non-batch-dim", "over-max", "empty", "not-array"],
