@@ -90,16 +90,23 @@ def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
         pass
     pipe.stop(drain=True)
     for name, snap in pipe.stats().items():
-        dropped, dead = sum(snap.dropped.values()), sum(snap.dead_lettered.values())
         click.echo(
             f"{name}: consumed {snap.consumed}, decided {snap.decided}, "
-            f"dropped {dropped}, dead-lettered {dead}",
+            f"dropped {_by_reason(snap.dropped)}, dead-lettered {_by_reason(snap.dead_lettered)}",
             err=True,
         )
     if pipe.failure is not None:
         click.echo(f"error: {pipe.failure}", err=True)
         return 1
     return 0
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    """``12 (stale 10, superseded 2)``, or ``0``."""
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    return f"{total} ({', '.join(f'{r} {n}' for r, n in sorted(counts.items()))})"
 
 
 def _run_workers(config_path: Path, workers: int) -> int:
