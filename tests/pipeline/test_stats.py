@@ -1,0 +1,32 @@
+"""Stream stats: counters by reason and nearest-rank percentiles of recent latencies."""
+
+from __future__ import annotations
+
+from pipeline.stats import RECENT, StatsBook
+
+
+def test_snapshot_counts_and_percentiles() -> None:
+    book = StatsBook("payments", "transaction")
+    book.consumed(5)
+    for ms in (4.0, 1.0, 3.0, 2.0):
+        book.decided(ms)
+    book.dropped("stale")
+    book.dead_lettered("bad_json")
+    book.set_lag(7)
+    snap = book.snapshot(in_flight=0)
+    assert (snap.consumed, snap.decided, snap.lag) == (5, 4, 7)
+    assert snap.dropped == {"stale": 1} and snap.dead_lettered == {"bad_json": 1}
+    assert snap.resolved == 6
+    assert snap.p50_ms == 2.0  # nearest rank: ceil(0.5 * 4) = 2nd smallest
+    assert snap.p99_ms == 4.0
+    assert snap.percentile_ms(0) == 1.0
+
+
+def test_only_recent_latencies_are_kept() -> None:
+    book = StatsBook("s", "camera")
+    for i in range(RECENT + 10):
+        book.decided(float(i))
+    snap = book.snapshot()
+    assert snap.decided == RECENT + 10
+    assert len(snap.e2e_ms) == RECENT and snap.e2e_ms[0] == 10.0
+    assert StatsBook("empty", "sensor").snapshot().p99_ms is None
