@@ -41,6 +41,7 @@ from pipeline.config_checks import (
 )
 from pipeline.config_problems import Problem, format_problems, pydantic_problems
 from pipeline.errors import ConfigError
+from pipeline.metrics import DEFAULT_PORT
 
 if TYPE_CHECKING:
     from streams.settings import KafkaSettings
@@ -189,7 +190,7 @@ class StreamConfig(_Frozen):
 class MetricsConfig(_Frozen):
     enabled: bool = True
     host: str = "0.0.0.0"
-    port: int = Field(default=9464, ge=0, le=65535)
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
 
 
 class RuntimeConfig(_Frozen):
