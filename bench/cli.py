@@ -113,14 +113,14 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
               help="Maximum throughput to scale the ladder to (default: measured first).")
 @click.option("--fractions", default=None,
               help="Ladder as fractions of the maximum, run in this order (default: "
-              "0.25,0.5,0.75,1,0.5,0.5: rising, then the 50% point twice more).")
+              "0.25,0.5,0.5,0.5,0.75,1: rising, the 50% point three times).")
 @click.option("--rates", default=None, help="Explicit ladder in records/s (overrides fractions).")
 @click.option("--min-duration", "min_duration_s", type=click.FloatRange(min=1), default=60.0,
               show_default=True, help="Seconds per point at least (budget permitting).")
 @click.option("--min-records", type=click.IntRange(min=10), default=25_000, show_default=True,
               help="Records per point at least (budget permitting).")
 @click.option("--budget", "budget_s", type=click.FloatRange(min=1), default=None,
-              help="Seconds for the whole ladder; points are shortened to fit (default: 375, "
+              help="Seconds for the whole ladder; points are shortened to fit (default: 400, "
               "so the command ends within 10 minutes).")
 @click.option("--probe-records", type=click.IntRange(min=10), default=None,
               help="Backlog drained to measure the maximum (default: 30000 transactions, "

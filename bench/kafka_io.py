@@ -239,6 +239,33 @@ class OffsetProbe:
         self.close()
 
 
+class GroupLag:
+    """Records of ``topic`` the consumer ``group`` has not committed yet (admin API, so the
+    group itself is never disturbed). The pipeline commits a record once it is decided,
+    dropped or dead-lettered, so zero lag means nothing of it is left in flight."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group = group
+        self._admin: KafkaAdminClient | None = None
+        self._probe = OffsetProbe(bootstrap, topic)
+
+    def lag(self) -> int:
+        if self._admin is None:
+            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                           client_id="streamfer-bench-lag")  # fmt: skip
+        offsets = self._admin.list_group_offsets(self.group).get(self.group, {})
+        done = sum(om.offset for tp, om in offsets.items() if tp.topic == self.topic)
+        return max(0, self._probe.count() - done)
+
+    def close(self) -> None:
+        self._probe.close()
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+
+
 def wait_for_count(
     bootstrap: str, topic: str, expected: int, timeout_s: float, partitions: int = 1
 ) -> int:

@@ -57,6 +57,7 @@ class LoadOutcome:
     sent_late_ns: np.ndarray  # int64 [n], actual send call minus schedule
     base_offset: int
     stage_ms: dict[str, np.ndarray]  # the decisions' own latency_ms per stage
+    settled: bool = True  # nothing left in flight before the next point
 
 
 def _resolve(ref: str) -> Callable[..., object]:
@@ -176,9 +177,21 @@ def source_offset(decision: bytes) -> int | None:
 
 
 def run_point(
-    spec: LoadSpec, readback: Readback, drain_timeout_s: float
+    spec: LoadSpec,
+    readback: Readback,
+    drain_timeout_s: float,
+    lag: Callable[[], int] | None = None,
+    settle_timeout_s: float = 120.0,
 ) -> tuple[LoadOutcome, np.ndarray]:
-    """Run one rate; returns the load and each record's latency in ns (-1: no decision)."""
+    """Run one rate; returns the load and each record's latency in ns (-1: no decision).
+
+    After the last send, waits up to ``drain_timeout_s`` for the decisions
+    (or for ``lag()`` to reach 0: every record resolved, dropped ones too);
+    what comes later counts as lost. Then, with ``lag``, waits up to
+    ``settle_timeout_s`` more until the system under test has nothing left in
+    flight, so the next point starts from an empty queue; ``settled`` says
+    whether it did.
+    """
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_generate, args=(spec, child), name="bench-loadgen", daemon=True)
@@ -207,8 +220,11 @@ def run_point(
         if proc.is_alive():
             proc.terminate()
     deadline = time.monotonic() + drain_timeout_s
-    while readback.count() < spec.n and time.monotonic() < deadline:
-        time.sleep(0.05)  # poll interval
+    while time.monotonic() < deadline:
+        if readback.count() >= spec.n or (lag is not None and lag() == 0):
+            break
+        time.sleep(0.1)  # poll interval
+    time.sleep(0.3)  # decisions of records committed just now are still on their way back
     latency = np.full(spec.n, -1, dtype=np.int64)
     stages: dict[str, list[float]] = {}
     for read_ns, value in readback.take():
@@ -221,7 +237,16 @@ def run_point(
             for stage, ms in _stage_latencies(value):
                 stages.setdefault(stage, []).append(ms)
     stage_ms = {k: np.asarray(v, dtype=np.float64) for k, v in stages.items()}
-    return LoadOutcome(sched, late, base, stage_ms), latency
+    settled = True
+    if lag is not None and settle_timeout_s > 0:
+        settle_by = time.monotonic() + settle_timeout_s
+        while lag() > 0:
+            if time.monotonic() > settle_by:
+                settled = False
+                break
+            time.sleep(0.2)  # poll interval
+        readback.take()  # late decisions of this point: already counted as lost
+    return LoadOutcome(sched, late, base, stage_ms, settled), latency
 
 
 def _stage_latencies(decision: bytes) -> list[tuple[str, float]]:
