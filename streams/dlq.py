@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipeline.errors import CodecError
 from streams.client import DeliveryCallback
 from streams.records import Record
@@ -44,17 +46,32 @@ class DeadLetterWriter:
         record: Record,
         error: BaseException,
         on_delivery: DeliveryCallback | None = None,
-    ) -> None:
+        *,
+        reason: str | None = None,
+        only_if: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Queue the dead letter; False when ``only_if`` said no (see ``KafkaSink.send``).
+
+        ``reason`` is the ``error-reason`` header (default: ``error_reason(error)``), so a
+        caller that counts dead letters by reason writes the same code it counts.
+        """
         message = str(error)
         if len(message) > MAX_MESSAGE_CHARS:
             message = message[: MAX_MESSAGE_CHARS - 3] + "..."
         headers = [
             *record.headers,
             (ERROR_CLASS, type(error).__name__.encode()),
-            (ERROR_REASON, error_reason(error).encode()),
+            (ERROR_REASON, (reason or error_reason(error)).encode()),
             (ERROR_MESSAGE, message.encode("utf-8", "replace")),
             (SOURCE_TOPIC, record.topic.encode()),
             (SOURCE_PARTITION, str(record.partition).encode()),
             (SOURCE_OFFSET, str(record.offset).encode()),
         ]
-        self.sink.send(self.topic_for(record.topic), record.value, record.key, headers, on_delivery)
+        return self.sink.send(
+            self.topic_for(record.topic),
+            record.value,
+            record.key,
+            headers,
+            on_delivery,
+            only_if=only_if,
+        )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -31,6 +33,9 @@ from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# How often the revocation listener yields to the client's event loop (heartbeats).
+_REVOKE_YIELD_S = 0.05
 
 
 def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
@@ -60,15 +65,54 @@ def _offsets(positions: Mapping[TopicPartition, int]) -> dict[KTP, OffsetAndMeta
 
 
 class _Listener(AsyncConsumerRebalanceListener):
-    """Runs on the consumer's I/O thread while the owner thread is inside poll()."""
+    """Runs on the consumer's I/O thread while the owner thread is inside poll().
+
+    That thread's event loop also sends the group heartbeats, so the revocation hook
+    (which may wait for in-flight records and commit a transaction, for up to the
+    source's ``revoke_timeout_s``) runs on a helper thread while the listener awaits
+    it in short sleeps that yield to the loop: heartbeats keep flowing and the session
+    does not expire however long the drain takes. Where the client does not offer that
+    sleep, the hook runs inline and ``KafkaSource`` caps its wait at half the session
+    timeout (``KafkaPythonConsumer.heartbeats_during_revoke``).
+    """
 
     def __init__(self, on_revoke: RevokeHook, on_assign: Callable[[list[TopicPartition]], None]):
         self._on_revoke = on_revoke
         self._on_assign = on_assign
         self.consumer: KafkaConsumer | None = None
 
+    def loop_sleep(self) -> Callable[[float], Any] | None:
+        """The client event loop's ``sleep`` awaitable factory (kafka-python 3 internals)."""
+        sleep = getattr(getattr(self.consumer, "_net", None), "sleep", None)
+        return sleep if callable(sleep) else None
+
+    async def _off_loop(self, call: Callable[[], T]) -> T:
+        """Run ``call`` on a helper thread, yielding to the event loop until it is done."""
+        sleep = self.loop_sleep()
+        if sleep is None:
+            return call()
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = call()
+            except BaseException as exc:  # re-raised on the loop below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="streamfer-revoke", daemon=True).start()
+        while not done.is_set():
+            await sleep(_REVOKE_YIELD_S)
+        if "error" in box:
+            raise box["error"]
+        value: T = box["value"]
+        return value
+
     async def _revoke(self, revoked: Collection[KTP], lost: bool) -> None:
-        positions = self._on_revoke([(tp.topic, tp.partition) for tp in revoked], lost)
+        tps = [(tp.topic, tp.partition) for tp in revoked]
+        positions = await self._off_loop(partial(self._on_revoke, tps, lost))
         if positions and self.consumer is not None and not lost:
             try:  # awaited here so the commit lands before the rebalance completes
                 await self.consumer.commit_async(_offsets(positions))
@@ -89,11 +133,18 @@ class KafkaPythonConsumer:
     """``ConsumerClient`` over ``kafka.KafkaConsumer`` (cooperative sticky, manual commit)."""
 
     def __init__(
-        self, consumer: KafkaConsumer, settings: KafkaSettings, reset: OffsetReset
+        self,
+        consumer: KafkaConsumer,
+        settings: KafkaSettings,
+        reset: OffsetReset,
+        heartbeats_during_revoke: bool = False,
     ) -> None:
         self._c = consumer
         self._settings = settings
         self._reset = reset
+        # True: the revocation hook runs off the event loop (see _Listener), so a long
+        # wait in it does not stop heartbeats
+        self.heartbeats_during_revoke = heartbeats_during_revoke
 
     def _unstick_parked_records(self) -> None:
         """Work around a kafka-python 3.0.12 fetcher bug (resume after pause stalls).
@@ -310,7 +361,12 @@ class KafkaPythonFactory:
         # rebalance sometimes never completes (SyncGroup answered, member never active again;
         # commits fail with RebalanceInProgress for good).
         _guard("metadata fetch", settings, consumer.topics)
-        return KafkaPythonConsumer(consumer, settings, options.auto_offset_reset)
+        return KafkaPythonConsumer(
+            consumer,
+            settings,
+            options.auto_offset_reset,
+            heartbeats_during_revoke=listener.loop_sleep() is not None,
+        )
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> KafkaPythonProducer:
         def make() -> KafkaProducer:

@@ -15,6 +15,9 @@ class Record(NamedTuple):
 
     ``timestamp_ms`` is the Kafka record timestamp (epoch ms, event/produce time);
     ``consumed_ns`` is ``time.monotonic_ns()`` when the consumer handed it out.
+    ``generation`` is the tracking generation of its partition when
+    ``KafkaSource.poll`` returned it (None for a record not from a source): a record
+    abandoned by a revocation or an abort never resolves a re-polled copy.
     """
 
     topic: str
@@ -25,6 +28,7 @@ class Record(NamedTuple):
     headers: tuple[tuple[str, bytes], ...]
     timestamp_ms: int
     consumed_ns: int
+    generation: int | None = None
 
     @property
     def coords(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from pipeline.errors import StreamError
 from streams.client import (
@@ -23,6 +23,9 @@ class KafkaSink:
     With ``options.transactional_id`` set, sends join a transaction begun on first use,
     and ``commit_transaction(positions, group_metadata)`` commits the sent messages
     together with the consumer offsets (exactly-once consume-transform-produce).
+    ``send(..., only_if=check)`` evaluates ``check`` under the transaction lock, the
+    lock ``abort_transaction(then=...)`` holds while it aborts and runs ``then``: a
+    message whose source record an abort abandoned never opens the next transaction.
     """
 
     def __init__(
@@ -35,7 +38,7 @@ class KafkaSink:
         self.options = options or ProducerOptions()
         self._factory = factory
         self._client: ProducerClient | None = None
-        self._txn_lock = threading.Lock()
+        self._txn_lock = threading.RLock()
         self._in_txn = False
 
     @property
@@ -81,17 +84,27 @@ class KafkaSink:
         headers: Headers = (),
         on_delivery: DeliveryCallback | None = None,
         partition: int | None = None,
-    ) -> None:
-        """Queue one message; StreamError if it cannot even be queued."""
+        only_if: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Queue one message; StreamError if it cannot even be queued.
+
+        ``only_if`` (e.g. "its source record is still pending") is checked first, under
+        the transaction lock in transactional mode; False: nothing is sent.
+        """
         client = self.client
         if not self.transactional:
+            if only_if is not None and not only_if():
+                return False
             client.send(topic, value, key, headers, on_delivery, partition)
-            return
+            return True
         with self._txn_lock:
+            if only_if is not None and not only_if():
+                return False
             if not self._in_txn:
                 client.begin_transaction()
                 self._in_txn = True
             client.send(topic, value, key, headers, on_delivery, partition)
+            return True
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until every queued message is acknowledged or failed."""
@@ -115,13 +128,21 @@ class KafkaSink:
             client.commit_transaction()
             self._in_txn = False
 
-    def abort_transaction(self) -> None:
-        """Abort the open transaction, if any: its messages stay invisible to read_committed."""
+    def abort_transaction(self, then: Callable[[], object] | None = None) -> None:
+        """Abort the open transaction, if any: its messages stay invisible to read_committed.
+
+        ``then`` runs under the same lock right after (also when the abort fails), so no
+        ``send(..., only_if=...)`` interleaves between the abort and it.
+        """
         self._need_transactions("abort_transaction")
         with self._txn_lock:
-            if self._in_txn:
-                self._in_txn = False
-                self.client.abort_transaction()
+            try:
+                if self._in_txn:
+                    self._in_txn = False
+                    self.client.abort_transaction()
+            finally:
+                if then is not None:
+                    then()
 
     def _need_transactions(self, what: str) -> None:
         if not self.transactional:

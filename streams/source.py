@@ -10,7 +10,10 @@ half of them resolve) and commits every ``commit_interval_s``.
 On revocation (cooperative rebalancing) the consumer's I/O thread waits up to
 ``revoke_timeout_s`` for the revoked partitions' in-flight records, then
 commits their resolved prefix before the rebalance completes; what is still
-unresolved is abandoned uncommitted, so the next owner reprocesses it.
+unresolved is abandoned uncommitted, so the next owner reprocesses it. The
+kafka-python client runs that wait off its event loop, so heartbeats go on;
+a client that cannot (no ``heartbeats_during_revoke``) gets the wait capped at
+half the session timeout, so the member is not evicted while it waits.
 
 Exactly-once: after ``use_transactions(sink)`` commits go through the sink's
 transaction (``send_offsets_to_transaction`` with this consumer's group
@@ -119,14 +122,28 @@ class KafkaSource:
         return self._client
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Wait (bounded) for in-flight records, commit what is resolved, leave the group."""
+        """Wait (bounded) for in-flight records, commit what is resolved, leave the group.
+
+        Exactly-once: a transaction can commit only with nothing in flight, so what is
+        still unresolved after ``timeout_s`` makes close abort the open transaction (no
+        second wait, no rewind: the next owner reads from the last commit).
+        """
         client = self._client
         if client is None:
             return
         wait = self.options.revoke_timeout_s if timeout_s is None else timeout_s
         try:
-            self.tracker.wait_idle(None, wait)
-            self._final_commit(client, time.monotonic() + self.options.commit_timeout_s)
+            idle = self.tracker.wait_idle(None, wait)
+            if self._txn_sink is not None and not idle:
+                log.warning(
+                    "%s | closing with %d records unresolved; transaction aborted",
+                    self.topics,
+                    self.tracker.in_flight(),
+                )
+                tracker = self.tracker
+                self._txn_sink.abort_transaction(then=lambda: tracker.remove(tracker.partitions()))
+            else:
+                self._final_commit(client, time.monotonic() + self.options.commit_timeout_s)
         finally:
             self.tracker.remove(self.tracker.partitions())
             client.close()  # its revocation hook finds nothing left to commit
@@ -160,14 +177,16 @@ class KafkaSource:
         if self._abort_needed.is_set():
             self._abort_and_rewind()
             return []
+        if self._user_paused:
+            self._pause_new_assignments(client)
         records: list[Record] = []
         tracker = self.tracker
         assigned = client.assignment() if batches else set()
         for tp, recs in batches.items():
             if tp not in assigned:  # fetched before a revocation: the new owner reads it
                 continue
-            tracker.add(tp, [r.offset for r in recs])
-            records.extend(recs)
+            gen = tracker.add(tp, [r.offset for r in recs])
+            records.extend([r._replace(generation=gen) for r in recs])
         self._backpressure()
         return records
 
@@ -188,6 +207,12 @@ class KafkaSource:
         """Stop fetching every assigned partition (e.g. a downstream queue is full)."""
         self._user_paused = True
         self.client.pause(self.client.assignment())
+
+    def _pause_new_assignments(self, client: ConsumerClient) -> None:
+        """Partitions assigned while paused would be fetched: pause them too."""
+        unpaused = client.assignment() - client.paused()
+        if unpaused:
+            client.pause(unpaused)
 
     def resume(self) -> None:
         """Undo ``pause``; partitions paused for in-flight backpressure stay paused."""
@@ -212,6 +237,9 @@ class KafkaSource:
         return positions
 
     def _commit_transaction(self, sink: KafkaSink) -> dict[TopicPartition, int]:
+        if self._abort_needed.is_set():  # a partition was lost: its output must not commit
+            self._abort_and_rewind()
+            return {}
         if not self.tracker.wait_idle(None, self.options.commit_timeout_s):
             unresolved = self.tracker.in_flight()
             self._abort_and_rewind()
@@ -221,6 +249,9 @@ class KafkaSource:
                 "Note: exactly-once commits wait until every polled record is resolved"
             )
         positions = self.tracker.positions()
+        if not positions:
+            self._abort_orphans(sink)
+            return positions
         try:
             sink.commit_transaction(positions, self.client.group_metadata())
         except StreamError:
@@ -229,36 +260,53 @@ class KafkaSource:
         self.tracker.mark_committed(positions)
         return positions
 
+    def _abort_orphans(self, sink: KafkaSink) -> None:
+        """Nothing resolved since the last commit, yet a transaction is open: what it
+        holds belongs to no tracked record (abandoned work), so it must not commit."""
+        if sink.in_transaction:
+            log.warning("%s | open transaction without resolved records aborted", self.topics)
+            sink.abort_transaction()
+
     def abort_transaction(self) -> None:
         """Abort the open transaction and rewind every partition to its committed offset."""
         self._abort_and_rewind()
 
     def _abort_and_rewind(self) -> None:
         self._abort_needed.clear()
+        tracker = self.tracker
         if self._txn_sink is not None:
-            try:
-                self._txn_sink.abort_transaction()
+            try:  # under the sink's lock: no output of an abandoned record slips in between
+                self._txn_sink.abort_transaction(then=lambda: tracker.remove(tracker.partitions()))
             except StreamError as exc:
                 log.warning("%s | abort failed: %s", self.topics, exc)
-        self.tracker.remove(self.tracker.partitions())
+        else:
+            tracker.remove(tracker.partitions())
         self.client.rewind(self.client.assignment(), self.options.commit_timeout_s)
 
     # -- resolving (any thread) -------------------------------------------------------------
 
     def resolve(self, record: Record) -> bool:
         """Mark one record's outcome final; False if it was not in flight."""
-        return self.tracker.resolve((record.topic, record.partition), record.offset)
+        return self.tracker.resolve(
+            (record.topic, record.partition), record.offset, record.generation
+        )
 
     def is_pending(self, record: Record) -> bool:
-        """False once a record was resolved, or abandoned by a revocation or an abort.
+        """False once a record was resolved, or abandoned by a revocation or an abort
+        (a re-polled copy of the same offset is a new generation: the abandoned one
+        stays not pending).
 
-        With transactions, check it before publishing a record's output: work for an
-        abandoned record must not land in the next transaction (it will be re-polled).
+        With transactions, check it inside ``KafkaSink.send(..., only_if=...)``: work for
+        an abandoned record must not land in the next transaction (it will be re-polled).
         """
-        return self.tracker.is_pending((record.topic, record.partition), record.offset)
+        return self.tracker.is_pending(
+            (record.topic, record.partition), record.offset, record.generation
+        )
 
     def resolve_many(self, records: Iterable[Record]) -> int:
-        return self.tracker.resolve_many(((r.topic, r.partition), r.offset) for r in records)
+        return self.tracker.resolve_many(
+            ((r.topic, r.partition), r.offset, r.generation) for r in records
+        )
 
     def ack_callback(self, record: Record) -> DeliveryCallback:
         """A sink ``on_delivery`` that resolves ``record`` once its output is acknowledged.
@@ -291,6 +339,14 @@ class KafkaSource:
 
     # -- rebalance hooks (consumer I/O thread, while the consumer thread is in poll) ----------
 
+    @property
+    def revoke_wait_s(self) -> float:
+        """How long the revocation hook waits for in-flight records (see the module doc)."""
+        wait = self.options.revoke_timeout_s
+        if self._client is not None and getattr(self._client, "heartbeats_during_revoke", False):
+            return wait
+        return min(wait, self.consumer_options.session_timeout_ms / 2000)
+
     def _on_assign(self, tps: list[TopicPartition]) -> None:
         self._assigned = self._assigned | frozenset(tps)
 
@@ -303,7 +359,7 @@ class KafkaSource:
                 self._abort_needed.set()
             return {}
         if self._txn_sink is None:
-            if not self.tracker.wait_idle(tps, self.options.revoke_timeout_s):
+            if not self.tracker.wait_idle(tps, self.revoke_wait_s):
                 log.warning("%s | revoked with records in flight; they will be reprocessed", tps)
             return self.tracker.remove(tps)
         try:
@@ -315,9 +371,13 @@ class KafkaSource:
         return {}
 
     def _commit_transaction_on_revoke(self, sink: KafkaSink) -> None:
-        if not self.tracker.wait_idle(None, self.options.revoke_timeout_s):
+        if self._abort_needed.is_set():
+            raise StreamError("a partition was lost; the open transaction is to be aborted")
+        if not self.tracker.wait_idle(None, self.revoke_wait_s):
             raise StreamError(f"{self.tracker.in_flight()} records unresolved at revocation")
         positions = self.tracker.positions()
-        if positions or sink.in_transaction:
-            sink.commit_transaction(positions, self.client.group_metadata())
-            self.tracker.mark_committed(positions)
+        if not positions:
+            self._abort_orphans(sink)
+            return
+        sink.commit_transaction(positions, self.client.group_metadata())
+        self.tracker.mark_committed(positions)

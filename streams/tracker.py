@@ -5,6 +5,12 @@ order by any thread (decision acked, counted drop, dead-lettered). The commit
 position of a partition is the offset after the longest resolved prefix of
 what was added, so out-of-order completion never lets a commit skip a record
 that is still in flight.
+
+Each tracked partition has a *generation*, new every time tracking starts
+again after ``remove`` (revocation, abort and rewind). ``add`` returns it and
+records carry it: a late resolve of a record from an earlier generation (work
+abandoned by an abort) is ignored instead of resolving the re-polled copy at
+the same offset.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ TopicPartition = tuple[str, int]
 
 
 class _Partition:
-    __slots__ = ("committed", "outstanding", "pending", "position")
+    __slots__ = ("committed", "generation", "outstanding", "pending", "position")
 
-    def __init__(self) -> None:
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
         self.pending: deque[int] = deque()  # added offsets, in order, not yet passed
         self.outstanding: set[int] = set()  # added and not resolved
         self.position: int | None = None  # offset after the resolved prefix
@@ -39,23 +46,41 @@ class OffsetTracker:
         self._parts: dict[TopicPartition, _Partition] = {}
         self._cond = threading.Condition(threading.Lock())
         self._in_flight = 0
+        self._generations = 0
 
-    def add(self, tp: TopicPartition, offsets: Iterable[int]) -> None:
-        """Track records polled from ``tp`` (offsets increasing, gaps allowed)."""
+    def add(self, tp: TopicPartition, offsets: Iterable[int]) -> int:
+        """Track records polled from ``tp`` (offsets increasing, gaps allowed).
+
+        Returns the partition's generation, for ``resolve``/``is_pending``.
+        """
         with self._cond:
             part = self._parts.get(tp)
             if part is None:
-                part = self._parts[tp] = _Partition()
+                self._generations += 1
+                part = self._parts[tp] = _Partition(self._generations)
             offs = list(offsets)
             part.pending.extend(offs)
             part.outstanding.update(offs)
             self._in_flight += len(offs)
+            return part.generation
 
-    def resolve(self, tp: TopicPartition, offset: int) -> bool:
-        """Mark one record resolved; False when it was not in flight (twice, or revoked)."""
+    def generation(self, tp: TopicPartition) -> int | None:
+        """The current generation of ``tp``, None while it is not tracked."""
+        with self._cond:
+            part = self._parts.get(tp)
+            return None if part is None else part.generation
+
+    def resolve(self, tp: TopicPartition, offset: int, generation: int | None = None) -> bool:
+        """Mark one record resolved; False when it was not in flight (twice, or revoked).
+
+        With ``generation`` (what ``add`` returned), a record of an earlier generation
+        (abandoned by ``remove``, then polled again) is not in flight either.
+        """
         with self._cond:
             part = self._parts.get(tp)
             if part is None or offset not in part.outstanding:
+                return False
+            if generation is not None and generation != part.generation:
                 return False
             part.outstanding.remove(offset)
             self._in_flight -= 1
@@ -65,14 +90,20 @@ class OffsetTracker:
                 self._cond.notify_all()
             return True
 
-    def resolve_many(self, items: Iterable[tuple[TopicPartition, int]]) -> int:
-        """Resolve several records under one lock; returns how many were in flight."""
+    def resolve_many(
+        self, items: Iterable[tuple[TopicPartition, int] | tuple[TopicPartition, int, int | None]]
+    ) -> int:
+        """Resolve ``(tp, offset[, generation])`` items under one lock; how many were in flight."""
         done = 0
         with self._cond:
             touched: set[TopicPartition] = set()
-            for tp, offset in items:
+            for item in items:
+                tp, offset = item[0], item[1]
+                generation = item[2] if len(item) > 2 else None
                 part = self._parts.get(tp)
                 if part is None or offset not in part.outstanding:
+                    continue
+                if generation is not None and generation != part.generation:
                     continue
                 part.outstanding.remove(offset)
                 touched.add(tp)
@@ -87,11 +118,13 @@ class OffsetTracker:
                 self._cond.notify_all()
         return done
 
-    def is_pending(self, tp: TopicPartition, offset: int) -> bool:
-        """True while the record is tracked and unresolved."""
+    def is_pending(self, tp: TopicPartition, offset: int, generation: int | None = None) -> bool:
+        """True while the record is tracked and unresolved (and of ``generation``, if given)."""
         with self._cond:
             part = self._parts.get(tp)
-            return part is not None and offset in part.outstanding
+            if part is None or offset not in part.outstanding:
+                return False
+            return generation is None or generation == part.generation
 
     def in_flight(self, tp: TopicPartition | None = None) -> int:
         """Records added and not yet resolved, for one partition or all."""
@@ -140,7 +173,10 @@ class OffsetTracker:
             return True
 
     def remove(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """Stop tracking ``tps``; returns their uncommitted positions. Late resolves are ignored."""
+        """Stop tracking ``tps``; returns their uncommitted positions. Late resolves are ignored.
+
+        Tracking ``tp`` again (``add``) starts a new generation.
+        """
         out: dict[TopicPartition, int] = {}
         with self._cond:
             for tp in tps:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import StreamError
+from pipeline.errors import CodecError, EngineError, StreamError
 from streams.client import ConsumerOptions, Delivered
+from streams.dlq import ERROR_REASON, DeadLetterWriter
 from streams.records import Record
 from streams.settings import KafkaSettings
 from streams.sink import KafkaSink
@@ -42,3 +43,19 @@ def test_clients_used_before_start_or_in_the_wrong_mode_say_so() -> None:
         sink.commit_transaction({}, None)
     src.close()  # never started: nothing to do
     sink.close()
+
+
+def test_dead_letter_reason_header_is_the_reason_the_caller_counts() -> None:
+    sent: list[dict[str, bytes]] = []
+
+    class Sink:
+        def send(self, topic: str, value: bytes, key: object, headers: list, on_delivery: object,
+                 only_if: object = None) -> bool:  # fmt: skip
+            sent.append(dict(headers))
+            return True
+
+    writer = DeadLetterWriter(Sink())  # type: ignore[arg-type]
+    writer.write(record(3), EngineError("m | boom"), reason="engine_error")
+    writer.write(record(4), CodecError("t | bad json", "bad_json"))
+    assert sent[0][ERROR_REASON] == b"engine_error"
+    assert sent[1][ERROR_REASON] == b"bad_json"

@@ -110,3 +110,18 @@ def test_concurrent_resolvers_never_commit_past_a_gap(missing_seed: list[int]) -
         t.join()
     expected = holdout if holdout is not None else 200
     assert tracker.positions().get(TP, 0) == expected
+
+
+def test_a_record_of_an_earlier_generation_does_not_resolve_the_re_added_one() -> None:
+    tracker = OffsetTracker()
+    old = tracker.add(TP, [0, 1])
+    assert tracker.generation(TP) == old
+    tracker.remove([TP])  # abort and rewind: 0 and 1 are polled again
+    new = tracker.add(TP, [0, 1])
+    assert new != old
+    assert not tracker.is_pending(TP, 0, old) and tracker.is_pending(TP, 0, new)
+    assert not tracker.resolve(TP, 0, old)
+    assert tracker.resolve_many([(TP, 1, old)]) == 0
+    assert tracker.in_flight(TP) == 2 and tracker.positions() == {}
+    assert tracker.resolve_many([(TP, 0, new), (TP, 1, new)]) == 2
+    assert tracker.positions() == {TP: 2}

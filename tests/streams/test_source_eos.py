@@ -1,0 +1,242 @@
+"""KafkaSource rules the broker cannot force: abandoned work after an abort, close, pause."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Mapping
+
+from streams.client import (
+    ConsumerOptions,
+    Delivered,
+    DeliveryCallback,
+    Headers,
+    ProducerOptions,
+    RevokeHook,
+    TopicPartition,
+)
+from streams.records import Record
+from streams.settings import KafkaSettings
+from streams.sink import KafkaSink
+from streams.source import KafkaSource, SourceOptions
+
+TP = ("in", 0)
+SETTINGS = KafkaSettings("127.0.0.1:1")
+
+
+class FakeConsumer:
+    """One partition; each poll returns the next two offsets; rewind goes to the commit."""
+
+    def __init__(self, on_revoke: RevokeHook) -> None:
+        self.pos = 0
+        self.on_revoke = on_revoke
+        self.assigned = {TP}
+        self.paused_: set[TopicPartition] = set()
+        self.rewinds = 0
+
+    def poll(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[Record]]:
+        recs = [Record("in", 0, o, None, b"x", (), 0, 0) for o in (self.pos, self.pos + 1)]
+        self.pos += 2
+        return {TP: recs}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def rewind(self, tps: Collection[TopicPartition], timeout_s: float) -> None:
+        self.pos = 0  # nothing committed yet
+        self.rewinds += 1
+
+    def group_metadata(self) -> object:
+        return "group"
+
+    def pause(self, tps: Collection[TopicPartition]) -> None:
+        self.paused_ |= set(tps)
+
+    def resume(self, tps: Collection[TopicPartition]) -> None:
+        self.paused_ -= set(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.paused_)
+
+    def close(self) -> None:
+        self.on_revoke([TP], False)
+
+
+class FakeProducer:
+    """Keeps what each transaction held; flush acknowledges everything sent."""
+
+    def __init__(self) -> None:
+        self.open: list[bytes] = []
+        self.committed: list[list[bytes]] = []
+        self.aborted: list[list[bytes]] = []
+        self.offsets: list[Mapping[TopicPartition, int]] = []
+        self.unacked: list[DeliveryCallback] = []
+
+    def init_transactions(self) -> None:
+        pass
+
+    def begin_transaction(self) -> None:
+        self.open = []
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        on_delivery: DeliveryCallback | None,
+        partition: int | None = None,
+    ) -> None:
+        self.open.append(value)
+        if on_delivery is not None:
+            self.unacked.append(on_delivery)
+
+    def flush(self, timeout_s: float) -> None:
+        for cb in self.unacked:
+            cb(Delivered("out", 0, 0), None)
+        self.unacked = []
+
+    def send_offsets_to_transaction(
+        self, positions: Mapping[TopicPartition, int], group_metadata: object
+    ) -> None:
+        self.offsets.append(dict(positions))
+
+    def commit_transaction(self) -> None:
+        self.committed.append(self.open)
+
+    def abort_transaction(self) -> None:
+        self.aborted.append(self.open)
+        self.unacked = []
+
+    def close(self, timeout_s: float) -> None:
+        pass
+
+
+class FakeFactory:
+    def consumer(
+        self,
+        settings: KafkaSettings,
+        topics: object,
+        options: ConsumerOptions,
+        on_revoke: RevokeHook,
+        on_assign: object,
+    ) -> FakeConsumer:
+        assert callable(on_assign)
+        on_assign([TP])
+        self.consumer_client = FakeConsumer(on_revoke)
+        return self.consumer_client
+
+    def producer(self, settings: KafkaSettings, options: ProducerOptions) -> FakeProducer:
+        self.producer_client = FakeProducer()
+        return self.producer_client
+
+
+def start(
+    commit_timeout_s: float = 0.01, factory: FakeFactory | None = None
+) -> tuple[KafkaSource, KafkaSink, FakeProducer]:
+    factory = factory or FakeFactory()
+    sink = KafkaSink(SETTINGS, ProducerOptions(transactional_id="t"), factory=factory).start()
+    options = SourceOptions(
+        commit_interval_s=1e9, commit_timeout_s=commit_timeout_s, revoke_timeout_s=0.01
+    )
+    src = KafkaSource(SETTINGS, ["in"], ConsumerOptions("g"), options, factory=factory).start()
+    src.use_transactions(sink)
+    return src, sink, factory.producer_client
+
+
+def publish(src: KafkaSource, sink: KafkaSink, r: Record) -> bool:
+    """What StreamRuntime.publish does: send only while the record is pending."""
+
+    def acked(_md: Delivered | None, _err: Exception | None) -> None:
+        src.resolve(r)
+
+    return sink.send(
+        "out", f"decision@{r.offset}".encode(), on_delivery=acked, only_if=lambda: src.is_pending(r)
+    )
+
+
+def test_output_of_a_record_abandoned_by_an_abort_never_joins_the_next_transaction() -> None:
+    src, sink, producer = start()
+    first = src.poll()  # offsets 0, 1 go to the engine
+    src.abort_transaction()  # e.g. a barrier timeout: abort and rewind
+    again = src.poll()  # 0, 1 polled again: a new generation
+    assert [r.offset for r in again] == [0, 1]
+    assert not src.is_pending(first[0]) and src.is_pending(again[0])
+    assert not src.resolve(first[0])  # the stale copy does not resolve the new one
+    assert src.is_pending(again[0])
+    assert not publish(src, sink, first[0])  # the engine finishes the stale copy: not sent
+    assert publish(src, sink, again[0]) and publish(src, sink, again[1])
+    sink.flush()
+    assert src.commit() == {TP: 2}
+    assert producer.committed == [[b"decision@0", b"decision@1"]]
+
+
+def test_an_open_transaction_without_resolved_records_is_aborted_not_committed() -> None:
+    src, sink, producer = start()
+    src.poll()
+    src.abort_transaction()
+    # output that got past the check just before the abort opened a new transaction
+    sink.send("out", b"orphan", on_delivery=lambda _md, _err: None)
+    sink.flush()
+    src.close(timeout_s=0)  # the revocation hook on close must not commit it
+    assert producer.committed == []
+    assert producer.aborted[-1] == [b"orphan"]
+    assert not sink.in_transaction
+
+
+def test_a_publish_racing_an_abort_waits_for_it_and_then_sends_nothing() -> None:
+    src, sink, producer = start()
+    records = src.poll()
+    assert publish(src, sink, records[0])
+    in_abort, release = threading.Event(), threading.Event()
+    real_abort = producer.abort_transaction
+
+    def slow_abort() -> None:
+        in_abort.set()
+        release.wait(10)
+        real_abort()
+
+    producer.abort_transaction = slow_abort  # type: ignore[method-assign]
+    aborter = threading.Thread(target=src.abort_transaction)
+    aborter.start()
+    assert in_abort.wait(10)
+    sent: list[bool] = []
+    publisher = threading.Thread(target=lambda: sent.append(publish(src, sink, records[1])))
+    publisher.start()
+    publisher.join(0.2)
+    assert publisher.is_alive()  # blocked on the transaction lock the abort holds
+    release.set()
+    aborter.join(10)
+    publisher.join(10)
+    assert sent == [False]  # it saw the record abandoned: nothing opened a new transaction
+    assert not sink.in_transaction and producer.aborted == [[b"decision@0"]]
+
+
+def test_close_without_waiting_aborts_at_once_instead_of_a_barrier_and_a_rewind() -> None:
+    factory = FakeFactory()
+    src, sink, producer = start(commit_timeout_s=30.0, factory=factory)
+    records = src.poll()
+    assert publish(src, sink, records[0])  # output sent, record still unresolved (no ack)
+    done = threading.Event()
+
+    def close() -> None:
+        src.close(timeout_s=0)
+        done.set()
+
+    closer = threading.Thread(target=close, daemon=True)
+    closer.start()
+    assert done.wait(10), "close(timeout_s=0) waited for the commit barrier"
+    assert producer.committed == [] and producer.aborted == [[b"decision@0"]]
+    assert factory.consumer_client.rewinds == 0
+
+
+def test_partitions_assigned_while_paused_are_paused_too() -> None:
+    factory = FakeFactory()
+    src, _sink, _producer = start(factory=factory)
+    consumer = factory.consumer_client
+    src.pause()
+    assert consumer.paused_ == {TP}
+    consumer.assigned.add(("in", 1))  # a rebalance hands over another partition
+    src.poll()
+    assert consumer.paused_ == {TP, ("in", 1)}
+    src.resume()
+    assert consumer.paused_ == set()
