@@ -88,6 +88,8 @@ def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
     )
     while not stop_requested.wait(0.2) and not pipe.wait(0):
         pass
+    if stop_requested.is_set():
+        click.echo("stopping: finishing records in flight (signal again to exit at once)", err=True)
     pipe.stop(drain=True)
     for name, snap in pipe.stats().items():
         click.echo(
