@@ -159,7 +159,11 @@ class Pipeline:
             timeout = self.config.runtime.drain_timeout_s
             for runtime in self._streams.values():
                 runtime.join(timeout_s=timeout if drain else 5.0)
-            for runner in self._runners.values():
+            stuck = {id(rt.runner) for rt in self._streams.values() if rt.engine_alive}
+            for name, runner in self._runners.items():
+                if id(runner) in stuck:  # still inside infer(): freeing it could crash
+                    log.warning("model %s | engine thread still running; not deactivated", name)
+                    continue
                 runner.deactivate()
             if self._server is not None:
                 self._server.close()

@@ -17,6 +17,7 @@ sink's transaction; decisions and dead letters share that transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -27,7 +28,7 @@ from typing import Any
 
 from engines.base import Runner
 from pipeline.config import PipelineConfig, StreamConfig
-from pipeline.errors import CodecError, StreamferError
+from pipeline.errors import CodecError, StreamError, StreamferError
 from pipeline.health import HealthState
 from pipeline.metrics import Metrics
 from pipeline.postprocess import (
@@ -51,6 +52,7 @@ from streams.source import KafkaSource, SourceOptions
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05
+_PUT_WAIT_S = 0.2  # a full inbox: how often the consumer checks the engine is alive
 _LAG_EVERY_S = 0.5
 
 
@@ -103,6 +105,7 @@ class StreamRuntime:
         self._dlq: DeadLetterWriter | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._worker: EngineWorker | None = None
+        self._lag_partitions: set[int] = set()  # partitions with an exported lag
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -189,6 +192,11 @@ class StreamRuntime:
             self._sink.close()
 
     @property
+    def engine_alive(self) -> bool:
+        """The engine thread still runs (after ``join``: it is stuck in inference)."""
+        return len(self._threads) > 1 and self._threads[1].is_alive()
+
+    @property
     def ready_condition(self) -> str:
         """The readiness condition this stream sets: partitions assigned to it."""
         return f"partitions:{self.stream.name}"
@@ -234,7 +242,8 @@ class StreamRuntime:
         recorder, book = self.recorder, self.book
         while not self._stop.is_set():
             beat()
-            records = source.poll(_POLL_S)
+            # never more than the inbox can take: handing records over does not block
+            records = source.poll(_POLL_S, max(1, self.inbox.maxsize - self.inbox.qsize()))
             if records:
                 recorder.consumed(len(records))
                 book.consumed(len(records))
@@ -242,7 +251,8 @@ class StreamRuntime:
                     "broker", [max(0, r.consumed_wall_ms - r.timestamp_ms) / 1e3 for r in records]
                 )
                 for r in records:
-                    self.inbox.put((r, pool.submit(timed_parallel, pre, r)))
+                    if not self._put((r, pool.submit(timed_parallel, pre, r))):
+                        raise StreamError(f"{self.stream.name} | engine worker stopped")
             depth = self.inbox.qsize()
             recorder.set_queue_depth(depth + (self._worker.queued if self._worker else 0))
             if not paused and depth >= high:
@@ -255,6 +265,16 @@ class StreamRuntime:
                 next_lag = time.monotonic() + _LAG_EVERY_S
                 self._update_lag(source)
 
+    def _put(self, item: Any, deadline: float = float("inf")) -> bool:
+        """Hand over to the engine; False if it died behind a full inbox (or past deadline)."""
+        while self.engine_alive and time.monotonic() < deadline:
+            try:
+                self.inbox.put(item, timeout=_PUT_WAIT_S)
+                return True
+            except queue.Full:
+                pass
+        return False
+
     def _update_lag(self, source: KafkaSource) -> None:
         try:
             lags = source.lag()
@@ -264,6 +284,12 @@ class StreamRuntime:
         for (_, partition), n in lags.items():
             self.recorder.set_lag(partition, n)
         self.book.set_lag(sum(lags.values()))
+        # revoked partitions: stop exporting their last lag
+        self._lag_partitions.update(p for _, p in lags)
+        gone = self._lag_partitions - {p for _, p in source.assigned}
+        for partition in gone:
+            self.recorder.forget_partition(partition)
+        self._lag_partitions -= gone
 
     def _finish(self, source: KafkaSource) -> None:
         """Stop asked: drain (finish, publish, commit) or just commit what is resolved."""
@@ -272,8 +298,12 @@ class StreamRuntime:
             self._close_source(source, wait_s=0)
             return
         source.pause()
-        self.inbox.put(STOP)
         deadline = time.monotonic() + self.config.runtime.drain_timeout_s
+        if not self._put(STOP, deadline):  # an engine that died behind a full inbox
+            log.error("%s | engine did not take STOP; abandoning", self.stream.name)
+            self._abandon()
+            self._close_source(source, wait_s=0)
+            return
         self._threads[1].join(max(0.0, deadline - time.monotonic()))
         if self._sink is not None:
             self._sink.flush(max(0.1, deadline - time.monotonic()))
@@ -342,7 +372,14 @@ class StreamRuntime:
                 self.recorder.observe_e2e(e2e_ms / 1e3)
                 self.book.decided(e2e_ms)
 
-        self._sink.send(self.stream.output_topic, value, record.key, (), on_delivery)
+        out = self.stream.output_topic
+        self._sink.send(out, value, record.key, (), on_delivery, only_if=self._pending(record))
+
+    def _pending(self, record: Record) -> Callable[[], bool]:
+        """Checked under the transaction lock: output of a record that an abort or a
+        revocation abandoned never lands in the next transaction (see KafkaSink.send)."""
+        assert self._source is not None
+        return functools.partial(self._source.is_pending, record)
 
     def dropped(self, work: Work, reason: str) -> None:
         assert self._source is not None
@@ -363,7 +400,7 @@ class StreamRuntime:
                 self.recorder.dead_lettered(reason)
                 self.book.dead_lettered(reason)
 
-        self._dlq.write(record, error, on_delivery)
+        self._dlq.write(record, error, on_delivery, reason=reason, only_if=self._pending(record))
 
     def _delivery_failed(self, record: Record, error: Exception) -> None:
         """Never commit past it: stop (records after the last commit are consumed again)."""

@@ -12,6 +12,11 @@ through an :class:`Outlet`:
 
 Each record meets exactly one of them (the batcher's completions enforce
 it). A ``STOP`` sentinel on the inbox drains the batcher and ends the thread.
+
+Dead letters are for bad input and for a batch that failed (inference or
+postprocessing). A crash of the worker itself (the outlet cannot queue
+output, say) and a shutdown that cancels preprocessing leave the records
+*unresolved*: never committed, so they are consumed again after a restart.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -120,32 +125,45 @@ class EngineWorker:
         return len(self.batcher)
 
     def run(self) -> None:
-        """Thread target: until STOP, admit records and run batches when they are due."""
+        """Thread target: until STOP, admit records and run batches when they are due.
+
+        An error escaping here is a crash: what is queued stays unresolved (consumed
+        again after a restart, never dead-lettered as if the input were bad) and the
+        error propagates, so the stream stops as fatal.
+        """
         try:
-            while True:
-                self.beat()
-                entry = self._next(self._wait_s())
-                stop = False
-                while entry is not None:
-                    if entry is STOP:
-                        if self._abandoned:
-                            return
-                        stop = True
-                        break
-                    self._admit(*entry)
-                    if len(self.batcher) >= self.batcher.max_batch:
-                        break
-                    entry = self._next(0)
-                while (batch := self.batcher.poll()) is not None:
-                    self._run(batch)
-                if stop:
-                    for batch in self.batcher.drain():
-                        self._run(batch)
-                    return
-        except BaseException as exc:  # never leave an item unresolved behind us
-            log.exception("%s | engine worker failed", self.stream.name)
-            self.batcher.fail_all(exc)
+            self._loop()
+        except BaseException:
+            log.exception(
+                "%s | engine worker failed; %d queued records left unresolved",
+                self.stream.name,
+                len(self.batcher),
+            )
             raise
+
+    def _loop(self) -> None:
+        while True:
+            self.beat()
+            entry = self._next(self._wait_s())
+            stop = False
+            while entry is not None:
+                if self._abandoned:  # checked per entry: nothing more is admitted or run
+                    return
+                if entry is STOP:
+                    stop = True
+                    break
+                self._admit(*entry)
+                if len(self.batcher) >= self.batcher.max_batch:
+                    break
+                entry = self._next(0)
+            if self._abandoned:
+                return
+            while (batch := self.batcher.poll()) is not None:
+                self._run(batch)
+            if stop:
+                for batch in self.batcher.drain():
+                    self._run(batch)
+                return
 
     def _wait_s(self) -> float:
         due = self.batcher.next_flush_ns()
@@ -167,6 +185,8 @@ class EngineWorker:
             start = time.perf_counter_ns()
             prepared = self.pre.ordered(record, decoded)
             pre_ns = parallel_ns + time.perf_counter_ns() - start
+        except CancelledError:  # the pool shut down (stopping): abandoned, consumed again
+            return
         except CodecError as exc:
             self.outlet.dead_letter(record, exc, exc.reason)
             return

@@ -9,9 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from pipeline.config import StreamConfig
-from pipeline.errors import CodecError, EngineError
+from pipeline.errors import CodecError, EngineError, StreamError
 from pipeline.postprocess import FraudPostprocessor, ModelIdentity
 from pipeline.preprocess import Prepared
 from pipeline.worker import STOP, EngineWorker, Work
@@ -111,3 +112,67 @@ def test_failed_batches_are_dead_lettered_not_lost() -> None:
     assert not out.published
     assert sorted(o for o, _ in out.dead) == list(range(6))
     assert {r for _, r in out.dead} == {"engine_error"}
+
+
+def start_worker(records: list[Any], outlet: Any, futures: list[Future[Any]]) -> EngineWorker:
+    stream = StreamConfig(
+        name="s", kind="transaction", input_topic="tx", output_topic="out", model="m",
+        batching={"max_batch": 4, "max_wait_ms": 1},
+    )  # fmt: skip
+    inbox: queue.Queue[Any] = queue.Queue(maxsize=100)
+    for r, fut in zip(records, futures, strict=True):
+        inbox.put((r, fut))
+    inbox.put(STOP)
+    return EngineWorker(
+        stream=stream,
+        infer=lambda feeds: {"score": feeds["features"][:, :1] * 0},
+        pre=Pre(),
+        post=FraudPostprocessor(stream.fraud),
+        identity=ModelIdentity("m", "1", "onnxruntime", "fp32"),
+        inbox=inbox,
+        outlet=outlet,
+    )
+
+
+def done(value: Any = None, error: BaseException | None = None) -> Future[Any]:
+    fut: Future[Any] = Future()
+    if error is None:
+        fut.set_result(value)
+    else:
+        fut.set_exception(error)
+    return fut
+
+
+def test_a_worker_crash_leaves_queued_records_unresolved() -> None:
+    class FullBuffer(Outlet):
+        def dead_letter(self, record: Any, error: BaseException, reason: str) -> None:
+            if record.offset == 2:
+                raise StreamError("out | producer buffer full")
+            super().dead_letter(record, error, reason)
+
+    outlet = FullBuffer()
+    bad = CodecError("2 | bad json", "bad_json")
+    futures = [done((0.0, 0)), done((1.0, 0)), done(error=bad)]
+    worker = start_worker([record(0), record(1), record(2, b"bad")], outlet, futures)
+    with pytest.raises(StreamError, match="buffer full"):
+        worker.run()
+    # 0 and 1 were queued in the batcher: not dead-lettered as engine errors, not decided
+    assert outlet.dead == [] and outlet.published == []
+
+
+def test_preprocessing_cancelled_at_shutdown_is_abandoned_not_dead_lettered() -> None:
+    cancelled: Future[Any] = Future()
+    assert cancelled.cancel()
+    outlet = Outlet()
+    worker = start_worker([record(0), record(1)], outlet, [cancelled, done((1.0, 0))])
+    worker.run()
+    assert outlet.dead == []  # 0 stays unresolved: consumed again after a restart
+    assert [o for o, _ in outlet.published] == [1]
+
+
+def test_an_abandoned_worker_admits_nothing_more() -> None:
+    outlet = Outlet()
+    worker = start_worker([record(0), record(1)], outlet, [done((0.0, 0)), done((1.0, 0))])
+    worker.abandon()
+    worker.run()
+    assert outlet.published == [] and outlet.dead == []
