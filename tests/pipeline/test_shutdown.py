@@ -127,3 +127,44 @@ def test_engine_alive_reflects_the_engine_thread() -> None:
     release.set()
     engine.join(10)
     assert not rt.engine_alive
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send(self, topic: str, value: bytes, key: Any, headers: Any, on_delivery: Any,
+             partition: Any = None, only_if: Any = None) -> bool:  # fmt: skip
+        if only_if is not None and not only_if():
+            return False
+        self.sent.append((topic, value))
+        return True
+
+
+def test_output_and_dead_letters_of_abandoned_records_are_not_sent(tmp_path: Path) -> None:
+    from pipeline.postprocess import ModelIdentity, build_decision
+    from pipeline.preprocess import Prepared
+    from pipeline.worker import Work
+    from streams.dlq import DeadLetterWriter
+    from streams.records import Record
+
+    rt = bare_runtime(1)
+    rt.stream = SimpleNamespace(name="payments", output_topic="out")  # type: ignore[assignment]
+    rt.recorder = SimpleNamespace(observe_stage=lambda *a: None)  # type: ignore[assignment]
+    sink = rt._sink = Sink()  # type: ignore[assignment]
+    rt._dlq = DeadLetterWriter(sink)  # type: ignore[arg-type]
+    pending: set[int] = {1}
+    rt._source = SimpleNamespace(is_pending=lambda r: r.offset in pending)  # type: ignore[assignment]
+    stale, live = (Record("tx", 0, o, None, b"{}", (), 0, 0) for o in (0, 1))
+    for record in (stale, live):
+        work = Work(record, Prepared(None, None, None), 0)  # type: ignore[arg-type]
+        work.stage_ns.update(queue=0, infer=0, postprocess=0)
+        result = {"fraud_score": 0.1, "action": "approve"}
+        model = ModelIdentity("fraud", "1", "onnxruntime", "fp32")
+        decision = build_decision(
+            stream="payments", kind="transaction", record=record, model=model,
+            result=result, batch_size=1, latency_ms={},
+        )  # fmt: skip
+        rt.publish(work, decision)
+        rt.dead_letter(record, RuntimeError("boom"), "engine_error")
+    assert [topic for topic, _ in sink.sent] == ["out", "tx.dlq"]  # only the pending one
