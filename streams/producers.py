@@ -8,6 +8,7 @@ not slow the offered load). The ``produce_*`` helpers wire a feed to a sink.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -87,8 +88,13 @@ def produce(
     """
     if pacing not in ("fixed", "poisson"):
         raise ConfigError(f"pacing | got {pacing!r}. Note: expected fixed or poisson")
-    stats = ProduceStats()
     stop = stop or threading.Event()
+    # Pull the first message before the clock starts: a feed's set-up (a generator
+    # building its state, a video opening) must not eat into the run's duration.
+    first = next(feed, None)
+    if first is not None:
+        feed = itertools.chain([first], feed)
+    stats = ProduceStats()
     start_s = time.monotonic()
     end_s = start_s + duration_s if duration_s is not None else float("inf")
     limit = count if count is not None else -1

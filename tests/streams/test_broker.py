@@ -76,12 +76,29 @@ def test_stop_start_cycle_leaves_no_process(tmp_path: Path) -> None:
     broker = LocalBroker(port=_free_port_pair(), data_dir=tmp_path / "data")
     for _ in range(2):
         broker.start()
-        pid = broker.status().pid
-        assert pid is not None
+        assert broker.status().pid is not None
+        assert _processes_using(broker.data_dir)
         assert broker.stop() is True
-        assert not Path(f"/proc/{pid}").exists()
+        # pids are reused quickly here (pid_max 32768): look for the process itself
+        assert _processes_using(broker.data_dir) == []
         assert broker.status().running is False
     assert broker.stop() is False
+
+
+def _processes_using(data_dir: Path) -> list[int]:
+    """Live (non-zombie) processes whose command line names this broker's data dir."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if str(data_dir).encode() in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
 
 
 def _free_port_pair() -> int:
