@@ -69,6 +69,18 @@ def test_server_ladder_reports_percentiles_and_chart(kafka_bootstrap: str, tmp_p
 
 
 @pytest.mark.integration
+def test_server_camera_counts_dropped_frames_as_late(kafka_bootstrap: str, tmp_path: Path) -> None:
+    _needs("camera")
+    results = tmp_path / "RESULTS.md"
+    _run(["server", "--stream", "camera", "--bootstrap", kafka_bootstrap, "--results",
+          str(results), "--max-rate", "20", "--fractions", "0.5", "--min-duration", "2",
+          "--min-records", "5", "--budget", "10"])  # fmt: skip
+    text = _section(results, "Server scenario (camera)")
+    assert "| 10 | 50% |" in text and "bound 100 ms" in text
+    assert (tmp_path / "server-camera.png").stat().st_size > 0
+
+
+@pytest.mark.integration
 def test_frames_splits_the_camera_path(kafka_bootstrap: str, tmp_path: Path) -> None:
     _needs("camera")
     results = tmp_path / "RESULTS.md"
