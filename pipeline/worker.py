@@ -2,8 +2,9 @@
 
 It owns the stream's :class:`~pipeline.batcher.Batcher` (one thread, so the
 batcher stays lock-free) and knows nothing about Kafka: records arrive in
-consume order on a bounded inbox as ``(record, future)`` pairs, the future
-being the thread pool's ``Preprocessor.parallel`` work; every outcome leaves
+consume order on a bounded inbox as ``(record, pending)`` pairs, ``pending``
+being the thread pool's ``Preprocessor.parallel`` work (anything with a
+``Future``-like ``result()``, see :class:`Pending`); every outcome leaves
 through an :class:`Outlet`:
 
 * a decision -> ``outlet.publish(work, decision)``;
@@ -50,6 +51,39 @@ class Outlet(Protocol):
     def dropped(self, work: Work, reason: str) -> None: ...
 
     def dead_letter(self, record: Any, error: BaseException, reason: str) -> None: ...
+
+
+class Pending(Protocol):
+    """One record's preprocessing: ``(decoded, parallel_ns)``, or its error, or CancelledError."""
+
+    def result(self) -> tuple[Any, int]: ...
+
+
+class ChunkSlot:
+    """One record's share of a chunk future (``prepare_chunk``): a ``Pending``."""
+
+    __slots__ = ("future", "index")
+
+    def __init__(self, future: Future[list[Any]], index: int) -> None:
+        self.future = future
+        self.index = index
+
+    def result(self) -> tuple[Any, int]:
+        value = self.future.result()[self.index]
+        if isinstance(value, BaseException):
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
+def prepare_chunk(pre: Preprocessor, records: list[Any]) -> list[Any]:
+    """``timed_parallel`` for several records in one pool task: results or errors, in order."""
+    out: list[Any] = []
+    for record in records:
+        try:
+            out.append(timed_parallel(pre, record))
+        except Exception as exc:  # raised again by this record's ChunkSlot
+            out.append(exc)
+    return out
 
 
 class InferFn(Protocol):
@@ -179,7 +213,7 @@ class EngineWorker:
         except queue.Empty:
             return None
 
-    def _admit(self, record: Any, future: Future[tuple[Any, int]]) -> None:
+    def _admit(self, record: Any, future: Pending) -> None:
         try:
             decoded, parallel_ns = future.result()
             start = time.perf_counter_ns()

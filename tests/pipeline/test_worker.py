@@ -176,3 +176,21 @@ def test_an_abandoned_worker_admits_nothing_more() -> None:
     worker.abandon()
     worker.run()
     assert outlet.published == [] and outlet.dead == []
+
+
+def test_chunked_preprocessing_keeps_each_records_own_outcome() -> None:
+    from concurrent.futures import CancelledError, ThreadPoolExecutor
+
+    from pipeline.worker import ChunkSlot, prepare_chunk
+
+    records = [record(0), record(1, b"bad"), record(2)]
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(prepare_chunk, Pre(), records)
+        slots = [ChunkSlot(future, i) for i in range(3)]
+        assert slots[0].result()[0] == 0.0 and slots[2].result()[0] == 2.0
+        with pytest.raises(CodecError, match="bad json"):
+            slots[1].result()
+    cancelled: Future[list[Any]] = Future()
+    assert cancelled.cancel()
+    with pytest.raises(CancelledError):
+        ChunkSlot(cancelled, 0).result()
