@@ -29,7 +29,8 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   published and acknowledged, drop or dead letter), commit, close; bounded by
   ``runtime.drain_timeout_s``. ``stop(drain=False)`` commits only what is
   already resolved and closes at once (the rest is consumed again after a
-  restart: at-least-once).
+  restart: at-least-once). A runner whose engine thread is still inside
+  inference after the join is left active (logged), never freed under it.
 * ``wait_ready(timeout_s)`` polls ``ready`` and raises StreamferError naming
   what is missing; ``http_url`` is where ``/metrics`` is served (None when
   not serving), ``metrics_port`` the port this worker asks for.

@@ -1,8 +1,9 @@
 """One configured stream at run time: KafkaSource -> preprocess pool -> EngineWorker -> KafkaSink.
 
 The consumer thread owns the :class:`~streams.source.KafkaSource` (Kafka
-consumers are single-threaded): it polls, hands each record to the thread
-pool and, in consume order, to the engine worker's bounded inbox, pauses
+consumers are single-threaded): it polls (no more than the inbox has room
+for), hands the records to the thread pool in chunks and, in consume order,
+to the engine worker's bounded inbox, pauses
 every partition while the inbox is more than 3/4 full (lag grows, memory
 does not), and commits. A record's offset is *resolved* only when its
 decision (or dead letter) is acknowledged by Kafka, or when it is dropped on
