@@ -180,7 +180,7 @@ def batching(
 
 @bench.command()
 @_common
-@click.option("--frames", type=click.IntRange(10), default=600, show_default=True,
+@click.option("--frames", type=click.IntRange(10), default=1500, show_default=True,
               help="Preloaded frames the pipeline drains per run.")
 @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True,
               help="Interleaved repetitions of decode limit, engine limit and pipeline.")
@@ -197,7 +197,7 @@ def frames(
     split_frames: int, limit_seconds: float, config_path: Path | None, keep_topics: bool,
 ) -> None:  # fmt: skip
     """Camera frames/s per core with the time split over Kafka I/O, decode, preprocess,
-    inference, postprocess and publish, against the decode and engine limits (about 3-6 min)."""
+    inference, postprocess and publish, against the decode and engine limits (about 3 min)."""
     from bench.frames import FramesOptions, run_frames
 
     opts = FramesOptions(frames, repeats, split_frames, limit_seconds, keep_topics=keep_topics)

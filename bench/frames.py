@@ -61,7 +61,7 @@ WORK_STAGES = ("preprocess", "infer", "postprocess")  # broker/queue/e2e only sa
 
 @dataclass(frozen=True)
 class FramesOptions:
-    frames: int = 600
+    frames: int = 1500
     repeats: int = 3
     split_frames: int = 300
     limit_seconds: float = 3.0

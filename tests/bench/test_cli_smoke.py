@@ -74,7 +74,7 @@ def test_server_camera_counts_dropped_frames_as_late(kafka_bootstrap: str, tmp_p
     results = tmp_path / "RESULTS.md"
     _run(["server", "--stream", "camera", "--bootstrap", kafka_bootstrap, "--results",
           str(results), "--max-rate", "20", "--fractions", "0.5", "--min-duration", "2",
-          "--min-records", "5", "--budget", "10"])  # fmt: skip
+          "--min-records", "10", "--budget", "10"])  # fmt: skip
     text = _section(results, "Server scenario (camera)")
     assert "| 10 | 50% |" in text and "bound 100 ms" in text
     assert (tmp_path / "server-camera.png").stat().st_size > 0
