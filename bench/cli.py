@@ -61,17 +61,39 @@ def bench() -> None:
 
 @bench.command()
 @_common
-@click.option("--records", type=click.IntRange(100), default=50_000, show_default=True,
-              help="Transactions per pass-through and streamfer run.")
-@click.option("--naive-records", type=click.IntRange(10), default=2_000, show_default=True,
-              help="Transactions per naive run (the first ones of the same topic).")
-@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True,
-              help="Interleaved repetitions of all three systems.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), default=None, help="Pipeline config (default: "
-              "deploy/configs/fraud.yaml).")
-@click.option("--metrics-off", is_flag=True,
-              help="Also run the pipeline with metrics disabled (metrics overhead; ~1 min more).")
+@click.option(
+    "--records",
+    type=click.IntRange(100),
+    default=50_000,
+    show_default=True,
+    help="Transactions per pass-through and streamfer run.",
+)
+@click.option(
+    "--naive-records",
+    type=click.IntRange(10),
+    default=2_000,
+    show_default=True,
+    help="Transactions per naive run (the first ones of the same topic).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Interleaved repetitions of all three systems.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Pipeline config (default: deploy/configs/fraud.yaml).",
+)
+@click.option(
+    "--metrics-off",
+    is_flag=True,
+    help="Also run the pipeline with metrics disabled (metrics overhead; ~1 min more).",
+)
 @click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
 def scoring(
     bootstrap: str | None, results: Path, no_record: bool, records: int, naive_records: int,
@@ -103,31 +125,71 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 
 @bench.command()
 @_common
-@click.option("--stream", "kind", type=click.Choice(["transactions", "camera"]),
-              default="transactions", show_default=True,
-              help="Which stream: transactions (bound 50 ms) or camera frames (bound 100 ms).")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), default=None,
-              help="Pipeline config (default: deploy/configs/fraud.yaml or camera.yaml).")
-@click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Maximum throughput to scale the ladder to (default: measured first).")
-@click.option("--fractions", default=None,
-              help="Ladder as fractions of the maximum, run in this order (default: "
-              "0.25,0.5,0.5,0.5,0.75,1: rising, the 50% point three times).")
+@click.option(
+    "--stream",
+    "kind",
+    type=click.Choice(["transactions", "camera"]),
+    default="transactions",
+    show_default=True,
+    help="Which stream: transactions (bound 50 ms) or camera frames (bound 100 ms).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Pipeline config (default: deploy/configs/fraud.yaml or camera.yaml).",
+)
+@click.option(
+    "--max-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Maximum throughput to scale the ladder to (default: measured first).",
+)
+@click.option(
+    "--fractions",
+    default=None,
+    help="Ladder as fractions of the maximum, run in this order (default: "
+    "0.25,0.5,0.5,0.5,0.75,1: rising, the 50% point three times).",
+)
 @click.option("--rates", default=None, help="Explicit ladder in records/s (overrides fractions).")
-@click.option("--min-duration", "min_duration_s", type=click.FloatRange(min=1), default=60.0,
-              show_default=True, help="Seconds per point at least (budget permitting).")
-@click.option("--min-records", type=click.IntRange(min=10), default=25_000, show_default=True,
-              help="Records per point at least (budget permitting).")
-@click.option("--budget", "budget_s", type=click.FloatRange(min=1), default=None,
-              help="Seconds for the whole ladder; points are shortened to fit (default: 400, "
-              "so the command ends within 10 minutes).")
-@click.option("--probe-records", type=click.IntRange(min=10), default=None,
-              help="Backlog drained to measure the maximum (default: 30000 transactions, "
-              "400 frames).")
-@click.option("--repeats", type=click.IntRange(1), default=1, show_default=True,
-              help="Run the ladder this many times, one after another (e.g. --fractions 0.5 "
-              "--repeats 3 for the 50%-of-max target).")
+@click.option(
+    "--min-duration",
+    "min_duration_s",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds per point at least (budget permitting).",
+)
+@click.option(
+    "--min-records",
+    type=click.IntRange(min=10),
+    default=25_000,
+    show_default=True,
+    help="Records per point at least (budget permitting).",
+)
+@click.option(
+    "--budget",
+    "budget_s",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Seconds for the whole ladder; points are shortened to fit (default: 400, "
+    "so the command ends within 10 minutes).",
+)
+@click.option(
+    "--probe-records",
+    type=click.IntRange(min=10),
+    default=None,
+    help="Backlog drained to measure the maximum (default: 30000 transactions, 400 frames).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Run the ladder this many times, one after another (e.g. --fractions 0.5 "
+    "--repeats 3 for the 50%-of-max target).",
+)
 @click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
 def server(
     bootstrap: str | None, results: Path, no_record: bool, kind: str, config_path: Path | None,
@@ -153,16 +215,39 @@ def server(
 
 @bench.command()
 @_recording
-@click.option("--models", default="fraud,sensor,camera", show_default=True,
-              help="Reference models (models/<name>.onnx), comma-separated.")
-@click.option("--batches", default="1,2,4,8,16,32,64", show_default=True,
-              help="Batch sizes of the engine curve, comma-separated.")
-@click.option("--seconds", type=click.FloatRange(min=0.01), default=1.5, show_default=True,
-              help="Measuring time per (model, batch) point of the curve.")
-@click.option("--gain-seconds", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
-              help="Seconds per trial rate of the batcher-gain search.")
-@click.option("--steps", type=click.IntRange(1, 20), default=6, show_default=True,
-              help="Bisection steps of the batcher-gain search.")
+@click.option(
+    "--models",
+    default="fraud,sensor,camera",
+    show_default=True,
+    help="Reference models (models/<name>.onnx), comma-separated.",
+)
+@click.option(
+    "--batches",
+    default="1,2,4,8,16,32,64",
+    show_default=True,
+    help="Batch sizes of the engine curve, comma-separated.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.01),
+    default=1.5,
+    show_default=True,
+    help="Measuring time per (model, batch) point of the curve.",
+)
+@click.option(
+    "--gain-seconds",
+    type=click.FloatRange(min=0.01),
+    default=2.0,
+    show_default=True,
+    help="Seconds per trial rate of the batcher-gain search.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1, 20),
+    default=6,
+    show_default=True,
+    help="Bisection steps of the batcher-gain search.",
+)
 def batching(
     results: Path, no_record: bool, models: str, batches: str,
     seconds: float, gain_seconds: float, steps: int,
@@ -180,17 +265,41 @@ def batching(
 
 @bench.command()
 @_common
-@click.option("--frames", type=click.IntRange(10), default=1500, show_default=True,
-              help="Preloaded frames the pipeline drains per run.")
-@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True,
-              help="Interleaved repetitions of decode limit, engine limit and pipeline.")
-@click.option("--split-frames", type=click.IntRange(1), default=300, show_default=True,
-              help="Frames through the instrumented one-thread loop (time split).")
-@click.option("--limit-seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
-              help="Seconds per decode-limit and engine-limit measurement.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), default=None, help="Pipeline config (default: "
-              "deploy/configs/camera.yaml).")
+@click.option(
+    "--frames",
+    type=click.IntRange(10),
+    default=1500,
+    show_default=True,
+    help="Preloaded frames the pipeline drains per run.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Interleaved repetitions of decode limit, engine limit and pipeline.",
+)
+@click.option(
+    "--split-frames",
+    type=click.IntRange(1),
+    default=300,
+    show_default=True,
+    help="Frames through the instrumented one-thread loop (time split).",
+)
+@click.option(
+    "--limit-seconds",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds per decode-limit and engine-limit measurement.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Pipeline config (default: deploy/configs/camera.yaml).",
+)
 @click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
 def frames(
     bootstrap: str | None, results: Path, no_record: bool, frames: int, repeats: int,

@@ -186,8 +186,7 @@ def read_n(
             for recs in consumer.poll(timeout_ms=200).values():
                 now = time.monotonic_ns()
                 out += [
-                    OutRecord(r.partition, r.offset, r.timestamp, r.key, r.value, now)
-                    for r in recs
+                    OutRecord(r.partition, r.offset, r.timestamp, r.key, r.value, now) for r in recs
                 ]
     finally:
         consumer.close()

@@ -186,4 +186,3 @@ def run_naive(
         producer.close(timeout=10)
         consumer.close()
     return LoopResult(done, wall, cpu)
-

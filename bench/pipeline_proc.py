@@ -151,9 +151,7 @@ class PipelineProcess:
         self.stop()
 
 
-def wait_decisions(
-    proc: PipelineProcess, count: Any, expected: int, timeout_s: float
-) -> int:
+def wait_decisions(proc: PipelineProcess, count: Any, expected: int, timeout_s: float) -> int:
     """Poll ``count()`` until ``expected``; fail fast if the pipeline dies. Returns last count."""
     deadline = time.monotonic() + timeout_s
     got = int(count())

@@ -40,8 +40,12 @@ def plot_server(report: Report, out_dir: Path) -> str:
     xs = sorted(by_rate)
     for key, label, style in (("p99_ms", "p99", "o"), ("p50_ms", "p50", "s")):
         capped = [min(p[key], top) for p in pts]  # a lost p99 is drawn at the top
-        line = ax.plot(xs, [float(np.median([min(p[key], top) for p in by_rate[x]])) for x in xs],
-                       "-" if key == "p99_ms" else "--", label=f"{label} (median per rate)")
+        line = ax.plot(
+            xs,
+            [float(np.median([min(p[key], top) for p in by_rate[x]])) for x in xs],
+            "-" if key == "p99_ms" else "--",
+            label=f"{label} (median per rate)",
+        )
         ax.plot(rates, capped, style, color=line[0].get_color(), alpha=0.7)
     lost = [(p["offered_rate"], top) for p in pts if not math.isfinite(p["p99_ms"])]
     if lost:

@@ -111,9 +111,7 @@ def render_markdown(report: Report) -> str:
     for table in report.tables:
         out += [_md_table(table), ""]
     if report.targets:
-        rows = tuple(
-            (t.name, t.measured, t.required, f"**{t.verdict}**") for t in report.targets
-        )
+        rows = tuple((t.name, t.measured, t.required, f"**{t.verdict}**") for t in report.targets)
         out += [_md_table(Table("Targets", ("target", "measured", "required", "verdict"), rows))]
         out.append("")
     for note in report.notes:

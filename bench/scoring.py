@@ -118,8 +118,10 @@ def run_scoring(bootstrap: str, opts: ScoringOptions, command: str, say: Say) ->
             runner.deactivate()
     report = _report(runs, opts, command, machine_before)
     if restarts:
-        report.notes.append(f"the pipeline had to be restarted {restarts} time(s): it got no "
-                            "partitions within 30 s of starting (outside the measured span)")
+        report.notes.append(
+            f"the pipeline had to be restarted {restarts} time(s): it got no "
+            "partitions within 30 s of starting (outside the measured span)"
+        )
     return report
 
 
@@ -213,6 +215,8 @@ def _report(runs: list[Run], opts: ScoringOptions, command: str, machine: object
         [table, ratios, cpu_table],
         targets,
         notes,
-        raw={"runs": [r.__dict__ for r in runs], "options": {k: str(v) for k, v in
-                                                              opts.__dict__.items()}},
+        raw={
+            "runs": [r.__dict__ for r in runs],
+            "options": {k: str(v) for k, v in opts.__dict__.items()},
+        },
     )

@@ -234,8 +234,13 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                     header_hook=setup.header_hook,
                 )  # fmt: skip
                 last = i == len(ladder) - 1  # nothing follows it: no need to settle
-                load, lat = run_point(spec, readback, opts.drain_timeout_s, lag.lag,
-                                      settle_timeout_s=0 if last else opts.settle_timeout_s)
+                load, lat = run_point(
+                    spec,
+                    readback,
+                    opts.drain_timeout_s,
+                    lag.lag,
+                    settle_timeout_s=0 if last else opts.settle_timeout_s,
+                )
                 proc.check_alive()
                 pt = _evaluate(rate, lat, load.sent_late_ns, setup.bound_ms, duration)
                 pt.fraction = frac
@@ -244,7 +249,8 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                     say("  the pipeline still had a backlog when the next point started")
                 pt.stages_ms = {
                     k: (float(v.mean()), float(np.percentile(v, 99)))
-                    for k, v in load.stage_ms.items() if v.size
+                    for k, v in load.stage_ms.items()
+                    if v.size
                 }
                 result.points.append(pt)
                 say(f"  p50 {fmt_ms(pt.p50_ms)} p99 {fmt_ms(pt.p99_ms)} ms, "
@@ -335,8 +341,11 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
     if half:
         p99s = [p.p99_ms for p in half]
         med = Spread.of(p99s)
-        measured = (f"{fmt_ms(med.median)} ms" if len(half) == 1 else
-                    f"{fmt_ms(med.median)} ms (runs: {', '.join(fmt_ms(v) for v in p99s)})")
+        measured = (
+            f"{fmt_ms(med.median)} ms"
+            if len(half) == 1
+            else f"{fmt_ms(med.median)} ms (runs: {', '.join(fmt_ms(v) for v in p99s)})"
+        )
         targets.append(Target(
             f"p99 at 50% of max throughput ({fmt_rate(half[0].offered_rate)}/s)",
             measured, f"<= {result.bound_ms:g} ms", med.median <= result.bound_ms,

@@ -46,8 +46,13 @@ def test_scoring_runs_every_system(kafka_bootstrap: str, tmp_path: Path) -> None
           "--records", "300", "--naive-records", "20", "--repeats", "1",
           "--metrics-off"])  # fmt: skip
     text = _section(results, "Transaction scoring throughput")
-    for row in ("| pass-through | 300 |", "| naive | 20 |", "| streamfer | 300 |",
-                "| streamfer, metrics off | 300 |", "| metrics off / metrics on |"):
+    for row in (
+        "| pass-through | 300 |",
+        "| naive | 20 |",
+        "| streamfer | 300 |",
+        "| streamfer, metrics off | 300 |",
+        "| metrics off / metrics on |",
+    ):
         assert row in text
     assert len(VERDICT.findall(text)) == 2
     assert '"system": "streamfer"' in text
