@@ -28,8 +28,8 @@ from models.train.camera_card import write_card
 from models.train.common import MODELS_DIR, export_onnx, metadata, seed_everything
 
 SEED = 13
-TRAIN_SEED, TRAIN_CAMERAS, FRAMES_PER_CAMERA = 0, 2000, 2
-EPOCHS = 6
+TRAIN_SEED, TRAIN_CAMERAS, FRAMES_PER_CAMERA = 0, 3000, 2
+EPOCHS = 12
 BATCH = 32
 LR = 2e-3
 SIZE = ev.CAMERA_INPUT

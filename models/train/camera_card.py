@@ -91,7 +91,7 @@ pip install -e '.[train]'
 python -m models.train camera
 ```
 
-About {info["epochs"]} epochs at a few dozen seconds each on two CPU cores. Fixed seeds; CPU
+About 25 CPU-minutes on two cores (rendering, training, evaluation). Fixed seeds; CPU
 float summation order can vary with the thread count, so a rerun on other
 hardware may differ in the third decimal. Produced with {environment()}.
 """)
