@@ -108,7 +108,6 @@ class CameraPreprocessor:
 
     def parallel(self, record: Any) -> Any:
         from models.preprocess import letterbox
-
         from streams.codecs import decode_camera
 
         frame = decode_camera(record, self.limits)
