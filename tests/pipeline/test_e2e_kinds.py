@@ -115,3 +115,38 @@ def test_sensor_windows_decided_and_bad_ones_dead_lettered(
         "normal", "hard_brake", "swerve", "impact", "uncertain"
     }  # fmt: skip
     assert all(d["kind"] == "sensor" and d["model"]["version"] == "tiny" for d in got)
+
+
+def test_latest_per_key_keeps_the_newest_frame_of_each_camera(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    src, out, group = unique_topic(1), unique_topic(1), unique_group()
+    stream = {
+        "name": "cams", "kind": "camera", "input_topic": src, "output_topic": out,
+        "model": "camera", "deadline_ms": 60000, "latest_per_key": True,
+        "batching": {"max_batch": 32, "max_wait_ms": 300},
+    }  # fmt: skip
+    scenes = SceneGenerator(seed=3)
+    messages = []
+    for i in range(24):  # a backlog: polled together, older frames of a camera superseded
+        cam = i % 2
+        value, headers = encode_camera(
+            scenes.render(cam).image, capture_ts_ns=time.time_ns(), frame_seq=i
+        )
+        messages.append((f"cam-{cam}".encode(), value, headers))
+    n = produce(kafka_bootstrap, src, messages)
+    pipe = pipeline_for(tmp_path, kafka_bootstrap, group, camera_model(tmp_path / "c.onnx"), stream)
+    with pipe:
+        wait_for(lambda: pipe.stats()["cams"].resolved >= n, 60, "every frame resolved")
+        snap = pipe.stats()["cams"]
+        got = decisions(read_all(kafka_bootstrap, out, lambda m: len(m) >= snap.decided))
+        wait_for(lambda: sum(committed(kafka_bootstrap, group, src).values()) == n, 30, "commit")
+    superseded = snap.dropped.get("superseded", 0)
+    assert superseded > 0 and snap.decided + superseded == n
+    assert set(snap.dropped) == {"superseded"} and snap.dead_lettered == {}
+    newest = {f"cam-{cam}": max(i for i in range(n) if i % 2 == cam) for cam in (0, 1)}
+    decided_seqs = {(d["source"]["key"], d["frame"]["seq"]) for d in got}
+    assert set(newest.items()) <= decided_seqs
