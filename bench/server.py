@@ -75,7 +75,7 @@ SETUPS = {
     ),
     "camera": KindSetup(
         "camera", CONFIG_DIR / "camera.yaml", 100.0, "bench.records:camera_pool",
-        "bench.records:camera_headers", 64, 400, LADDER, 400.0,
+        "bench.records:camera_headers", 64, 1200, LADDER, 400.0,
     ),
 }  # fmt: skip
 
