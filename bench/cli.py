@@ -180,7 +180,7 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
     "--probe-records",
     type=click.IntRange(min=10),
     default=None,
-    help="Backlog drained to measure the maximum (default: 30000 transactions, 400 frames).",
+    help="Backlog drained to measure the maximum (default: 30000 transactions, 1200 frames).",
 )
 @click.option(
     "--repeats",
