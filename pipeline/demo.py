@@ -10,7 +10,6 @@ annotated camera frames and shuts everything down.
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import threading
@@ -266,11 +265,11 @@ def _watch(
         header = Text(f"feeding for another {left:.0f} s  (Ctrl-C stops early and drains)")
         return Group(header, stats_table("streamfer demo", stats, rates))
 
-    feeding = lambda: any(t.is_alive() for t in feeders) and pipe.failure is None  # noqa: E731
+    def feeding() -> bool:
+        return any(t.is_alive() for t in feeders) and pipe.failure is None
+
     if no_live:
-        for _ in itertools.count():
-            if not feeding() or pipe.wait(5.0):
-                break
+        while feeding() and not pipe.wait(5.0):
             console.print(view())
         return
     with Live(view(), console=console, refresh_per_second=2) as live:
