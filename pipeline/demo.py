@@ -17,8 +17,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
+from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
@@ -33,6 +35,7 @@ from streams.producers import produce, producer_sink
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "configs" / "demo.yaml"
 DRAIN_TIMEOUT_S = 60.0
+ANNOTATE_TIMEOUT_S = 30.0
 
 
 def _for_run(config: PipelineConfig, run_id: str, bootstrap: str, port: int) -> PipelineConfig:
@@ -75,34 +78,79 @@ def _kept(feed: Iterator[Message], keeper: FrameKeeper) -> Iterator[Message]:
         yield key, value, headers
 
 
-def _annotator(
-    bootstrap: str, topic: str, keeper: FrameKeeper, out_dir: Path, frames: int,
-    spacing_s: float, stop: threading.Event, written: list[Path],
-) -> None:
-    """Read camera decisions; every ``spacing_s`` draw one with detections onto its frame."""
-    from kafka import KafkaConsumer
+class _Annotator(threading.Thread):
+    """Reads camera decisions and draws some of them onto the frames they decided.
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-    )
-    next_at = 0.0
-    try:
-        while not stop.is_set() and len(written) < frames:
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    decision = json.loads(record.value)
-                    seq = decision.get("frame", {}).get("seq")
-                    encoded = keeper.take(decision["source"]["key"], seq)
-                    now = time.monotonic()
-                    if encoded is None or now < next_at or not decision["result"]["detections"]:
-                        continue
-                    path = write_annotated(out_dir, len(written), encoded, decision)
-                    if path is not None:
-                        written.append(path)
-                        next_at = now + spacing_s
-    finally:
-        consumer.close()
+    While traffic flows, one frame with detections every ``spacing_s``; once the
+    pipeline has drained (``finish``), it reads on to the end of the decision
+    topic without spacing until it has ``frames`` frames or reaches the end.
+    """
+
+    def __init__(
+        self, bootstrap: str, topic: str, partitions: int, keeper: FrameKeeper, out_dir: Path,
+        frames: int, spacing_s: float,
+    ) -> None:
+        super().__init__(name="annotator", daemon=True)
+        self._servers = bootstrap
+        self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self._keeper = keeper
+        self._out_dir = out_dir
+        self._frames = frames
+        self._spacing_s = spacing_s
+        self._finish = threading.Event()
+        self._abort = threading.Event()
+        self.written: list[Path] = []
+        self.error: BaseException | None = None
+
+    def finish(self, timeout_s: float) -> None:
+        """Read to the end of the decision topic (bounded by ``timeout_s``), then stop."""
+        self._finish.set()
+        self.join(timeout_s)
+        self._abort.set()
+
+    def run(self) -> None:
+        try:
+            self._read()
+        except Exception as exc:  # reported by the demo; the pipeline is not affected
+            self.error = exc
+
+    def _read(self) -> None:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._servers, group_id=None, enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+        )
+        consumer.assign(self._partitions)
+        consumer.seek_to_beginning(*self._partitions)
+        end: dict[TopicPartition, int] | None = None
+        next_at = 0.0
+        try:
+            while len(self.written) < self._frames and not self._abort.is_set():
+                if end is None and self._finish.is_set():
+                    end = consumer.end_offsets(self._partitions)
+                if end is not None and all(consumer.position(tp) >= end[tp] for tp in end):
+                    return
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        now = time.monotonic()
+                        if end is None and now < next_at:
+                            continue
+                        if self._draw(json.loads(record.value)):
+                            next_at = now + self._spacing_s
+                        if len(self.written) >= self._frames:
+                            return
+        finally:
+            consumer.close()
+
+    def _draw(self, decision: dict[str, Any]) -> bool:
+        seq = decision.get("frame", {}).get("seq")
+        encoded = self._keeper.take(decision["source"]["key"], seq)
+        if encoded is None or not decision["result"]["detections"]:
+            return False
+        path = write_annotated(self._out_dir, len(self.written), encoded, decision)
+        if path is None:
+            return False
+        self.written.append(path)
+        return True
 
 
 @click.command()
@@ -194,45 +242,45 @@ def _run(
         ),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     stop_feeding = threading.Event()
-    stop_all = threading.Event()
+    camera_out = by_kind["camera"].output_topic
+    annotator = _Annotator(
+        bootstrap, camera_out, topics[camera_out], keeper, out_dir, frames,
+        spacing_s=duration_s / max(frames, 1),
+    )
 
     console.print("loading models and joining the consumer group...")
     with Pipeline(config) as pipe:
         pipe.wait_ready(timeout_s=120)
         console.print(f"pipeline ready; Prometheus metrics at [bold]{pipe.http_url}/metrics[/bold]")
-        threads = [
+        feeders = [
             threading.Thread(
                 target=_feed, args=(bootstrap, topic, feed, rate, duration_s, stop_feeding),
                 name=f"feed-{topic}", daemon=True,
             )
             for topic, (feed, rate) in feeds.items()
         ]
-        threads.append(threading.Thread(
-            target=_annotator, name="annotator", daemon=True,
-            args=(bootstrap, by_kind["camera"].output_topic, keeper, out_dir, frames,
-                  duration_s / max(frames, 1), stop_all, written),
-        ))
-        for thread in threads:
+        for thread in [*feeders, annotator]:
             thread.start()
         try:
-            _watch(console, pipe, duration_s, threads[:3], no_live)
+            _watch(console, pipe, duration_s, feeders, no_live)
         finally:
             stop_feeding.set()
-            for thread in threads[:3]:
+            for thread in feeders:
                 thread.join(timeout=30)
         _drain(console, pipe)
-        stop_all.set()
-        threads[3].join(timeout=10)
+        annotator.finish(timeout_s=ANNOTATE_TIMEOUT_S)
         final = pipe.stats()
     console.print(stats_table(f"streamfer demo {run_id}: summary", final))
     if pipe.failure is not None:
         raise StreamferError(f"pipeline | stopped on an error: {pipe.failure}")
-    for path in written:
+    for path in annotator.written:
         console.print(f"annotated frame: {path}")
-    if frames and not written:
-        console.print("no annotated frame written (no camera decision with detections read)")
+    if annotator.error is not None:
+        console.print(f"[yellow]annotated frames: reading {camera_out} failed: "
+                      f"{annotator.error!r}[/yellow]")
+    elif frames and not annotator.written:
+        console.print(f"no annotated frame written (no decision with detections in {camera_out})")
 
 
 def _feed(

@@ -59,5 +59,5 @@ def test_demo_decides_every_stream_and_writes_annotated_frames(
     assert rows["transaction"][3] > 0, "malformed transactions must reach the DLQ"
     assert re.search(r"Prometheus metrics at .*http://[^ ]+/metrics", done.stderr)
     frames = sorted(out.glob("frame-*.jpg"))
-    assert frames, "no annotated frame written"
+    assert frames, f"no annotated frame written\n{done.stderr[-2000:]}"
     assert all(f.stat().st_size > 5000 for f in frames)
