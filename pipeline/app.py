@@ -21,8 +21,11 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   ``runners`` maps model names to ready-made ``engines.base.Runner`` objects
   (benchmarks, tests); other models get ``engines.select.create_runner``.
   The pipeline activates and deactivates every runner it uses.
-* ``start()`` activates one runner per model (ONNX Runtime or TensorRT),
-  starts the HTTP server, then every stream (consumer, producer, threads).
+* ``start()`` makes sure every output and dead-letter topic exists
+  (``pipeline.topics``: created when ``kafka.create_topics``, else a missing
+  one fails the start), activates one runner per model (ONNX Runtime or
+  TensorRT), starts the HTTP server, then every stream (consumer, producer,
+  threads).
 * ``ready`` is true while engines are loaded, every stream has partitions
   assigned and the pipeline is not stopping.
 * ``stop(drain=True)``: stop polling, let in-flight records finish (decision
@@ -64,6 +67,7 @@ from pipeline.health import HealthServer, HealthState
 from pipeline.metrics import Metrics
 from pipeline.stats import StreamStats
 from pipeline.stream import StreamRuntime
+from pipeline.topics import ensure_output_topics
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,7 @@ class Pipeline:
             return
         self._started = True
         try:
+            ensure_output_topics(self.config)  # before loading engines: fail fast
             self._start_engines()
             if self._serve_http:
                 self._server = HealthServer(

@@ -61,7 +61,14 @@ class _Frozen(BaseModel):
 
 
 class KafkaConfig(_Frozen):
-    """Connection to the cluster; shared by every consumer and producer of the process."""
+    """Connection to the cluster; shared by every consumer and producer of the process.
+
+    ``create_topics``: at start, create the output and dead-letter topics that do
+    not exist yet (as many partitions as the stream's input topic, 1 if that is
+    missing too, and ``topic_replication_factor`` replicas). When false, a missing
+    one fails the start: clusters that disable ``auto.create.topics.enable``
+    would otherwise fail every publish.
+    """
 
     bootstrap_servers: str | None = None
     client_id: str = "streamfer"
@@ -72,6 +79,8 @@ class KafkaConfig(_Frozen):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    create_topics: bool = True
+    topic_replication_factor: int = Field(default=1, ge=1, le=32767)  # Kafka's limit (int16)
 
     def resolved_bootstrap(self) -> str:
         """The configured servers, else ``$STREAMFER_BOOTSTRAP``, else the local broker."""

@@ -1,18 +1,32 @@
-"""Small administrative helpers: where the broker is, is it up, make topics."""
+"""Small administrative helpers: where the broker is, is it up, which topics exist, make topics.
+
+``topic_partitions`` and ``create_topics`` take the cluster either as a
+bootstrap address (a plaintext cluster such as the local broker) or as the
+:class:`~streams.settings.KafkaSettings` every consumer and producer of a
+pipeline uses, SASL and SSL included.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 
 from pipeline.errors import StreamError
+
+if TYPE_CHECKING:
+    from streams.settings import KafkaSettings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 BOOTSTRAP_ENV = "STREAMFER_BOOTSTRAP"
@@ -35,15 +49,31 @@ def _quiet_kafka_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _admin(bootstrap: str, timeout_s: float, **kwargs: Any) -> KafkaAdminClient:
+def _admin(bootstrap: str | list[str], timeout_s: float, **kwargs: Any) -> KafkaAdminClient:
     timeout_ms = max(int(timeout_s * 1000), 500)
+    options: dict[str, Any] = {"client_id": "streamfer-admin", **kwargs}
     return KafkaAdminClient(
         bootstrap_servers=bootstrap,
-        client_id="streamfer-admin",
         request_timeout_ms=timeout_ms,
         bootstrap_timeout_ms=timeout_ms,
-        **kwargs,
+        **options,
     )
+
+
+def _name(cluster: str | KafkaSettings) -> str:
+    """The cluster as messages name it (no secret)."""
+    return cluster if isinstance(cluster, str) else cluster.describe()
+
+
+def _connect(cluster: str | KafkaSettings, timeout_s: float, what: str) -> KafkaAdminClient:
+    """An admin client on ``cluster``; StreamError naming it when no broker answers."""
+    try:
+        if isinstance(cluster, str):
+            return _admin(cluster, timeout_s)
+        kwargs = cluster.admin_kwargs()
+        return _admin(kwargs.pop("bootstrap_servers"), timeout_s, **kwargs)
+    except (KafkaError, OSError) as exc:
+        raise StreamError(f"{_name(cluster)} | cannot reach the broker to {what}: {exc}") from exc
 
 
 def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
@@ -74,26 +104,56 @@ def wait_for_broker(bootstrap: str, timeout_s: float) -> None:
         time.sleep(0.2)  # poll interval
 
 
+# a topic the cluster does not know, or will not describe to this client
+_UNSEEN = frozenset((UnknownTopicOrPartitionError.errno, TopicAuthorizationFailedError.errno))
+
+
+def topic_partitions(
+    cluster: str | KafkaSettings, topics: Iterable[str], *, timeout_s: float = 30.0
+) -> dict[str, int]:
+    """Partition count of each of ``topics`` that exists, from one metadata request.
+
+    Topics the cluster does not know, or does not let this client describe, are
+    left out. The request never auto-creates a topic, whatever the broker allows.
+    """
+    names = sorted(set(topics))
+    if not names:
+        return {}
+    admin = _connect(cluster, timeout_s, "describe topics")
+    try:
+        described = admin.describe_topics(names)
+    except KafkaError as exc:
+        raise StreamError(f"{_name(cluster)} | describing topics {names} failed: {exc!r}") from exc
+    finally:
+        admin.close()
+    return {t["name"]: len(t["partitions"]) for t in described if t["error_code"] not in _UNSEEN}
+
+
 def create_topics(
-    bootstrap: str,
+    cluster: str | KafkaSettings,
     topics: Mapping[str, int],
     *,
     config: Mapping[str, str] | None = None,
+    replication_factor: int = 1,
     timeout_s: float = 30.0,
 ) -> None:
-    """Create each topic with the given partition count; existing topics are left alone."""
+    """Create each topic with the given partition count; existing topics are left alone.
+
+    A topic created meanwhile by someone else (another worker starting) counts
+    as created. Returns once every topic is visible with a leader per partition.
+    """
     if not topics:
         return
     new = [
         NewTopic(
-            name, num_partitions=partitions, replication_factor=1, topic_configs=dict(config or {})
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            topic_configs=dict(config or {}),
         )
         for name, partitions in topics.items()
     ]
-    try:
-        admin = _admin(bootstrap, timeout_s)
-    except (KafkaError, OSError) as exc:
-        raise StreamError(f"{bootstrap} | cannot reach the broker to create topics: {exc}") from exc
+    admin = _connect(cluster, timeout_s, "create topics")
     try:
         for topic in new:  # one by one so an existing topic never hides a failed one
             try:
@@ -103,7 +163,7 @@ def create_topics(
         admin.wait_for_topics(list(topics), timeout_ms=int(timeout_s * 1000))
     except KafkaError as exc:
         raise StreamError(
-            f"{bootstrap} | creating topics {sorted(topics)} failed: {exc!r}"
+            f"{_name(cluster)} | creating topics {sorted(topics)} failed: {exc!r}"
         ) from exc
     finally:
         admin.close()

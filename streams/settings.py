@@ -19,7 +19,8 @@ _MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
 class KafkaSettings:
     """Where the brokers are and how to authenticate; the password never appears in repr.
 
-    ``consumer_kwargs()`` / ``producer_kwargs()`` give kafka-python keyword arguments.
+    ``consumer_kwargs()`` / ``producer_kwargs()`` / ``admin_kwargs()`` give kafka-python
+    keyword arguments.
     """
 
     bootstrap_servers: str = field(default_factory=default_bootstrap)
@@ -87,4 +88,8 @@ class KafkaSettings:
 
     def producer_kwargs(self) -> dict[str, Any]:
         """kafka-python KafkaProducer connection arguments (contain the secret: never log)."""
+        return self._common()
+
+    def admin_kwargs(self) -> dict[str, Any]:
+        """kafka-python KafkaAdminClient connection arguments (contain the secret: never log)."""
         return self._common()

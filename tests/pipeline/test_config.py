@@ -112,6 +112,21 @@ def test_missing_model_file_and_sasl_without_credentials(tmp_path: Path) -> None
     assert "kafka.sasl_username | SASL needs sasl_username and sasl_password" in text
 
 
+def test_topics_are_created_by_default_and_the_replication_factor_is_checked(
+    tmp_path: Path,
+) -> None:
+    kafka = load_config(write(tmp_path, base())).kafka
+    assert kafka.create_topics is True and kafka.topic_replication_factor == 1
+    doc = base()
+    doc["kafka"] = {"create_topics": "sometimes", "topic_replication_factor": 0}
+    text = problems_of(tmp_path, doc)
+    assert "kafka.create_topics | Input should be a valid boolean" in text and "sometimes" in text
+    assert "kafka.topic_replication_factor | Input should be greater than or equal to 1" in text
+    doc["kafka"] = {"create_topics": False, "topic_replication_factor": 3}
+    kafka = load_config(write(tmp_path, doc)).kafka
+    assert kafka.create_topics is False and kafka.topic_replication_factor == 3
+
+
 def test_secrets_are_never_printed(tmp_path: Path) -> None:
     doc = base()
     doc["kafka"] = {"sasl_password": ["not", "a", "string", "hunter2"]}

@@ -2,7 +2,8 @@
 
 * kill -9 mid-stream, restart: every transaction has at least one decision
   (at-least-once), and exactly one committed decision in exactly-once mode;
-* SIGTERM mid-stream: nothing lost, committed offsets end at the last decided record.
+* SIGTERM mid-stream: nothing lost, committed offsets end at the last decided record;
+* a second SIGTERM during the drain: exit 143 at once, the drain left unfinished.
 """
 
 from __future__ import annotations
@@ -18,12 +19,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
-from e2e_helpers import MODELS, REPO, committed, decisions, read_all, wait_for, write_config
+import yaml
+from e2e_helpers import (
+    MODELS,
+    REPO,
+    committed,
+    config_doc,
+    decisions,
+    produce,
+    read_all,
+    wait_for,
+    write_config,
+)
 from kafka import KafkaProducer
+from tiny_models import slow_sensor_model
 
 from models.generators.transactions import TransactionGenerator
-from streams.codecs import encode_transaction
+from streams.codecs import encode_sensor, encode_transaction
 
 pytestmark = [
     pytest.mark.integration,
@@ -232,3 +246,58 @@ def test_two_workers_share_the_partitions(
     consumed = [int(line.split("consumed ")[1].split(",")[0]) for line in text.splitlines()
                 if line.startswith("payments: consumed")]  # fmt: skip
     assert len(consumed) == 2 and all(c > 0 for c in consumed) and sum(consumed) >= 200, text
+
+
+def test_a_second_sigterm_exits_at_once_without_finishing_the_drain(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    """The drain is made long on purpose, by compute rather than timing luck.
+
+    The model is ``slow_sensor_model`` (200 dense layers: about 17 ms a window on
+    an idle core, one intra-op thread) and batches hold one window, so the
+    windows in flight at the first signal (the first poll alone takes 500) need
+    many seconds to drain, more on a loaded machine; the second signal follows
+    within a second of the first.
+    """
+    src, out, group = unique_topic(1), unique_topic(1), unique_group()
+    rng = np.random.default_rng(5)
+    n = produce(kafka_bootstrap, src, [
+        (b"v-1", *encode_sensor(rng.normal(size=(100, 6)).astype(np.float32)))
+        for _ in range(1000)
+    ])  # fmt: skip
+    stream = {
+        "name": "imu", "kind": "sensor", "input_topic": src, "output_topic": out,
+        "model": "sensor", "batching": {"max_batch": 1, "max_wait_ms": 0},
+    }  # fmt: skip
+    model = slow_sensor_model(tmp_path / "slow.onnx", layers=200)
+    doc = config_doc(kafka_bootstrap, group, [stream], {"sensor": model},
+                     runtime={"drain_timeout_s": 300})  # fmt: skip
+    doc["models"]["sensor"]["intra_op_threads"] = 1
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    log = tmp_path / "run.log"
+    proc = start_run(cfg, log)
+    try:
+        # records are in flight once the first of them is committed
+        wait_for(lambda: sum(committed(kafka_bootstrap, group, src).values()) > 0, 60,
+                 "the first commit")  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping: finishing records in flight" in log.read_text(), 10,
+                 "the drain to begin")  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(5)
+        except subprocess.TimeoutExpired:
+            text = log.read_text()[-2000:]
+            raise AssertionError(f"still running 5 s after the second signal: {text}") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log.read_text()
+    assert code == 128 + signal.SIGTERM, text[-2000:]
+    assert "second signal: exiting without draining" in text
+    assert sum(committed(kafka_bootstrap, group, src).values()) < n  # the drain did not finish

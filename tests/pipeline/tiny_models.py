@@ -3,6 +3,8 @@
 ``sensor``: ``window`` float32 [N, 100, 6] -> ``probs`` [N, 4] (softmax of a mean).
 ``camera``: ``images`` float32 [N, 3, 256, 256] -> ``output0`` [N, 4 + 4, 8] (YOLOv8 layout):
 one confident vehicle box in the middle of the input, low scores elsewhere.
+``slow_sensor``: the sensor contract behind ``layers`` dense 1024x1024 layers, so each
+window costs a known amount of compute (about 0.1 ms per layer and window on one core).
 """
 
 from __future__ import annotations
@@ -90,5 +92,43 @@ def camera_model(path: Path) -> Path:
         "streamfer.task": "detection",
         "streamfer.labels": json.dumps(DETECTION_LABELS),
         "streamfer.input_size": "256",
+    }
+    return _save(graph, path, meta)
+
+
+def slow_sensor_model(path: Path, layers: int) -> Path:
+    """The sensor contract made deliberately expensive: ``layers`` x (MatMul 1024x1024, Tanh).
+
+    Compute, not a sleep: a loaded machine makes it slower, never faster.
+    """
+    rng = np.random.default_rng(0)
+    width = 1024
+    inits = [
+        numpy_helper.from_array(np.array([-1, 600], np.int64), "flat"),
+        numpy_helper.from_array((rng.normal(size=(600, width)) / 25).astype(np.float32), "w_in"),
+        numpy_helper.from_array((rng.normal(size=(width, width)) / 32).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.normal(size=(width, 4)).astype(np.float32), "w_out"),
+    ]
+    nodes = [
+        helper.make_node("Reshape", ["window", "flat"], ["x"]),
+        helper.make_node("MatMul", ["x", "w_in"], ["h0"]),
+    ]
+    for i in range(layers):  # one shared weight: a small file, the same work per layer
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "w"], [f"m{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("MatMul", [f"h{layers}", "w_out"], ["logits"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "slow_sensor",
+        [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["N", 100, 6])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
+    meta = {
+        "streamfer.name": "sensor",
+        "streamfer.version": "slow",
+        "streamfer.task": "sensor",
+        "streamfer.labels": json.dumps(SENSOR_LABELS),
     }
     return _save(graph, path, meta)

@@ -1,0 +1,105 @@
+"""Every stream's output and dead-letter topic exists before the pipeline publishes.
+
+Production clusters usually disable ``auto.create.topics.enable``; a producer
+sending to a topic that is not there blocks, then fails every record. So
+``Pipeline.start()`` calls :func:`ensure_output_topics` once, before any
+stream starts: one metadata request tells which output and DLQ topics are
+missing. With ``kafka.create_topics`` (the default) they are created with the
+partition count of their stream's input topic (1 if that is missing too) and
+``kafka.topic_replication_factor`` replicas; a topic another worker created
+first counts as created. Otherwise, or when the cluster refuses, the start
+fails with a message naming each missing topic, its stream and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from kafka.errors import BrokerResponseError
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import ConfigError, StreamError
+from streams.admin import create_topics, topic_partitions
+
+log = logging.getLogger(__name__)
+
+Role = Literal["output", "dead-letter"]
+
+
+@dataclass(frozen=True)
+class MissingTopic:
+    """An output or DLQ topic that does not exist, and the stream that publishes to it."""
+
+    topic: str
+    role: Role
+    stream: str
+    partitions: int  # as the stream's input topic
+
+    def describe(self) -> str:
+        where = f"{self.role} topic {self.topic!r} ({self.partitions} partitions)"
+        return f"stream {self.stream}: {where}"
+
+
+def missing_topics(config: PipelineConfig, partitions: Mapping[str, int]) -> list[MissingTopic]:
+    """The output and DLQ topics absent from ``partitions`` (topic -> partition count)."""
+    missing: list[MissingTopic] = []
+    for s in config.streams:
+        size = partitions.get(s.input_topic) or 1
+        wanted: tuple[tuple[str, Role], ...] = (
+            (s.output_topic, "output"),
+            (s.resolved_dlq_topic, "dead-letter"),
+        )
+        missing += [MissingTopic(t, r, s.name, size) for t, r in wanted if t not in partitions]
+    return missing
+
+
+def ensure_output_topics(config: PipelineConfig, timeout_s: float = 10.0) -> list[str]:
+    """Create the missing output and DLQ topics (when allowed); the names created.
+
+    Raises ConfigError when topics are missing and ``kafka.create_topics`` is
+    false, StreamError when the cluster cannot be asked or refuses to create them.
+    """
+    kafka = config.kafka
+    settings = kafka.to_settings()
+    topics = {t for s in config.streams for t in (s.input_topic, s.output_topic)}
+    topics |= {s.resolved_dlq_topic for s in config.streams}
+    missing = missing_topics(config, topic_partitions(settings, topics, timeout_s=timeout_s))
+    if not missing:
+        return []
+    listed = "\n".join(f"  {m.describe()}" for m in missing)
+    if not kafka.create_topics:
+        raise ConfigError(
+            f"{settings.describe()} | {len(missing)} topic(s) missing and kafka.create_topics "
+            f"is false:\n{listed}\nNote: create them (partitions as shown) or set "
+            "kafka.create_topics: true"
+        )
+    wanted: dict[str, int] = {}
+    for m in missing:  # a topic two streams publish to: the larger input's partition count
+        wanted[m.topic] = max(wanted.get(m.topic, 0), m.partitions)
+    try:
+        create_topics(
+            settings,
+            wanted,
+            replication_factor=kafka.topic_replication_factor,
+            timeout_s=timeout_s,
+        )
+    except StreamError as exc:
+        raise StreamError(
+            f"{settings.describe()} | could not create {len(wanted)} missing topic(s) "
+            f"({_reason(exc)}):\n{listed}\nNote: create them (partitions as shown, "
+            f"replication factor {kafka.topic_replication_factor}) or let this client create them"
+        ) from exc
+    for m in missing:
+        log.info("created %s", m.describe())
+    return sorted(wanted)
+
+
+def _reason(exc: StreamError) -> str:
+    """The broker's error code and its meaning, not the whole request kafka-python echoes."""
+    cause = exc.__cause__
+    if isinstance(cause, BrokerResponseError):
+        return f"{cause.message}: {cause.description}"
+    return str(exc)
