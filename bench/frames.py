@@ -3,7 +3,7 @@
 Three measurements, interleaved and repeated:
 
 * JPEG-decode limit: the codec's ``decode_camera`` alone on the same frames,
-  one thread per core;
+  as the pipeline calls it (reduced decode), one thread per core;
 * engine limit: the camera model alone at the stream's ``max_batch``
   (``bench.engine_curve``), ONNX Runtime threads as configured;
 * camera path: ``streamfer run`` (mode ``replay``, so a backlog is not
@@ -53,6 +53,8 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import StreamferError
 from streams.records import Record
 
+CAMERA_INPUT = 256  # the reference detector's input (streamfer.input_size in its metadata)
+
 Say = Callable[[str], None]
 STAGES = ("kafka I/O", "decode", "preprocess", "inference", "postprocess", "publish")
 DECISION_STAGES = ("broker", "queue", "preprocess", "infer", "postprocess", "publish", "e2e")
@@ -90,18 +92,20 @@ def _record(msg: Any) -> Record:
 
 def decode_limit(items: list[PoolItem], cfg: PipelineConfig, threads: int, seconds: float
                  ) -> float:  # fmt: skip
-    """Frames/s of ``decode_camera`` alone, ``threads`` threads, for ``seconds``."""
-    from pipeline.preprocess import codec_limits
+    """Frames/s of ``decode_camera`` alone, ``threads`` threads, for ``seconds``: decoded
+    as the pipeline decodes them (reduced to what the 256-pixel detector input needs)."""
+    from pipeline.preprocess import CameraPreprocessor, codec_limits
     from streams.codecs import decode_camera
 
     limits = codec_limits(cfg.streams[0])
+    fit = CameraPreprocessor(cfg.streams[0], CAMERA_INPUT).fit
     recs = [Record("bench", 0, i, k, v, tuple(h), 0, 0) for i, (k, v, h) in enumerate(items)]
     stop_at = time.perf_counter() + seconds
 
     def work(start: int) -> int:
         n = 0
         while time.perf_counter() < stop_at:
-            decode_camera(recs[(start + n) % len(recs)], limits)
+            decode_camera(recs[(start + n) % len(recs)], limits, fit=fit)
             n += 1
         return n
 
@@ -145,9 +149,8 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
                 ) -> dict[str, int]:  # fmt: skip
     """The camera path's work on one thread, timed per stage (ns in total over ``n`` frames)."""
     from engines.select import create_runner
-    from models.preprocess import letterbox
     from pipeline.postprocess import ModelIdentity, build_decision
-    from pipeline.preprocess import codec_limits
+    from pipeline.preprocess import CameraPreprocessor, camera_input, codec_limits
     from pipeline.stream import make_postprocessor
     from streams.codecs import decode_camera, encode_decision
 
@@ -164,6 +167,7 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
     producer = tuning.producer(bootstrap)
     with runner:
         size = int(runner.metadata.get("streamfer.input_size", "256"))
+        pre = CameraPreprocessor(stream, size)
         post = make_postprocessor(stream, runner)
         ident = ModelIdentity(stream.model, runner.metadata.get("streamfer.version", "0"),
                               runner.info.kind, runner.info.precision)  # fmt: skip
@@ -171,15 +175,12 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
         pending: list[tuple[Record, np.ndarray, Any]] = []
 
         def flush_batch() -> None:
-            from pipeline.postprocess import CameraMeta
-
             a = time.perf_counter_ns()
             batch = np.stack([p[1] for p in pending])
             b = time.perf_counter_ns()
             out = runner.infer({name: batch})
             c = time.perf_counter_ns()
-            metas = [CameraMeta(lb, w, h, None, None) for _, _, (lb, w, h) in pending]
-            results = post.results(out, metas)
+            results = post.results(out, [p[2] for p in pending])
             d = time.perf_counter_ns()
             for (rec, _, _), res in zip(pending, results, strict=True):
                 doc = build_decision(stream=stream.name, kind="camera", record=rec, model=ident,
@@ -205,13 +206,12 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
                     for msg in msgs:
                         rec = _record(msg)
                         a = time.perf_counter_ns()
-                        frame = decode_camera(rec, limits)
+                        frame = decode_camera(rec, limits, fit=pre.fit)
                         b = time.perf_counter_ns()
-                        h, w = frame.image.shape[:2]
-                        tensor, lb = letterbox(frame.image, size)
+                        tensor, meta = camera_input(frame, size)
                         t["decode"] += b - a
                         t["preprocess"] += time.perf_counter_ns() - b
-                        pending.append((rec, tensor, (lb, w, h)))
+                        pending.append((rec, tensor, meta))
                         done += 1
                         if len(pending) >= stream.batching.max_batch:
                             flush_batch()

@@ -1,7 +1,9 @@
 """Record -> model input, per stream kind, in two steps.
 
 ``parallel(record)`` decodes and validates (streams' codecs) and does the
-heavy, GIL-releasing work (JPEG decode, letterbox); it runs in a thread pool
+heavy, GIL-releasing work (JPEG decode, letterbox; a JPEG larger than the
+model input decodes at 1/2, 1/4 or 1/8 of its size where that still covers
+the letterboxed size); it runs in a thread pool
 and must not touch shared state. ``ordered(decoded)`` runs in consume order in
 the engine worker: the fraud featurizer keeps per-card state, so it lives
 there. Both raise :class:`~pipeline.errors.CodecError` for bad input.
@@ -15,12 +17,15 @@ record was polled.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from pipeline.config import StreamConfig
 from pipeline.postprocess import CameraMeta
+
+if TYPE_CHECKING:
+    from streams.codecs.camera import Frame
 
 
 @dataclass(slots=True)
@@ -107,20 +112,33 @@ class CameraPreprocessor:
         self.size = input_size
 
     def parallel(self, record: Any) -> Any:
-        from models.preprocess import letterbox
         from streams.codecs import decode_camera
 
-        frame = decode_camera(record, self.limits)
-        height, width = frame.image.shape[:2]
-        tensor, lb = letterbox(frame.image, self.size)
-        meta = CameraMeta(lb, width, height, frame.frame_seq, frame.capture_ts_ns)
-        return tensor, meta
+        return camera_input(decode_camera(record, self.limits, fit=self.fit), self.size)
+
+    def fit(self, width: int, height: int) -> tuple[int, int]:
+        """The size letterbox shrinks a ``width x height`` frame to (JPEGs decode at
+        1/2, 1/4 or 1/8 when that still covers it: the same input, less decoding)."""
+        from models.preprocess import letterbox_geometry
+
+        _, new_w, new_h = letterbox_geometry(width, height, self.size)
+        return new_w, new_h
 
     def ordered(self, record: Any, decoded: Any) -> Prepared:
         tensor, meta = decoded
         return Prepared(
             tensor, meta, deadline_ns(record, self.stream.deadline_ms, meta.capture_ts_ns)
         )
+
+
+def camera_input(frame: Frame, size: int) -> tuple[np.ndarray, CameraMeta]:
+    """The detector input of a decoded frame and the meta that maps boxes back to it."""
+    from models.preprocess import Letterbox, letterbox
+
+    tensor, lb = letterbox(frame.image, size)
+    if frame.reduction > 1:  # decoded smaller: boxes map back to the frame's own pixels
+        lb = Letterbox(lb.scale / frame.reduction, lb.pad_x, lb.pad_y)
+    return tensor, CameraMeta(lb, frame.width, frame.height, frame.frame_seq, frame.capture_ts_ns)
 
 
 def make_preprocessor(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 import cv2
@@ -29,11 +30,18 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 class Frame(NamedTuple):
-    """A decoded camera frame: BGR uint8 HxWx3 plus the producer's headers."""
+    """A decoded camera frame: BGR uint8 HxWx3 plus the producer's headers.
+
+    ``reduction`` > 1: a JPEG decoded at 1/reduction of its size (``decode_camera``'s
+    ``fit``); ``width``/``height`` are always the frame's own size.
+    """
 
     image: np.ndarray
     capture_ts_ns: int | None
     frame_seq: int | None
+    width: int = 0
+    height: int = 0
+    reduction: int = 1
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -71,15 +79,48 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-def decode_camera(record: Record, limits: CodecLimits) -> Frame:
-    """Decode one frame record; CodecError with a reason on every failure."""
+# IMREAD_REDUCED_* flags: libjpeg scales the DCT, so a reduced decode does less work
+_REDUCED = {
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def jpeg_reduction(width: int, height: int, fit: tuple[int, int]) -> int:
+    """The largest JPEG decode reduction (1, 2, 4 or 8) whose image still covers ``fit``
+    (width, height): what is shrunk to ``fit`` afterwards loses nothing it would keep."""
+    best = 1
+    for factor in _REDUCED:
+        if -(-width // factor) >= fit[0] and -(-height // factor) >= fit[1]:
+            best = factor
+    return best
+
+
+def decode_camera(
+    record: Record, limits: CodecLimits, fit: Callable[[int, int], tuple[int, int]] | None = None
+) -> Frame:
+    """Decode one frame record; CodecError with a reason on every failure.
+
+    ``fit(width, height)`` -> the size the caller will shrink the frame to: a JPEG
+    is then decoded at the largest reduction that still covers it (see Frame).
+    """
     check_size(record, limits.max_message_bytes, "a camera frame")
     ctype = content_type(record)
+    reduction = 1
     if ctype is not None and ctype.startswith(RAW_PREFIX):
         image = _decode_raw(record, ctype, limits)
+        height, width = image.shape[:2]
     else:
-        image = _decode_encoded(record, ctype, limits)
-    return Frame(image, int_header(record, "capture-ts-ns"), int_header(record, "frame-seq"))
+        image, width, height, reduction = _decode_encoded(record, ctype, limits, fit)
+    return Frame(
+        image,
+        int_header(record, "capture-ts-ns"),
+        int_header(record, "frame-seq"),
+        width,
+        height,
+        reduction,
+    )
 
 
 def _check_pixels(record: Record, width: int, height: int, limits: CodecLimits) -> None:
@@ -94,7 +135,12 @@ def _check_pixels(record: Record, width: int, height: int, limits: CodecLimits) 
         )
 
 
-def _decode_encoded(record: Record, ctype: str | None, limits: CodecLimits) -> np.ndarray:
+def _decode_encoded(
+    record: Record,
+    ctype: str | None,
+    limits: CodecLimits,
+    fit: Callable[[int, int], tuple[int, int]] | None,
+) -> tuple[np.ndarray, int, int, int]:
     data = record.value
     if ctype not in (None, JPEG, PNG, "image/jpg"):
         raise fail(
@@ -121,16 +167,20 @@ def _decode_encoded(record: Record, ctype: str | None, limits: CodecLimits) -> n
         )
     width, height = size
     _check_pixels(record, width, height, limits)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.shape[:2] != (height, width):
+    reduction = 1 if is_png or fit is None else jpeg_reduction(width, height, fit(width, height))
+    flag = _REDUCED.get(reduction, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    expected = (-(-height // reduction), -(-width // reduction))
+    if image is None or image.shape[:2] != expected:
         got = "nothing" if image is None else f"{image.shape[1]}x{image.shape[0]}"
+        at = f" (decoded at 1/{reduction}: {expected[1]}x{expected[0]})" if reduction > 1 else ""
         raise fail(
             record,
             f"image decode gave {got} ({len(data)} bytes)",
             "corrupt_image",
-            f"expected a decodable {width}x{height} image",
+            f"expected a decodable {width}x{height} image{at}",
         )
-    return image
+    return image, width, height, reduction
 
 
 def _decode_raw(record: Record, ctype: str, limits: CodecLimits) -> np.ndarray:

@@ -13,7 +13,7 @@ from recordkit import make_record
 
 from pipeline.errors import CodecError
 from streams.codecs import CodecLimits, decode_camera, encode_camera
-from streams.codecs.camera import jpeg_size, png_size
+from streams.codecs.camera import jpeg_reduction, jpeg_size, png_size
 
 LIMITS = CodecLimits()
 
@@ -139,3 +139,49 @@ def test_arbitrary_bytes_only_ever_raise_codec_error(data: bytes, ctype: bytes |
     except CodecError:
         return
     assert frame.image.ndim == 3
+
+
+@pytest.mark.parametrize(
+    ("size", "fit", "reduction"),
+    [
+        ((640, 360), (256, 144), 2),  # the demo's frames into the 256 detector input
+        ((1280, 720), (256, 144), 4),
+        ((1920, 1080), (256, 144), 4),  # 1/8 would give 240x135: too small
+        ((2048, 1152), (256, 144), 8),
+        ((300, 200), (256, 171), 1),  # 1/2 would be 150 wide: decoded whole
+        ((641, 361), (256, 144), 2),  # libjpeg rounds a reduced size up
+    ],
+)
+def test_jpeg_reduction_is_the_largest_that_still_covers_the_target(
+    size: tuple[int, int], fit: tuple[int, int], reduction: int
+) -> None:
+    assert jpeg_reduction(*size, fit) == reduction
+
+
+def test_reduced_jpeg_decode_keeps_the_frame_size_and_content() -> None:
+    img = cv2.GaussianBlur(image(361, 641), (15, 15), 5)
+    value, headers = encode_camera(img, quality=95)
+    full = decode_camera(make_record(value, headers), LIMITS)
+    frame = decode_camera(make_record(value, headers), LIMITS, fit=lambda w, h: (256, 144))
+    assert (frame.width, frame.height, frame.reduction) == (641, 361, 2)
+    assert (full.width, full.height, full.reduction) == (641, 361, 1)
+    assert frame.image.shape == (181, 321, 3)
+    shrunk = cv2.resize(full.image, (321, 181), interpolation=cv2.INTER_AREA)
+    assert np.abs(frame.image.astype(int) - shrunk).mean() < 3
+
+
+def test_png_and_raw_frames_are_never_reduced() -> None:
+    for ctype in ("image/png", "application/x-raw"):
+        value, headers = encode_camera(image(64, 96), content_type=ctype)
+        frame = decode_camera(make_record(value, headers), LIMITS, fit=lambda w, h: (8, 8))
+        assert (frame.image.shape, frame.reduction) == ((64, 96, 3), 1)
+        assert (frame.width, frame.height) == (96, 64)
+
+
+def test_a_truncated_jpeg_is_corrupt_at_any_reduction() -> None:
+    value, headers = encode_camera(image(360, 640))
+    with pytest.raises(CodecError) as err:
+        decode_camera(
+            make_record(value[: len(value) // 3], headers), LIMITS, fit=lambda w, h: (256, 144)
+        )
+    assert err.value.reason == "corrupt_image"
