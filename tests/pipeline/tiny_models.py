@@ -21,6 +21,26 @@ DETECTION_LABELS = ["vehicle", "pedestrian", "cyclist", "sign"]
 ANCHORS = 8
 
 
+def _save_sensor(
+    nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], version: str, path: Path
+) -> Path:
+    """A sensor model: ``window [N, 100, 6]`` -> ``probs [N, 4]``, with sensor metadata."""
+    graph = helper.make_graph(
+        nodes,
+        f"{version}_sensor",
+        [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["N", 100, 6])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
+    meta = {
+        "streamfer.name": "sensor",
+        "streamfer.version": version,
+        "streamfer.task": "sensor",
+        "streamfer.labels": json.dumps(SENSOR_LABELS),
+    }
+    return _save(graph, path, meta)
+
+
 def _save(graph: onnx.GraphProto, path: Path, meta: dict[str, str]) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
@@ -42,20 +62,7 @@ def sensor_model(path: Path) -> Path:
         helper.make_node("MatMul", ["mean", "w"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny_sensor",
-        [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["N", 100, 6])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
-        [weights, axes],
-    )
-    meta = {
-        "streamfer.name": "sensor",
-        "streamfer.version": "tiny",
-        "streamfer.task": "sensor",
-        "streamfer.labels": json.dumps(SENSOR_LABELS),
-    }
-    return _save(graph, path, meta)
+    return _save_sensor(nodes, [weights, axes], "tiny", path)
 
 
 def camera_model(path: Path) -> Path:
@@ -118,17 +125,4 @@ def slow_sensor_model(path: Path, layers: int) -> Path:
         nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"]))
     nodes.append(helper.make_node("MatMul", [f"h{layers}", "w_out"], ["logits"]))
     nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
-    graph = helper.make_graph(
-        nodes,
-        "slow_sensor",
-        [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["N", 100, 6])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
-        inits,
-    )
-    meta = {
-        "streamfer.name": "sensor",
-        "streamfer.version": "slow",
-        "streamfer.task": "sensor",
-        "streamfer.labels": json.dumps(SENSOR_LABELS),
-    }
-    return _save(graph, path, meta)
+    return _save_sensor(nodes, inits, "slow", path)
