@@ -39,9 +39,9 @@ class Frame(NamedTuple):
     image: np.ndarray
     capture_ts_ns: int | None
     frame_seq: int | None
-    width: int = 0
-    height: int = 0
-    reduction: int = 1
+    width: int
+    height: int
+    reduction: int
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
