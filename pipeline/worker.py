@@ -226,7 +226,7 @@ class EngineWorker:
             return
         except Exception as exc:  # a preprocessing bug must not lose the record
             log.exception("%s | preprocessing %s failed", self.stream.name, _coords(record))
-            self.outlet.dead_letter(record, exc, "preprocess_error")
+            self.outlet.dead_letter(record, exc, "internal_error")
             return
         work = Work(record, prepared, pre_ns)
         completion = Completion(functools.partial(self._resolved, work))

@@ -19,6 +19,9 @@ ERROR_MESSAGE = "error-message"
 SOURCE_TOPIC = "source-topic"
 SOURCE_PARTITION = "source-partition"
 SOURCE_OFFSET = "source-offset"
+# Set (to "true") when the original record had no value at all: the dead letter then
+# carries an empty value, since Kafka refuses a record with neither key nor value.
+VALUE_NULL = "source-value-null"
 
 
 def error_reason(error: BaseException) -> str:
@@ -67,9 +70,13 @@ class DeadLetterWriter:
             (SOURCE_PARTITION, str(record.partition).encode()),
             (SOURCE_OFFSET, str(record.offset).encode()),
         ]
+        value = record.value
+        if value is None:
+            value = b""
+            headers.append((VALUE_NULL, b"true"))
         return self.sink.send(
             self.topic_for(record.topic),
-            record.value,
+            value,
             record.key,
             headers,
             on_delivery,

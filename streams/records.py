@@ -24,7 +24,7 @@ class Record(NamedTuple):
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
     headers: tuple[tuple[str, bytes], ...]
     timestamp_ms: int
     consumed_ns: int

@@ -105,14 +105,14 @@ def decode_camera(
     ``fit(width, height)`` -> the size the caller will shrink the frame to: a JPEG
     is then decoded at the largest reduction that still covers it (see Frame).
     """
-    check_size(record, limits.max_message_bytes, "a camera frame")
+    value = check_size(record, limits.max_message_bytes, "a camera frame")
     ctype = content_type(record)
     reduction = 1
     if ctype is not None and ctype.startswith(RAW_PREFIX):
-        image = _decode_raw(record, ctype, limits)
+        image = _decode_raw(record, value, ctype, limits)
         height, width = image.shape[:2]
     else:
-        image, width, height, reduction = _decode_encoded(record, ctype, limits, fit)
+        image, width, height, reduction = _decode_encoded(record, value, ctype, limits, fit)
     return Frame(
         image,
         int_header(record, "capture-ts-ns"),
@@ -137,11 +137,11 @@ def _check_pixels(record: Record, width: int, height: int, limits: CodecLimits) 
 
 def _decode_encoded(
     record: Record,
+    data: bytes,
     ctype: str | None,
     limits: CodecLimits,
     fit: Callable[[int, int], tuple[int, int]] | None,
 ) -> tuple[np.ndarray, int, int, int]:
-    data = record.value
     if ctype not in (None, JPEG, PNG, "image/jpg"):
         raise fail(
             record,
@@ -183,20 +183,20 @@ def _decode_encoded(
     return image, width, height, reduction
 
 
-def _decode_raw(record: Record, ctype: str, limits: CodecLimits) -> np.ndarray:
+def _decode_raw(record: Record, value: bytes, ctype: str, limits: CodecLimits) -> np.ndarray:
     shape = parse_raw_type(record, ctype, "uint8")
     if len(shape) != 3 or shape[2] not in (1, 3):
         raise fail(record, f"raw shape {shape}", "bad_shape", "expected shape=H,W,C with C 1 or 3")
     height, width, channels = shape
     _check_pixels(record, width, height, limits)
-    if len(record.value) != height * width * channels:
+    if len(value) != height * width * channels:
         raise fail(
             record,
-            f"raw payload is {len(record.value)} bytes for shape {shape}",
+            f"raw payload is {len(value)} bytes for shape {shape}",
             "bad_shape",
             f"expected {height * width * channels} bytes",
         )
-    image = np.frombuffer(record.value, np.uint8).reshape(shape)
+    image = np.frombuffer(value, np.uint8).reshape(shape)
     if channels == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     return image

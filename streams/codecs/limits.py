@@ -12,6 +12,7 @@ REASONS: frozenset[str] = frozenset(
     {
         "too_large",  # message bytes or JSON size over the limit
         "empty",  # no value bytes
+        "null_value",  # the record has no value at all (a tombstone)
         "bad_content_type",  # unknown or malformed content-type header
         "bad_header",  # capture-ts-ns / frame-seq not an integer
         "image_too_large",  # width x height over the pixel limit (read before decode)
@@ -21,6 +22,8 @@ REASONS: frozenset[str] = frozenset(
         "missing_field",  # required field absent
         "bad_field",  # field of the wrong type or out of range
         "non_finite",  # NaN or infinity where a number is required
+        "number_out_of_range",  # a JSON number too large for a float
+        "too_deep",  # JSON nested deeper than the decoder allows
         "bad_decision",  # an outgoing decision does not match streamfer.decision.v1
     }
 )
@@ -41,14 +44,26 @@ def fail(record: Record, problem: str, reason: str, note: str) -> CodecError:
     return CodecError(f"{record.coords} | {problem}. Note: {note}", reason)
 
 
-def check_size(record: Record, limit: int, what: str) -> None:
-    size = len(record.value)
+def check_size(record: Record, limit: int, what: str) -> bytes:
+    """The record's value, once it is known to be there, non-empty and within ``limit``."""
+    value = record.value
+    if value is None:
+        raise fail(record, "null value (a tombstone)", "null_value", f"expected {what}")
+    size = len(value)
     if size == 0:
         raise fail(record, "empty value", "empty", f"expected {what}")
     if size > limit:
         raise fail(
             record, f"value is {size} bytes", "too_large", f"{what} is limited to {limit} bytes"
         )
+    return value
+
+
+def json_failure(record: Record, exc: BaseException, what: str) -> CodecError:
+    """The CodecError of a failed ``json.loads``: nesting too deep, or not JSON at all."""
+    if isinstance(exc, RecursionError):
+        return fail(record, "JSON nested too deeply", "too_deep", f"expected {what}")
+    return fail(record, f"invalid JSON ({exc})", "bad_json", f"expected {what}")
 
 
 def content_type(record: Record) -> str | None:

@@ -7,7 +7,14 @@ import json
 import numpy as np
 
 from pipeline.errors import CodecError
-from streams.codecs.limits import CodecLimits, check_size, content_type, fail, parse_raw_type
+from streams.codecs.limits import (
+    CodecLimits,
+    check_size,
+    content_type,
+    fail,
+    json_failure,
+    parse_raw_type,
+)
 from streams.records import Record
 
 JSON = "application/json"
@@ -31,11 +38,11 @@ def decode_sensor(record: Record, limits: CodecLimits) -> np.ndarray:
             "bad_content_type",
             f"expected {JSON} or {RAW_PREFIX};shape=R,C;dtype=float32",
         )
-    check_size(record, limits.max_json_bytes, "a JSON sensor window")
+    value = check_size(record, limits.max_json_bytes, "a JSON sensor window")
     try:
-        doc = json.loads(record.value)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise fail(record, f"invalid JSON ({exc})", "bad_json", "expected a JSON window") from None
+        doc = json.loads(value)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise json_failure(record, exc, "a JSON window") from None
     rows = doc.get("window") if isinstance(doc, dict) else doc
     if not isinstance(rows, list):
         raise fail(
@@ -43,6 +50,10 @@ def decode_sensor(record: Record, limits: CodecLimits) -> np.ndarray:
         )
     try:
         window = np.asarray(rows, dtype=np.float32)
+    except OverflowError:
+        raise fail(
+            record, "a sample is beyond float range", "number_out_of_range", _expect(limits)
+        ) from None
     except (TypeError, ValueError):
         raise fail(
             record, "window rows are not all numbers", "bad_shape", _expect(limits)
@@ -51,19 +62,19 @@ def decode_sensor(record: Record, limits: CodecLimits) -> np.ndarray:
 
 
 def _decode_raw(record: Record, ctype: str, limits: CodecLimits) -> np.ndarray:
-    check_size(record, limits.max_message_bytes, "a raw sensor window")
+    value = check_size(record, limits.max_message_bytes, "a raw sensor window")
     shape = parse_raw_type(record, ctype, "float32")
     if shape != limits.sensor_shape:
         raise fail(record, f"declared shape {shape}", "bad_shape", _expect(limits))
     expected = shape[0] * shape[1] * 4
-    if len(record.value) != expected:
+    if len(value) != expected:
         raise fail(
             record,
-            f"raw payload is {len(record.value)} bytes",
+            f"raw payload is {len(value)} bytes",
             "bad_shape",
             f"shape {shape} float32 is {expected} bytes",
         )
-    window = np.frombuffer(record.value, _LE_F32).reshape(shape).astype(np.float32)
+    window = np.frombuffer(value, _LE_F32).reshape(shape).astype(np.float32)
     return _checked(record, window, limits)
 
 

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from streams.codecs.limits import CodecLimits, check_size, fail
+from streams.codecs.limits import CodecLimits, check_size, fail, json_failure
 from streams.records import Record
 
 CHANNELS = frozenset({"pos", "ecom", "atm"})
@@ -16,13 +16,11 @@ _MAX_ID_CHARS = 128
 
 def decode_transaction(record: Record, limits: CodecLimits) -> dict[str, Any]:
     """The validated transaction dict (extra fields kept); CodecError otherwise."""
-    check_size(record, limits.max_json_bytes, "a JSON transaction")
+    value = check_size(record, limits.max_json_bytes, "a JSON transaction")
     try:
-        tx = json.loads(record.value)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise fail(
-            record, f"invalid JSON ({exc})", "bad_json", "expected one JSON object"
-        ) from None
+        tx = json.loads(value)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise json_failure(record, exc, "one JSON object") from None
     if not isinstance(tx, dict):
         raise fail(record, f"JSON {type(tx).__name__}", "bad_json", "expected one JSON object")
     try:
@@ -41,7 +39,13 @@ def _number(tx: dict[str, Any], name: str, low: float, high: float) -> float:
     value = _field(tx, name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Bad(f"{name}={value!r}", "bad_field", "expected a number")
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond float range
+        raise _Bad(
+            f"{name} has {len(str(value))} digits", "number_out_of_range", "expected a float"
+        ) from None
+    if not finite:
         raise _Bad(f"{name}={value!r}", "non_finite", "expected a finite number")
     if not low <= value <= high:
         raise _Bad(f"{name}={value!r}", "bad_field", f"expected {low} <= {name} <= {high}")

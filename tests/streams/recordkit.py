@@ -8,7 +8,7 @@ from streams.records import Record
 
 
 def make_record(
-    value: bytes,
+    value: bytes | None,
     headers: Sequence[tuple[str, bytes]] = (),
     *,
     topic: str = "in",

@@ -26,7 +26,7 @@ LIMITS = CodecLimits()
 RAW = "application/x-raw;shape={};dtype=float32"
 
 
-def sensor_reason(value: bytes, headers: list[tuple[str, bytes]]) -> str:
+def sensor_reason(value: bytes | None, headers: list[tuple[str, bytes]]) -> str:
     with pytest.raises(CodecError) as err:
         decode_sensor(make_record(value, headers), LIMITS)
     assert err.value.reason in REASONS
@@ -189,3 +189,22 @@ def test_arbitrary_bytes_only_ever_raise_codec_error(data: bytes) -> None:
             decode(make_record(data), LIMITS)
         except CodecError as exc:
             assert exc.reason in REASONS
+
+
+def _tx_reason(value: bytes | None) -> str:
+    with pytest.raises(CodecError) as err:
+        decode_transaction(make_record(value), LIMITS)
+    assert err.value.reason in REASONS
+    return err.value.reason
+
+
+def test_poison_values_get_their_own_documented_reasons() -> None:
+    tx = valid_tx()
+    assert _tx_reason(None) == "null_value"
+    assert sensor_reason(None, []) == "null_value"
+    assert _tx_reason(b"[" * 10_000 + b"]" * 10_000) == "too_deep"
+    assert sensor_reason(b"[" * 10_000 + b"]" * 10_000, []) == "too_deep"
+    huge = json.dumps({**tx, "amount": 10**400}).encode()
+    assert _tx_reason(huge) == "number_out_of_range"
+    rows = json.dumps([[10**400, 0, 0, 0, 0, 0]] + [[0] * 6] * 99).encode()
+    assert sensor_reason(rows, []) == "number_out_of_range"

@@ -1,0 +1,117 @@
+"""No record can stop a stream: tombstones, empty values and odd headers, every kind.
+
+Each stream of one running pipeline gets valid records mixed with records that
+once stopped the pipeline for good (a tombstone without a key: null key and
+null value), plus keyed tombstones, empty values, and non-UTF-8 header values.
+Every record must end as a decision or a dead letter with a documented reason,
+the pipeline must stay up, and the committed offsets must reach the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from e2e_helpers import committed, config_doc, decisions, read_all, wait_for
+from tiny_models import camera_model, sensor_model
+
+from models.generators.scenes import SceneGenerator
+from models.generators.sensor import SensorGenerator
+from models.generators.transactions import TransactionGenerator
+from pipeline.app import Pipeline
+from pipeline.config import parse_config
+from streams.codecs import REASONS, encode_camera, encode_sensor, encode_transaction
+from streams.dlq import VALUE_NULL
+
+pytestmark = pytest.mark.integration
+
+Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+ODD_HEADERS = [("capture-ts-ns", b"\xff\xfe"), ("\u00e9t\u00e9", b"\x00\x01")]
+
+
+def poison() -> list[Message]:
+    """What each stream gets besides its valid records: 4 bad records."""
+    return [
+        (None, None, []),  # a tombstone without a key
+        (b"key-1", None, []),  # a keyed tombstone
+        (None, b"", []),  # an empty value
+        (b"key-2", None, ODD_HEADERS),  # a tombstone with binary header values
+    ]
+
+
+def produce_raw(bootstrap: str, topic: str, messages: list[Message]) -> None:
+    """librdkafka writes null keys and null values together (kafka-python refuses to)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for key, value, headers in messages:
+        producer.produce(topic, value=value, key=key, headers=headers or None)
+    assert producer.flush(30) == 0
+
+
+def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    topics = {kind: (unique_topic(2), unique_topic(1)) for kind in ("tx", "imu", "cam")}
+    group = unique_group()
+    streams = [
+        {"name": "tx", "kind": "transaction", "model": "fraud"},
+        {"name": "imu", "kind": "sensor", "model": "sensor"},
+        {"name": "cam", "kind": "camera", "model": "camera", "mode": "replay"},
+    ]
+    for s in streams:
+        s.update(input_topic=topics[s["name"]][0], output_topic=topics[s["name"]][1])
+        s["batching"] = {"max_batch": 4, "max_wait_ms": 5}
+    models = {
+        "fraud": Path(__file__).resolve().parents[2] / "models" / "fraud.onnx",
+        "sensor": sensor_model(tmp_path / "s.onnx"),
+        "camera": camera_model(tmp_path / "c.onnx"),
+    }
+    doc = config_doc(kafka_bootstrap, group, streams, models)
+    pipe = Pipeline(parse_config(doc, "t", tmp_path))
+
+    txs = TransactionGenerator(seed=3)
+    sensors = SensorGenerator(seed=3)
+    scenes = SceneGenerator(seed=3)
+    valid: dict[str, list[Message]] = {"tx": [], "imu": [], "cam": []}
+    for i in range(6):
+        tx, _ = txs.next()
+        valid["tx"].append((tx["card_id"].encode(), encode_transaction(tx), []))
+        vehicle, window, _ = sensors.next()
+        value, headers = encode_sensor(window)
+        valid["imu"].append((vehicle.encode(), value, headers))
+        value, headers = encode_camera(
+            scenes.render(i).image, capture_ts_ns=time.time_ns(), frame_seq=i
+        )
+        valid["cam"].append((b"cam-0", value, headers))
+
+    with pipe:
+        pipe.wait_ready(30)
+        for name, messages in valid.items():
+            # the poison first: records behind it on its partition must still be decided
+            produce_raw(kafka_bootstrap, topics[name][0], poison() + messages)
+        for name, (src, out) in topics.items():
+            n = len(valid[name]) + len(poison())
+            wait_for(lambda name=name, n=n: pipe.stats()[name].resolved >= n, 60, f"{name} done")
+            got = decisions(read_all(kafka_bootstrap, out, lambda m, k=name: len(m) >= 6))
+            assert len(got) == len(valid[name])
+            letters = read_all(kafka_bootstrap, f"{src}.dlq", lambda m: len(m) >= 4)
+            assert len(letters) == 4
+            reasons = [dict(m.headers)["error-reason"].decode() for m in letters]
+            assert set(reasons) <= REASONS, reasons
+            assert sorted(reasons).count("null_value") == 3
+            nulls = [m for m in letters if dict(m.headers).get(VALUE_NULL) == b"true"]
+            assert len(nulls) == 3 and all(m.value == b"" for m in nulls)
+            snap = pipe.stats()[name]
+            assert sum(snap.dead_lettered.values()) == 4
+            wait_for(
+                lambda src=src, n=n: sum(committed(kafka_bootstrap, group, src).values()) == n,
+                30,
+                f"{name} offsets committed",
+            )
+        assert pipe.failure is None
+        assert pipe.ready
