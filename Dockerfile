@@ -27,6 +27,7 @@ RUN if ! command -v python3 >/dev/null; then \
 WORKDIR /app
 # Dependencies first (cached while only the code changes), then the code itself.
 COPY pyproject.toml README.md ./
+COPY streamfer ./streamfer
 COPY pipeline ./pipeline
 COPY engines ./engines
 COPY streams ./streams

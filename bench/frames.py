@@ -50,7 +50,7 @@ from bench.records import PoolItem, camera_pool, stamped
 from bench.report import Report, Table, Target
 from bench.stats import Spread
 from pipeline.config import PipelineConfig
-from pipeline.errors import StreamferError
+from streamfer.errors import StreamferError
 from streams.records import Record
 
 CAMERA_INPUT = 256  # the reference detector's input (streamfer.input_size in its metadata)

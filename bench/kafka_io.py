@@ -23,7 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from pipeline.errors import StreamError
+from streamfer.errors import StreamError
 from streams.admin import create_topics
 
 log = logging.getLogger(__name__)

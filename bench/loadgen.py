@@ -28,7 +28,7 @@ import numpy as np
 from kafka import KafkaProducer
 
 from bench.kafka_io import Headers, reader
-from pipeline.errors import StreamError
+from streamfer.errors import StreamError
 
 _SOURCE_RE = re.compile(rb'"partition":\s*(\d+),\s*"offset":\s*(\d+)')
 PoolItem = tuple[bytes | None, bytes, Headers]

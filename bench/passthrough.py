@@ -20,7 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from pipeline.config import PipelineConfig
-from pipeline.errors import StreamError
+from streamfer.errors import StreamError
 
 
 @dataclass(frozen=True)

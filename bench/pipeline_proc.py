@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import PipelineConfig, parse_config
-from pipeline.errors import ConfigError, StreamferError
+from streamfer.errors import ConfigError, StreamferError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "deploy" / "configs"

@@ -28,7 +28,7 @@ from bench.pipeline_proc import (
 from bench.records import transaction_pool
 from bench.report import Report, Table, Target
 from bench.stats import Spread
-from pipeline.errors import StreamferError
+from streamfer.errors import StreamferError
 
 SYSTEMS = ("pass-through", "naive", "streamfer")
 METRICS_OFF = "streamfer, metrics off"

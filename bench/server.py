@@ -47,7 +47,7 @@ from bench.pipeline_proc import (
 from bench.records import camera_headers, camera_pool, stamped, transaction_pool
 from bench.report import Report, Table, Target
 from bench.stats import Spread, fmt_ms, fmt_rate, percentiles_ms
-from pipeline.errors import StreamferError
+from streamfer.errors import StreamferError
 
 Say = Callable[[str], None]
 LOST = np.iinfo(np.int64).max

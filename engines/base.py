@@ -18,7 +18,7 @@ from typing import Literal, Self
 
 import numpy as np
 
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 EngineKind = Literal["onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]

@@ -24,7 +24,7 @@ from engines.base import PRECISIONS, TensorSpec
 from engines.host import resolve_cache_dir
 from engines.onnx_model import OnnxModelInfo, check_model_path, read_onnx_info
 from engines.select import TARGETS, refuse_low_precision_on_onnxruntime, resolve_target
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 _target = click.option(
     "--target",

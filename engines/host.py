@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import onnx
 from onnx import helper
 
 from engines.base import Runner, TensorSpec
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 _CHUNK = 1 << 20
 

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 from engines.base import EngineKind, Precision, Runner, check_precision
 from engines.host import tensorrt_usable
 from engines.onnx_model import check_model_path
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 Target = Literal["auto", "tensorrt", "onnxruntime"]
 TARGETS: tuple[str, ...] = get_args(Target)

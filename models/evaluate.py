@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from models.detect import Detection, decode_detections, unletterbox
 from models.features import FEATURE_NAMES, FraudFeaturizer
 from models.generators.scenes import DETECTION_LABELS, Scene, SceneGenerator
 from models.generators.sensor import SENSOR_LABELS, SensorGenerator
 from models.generators.transactions import TransactionGenerator
 from models.metrics import box_iou, mean_average_precision, precision_recall_at_rate, roc_auc
 from models.preprocess import letterbox
-from pipeline.detect import Detection, decode_detections, unletterbox
 
 MODELS_DIR = Path(__file__).resolve().parent
 FRAUD_ONNX = MODELS_DIR / "fraud.onnx"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from models.generators.catalog import MCC_RISK, USD_PER_UNIT, haversine_km, local_hour
-from pipeline.errors import ConfigError
+from streamfer.errors import ConfigError
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_amount_usd",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 
 PAD_VALUE = 114  # gray, as YOLO-family detectors are trained with
 

@@ -62,12 +62,12 @@ from types import TracebackType
 from engines.base import Runner
 from engines.select import create_runner
 from pipeline.config import PipelineConfig
-from pipeline.errors import StreamferError
 from pipeline.health import HealthServer, HealthState
 from pipeline.metrics import Metrics
 from pipeline.stats import StreamStats
 from pipeline.stream import StreamRuntime
 from pipeline.topics import ensure_output_topics
+from streamfer.errors import StreamferError
 
 log = logging.getLogger(__name__)
 

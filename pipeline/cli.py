@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from pipeline.errors import StreamferError
+from streamfer.errors import StreamferError
 
 # name -> "module:attribute" of a click command or group
 _COMMANDS: dict[str, tuple[str, str]] = {

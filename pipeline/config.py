@@ -1,7 +1,7 @@
 """Pipeline configuration: one YAML file, parsed once into frozen typed objects.
 
 ``load_config(path)`` reads the file and returns a :class:`PipelineConfig`, or
-raises :class:`~pipeline.errors.ConfigError` that lists *every* problem found,
+raises :class:`~streamfer.errors.ConfigError` that lists *every* problem found,
 each with the file, the key path, the bad value and what is allowed::
 
     pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor' or
@@ -40,8 +40,8 @@ from pipeline.config_checks import (
     stream_problems,
 )
 from pipeline.config_problems import Problem, format_problems, pydantic_problems
-from pipeline.errors import ConfigError
 from pipeline.metrics import DEFAULT_PORT
+from streamfer.errors import ConfigError
 
 if TYPE_CHECKING:
     from streams.settings import KafkaSettings

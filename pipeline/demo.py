@@ -28,7 +28,7 @@ from rich.text import Text
 from pipeline.app import Pipeline
 from pipeline.config import PipelineConfig, load_config
 from pipeline.demo_view import FrameKeeper, stats_table, write_annotated
-from pipeline.errors import StreamferError
+from streamfer.errors import StreamferError
 from streams.admin import create_topics, wait_for_broker
 from streams.feeds import Message, camera_feed, sensor_feed, transaction_feed
 from streams.producers import produce, producer_sink

@@ -31,8 +31,8 @@ from types import TracebackType
 
 from prometheus_client.exposition import choose_encoder
 
-from pipeline.errors import ConfigError, StreamferError
 from pipeline.metrics import DEFAULT_PORT, Metrics
+from streamfer.errors import ConfigError, StreamferError
 
 log = logging.getLogger(__name__)
 

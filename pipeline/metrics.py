@@ -45,7 +45,7 @@ from pipeline.collectors import (
     ReadyCollector,
     import_pynvml,
 )
-from pipeline.errors import ConfigError
+from streamfer.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

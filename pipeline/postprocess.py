@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.config import DetectionThresholds, FraudThresholds, SensorThresholds
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 SCHEMA = "streamfer.decision.v1"
 UNCERTAIN = "uncertain"
@@ -151,7 +151,7 @@ class DetectionPostprocessor:
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
     ) -> list[dict[str, Any]]:
-        from pipeline.detect import decode_detections, unletterbox
+        from models.detect import decode_detections, unletterbox
 
         raw = _single_output(outputs, self.output)
         out = []

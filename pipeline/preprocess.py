@@ -6,7 +6,7 @@ model input decodes at 1/2, 1/4 or 1/8 of its size where that still covers
 the letterboxed size); it runs in a thread pool
 and must not touch shared state. ``ordered(decoded)`` runs in consume order in
 the engine worker: the fraud featurizer keeps per-card state, so it lives
-there. Both raise :class:`~pipeline.errors.CodecError` for bad input.
+there. Both raise :class:`~streamfer.errors.CodecError` for bad input.
 
 Deadlines are turned into this process's monotonic clock once, here:
 event time (``capture-ts-ns`` header, else the record timestamp) plus the

@@ -29,7 +29,6 @@ from typing import Any
 
 from engines.base import Runner
 from pipeline.config import PipelineConfig, StreamConfig
-from pipeline.errors import CodecError, StreamError, StreamferError
 from pipeline.health import HealthState
 from pipeline.metrics import Metrics
 from pipeline.postprocess import (
@@ -43,6 +42,7 @@ from pipeline.postprocess import (
 from pipeline.preprocess import make_preprocessor
 from pipeline.stats import StatsBook, StreamStats
 from pipeline.worker import STOP, ChunkSlot, EngineWorker, Work, prepare_chunk
+from streamfer.errors import CodecError, StreamError, StreamferError
 from streams.client import ConsumerOptions, Delivered, ProducerOptions
 from streams.codecs import encode_decision
 from streams.dlq import DeadLetterWriter

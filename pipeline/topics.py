@@ -21,7 +21,7 @@ from typing import Literal
 from kafka.errors import BrokerResponseError
 
 from pipeline.config import PipelineConfig
-from pipeline.errors import ConfigError, StreamError
+from streamfer.errors import ConfigError, StreamError
 from streams.admin import create_topics, topic_partitions
 
 log = logging.getLogger(__name__)

@@ -35,9 +35,9 @@ import numpy as np
 
 from pipeline.batcher import Batch, Batcher, Completion
 from pipeline.config import StreamConfig
-from pipeline.errors import CodecError, EngineError, StreamferError
 from pipeline.postprocess import ModelIdentity, Postprocessor, build_decision
 from pipeline.preprocess import Prepared, Preprocessor
+from streamfer.errors import CodecError, EngineError, StreamferError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from pipeline.errors import StreamError
+from streamfer.errors import StreamError
 
 if TYPE_CHECKING:
     from streams.settings import KafkaSettings

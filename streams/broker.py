@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import BrokerError
+from streamfer.errors import BrokerError
 from streams.admin import broker_answers
 
 log = logging.getLogger(__name__)

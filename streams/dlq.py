@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 from streams.client import DeliveryCallback
 from streams.records import Record
 from streams.sink import KafkaSink

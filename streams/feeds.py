@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ConfigError, StreamError
+from streamfer.errors import ConfigError, StreamError
 from streams.codecs import encode_camera, encode_sensor, encode_transaction
 
 Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]

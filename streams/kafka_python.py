@@ -16,7 +16,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KTP
 
-from pipeline.errors import StreamError
+from streamfer.errors import StreamError
 from streams.admin import BOOTSTRAP_ENV
 from streams.client import (
     ConsumerOptions,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.errors import ConfigError, StreamError
+from streamfer.errors import ConfigError, StreamError
 from streams.client import Compression, Delivered, ProducerOptions
 from streams.feeds import Message
 from streams.settings import KafkaSettings

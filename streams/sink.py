@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 
-from pipeline.errors import StreamError
+from streamfer.errors import StreamError
 from streams.client import (
     ClientFactory,
     DeliveryCallback,

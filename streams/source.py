@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.errors import StreamError
+from streamfer.errors import StreamError
 from streams.client import (
     ClientFactory,
     ConsumerClient,

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from engines.host import gpu_count
 from engines.onnx_model import check_model_path
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 log = logging.getLogger(__name__)
 

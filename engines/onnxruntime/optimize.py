@@ -23,7 +23,7 @@ from engines.base import random_feeds
 from engines.host import resolve_cache_dir
 from engines.onnx_model import OnnxModelInfo, load_onnx, read_onnx_info
 from engines.onnxruntime.loader import GraphOptimization, SessionFromOnnx, SessionSettings
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 SAVE_LEVEL: GraphOptimization = "extended"
 RTOL, ATOL = 1e-3, 1e-4

@@ -11,7 +11,7 @@ import onnxruntime as ort
 from engines.base import EngineInfo
 from engines.onnx_model import OnnxFileRunner
 from engines.onnxruntime.loader import CUDA, SessionFromOnnx, SessionSettings
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 
 class OnnxRuntimeRunner(OnnxFileRunner):

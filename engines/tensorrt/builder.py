@@ -24,7 +24,7 @@ from engines.host import compute_capability, import_tensorrt, resolve_cache_dir
 from engines.onnx_model import OnnxModelInfo, read_onnx_info
 from engines.tensorrt.cache import BatchProfile, EngineCache, EngineKey, atomic_write
 from engines.tensorrt.precision import precision_recipe, prepare_onnx
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 log = logging.getLogger(__name__)
 

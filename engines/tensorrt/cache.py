@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import TensorSpec
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 log = logging.getLogger(__name__)
 

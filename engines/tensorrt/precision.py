@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from engines.base import TensorSpec, check_precision
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 _AUTOCAST = "modelopt.onnx.autocast"
 _CONVERTER = "onnxconverter_common.float16"

@@ -26,7 +26,7 @@ from engines.host import import_tensorrt
 from engines.onnx_model import OnnxFileRunner
 from engines.tensorrt.builder import BuildProgress, BuildSettings, EngineFromOnnx
 from engines.tensorrt.cache import BatchProfile
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from models.generators.scene_shapes import CLOTHES, DRAW
-from pipeline.errors import ConfigError
+from streamfer.errors import ConfigError
 
 DETECTION_LABELS: tuple[str, ...] = ("vehicle", "pedestrian", "cyclist", "sign")
 MIN_BOX_PX = 16.0

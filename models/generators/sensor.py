@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from streamfer.errors import ConfigError
 
 SENSOR_LABELS: tuple[str, ...] = ("normal", "hard_brake", "swerve", "impact")
 SENSOR_CHANNELS: tuple[str, ...] = ("ax", "ay", "az", "gx", "gy", "gz")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.generators.catalog import CITIES, MCC_BY_RISK, USD_PER_UNIT, haversine_km, local_hour
-from pipeline.errors import ConfigError
+from streamfer.errors import ConfigError
 
 # 2026-01-01T00:00:00Z: a fixed origin keeps the stream identical per seed.
 DEFAULT_START_MS = 1_767_225_600_000

@@ -31,7 +31,7 @@ def write_card(
   not softmax); A = 1280 cells (32x32 at stride 8, then 16x16 at stride 16).
   Labels (metadata `streamfer.labels`): `{list(DETECTION_LABELS)}`.
 
-No NMS in the graph: `pipeline.detect.decode_detections` thresholds, runs
+No NMS in the graph: `models.detect.decode_detections` thresholds, runs
 class-wise NMS and `unletterbox` maps boxes back to frame pixels; the same
 code accepts YOLOv8 `[4+C, A]` / `[A, 4+C]` and YOLOv5 `[A, 5+C]` outputs of
 other detectors. The batch axis is dynamic.

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 from streams.codecs.limits import (
     CodecLimits,
     check_size,

@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 
 SCHEMA_ID = "streamfer.decision.v1"
 KINDS = ("camera", "sensor", "transaction")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 from streams.records import Record
 
 # The bounded set of CodecError reasons (metric label values; DLQ error-reason header).

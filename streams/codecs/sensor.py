@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 from streams.codecs.limits import (
     CodecLimits,
     check_size,

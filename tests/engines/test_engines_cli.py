@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from engines.cli import engines
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 
 @pytest.fixture(autouse=True)

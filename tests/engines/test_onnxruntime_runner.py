@@ -13,7 +13,7 @@ from tiny_onnx import mlp_reference
 from engines.base import TensorSpec
 from engines.onnxruntime.loader import SessionSettings
 from engines.onnxruntime.runner import OnnxRuntimeRunner
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 
 def test_specs_and_metadata_are_read_from_the_onnx_file(mlp_onnx: Path) -> None:

@@ -17,7 +17,7 @@ from tiny_onnx import REFERENCE_DIR as MODELS
 from engines.base import random_feeds
 from engines.onnxruntime.loader import SessionSettings
 from engines.onnxruntime.runner import OnnxRuntimeRunner
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 # model -> (max batch tested: every size 1..max runs, input name, output name)
 CONTRACT: dict[str, tuple[int, str, str]] = {

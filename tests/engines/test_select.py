@@ -13,7 +13,7 @@ import engines.host as host
 from engines.onnxruntime.runner import OnnxRuntimeRunner
 from engines.select import create_runner, resolve_target
 from engines.tensorrt.runner import TensorRTRunner
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 
 @pytest.fixture

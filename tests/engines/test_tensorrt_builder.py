@@ -18,7 +18,7 @@ import engines.tensorrt.builder as builder_mod
 from engines.onnx_model import read_onnx_info
 from engines.tensorrt.builder import BuildSettings, EngineFromOnnx, build_serialized_engine
 from engines.tensorrt.cache import BatchProfile
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from engines.base import TensorSpec
 from engines.tensorrt.cache import BatchProfile, EngineCache, EngineKey
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 KEY = EngineKey(
     onnx_sha256="ab" * 32,

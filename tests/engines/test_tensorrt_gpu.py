@@ -44,7 +44,7 @@ def _model(name: str) -> Path:
 def test_tensorrt_matches_onnxruntime(name: str, precision: Precision, tmp_path: Path) -> None:
     from engines.tensorrt.precision import precision_recipe
     from engines.tensorrt.runner import TensorRTRunner
-    from pipeline.errors import EngineError
+    from streamfer.errors import EngineError
 
     if precision == "fp16":
         try:

@@ -21,7 +21,7 @@ from engines.tensorrt.precision import (
     precision_recipe,
     prepare_onnx,
 )
-from pipeline.errors import EngineError
+from streamfer.errors import EngineError
 
 NO_CONVERTERS = (
     "modelopt",

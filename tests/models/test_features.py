@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.features import FEATURE_NAMES, FraudFeaturizer
-from pipeline.errors import ConfigError
+from streamfer.errors import ConfigError
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 

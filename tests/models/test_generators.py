@@ -10,7 +10,7 @@ import pytest
 from models.generators.scenes import DETECTION_LABELS, SceneGenerator
 from models.generators.sensor import SENSOR_LABELS, SensorGenerator
 from models.generators.transactions import DEFAULT_START_MS, TransactionGenerator
-from pipeline.errors import ConfigError
+from streamfer.errors import ConfigError
 
 
 def take(gen: TransactionGenerator, n: int) -> list[tuple[dict, bool]]:

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.detect import Detection, unletterbox
 from models.preprocess import PAD_VALUE, letterbox, to_frame_boxes, to_input_boxes
-from pipeline.detect import Detection, unletterbox
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 
 
 def test_letterbox_shape_range_and_padding() -> None:

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from models.detect import Detection, unletterbox
 from models.preprocess import letterbox
 from pipeline.config import StreamConfig
-from pipeline.detect import Detection, unletterbox
 from pipeline.preprocess import CameraPreprocessor
 from streams.codecs import encode_camera
 from streams.records import Record

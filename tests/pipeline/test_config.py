@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline.config import load_config
-from pipeline.errors import ConfigError
+from streamfer.errors import ConfigError
 
 MODELS = ("fraud", "sensor", "camera")
 

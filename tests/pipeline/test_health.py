@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.errors import ConfigError, StreamferError
 from pipeline.health import HealthServer, HealthState
 from pipeline.metrics import Metrics
+from streamfer.errors import ConfigError, StreamferError
 
 
 class FakeClock:

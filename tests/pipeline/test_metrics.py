@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from pipeline.errors import ConfigError
 from pipeline.metrics import (
     LATENCY_BUCKETS_S,
     MAX_REASONS,
@@ -19,6 +18,7 @@ from pipeline.metrics import (
     StreamMetrics,
     StreamRecorder,
 )
+from streamfer.errors import ConfigError
 
 BASE = {"stream": "fraud", "model": "fraud", "engine": "onnxruntime"}
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from pipeline.config import FraudThresholds, SensorThresholds
-from pipeline.errors import EngineError
 from pipeline.postprocess import (
     SCHEMA,
     FraudPostprocessor,
@@ -18,6 +17,7 @@ from pipeline.postprocess import (
     key_text,
     labels_from_metadata,
 )
+from streamfer.errors import EngineError
 from streams.codecs import validate_decision
 from streams.codecs.decision import LATENCY_STAGES
 

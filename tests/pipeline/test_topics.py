@@ -12,8 +12,8 @@ from e2e_helpers import MODELS, write_config
 
 from pipeline.app import Pipeline
 from pipeline.config import load_config, parse_config
-from pipeline.errors import ConfigError, StreamError
 from pipeline.topics import MissingTopic, missing_topics
+from streamfer.errors import ConfigError, StreamError
 from streams.admin import topic_partitions
 
 needs_fraud = pytest.mark.skipif(

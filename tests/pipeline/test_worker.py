@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from pipeline.config import StreamConfig
-from pipeline.errors import CodecError, EngineError, StreamError
 from pipeline.postprocess import FraudPostprocessor, ModelIdentity
 from pipeline.preprocess import Prepared
 from pipeline.worker import STOP, EngineWorker, Work
+from streamfer.errors import CodecError, EngineError, StreamError
 
 
 class Pre:

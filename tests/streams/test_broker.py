@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from pipeline.errors import BrokerError
+from streamfer.errors import BrokerError
 from streams.admin import BOOTSTRAP_ENV
 from streams.broker import LocalBroker
 

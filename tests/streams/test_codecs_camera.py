@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from recordkit import make_record
 
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 from streams.codecs import CodecLimits, decode_camera, encode_camera
 from streams.codecs.camera import jpeg_reduction, jpeg_size, png_size
 

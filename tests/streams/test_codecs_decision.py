@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 from streams.codecs import DECISION_SCHEMA, SCHEMA_ID, encode_decision, validate_decision
 from streams.codecs.decision import LATENCY_STAGES
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from recordkit import make_record
 
-from pipeline.errors import CodecError
+from streamfer.errors import CodecError
 from streams.codecs import (
     REASONS,
     CodecLimits,

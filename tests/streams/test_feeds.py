@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from recordkit import make_record
 
-from pipeline.errors import CodecError, ConfigError
+from streamfer.errors import CodecError, ConfigError
 from streams.codecs import CodecLimits, decode_camera, decode_sensor, decode_transaction
 from streams.feeds import camera_feed, sensor_feed, transaction_feed
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from kafkakit import read_all, unused_port
 
-from pipeline.errors import StreamError
+from streamfer.errors import StreamError
 from streams.cli import produce as produce_cli
 from streams.feeds import transaction_feed
 from streams.producers import produce, producer_sink

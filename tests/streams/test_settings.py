@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import ConfigError
+from streamfer.errors import ConfigError
 from streams.records import Record
 from streams.settings import KafkaSettings
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from kafkakit import committed, fast_options, produce, read_all, unused_port
 
-from pipeline.errors import CodecError, StreamError
+from streamfer.errors import CodecError, StreamError
 from streams.client import ProducerOptions
 from streams.dlq import DeadLetterWriter
 from streams.records import Record

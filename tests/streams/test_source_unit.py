@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import CodecError, EngineError, StreamError
+from streamfer.errors import CodecError, EngineError, StreamError
 from streams.client import ConsumerOptions, Delivered
 from streams.dlq import ERROR_REASON, DeadLetterWriter
 from streams.records import Record

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from models.detect import decode_detections, detect_layout
 from models.metrics import box_iou
-from pipeline.detect import decode_detections, detect_layout
-from pipeline.errors import ConfigError, EngineError
+from streamfer.errors import ConfigError, EngineError
 
 LABELS = ["vehicle", "pedestrian", "cyclist", "sign"]
 

@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from pipeline.errors import ConfigError, EngineError
+from streamfer.errors import ConfigError, EngineError
 
 Layout = Literal["yolov8", "yolov8_transposed", "yolov5"]
 _MAX_CANDIDATES = 4096  # NMS input cap: the highest-scoring boxes only

@@ -1,0 +1,1 @@
+"""streamfer's bottom layer: what every package (engines, models, streams, pipeline) shares."""
