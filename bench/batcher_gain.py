@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import Runner, random_feeds
-from pipeline.batcher import Batcher, Completion
+from pipeline.batcher import Batcher, Chunk
 
 SPIN_NS = 300_000  # closer than this to the next event: spin instead of sleep
 
@@ -39,6 +39,10 @@ class GainResult:
     max_wait_ms: float
     best_rate: float  # highest offered rate found with p99 <= bound
     points: tuple[RatePoint, ...]
+
+
+def _never_drops(chunk: Chunk[int], rows: np.ndarray, reason: str) -> None:
+    raise AssertionError(f"batcher gain | item {chunk.payload} dropped ({reason}) without deadline")
 
 
 def _wait_until(t_ns: int) -> None:
@@ -66,13 +70,13 @@ def simulate(
     t0 = time.monotonic_ns() + 20_000_000
     sched = (t0 + np.cumsum(gaps)).astype(np.int64)
     done = np.zeros(n_items, dtype=np.int64)
-    batcher: Batcher[int] = Batcher(max_batch, int(max_wait_ms * 1e6))
+    batcher: Batcher[int] = Batcher(max_batch, int(max_wait_ms * 1e6), on_drop=_never_drops)
     sizes: list[int] = []
     i = 0
     while i < n_items or len(batcher):
         now = time.monotonic_ns()
         while i < n_items and sched[i] <= now:
-            batcher.put(i, Completion())
+            batcher.put(Chunk(i, 1))  # one arrival: a chunk of one row
             i += 1
         batch = batcher.poll()
         if batch is None:
@@ -80,14 +84,13 @@ def simulate(
             wake = min(int(sched[i]) if i < n_items else 2**62, nxt if nxt is not None else 2**62)
             _wait_until(wake)
             continue
-        idx = np.fromiter((it.payload for it in batch.items), dtype=np.int64) % pool_n
+        items = [seg.chunk.payload for seg in batch.segments]
+        idx = np.asarray(items, dtype=np.int64) % pool_n
         start = time.monotonic_ns()
         runner.infer({name: arr[idx] for name, arr in pool.items()})
         end = time.monotonic_ns()
         batcher.observe(len(batch), end - start)
-        for it in batch.items:
-            done[it.payload] = end
-            it.completion.set_result(None)
+        done[items] = end
         sizes.append(len(batch))
     lat = done - sched
     p50, p99 = np.percentile(lat, [50, 99], method="higher") / 1e6

@@ -94,11 +94,11 @@ def decode_limit(items: list[PoolItem], cfg: PipelineConfig, threads: int, secon
                  ) -> float:  # fmt: skip
     """Frames/s of ``decode_camera`` alone, ``threads`` threads, for ``seconds``: decoded
     as the pipeline decodes them (reduced to what the 256-pixel detector input needs)."""
-    from pipeline.preprocess import CameraPreprocessor, codec_limits
+    from pipeline.processors.camera import CameraProcessor
     from streams.codecs import decode_camera
 
-    limits = codec_limits(cfg.streams[0])
-    fit = CameraPreprocessor(cfg.streams[0], CAMERA_INPUT).fit
+    pre = CameraProcessor(cfg.streams[0], [], CAMERA_INPUT, threads=1)
+    limits, fit = pre.limits, pre.fit
     recs = [Record("bench", 0, i, k, v, tuple(h), 0, 0) for i, (k, v, h) in enumerate(items)]
     stop_at = time.perf_counter() + seconds
 
@@ -149,14 +149,12 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
                 ) -> dict[str, int]:  # fmt: skip
     """The camera path's work on one thread, timed per stage (ns in total over ``n`` frames)."""
     from engines.select import create_runner
-    from pipeline.postprocess import ModelIdentity, build_decision
-    from pipeline.preprocess import CameraPreprocessor, camera_input, codec_limits
-    from pipeline.stream import make_postprocessor
+    from pipeline.postprocess import ModelIdentity, build_decision, labels_from_metadata
+    from pipeline.processors.camera import CameraProcessor, camera_input
     from streams.codecs import decode_camera, encode_decision
 
     stream = cfg.streams[0]
     mcfg = cfg.models[stream.model]
-    limits = codec_limits(stream)
     tuning = ClientTuning.from_config(cfg)
     t = dict.fromkeys(STAGES, 0)
     runner = create_runner(mcfg.path, target=mcfg.target, max_batch=mcfg.max_batch,
@@ -167,8 +165,9 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
     producer = tuning.producer(bootstrap)
     with runner:
         size = int(runner.metadata.get("streamfer.input_size", "256"))
-        pre = CameraPreprocessor(stream, size)
-        post = make_postprocessor(stream, runner)
+        pre = CameraProcessor(stream, labels_from_metadata(runner.metadata, runner.name), size,
+                              threads=1, output_name=runner.output_specs[0].name)  # fmt: skip
+        limits, post = pre.limits, pre.post
         ident = ModelIdentity(stream.model, runner.metadata.get("streamfer.version", "0"),
                               runner.info.kind, runner.info.precision)  # fmt: skip
         name = runner.input_specs[0].name

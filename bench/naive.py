@@ -17,7 +17,6 @@ from engines.base import Runner
 from engines.select import create_runner
 from pipeline.config import PipelineConfig
 from pipeline.postprocess import FraudPostprocessor, ModelIdentity, build_decision
-from pipeline.preprocess import codec_limits
 from streams.records import Record
 
 
@@ -40,7 +39,7 @@ def fraud_handler(cfg: PipelineConfig, runner: Runner) -> Callable[[Any], bytes]
     from streams.codecs import decode_transaction, encode_decision
 
     stream = cfg.streams[0]
-    limits = codec_limits(stream)
+    limits = stream.limits.codec_limits()
     featurizer = FraudFeaturizer()
     post = FraudPostprocessor(stream.fraud)
     input_name = runner.input_specs[0].name

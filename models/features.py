@@ -54,6 +54,20 @@ _CHANNELS = ("pos", "ecom", "atm")
 
 
 @dataclass(slots=True)
+class TxColumns:
+    """The fields the featurizer reads, one list per field (a batch, column-wise)."""
+
+    card_id: list[str]
+    ts: list[int]
+    lat: list[float]
+    lon: list[float]
+    amount: list[float]
+    currency: list[str]
+    mcc: list[str]
+    channel: list[str]
+
+
+@dataclass(slots=True)
 class _CardState:
     last_ts: int
     last_lat: float
@@ -133,6 +147,64 @@ class FraudFeaturizer:
         out = np.empty((len(txs), len(FEATURE_NAMES)), dtype=np.float32)
         for i, tx in enumerate(txs):
             out[i] = self.transform(tx)
+        return out
+
+    def transform_columns(self, cols: TxColumns) -> np.ndarray:
+        """``float32 [n, F]`` for a batch given column-wise; equal to ``transform`` row by row.
+
+        Only what depends on a card's history is computed row by row (in order: the
+        state advances with each row); everything else is vectorised over the batch.
+        """
+        n = len(cols.card_id)
+        rel, first, log_count = [0.0] * n, [1.0] * n, [0.0] * n
+        dt_s, km, kmh = [_NEVER_S] * n, [0.0] * n, [0.0] * n
+        n10, n60 = [0] * n, [0] * n
+        log_usd = [0.0] * n
+        cards, log1p, remember = self._cards, math.log1p, self._remember
+        for i, (card_id, ts, lat, lon, amount, currency) in enumerate(
+            zip(cols.card_id, cols.ts, cols.lat, cols.lon, cols.amount, cols.currency, strict=True)
+        ):
+            lu = log_usd[i] = log1p(max(amount * USD_PER_UNIT.get(currency, 1.0), 0.0))
+            state = cards.get(card_id)
+            if state is not None:
+                cards.move_to_end(card_id)
+                rel[i], first[i], log_count[i] = lu - state.mean_log_usd, 0.0, log1p(state.count)
+                d = dt_s[i] = max(0.0, (ts - state.last_ts) / 1000.0)
+                k = km[i] = haversine_km(state.last_lat, state.last_lon, lat, lon)
+                kmh[i] = k / max(d / 3600.0, _MIN_TRAVEL_H)
+                recent = state.recent
+                while recent and ts - recent[0] > _WINDOW_1H_MS:
+                    recent.popleft()
+                n60[i] = len(recent)
+                n10[i] = sum(1 for t in recent if ts - t <= _WINDOW_10MIN_MS)
+            remember(card_id, state, ts, lat, lon, lu)
+        out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float32)
+        if not n:
+            return out
+        ts_a = np.asarray(cols.ts, dtype=np.float64)
+        lon_a = np.asarray(cols.lon, dtype=np.float64)
+        km_a, kmh_a = np.asarray(km), np.asarray(kmh)
+        hour = (((ts_a / 3_600_000.0) % 24.0) + lon_a / 15.0) % 24.0  # as catalog.local_hour
+        angle = 2.0 * math.pi * hour / 24.0
+        group = np.asarray([MCC_RISK.get(m, "unknown") for m in cols.mcc])
+        channel = np.asarray(cols.channel)
+        out[:, 0] = log_usd
+        out[:, 1] = rel
+        out[:, 2] = first
+        out[:, 3] = log_count
+        out[:, 4] = [log1p(x) for x in dt_s]
+        out[:, 5] = [log1p(x) for x in km]
+        out[:, 6] = [log1p(x) for x in kmh]
+        out[:, 7] = (kmh_a > _IMPOSSIBLE_KMH) & (km_a > 100.0)
+        out[:, 8] = [log1p(x) for x in n10]
+        out[:, 9] = [log1p(x) for x in n60]
+        out[:, 10] = np.sin(angle)
+        out[:, 11] = np.cos(angle)
+        out[:, 12] = hour < 5.0
+        for j, g in enumerate((*_MCC_GROUPS, "unknown")):
+            out[:, 13 + j] = group == g
+        for j, c in enumerate(_CHANNELS):
+            out[:, 17 + j] = channel == c
         return out
 
     def _remember(

@@ -86,7 +86,8 @@ class Pipeline:
         self._given_runners = dict(runners or {})
         self.worker_index = worker_index
         self.metrics = metrics or Metrics(enabled=config.metrics.enabled)
-        self.health = HealthState(("engines", *(f"partitions:{s.name}" for s in config.streams)))
+        conditions = (f"{c}:{s.name}" for s in config.streams for c in ("partitions", "broker"))
+        self.health = HealthState(("engines", *conditions))
         self._serve_http = config.metrics.enabled if serve_http is None else serve_http
         self._server: HealthServer | None = None
         self._runners: dict[str, Runner] = {}

@@ -1,112 +1,101 @@
-"""A dynamic batcher that knows nothing about models, Kafka or threads.
+"""A dynamic batcher of row chunks that knows nothing about models, Kafka or threads.
 
-Items go in with :meth:`Batcher.put`, batches come out of :meth:`Batcher.poll`.
-A batch is formed when
+Work arrives as :class:`Chunk` objects (the rows one poll of one partition
+prepared, with an optional deadline and key per row) through
+:meth:`Batcher.put`; batches of at most ``max_batch`` rows come out of
+:meth:`Batcher.poll` as lists of :class:`Segment` (a chunk and which of its
+rows), oldest rows first. A batch is formed when
 
-* ``max_batch`` items are queued (``reason="full"``),
-* the oldest item has waited ``max_wait_ns`` (``"wait"``),
+* ``max_batch`` rows are queued (``reason="full"``),
+* the oldest row has waited ``max_wait_ns`` (``"wait"``),
 * waiting longer would miss the earliest deadline in the queue, given the
   measured latency of a batch of the current size (``"deadline"``), or
 * the owner drains the queue (``"drain"``).
 
 Latency per batch size is an EWMA fed back through :meth:`Batcher.observe`.
-With ``drop_stale`` an item whose deadline has passed is dropped before it
-reaches a batch (reason ``"stale"``); with ``latest_per_key`` a newer item of
+With ``drop_stale`` a row whose deadline has passed is dropped before it
+reaches a batch (reason ``"stale"``); with ``latest_per_key`` a newer row of
 the same key replaces the queued one (reason ``"superseded"``).
 
-Every item carries a :class:`Completion` that is resolved exactly once, with a
-result, a drop reason or an error; resolving it a second time raises. The
-clock is injectable (monotonic nanoseconds) and nothing here sleeps, so the
-owner decides how to wait: :meth:`Batcher.next_flush_ns` says until when.
-The batcher is not thread-safe: one thread (the engine worker) owns it.
+Every row of every chunk ends in exactly one batch or one drop: drops are
+reported through ``on_drop(chunk, rows, reason)``, at most once per row. The
+per-row cost is numpy work on whole chunks; only ``latest_per_key`` looks at
+rows one by one. The clock is injectable (monotonic nanoseconds) and nothing
+here sleeps: :meth:`Batcher.next_flush_ns` says until when the owner may wait.
+Not thread-safe: one thread (the engine worker) owns it.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Callable, Hashable
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 Clock = Callable[[], int]
 FlushReason = Literal["full", "wait", "deadline", "drain"]
-OutcomeKind = Literal["result", "dropped", "error"]
 
 
-class AlreadyResolved(RuntimeError):
-    """A completion was resolved twice: a bug in the owner, never swallowed."""
+class Chunk(Generic[T]):
+    """``n`` rows of one payload, queued together; ``waiting`` marks rows still queued."""
+
+    __slots__ = ("deadlines_ns", "enqueued_ns", "keys", "n", "payload", "waiting", "waiting_n")
+
+    def __init__(
+        self,
+        payload: T,
+        n: int,
+        *,
+        deadlines_ns: np.ndarray | None = None,
+        keys: Sequence[Hashable] | None = None,
+    ) -> None:
+        if deadlines_ns is not None and len(deadlines_ns) != n:
+            raise ValueError(f"chunk | {len(deadlines_ns)} deadlines for {n} rows")
+        if keys is not None and len(keys) != n:
+            raise ValueError(f"chunk | {len(keys)} keys for {n} rows")
+        self.payload = payload
+        self.n = n
+        self.deadlines_ns = deadlines_ns
+        self.keys = keys
+        self.waiting = np.ones(n, dtype=bool)
+        self.waiting_n = n
+        self.enqueued_ns = 0
+
+    def take(self, rows: np.ndarray) -> None:
+        self.waiting[rows] = False
+        self.waiting_n -= len(rows)
 
 
-class Completion:
-    """One item's outcome, resolved exactly once; an optional callback sees it."""
+class Segment(Generic[T]):
+    """Rows of one chunk in a batch (indices into the chunk, increasing)."""
 
-    __slots__ = ("_callback", "error", "kind", "reason", "value")
+    __slots__ = ("chunk", "rows")
 
-    def __init__(self, callback: Callable[[Completion], None] | None = None) -> None:
-        self._callback = callback
-        self.kind: OutcomeKind | None = None
-        self.value: object = None
-        self.reason: str | None = None
-        self.error: BaseException | None = None
+    def __init__(self, chunk: Chunk[T], rows: np.ndarray) -> None:
+        self.chunk = chunk
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
     @property
-    def done(self) -> bool:
-        return self.kind is not None
-
-    def set_result(self, value: object) -> None:
-        self._resolve("result")
-        self.value = value
-        self._notify()
-
-    def drop(self, reason: str) -> None:
-        self._resolve("dropped")
-        self.reason = reason
-        self._notify()
-
-    def fail(self, error: BaseException) -> None:
-        self._resolve("error")
-        self.error = error
-        self._notify()
-
-    def _resolve(self, kind: OutcomeKind) -> None:
-        if self.kind is not None:
-            raise AlreadyResolved(f"completion | already {self.kind}, cannot become {kind}")
-        self.kind = kind
-
-    def _notify(self) -> None:
-        if self._callback is not None:
-            self._callback(self)
-
-
-@dataclass(slots=True)
-class Item(Generic[T]):
-    payload: T
-    completion: Completion
-    enqueued_ns: int
-    deadline_ns: int | None = None
-    key: Hashable | None = None
+    def whole(self) -> bool:
+        """Every row of the chunk, in order (feeds can be used without a copy)."""
+        return len(self.rows) == self.chunk.n
 
 
 @dataclass(slots=True)
 class Batch(Generic[T]):
-    items: list[Item[T]]
+    segments: list[Segment[T]]
     formed_ns: int
     reason: FlushReason
 
     def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def payloads(self) -> list[T]:
-        return [item.payload for item in self.items]
-
-    def fail_all(self, error: BaseException) -> None:
-        """Resolve every still-open item of the batch with ``error``."""
-        for item in self.items:
-            if not item.completion.done:
-                item.completion.fail(error)
+        return sum(len(s.rows) for s in self.segments)
 
 
 @dataclass
@@ -135,12 +124,16 @@ class LatencyModel:
         return int(self._ewma_ns[known] * batch_size / known)
 
 
+DropFn = Callable[[Chunk[T], np.ndarray, str], None]
+
+
 class Batcher(Generic[T]):
     def __init__(
         self,
         max_batch: int,
         max_wait_ns: int,
         *,
+        on_drop: DropFn[T],
         drop_stale: bool = False,
         latest_per_key: bool = False,
         clock: Clock = time.monotonic_ns,
@@ -156,103 +149,119 @@ class Batcher(Generic[T]):
         self.latest_per_key = latest_per_key
         self.clock = clock
         self.latency = latency or LatencyModel()
-        self._queue: dict[int, Item[T]] = {}  # insertion-ordered: FIFO with O(1) removal
-        self._by_key: dict[Hashable, int] = {}
-        self._seq = 0
+        self._on_drop = on_drop
+        self._queue: deque[Chunk[T]] = deque()
+        self._n = 0  # rows waiting
+        self._by_key: dict[Hashable, tuple[Chunk[T], int]] = {}
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return self._n
 
-    def put(
-        self,
-        payload: T,
-        completion: Completion,
-        *,
-        deadline_ns: int | None = None,
-        key: Hashable | None = None,
-    ) -> None:
-        """Queue one item. It may be resolved at once (stale) or later (superseded)."""
+    def put(self, chunk: Chunk[T]) -> None:
+        """Queue a chunk's rows. Some may be dropped at once (stale) or later (superseded)."""
         now = self.clock()
-        if self.drop_stale and deadline_ns is not None and now >= deadline_ns:
-            completion.drop("stale")
-            return
-        item = Item(payload, completion, now, deadline_ns, key)
-        if self.latest_per_key and key is not None:
-            older = self._by_key.pop(key, None)
-            if older is not None:
-                self._queue.pop(older).completion.drop("superseded")
-            self._by_key[key] = self._seq
-        self._queue[self._seq] = item
-        self._seq += 1
+        chunk.enqueued_ns = now
+        self._queue.append(chunk)
+        self._n += chunk.waiting_n
+        if self.drop_stale and chunk.deadlines_ns is not None:
+            self._drop_stale_in(chunk, now)
+        if self.latest_per_key and chunk.keys is not None:
+            self._supersede(chunk)
+
+    def _supersede(self, chunk: Chunk[T]) -> None:
+        by_key, keys = self._by_key, chunk.keys
+        assert keys is not None
+        for row in np.flatnonzero(chunk.waiting).tolist():
+            key = keys[row]
+            if key is None:
+                continue
+            older = by_key.get(key)
+            if older is not None and older[0].waiting[older[1]]:
+                self._drop(older[0], np.array([older[1]]), "superseded")
+            by_key[key] = (chunk, row)
 
     def observe(self, batch_size: int, latency_ns: int) -> None:
         """Feed back how long a batch of ``batch_size`` took from dispatch to results."""
         self.latency.observe(batch_size, latency_ns)
 
+    def _head(self) -> Chunk[T] | None:
+        queue = self._queue
+        while queue and not queue[0].waiting_n:
+            queue.popleft()
+        return queue[0] if queue else None
+
     def next_flush_ns(self) -> int | None:
         """When :meth:`poll` will next form a batch (monotonic ns), None when empty."""
-        if not self._queue:
+        head = self._head()
+        if head is None:
             return None
-        if len(self._queue) >= self.max_batch:
+        if self._n >= self.max_batch:
             return self.clock()
-        oldest = next(iter(self._queue.values()))
-        due = oldest.enqueued_ns + self.max_wait_ns
+        due = head.enqueued_ns + self.max_wait_ns
         earliest = self._earliest_deadline()
         if earliest is not None:
-            due = min(due, earliest - self.latency.estimate_ns(len(self._queue)))
+            due = min(due, earliest - self.latency.estimate_ns(min(self._n, self.max_batch)))
         return due
 
     def poll(self) -> Batch[T] | None:
         """Drop what is stale, then return a batch if one is due now, else None."""
         now = self.clock()
         if self.drop_stale:
-            self._drop_stale(now)
-        if not self._queue:
+            for chunk in list(self._queue):
+                self._drop_stale_in(chunk, now)
+        head = self._head()
+        if head is None:
             return None
-        if len(self._queue) >= self.max_batch:
+        if self._n >= self.max_batch:
             return self._take(now, "full")
-        oldest = next(iter(self._queue.values()))
-        if now >= oldest.enqueued_ns + self.max_wait_ns:
+        if now >= head.enqueued_ns + self.max_wait_ns:
             return self._take(now, "wait")
         earliest = self._earliest_deadline()
-        if earliest is not None and now + self.latency.estimate_ns(len(self._queue)) >= earliest:
+        if earliest is not None and now + self.latency.estimate_ns(self._n) >= earliest:
             return self._take(now, "deadline")
         return None
 
     def drain(self) -> list[Batch[T]]:
-        """Everything queued, as batches of at most ``max_batch`` (stale items dropped)."""
+        """Everything queued, as batches of at most ``max_batch`` (stale rows dropped)."""
         now = self.clock()
         if self.drop_stale:
-            self._drop_stale(now)
+            for chunk in list(self._queue):
+                self._drop_stale_in(chunk, now)
         batches = []
-        while self._queue:
+        while self._head() is not None:
             batches.append(self._take(now, "drain"))
         return batches
 
-    def fail_all(self, error: BaseException) -> None:
-        """Resolve every queued item with ``error`` (used when the engine is gone)."""
-        for batch in self.drain():
-            batch.fail_all(error)
-
     def _earliest_deadline(self) -> int | None:
-        deadlines = [i.deadline_ns for i in self._queue.values() if i.deadline_ns is not None]
-        return min(deadlines) if deadlines else None
+        earliest: int | None = None
+        for chunk in self._queue:
+            d = chunk.deadlines_ns
+            if d is None or not chunk.waiting_n:
+                continue
+            m = int(d[chunk.waiting].min()) if chunk.waiting_n < chunk.n else int(d.min())
+            earliest = m if earliest is None else min(earliest, m)
+        return earliest
 
-    def _drop_stale(self, now: int) -> None:
-        stale = [
-            seq
-            for seq, item in self._queue.items()
-            if item.deadline_ns is not None and now >= item.deadline_ns
-        ]
-        for seq in stale:
-            self._remove(seq).completion.drop("stale")
+    def _drop_stale_in(self, chunk: Chunk[T], now: int) -> None:
+        d = chunk.deadlines_ns
+        if d is None or not chunk.waiting_n:
+            return
+        stale = np.flatnonzero(chunk.waiting & (d <= now))
+        if len(stale):
+            self._drop(chunk, stale, "stale")
 
-    def _remove(self, seq: int) -> Item[T]:
-        item = self._queue.pop(seq)
-        if item.key is not None and self._by_key.get(item.key) == seq:
-            del self._by_key[item.key]
-        return item
+    def _drop(self, chunk: Chunk[T], rows: np.ndarray, reason: str) -> None:
+        chunk.take(rows)
+        self._n -= len(rows)
+        self._on_drop(chunk, rows, reason)
 
     def _take(self, now: int, reason: FlushReason) -> Batch[T]:
-        seqs = list(itertools.islice(self._queue, self.max_batch))
-        return Batch([self._remove(seq) for seq in seqs], now, reason)
+        need = self.max_batch
+        segments: list[Segment[T]] = []
+        while need and (chunk := self._head()) is not None:
+            rows = np.flatnonzero(chunk.waiting)[:need]
+            chunk.take(rows)
+            segments.append(Segment(chunk, rows))
+            need -= len(rows)
+        self._n -= self.max_batch - need
+        return Batch(segments, now, reason)

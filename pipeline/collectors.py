@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
+import numpy as np
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -58,10 +59,11 @@ class GaugeChild:
 class HistogramChild:
     """Classic buckets: per-bucket counts and a sum, made cumulative only at collect time."""
 
-    __slots__ = ("_bounds", "_counts", "_lock", "_sum")
+    __slots__ = ("_bounds", "_counts", "_lock", "_np_bounds", "_sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self._bounds = bounds
+        self._np_bounds = np.asarray(bounds, dtype=np.float64)
         self._counts = [0] * (len(bounds) + 1)  # last slot is +Inf; not cumulative
         self._sum = 0.0
         self._lock = threading.Lock()
@@ -72,9 +74,24 @@ class HistogramChild:
             self._counts[i] += 1
             self._sum += value
 
+    def observe_n(self, value: float, n: int) -> None:
+        """``n`` observations of the same value (a batch's shared stage time)."""
+        i = bisect_left(self._bounds, value)
+        with self._lock:
+            self._counts[i] += n
+            self._sum += value * n
+
     def observe_many(self, values: Sequence[float] | Any) -> None:
-        if hasattr(values, "tolist"):  # numpy arrays: plain floats bisect faster
-            values = values.tolist()
+        if isinstance(values, np.ndarray):  # a batch: bucket it in C
+            if not len(values):
+                return
+            where = np.searchsorted(self._np_bounds, values, side="left")
+            binned: list[int] = np.bincount(where, minlength=len(self._counts)).tolist()
+            total = float(values.sum())
+            with self._lock:
+                self._counts = [a + b for a, b in zip(self._counts, binned, strict=True)]
+                self._sum += total
+            return
         bounds = self._bounds
         slots = [bisect_left(bounds, v) for v in values]
         total = float(sum(values))

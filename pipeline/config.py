@@ -42,8 +42,10 @@ from pipeline.config_checks import (
 from pipeline.config_problems import Problem, format_problems, pydantic_problems
 from pipeline.metrics import DEFAULT_PORT
 from streamfer.errors import ConfigError
+from streams.client import DEFAULT_CLIENT, ClientName, ConsumerOptions, ProducerOptions
 
 if TYPE_CHECKING:
+    from streams.codecs import CodecLimits
     from streams.settings import KafkaSettings
 
 Kind = Literal["camera", "sensor", "transaction"]
@@ -60,6 +62,11 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _default(options: Any, name: str) -> Any:
+    """A client option's default, written once in ``streams.client``."""
+    return options.__dataclass_fields__[name].default
+
+
 class KafkaConfig(_Frozen):
     """Connection to the cluster; shared by every consumer and producer of the process.
 
@@ -71,6 +78,7 @@ class KafkaConfig(_Frozen):
     """
 
     bootstrap_servers: str | None = None
+    client: ClientName = DEFAULT_CLIENT
     client_id: str = "streamfer"
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
@@ -107,19 +115,56 @@ class KafkaConfig(_Frozen):
 
 
 class ConsumerConfig(_Frozen):
+    """Consumer settings; each default is the client option's own (``streams.client``)."""
+
     group_id: str = "streamfer"
-    max_poll_records: int = Field(default=500, ge=1)
-    fetch_max_wait_ms: int = Field(default=20, ge=0)
-    max_partition_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    session_timeout_ms: int = Field(default=10_000, ge=1000)
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = Field(default=_default(ConsumerOptions, "max_poll_records"), ge=1)
+    fetch_max_wait_ms: int = Field(default=_default(ConsumerOptions, "fetch_max_wait_ms"), ge=0)
+    max_partition_fetch_bytes: int = Field(
+        default=_default(ConsumerOptions, "max_partition_fetch_bytes"), ge=1024
+    )
+    session_timeout_ms: int = Field(
+        default=_default(ConsumerOptions, "session_timeout_ms"), ge=1000
+    )
+    max_poll_interval_ms: int = Field(
+        default=_default(ConsumerOptions, "max_poll_interval_ms"), ge=1000
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = _default(
+        ConsumerOptions, "auto_offset_reset"
+    )
+
+    def options(self, *, isolation_level: Literal["read_uncommitted", "read_committed"]
+                = "read_uncommitted") -> ConsumerOptions:  # fmt: skip
+        return ConsumerOptions(
+            group_id=self.group_id,
+            max_poll_records=self.max_poll_records,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            max_partition_fetch_bytes=self.max_partition_fetch_bytes,
+            session_timeout_ms=self.session_timeout_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
+            auto_offset_reset=self.auto_offset_reset,
+            isolation_level=isolation_level,
+        )
 
 
 class ProducerConfig(_Frozen):
-    linger_ms: int = Field(default=5, ge=0)
-    compression_type: Compression = "none"
-    max_request_size: int = Field(default=8 * 1024 * 1024, ge=1024)
-    transaction_timeout_ms: int = Field(default=60_000, ge=1000)
+    """Producer settings; each default is the client option's own (``streams.client``)."""
+
+    linger_ms: int = Field(default=_default(ProducerOptions, "linger_ms"), ge=0)
+    compression_type: Compression = _default(ProducerOptions, "compression")
+    max_request_size: int = Field(default=_default(ProducerOptions, "max_request_size"), ge=1024)
+    transaction_timeout_ms: int = Field(
+        default=_default(ProducerOptions, "transaction_timeout_ms"), ge=1000
+    )
+
+    def options(self, *, transactional_id: str | None = None) -> ProducerOptions:
+        return ProducerOptions(
+            linger_ms=self.linger_ms,
+            compression=self.compression_type,
+            max_request_size=self.max_request_size,
+            transactional_id=transactional_id,
+            transaction_timeout_ms=self.transaction_timeout_ms,
+        )
 
 
 class ModelConfig(_Frozen):
@@ -154,12 +199,40 @@ class SensorThresholds(_Frozen):
     min_confidence: float = Field(default=0.5, ge=0, le=1)
 
 
+class FramesConfig(_Frozen):
+    """Camera header policy. ``missing_capture_ts``: a frame without a ``capture-ts-ns``
+    header has its deadline run from the Kafka record timestamp (``record_timestamp``,
+    counted in ``streamfer_deadline_fallbacks_total``) or goes to the dead-letter topic
+    with reason ``missing_header`` (``dead_letter``)."""
+
+    missing_capture_ts: Literal["record_timestamp", "dead_letter"] = "record_timestamp"
+
+
+class DeadLettersConfig(_Frozen):
+    """``on_failure``: a dead letter the cluster will not take (after the client's own
+    retries) stops the stream with an error naming the record (``stop``), or is counted
+    as dropped with reason ``dead_letter_failed`` and skipped (``skip``)."""
+
+    on_failure: Literal["stop", "skip"] = "stop"
+
+
 class LimitsConfig(_Frozen):
     """Checked before any expensive decode; a record over a limit goes to the DLQ."""
 
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=4096 * 4096, ge=1)
     max_json_bytes: int = Field(default=64 * 1024, ge=1)
+
+    def codec_limits(self, sensor_shape: tuple[int, int] = (100, 6)) -> CodecLimits:
+        """These limits as the codecs take them."""
+        from streams.codecs import CodecLimits
+
+        return CodecLimits(
+            max_message_bytes=self.max_message_bytes,
+            max_image_pixels=self.max_image_pixels,
+            max_json_bytes=self.max_json_bytes,
+            sensor_shape=sensor_shape,
+        )
 
 
 class StreamConfig(_Frozen):
@@ -180,6 +253,8 @@ class StreamConfig(_Frozen):
     fraud: FraudThresholds = Field(default_factory=FraudThresholds)
     detection: DetectionThresholds = Field(default_factory=DetectionThresholds)
     sensor: SensorThresholds = Field(default_factory=SensorThresholds)
+    frames: FramesConfig = Field(default_factory=FramesConfig)
+    dead_letters: DeadLettersConfig = Field(default_factory=DeadLettersConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @property
@@ -203,10 +278,15 @@ class MetricsConfig(_Frozen):
 
 
 class RuntimeConfig(_Frozen):
+    """``max_in_flight``: records a stream holds between poll and engine (more pauses
+    fetching); ``broker_timeout_s``: readiness turns false once the cluster has been
+    unreachable (no fetch, commit, acknowledgement or broker report) that long."""
+
     preprocess_threads: int = Field(default=2, ge=1, le=64)
     max_in_flight: int = Field(default=2000, ge=1)
     commit_interval_ms: int = Field(default=200, ge=1)
     drain_timeout_s: float = Field(default=30.0, gt=0)
+    broker_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class PipelineConfig(_Frozen):

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 _KIND_SECTIONS: dict[str, Kind] = {
     "fraud": "transaction",
     "detection": "camera",
+    "frames": "camera",
     "sensor": "sensor",
 }
 

@@ -91,6 +91,9 @@ class StreamRecorder:
     def observe_stage_many(self, stage: str, seconds: Sequence[float] | Any) -> None:
         """Many durations of ``stage`` (a sequence or numpy array) at once."""
 
+    def observe_stage_n(self, stage: str, seconds: float, n: int) -> None:
+        """``n`` records spent ``seconds`` in ``stage`` (a batch's shared stage time)."""
+
     def observe_e2e(self, seconds: float) -> None:
         """Record timestamp -> decision acked, for one record."""
 
@@ -99,6 +102,12 @@ class StreamRecorder:
 
     def observe_batch(self, size: int) -> None:
         """One batch of ``size`` items went to the engine."""
+
+    def deadline_fallbacks(self, n: int) -> None:
+        """``n`` records had no event-time header: their deadline runs from the timestamp."""
+
+    def set_broker_reachable(self, reachable: bool) -> None:
+        """Whether the stream's Kafka clients reach the cluster (see runtime.broker_timeout_s)."""
 
     def set_queue_depth(self, n: int) -> None:
         """Items waiting for the engine now."""
@@ -114,8 +123,23 @@ class StreamMetrics(StreamRecorder):
     """Pre-bound children of one (stream, model, engine); get it from :meth:`Metrics.stream`."""
 
     __slots__ = (
-        "_base", "_batch", "_consumed", "_dead", "_dead_f", "_drop_f", "_drops", "_e2e",
-        "_lag", "_lag_f", "_published", "_queue", "_stage_f", "_stages", "_warned",
+        "_base",
+        "_batch",
+        "_broker",
+        "_consumed",
+        "_dead",
+        "_dead_f",
+        "_drop_f",
+        "_drops",
+        "_e2e",
+        "_fallbacks",
+        "_lag",
+        "_lag_f",
+        "_published",
+        "_queue",
+        "_stage_f",
+        "_stages",
+        "_warned",
     )  # fmt: skip
 
     def __init__(self, families: dict[str, Family], base: tuple[str, str, str]) -> None:
@@ -125,6 +149,9 @@ class StreamMetrics(StreamRecorder):
         self._e2e: HistogramChild = families["e2e"].child(*base)
         self._batch: HistogramChild = families["batch"].child(*base)
         self._queue: GaugeChild = families["queue"].child(*base)
+        self._fallbacks: CounterChild = families["fallbacks"].child(*base)
+        self._broker: GaugeChild = families["broker"].child(*base)
+        self._broker.set(1.0)
         self._drop_f, self._dead_f = families["dropped"], families["dead"]
         self._stage_f, self._lag_f = families["stage"], families["lag"]
         self._drops: dict[str, CounterChild] = {}
@@ -153,6 +180,9 @@ class StreamMetrics(StreamRecorder):
     def observe_stage_many(self, stage: str, seconds: Sequence[float] | Any) -> None:
         self._stage(stage).observe_many(seconds)
 
+    def observe_stage_n(self, stage: str, seconds: float, n: int) -> None:
+        self._stage(stage).observe_n(seconds, n)
+
     def observe_e2e(self, seconds: float) -> None:
         self._e2e.observe(seconds)
 
@@ -161,6 +191,12 @@ class StreamMetrics(StreamRecorder):
 
     def observe_batch(self, size: int) -> None:
         self._batch.observe(size)
+
+    def deadline_fallbacks(self, n: int) -> None:
+        self._fallbacks.inc(n)
+
+    def set_broker_reachable(self, reachable: bool) -> None:
+        self._broker.set(1.0 if reachable else 0.0)
 
     def set_queue_depth(self, n: int) -> None:
         self._queue.set(n)
@@ -245,6 +281,13 @@ class Metrics:
             "lag": Family("streamfer_consumer_lag",
                           "Records behind the partition end, per assigned partition.",
                           "gauge", (*base, "partition")),
+            "fallbacks": Family("streamfer_deadline_fallbacks_total",
+                                "Records whose deadline runs from the Kafka timestamp for lack "
+                                "of an event-time header (camera: capture-ts-ns).", "counter",
+                                base),
+            "broker": Family("streamfer_broker_reachable",
+                             "1 while the stream's Kafka clients reach the cluster, 0 once it "
+                             "has been unreachable for runtime.broker_timeout_s.", "gauge", base),
             "engine": Family("streamfer_engine_info", "Engine serving a stream (value 1).",
                              "gauge", (*base, "precision", "device", "version")),
         }  # fmt: skip

@@ -32,20 +32,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.config import DetectionThresholds, FraudThresholds, SensorThresholds
+from pipeline.decisions import SCHEMA, ModelIdentity, key_text
 from streamfer.errors import EngineError
 
-SCHEMA = "streamfer.decision.v1"
+__all__ = ["SCHEMA", "ModelIdentity", "build_decision", "key_text"]
+
 UNCERTAIN = "uncertain"
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """What decided: model name and version (ONNX metadata), engine kind and precision."""
-
-    name: str
-    version: str
-    engine: str
-    precision: str
 
 
 @dataclass(frozen=True)
@@ -177,16 +169,6 @@ class DetectionPostprocessor:
                 }
             )
         return out
-
-
-def key_text(key: bytes | None) -> str | None:
-    """Record keys are ids (card, camera, vehicle): UTF-8 text, else ``hex:...``."""
-    if key is None:
-        return None
-    try:
-        return key.decode("utf-8")
-    except UnicodeDecodeError:
-        return "hex:" + key.hex()
 
 
 def build_decision(

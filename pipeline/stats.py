@@ -7,7 +7,12 @@ import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-RECENT = 2048  # e2e latencies kept for the percentiles
+import numpy as np
+
+RECENT = 2048  # e2e latencies kept for the live percentiles
+# Whole-run e2e percentiles: log-spaced buckets 1 % apart from 10 us to 10,000 s, so a
+# run of any length is summarised in fixed memory with 1 % resolution.
+_RUN_EDGES_MS = np.geomspace(0.01, 1e7, int(np.log(1e9) / np.log(1.01)) + 1)
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class StreamStats:
     in_flight: int = 0
     lag: int = 0
     e2e_ms: tuple[float, ...] = ()
+    run_e2e_counts: tuple[int, ...] = ()  # whole run, per bucket of _RUN_EDGES_MS
 
     @property
     def resolved(self) -> int:
@@ -48,6 +54,17 @@ class StreamStats:
     def p99_ms(self) -> float | None:
         return self.percentile_ms(99)
 
+    def run_percentile_ms(self, q: float) -> float | None:
+        """Percentile ``q`` (0..100) of every e2e latency of the run (1 % resolution):
+        the same observations as ``streamfer_e2e_latency_seconds``, in finer buckets."""
+        counts = np.asarray(self.run_e2e_counts, dtype=np.int64)
+        total = int(counts.sum()) if len(counts) else 0
+        if not total:
+            return None
+        rank = max(1, math.ceil(q / 100 * total))
+        i = int(np.searchsorted(np.cumsum(counts), rank))
+        return float(_RUN_EDGES_MS[min(i, len(_RUN_EDGES_MS) - 1)])
+
 
 class StatsBook:
     """Thread-safe counters behind :class:`StreamStats`."""
@@ -60,24 +77,29 @@ class StatsBook:
         self._dropped: Counter[str] = Counter()
         self._dead: Counter[str] = Counter()
         self._e2e: deque[float] = deque(maxlen=RECENT)
+        self._run = np.zeros(len(_RUN_EDGES_MS) + 1, dtype=np.int64)
         self._lag = 0
 
     def consumed(self, n: int) -> None:
         with self._lock:
             self._consumed += n
 
-    def decided(self, e2e_ms: float) -> None:
+    def decided(self, e2e_ms: np.ndarray) -> None:
+        """Decisions acknowledged, with their e2e latencies (ms)."""
+        slots = np.bincount(np.searchsorted(_RUN_EDGES_MS, e2e_ms), minlength=len(self._run))
+        values = e2e_ms.tolist()
         with self._lock:
-            self._e2e.append(e2e_ms)
-            self._decided += 1
+            self._e2e.extend(values)
+            self._decided += len(values)
+            self._run += slots
 
-    def dropped(self, reason: str) -> None:
+    def dropped(self, reason: str, n: int = 1) -> None:
         with self._lock:
-            self._dropped[reason] += 1
+            self._dropped[reason] += n
 
-    def dead_lettered(self, reason: str) -> None:
+    def dead_lettered(self, reason: str, n: int = 1) -> None:
         with self._lock:
-            self._dead[reason] += 1
+            self._dead[reason] += n
 
     def set_lag(self, lag: int) -> None:
         with self._lock:
@@ -95,4 +117,5 @@ class StatsBook:
                 in_flight,
                 self._lag,
                 tuple(self._e2e),
+                tuple(self._run.tolist()),
             )

@@ -1,13 +1,24 @@
-"""One configured stream at run time: KafkaSource -> preprocess pool -> EngineWorker -> KafkaSink.
+"""One configured stream at run time: KafkaSource -> processor -> EngineWorker -> Outlet.
 
-The consumer thread owns the :class:`~streams.source.KafkaSource` (Kafka
-consumers are single-threaded): it polls (no more than the inbox has room
-for), hands the records to the thread pool in chunks and, in consume order,
-to the engine worker's bounded inbox, pauses
-every partition while the inbox is more than 3/4 full (lag grows, memory
-does not), and commits. A record's offset is *resolved* only when its
-decision (or dead letter) is acknowledged by Kafka, or when it is dropped on
-purpose, so commits never pass a record whose outcome is not final.
+Two threads per stream, meeting at one bounded queue:
+
+* the *consumer thread* owns the :class:`~streams.source.KafkaSource` (Kafka
+  consumers are single-threaded): it polls a batch per partition, has the
+  processor prepare it (decode, validate, features; in consume order),
+  dead-letters what the processor rejects, and hands the rest to the engine's
+  :class:`~pipeline.engine.RowQueue`, never more than it has room for. It
+  pauses every partition while the queue is more than 3/4 full (lag grows,
+  memory does not), commits through the source's committer, exports lag, and
+  watches the cluster's reachability for readiness;
+* the *engine thread* runs the :class:`~pipeline.engine.EngineWorker`
+  (batcher, inference, results) and publishes through the
+  :class:`~pipeline.outlet.Outlet`.
+
+The Kafka client's own threads fetch and send; delivery reports resolve
+records (the sink's delivery thread for librdkafka). A record's offset is
+resolved only when its decision (or dead letter) is acknowledged, or when it
+is dropped on purpose, so commits never pass a record whose outcome is not
+final.
 
 ``delivery: exactly_once`` makes the sink transactional (id
 ``<client_id>-<stream>-<worker index>``, stable across restarts so a restarted
@@ -17,55 +28,119 @@ sink's transaction; decisions and dead letters share that transaction.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from engines.base import Runner
 from pipeline.config import PipelineConfig, StreamConfig
+from pipeline.decisions import DecisionEncoder, ModelIdentity
+from pipeline.engine import STOP, EngineWorker, RowQueue
 from pipeline.health import HealthState
-from pipeline.metrics import Metrics
-from pipeline.postprocess import (
-    DetectionPostprocessor,
-    FraudPostprocessor,
-    ModelIdentity,
-    Postprocessor,
-    SensorPostprocessor,
-    labels_from_metadata,
-)
-from pipeline.preprocess import make_preprocessor
+from pipeline.metrics import Metrics, StreamRecorder
+from pipeline.outlet import Outlet
+from pipeline.processors import Prepared, Processor, make_processor
+from pipeline.processors.base import Reject
 from pipeline.stats import StatsBook, StreamStats
-from pipeline.worker import STOP, ChunkSlot, EngineWorker, Work, prepare_chunk
 from streamfer.errors import CodecError, StreamError, StreamferError
-from streams.client import ConsumerOptions, Delivered, ProducerOptions
-from streams.codecs import encode_decision
+from streams.client import client_factory
+from streams.connection import ConnectionMonitor
 from streams.dlq import DeadLetterWriter
-from streams.records import Record
+from streams.records import RecordBatch
 from streams.sink import KafkaSink
 from streams.source import KafkaSource, SourceOptions
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05
-_PUT_WAIT_S = 0.2  # a full inbox: how often the consumer checks the engine is alive
+_PUT_WAIT_S = 0.2  # a full queue: how often the consumer checks the engine is alive
 _LAG_EVERY_S = 0.5
-_CHUNK = 32  # records per preprocessing task: one submit each, a short head-of-line wait
 
 
-def make_postprocessor(stream: StreamConfig, runner: Runner) -> Postprocessor:
-    output = runner.output_specs[0].name
-    if stream.kind == "transaction":
-        return FraudPostprocessor(stream.fraud, output)
-    labels = labels_from_metadata(runner.metadata, runner.name)
-    if stream.kind == "sensor":
-        return SensorPostprocessor(stream.sensor, labels, output)
-    return DetectionPostprocessor(stream.detection, labels, output)
+def hand_over(inbox: RowQueue, item: Any, rows: int, engine_alive: Callable[[], bool],
+              deadline: float = float("inf")) -> bool:  # fmt: skip
+    """Put ``item`` on the engine's queue; False if the engine died behind a full queue
+    (or ``deadline``, monotonic seconds, passed): the consumer is told, never stuck."""
+    while engine_alive() and time.monotonic() < deadline:
+        if inbox.put(item, rows, _PUT_WAIT_S):
+            return True
+    return False
+
+
+class LagReporter:
+    """Exports consumer lag per assigned partition; a revoked partition's series goes away."""
+
+    def __init__(self, recorder: StreamRecorder, book: StatsBook) -> None:
+        self.recorder = recorder
+        self.book = book
+        self._partitions: set[int] = set()  # partitions with an exported lag
+
+    def update(self, lags: Mapping[tuple[str, int], int], assigned: Collection[tuple[str, int]]
+               ) -> None:  # fmt: skip
+        for (_, partition), n in lags.items():
+            self.recorder.set_lag(partition, n)
+        self.book.set_lag(sum(lags.values()))
+        self._partitions.update(p for _, p in lags)
+        gone = self._partitions - {p for _, p in assigned}
+        for partition in gone:
+            self.recorder.forget_partition(partition)
+        self._partitions -= gone
+
+
+def prepare_isolated(processor: Processor, batch: RecordBatch, reason: str) -> Prepared:
+    """``processor.prepare(batch)``; if it raises, record by record to find the culprits.
+
+    A record whose own prepare raises becomes a Reject with ``reason`` (the
+    exception's class and message in the dead letter); the rest are prepared alone
+    and joined again. (A stateful processor that raised midway may see the rows it
+    had handled once more.)
+    """
+    try:
+        return processor.prepare(batch)
+    except Exception as exc:
+        log.warning(
+            "%s | prepare of %d records failed (%s: %s); retrying record by record",
+            batch.tp,
+            len(batch),
+            type(exc).__name__,
+            exc,
+        )
+    parts: list[tuple[int, Prepared]] = []
+    rejects: list[Reject] = []
+    for i in range(len(batch)):
+        one = RecordBatch.of([batch.record(i)])
+        one.span = batch.span
+        try:
+            got = processor.prepare(one)
+        except Exception as exc:
+            err = CodecError(f"{batch.coords(i)} | {type(exc).__name__}: {exc}", reason)
+            rejects.append(Reject(i, reason, err))
+            continue
+        rejects += [Reject(i, r.reason, r.error) for r in got.rejects]
+        if len(got):
+            parts.append((i, got))
+    return _joined(batch, parts, rejects)
+
+
+def _joined(
+    batch: RecordBatch, parts: list[tuple[int, Prepared]], rejects: list[Reject]
+) -> Prepared:
+    import numpy as np
+
+    if not parts:
+        return Prepared(batch, np.empty(0, dtype=np.intp), {}, rejects=rejects)
+    first = parts[0][1]
+    feeds = {k: np.concatenate([p.feeds[k] for _, p in parts]) for k in first.feeds}
+    metas = None
+    if first.metas is not None:
+        metas = [m for _, p in parts for m in (p.metas or [None] * len(p))]
+    events = None
+    if first.event_ns is not None:
+        events = np.concatenate([p.event_ns for _, p in parts if p.event_ns is not None])
+    rows = np.asarray([i for i, _ in parts], dtype=np.intp)
+    return Prepared(batch, rows, feeds, metas, events, rejects)
 
 
 class StreamRuntime:
@@ -81,6 +156,7 @@ class StreamRuntime:
         *,
         worker_index: int = 0,
         on_fatal: Callable[[str, BaseException], None] = lambda name, exc: None,
+        processor: Processor | None = None,
     ) -> None:
         self.config = config
         self.stream = stream
@@ -94,47 +170,96 @@ class StreamRuntime:
         )
         self.recorder = metrics.stream(stream.name, model=stream.model, engine=info.kind)
         metrics.engine_info(
-            stream=stream.name, model=stream.model, engine=info.kind,
-            precision=info.precision, device=info.device, version=self.identity.version,
-        )  # fmt: skip
+            stream=stream.name,
+            model=stream.model,
+            engine=info.kind,
+            precision=info.precision,
+            device=info.device,
+            version=self.identity.version,
+        )
         self.book = StatsBook(stream.name, stream.kind)
-        self.inbox: queue.Queue[Any] = queue.Queue(maxsize=config.runtime.max_in_flight)
+        self.inbox = RowQueue(config.runtime.max_in_flight)
+        self._processor = processor
+        self._builtin = processor is None
         self._stop = threading.Event()
         self._drain = True
         self._threads: list[threading.Thread] = []
         self._source: KafkaSource | None = None
         self._sink: KafkaSink | None = None
-        self._dlq: DeadLetterWriter | None = None
-        self._pool: ThreadPoolExecutor | None = None
         self._worker: EngineWorker | None = None
-        self._lag_partitions: set[int] = set()  # partitions with an exported lag
+        self.lag = LagReporter(self.recorder, self.book)
+        self._unreachable_since: float | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- assembly ------------------------------------------------------------------------
     def start(self) -> None:
-        s = self.stream
-        self._sink = self._make_sink().start()
-        self._dlq = DeadLetterWriter(self._sink, topic=s.resolved_dlq_topic)
-        self._source = self._make_source()
-        if s.delivery == "exactly_once":
+        s, cfg = self.stream, self.config
+        factory = client_factory(cfg.kafka.client)
+        settings = cfg.kafka.to_settings()
+        # stable across restarts: a restarted worker fences its predecessor's open transaction
+        txn_id = f"{cfg.kafka.client_id}-{s.name}-{self.worker_index}"
+        exactly_once = s.delivery == "exactly_once"
+        self._sink = KafkaSink(
+            settings,
+            cfg.producer.options(transactional_id=txn_id if exactly_once else None),
+            factory,
+        ).start()
+        self._source = KafkaSource(
+            settings,
+            [s.input_topic],
+            cfg.consumer.options(
+                isolation_level="read_committed" if exactly_once else "read_uncommitted"
+            ),
+            SourceOptions(
+                max_in_flight_per_partition=max(
+                    cfg.runtime.max_in_flight, cfg.consumer.max_poll_records
+                ),
+                commit_interval_s=cfg.runtime.commit_interval_ms / 1000,
+                revoke_timeout_s=cfg.runtime.drain_timeout_s,
+            ),
+            factory,
+        )
+        if exactly_once:
             self._source.use_transactions(self._sink)
-        spec = self.runner.input_specs[0]
-        pre = make_preprocessor(s, self.runner.metadata, spec.name)
-        self._pool = ThreadPoolExecutor(self.config.runtime.preprocess_threads, f"pre-{s.name}")
+        processor = self._processor or make_processor(
+            s, self.runner, cfg.runtime.preprocess_threads
+        )
+        self._processor = processor
+        outlet = Outlet(
+            stream=s.name,
+            output_topic=s.output_topic,
+            sink=self._sink,
+            dead_letters=DeadLetterWriter(
+                self._sink, topic=s.resolved_dlq_topic, max_message_bytes=self.dlq_max_bytes
+            ),
+            tracker=self._source.tracker,
+            encoder=DecisionEncoder(s.name, s.kind, self.identity),
+            recorder=self.recorder,
+            book=self.book,
+            on_fatal=self._fatal,
+            on_dead_letter_failure=s.dead_letters.on_failure,
+        )
+        self.outlet = outlet
         self._worker = EngineWorker(
-            stream=s,
+            name=s.name,
             infer=self.runner.infer,
-            pre=pre,
-            post=make_postprocessor(s, self.runner),
-            identity=self.identity,
+            processor=processor,
+            outlet=outlet,
             inbox=self.inbox,
-            outlet=self,
+            max_batch=s.batching.max_batch,
+            max_wait_ms=s.batching.max_wait_ms,
+            drop_stale=s.drops_stale,
+            latest_per_key=s.latest_per_key,
+            deadline_ms=s.deadline_ms,
             on_batch=self._on_batch,
+            on_fallbacks=self.recorder.deadline_fallbacks,
+            error_reason=self._error_reason,
         )
         self.health.watch(self.ready_condition, lambda: self.assigned)
+        self.health.watch(self.broker_condition, self._broker_reachable)
         started = threading.Event()
         errors: list[BaseException] = []
         consumer = threading.Thread(
-            target=self._consume, args=(pre, started, errors), name=f"consume-{s.name}"
+            target=self._consume, args=(started, errors), name=f"consume-{s.name}"
         )
         engine = threading.Thread(target=self._run_worker, name=f"engine-{s.name}", daemon=True)
         self._threads = [consumer, engine]
@@ -144,41 +269,15 @@ class StreamRuntime:
         if errors:
             raise errors[0]
 
-    def _make_sink(self) -> KafkaSink:
-        cfg, s = self.config, self.stream
-        # stable across restarts: a restarted worker fences its predecessor's open transaction
-        txn_id = f"{cfg.kafka.client_id}-{s.name}-{self.worker_index}"
-        p = cfg.producer
-        return KafkaSink(
-            cfg.kafka.to_settings(),
-            ProducerOptions(
-                linger_ms=p.linger_ms,
-                compression=p.compression_type,
-                max_request_size=p.max_request_size,
-                transactional_id=txn_id if s.delivery == "exactly_once" else None,
-                transaction_timeout_ms=p.transaction_timeout_ms,
-            ),
-        )
+    dlq_max_bytes: int | None = None  # the DLQ topic's max.message.bytes, when known
 
-    def _make_source(self) -> KafkaSource:
-        cfg, c = self.config, self.config.consumer
-        return KafkaSource(
-            cfg.kafka.to_settings(),
-            [self.stream.input_topic],
-            ConsumerOptions(
-                group_id=c.group_id,
-                max_poll_records=c.max_poll_records,
-                fetch_max_wait_ms=c.fetch_max_wait_ms,
-                max_partition_fetch_bytes=c.max_partition_fetch_bytes,
-                auto_offset_reset=c.auto_offset_reset,
-                session_timeout_ms=c.session_timeout_ms,
-            ),
-            SourceOptions(
-                max_in_flight_per_partition=cfg.runtime.max_in_flight,
-                commit_interval_s=cfg.runtime.commit_interval_ms / 1000,
-                revoke_timeout_s=cfg.runtime.drain_timeout_s,
-            ),
-        )
+    @property
+    def _error_reason(self) -> str:
+        """The reason of an exception escaping the processor: ours, or a plug-in's."""
+        return "internal_error" if self._builtin else "processor_error"
+
+    def _fatal(self, exc: BaseException) -> None:
+        self.on_fatal(self.stream.name, exc)
 
     def request_stop(self, drain: bool = True) -> None:
         self._drain = drain
@@ -188,8 +287,9 @@ class StreamRuntime:
         deadline = time.monotonic() + timeout_s + 5
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self._processor, "close", None)
+        if callable(close):
+            close()
         if self._sink is not None:
             self._sink.close()
 
@@ -204,6 +304,11 @@ class StreamRuntime:
         return f"partitions:{self.stream.name}"
 
     @property
+    def broker_condition(self) -> str:
+        """The readiness condition of the cluster's reachability for this stream."""
+        return f"broker:{self.stream.name}"
+
+    @property
     def assigned(self) -> bool:
         return bool(self._source and self._source.assigned)
 
@@ -212,10 +317,59 @@ class StreamRuntime:
         in_flight = source.in_flight() if source is not None else 0
         return self.book.snapshot(in_flight=in_flight)
 
+    # -- readiness: is the cluster reachable? --------------------------------------------
+    def _monitors(self) -> list[ConnectionMonitor]:
+        out = []
+        for client in (
+            self._source and self._source.monitor,
+            self._sink and getattr(self._sink._client, "monitor", None),
+        ):
+            if isinstance(client, ConnectionMonitor):
+                out.append(client)
+        return out
+
+    def unreachable_s(self) -> float:
+        """How long the cluster has been out of reach (0 while it answers)."""
+        return max((m.unreachable_s() for m in self._monitors()), default=0.0)
+
+    def _broker_reachable(self) -> bool:
+        return self.unreachable_s() < self.config.runtime.broker_timeout_s
+
+    def _watch_broker(self, source: KafkaSource) -> None:
+        """One log line when the cluster goes out of reach, one when it is back."""
+        gone = self.unreachable_s()
+        self.recorder.set_broker_reachable(gone < self.config.runtime.broker_timeout_s)
+        if gone >= self.config.runtime.broker_timeout_s and self._unreachable_since is None:
+            self._unreachable_since = time.monotonic() - gone
+            errors = "; ".join(m.last_error or "" for m in self._monitors() if m.last_error)
+            log.error(
+                "%s | broker unreachable since %.0f s ago (%s); not ready",
+                self.stream.name,
+                gone,
+                errors or "no answer",
+            )
+        elif gone == 0.0 and self._unreachable_since is not None:
+            down = time.monotonic() - self._unreachable_since
+            self._unreachable_since = None
+            lag = sum(self._safe_lag(source).values())
+            log.warning(
+                "%s | broker reachable again after %.0f s; lag %s",
+                self.stream.name,
+                down,
+                f"{lag:,}",
+            )
+
+    def _safe_lag(self, source: KafkaSource) -> dict[tuple[str, int], int]:
+        try:
+            return source.lag()
+        except StreamferError as exc:
+            log.debug("%s | lag unavailable: %s", self.stream.name, exc)
+            return {}
+
     # -- consumer thread -----------------------------------------------------------------
-    def _consume(self, pre: Any, started: threading.Event, errors: list[BaseException]) -> None:
-        source, pool = self._source, self._pool
-        assert source is not None and pool is not None
+    def _consume(self, started: threading.Event, errors: list[BaseException]) -> None:
+        source = self._source
+        assert source is not None
         try:
             source.start()
         except BaseException as exc:
@@ -226,7 +380,7 @@ class StreamRuntime:
         started.set()
         hb = self.health.heartbeat(f"consumer-{self.stream.name}", max_age_s=60)
         try:
-            self._consume_loop(source, pool, pre, hb.beat)
+            self._consume_loop(source, hb.beat)
             self._finish(source)
         except BaseException as exc:
             log.exception("%s | consumer failed", self.stream.name)
@@ -236,25 +390,20 @@ class StreamRuntime:
         finally:
             hb.close()
 
-    def _consume_loop(
-        self, source: KafkaSource, pool: ThreadPoolExecutor, pre: Any, beat: Callable[[], None]
-    ) -> None:
-        high, low = self.inbox.maxsize * 3 // 4, self.inbox.maxsize // 4
+    def _consume_loop(self, source: KafkaSource, beat: Callable[[], None]) -> None:
+        inbox = self.inbox
+        high, low = inbox.max_rows * 3 // 4, inbox.max_rows // 4
         paused, next_lag = False, 0.0
-        recorder, book = self.recorder, self.book
+        max_poll = self.config.consumer.max_poll_records
         while not self._stop.is_set():
             beat()
-            # never more than the inbox can take: handing records over does not block
-            records = source.poll(_POLL_S, max(1, self.inbox.maxsize - self.inbox.qsize()))
-            if records:
-                recorder.consumed(len(records))
-                book.consumed(len(records))
-                recorder.observe_stage_many(
-                    "broker", [max(0, r.consumed_wall_ms - r.timestamp_ms) / 1e3 for r in records]
-                )
-                self._hand_over(records, pool, pre)
-            depth = self.inbox.qsize()
-            recorder.set_queue_depth(depth + (self._worker.queued if self._worker else 0))
+            # never more than the queue can take: handing records over does not block
+            room = max(1, min(max_poll, inbox.max_rows - inbox.rows))
+            for batch in source.poll(_POLL_S, room):
+                self._hand_over(batch)
+            depth = inbox.rows
+            worker = self._worker
+            self.recorder.set_queue_depth(depth + (worker.queued if worker else 0))
             if not paused and depth >= high:
                 source.pause()
                 paused = True
@@ -263,43 +412,27 @@ class StreamRuntime:
                 paused = False
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + _LAG_EVERY_S
-                self._update_lag(source)
+                self.lag.update(self._safe_lag(source), source.assigned)
+                self._watch_broker(source)
 
-    def _hand_over(self, records: list[Record], pool: ThreadPoolExecutor, pre: Any) -> None:
-        """Preprocess in chunks (a pool submit per record costs more than decoding one)."""
-        size = min(_CHUNK, -(-len(records) // self.config.runtime.preprocess_threads))
-        for i in range(0, len(records), size):
-            chunk = records[i : i + size]
-            future = pool.submit(prepare_chunk, pre, chunk)
-            for j, r in enumerate(chunk):
-                if not self._put((r, ChunkSlot(future, j))):
-                    raise StreamError(f"{self.stream.name} | engine worker stopped")
-
-    def _put(self, item: Any, deadline: float = float("inf")) -> bool:
-        """Hand over to the engine; False if it died behind a full inbox (or past deadline)."""
-        while self.engine_alive and time.monotonic() < deadline:
-            try:
-                self.inbox.put(item, timeout=_PUT_WAIT_S)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def _update_lag(self, source: KafkaSource) -> None:
-        try:
-            lags = source.lag()
-        except StreamferError as exc:
-            log.debug("%s | lag unavailable: %s", self.stream.name, exc)
+    def _hand_over(self, batch: RecordBatch) -> None:
+        n = len(batch)
+        self.recorder.consumed(n)
+        self.book.consumed(n)
+        self.recorder.observe_stage_many("broker", batch.broker_ms() / 1e3)
+        assert self._processor is not None
+        start = time.perf_counter_ns()
+        prepared = prepare_isolated(self._processor, batch, self._error_reason)
+        prepared.prepare_ns = time.perf_counter_ns() - start
+        self.outlet.rejects(prepared)
+        if not len(prepared):
             return
-        for (_, partition), n in lags.items():
-            self.recorder.set_lag(partition, n)
-        self.book.set_lag(sum(lags.values()))
-        # revoked partitions: stop exporting their last lag
-        self._lag_partitions.update(p for _, p in lags)
-        gone = self._lag_partitions - {p for _, p in source.assigned}
-        for partition in gone:
-            self.recorder.forget_partition(partition)
-        self._lag_partitions -= gone
+        prepared.ready_ns = time.monotonic_ns()
+        if not self._put(prepared, len(prepared)):
+            raise StreamError(f"{self.stream.name} | engine worker stopped")
+
+    def _put(self, item: Any, rows: int, deadline: float = float("inf")) -> bool:
+        return hand_over(self.inbox, item, rows, lambda: self.engine_alive, deadline)
 
     def _finish(self, source: KafkaSource) -> None:
         """Stop asked: drain (finish, publish, commit) or just commit what is resolved."""
@@ -309,21 +442,23 @@ class StreamRuntime:
             return
         source.pause()
         deadline = time.monotonic() + self.config.runtime.drain_timeout_s
-        if not self._put(STOP, deadline):  # an engine that died behind a full inbox
+        if not self._put(STOP, 0, deadline):  # an engine that died behind a full queue
             log.error("%s | engine did not take STOP; abandoning", self.stream.name)
             self._abandon()
             self._close_source(source, wait_s=0)
             return
         self._threads[1].join(max(0.0, deadline - time.monotonic()))
         if self._sink is not None:
-            self._sink.flush(max(0.1, deadline - time.monotonic()))
+            try:
+                self._sink.flush(max(0.1, deadline - time.monotonic()))
+            except StreamError as exc:
+                log.warning("%s | drain: %s", self.stream.name, exc)
         self._close_source(source, wait_s=max(0.1, deadline - time.monotonic()))
 
     def _abandon(self) -> None:
         if self._worker is not None:
             self._worker.abandon()
-        with contextlib.suppress(queue.Full):  # a full inbox: the daemon dies with the process
-            self.inbox.put_nowait(STOP)
+        self.inbox.put_nowait(STOP)
 
     def _close_source(self, source: KafkaSource, wait_s: float) -> None:
         try:
@@ -344,76 +479,7 @@ class StreamRuntime:
             hb.close()
 
     def _on_batch(self, n: int, infer_s: float, post_s: float) -> None:
-        self.recorder.observe_batch(n)
-        self.recorder.observe_stage("infer", infer_s)
-        self.recorder.observe_stage("postprocess", post_s)
-
-    # -- outlet (engine thread; callbacks on the producer's I/O thread) ------------------
-    def publish(self, work: Work, decision: dict[str, Any]) -> None:
-        assert self._sink is not None
-        record: Record = work.record
-        handoff = time.monotonic_ns()
-        latency: dict[str, float | None] = {
-            k: round(v, 3) for k, v in work.latency_ms(handoff).items()
-        }
-        latency["publish"] = None
-        decision["latency_ms"] = latency
-        try:  # built by our postprocessors: no schema check per record, JSON rules still apply
-            value = encode_decision(decision, validate=False)
-        except (ValueError, TypeError) as exc:  # e.g. a NaN score: dead-lettered instead
-            err = CodecError(f"{record.coords} | decision not encodable: {exc}", "bad_decision")
-            self.dead_letter(record, err, err.reason)
-            return
-        self.recorder.observe_stage("queue", work.stage_ns.get("queue", 0) / 1e9)
-        self.recorder.observe_stage("preprocess", work.preprocess_ns / 1e9)
-
-        def on_delivery(md: Delivered | None, error: Exception | None) -> None:
-            if error is not None:
-                self._delivery_failed(record, error)
-                return
-            now = time.monotonic_ns()
-            assert self._source is not None
-            if self._source.resolve(record):
-                e2e_ms = (
-                    max(0.0, record.consumed_wall_ms - record.timestamp_ms)
-                    + (now - record.consumed_ns) / 1e6
-                )
-                self.recorder.published(1)
-                self.recorder.observe_stage("publish", (now - handoff) / 1e9)
-                self.recorder.observe_e2e(e2e_ms / 1e3)
-                self.book.decided(e2e_ms)
-
-        out = self.stream.output_topic
-        self._sink.send(out, value, record.key, (), on_delivery, only_if=self._pending(record))
-
-    def _pending(self, record: Record) -> Callable[[], bool]:
-        """Checked under the transaction lock: output of a record that an abort or a
-        revocation abandoned never lands in the next transaction (see KafkaSink.send)."""
-        assert self._source is not None
-        return functools.partial(self._source.is_pending, record)
-
-    def dropped(self, work: Work, reason: str) -> None:
-        assert self._source is not None
-        if self._source.resolve(work.record):
-            self.recorder.dropped(reason)
-            self.book.dropped(reason)
-
-    def dead_letter(self, record: Any, error: BaseException, reason: str) -> None:
-        assert self._dlq is not None
-        log.info("%s | dead letter (%s): %s", self.stream.name, reason, error)
-
-        def on_delivery(md: Delivered | None, err: Exception | None) -> None:
-            if err is not None:
-                self._delivery_failed(record, err)
-                return
-            assert self._source is not None
-            if self._source.resolve(record):
-                self.recorder.dead_lettered(reason)
-                self.book.dead_lettered(reason)
-
-        self._dlq.write(record, error, on_delivery, reason=reason, only_if=self._pending(record))
-
-    def _delivery_failed(self, record: Record, error: Exception) -> None:
-        """Never commit past it: stop (records after the last commit are consumed again)."""
-        log.error("%s | output for %s not delivered: %r", self.stream.name, record.coords, error)
-        self.on_fatal(self.stream.name, error)
+        rec = self.recorder
+        rec.observe_batch(n)
+        rec.observe_stage_n("infer", infer_s, n)
+        rec.observe_stage_n("postprocess", post_s, n)

@@ -1,8 +1,9 @@
 """The small Kafka client interface streamfer's sources and sinks are written against.
 
-Everything Kafka-library specific lives behind these Protocols (the kafka-python
-implementation is ``streams.kafka_python``), so another client (librdkafka via
-confluent-kafka, say) can be added by implementing them and a ``ClientFactory``.
+Everything Kafka-library specific lives behind these Protocols. Two clients
+implement them: librdkafka through confluent-kafka (``streams.confluent``, the
+default) and kafka-python (``streams.kafka_python``); ``client_factory(name)``
+returns either, and both pass the same contract tests.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from streams.records import Record
+from streamfer.errors import ConfigError
+from streams.records import RecordBatch
 from streams.settings import KafkaSettings
 
 TopicPartition = tuple[str, int]
@@ -22,17 +24,16 @@ OffsetReset = Literal["earliest", "latest"]
 Isolation = Literal["read_uncommitted", "read_committed"]
 
 
-@dataclass(frozen=True)
-class Delivered:
-    """Where an acknowledged message landed."""
+ClientName = Literal["confluent-kafka", "kafka-python"]
+CLIENTS: tuple[ClientName, ...] = ("confluent-kafka", "kafka-python")
+DEFAULT_CLIENT: ClientName = "confluent-kafka"
 
-    topic: str
-    partition: int
-    offset: int
-
-
-# Called once per message, from the client's I/O thread: (metadata, None) or (None, error).
-DeliveryCallback = Callable[[Delivered | None, Exception | None], None]
+# Called once per message when its fate is known: ``(None, message)`` once acknowledged,
+# ``(error, message)`` when it failed (``str(error)`` says why; ``message`` is the
+# client's own object, or None). It runs in whichever thread serves the client's
+# delivery reports, possibly two threads at once (a flush and the poller): keep it
+# short and thread-safe.
+DeliveryCallback = Callable[[object | None, object], None]
 
 # Revocation hook: (partitions, lost) -> positions to commit before the rebalance
 # completes (empty when the partitions are abandoned or were lost).
@@ -42,41 +43,47 @@ AssignHook = Callable[[list[TopicPartition]], None]
 
 @dataclass(frozen=True)
 class ConsumerOptions:
-    """Consumer tuning; defaults favour latency with batched polls."""
+    """Consumer tuning. These defaults are the ones ``streamfer run`` uses: the pipeline
+    config takes each of its consumer defaults from here (written once)."""
 
     group_id: str
-    max_poll_records: int = 1000
-    fetch_max_wait_ms: int = 10
+    max_poll_records: int = 500
+    fetch_max_wait_ms: int = 20
     fetch_min_bytes: int = 1
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
+    queued_max_kbytes: int = 16 * 1024  # librdkafka prefetch per partition (frames add up)
     auto_offset_reset: OffsetReset = "earliest"
     isolation_level: Isolation = "read_uncommitted"
-    session_timeout_ms: int = 45_000
-    heartbeat_interval_ms: int = 3_000
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 2_000
     max_poll_interval_ms: int = 300_000
     request_timeout_ms: int = 30_000
+    stats_interval_ms: int = 1_000  # librdkafka statistics: broker liveness for readiness
 
 
 @dataclass(frozen=True)
 class ProducerOptions:
-    """Producer tuning: idempotent, acks=all; linger/batch/compression for throughput."""
+    """Producer tuning: idempotent, acks=all; linger/batch/compression for throughput.
+    The pipeline config takes each of its producer defaults from here (written once)."""
 
     linger_ms: int = 5
     batch_size: int = 256 * 1024
     compression: Compression = "none"
-    max_request_size: int = 16 * 1024 * 1024
+    max_request_size: int = 8 * 1024 * 1024
     delivery_timeout_ms: int = 120_000
     request_timeout_ms: int = 30_000
     max_block_ms: int = 10_000  # also bounds start() against a broker that is down
+    queue_max_messages: int = 500_000  # librdkafka's local queue; full means backpressure
     transactional_id: str | None = None
     transaction_timeout_ms: int = 60_000
+    stats_interval_ms: int = 1_000
 
 
 class ConsumerClient(Protocol):
     """A group member with manual commits; used from one thread (its owner's)."""
 
-    def poll(self, timeout_s: float, max_records: int) -> Mapping[TopicPartition, list[Record]]:
-        """Records by partition, in offset order."""
+    def poll(self, timeout_s: float, max_records: int) -> list[RecordBatch]:
+        """At most ``max_records`` records, one batch per partition, each in offset order."""
         ...
 
     def commit(self, positions: Mapping[TopicPartition, int], timeout_s: float) -> None: ...
@@ -105,7 +112,14 @@ class ConsumerClient(Protocol):
 
 
 class ProducerClient(Protocol):
-    """An idempotent producer; ``send`` may be called from many threads."""
+    """An idempotent producer; ``send`` may be called from many threads.
+
+    ``needs_polling``: delivery callbacks run only inside ``poll``/``flush``
+    (librdkafka), so the sink keeps a thread polling; False when the client runs
+    them on its own I/O thread (kafka-python).
+    """
+
+    needs_polling: bool
 
     def send(
         self,
@@ -116,6 +130,10 @@ class ProducerClient(Protocol):
         on_delivery: DeliveryCallback | None,
         partition: int | None = None,
     ) -> None: ...
+
+    def poll(self, timeout_s: float) -> None:
+        """Serve delivery callbacks for up to ``timeout_s`` (no-op where not needed)."""
+        ...
 
     def flush(self, timeout_s: float) -> None: ...
 
@@ -147,3 +165,16 @@ class ClientFactory(Protocol):
     ) -> ConsumerClient: ...
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> ProducerClient: ...
+
+
+def client_factory(name: ClientName = DEFAULT_CLIENT) -> ClientFactory:
+    """The factory of the named client library (imported on first use)."""
+    if name == "confluent-kafka":
+        from streams.confluent import ConfluentFactory
+
+        return ConfluentFactory()
+    if name == "kafka-python":
+        from streams.kafka_python import KafkaPythonFactory
+
+        return KafkaPythonFactory()
+    raise ConfigError(f"kafka.client | got {name!r}. Note: expected one of {', '.join(CLIENTS)}")

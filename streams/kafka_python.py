@@ -20,7 +20,6 @@ from streamfer.errors import StreamError
 from streams.admin import BOOTSTRAP_ENV
 from streams.client import (
     ConsumerOptions,
-    Delivered,
     DeliveryCallback,
     Headers,
     OffsetReset,
@@ -28,7 +27,8 @@ from streams.client import (
     RevokeHook,
     TopicPartition,
 )
-from streams.records import Record
+from streams.connection import ConnectionMonitor
+from streams.records import RecordBatch
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 # How often the revocation listener yields to the client's event loop (heartbeats).
 _REVOKE_YIELD_S = 0.05
+_PROBE_EVERY_S = 1.0  # how often an idle consumer checks it still has a connection
 
 
 def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
@@ -138,6 +139,7 @@ class KafkaPythonConsumer:
         settings: KafkaSettings,
         reset: OffsetReset,
         heartbeats_during_revoke: bool = False,
+        monitor: ConnectionMonitor | None = None,
     ) -> None:
         self._c = consumer
         self._settings = settings
@@ -145,6 +147,8 @@ class KafkaPythonConsumer:
         # True: the revocation hook runs off the event loop (see _Listener), so a long
         # wait in it does not stop heartbeats
         self.heartbeats_during_revoke = heartbeats_during_revoke
+        self.monitor = monitor or ConnectionMonitor(settings.describe())
+        self._next_probe = 0.0
 
     def _unstick_parked_records(self) -> None:
         """Work around a kafka-python 3.0.12 fetcher bug (resume after pause stalls).
@@ -160,7 +164,7 @@ class KafkaPythonConsumer:
         if current is not None and not current:
             fetcher._next_partition_records = None
 
-    def poll(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[Record]]:
+    def poll(self, timeout_s: float, max_records: int) -> list[RecordBatch]:
         self._unstick_parked_records()
         batches = _guard(
             "poll",
@@ -168,24 +172,38 @@ class KafkaPythonConsumer:
             lambda: self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records),
         )
         if not batches:
-            return {}
+            self._probe()
+            return []
         now = time.monotonic_ns()
-        out: dict[TopicPartition, list[Record]] = {}
+        self.monitor.ok()
+        out = []
         for tp, msgs in batches.items():
-            out[(tp.topic, tp.partition)] = [
-                Record(
-                    m.topic,
-                    m.partition,
-                    m.offset,
-                    m.key,
-                    m.value,
-                    tuple(m.headers) if m.headers else (),
-                    m.timestamp,
+            out.append(
+                RecordBatch(
+                    tp.topic,
+                    tp.partition,
+                    [m.offset for m in msgs],
+                    [m.key for m in msgs],
+                    [m.value for m in msgs],
+                    [m.headers for m in msgs],
+                    [m.timestamp for m in msgs],
                     now,
                 )
-                for m in msgs
-            ]
+            )
         return out
+
+    def _probe(self) -> None:
+        """An idle consumer proves the cluster is there by having a connection to it
+        (the public ``metrics()``: kafka-python has no liveness callback)."""
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + _PROBE_EVERY_S
+        count = self._c.metrics().get("consumer-metrics", {}).get("connection-count", 0)
+        if count > 0:
+            self.monitor.ok()
+        else:
+            self.monitor.error("no connection to any broker", kind="no connection")
 
     def commit(self, positions: Mapping[TopicPartition, int], timeout_s: float) -> None:
         offsets = _offsets(positions)
@@ -194,6 +212,7 @@ class KafkaPythonConsumer:
             self._settings,
             lambda: self._c.commit(offsets, timeout_ms=int(timeout_s * 1000)),
         )
+        self.monitor.ok()
 
     def committed(self, tp: TopicPartition, timeout_s: float) -> int | None:
         result: int | None = _guard(
@@ -250,20 +269,25 @@ class KafkaPythonConsumer:
         self._c.close(autocommit=False)
 
 
-def _on_ok(cb: DeliveryCallback, md: Any) -> None:
-    cb(Delivered(md.topic, md.partition, md.offset), None)
-
-
-def _on_err(cb: DeliveryCallback, exc: Exception) -> None:
-    cb(None, exc)
-
-
 class KafkaPythonProducer:
-    """``ProducerClient`` over ``kafka.KafkaProducer`` (thread-safe send)."""
+    """``ProducerClient`` over ``kafka.KafkaProducer`` (thread-safe send; delivery callbacks
+    run on the client's own I/O thread, so nothing needs to poll)."""
 
-    def __init__(self, producer: KafkaProducer, settings: KafkaSettings) -> None:
+    needs_polling = False
+
+    def __init__(
+        self, producer: KafkaProducer, settings: KafkaSettings, monitor: ConnectionMonitor
+    ) -> None:
         self._p = producer
         self._settings = settings
+        self.monitor = monitor
+
+    def _on_ok(self, cb: DeliveryCallback, md: Any) -> None:
+        self.monitor.ok()
+        cb(None, md)
+
+    def _on_err(self, cb: DeliveryCallback, exc: Exception) -> None:
+        cb(exc, None)
 
     def send(
         self,
@@ -283,8 +307,11 @@ class KafkaPythonProducer:
                 f"{topic} | send to {self._settings.describe()} failed: {exc!r}"
             ) from exc
         if on_delivery is not None:
-            fut.add_callback(_on_ok, on_delivery)
-            fut.add_errback(_on_err, on_delivery)
+            fut.add_callback(self._on_ok, on_delivery)
+            fut.add_errback(self._on_err, on_delivery)
+
+    def poll(self, timeout_s: float) -> None:
+        """Nothing to serve: callbacks run on the client's I/O thread."""
 
     def flush(self, timeout_s: float) -> None:
         _guard("flush", self._settings, lambda: self._p.flush(timeout=timeout_s))
@@ -366,6 +393,7 @@ class KafkaPythonFactory:
             settings,
             options.auto_offset_reset,
             heartbeats_during_revoke=listener.loop_sleep() is not None,
+            monitor=ConnectionMonitor(settings.describe()),
         )
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> KafkaPythonProducer:
@@ -387,4 +415,4 @@ class KafkaPythonFactory:
             )
 
         producer = _connect("producer start", settings, options.max_block_ms, make)
-        return KafkaPythonProducer(producer, settings)
+        return KafkaPythonProducer(producer, settings, ConnectionMonitor(settings.describe()))

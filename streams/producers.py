@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from streamfer.errors import ConfigError, StreamError
-from streams.client import Compression, Delivered, ProducerOptions
+from streams.client import Compression, ProducerOptions
 from streams.feeds import Message
 from streams.settings import KafkaSettings
 from streams.sink import KafkaSink
@@ -27,7 +27,8 @@ Pacing = Literal["fixed", "poisson"]
 
 @dataclass
 class ProduceStats:
-    """Counters of one producing run (updated from the client's I/O thread)."""
+    """Counters of one producing run (``acked``/``failed`` move in delivery callbacks,
+    which may run on two threads at once: they count under a lock)."""
 
     sent: int = 0
     acked: int = 0
@@ -46,12 +47,15 @@ class ProduceStats:
         """Messages sent per second so far."""
         return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    def on_delivery(self, _md: Delivered | None, error: Exception | None) -> None:
-        if error is None:
-            self.acked += 1
-        else:
-            self.failed += 1
-            self.last_error = repr(error)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def on_delivery(self, error: object | None, _message: object) -> None:
+        with self._lock:
+            if error is None:
+                self.acked += 1
+            else:
+                self.failed += 1
+                self.last_error = str(error)
 
 
 def _gaps(rate: float, pacing: Pacing, seed: int) -> Iterator[float]:
@@ -83,8 +87,12 @@ def produce(
 ) -> ProduceStats:
     """Send until ``count`` messages, ``duration_s`` seconds, ``stop`` or the feed ends.
 
-    ``rate`` <= 0 sends as fast as the client accepts. Returns once every sent
-    message is acknowledged or failed (StreamError if that takes over ``flush_timeout_s``).
+    ``rate`` <= 0 sends as fast as the client accepts. Open loop: message k is due
+    at a fixed schedule (``k / rate`` after the start with fixed pacing, Poisson gaps
+    otherwise) and is sent at once when the sender is behind. With fixed pacing and
+    a duration exactly ``round(rate * duration_s)`` messages are sent (fewer only if
+    ``count``, ``stop`` or the feed says so). Returns once every sent message is
+    acknowledged or failed (StreamError if that takes over ``flush_timeout_s``).
     """
     if pacing not in ("fixed", "poisson"):
         raise ConfigError(f"pacing | got {pacing!r}. Note: expected fixed or poisson")
@@ -98,25 +106,28 @@ def produce(
     start_s = time.monotonic()
     end_s = start_s + duration_s if duration_s is not None else float("inf")
     limit = count if count is not None else -1
+    fixed = pacing == "fixed" and rate > 0
+    if fixed and duration_s is not None:  # the schedule itself says how many: no float drift
+        scheduled = round(rate * duration_s)
+        limit = scheduled if limit < 0 else min(limit, scheduled)
     next_report = start_s + progress_interval_s
     due = start_s
     on_delivery = stats.on_delivery
     items = zip(_gaps(rate, pacing, seed), feed, strict=False) if limit else iter(())
     for gap, (key, value, headers) in items:
-        if stop.is_set():
+        if stop.is_set() or (not fixed and due >= end_s):
             break
         now = time.monotonic()
-        if due > now:  # ahead of schedule: wait (never behind: open loop sends at once)
-            if due >= end_s or stop.wait(due - now):
-                break
-            now = due
-        if now >= end_s:
+        if due > now and stop.wait(due - now):  # ahead of schedule: wait
+            break
+        now = max(now, due)
+        if rate <= 0 and now >= end_s:
             break
         sink.send(topic, value, key, headers, on_delivery)
         stats.sent += 1
         if stats.sent == limit:
             break
-        due += gap
+        due = start_s + stats.sent / rate if fixed else due + gap
         if progress is not None and now >= next_report:
             progress(stats)
             next_report = now + progress_interval_s

@@ -82,6 +82,27 @@ class KafkaSettings:
                 kwargs[name] = value
         return kwargs
 
+    def librdkafka_config(self) -> dict[str, Any]:
+        """librdkafka (confluent-kafka) connection properties (contain the secret: never log)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": ",".join(s.strip() for s in self.bootstrap_servers.split(",")),
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol.lower(),
+        }
+        if self.sasl_mechanism is not None:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username
+            conf["sasl.password"] = self.sasl_password
+        for name, prop in (
+            ("ssl_cafile", "ssl.ca.location"),
+            ("ssl_certfile", "ssl.certificate.location"),
+            ("ssl_keyfile", "ssl.key.location"),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                conf[prop] = value
+        return conf
+
     def consumer_kwargs(self) -> dict[str, Any]:
         """kafka-python KafkaConsumer connection arguments (contain the secret: never log)."""
         return self._common()

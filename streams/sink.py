@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from streamfer.errors import StreamError
 from streams.client import (
@@ -13,19 +14,30 @@ from streams.client import (
     ProducerClient,
     ProducerOptions,
     TopicPartition,
+    client_factory,
 )
 from streams.settings import KafkaSettings
 
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.05  # the delivery thread's wait per poll (librdkafka returns early on a report)
+
 
 class KafkaSink:
-    """Publishes messages; ``on_delivery`` fires once per message from the client's I/O thread.
+    """Publishes messages; ``on_delivery(error, message)`` fires once per message.
 
-    With ``options.transactional_id`` set, sends join a transaction begun on first use,
-    and ``commit_transaction(positions, group_metadata)`` commits the sent messages
-    together with the consumer offsets (exactly-once consume-transform-produce).
-    ``send(..., only_if=check)`` evaluates ``check`` under the transaction lock, the
-    lock ``abort_transaction(then=...)`` holds while it aborts and runs ``then``: a
-    message whose source record an abort abandoned never opens the next transaction.
+    Where the client serves delivery reports only when polled (librdkafka), the
+    sink runs a small *delivery thread* that polls from ``start()`` to
+    ``close()``, so acknowledgements resolve records without any other thread's
+    help (a consumer thread blocked in a revocation wait included).
+
+    With ``options.transactional_id`` set, sends join a transaction begun on first
+    use, and ``commit_transaction(positions, group_metadata)`` commits the sent
+    messages together with the consumer offsets (exactly-once consume-transform-
+    produce). ``send(..., only_if=check)`` evaluates ``check`` under the
+    transaction lock, the lock ``abort_transaction(then=...)`` holds while it
+    aborts and runs ``then``: a message whose source record an abort abandoned
+    never opens the next transaction.
     """
 
     def __init__(
@@ -40,6 +52,8 @@ class KafkaSink:
         self._client: ProducerClient | None = None
         self._txn_lock = threading.RLock()
         self._in_txn = False
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
 
     @property
     def transactional(self) -> bool:
@@ -50,16 +64,29 @@ class KafkaSink:
         return self._in_txn
 
     def start(self) -> KafkaSink:
-        """Connect (raises StreamError within ``max_block_ms`` if no broker answers)."""
+        """Connect (StreamError within ``max_block_ms`` if no broker answers)."""
         if self._client is None:
-            if self._factory is None:
-                from streams.kafka_python import KafkaPythonFactory
-
-                self._factory = KafkaPythonFactory()
-            self._client = self._factory.producer(self.settings, self.options)
+            factory = self._factory or client_factory()
+            self._client = factory.producer(self.settings, self.options)
             if self.transactional:
                 self._client.init_transactions()
+            if self._client.needs_polling:
+                self._stop.clear()
+                self._poller = threading.Thread(
+                    target=self._serve_deliveries,
+                    args=(self._client,),
+                    name="kafka-deliveries",
+                    daemon=True,
+                )
+                self._poller.start()
         return self
+
+    def _serve_deliveries(self, client: ProducerClient) -> None:
+        while not self._stop.is_set():
+            try:
+                client.poll(_POLL_S)
+            except Exception:  # a callback that raised: logged, the thread goes on
+                log.exception("%s | a delivery callback failed", self.settings.describe())
 
     def __enter__(self) -> KafkaSink:
         return self.start()
@@ -100,11 +127,39 @@ class KafkaSink:
         with self._txn_lock:
             if only_if is not None and not only_if():
                 return False
-            if not self._in_txn:
-                client.begin_transaction()
-                self._in_txn = True
+            self._begin(client)
             client.send(topic, value, key, headers, on_delivery, partition)
             return True
+
+    def send_many(
+        self,
+        topic: str,
+        values: Sequence[bytes],
+        keys: Sequence[bytes | None],
+        on_delivery: DeliveryCallback,
+        only_if: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Queue one message per value (no headers), all under one ``only_if`` check."""
+        client = self.client
+        if not self.transactional:
+            if only_if is not None and not only_if():
+                return False
+            send = client.send
+            for value, key in zip(values, keys, strict=True):
+                send(topic, value, key, (), on_delivery)
+            return True
+        with self._txn_lock:
+            if only_if is not None and not only_if():
+                return False
+            self._begin(client)
+            for value, key in zip(values, keys, strict=True):
+                client.send(topic, value, key, (), on_delivery)
+            return True
+
+    def _begin(self, client: ProducerClient) -> None:  # under the transaction lock
+        if not self._in_txn:
+            client.begin_transaction()
+            self._in_txn = True
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until every queued message is acknowledged or failed."""
@@ -120,8 +175,7 @@ class KafkaSink:
             if not self._in_txn:
                 if not positions:
                     return
-                client.begin_transaction()
-                self._in_txn = True
+                self._begin(client)
             client.flush(self.options.transaction_timeout_ms / 1000)
             if positions:
                 client.send_offsets_to_transaction(positions, group_metadata)
@@ -160,6 +214,13 @@ class KafkaSink:
             if self._in_txn:
                 self._in_txn = False
                 client.abort_transaction()
-            client.flush(timeout_s)
+            try:
+                client.flush(timeout_s)
+            except StreamError as exc:
+                log.warning("%s | closing: %s", self.settings.describe(), exc)
         finally:
+            self._stop.set()
+            if self._poller is not None:
+                self._poller.join()
+                self._poller = None
             client.close(timeout_s)

@@ -1,16 +1,18 @@
-"""Per-partition offset tracking: commit only below the lowest unresolved record.
+"""Offset tracking by ranges: commit only past polls whose records are all resolved.
 
-Records are *added* in poll order by the consumer thread and *resolved* in any
-order by any thread (decision acked, counted drop, dead-lettered). The commit
-position of a partition is the offset after the longest resolved prefix of
-what was added, so out-of-order completion never lets a commit skip a record
-that is still in flight.
+Each poll of a partition becomes one :class:`Span` (its first offset, the
+offset after its last record, and which of its rows are resolved). Records
+are *resolved* in any order by any thread (decision acknowledged, counted
+drop, dead letter), one row or many rows of a span at a time. A partition's
+commit position is the end of the longest run of fully resolved spans from
+the oldest one on, so out-of-order completion never lets a commit pass a
+record still in flight, and the per-record cost is a counter, not a set.
 
-Each tracked partition has a *generation*, new every time tracking starts
-again after ``remove`` (revocation, abort and rewind). ``add`` returns it and
-records carry it: a late resolve of a record from an earlier generation (work
-abandoned by an abort) is ignored instead of resolving the re-polled copy at
-the same offset.
+A span stays *alive* until its partition stops being tracked (``remove``:
+revocation, abort and rewind, close). Resolving a row of a dead span does
+nothing, so late work of an abandoned poll never resolves the re-polled copy
+of the same offsets (the copy comes with a new span). Resolving the same row
+twice does nothing either: each row counts once.
 """
 
 from __future__ import annotations
@@ -18,113 +20,122 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
 
 TopicPartition = tuple[str, int]
 
 
-class _Partition:
-    __slots__ = ("committed", "generation", "outstanding", "pending", "position")
+class Span:
+    """One poll's records of one partition: offsets ``first..end-1`` (gaps allowed)."""
 
-    def __init__(self, generation: int) -> None:
-        self.generation = generation
-        self.pending: deque[int] = deque()  # added offsets, in order, not yet passed
-        self.outstanding: set[int] = set()  # added and not resolved
+    __slots__ = ("alive", "done", "end", "first", "left", "size", "tp")
+
+    def __init__(self, tp: TopicPartition, first: int, end: int, size: int) -> None:
+        self.tp = tp
+        self.first = first
+        self.end = end  # the commit position once every row is resolved
+        self.size = size
+        self.left = size
+        self.done = np.zeros(size, dtype=bool)
+        self.alive = True
+
+    def pending(self, index: int) -> bool:
+        """Row ``index`` is tracked and not resolved yet."""
+        return self.alive and not self.done[index]
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "abandoned"
+        where = f"{self.tp[0]}[{self.tp[1]}] {self.first}..{self.end - 1}"
+        return f"Span({where}, {self.left} left, {state})"
+
+
+class _Partition:
+    __slots__ = ("committed", "position", "spans")
+
+    def __init__(self) -> None:
+        self.spans: deque[Span] = deque()  # in poll order, not yet passed
         self.position: int | None = None  # offset after the resolved prefix
         self.committed: int | None = None  # last position handed out for commit
 
     def advance(self) -> None:
-        pending, outstanding = self.pending, self.outstanding
-        while pending and pending[0] not in outstanding:
-            self.position = pending.popleft() + 1
+        spans = self.spans
+        while spans and spans[0].left == 0:
+            self.position = spans.popleft().end
+
+    def in_flight(self) -> int:
+        return sum(s.left for s in self.spans)
 
 
 class OffsetTracker:
-    """Thread-safe: ``add`` from the consumer thread, ``resolve`` from anywhere."""
+    """Thread-safe: ``add`` from the consumer thread, ``resolve*`` from anywhere."""
 
     def __init__(self) -> None:
         self._parts: dict[TopicPartition, _Partition] = {}
         self._cond = threading.Condition(threading.Lock())
         self._in_flight = 0
-        self._generations = 0
 
-    def add(self, tp: TopicPartition, offsets: Iterable[int]) -> int:
-        """Track records polled from ``tp`` (offsets increasing, gaps allowed).
-
-        Returns the partition's generation, for ``resolve``/``is_pending``.
-        """
+    def add(self, tp: TopicPartition, offsets: Sequence[int]) -> Span:
+        """Track one poll of ``tp`` (offsets increasing, gaps allowed); returns its span."""
+        if not offsets:
+            raise ValueError(f"{tp} | a span needs at least one offset")
+        span = Span(tp, offsets[0], offsets[-1] + 1, len(offsets))
         with self._cond:
             part = self._parts.get(tp)
             if part is None:
-                self._generations += 1
-                part = self._parts[tp] = _Partition(self._generations)
-            offs = list(offsets)
-            part.pending.extend(offs)
-            part.outstanding.update(offs)
-            self._in_flight += len(offs)
-            return part.generation
+                part = self._parts[tp] = _Partition()
+            part.spans.append(span)
+            self._in_flight += span.size
+        return span
 
-    def generation(self, tp: TopicPartition) -> int | None:
-        """The current generation of ``tp``, None while it is not tracked."""
+    def resolve(self, span: Span, index: int) -> bool:
+        """Resolve row ``index`` of ``span``; False if it was resolved already or abandoned."""
         with self._cond:
-            part = self._parts.get(tp)
-            return None if part is None else part.generation
-
-    def resolve(self, tp: TopicPartition, offset: int, generation: int | None = None) -> bool:
-        """Mark one record resolved; False when it was not in flight (twice, or revoked).
-
-        With ``generation`` (what ``add`` returned), a record of an earlier generation
-        (abandoned by ``remove``, then polled again) is not in flight either.
-        """
-        with self._cond:
-            part = self._parts.get(tp)
-            if part is None or offset not in part.outstanding:
+            if not span.alive or span.done[index]:
                 return False
-            if generation is not None and generation != part.generation:
-                return False
-            part.outstanding.remove(offset)
-            self._in_flight -= 1
-            if part.pending[0] == offset:
-                part.advance()
-            if not part.outstanding:
-                self._cond.notify_all()
+            span.done[index] = True
+            self._settle(span, 1)
             return True
 
-    def resolve_many(
-        self, items: Iterable[tuple[TopicPartition, int] | tuple[TopicPartition, int, int | None]]
-    ) -> int:
-        """Resolve ``(tp, offset[, generation])`` items under one lock; how many were in flight."""
-        done = 0
+    def resolve_rows(self, span: Span, rows: Sequence[int] | np.ndarray) -> int:
+        """Resolve several rows of ``span``; how many were still pending."""
         with self._cond:
-            touched: set[TopicPartition] = set()
-            for item in items:
-                tp, offset = item[0], item[1]
-                generation = item[2] if len(item) > 2 else None
-                part = self._parts.get(tp)
-                if part is None or offset not in part.outstanding:
-                    continue
-                if generation is not None and generation != part.generation:
-                    continue
-                part.outstanding.remove(offset)
-                touched.add(tp)
-                done += 1
-            self._in_flight -= done
-            idle = False
-            for tp in touched:
-                part = self._parts[tp]
-                part.advance()
-                idle = idle or not part.outstanding
-            if idle:
-                self._cond.notify_all()
-        return done
+            if not span.alive:
+                return 0
+            idx = np.asarray(rows, dtype=np.intp)
+            fresh = idx[~span.done[idx]]
+            if len(fresh) != len(idx):  # a row given twice counts once
+                fresh = np.unique(fresh)
+            if not len(fresh):
+                return 0
+            span.done[fresh] = True
+            self._settle(span, len(fresh))
+            return len(fresh)
 
-    def is_pending(self, tp: TopicPartition, offset: int, generation: int | None = None) -> bool:
-        """True while the record is tracked and unresolved (and of ``generation``, if given)."""
+    def resolve_all(self, span: Span) -> int:
+        """Resolve every row of ``span`` still pending; how many that was."""
         with self._cond:
-            part = self._parts.get(tp)
-            if part is None or offset not in part.outstanding:
-                return False
-            return generation is None or generation == part.generation
+            if not span.alive or not span.left:
+                return 0
+            n = span.left
+            span.done[:] = True
+            self._settle(span, n)
+            return n
+
+    def _settle(self, span: Span, n: int) -> None:  # under the lock
+        span.left -= n
+        self._in_flight -= n
+        if span.left == 0:
+            part = self._parts[span.tp]
+            if part.spans and part.spans[0] is span:
+                part.advance()
+            if not part.spans:
+                self._cond.notify_all()
+
+    def is_pending(self, span: Span, index: int) -> bool:
+        with self._cond:
+            return span.pending(index)
 
     def in_flight(self, tp: TopicPartition | None = None) -> int:
         """Records added and not yet resolved, for one partition or all."""
@@ -132,11 +143,11 @@ class OffsetTracker:
             if tp is None:
                 return self._in_flight
             part = self._parts.get(tp)
-            return len(part.outstanding) if part else 0
+            return part.in_flight() if part else 0
 
     def in_flight_by_partition(self) -> dict[TopicPartition, int]:
         with self._cond:
-            return {tp: len(p.outstanding) for tp, p in self._parts.items()}
+            return {tp: p.in_flight() for tp, p in self._parts.items()}
 
     def positions(self) -> dict[TopicPartition, int]:
         """Commit positions that moved since the last ``mark_committed``."""
@@ -162,7 +173,7 @@ class OffsetTracker:
         def idle() -> bool:
             if wanted is None:
                 return self._in_flight == 0
-            return all(not self._parts[tp].outstanding for tp in wanted if tp in self._parts)
+            return all(not self._parts[tp].spans for tp in wanted if tp in self._parts)
 
         with self._cond:
             while not idle():
@@ -173,9 +184,9 @@ class OffsetTracker:
             return True
 
     def remove(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """Stop tracking ``tps``; returns their uncommitted positions. Late resolves are ignored.
+        """Stop tracking ``tps``: their spans are abandoned (later resolves do nothing).
 
-        Tracking ``tp`` again (``add``) starts a new generation.
+        Returns the positions resolved but not yet committed.
         """
         out: dict[TopicPartition, int] = {}
         with self._cond:
@@ -183,7 +194,9 @@ class OffsetTracker:
                 part = self._parts.pop(tp, None)
                 if part is None:
                     continue
-                self._in_flight -= len(part.outstanding)
+                for span in part.spans:
+                    span.alive = False
+                    self._in_flight -= span.left
                 if part.position is not None and part.position != part.committed:
                     out[tp] = part.position
             self._cond.notify_all()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from streams.admin import BOOTSTRAP_ENV, create_topics, wait_for_broker
+from streams.client import CLIENTS, ClientFactory, ClientName, client_factory
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +53,16 @@ def unique_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callab
 def unique_group() -> Callable[[], str]:
     """``unique_group()`` returns a consumer group name no other test uses."""
     return lambda: f"g-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=CLIENTS)
+def client_name(request: pytest.FixtureRequest) -> ClientName:
+    """Each Kafka client library streamfer supports, in turn (the contract tests)."""
+    name: ClientName = request.param
+    return name
+
+
+@pytest.fixture
+def factory(client_name: ClientName) -> ClientFactory:
+    """The ``ClientFactory`` of ``client_name``."""
+    return client_factory(client_name)

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from streamfer.errors import CodecError
 from streams.codecs.limits import (
@@ -79,19 +80,15 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-# IMREAD_REDUCED_* flags: libjpeg scales the DCT, so a reduced decode does less work
-_REDUCED = {
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8,
-}
+# JPEG decode reductions: libjpeg scales the DCT, so a reduced decode does less work
+_REDUCTIONS = (2, 4, 8)
 
 
 def jpeg_reduction(width: int, height: int, fit: tuple[int, int]) -> int:
     """The largest JPEG decode reduction (1, 2, 4 or 8) whose image still covers ``fit``
     (width, height): what is shrunk to ``fit`` afterwards loses nothing it would keep."""
     best = 1
-    for factor in _REDUCED:
+    for factor in _REDUCTIONS:
         if -(-width // factor) >= fit[0] and -(-height // factor) >= fit[1]:
             best = factor
     return best
@@ -168,9 +165,8 @@ def _decode_encoded(
     width, height = size
     _check_pixels(record, width, height, limits)
     reduction = 1 if is_png or fit is None else jpeg_reduction(width, height, fit(width, height))
-    flag = _REDUCED.get(reduction, cv2.IMREAD_COLOR)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     expected = (-(-height // reduction), -(-width // reduction))
+    image = _png(data) if is_png else _jpeg(record, data, reduction, expected)
     if image is None or image.shape[:2] != expected:
         got = "nothing" if image is None else f"{image.shape[1]}x{image.shape[0]}"
         at = f" (decoded at 1/{reduction}: {expected[1]}x{expected[0]})" if reduction > 1 else ""
@@ -181,6 +177,26 @@ def _decode_encoded(
             f"expected a decodable {width}x{height} image{at}",
         )
     return image, width, height, reduction
+
+
+def _png(data: bytes) -> np.ndarray | None:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def _jpeg(record: Record, data: bytes, reduction: int, size: tuple[int, int]) -> np.ndarray:
+    """Strict libjpeg-turbo decode at 1/``reduction`` (DCT scaling): corrupt or truncated
+    data is an error, not a warning on stderr and a half-gray frame."""
+    try:
+        return simplejpeg.decode_jpeg(  # type: ignore[no-any-return]
+            data, colorspace="BGR", min_factor=reduction, min_height=size[0], min_width=size[1]
+        )
+    except ValueError as exc:
+        raise fail(
+            record,
+            f"JPEG decode failed ({exc}; {len(data)} bytes)",
+            "corrupt_image",
+            "expected a complete image/jpeg payload",
+        ) from None
 
 
 def _decode_raw(record: Record, value: bytes, ctype: str, limits: CodecLimits) -> np.ndarray:

@@ -5,8 +5,8 @@
    alert rule of deploy/prometheus evaluates without error against live data.
 2. (integration) It scrapes a running pipeline: ``sum(streamfer_decisions_published_total)``
    equals the decisions read back from Kafka, and the e2e p99 agrees within one bucket with
-   the p99 of the decisions' own ``latency_ms.e2e`` (plus the publish stage, which the
-   metric includes and a decision, written before its ack, cannot).
+   the pipeline's own run summary (the same observations: record timestamp -> decision
+   acknowledged).
 """
 
 from __future__ import annotations
@@ -242,11 +242,12 @@ def test_prometheus_agrees_with_the_decisions_of_a_running_pipeline(
             return prom.scalar(f"histogram_quantile(0.99, sum by (le) ({selector}))")
 
         estimate = p99('streamfer_e2e_latency_seconds_bucket{stream="payments"}')
-        publish = p99('streamfer_stage_latency_seconds_bucket{stream="payments",stage="publish"}')
-        own = float(np.quantile([d["latency_ms"]["e2e"] for d in decisions], 0.99)) / 1000
-        assert estimate is not None and publish is not None
-        # A decision carries its e2e up to the hand-off to the producer (it is written before
-        # the ack); the metric runs to the ack. So: within one bucket of the decisions' own
-        # p99, allowing on the upper side for the publish stage (hand-off -> ack) as well.
-        assert bucket(own) - 1 <= bucket(estimate) <= bucket(own + publish) + 1, (
-            estimate, own, publish)  # fmt: skip
+        summary = pipe.stats()["payments"].run_percentile_ms(99)
+        assert estimate is not None and summary is not None
+        # One e2e everywhere: record timestamp -> decision acknowledged. The run summary
+        # (1 % buckets) and the Prometheus histogram are the same observations, so their
+        # p99 agree within one of the histogram's buckets; a decision cannot carry its
+        # own acknowledgement time, so its document says null.
+        assert abs(bucket(summary / 1000) - bucket(estimate)) <= 1, (estimate, summary)
+        assert {d["latency_ms"]["e2e"] for d in decisions} == {None}
+        assert all(d["latency_ms"]["infer"] is not None for d in decisions)

@@ -1,12 +1,14 @@
-"""The batcher: flush rules, drops, and that every item is resolved exactly once."""
+"""The batcher: flush rules, drops, and that every row ends in one batch or one drop."""
 
 from __future__ import annotations
 
-import pytest
+from collections import Counter
+
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.batcher import AlreadyResolved, Batch, Batcher, Completion, LatencyModel
+from pipeline.batcher import Batch, Batcher, Chunk, LatencyModel
 
 MS = 1_000_000
 
@@ -19,43 +21,64 @@ class FakeClock:
         return self.now
 
 
-def make(clock: FakeClock, **kw: object) -> Batcher[int]:
-    opts: dict = {"max_batch": 4, "max_wait_ns": 5 * MS, "clock": clock}
+class Drops:
+    """The batcher's ``on_drop``: keeps (payload, row, reason) and refuses a row twice."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[object, int, str]] = []
+
+    def __call__(self, chunk: Chunk[object], rows: np.ndarray, reason: str) -> None:
+        assert rows.dtype.kind == "i" and len(rows)
+        for r in rows.tolist():
+            assert not chunk.waiting[r]  # taken off the queue before it is reported
+            assert (chunk.payload, r) not in {(p, x) for p, x, _ in self.seen}
+            self.seen.append((chunk.payload, r, reason))
+
+
+def make(clock: FakeClock, drops: Drops | None = None, **kw: object) -> Batcher[object]:
+    opts: dict = {"max_batch": 4, "max_wait_ns": 5 * MS, "clock": clock,
+                  "on_drop": drops or Drops()}  # fmt: skip
     opts.update(kw)
     return Batcher(**opts)
 
 
-def test_flushes_when_full() -> None:
+def rows_of(batch: Batch[object]) -> list[tuple[object, int]]:
+    return [(s.chunk.payload, r) for s in batch.segments for r in s.rows.tolist()]
+
+
+def test_flushes_when_full_splitting_a_chunk() -> None:
     clock = FakeClock()
     b = make(clock)
-    for i in range(5):
-        b.put(i, Completion())
+    b.put(Chunk("a", 3))
+    b.put(Chunk("b", 2))
     batch = b.poll()
     assert batch is not None and batch.reason == "full"
-    assert batch.payloads == [0, 1, 2, 3]
+    assert rows_of(batch) == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
+    assert batch.segments[0].whole and not batch.segments[1].whole
     assert len(b) == 1
+    (rest,) = b.drain()
+    assert rows_of(rest) == [("b", 1)]
 
 
 def test_flushes_after_max_wait_of_oldest() -> None:
     clock = FakeClock()
     b = make(clock)
-    b.put(1, Completion())
+    b.put(Chunk(1, 1))
     clock.now = 3 * MS
-    b.put(2, Completion())
+    b.put(Chunk(2, 1))
     assert b.poll() is None
     assert b.next_flush_ns() == 5 * MS
     clock.now = 5 * MS
     batch = b.poll()
-    assert batch is not None and batch.reason == "wait" and batch.payloads == [1, 2]
+    assert batch is not None and batch.reason == "wait" and rows_of(batch) == [(1, 0), (2, 0)]
 
 
 def test_flushes_early_for_deadline_given_measured_latency() -> None:
     clock = FakeClock()
     b = make(clock, max_wait_ns=50 * MS)
     b.observe(2, 10 * MS)
-    b.put(1, Completion(), deadline_ns=30 * MS)
-    b.put(2, Completion(), deadline_ns=100 * MS)
-    # two items, a 2-batch takes 10 ms, the first deadline is 30 ms: flush by 20 ms
+    b.put(Chunk(1, 2, deadlines_ns=np.array([100 * MS, 30 * MS])))
+    # two rows, a 2-batch takes 10 ms, the first deadline is 30 ms: flush by 20 ms
     assert b.next_flush_ns() == 20 * MS
     clock.now = 19 * MS
     assert b.poll() is None
@@ -64,50 +87,40 @@ def test_flushes_early_for_deadline_given_measured_latency() -> None:
     assert batch is not None and batch.reason == "deadline" and len(batch) == 2
 
 
-def test_stale_items_are_dropped_with_reason() -> None:
+def test_stale_rows_are_dropped_with_reason() -> None:
     clock = FakeClock()
-    b = make(clock, drop_stale=True)
-    late, fresh, early = Completion(), Completion(), Completion()
+    drops = Drops()
+    b = make(clock, drops, drop_stale=True)
     clock.now = 10 * MS
-    b.put(0, late, deadline_ns=5 * MS)  # already past: dropped at once
-    assert late.kind == "dropped" and late.reason == "stale"
-    b.put(1, early, deadline_ns=12 * MS)
-    b.put(2, fresh, deadline_ns=100 * MS)
+    b.put(Chunk("c", 3, deadlines_ns=np.array([5 * MS, 12 * MS, 100 * MS])))
+    assert drops.seen == [("c", 0, "stale")]  # already past: dropped at once
     clock.now = 12 * MS
-    batch = b.poll()
-    assert early.reason == "stale"
-    assert batch is None and len(b) == 1
+    assert b.poll() is None
+    assert drops.seen[1:] == [("c", 1, "stale")]
+    assert len(b) == 1
+    (batch,) = b.drain()
+    assert rows_of(batch) == [("c", 2)]
 
 
-def test_without_drop_policy_late_items_still_go_through() -> None:
+def test_without_drop_policy_late_rows_still_go_through() -> None:
     clock = FakeClock()
-    b = make(clock, drop_stale=False)
-    c = Completion()
+    drops = Drops()
+    b = make(clock, drops, drop_stale=False)
     clock.now = 10 * MS
-    b.put(0, c, deadline_ns=5 * MS)
+    b.put(Chunk(0, 1, deadlines_ns=np.array([5 * MS])))
     batch = b.poll()
-    assert batch is not None and batch.payloads == [0] and not c.done
+    assert batch is not None and rows_of(batch) == [(0, 0)] and drops.seen == []
 
 
-def test_latest_per_key_supersedes_older_item() -> None:
+def test_latest_per_key_supersedes_older_rows_across_and_within_chunks() -> None:
     clock = FakeClock()
-    b = make(clock, latest_per_key=True)
-    first, second, other = Completion(), Completion(), Completion()
-    b.put(1, first, key="cam-1")
-    b.put(2, other, key="cam-2")
-    b.put(3, second, key="cam-1")
-    assert first.kind == "dropped" and first.reason == "superseded"
-    batch = b.drain()[0]
-    assert batch.payloads == [2, 3]
-
-
-def test_completion_resolves_once() -> None:
-    seen: list[Completion] = []
-    c = Completion(seen.append)
-    c.set_result("ok")
-    with pytest.raises(AlreadyResolved):
-        c.drop("stale")
-    assert seen == [c] and c.value == "ok"
+    drops = Drops()
+    b = make(clock, drops, latest_per_key=True, max_batch=10)
+    b.put(Chunk("a", 2, keys=["cam-1", "cam-2"]))
+    b.put(Chunk("b", 3, keys=["cam-1", None, "cam-1"]))
+    assert drops.seen == [("a", 0, "superseded"), ("b", 0, "superseded")]
+    (batch,) = b.drain()
+    assert rows_of(batch) == [("a", 1), ("b", 1), ("b", 2)]
 
 
 def test_latency_model_estimates_unseen_sizes_conservatively() -> None:
@@ -120,60 +133,54 @@ def test_latency_model_estimates_unseen_sizes_conservatively() -> None:
     assert m.estimate_ns(32) == 20 * MS  # scaled from the largest known
 
 
-def test_fail_all_resolves_queued_items() -> None:
-    clock = FakeClock()
-    b = make(clock)
-    cs = [Completion() for _ in range(6)]
-    for i, c in enumerate(cs):
-        b.put(i, c)
-    b.fail_all(RuntimeError("engine gone"))
-    assert all(c.kind == "error" for c in cs) and len(b) == 0
-
-
 # --- properties ---------------------------------------------------------------
 
 put_op = st.tuples(
     st.integers(0, 8 * MS),  # time until this put
-    st.one_of(st.none(), st.integers(0, 40 * MS)),  # deadline budget from now
-    st.one_of(st.none(), st.integers(0, 3)),  # key
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.integers(0, 40 * MS)),  # deadline budget from now
+            st.one_of(st.none(), st.integers(0, 3)),  # key
+        ),
+        min_size=1,
+        max_size=5,
+    ),
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    ops=st.lists(put_op, max_size=60),
+    ops=st.lists(put_op, max_size=40),
     max_batch=st.integers(1, 8),
     max_wait_ms=st.integers(0, 10),
     latency_ms=st.integers(0, 5),
     drop_stale=st.booleans(),
     latest_per_key=st.booleans(),
-    fail_every=st.integers(0, 4),
 )
 def test_properties_hold_for_any_arrival_pattern(
-    ops: list[tuple[int, int | None, int | None]],
+    ops: list[tuple[int, list[tuple[int | None, int | None]]]],
     max_batch: int,
     max_wait_ms: int,
     latency_ms: int,
     drop_stale: bool,
     latest_per_key: bool,
-    fail_every: int,
 ) -> None:
     clock = FakeClock()
     latency = LatencyModel()
     for size in range(1, max_batch + 1):
         latency.observe(size, latency_ms * MS)
-    b: Batcher[int] = Batcher(
+    drops = Drops()
+    b: Batcher[object] = Batcher(
         max_batch,
         max_wait_ms * MS,
+        on_drop=drops,
         drop_stale=drop_stale,
         latest_per_key=latest_per_key,
         clock=clock,
         latency=latency,
     )
-    resolved: list[Completion] = []
-    completions: list[Completion] = []
-    meta: dict[int, tuple[int, int | None]] = {}  # payload -> (enqueued, deadline)
-    batches: list[Batch[int]] = []
+    meta: dict[tuple[object, int], tuple[int, int | None]] = {}  # row -> (enqueued, deadline)
+    batches: list[Batch[object]] = []
 
     def run_due() -> None:
         # the owner polls exactly when the batcher says a flush is due
@@ -182,43 +189,42 @@ def test_properties_hold_for_any_arrival_pattern(
             if batch is None:
                 break
             batches.append(batch)
-            if fail_every and len(batches) % fail_every == 0:
-                batch.fail_all(RuntimeError("boom"))
-            else:
-                for item in batch.items:
-                    item.completion.set_result(item.payload)
 
-    for n, (gap, budget, key) in enumerate(ops):
+    for n, (gap, rows) in enumerate(ops):
         target = clock.now + gap
         while (due := b.next_flush_ns()) is not None and due <= target:
             clock.now = max(clock.now, due)
             run_due()
         clock.now = target
-        deadline = None if budget is None else clock.now + budget
-        c = Completion(resolved.append)
-        completions.append(c)
-        meta[n] = (clock.now, deadline)
-        b.put(n, c, deadline_ns=deadline, key=key)
+        deadlines = [None if budget is None else clock.now + budget for budget, _ in rows]
+        has_deadlines = any(d is not None for d in deadlines)
+        for r, d in enumerate(deadlines):
+            meta[(n, r)] = (clock.now, d)
+        b.put(Chunk(n, len(rows), keys=[k for _, k in rows],
+                    deadlines_ns=np.array([2**62 if d is None else d for d in deadlines],
+                                          dtype=np.int64) if has_deadlines else None))  # fmt: skip
         run_due()
     while (due := b.next_flush_ns()) is not None:
         clock.now = max(clock.now, due)
         run_due()
 
-    # every item resolved exactly once (a second resolution raises)
-    assert len(resolved) == len(completions)
-    assert all(c.done for c in completions)
+    # every row ends in exactly one batch or one drop
+    taken = [row for batch in batches for row in rows_of(batch)]
+    dropped = [(p, r) for p, r, _ in drops.seen]
+    outcomes = Counter(taken + dropped)
+    assert set(outcomes) == set(meta) and set(outcomes.values()) <= {1}
     assert len(b) == 0
     for batch in batches:
         assert 1 <= len(batch) <= max_batch
-        for item in batch.items:
-            enqueued, deadline = meta[item.payload]
+        for row in rows_of(batch):
+            enqueued, deadline = meta[row]
             # nobody waits past max_wait
             assert batch.formed_ns - enqueued <= max_wait_ms * MS
             if deadline is not None and drop_stale:
-                assert batch.formed_ns < deadline  # stale items never reach the engine
+                assert batch.formed_ns < deadline  # stale rows never reach the engine
             if deadline is not None and deadline - enqueued >= latency_ms * MS:
                 # a feasible deadline is met given the measured latency
                 assert batch.formed_ns + latency_ms * MS <= deadline
-    reasons = {c.reason for c in completions if c.kind == "dropped"}
+    reasons = {reason for _, _, reason in drops.seen}
     allowed = ({"stale"} if drop_stale else set()) | ({"superseded"} if latest_per_key else set())
     assert reasons <= allowed

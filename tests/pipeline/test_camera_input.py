@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
@@ -9,9 +11,9 @@ import pytest
 from models.detect import Detection, unletterbox
 from models.preprocess import letterbox
 from pipeline.config import StreamConfig
-from pipeline.preprocess import CameraPreprocessor
+from pipeline.processors.camera import CameraProcessor
 from streams.codecs import encode_camera
-from streams.records import Record
+from streams.records import Record, RecordBatch
 
 STREAM = StreamConfig(
     name="cams", kind="camera", input_topic="frames", output_topic="out", model="camera"
@@ -23,6 +25,16 @@ def frame_record(image: np.ndarray, content_type: str = "image/jpeg") -> Record:
         image, content_type=content_type, quality=95, capture_ts_ns=5, frame_seq=3
     )
     return Record("frames", 0, 1, b"cam-0", value, tuple(headers), 0, 0)
+
+
+def prepare_one(record: Record) -> tuple[np.ndarray, Any]:
+    """The camera processor on a batch of this one record: its input row and meta."""
+    prepared = CameraProcessor(STREAM, ["vehicle"], 256, threads=1).prepare(
+        RecordBatch.of([record])
+    )
+    assert prepared.rejects == [] and prepared.metas is not None
+    assert prepared.event_ns is not None and prepared.event_ns.tolist() == [5]
+    return prepared.feeds["images"][0], prepared.metas[0]
 
 
 def scene() -> np.ndarray:
@@ -37,7 +49,7 @@ def test_camera_input_matches_a_full_decode_and_keeps_the_frame_geometry(
     content_type: str,
 ) -> None:
     img = scene()
-    tensor, meta = CameraPreprocessor(STREAM, 256).parallel(frame_record(img, content_type))
+    tensor, meta = prepare_one(frame_record(img, content_type))
     full, lb = letterbox(img, 256)
     assert tensor.shape == (3, 256, 256) and tensor.dtype == np.float32
     assert np.abs(tensor - full).mean() < 3 / 255  # JPEG at 1/2 vs decoded whole and shrunk
@@ -47,7 +59,7 @@ def test_camera_input_matches_a_full_decode_and_keeps_the_frame_geometry(
 
 
 def test_boxes_map_back_to_frame_pixels_after_a_reduced_decode() -> None:
-    _, meta = CameraPreprocessor(STREAM, 256).parallel(frame_record(scene()))
+    _, meta = prepare_one(frame_record(scene()))
     found = Detection("vehicle", 0.9, (108.0, 113.0, 148.0, 143.0))  # input pixels
     (back,) = unletterbox([found], meta.letterbox, meta.width, meta.height)
     assert back.box == pytest.approx((270, 142.5, 370, 217.5), abs=0.5)

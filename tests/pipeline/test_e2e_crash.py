@@ -50,14 +50,15 @@ WARM = 20  # produced first, to know the pipeline is up
 TOTAL = N + WARM
 
 
-def config(tmp_path: Path, bootstrap: str, group: str, src: str, out: str, delivery: str) -> Path:
+def config(tmp_path: Path, bootstrap: str, group: str, src: str, out: str, delivery: str,
+           client: str = "confluent-kafka") -> Path:  # fmt: skip
     stream = {
         "name": "payments", "kind": "transaction", "input_topic": src, "output_topic": out,
         "model": "fraud", "delivery": delivery, "batching": {"max_batch": 4, "max_wait_ms": 2},
     }  # fmt: skip
     return write_config(
         tmp_path / "p.yaml", bootstrap, group, [stream], ["fraud"],
-        consumer={"session_timeout_ms": 6000},
+        consumer={"session_timeout_ms": 6000}, kafka={"client": client},
     )  # fmt: skip
 
 
@@ -120,9 +121,10 @@ def test_kill_9_and_restart_loses_nothing(
     kafka_bootstrap: str,
     unique_topic: Callable[..., str],
     unique_group: Callable[[], str],
+    client_name: str,
 ) -> None:
     src, out, group = unique_topic(3), unique_topic(1), unique_group()
-    cfg = config(tmp_path, kafka_bootstrap, group, src, out, delivery)
+    cfg = config(tmp_path, kafka_bootstrap, group, src, out, delivery, client_name)
     log = tmp_path / "run.log"
     proc = start_warm(cfg, log, kafka_bootstrap, src, out)
     with trickle(kafka_bootstrap, src, N, per_s=150):
@@ -159,9 +161,10 @@ def test_sigterm_drains_and_commits_at_the_last_decided_record(
     kafka_bootstrap: str,
     unique_topic: Callable[..., str],
     unique_group: Callable[[], str],
+    client_name: str,
 ) -> None:
     src, out, group = unique_topic(3), unique_topic(1), unique_group()
-    cfg = config(tmp_path, kafka_bootstrap, group, src, out, "at_least_once")
+    cfg = config(tmp_path, kafka_bootstrap, group, src, out, "at_least_once", client_name)
     log = tmp_path / "run.log"
     proc = start_warm(cfg, log, kafka_bootstrap, src, out)
     with trickle(kafka_bootstrap, src, N, per_s=150):

@@ -64,13 +64,15 @@ def test_every_transaction_is_decided_and_committed(
     kafka_bootstrap: str,
     unique_topic: Callable[..., str],
     unique_group: Callable[[], str],
+    client_name: str,
 ) -> None:
     src, out, group = unique_topic(3), unique_topic(1), unique_group()
     dlq = f"{src}.dlq"
     n = produce(kafka_bootstrap, src, tx_messages(120, bad_every=10))
     cfg = load_config(
         write_config(tmp_path / "p.yaml", kafka_bootstrap, group, [fraud_stream(src, out)],
-                     ["fraud"], metrics={"enabled": True, "port": 0, "host": "127.0.0.1"})
+                     ["fraud"], metrics={"enabled": True, "port": 0, "host": "127.0.0.1"},
+                     kafka={"client": client_name})
     )  # fmt: skip
     with Pipeline(cfg) as pipe:
         pipe.wait_ready(30)

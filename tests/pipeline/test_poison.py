@@ -55,6 +55,7 @@ def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
     kafka_bootstrap: str,
     unique_topic: Callable[..., str],
     unique_group: Callable[[], str],
+    client_name: str,
 ) -> None:
     topics = {kind: (unique_topic(2), unique_topic(1)) for kind in ("tx", "imu", "cam")}
     group = unique_group()
@@ -71,7 +72,7 @@ def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
         "sensor": sensor_model(tmp_path / "s.onnx"),
         "camera": camera_model(tmp_path / "c.onnx"),
     }
-    doc = config_doc(kafka_bootstrap, group, streams, models)
+    doc = config_doc(kafka_bootstrap, group, streams, models, kafka={"client": client_name})
     pipe = Pipeline(parse_config(doc, "t", tmp_path))
 
     txs = TransactionGenerator(seed=3)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import queue
 import threading
+import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from pipeline.app import Pipeline
 from pipeline.config import parse_config
-from pipeline.stream import StreamRuntime
+from pipeline.engine import RowQueue
+from pipeline.metrics import StreamRecorder
+from pipeline.stats import StatsBook
+from pipeline.stream import LagReporter, hand_over
 
 
 def config(tmp_path: Path) -> Any:
@@ -62,29 +64,30 @@ def test_a_runner_whose_engine_thread_still_runs_is_not_deactivated(tmp_path: Pa
     assert idle.deactivated
 
 
-def bare_runtime(inbox_size: int) -> StreamRuntime:
-    rt = StreamRuntime.__new__(StreamRuntime)
-    rt.stream = SimpleNamespace(name="payments")  # type: ignore[assignment]
-    rt.inbox = queue.Queue(maxsize=inbox_size)
-    rt._lag_partitions = set()
-    return rt
-
-
-def test_a_dead_engine_behind_a_full_inbox_does_not_hang_the_consumer() -> None:
-    rt = bare_runtime(1)
-    dead = threading.Thread(target=lambda: None)
-    dead.start()
-    dead.join()
-    rt._threads = [threading.current_thread(), dead]
-    rt.inbox.put("queued")
+def test_a_dead_engine_behind_a_full_queue_does_not_hang_the_consumer() -> None:
+    inbox = RowQueue(1)
+    assert inbox.put("queued", 1, 0)
     handed: list[bool] = []
-    consumer = threading.Thread(target=lambda: handed.append(rt._put("next")), daemon=True)
+    consumer = threading.Thread(
+        target=lambda: handed.append(hand_over(inbox, "next", 1, engine_alive=lambda: False)),
+        daemon=True,
+    )
     consumer.start()
     consumer.join(10)
     assert not consumer.is_alive() and handed == [False]  # told, not blocked for good
 
 
-class Recorder:
+def test_a_live_engine_gets_the_item_once_there_is_room() -> None:
+    inbox = RowQueue(1)
+    assert inbox.put("queued", 1, 0)
+    threading.Timer(0.1, inbox.get, args=(0,)).start()
+    assert hand_over(inbox, "next", 1, engine_alive=lambda: True, deadline=time.monotonic() + 10)
+    assert inbox.get(0) == "next"
+
+
+class Recorder(StreamRecorder):
+    """Keeps the exported lag series and refuses to forget one never exported."""
+
     def __init__(self) -> None:
         self.lag: dict[int, int] = {}
 
@@ -95,76 +98,10 @@ class Recorder:
         del self.lag[partition]
 
 
-class Source:
-    def __init__(self, lags: dict[tuple[str, int], int]) -> None:
-        self.lags = lags
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        return self.lags
-
-    @property
-    def assigned(self) -> frozenset[tuple[str, int]]:
-        return frozenset(self.lags)
-
-
 def test_revoked_partitions_stop_exporting_lag() -> None:
-    rt = bare_runtime(1)
-    recorder = rt.recorder = Recorder()  # type: ignore[assignment]
-    rt.book = SimpleNamespace(set_lag=lambda n: None)  # type: ignore[assignment]
-    rt._update_lag(Source({("tx", 0): 5, ("tx", 1): 7}))  # type: ignore[arg-type]
-    assert recorder.lag == {0: 5, 1: 7}
-    rt._update_lag(Source({("tx", 1): 2}))  # type: ignore[arg-type]
-    assert recorder.lag == {1: 2}
-
-
-def test_engine_alive_reflects_the_engine_thread() -> None:
-    rt = bare_runtime(1)
-    release = threading.Event()
-    engine = threading.Thread(target=release.wait, daemon=True)
-    engine.start()
-    rt._threads = [threading.current_thread(), engine]
-    assert rt.engine_alive
-    release.set()
-    engine.join(10)
-    assert not rt.engine_alive
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes]] = []
-
-    def send(self, topic: str, value: bytes, key: Any, headers: Any, on_delivery: Any,
-             partition: Any = None, only_if: Any = None) -> bool:  # fmt: skip
-        if only_if is not None and not only_if():
-            return False
-        self.sent.append((topic, value))
-        return True
-
-
-def test_output_and_dead_letters_of_abandoned_records_are_not_sent(tmp_path: Path) -> None:
-    from pipeline.postprocess import ModelIdentity, build_decision
-    from pipeline.preprocess import Prepared
-    from pipeline.worker import Work
-    from streams.dlq import DeadLetterWriter
-    from streams.records import Record
-
-    rt = bare_runtime(1)
-    rt.stream = SimpleNamespace(name="payments", output_topic="out")  # type: ignore[assignment]
-    rt.recorder = SimpleNamespace(observe_stage=lambda *a: None)  # type: ignore[assignment]
-    sink = rt._sink = Sink()  # type: ignore[assignment]
-    rt._dlq = DeadLetterWriter(sink)  # type: ignore[arg-type]
-    pending: set[int] = {1}
-    rt._source = SimpleNamespace(is_pending=lambda r: r.offset in pending)  # type: ignore[assignment]
-    stale, live = (Record("tx", 0, o, None, b"{}", (), 0, 0) for o in (0, 1))
-    for record in (stale, live):
-        work = Work(record, Prepared(None, None, None), 0)  # type: ignore[arg-type]
-        work.stage_ns.update(queue=0, infer=0, postprocess=0)
-        result = {"fraud_score": 0.1, "action": "approve"}
-        model = ModelIdentity("fraud", "1", "onnxruntime", "fp32")
-        decision = build_decision(
-            stream="payments", kind="transaction", record=record, model=model,
-            result=result, batch_size=1, latency_ms={},
-        )  # fmt: skip
-        rt.publish(work, decision)
-        rt.dead_letter(record, RuntimeError("boom"), "engine_error")
-    assert [topic for topic, _ in sink.sent] == ["out", "tx.dlq"]  # only the pending one
+    recorder, book = Recorder(), StatsBook("payments", "transaction")
+    lag = LagReporter(recorder, book)
+    lag.update({("tx", 0): 5, ("tx", 1): 7}, {("tx", 0), ("tx", 1)})
+    assert recorder.lag == {0: 5, 1: 7} and book.snapshot().lag == 12
+    lag.update({("tx", 1): 2}, {("tx", 1)})
+    assert recorder.lag == {1: 2} and book.snapshot().lag == 2

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from pipeline.stats import RECENT, StatsBook
 
 
 def test_snapshot_counts_and_percentiles() -> None:
     book = StatsBook("payments", "transaction")
     book.consumed(5)
-    for ms in (4.0, 1.0, 3.0, 2.0):
-        book.decided(ms)
+    book.decided(np.array([4.0, 1.0]))
+    book.decided(np.array([3.0, 2.0]))
     book.dropped("stale")
     book.dead_lettered("bad_json")
     book.set_lag(7)
@@ -20,13 +22,17 @@ def test_snapshot_counts_and_percentiles() -> None:
     assert snap.p50_ms == 2.0  # nearest rank: ceil(0.5 * 4) = 2nd smallest
     assert snap.p99_ms == 4.0
     assert snap.percentile_ms(0) == 1.0
+    # the whole run, to 1 %: the same observations as the e2e histogram
+    assert abs(snap.run_percentile_ms(99) - 4.0) <= 0.04  # type: ignore[operator]
+    assert abs(snap.run_percentile_ms(50) - 2.0) <= 0.02  # type: ignore[operator]
 
 
 def test_only_recent_latencies_are_kept() -> None:
     book = StatsBook("s", "camera")
-    for i in range(RECENT + 10):
-        book.decided(float(i))
+    book.decided(np.arange(RECENT + 10, dtype=float))
     snap = book.snapshot()
     assert snap.decided == RECENT + 10
     assert len(snap.e2e_ms) == RECENT and snap.e2e_ms[0] == 10.0
+    assert snap.run_percentile_ms(0.001) is not None and snap.run_percentile_ms(0.001) < 1
     assert StatsBook("empty", "sensor").snapshot().p99_ms is None
+    assert StatsBook("empty", "sensor").snapshot().run_percentile_ms(99) is None

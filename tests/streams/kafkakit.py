@@ -9,6 +9,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from streams.client import ConsumerOptions
+from streams.records import Record, RecordBatch
 from streams.settings import KafkaSettings
 from streams.sink import KafkaSink
 
@@ -22,7 +23,7 @@ def produce(bootstrap: str, topic: str, n: int, keys: int = 16) -> None:
                 topic,
                 b"v%d" % i,
                 b"k%d" % (i % keys),
-                on_delivery=lambda _md, err: err and errors.append(err),
+                on_delivery=lambda err, _msg: err and errors.append(err),
             )
         sink.flush(30)
     assert not errors
@@ -62,6 +63,11 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
         return {p: consumer.committed(TopicPartition(topic, p)) for p in parts}
     finally:
         consumer.close()
+
+
+def records(batches: list[RecordBatch]) -> list[Record]:
+    """The records of a poll, as one list."""
+    return [r for b in batches for r in b]
 
 
 def fast_options(group: str, **kw: Any) -> ConsumerOptions:

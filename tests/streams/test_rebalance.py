@@ -9,9 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from kafkakit import committed, fast_options, produce, read_all
+from kafkakit import committed, fast_options, produce, read_all, records
 
-from streams.client import ProducerOptions
+from streams.client import ClientFactory, ProducerOptions
 from streams.records import Record
 from streams.settings import KafkaSettings
 from streams.sink import KafkaSink
@@ -49,11 +49,12 @@ class Member:
         ledger: Ledger,
         exactly_once: bool,
         gate: threading.Event,
+        factory: ClientFactory,
         hold_after: int = N,
     ) -> None:
         settings = KafkaSettings(bootstrap)
         txn_id = f"{group}-{id(self)}" if exactly_once else None
-        self.sink = KafkaSink(settings, ProducerOptions(transactional_id=txn_id))
+        self.sink = KafkaSink(settings, ProducerOptions(transactional_id=txn_id), factory)
         isolation = "read_committed" if exactly_once else "read_uncommitted"
         self.source = KafkaSource(
             settings,
@@ -67,6 +68,7 @@ class Member:
                 commit_interval_s=3600 if exactly_once else 0.2,
                 revoke_timeout_s=10,
             ),
+            factory,
         )
         if exactly_once:
             self.source.use_transactions(self.sink)
@@ -90,7 +92,7 @@ class Member:
         try:
             with self.source:
                 while not self.stop.is_set():
-                    for record in self.source.poll(0.1):
+                    for record in records(self.source.poll(0.1)):
                         self.polled += 1
                         self.work.put(record)
         except BaseException as exc:
@@ -104,7 +106,7 @@ class Member:
                 self.gate.wait(60)
             self.processed += 1
 
-            def on_delivery(_md: object, err: Exception | None, record: Record = record) -> None:
+            def on_delivery(err: object | None, _msg: object, record: Record = record) -> None:
                 if err is None and self.source.resolve(record):
                     self.ledger.resolved(record)
 
@@ -125,18 +127,20 @@ def test_rebalance_mid_stream_loses_nothing_and_resolves_nothing_twice(
     unique_topic: Callable[..., str],
     unique_group: Callable[[], str],
     exactly_once: bool,
+    factory: ClientFactory,
 ) -> None:
     topic, out, group = unique_topic(4), unique_topic(1), unique_group()
     produce(kafka_bootstrap, topic, N, keys=64)
     ledger = Ledger(N)
     gate = threading.Event()
-    first = Member(kafka_bootstrap, topic, out, group, ledger, exactly_once, gate, N // 5)
+    # everything the first member polls stays in flight until the gate opens
+    first = Member(kafka_bootstrap, topic, out, group, ledger, exactly_once, gate, factory, 0)
     first.start()
     deadline = time.monotonic() + 30
     while first.source.in_flight() < 400:  # mid-stream, with records in flight
         assert time.monotonic() < deadline and not first.errors, first.source.in_flight()
         ledger.all_done.wait(0.01)
-    second = Member(kafka_bootstrap, topic, out, group, ledger, exactly_once, gate)
+    second = Member(kafka_bootstrap, topic, out, group, ledger, exactly_once, gate, factory)
     second.start()
     deadline = time.monotonic() + 30
     while len(first.source.assigned) == 4:  # until the revocation hook is running
@@ -172,7 +176,7 @@ def test_rebalance_mid_stream_loses_nothing_and_resolves_nothing_twice(
         assert set(visible) == below, "visible output and committed offsets disagree"
         # ... and the group's next member decides exactly the rest.
         rest = Ledger(N - len(below))
-        finisher = Member(kafka_bootstrap, topic, out, group, rest, exactly_once, gate)
+        finisher = Member(kafka_bootstrap, topic, out, group, rest, exactly_once, gate, factory)
         finisher.start()
         assert rest.all_done.wait(60), f"{len(rest.counts)} of {rest.total} reprocessed"
         finisher.join()

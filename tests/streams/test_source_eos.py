@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from streams.client import (
     ConsumerOptions,
-    Delivered,
     DeliveryCallback,
     Headers,
     ProducerOptions,
     RevokeHook,
     TopicPartition,
 )
-from streams.records import Record
+from streams.records import Record, RecordBatch
 from streams.settings import KafkaSettings
 from streams.sink import KafkaSink
 from streams.source import KafkaSource, SourceOptions
@@ -26,17 +25,25 @@ SETTINGS = KafkaSettings("127.0.0.1:1")
 class FakeConsumer:
     """One partition; each poll returns the next two offsets; rewind goes to the commit."""
 
-    def __init__(self, on_revoke: RevokeHook) -> None:
+    def __init__(self, on_revoke: RevokeHook, on_assign: Callable[[list[TopicPartition]], None]
+                 ) -> None:  # fmt: skip
         self.pos = 0
         self.on_revoke = on_revoke
-        self.assigned = {TP}
+        self.on_assign = on_assign
+        self.assigned: set[TopicPartition] = set()
         self.paused_: set[TopicPartition] = set()
         self.rewinds = 0
+        self.assign(TP)
 
-    def poll(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[Record]]:
+    def assign(self, tp: TopicPartition) -> None:
+        """A rebalance hands over ``tp`` (the hook runs inside poll, as with a real client)."""
+        self.assigned.add(tp)
+        self.on_assign([tp])
+
+    def poll(self, timeout_s: float, max_records: int) -> list[RecordBatch]:
         recs = [Record("in", 0, o, None, b"x", (), 0, 0) for o in (self.pos, self.pos + 1)]
         self.pos += 2
-        return {TP: recs}
+        return [RecordBatch.of(recs)]
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -49,9 +56,11 @@ class FakeConsumer:
         return "group"
 
     def pause(self, tps: Collection[TopicPartition]) -> None:
+        assert set(tps) <= self.assigned, f"pausing {tps} not assigned"
         self.paused_ |= set(tps)
 
     def resume(self, tps: Collection[TopicPartition]) -> None:
+        assert set(tps) <= self.paused_, f"resuming {tps} not paused"
         self.paused_ -= set(tps)
 
     def paused(self) -> set[TopicPartition]:
@@ -63,6 +72,8 @@ class FakeConsumer:
 
 class FakeProducer:
     """Keeps what each transaction held; flush acknowledges everything sent."""
+
+    needs_polling = False
 
     def __init__(self) -> None:
         self.open: list[bytes] = []
@@ -90,9 +101,12 @@ class FakeProducer:
         if on_delivery is not None:
             self.unacked.append(on_delivery)
 
+    def poll(self, timeout_s: float) -> None:
+        raise AssertionError("a client that needs no polling is never polled")
+
     def flush(self, timeout_s: float) -> None:
         for cb in self.unacked:
-            cb(Delivered("out", 0, 0), None)
+            cb(None, "message")
         self.unacked = []
 
     def send_offsets_to_transaction(
@@ -120,9 +134,7 @@ class FakeFactory:
         on_revoke: RevokeHook,
         on_assign: object,
     ) -> FakeConsumer:
-        assert callable(on_assign)
-        on_assign([TP])
-        self.consumer_client = FakeConsumer(on_revoke)
+        self.consumer_client = FakeConsumer(on_revoke, on_assign)
         return self.consumer_client
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> FakeProducer:
@@ -143,10 +155,14 @@ def start(
     return src, sink, factory.producer_client
 
 
+def records(batches: list[RecordBatch]) -> list[Record]:
+    return [r for b in batches for r in b]
+
+
 def publish(src: KafkaSource, sink: KafkaSink, r: Record) -> bool:
     """What StreamRuntime.publish does: send only while the record is pending."""
 
-    def acked(_md: Delivered | None, _err: Exception | None) -> None:
+    def acked(_err: object | None, _message: object) -> None:
         src.resolve(r)
 
     return sink.send(
@@ -156,9 +172,9 @@ def publish(src: KafkaSource, sink: KafkaSink, r: Record) -> bool:
 
 def test_output_of_a_record_abandoned_by_an_abort_never_joins_the_next_transaction() -> None:
     src, sink, producer = start()
-    first = src.poll()  # offsets 0, 1 go to the engine
+    first = records(src.poll())  # offsets 0, 1 go to the engine
     src.abort_transaction()  # e.g. a barrier timeout: abort and rewind
-    again = src.poll()  # 0, 1 polled again: a new generation
+    again = records(src.poll())  # 0, 1 polled again: a new span
     assert [r.offset for r in again] == [0, 1]
     assert not src.is_pending(first[0]) and src.is_pending(again[0])
     assert not src.resolve(first[0])  # the stale copy does not resolve the new one
@@ -175,7 +191,7 @@ def test_an_open_transaction_without_resolved_records_is_aborted_not_committed()
     src.poll()
     src.abort_transaction()
     # output that got past the check just before the abort opened a new transaction
-    sink.send("out", b"orphan", on_delivery=lambda _md, _err: None)
+    sink.send("out", b"orphan", on_delivery=lambda _err, _message: None)
     sink.flush()
     src.close(timeout_s=0)  # the revocation hook on close must not commit it
     assert producer.committed == []
@@ -185,8 +201,8 @@ def test_an_open_transaction_without_resolved_records_is_aborted_not_committed()
 
 def test_a_publish_racing_an_abort_waits_for_it_and_then_sends_nothing() -> None:
     src, sink, producer = start()
-    records = src.poll()
-    assert publish(src, sink, records[0])
+    polled = records(src.poll())
+    assert publish(src, sink, polled[0])
     in_abort, release = threading.Event(), threading.Event()
     real_abort = producer.abort_transaction
 
@@ -200,7 +216,7 @@ def test_a_publish_racing_an_abort_waits_for_it_and_then_sends_nothing() -> None
     aborter.start()
     assert in_abort.wait(10)
     sent: list[bool] = []
-    publisher = threading.Thread(target=lambda: sent.append(publish(src, sink, records[1])))
+    publisher = threading.Thread(target=lambda: sent.append(publish(src, sink, polled[1])))
     publisher.start()
     publisher.join(0.2)
     assert publisher.is_alive()  # blocked on the transaction lock the abort holds
@@ -214,8 +230,8 @@ def test_a_publish_racing_an_abort_waits_for_it_and_then_sends_nothing() -> None
 def test_close_without_waiting_aborts_at_once_instead_of_a_barrier_and_a_rewind() -> None:
     factory = FakeFactory()
     src, sink, producer = start(commit_timeout_s=30.0, factory=factory)
-    records = src.poll()
-    assert publish(src, sink, records[0])  # output sent, record still unresolved (no ack)
+    polled = records(src.poll())
+    assert publish(src, sink, polled[0])  # output sent, record still unresolved (no ack)
     done = threading.Event()
 
     def close() -> None:
@@ -235,7 +251,7 @@ def test_partitions_assigned_while_paused_are_paused_too() -> None:
     consumer = factory.consumer_client
     src.pause()
     assert consumer.paused_ == {TP}
-    consumer.assigned.add(("in", 1))  # a rebalance hands over another partition
+    consumer.assign(("in", 1))  # a rebalance hands over another partition
     src.poll()
     assert consumer.paused_ == {TP, ("in", 1)}
     src.resume()

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-from kafkakit import committed, fast_options, produce, read_all, unused_port
+from kafkakit import committed, fast_options, produce, read_all, records, unused_port
 
 from streamfer.errors import CodecError, StreamError
-from streams.client import ProducerOptions
+from streams.client import ClientFactory, ProducerOptions
 from streams.dlq import DeadLetterWriter
 from streams.records import Record
 from streams.settings import KafkaSettings
@@ -24,7 +24,7 @@ def poll_until(source: KafkaSource, n: int, timeout_s: float = 30) -> list[Recor
     deadline = time.monotonic() + timeout_s
     while len(out) < n:
         assert time.monotonic() < deadline, f"only {len(out)} of {n} records within {timeout_s} s"
-        out.extend(source.poll(0.2))
+        out.extend(records(source.poll(0.2)))
     return out
 
 
@@ -40,53 +40,69 @@ def commit_settled(source: KafkaSource, timeout_s: float = 10) -> dict[tuple[str
 
 
 def test_out_of_order_resolution_commits_only_the_resolved_prefix(
-    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    factory: ClientFactory,
 ) -> None:
     topic, group = unique_topic(1), unique_group()
     produce(kafka_bootstrap, topic, 20)
     options = SourceOptions(commit_interval_s=3600)
-    with KafkaSource(KafkaSettings(kafka_bootstrap), [topic], fast_options(group), options) as src:
-        records = poll_until(src, 20)
-        assert [r.offset for r in records] == list(range(20))
-        for r in records[5:]:  # everything but offsets 0..4, newest first
+    settings = KafkaSettings(kafka_bootstrap)
+    with KafkaSource(settings, [topic], fast_options(group), options, factory) as src:
+        polled = poll_until(src, 20)
+        assert [r.offset for r in polled] == list(range(20))
+        # one span per poll: resolve the records of the first poll last
+        first = [r for r in polled if r.span is polled[0].span]
+        rest = [r for r in polled if r.span is not polled[0].span]
+        for r in rest + first[1:]:
             assert src.resolve(r)
         assert commit_settled(src) == {}
-        for r in reversed(records[1:5]):
-            src.resolve(r)
-        assert commit_settled(src) == {}
-        src.resolve(records[0])
+        assert src.resolve(first[0])
         assert commit_settled(src) == {(topic, 0): 20}
-        assert not src.resolve(records[0])
+        assert not src.resolve(first[0])
     assert committed(kafka_bootstrap, group, topic) == {0: 20}
 
 
 def test_unresolved_records_are_redelivered_to_the_next_member(
-    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    factory: ClientFactory,
 ) -> None:
     topic, group = unique_topic(1), unique_group()
     produce(kafka_bootstrap, topic, 10)
     settings = KafkaSettings(kafka_bootstrap)
     options = SourceOptions(revoke_timeout_s=0.2)
-    with KafkaSource(settings, [topic], fast_options(group), options) as src:
-        records = poll_until(src, 10)
-        for r in records[:4] + records[6:]:
-            src.resolve(r)
-    # close committed the resolved prefix (0..3) and abandoned 4 and 5
-    assert committed(kafka_bootstrap, group, topic) == {0: 4}
-    with KafkaSource(settings, [topic], fast_options(group)) as src:
-        again = poll_until(src, 6)
-        assert [r.offset for r in again] == list(range(4, 10))
+    consumer = fast_options(group, max_poll_records=4)  # polls of at most 4 records
+    with KafkaSource(settings, [topic], consumer, options, factory) as src:
+        polled = poll_until(src, 10)
+        # the poll holding offset 4 is left partly unresolved
+        held = {r.offset for r in polled if r.span is polled[4].span}
+        for r in polled:
+            if r.offset != 4:
+                src.resolve(r)
+    # close committed up to the poll holding 4 and abandoned that poll's records
+    start = min(held)
+    assert committed(kafka_bootstrap, group, topic) == {0: start}
+    with KafkaSource(settings, [topic], fast_options(group), factory=factory) as src:
+        again = poll_until(src, 10 - start)
+        assert [r.offset for r in again] == list(range(start, 10))
         src.resolve_many(again)
 
 
 def test_backpressure_pauses_a_partition_until_records_resolve(
-    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    factory: ClientFactory,
 ) -> None:
     topic, group = unique_topic(1), unique_group()
     produce(kafka_bootstrap, topic, 100)
     options = SourceOptions(max_in_flight_per_partition=30)
     consumer = fast_options(group, max_poll_records=30)
-    with KafkaSource(KafkaSettings(kafka_bootstrap), [topic], consumer, options) as src:
+    settings = KafkaSettings(kafka_bootstrap)
+    with KafkaSource(settings, [topic], consumer, options, factory) as src:
         first = poll_until(src, 30)
         assert src.client.paused() == {(topic, 0)}
         assert src.poll(0.3) == []
@@ -97,7 +113,7 @@ def test_backpressure_pauses_a_partition_until_records_resolve(
         deadline = time.monotonic() + 30
         while len(rest) < 70:
             assert time.monotonic() < deadline, f"only {len(rest)} of 70 after resuming"
-            batch = src.poll(0.2)
+            batch = records(src.poll(0.2))
             assert src.in_flight() <= 30 + 30  # never more than the limit plus one poll
             src.resolve_many(batch)
             rest.extend(batch)
@@ -106,17 +122,18 @@ def test_backpressure_pauses_a_partition_until_records_resolve(
 
 
 def test_transactions_commit_decisions_and_offsets_atomically(
-    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    factory: ClientFactory,
 ) -> None:
     src_topic, out_topic, group = unique_topic(2), unique_topic(1), unique_group()
     produce(kafka_bootstrap, src_topic, 40)
     settings = KafkaSettings(kafka_bootstrap)
-    sink = KafkaSink(settings, ProducerOptions(transactional_id=f"txn-{group}"))
+    sink = KafkaSink(settings, ProducerOptions(transactional_id=f"txn-{group}"), factory)
     consumer = fast_options(group, isolation_level="read_committed")
-    with (
-        sink,
-        KafkaSource(settings, [src_topic], consumer, SourceOptions(commit_interval_s=3600)) as src,
-    ):
+    options = SourceOptions(commit_interval_s=3600)
+    with sink, KafkaSource(settings, [src_topic], consumer, options, factory) as src:
         src.use_transactions(sink)
 
         def transform(records: list[Record]) -> None:
@@ -144,18 +161,18 @@ def test_transactions_commit_decisions_and_offsets_atomically(
 
 
 def test_dead_letters_carry_original_bytes_and_error_headers(
-    kafka_bootstrap: str, unique_topic: Callable[..., str]
+    kafka_bootstrap: str, unique_topic: Callable[..., str], factory: ClientFactory
 ) -> None:
     topic = unique_topic(1)
     from streams.admin import create_topics
 
     create_topics(kafka_bootstrap, {topic + ".dlq": 1})
     record = Record(topic, 0, 41, b"card-1", b"{broken", (("content-type", b"x/y"),), 0, 0)
-    acked: list[Exception | None] = []
-    with KafkaSink(KafkaSettings(kafka_bootstrap)) as sink:
+    acked: list[object | None] = []
+    with KafkaSink(KafkaSettings(kafka_bootstrap), factory=factory) as sink:
         writer = DeadLetterWriter(sink)
         error = CodecError(f"{record.coords} | invalid JSON. Note: expected JSON", "bad_json")
-        writer.write(record, error, lambda _md, err: acked.append(err))
+        writer.write(record, error, lambda err, _msg: acked.append(err))
         sink.flush()
     assert acked == [None]
     (dead,) = read_all(kafka_bootstrap, topic + ".dlq")
@@ -171,9 +188,9 @@ def test_dead_letters_carry_original_bytes_and_error_headers(
     }
 
 
-def test_sink_fails_fast_and_clearly_when_the_broker_is_down() -> None:
+def test_sink_fails_fast_and_clearly_when_the_broker_is_down(factory: ClientFactory) -> None:
     address = f"127.0.0.1:{unused_port()}"
-    sink = KafkaSink(KafkaSettings(address), ProducerOptions(max_block_ms=1500))
+    sink = KafkaSink(KafkaSettings(address), ProducerOptions(max_block_ms=1500), factory)
     started = time.monotonic()
     with pytest.raises(StreamError, match=address):
         sink.start()

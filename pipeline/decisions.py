@@ -1,0 +1,173 @@
+"""Decision documents (``streamfer.decision.v1``) encoded a segment at a time.
+
+Most of a decision is the same for every record of one engine batch from one
+partition: the stream, kind, model identity, source topic and partition, the
+batch size and the shared stage latencies. :class:`DecisionEncoder` renders
+those parts once per segment and fills in only what differs per record (the
+offset, the key, the result, the broker latency), so encoding costs about as
+much as encoding the result alone. The output follows
+``streams.codecs.DECISION_SCHEMA`` (checked in the tests, not per record).
+
+``latency_ms``: ``broker`` (record timestamp -> consumed), ``queue`` (waiting
+for the engine, preprocessing excluded), ``preprocess``, ``infer`` and
+``postprocess`` are measured before the decision is written; ``publish`` and
+``e2e`` end at the broker's acknowledgement of the decision itself, which a
+document cannot contain: they are null here and measured in
+``streamfer_stage_latency_seconds{stage="publish"}``,
+``streamfer_e2e_latency_seconds`` and the run summaries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from streamfer.errors import CodecError
+
+SCHEMA = "streamfer.decision.v1"
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What decided: model name and version (ONNX metadata), engine kind and precision."""
+
+    name: str
+    version: str
+    engine: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class SegmentTiming:
+    """Stage latencies shared by the records of one segment (ms)."""
+
+    queue_ms: float
+    preprocess_ms: float
+    infer_ms: float
+    postprocess_ms: float
+
+
+def key_text(key: bytes | None) -> str | None:
+    """Record keys are ids (card, camera, vehicle): UTF-8 text, else ``hex:...``."""
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return "hex:" + key.hex()
+
+
+def _ms(value: float) -> bytes:
+    return b"%.3f" % max(0.0, value)
+
+
+class DecisionEncoder:
+    """Encodes the decisions of one stream (one per stream; thread-safe, no state)."""
+
+    def __init__(self, stream: str, kind: str, model: ModelIdentity) -> None:
+        self._head = (
+            b'{"schema":'
+            + _encode(SCHEMA)
+            + b',"stream":'
+            + _encode(stream)
+            + b',"kind":'
+            + _encode(kind)
+            + b',"source":{"topic":'
+        )
+        self._model = b',"model":' + _encode(
+            {
+                "name": model.name,
+                "version": model.version,
+                "engine": model.engine,
+                "precision": model.precision,
+            }
+        )
+
+    def encode_segment(
+        self,
+        topic: str,
+        partition: int,
+        offsets: Sequence[int],
+        keys: Sequence[bytes | None],
+        results: Sequence[Mapping[str, Any]],
+        extras: Sequence[Mapping[str, Any] | None] | None,
+        broker_ms: Sequence[float],
+        batch_size: int,
+        timing: SegmentTiming,
+    ) -> list[bytes | CodecError]:
+        """One document per record; a CodecError (``bad_decision``) for a result that is
+        not JSON or holds NaN/infinity."""
+        prefix = self._head + _encode(topic) + b',"partition":%d,"offset":' % partition
+        tail = (
+            b',"batch_size":%d,"latency_ms":{"broker":' % batch_size,
+            b',"queue":'
+            + _ms(timing.queue_ms)
+            + b',"preprocess":'
+            + _ms(timing.preprocess_ms)
+            + b',"infer":'
+            + _ms(timing.infer_ms)
+            + b',"postprocess":'
+            + _ms(timing.postprocess_ms)
+            + b',"publish":null,"e2e":null}',
+        )
+        model = self._model
+        out: list[bytes | CodecError] = []
+        for i, offset in enumerate(offsets):
+            try:
+                result = _encode(results[i])
+                extra = extras[i] if extras is not None else None
+                more = (
+                    b"".join(b',"%s":%s' % (_encode(k)[1:-1], _encode(v)) for k, v in extra.items())
+                    if extra
+                    else b""
+                )
+                key = _encode(key_text(keys[i]))
+            except (TypeError, ValueError, msgspec.EncodeError) as exc:
+                out.append(CodecError(f"decision | not encodable as JSON: {exc}", "bad_decision"))
+                continue
+            if b"null" in result and not finite(results[i]):  # msgspec writes NaN as null
+                out.append(
+                    CodecError(
+                        f"decision | result {results[i]!r} holds NaN or infinity. "
+                        "Note: expected finite numbers",
+                        "bad_decision",
+                    )
+                )
+                continue
+            out.append(
+                b"".join(
+                    (
+                        prefix,
+                        b"%d" % offset,
+                        b',"key":',
+                        key,
+                        b"}",
+                        model,
+                        b',"result":',
+                        result,
+                        more,
+                        tail[0],
+                        _ms(broker_ms[i]),
+                        tail[1],
+                        b"}",
+                    )
+                )
+            )
+        return out
+
+
+def finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a result (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(finite(v) for v in value)
+    return True

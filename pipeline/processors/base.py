@@ -1,0 +1,119 @@
+"""The processor interface: what turns a batch of records into model feeds, and model
+outputs back into one result per record.
+
+A processor knows a record kind and a model; it knows nothing about Kafka
+delivery, batching across polls, deadlines, dead letters or metrics, which
+the pipeline gives every processor alike. Two calls:
+
+* ``prepare(batch) -> Prepared`` runs on the consumer thread, in consume
+  order per partition (a processor may keep per-key state). It decodes and
+  validates every record of one :class:`~streams.records.RecordBatch`,
+  returns the model feeds of the records it accepts (one row each, in
+  order) and a :class:`Reject` with a reason for each one it does not.
+* ``results(outputs, metas) -> [result, ...]`` runs on the engine thread
+  after inference, on a batch the pipeline formed (rows of one or more
+  ``Prepared``): one JSON-serialisable result per row, in order, or an
+  :class:`Output` where a record needs more (extra top-level decision
+  fields, its own output key or headers).
+
+An exception a processor raises for a whole batch is retried record by
+record to isolate the record that causes it (``processor_error``, the
+exception's class and message in the dead letter); a wrong number of
+results fails the batch before anything of it is published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from streamfer.errors import CodecError
+from streams.records import RecordBatch
+
+
+class Reject(NamedTuple):
+    """A record a processor refused: its row in the batch, a reason code, the error."""
+
+    row: int
+    reason: str
+    error: BaseException
+
+
+@dataclass(slots=True, eq=False)
+class Prepared:
+    """One record batch made ready for the engine.
+
+    ``rows``: the accepted records' rows in ``batch`` (increasing); ``feeds``: the
+    model inputs, one row per accepted record (first axis ``len(rows)``);
+    ``metas``: per accepted record, what ``results`` needs (None: nothing);
+    ``event_ns``: per accepted record, the event time (epoch ns) its deadline runs
+    from (None: the Kafka record timestamps); ``rejects``: the rest, with reasons.
+    The pipeline fills ``prepare_ns`` and ``ready_ns``.
+    """
+
+    batch: RecordBatch
+    rows: np.ndarray
+    feeds: dict[str, np.ndarray]
+    metas: Sequence[Any] | None = None
+    event_ns: np.ndarray | None = None
+    rejects: list[Reject] = field(default_factory=list)
+    prepare_ns: int = 0  # how long prepare() took
+    ready_ns: int = 0  # monotonic, when it was handed to the engine
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class Output(NamedTuple):
+    """A result with more than the ``result`` field: ``extra`` top-level decision
+    fields (e.g. ``frame``), the decision's Kafka ``key`` (default: the input's)
+    and ``headers``."""
+
+    result: Mapping[str, Any]
+    extra: Mapping[str, Any] | None = None
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+Result = Mapping[str, Any] | Output
+
+
+@runtime_checkable
+class Processor(Protocol):
+    """See the module docstring."""
+
+    def prepare(self, batch: RecordBatch) -> Prepared: ...
+
+    def results(
+        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
+    ) -> Sequence[Result]: ...
+
+
+def reject(batch: RecordBatch, row: int, problem: str, reason: str, note: str) -> Reject:
+    """A Reject whose CodecError reads ``topic[p]@offset | problem. Note: note``."""
+    return Reject(row, reason, CodecError(f"{batch.coords(row)} | {problem}. Note: {note}", reason))
+
+
+def accepted(rows: Sequence[int]) -> np.ndarray:
+    return np.asarray(rows, dtype=np.intp)
+
+
+def codec_rejects(
+    batch: RecordBatch, decode: Any, limits: Any
+) -> tuple[list[int], list[Any], list[Reject]]:
+    """Decode every record of ``batch`` with a per-record codec ``decode(record, limits)``:
+    the accepted rows, their decoded values, and a Reject per CodecError."""
+    rows: list[int] = []
+    values: list[Any] = []
+    rejects: list[Reject] = []
+    for i in range(len(batch)):
+        try:
+            values.append(decode(batch.record(i), limits))
+        except CodecError as exc:
+            rejects.append(Reject(i, exc.reason, exc))
+            continue
+        rows.append(i)
+    return rows, values, rejects

@@ -1,0 +1,443 @@
+"""The librdkafka (confluent-kafka) implementation of the ``streams.client`` Protocols.
+
+librdkafka fetches, heartbeats and sends on its own C threads, so the Python
+side only moves batches in and out: ``consume(n)`` returns up to n messages,
+which are grouped into one :class:`~streams.records.RecordBatch` per
+partition; ``produce`` only enqueues, and delivery reports are served by
+``poll``/``flush`` (``KafkaSink`` keeps a thread polling).
+
+Rebalance callbacks (cooperative-sticky, incremental) run inside ``consume``
+on the consumer thread. The revocation hook may wait there for in-flight
+records and commit; heartbeats go on meanwhile (they are librdkafka's).
+Offsets returned by the hook are committed synchronously before the
+callback returns, so they land before the partitions move.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+)
+from confluent_kafka import TopicPartition as CTP
+
+from streamfer.errors import StreamError
+from streams.admin import BOOTSTRAP_ENV
+from streams.client import (
+    ConsumerOptions,
+    DeliveryCallback,
+    Headers,
+    OffsetReset,
+    ProducerOptions,
+    RevokeHook,
+    TopicPartition,
+)
+from streams.connection import ConnectionMonitor
+from streams.records import RecordBatch
+from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_EOF = KafkaError._PARTITION_EOF
+_BUFFER_WAIT_S = 0.05  # a full local queue: serve delivery reports, then retry
+
+
+def _error_of(exc: BaseException) -> Any:
+    return exc.args[0] if exc.args else exc
+
+
+def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
+    """Run a client call; library errors become StreamError naming the cluster."""
+    try:
+        return call()
+    except KafkaException as exc:
+        raise StreamError(f"{settings.describe()} | {what} failed: {_error_of(exc)}") from exc
+
+
+def _positions(positions: Mapping[TopicPartition, int]) -> list[CTP]:
+    return [CTP(t, p, off) for (t, p), off in positions.items()]
+
+
+def _tps(tps: Collection[TopicPartition]) -> list[CTP]:
+    return [CTP(t, p) for t, p in tps]
+
+
+def _check_reachable(
+    client: Consumer | Producer,
+    what: str,
+    settings: KafkaSettings,
+    timeout_s: float,
+    monitor: ConnectionMonitor,
+) -> None:
+    """One metadata request: a cluster that never answers fails the start, clearly."""
+    try:
+        client.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        detail = monitor.last_error or str(_error_of(exc))
+        raise StreamError(
+            f"{settings.describe()} | {what}: no broker answered within {timeout_s:g} s "
+            f"({detail}). Note: start one with `streamfer broker start` or point "
+            f"{BOOTSTRAP_ENV} / --bootstrap at a running cluster"
+        ) from exc
+    monitor.ok()
+
+
+class ConfluentConsumer:
+    """``ConsumerClient`` over ``confluent_kafka.Consumer`` (cooperative sticky, manual commit)."""
+
+    heartbeats_during_revoke = True  # librdkafka heartbeats on its own thread
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        settings: KafkaSettings,
+        reset: OffsetReset,
+        monitor: ConnectionMonitor,
+    ) -> None:
+        self._c = consumer
+        self._settings = settings
+        self._reset = reset
+        self._paused: set[TopicPartition] = set()
+        self.monitor = monitor
+
+    def poll(self, timeout_s: float, max_records: int) -> list[RecordBatch]:
+        msgs = self._c.consume(max_records, timeout_s)
+        if not msgs:
+            return []
+        now = time.monotonic_ns()
+        self.monitor.ok()  # messages or EOF: the cluster answered
+        batches: dict[tuple[str, int], RecordBatch] = {}
+        last: RecordBatch | None = None
+        m: Any
+        for m in msgs:
+            if m.error() is not None:
+                self._message_error(m)
+                continue
+            topic, partition = m.topic(), m.partition()
+            if last is None or last.partition != partition or last.topic != topic:
+                last = batches.get((topic, partition))
+                if last is None:
+                    last = batches[(topic, partition)] = RecordBatch(
+                        topic, partition, [], [], [], [], [], now
+                    )
+            last.offsets.append(m.offset())
+            last.keys.append(m.key())
+            last.values.append(m.value())
+            last.headers.append(m.headers())
+            last.timestamps_ms.append(m.timestamp()[1])
+        return list(batches.values())
+
+    def _message_error(self, m: Any) -> None:
+        err = m.error()
+        if err.code() == _EOF:
+            return
+        if err.fatal():
+            raise StreamError(f"{self._settings.describe()} | consumer failed: {err}")
+        log.warning("%s | consumer: %s", self._settings.describe(), err)
+
+    def commit(self, positions: Mapping[TopicPartition, int], timeout_s: float) -> None:
+        offsets = _positions(positions)
+        _guard(
+            f"commit {sorted(positions.items())}",
+            self._settings,
+            lambda: self._c.commit(offsets=offsets, asynchronous=False),
+        )
+        self.monitor.ok()
+
+    def committed(self, tp: TopicPartition, timeout_s: float) -> int | None:
+        (got,) = _guard(
+            f"committed offset of {tp[0]}[{tp[1]}]",
+            self._settings,
+            lambda: self._c.committed([CTP(*tp)], timeout=timeout_s),
+        )
+        return None if got.offset == OFFSET_INVALID else int(got.offset)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        _guard(f"seek {tp[0]}[{tp[1]}]", self._settings, lambda: self._c.seek(CTP(*tp, offset)))
+
+    def rewind(self, tps: Collection[TopicPartition], timeout_s: float) -> None:
+        if not tps:
+            return
+        got = _guard(
+            f"committed offsets of {sorted(tps)}",
+            self._settings,
+            lambda: self._c.committed(_tps(tps), timeout=timeout_s),
+        )
+        fallback = OFFSET_BEGINNING if self._reset == "earliest" else OFFSET_END
+        for ctp in got:
+            offset = fallback if ctp.offset == OFFSET_INVALID else ctp.offset
+            self.seek((ctp.topic, ctp.partition), offset)
+
+    def pause(self, tps: Collection[TopicPartition]) -> None:
+        if tps:
+            self._c.pause(_tps(tps))
+            self._paused |= set(tps)
+
+    def resume(self, tps: Collection[TopicPartition]) -> None:
+        if tps:
+            self._c.resume(_tps(tps))
+            self._paused -= set(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return self._paused & self.assignment()
+
+    def assignment(self) -> set[TopicPartition]:
+        return {(tp.topic, tp.partition) for tp in self._c.assignment()}
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """High watermark (as of the last fetch) minus position, per assigned partition."""
+        out: dict[TopicPartition, int] = {}
+        assigned = self._c.assignment()
+        if not assigned:
+            return out
+        for ctp in self._c.position(assigned):
+            if ctp.offset < 0:
+                continue  # nothing consumed yet: no position to measure from
+            _low, high = self._c.get_watermark_offsets(ctp, cached=True)
+            if high >= 0:
+                out[(ctp.topic, ctp.partition)] = max(high - ctp.offset, 0)
+        return out
+
+    def group_metadata(self) -> object:
+        return self._c.consumer_group_metadata()
+
+    def close(self) -> None:
+        self._c.close()
+
+
+class ConfluentProducer:
+    """``ProducerClient`` over ``confluent_kafka.Producer``."""
+
+    needs_polling = True
+
+    def __init__(
+        self,
+        producer: Producer,
+        settings: KafkaSettings,
+        options: ProducerOptions,
+        monitor: ConnectionMonitor,
+    ) -> None:
+        self._p = producer
+        self._settings = settings
+        self._max_block_s = options.max_block_ms / 1000
+        self._txn_timeout_s = options.transaction_timeout_ms / 1000
+        self.monitor = monitor
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        on_delivery: DeliveryCallback | None,
+        partition: int | None = None,
+    ) -> None:
+        produce = self._p.produce
+        kwargs: dict[str, Any] = {"on_delivery": on_delivery}
+        if headers:
+            kwargs["headers"] = list(headers)
+        if partition is not None:
+            kwargs["partition"] = partition
+        deadline = 0.0
+        while True:
+            try:
+                produce(topic, value, key, **kwargs)
+                return
+            except BufferError:  # the local queue is full: backpressure, not failure
+                now = time.monotonic()
+                deadline = deadline or now + self._max_block_s
+                if now >= deadline:
+                    raise StreamError(
+                        f"{topic} | the producer queue stayed full for {self._max_block_s:g} s. "
+                        f"Note: is {self._settings.describe()} accepting writes?"
+                    ) from None
+                self._p.poll(_BUFFER_WAIT_S)
+            except KafkaException as exc:
+                raise StreamError(
+                    f"{topic} | send to {self._settings.describe()} failed: {_error_of(exc)}"
+                ) from exc
+
+    def poll(self, timeout_s: float) -> None:
+        self._p.poll(timeout_s)
+
+    def flush(self, timeout_s: float) -> None:
+        left = self._p.flush(timeout_s)
+        if left:
+            raise StreamError(
+                f"{self._settings.describe()} | flush: {left} messages still unacknowledged "
+                f"after {timeout_s:g} s. Note: is the cluster reachable?"
+            )
+
+    def init_transactions(self) -> None:
+        _guard(
+            "init_transactions",
+            self._settings,
+            lambda: self._p.init_transactions(self._max_block_s + self._txn_timeout_s),
+        )
+
+    def begin_transaction(self) -> None:
+        _guard("begin_transaction", self._settings, self._p.begin_transaction)
+
+    def send_offsets_to_transaction(
+        self, positions: Mapping[TopicPartition, int], group_metadata: object
+    ) -> None:
+        offsets = _positions(positions)
+        _guard(
+            "send_offsets_to_transaction",
+            self._settings,
+            lambda: self._p.send_offsets_to_transaction(
+                offsets, group_metadata, self._txn_timeout_s
+            ),
+        )
+
+    def commit_transaction(self) -> None:
+        _guard(
+            "commit_transaction",
+            self._settings,
+            lambda: self._p.commit_transaction(self._txn_timeout_s),
+        )
+
+    def abort_transaction(self) -> None:
+        _guard(
+            "abort_transaction",
+            self._settings,
+            lambda: self._p.abort_transaction(self._txn_timeout_s),
+        )
+
+    def close(self, timeout_s: float) -> None:
+        self._p.flush(timeout_s)
+
+
+_COMPRESSION = {"none": "none", "gzip": "gzip", "lz4": "lz4", "zstd": "zstd"}
+
+
+class ConfluentFactory:
+    """``ClientFactory`` for confluent-kafka (librdkafka)."""
+
+    def consumer(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        options: ConsumerOptions,
+        on_revoke: RevokeHook,
+        on_assign: Callable[[list[TopicPartition]], None],
+    ) -> ConfluentConsumer:
+        monitor = ConnectionMonitor(settings.describe())
+        conf: dict[str, Any] = {
+            **settings.librdkafka_config(),
+            "group.id": options.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "auto.offset.reset": options.auto_offset_reset,
+            "isolation.level": options.isolation_level,
+            "fetch.wait.max.ms": options.fetch_max_wait_ms,
+            "fetch.min.bytes": options.fetch_min_bytes,
+            "max.partition.fetch.bytes": options.max_partition_fetch_bytes,
+            "queued.max.messages.kbytes": options.queued_max_kbytes,
+            "session.timeout.ms": options.session_timeout_ms,
+            "heartbeat.interval.ms": options.heartbeat_interval_ms,
+            "max.poll.interval.ms": options.max_poll_interval_ms,
+            "socket.timeout.ms": options.request_timeout_ms,
+            "error_cb": monitor.on_error,
+            "stats_cb": monitor.on_stats,
+            "statistics.interval.ms": options.stats_interval_ms,
+            "logger": monitor,
+        }
+        consumer = Consumer(conf)
+        hooks = _RebalanceHooks(consumer, on_revoke, on_assign, settings)
+        _check_reachable(
+            consumer,
+            f"consumer for group {options.group_id!r}",
+            settings,
+            options.request_timeout_ms / 1000,
+            monitor,
+        )
+        consumer.subscribe(
+            list(topics), on_assign=hooks.assign, on_revoke=hooks.revoke, on_lost=hooks.lost
+        )
+        return ConfluentConsumer(consumer, settings, options.auto_offset_reset, monitor)
+
+    def producer(self, settings: KafkaSettings, options: ProducerOptions) -> ConfluentProducer:
+        monitor = ConnectionMonitor(settings.describe())
+        conf: dict[str, Any] = {
+            **settings.librdkafka_config(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": options.linger_ms,
+            "batch.size": options.batch_size,
+            "compression.type": _COMPRESSION[options.compression],
+            "message.max.bytes": options.max_request_size,
+            "delivery.timeout.ms": options.delivery_timeout_ms,
+            "request.timeout.ms": options.request_timeout_ms,
+            "queue.buffering.max.messages": options.queue_max_messages,
+            "error_cb": monitor.on_error,
+            "stats_cb": monitor.on_stats,
+            "statistics.interval.ms": options.stats_interval_ms,
+            "logger": monitor,
+        }
+        if options.transactional_id is not None:
+            conf["transactional.id"] = options.transactional_id
+            conf["transaction.timeout.ms"] = options.transaction_timeout_ms
+            # librdkafka: a message may not outlive the transaction it belongs to
+            conf["delivery.timeout.ms"] = min(
+                options.delivery_timeout_ms, options.transaction_timeout_ms
+            )
+        producer = Producer(conf)
+        _check_reachable(producer, "producer start", settings, options.max_block_ms / 1000, monitor)
+        return ConfluentProducer(producer, settings, options, monitor)
+
+
+class _RebalanceHooks:
+    """librdkafka's rebalance callbacks, turned into the source's hooks.
+
+    Exceptions must not escape into ``consume`` (they would surface there, away from
+    their cause): a failed hook is logged, and the offsets it returned are not committed.
+    """
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        on_revoke: RevokeHook,
+        on_assign: Callable[[list[TopicPartition]], None],
+        settings: KafkaSettings,
+    ) -> None:
+        self._consumer = consumer
+        self._on_revoke = on_revoke
+        self._on_assign = on_assign
+        self._settings = settings
+
+    def assign(self, _consumer: Consumer, partitions: list[CTP]) -> None:
+        self._on_assign([(tp.topic, tp.partition) for tp in partitions])
+
+    def revoke(self, _consumer: Consumer, partitions: list[CTP]) -> None:
+        self._revoke(partitions, lost=False)
+
+    def lost(self, _consumer: Consumer, partitions: list[CTP]) -> None:
+        self._revoke(partitions, lost=True)
+
+    def _revoke(self, partitions: list[CTP], lost: bool) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        try:
+            positions = self._on_revoke(tps, lost)
+        except Exception:
+            log.exception("%s | revocation of %s failed", self._settings.describe(), tps)
+            return
+        if positions and not lost:
+            try:  # before the callback returns: the commit lands before the partitions move
+                self._consumer.commit(offsets=_positions(positions), asynchronous=False)
+            except KafkaException as exc:
+                log.warning(
+                    "commit on revocation of %s failed: %s", sorted(positions), _error_of(exc)
+                )

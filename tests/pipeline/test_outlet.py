@@ -1,0 +1,189 @@
+"""The outlet: every record ends published, dropped or dead-lettered, and resolves only then."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.decisions import DecisionEncoder, ModelIdentity, SegmentTiming
+from pipeline.metrics import Metrics
+from pipeline.outlet import Outlet
+from pipeline.processors.base import Output, Prepared, Reject
+from pipeline.stats import StatsBook
+from streamfer.errors import CodecError
+from streams.client import ProducerOptions
+from streams.codecs import validate_decision
+from streams.dlq import DeadLetterWriter
+from streams.records import RecordBatch
+from streams.tracker import OffsetTracker
+
+TIMING = SegmentTiming(queue_ms=1.0, preprocess_ms=0.5, infer_ms=2.0, postprocess_ms=0.1)
+
+
+class Sink:
+    """Queues what the outlet sends, as the client would; ``ack``/``fail`` deliver it."""
+
+    options = ProducerOptions()
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[str, bytes, bytes | None, dict, Callable[..., None]]] = []
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = (),
+             on_delivery: Any = None, partition: Any = None,
+             only_if: Any = None) -> bool:  # fmt: skip
+        assert isinstance(value, bytes) and on_delivery is not None
+        if only_if is not None and not only_if():
+            return False
+        self.queued.append((topic, value, key, dict(headers), on_delivery))
+        return True
+
+    def send_many(self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None],
+                  on_delivery: Callable[..., None], only_if: Any = None) -> bool:  # fmt: skip
+        assert len(values) == len(keys)
+        if only_if is not None and not only_if():
+            return False
+        for value, key in zip(values, keys, strict=True):
+            self.send(topic, value, key, (), on_delivery)
+        return True
+
+    def deliver(self, error: object | None = None, topic: str | None = None) -> None:
+        for queued in list(self.queued):
+            if topic is None or queued[0] == topic:
+                self.queued.remove(queued)
+                queued[4](error, None)
+
+    def sent(self, topic: str) -> list[bytes]:
+        return [v for t, v, *_ in self.queued if t == topic]
+
+
+class Harness:
+    def __init__(self, kind: str = "transaction", on_failure: str = "stop") -> None:
+        self.tracker = OffsetTracker()
+        self.sink = Sink()
+        self.fatal: list[BaseException] = []
+        self.metrics = Metrics(process_collectors=False)
+        self.book = StatsBook("s", kind)
+        self.outlet = Outlet(
+            stream="s",
+            output_topic="out",
+            sink=self.sink,  # type: ignore[arg-type]
+            dead_letters=DeadLetterWriter(self.sink),  # type: ignore[arg-type]
+            tracker=self.tracker,
+            encoder=DecisionEncoder("s", kind, ModelIdentity("m", "3", "onnxruntime", "fp32")),
+            recorder=self.metrics.stream("s", model="m", engine="onnxruntime"),
+            book=self.book,
+            on_fatal=self.fatal.append,
+            on_dead_letter_failure=on_failure,  # type: ignore[arg-type]
+        )
+
+    def batch(self, n: int, first: int = 10) -> RecordBatch:
+        b = RecordBatch("tx", 2, list(range(first, first + n)), [b"card-%d" % i for i in range(n)],
+                        [b"{}"] * n, [None] * n, [1_700_000_000_000] * n, 0)  # fmt: skip
+        b.span = self.tracker.add(b.tp, b.offsets)
+        return b
+
+
+def prepared(b: RecordBatch) -> Prepared:
+    return Prepared(b, np.arange(len(b)), {})
+
+
+def score(x: float) -> dict[str, Any]:
+    return {"fraud_score": x, "action": "approve"}
+
+
+def test_decisions_resolve_only_when_every_one_of_the_segment_is_acknowledged() -> None:
+    h = Harness()
+    b = h.batch(3)
+    h.outlet.publish(prepared(b), np.arange(3), [score(0.1), score(0.2), score(0.3)], 3, TIMING)
+    docs = [json.loads(v) for v in h.sink.sent("out")]
+    for doc in docs:
+        validate_decision(doc)
+    assert [d["source"]["offset"] for d in docs] == [10, 11, 12]
+    assert docs[1]["source"] == {"topic": "tx", "partition": 2, "offset": 11, "key": "card-1"}
+    assert docs[0]["latency_ms"]["infer"] == 2.0 and docs[0]["latency_ms"]["e2e"] is None
+    assert h.tracker.in_flight() == 3
+    first = h.sink.queued.pop(0)
+    first[4](None, None)
+    assert h.tracker.in_flight() == 3  # one of three: nothing resolves yet
+    h.sink.deliver()
+    assert h.tracker.in_flight() == 0 and h.tracker.positions() == {("tx", 2): 13}
+    assert h.book.snapshot().decided == 3
+
+
+def test_a_failed_decision_stops_the_stream_and_leaves_the_segment_unresolved() -> None:
+    h = Harness()
+    b = h.batch(2)
+    h.outlet.publish(prepared(b), np.arange(2), [score(0.1), score(0.2)], 2, TIMING)
+    h.sink.deliver(error="Broker: Message size too large")
+    assert len(h.fatal) == 1 and "tx[2]@10" in str(h.fatal[0])
+    assert "too large" in str(h.fatal[0])
+    assert h.tracker.in_flight() == 2 and h.tracker.positions() == {}
+
+
+def test_a_result_that_is_not_json_or_not_finite_is_dead_lettered() -> None:
+    h = Harness()
+    b = h.batch(3)
+    results = [score(float("nan")), {"when": object()}, score(0.5)]
+    h.outlet.publish(prepared(b), np.arange(3), results, 3, TIMING)
+    assert len(h.sink.sent("out")) == 1
+    letters = [(hd["source-offset"], hd["error-reason"]) for t, _, _, hd, _ in h.sink.queued
+               if t == "tx.dlq"]  # fmt: skip
+    assert letters == [(b"10", b"bad_decision"), (b"11", b"bad_decision")]
+    h.sink.deliver()
+    assert h.tracker.positions() == {("tx", 2): 13}
+    assert h.book.snapshot().dead_lettered == {"bad_decision": 2}
+
+
+def test_output_and_dead_letters_of_abandoned_records_are_not_sent() -> None:
+    h = Harness()
+    b = h.batch(2)
+    h.tracker.remove([b.tp])  # an abort or a revocation abandoned the poll
+    h.outlet.publish(prepared(b), np.arange(1), [score(0.1)], 1, TIMING)
+    h.outlet.dead_letter(b, 1, CodecError("bad", "bad_json"), "bad_json")
+    assert h.sink.queued == []
+
+
+def test_rejects_and_drops_resolve_with_their_reasons() -> None:
+    h = Harness()
+    b = h.batch(4)
+    p = Prepared(b, np.array([0, 3]), {}, rejects=[
+        Reject(1, "bad_json", CodecError("tx[2]@11 | invalid JSON", "bad_json")),
+        Reject(2, "null_value", CodecError("tx[2]@12 | null", "null_value"))])  # fmt: skip
+    h.outlet.rejects(p)
+    h.outlet.dropped(b, np.array([0]), "stale")
+    h.outlet.publish(p, np.array([3]), [score(0.9)], 1, TIMING)
+    h.sink.deliver()
+    snap = h.book.snapshot()
+    assert snap.dead_lettered == {"bad_json": 1, "null_value": 1}
+    assert snap.dropped == {"stale": 1} and snap.decided == 1
+    assert h.tracker.positions() == {("tx", 2): 14}
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_a_dead_letter_that_cannot_be_published_stops_or_is_counted(policy: str) -> None:
+    h = Harness(on_failure=policy)
+    b = h.batch(1)
+    h.outlet.dead_letter(b, 0, CodecError("tx[2]@10 | bad", "bad_json"), "bad_json")
+    h.sink.deliver(error="Broker: Topic authorization failed")
+    if policy == "stop":
+        assert len(h.fatal) == 1 and "tx[2]@10" in str(h.fatal[0])
+        assert "dead_letters.on_failure" in str(h.fatal[0])
+        assert h.tracker.in_flight() == 1  # never committed past it
+    else:
+        assert h.fatal == [] and h.book.snapshot().dropped == {"dead_letter_failed": 1}
+        assert h.tracker.positions() == {("tx", 2): 11}
+
+
+def test_camera_decisions_carry_the_frame_block_and_validate() -> None:
+    h = Harness(kind="camera")
+    b = h.batch(1)
+    det = {"detections": [{"label": "car", "score": 0.8, "box": [1.0, 2.0, 3.0, 4.0]}]}
+    frame = {"seq": 7, "capture_ts_ns": 5, "width": 640, "height": 360}
+    h.outlet.publish(prepared(b), np.arange(1), [Output(det, {"frame": frame})], 1, TIMING)
+    (doc,) = [json.loads(v) for v in h.sink.sent("out")]
+    validate_decision(doc)
+    assert doc["frame"] == frame and doc["kind"] == "camera"
