@@ -23,7 +23,7 @@ from pipeline.config import parse_config
 
 Say = Callable[[str], None]
 
-# model -> (shipped config, p99 bound in ms for the gain; sensor has no bound in the issue,
+# model -> (shipped config, p99 bound in ms for the gain; sensor has no bound of its own,
 # its config's deadline is used)
 GAIN_SETUPS: dict[str, tuple[str, float]] = {
     "fraud": ("fraud.yaml", 50.0),

@@ -31,8 +31,10 @@ figure beside each result.
 Reproduce (local broker first: `streamfer broker start`; each command ends
 within 10 minutes at its defaults):
 
-- `streamfer bench scoring` (about 4 min): transactions/s, Kafka pass-through
-  limit vs naive loop vs streamfer, 3 interleaved runs;
+- `streamfer bench scoring` (about 3 min): transactions/s and CPU µs/record,
+  streamfer vs the pass-through limit of each Kafka client, the plain and the
+  tuned hand-written confluent-kafka batch loops and the naive loop, 3
+  interleaved runs;
 - `streamfer bench server --stream transactions` (about 8 min): Poisson ladder
   at 25/50/75/100 % of the maximum and twice more at 50 %, p50/p99/p99.9,
   bound 50 ms;
@@ -56,7 +58,7 @@ class Table:
 
 @dataclass(frozen=True)
 class Target:
-    """One target of the issue: what was measured against what was required."""
+    """One target: what was measured against what was required."""
 
     name: str
     measured: str

@@ -47,15 +47,42 @@ def test_scoring_runs_every_system(kafka_bootstrap: str, tmp_path: Path) -> None
           "--metrics-off"])  # fmt: skip
     text = _section(results, "Transaction scoring throughput")
     for row in (
-        "| pass-through | 300 |",
+        "| passthrough-kafka-python | 300 |",
+        "| passthrough-confluent | 300 |",
         "| naive | 20 |",
+        "| plain-loop | 300 |",
+        "| tuned-loop | 300 |",
         "| streamfer | 300 |",
-        "| streamfer, metrics off | 300 |",
+        "| streamfer-metrics-off | 300 |",
+        "| streamfer / tuned-loop |",
+        "| streamfer / plain-loop |",
         "| metrics off / metrics on |",
+        "| streamfer vs tuned loop |",
+        "| streamfer CPU per record |",
     ):
         assert row in text
-    assert len(VERDICT.findall(text)) == 2
-    assert '"system": "streamfer"' in text
+    assert len(VERDICT.findall(text)) == 4
+    assert '"system": "streamfer"' in text and '"system": "tuned-loop"' in text
+
+
+@pytest.mark.integration
+def test_scoring_runs_only_the_chosen_systems(kafka_bootstrap: str, tmp_path: Path) -> None:
+    _needs("fraud")
+    results = tmp_path / "RESULTS.md"
+    _run(["scoring", "--bootstrap", kafka_bootstrap, "--results", str(results),
+          "--records", "200", "--repeats", "2", "--systems", "tuned-loop,plain-loop"])  # fmt: skip
+    text = _section(results, "Transaction scoring throughput")
+    assert "| plain-loop | 200 |" in text and "| tuned-loop | 200 |" in text
+    assert "| tuned-loop / plain-loop |" in text
+    for absent in ("| streamfer |", "| naive |", "passthrough-confluent |"):
+        assert absent not in text
+    assert VERDICT.findall(text) == ["not measured"] * 4  # streamfer did not run
+
+
+def test_scoring_refuses_an_unknown_system() -> None:
+    result = CliRunner().invoke(bench, ["scoring", "--systems", "tuned-loop,fast-loop"])
+    assert result.exit_code == 2
+    assert "fast-loop" in result.output and "plain-loop" in result.output
 
 
 @pytest.mark.integration
