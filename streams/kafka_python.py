@@ -29,6 +29,7 @@ from streams.client import (
     TopicPartition,
 )
 from streams.records import Record
+from streams.security import LOGIN_CHECK_TIMEOUT_S, check_login
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
 
 def _connect(what: str, settings: KafkaSettings, timeout_ms: int, call: Callable[[], T]) -> T:
     """Create a client; a broker that never answers gets a message saying so."""
+    check_login(settings, timeout_s=min(timeout_ms / 1000, LOGIN_CHECK_TIMEOUT_S))
     try:
         return call()
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
