@@ -215,8 +215,19 @@ class StreamConfig(_Frozen):
 
 
 class MetricsConfig(_Frozen):
+    """Where ``/metrics``, ``/healthz`` and ``/readyz`` are served (one HTTP port).
+
+    ``host`` is the address it binds. The default, ``0.0.0.0`` (every IPv4
+    interface), is what a Prometheus server or a Kubernetes probe on another
+    machine or pod needs to reach it; the endpoints carry counters and
+    timings, never records or secrets. Bind ``127.0.0.1`` where only local
+    scrapers may read them (a shared host), or one interface's address.
+    ``streamfer run --metrics-host`` overrides it. ``port`` 0 picks a free port;
+    worker *i* of ``--workers`` uses ``port + i``.
+    """
+
     enabled: bool = True
-    host: str = "0.0.0.0"
+    host: str = Field(default="0.0.0.0", min_length=1)
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
 
 

@@ -174,6 +174,15 @@ def test_password_file_problems_show_the_path_and_never_a_password(tmp_path: Pat
     assert "SASL needs sasl_username and sasl_password (or sasl_password_file)" in text
 
 
+def test_metrics_host_defaults_to_every_interface(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, base())).metrics.host == "0.0.0.0"
+    doc = base()
+    doc["metrics"] = {"host": "127.0.0.1"}
+    assert load_config(write(tmp_path, doc)).metrics.host == "127.0.0.1"
+    doc["metrics"] = {"host": ""}
+    assert "metrics.host | " in problems_of(tmp_path, doc)
+
+
 def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load_config(tmp_path / "absent.yaml")

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.config import parse_config
+from pipeline.run_cli import with_metrics_host
+
 
 def streamfer(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -53,3 +56,25 @@ def test_run_help_documents_workers_and_signals() -> None:
     text = " ".join(done.stdout.split())  # help text is wrapped to the terminal
     assert "--workers" in text and "metrics.port + i" in text
     assert "A second signal exits at once" in text
+
+
+def test_run_help_documents_the_metrics_host_and_its_default() -> None:
+    done = streamfer("run", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "--metrics-host ADDRESS" in text and "default 0.0.0.0" in text
+
+
+def test_metrics_host_option_overrides_the_config(tmp_path: Path) -> None:
+    (tmp_path / "fraud.onnx").write_bytes(b"onnx")
+    doc = {
+        "models": {"fraud": {"path": "fraud.onnx"}},
+        "streams": [{"name": "pay", "kind": "transaction", "input_topic": "tx",
+                     "output_topic": "out", "model": "fraud"}],
+        "metrics": {"host": "0.0.0.0", "port": 9999},
+    }  # fmt: skip
+    cfg = parse_config(doc, base_dir=tmp_path)
+    assert with_metrics_host(cfg, None) is cfg
+    local = with_metrics_host(cfg, "127.0.0.1")
+    assert (local.metrics.host, local.metrics.port) == ("127.0.0.1", 9999)
+    assert cfg.metrics.host == "0.0.0.0"  # frozen config: a changed copy, not a change
