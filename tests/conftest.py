@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import pytest
 
 from streams.admin import BOOTSTRAP_ENV, create_topics, wait_for_broker
+
+if TYPE_CHECKING:
+    from streams.broker import LocalBroker
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +58,36 @@ def unique_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callab
 def unique_group() -> Callable[[], str]:
     """``unique_group()`` returns a consumer group name no other test uses."""
     return lambda: f"g-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def sasl_ssl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A second local broker with a SASL_SSL listener (SCRAM-SHA-512), started for this session.
+
+    Free ports and its own data dir, so it never touches the shared broker; stopped at
+    the end. ``broker.sasl_ssl`` has the listener and its files, ``broker.bootstrap``
+    its PLAINTEXT listener (for checks that must not depend on the secure path).
+    """
+    from streams.broker import LocalBroker
+
+    port, controller_port, secure_port = _free_ports(3)
+    broker = LocalBroker(
+        port=port,
+        controller_port=controller_port,
+        data_dir=tmp_path_factory.mktemp("sasl-ssl-broker"),
+        sasl_ssl_port=secure_port,
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports nothing listens on (held together, then released)."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
