@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from kafka.protocol.sasl import SaslAuthenticateRequest
 
 from pipeline.config import parse_config
 from pipeline.run_cli import with_metrics_host
@@ -78,3 +79,33 @@ def test_metrics_host_option_overrides_the_config(tmp_path: Path) -> None:
     local = with_metrics_host(cfg, "127.0.0.1")
     assert (local.metrics.host, local.metrics.port) == ("127.0.0.1", 9999)
     assert cfg.metrics.host == "0.0.0.0"  # frozen config: a changed copy, not a change
+
+
+def test_debug_logs_leave_out_kafka_python_wire_dumps(tmp_path: Path) -> None:
+    # kafka-python logs each request at DEBUG, a SASL PLAIN login's password included
+    sasl_plain = SaslAuthenticateRequest(auth_bytes=b"\x00svc\x00hunter2")
+    script = (
+        "import logging, sys\n"
+        "from pipeline.cli import cli\n"
+        "cli.main(['-vv', 'validate', '-c', sys.argv[1]], standalone_mode=False)\n"
+        "logging.getLogger('kafka.protocol.parser').debug('Sending request %s', sys.argv[2])\n"
+        "logging.getLogger('pipeline.app').debug('streamfer debug line')\n"
+    )
+    (tmp_path / "fraud.onnx").write_bytes(b"onnx")
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "models": {"fraud": {"path": "fraud.onnx"}},
+                "streams": [{"name": "pay", "kind": "transaction", "input_topic": "tx",
+                             "output_topic": "out", "model": "fraud"}],
+            }
+        )
+    )  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(cfg), repr(sasl_plain)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "streamfer debug line" in done.stderr
+    assert "hunter2" not in done.stderr
