@@ -350,7 +350,7 @@ class LocalBroker:
     def _announce_listener(self, say: Callable[[str], None]) -> None:
         secure = self.sasl_ssl
         if secure is not None:
-            say(f"SASL_SSL listener at {secure.describe()}")
+            say(f"secure listener: {secure.describe()}")
 
     def _kill(self, pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):

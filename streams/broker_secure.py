@@ -79,7 +79,7 @@ class SaslSslListener:
     def describe(self) -> str:
         """One line safe to print: the password's file, never the password."""
         return (
-            f"{self.bootstrap} (SASL_SSL {self.mechanism}, user {self.username}; "
+            f"SASL_SSL {self.bootstrap} ({self.mechanism}, user {self.username}; "
             f"password in {self.password_file}, CA {self.ca_file})"
         )
 
