@@ -70,12 +70,11 @@ def sasl_ssl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalB
     """
     from streams.broker import LocalBroker
 
-    port, controller_port, secure_port = _free_ports(3)
+    port = _free_port_run(3)  # as `streamfer broker start --port P --sasl-ssl` lays them out
     broker = LocalBroker(
         port=port,
-        controller_port=controller_port,
         data_dir=tmp_path_factory.mktemp("sasl-ssl-broker"),
-        sasl_ssl_port=secure_port,
+        sasl_ssl_port=port + 2,
     )
     broker.start()
     try:
@@ -84,10 +83,17 @@ def sasl_ssl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalB
         broker.stop()
 
 
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports nothing listens on (held together, then released)."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
+def _free_port_run(n: int) -> int:
+    """A loopback port p with p .. p + n - 1 all free right now."""
+    for _ in range(50):
+        with ExitStack() as stack:
+            first = stack.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            try:
+                for offset in range(1, n):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no {n} consecutive free loopback ports")

@@ -119,6 +119,22 @@ def test_untrusted_certificate_fails_start_naming_the_listener(
     assert f"kafka.ssl_cafile ({stranger.ca_file}) must hold the CA" in message
 
 
+def test_start_again_reports_the_listener_and_the_password_file_only(
+    sasl_ssl_broker: LocalBroker,
+) -> None:
+    listener = secure(sasl_ssl_broker)
+    args = ["--port", str(sasl_ssl_broker.port), "--data-dir", str(sasl_ssl_broker.data_dir)]
+    done = CliRunner().invoke(broker_cli, ["start", *args, "--sasl-ssl"])
+    assert done.exit_code == 0, done.output
+    assert done.stdout == f"{sasl_ssl_broker.bootstrap}\n"  # stdout: what scripts capture
+    assert "broker already running" in done.stderr
+    assert (
+        f"secure listener: SASL_SSL {listener.bootstrap} (SCRAM-SHA-512, user streamfer; "
+        f"password in {listener.password_file}, CA {listener.ca_file})"
+    ) in done.stderr
+    assert listener.settings().sasl_password not in done.output
+
+
 def test_status_names_the_password_file_but_never_the_password(
     sasl_ssl_broker: LocalBroker,
 ) -> None:
