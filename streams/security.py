@@ -19,13 +19,18 @@ refuses the certificate or the credentials. It exists because kafka-python
 3.0 retries a refused login until its bootstrap timeout and then reports only
 "Unable to bootstrap"; librdkafka names the refusal at the first attempt.
 Anything that is not a refusal (a broker still starting, a closed port) is
-left to the client's own retries and timeout.
+left to the client's own retries and timeout. librdkafka says only "certificate
+could not be verified" whatever the cause, so a refused certificate is looked
+at once more with Python's ``ssl``, which names it: not signed by a trusted CA,
+expired, or issued for another name.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import socket
+import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,12 +56,8 @@ _ADDRESS_PATTERNS = (
 _CLIENT_PREFIX = re.compile(r"^\w+://[^/\s]+/[^:\s]*:\s*")
 _TIMING = re.compile(r"\s*\(after \d+ms in state \w+\)")
 
-# (problem, note) per kind of failure; {cafile}, {host} and {user} are filled in
-_UNTRUSTED = re.compile(
-    r"self[- ]signed|unable to get local issuer|could not be verified|unknown ca"
-    r"|unable to verify|certificate verify failed",
-    re.IGNORECASE,
-)
+# (pattern, problem, note) per kind of failure, most specific first; {cafile}, {host} and
+# {user} are filled in
 _KINDS: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (
         re.compile(r"unsupported sasl mechanism|does not support .* sasl mechanism", re.I),
@@ -75,12 +76,12 @@ _KINDS: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "renew the broker certificate (or check this machine's clock)",
     ),
     (
-        re.compile(r"hostname mismatch|ip address mismatch|doesn't match|does not match", re.I),
+        re.compile(r"hostname mismatch|ip address mismatch", re.I),
         "TLS handshake failed: the broker's certificate does not name {host}",
         "connect by a name or address listed in the certificate's subjectAltName",
     ),
     (
-        _UNTRUSTED,
+        re.compile(r"certificate verify failed|could not be verified|self[- ]signed", re.I),
         "TLS handshake failed: the broker's certificate is not trusted",
         "kafka.ssl_cafile ({cafile}) must hold the CA that signed the broker certificate",
     ),
@@ -92,10 +93,16 @@ _KINDS: tuple[tuple[re.Pattern[str], str, str], ...] = (
 )
 
 
-def explain_connect_failure(settings: KafkaSettings, failure: BaseException | str) -> str:
-    """``listener | protocol mechanism problem (reason). Note: fix``, without the password."""
+def explain_connect_failure(
+    settings: KafkaSettings, failure: BaseException | str, listener: str | None = None
+) -> str:
+    """``listener | protocol mechanism problem (reason). Note: fix``, without the password.
+
+    ``listener`` (host:port) when the caller knows it; else it is read from the
+    failure's text, else the configured bootstrap servers are named.
+    """
     text = _scrub(str(failure), settings.sasl_password)
-    listener = _listener(text, settings)
+    listener = listener or _listener(text, settings)
     auth = " ".join(filter(None, (settings.security_protocol, settings.sasl_mechanism)))
     reason = _TIMING.sub("", _CLIENT_PREFIX.sub("", text)).strip()
     fill = {
@@ -136,7 +143,7 @@ def check_login(settings: KafkaSettings, timeout_s: float = LOGIN_CHECK_TIMEOUT_
             probe.poll(0)  # serves error_cb
         refused = next((e for e in errors if e.code() in _REFUSALS), None)
         if refused is not None:
-            raise StreamError(explain_connect_failure(settings, refused.str()))
+            raise StreamError(_explain_refusal(settings, refused))
         if errors:
             return
 
@@ -160,6 +167,34 @@ class PasswordFilter(logging.Filter):
 
 def _without_passwords(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {k: "***" if "password" in str(k) and v else v for k, v in mapping.items()}
+
+
+def _explain_refusal(settings: KafkaSettings, refused: KafkaError) -> str:
+    text = refused.str()
+    listener = _listener(text, settings)
+    if refused.code() == KafkaError._SSL and "," not in listener:
+        detail = _certificate_problem(settings, listener)
+        if detail is not None:
+            return explain_connect_failure(settings, detail, listener)
+    return explain_connect_failure(settings, text)
+
+
+def _certificate_problem(settings: KafkaSettings, listener: str) -> str | None:
+    """What Python's ``ssl`` finds wrong with ``listener``'s certificate, if it finds anything."""
+    host, _, port = listener.rpartition(":")
+    try:
+        context = ssl.create_default_context(cafile=settings.ssl_cafile)
+        if settings.ssl_certfile:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+        with (
+            socket.create_connection((host, int(port)), timeout=2.0) as sock,
+            context.wrap_socket(sock, server_hostname=host),
+        ):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return f"certificate verify failed: {exc.verify_message}"
+    except (OSError, ValueError):  # unreachable now, or files it cannot load: say what we know
+        return None
 
 
 def read_password_file(path: Path) -> str:

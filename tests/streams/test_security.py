@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
+import socket
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, StreamError
+from streams.broker_secure import SaslSslListener, ensure_tls_material
 from streams.security import (
     PasswordFilter,
     check_login,
@@ -166,3 +172,55 @@ def test_password_file_loses_one_line_break_and_names_itself_when_unreadable(
     assert read_password_file(path) == "pw\r\n"
     with pytest.raises(ConfigError, match=rf"{tmp_path / 'absent'} \| cannot read the SASL"):
         read_password_file(tmp_path / "absent")
+
+
+@contextmanager
+def tls_server(keystore: Path, host: str) -> Iterator[int]:
+    """A TLS endpoint on ``host`` serving ``keystore`` (key + chain) that only shakes hands."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(keystore)
+    server = socket.create_server((host, 0))
+    server.settimeout(0.1)  # how often the loop looks at ``stop``
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn, suppress(OSError):  # a client that gives up mid-handshake is fine
+                conn.settimeout(2)
+                context.wrap_socket(conn, server_side=True).close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def ssl_settings(address: str, ca_file: Path) -> KafkaSettings:
+    return KafkaSettings(address, security_protocol="SSL", ssl_cafile=str(ca_file))
+
+
+def test_a_certificate_for_another_address_is_named_as_such(tmp_path: Path) -> None:
+    local = SaslSslListener("127.0.0.1:1", tmp_path)
+    ensure_tls_material(local)  # names 127.0.0.1 and localhost; served on 127.0.0.2 below
+    with tls_server(local.keystore_file, "127.0.0.2") as port, pytest.raises(StreamError) as failed:
+        check_login(ssl_settings(f"127.0.0.2:{port}", local.ca_file), timeout_s=5)
+    assert str(failed.value).startswith(
+        f"127.0.0.2:{port} | SSL TLS handshake failed: the broker's certificate does not name "
+        "127.0.0.2 (certificate verify failed: IP address mismatch"
+    )
+
+
+def test_an_expired_certificate_is_named_as_such(tmp_path: Path) -> None:
+    old = SaslSslListener("127.0.0.1:1", tmp_path)
+    ensure_tls_material(old, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=800))
+    expired = pytest.raises(StreamError, match="certificate is outside its validity period")
+    with tls_server(old.keystore_file, "127.0.0.1") as port, expired:
+        check_login(ssl_settings(f"127.0.0.1:{port}", old.ca_file), timeout_s=5)
