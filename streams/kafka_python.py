@@ -49,6 +49,8 @@ def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
 
 def _connect(what: str, settings: KafkaSettings, timeout_ms: int, call: Callable[[], T]) -> T:
     """Create a client; a broker that never answers gets a message saying so."""
+    # a refused TLS/SASL login fails here, explained; kafka-python would retry it until
+    # timeout_ms and then report only "Unable to bootstrap"
     check_login(settings, timeout_s=min(timeout_ms / 1000, LOGIN_CHECK_TIMEOUT_S))
     try:
         return call()
