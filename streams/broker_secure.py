@@ -14,8 +14,10 @@ SCRAM-SHA-512. Everything it needs lives in ``<data dir>/sasl-ssl/`` (mode 0700)
   A pipeline config points ``kafka.sasl_password_file`` at it.
 
 The SCRAM user is created when the log directory is formatted: StorageTool
-gets the salted password, never the password itself, so it appears on no
-command line and in no tool output.
+gets the salted password, never the password itself, so the password appears
+on no command line and in no tool output. (The salted form can still log in,
+and the tool's command line is visible to local users while it runs: fine for
+a loopback development broker, not a way to provision real credentials.)
 """
 
 from __future__ import annotations
