@@ -17,7 +17,8 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   runners=None)`` does no I/O. ``worker_index`` names the Kafka transactional
   id of exactly-once streams and offsets the metrics port
   (``metrics.port + worker_index``). ``serve_http`` (default
-  ``config.metrics.enabled``) starts the ``/metrics /healthz /readyz`` server.
+  ``config.metrics.enabled``) starts the ``/metrics /healthz /readyz`` server
+  on ``metrics.host`` (default ``0.0.0.0``).
   ``runners`` maps model names to ready-made ``engines.base.Runner`` objects
   (benchmarks, tests); other models get ``engines.select.create_runner``.
   The pipeline activates and deactivates every runner it uses.

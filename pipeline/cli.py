@@ -56,6 +56,9 @@ def cli(verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # kafka-python logs every request, and its bytes, at DEBUG: a SASL PLAIN login's
+    # password with them. -vv is for streamfer's debugging, not a wire dump.
+    logging.getLogger("kafka.protocol").setLevel(max(level, logging.INFO))
 
 
 def main() -> None:

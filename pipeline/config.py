@@ -17,10 +17,12 @@ kind: the offsets of dropped frames commit in the same transaction as the
 decisions.
 
 Each default is written once, here, on the field it belongs to. Secrets
-(``kafka.sasl_password``) are :class:`pydantic.SecretStr` and never printed.
-Relative file paths (model ONNX files, SSL files) are resolved against the
-directory of the config file. When ``kafka.bootstrap_servers`` is left out,
-``$STREAMFER_BOOTSTRAP`` or ``127.0.0.1:9092`` is used.
+(``kafka.sasl_password``) are :class:`pydantic.SecretStr` and never printed;
+``kafka.sasl_password_file`` keeps the password out of the config file
+altogether. Relative file paths (model ONNX files, SSL files, the password
+file) are resolved against the directory of the config file. When
+``kafka.bootstrap_servers`` is left out, ``$STREAMFER_BOOTSTRAP`` or
+``127.0.0.1:9092`` is used.
 """
 
 from __future__ import annotations
@@ -75,6 +77,15 @@ class KafkaConfig(_Frozen):
     missing too, and ``topic_replication_factor`` replicas). When false, a missing
     one fails the start: clusters that disable ``auto.create.topics.enable``
     would otherwise fail every publish.
+
+    SASL needs ``sasl_mechanism``, ``sasl_username`` and the password, given
+    either inline (``sasl_password``) or as ``sasl_password_file``: a file that
+    holds only the password (one trailing line break ignored), read when the
+    clients are created. The file is how a Kubernetes secret volume or
+    ``streamfer broker start --sasl-ssl`` (``<data dir>/sasl-ssl/password``) hands it
+    over, and it keeps the password out of the config file and of the process
+    environment. ``ssl_cafile`` is the CA that signed the brokers' certificates
+    (unset: the system's CA store).
     """
 
     bootstrap_servers: str | None = None
@@ -84,6 +95,7 @@ class KafkaConfig(_Frozen):
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
@@ -97,10 +109,16 @@ class KafkaConfig(_Frozen):
         return self.bootstrap_servers or default_bootstrap()
 
     def to_settings(self) -> KafkaSettings:
-        """The streams package's connection settings (the secret revealed only there)."""
+        """The streams package's connection settings (the secret revealed only there).
+
+        Reads ``sasl_password_file`` when that is how the password is given.
+        """
+        from streams.security import read_password_file
         from streams.settings import KafkaSettings
 
         password = self.sasl_password.get_secret_value() if self.sasl_password else None
+        if self.sasl_password_file is not None:
+            password = read_password_file(self.sasl_password_file)
         return KafkaSettings(
             bootstrap_servers=self.resolved_bootstrap(),
             client_id=self.client_id,
@@ -272,8 +290,19 @@ class StreamConfig(_Frozen):
 
 
 class MetricsConfig(_Frozen):
+    """Where ``/metrics``, ``/healthz`` and ``/readyz`` are served (one HTTP port).
+
+    ``host`` is the address it binds. The default, ``0.0.0.0`` (every IPv4
+    interface), is what a Prometheus server or a Kubernetes probe on another
+    machine or pod needs to reach it; the endpoints carry counters and
+    timings, never records or secrets. Bind ``127.0.0.1`` where only local
+    scrapers may read them (a shared host), or one interface's address.
+    ``streamfer run --metrics-host`` overrides it. ``port`` 0 picks a free port;
+    worker *i* of ``--workers`` uses ``port + i``.
+    """
+
     enabled: bool = True
-    host: str = "0.0.0.0"
+    host: str = Field(default="0.0.0.0", min_length=1)
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
 
 
@@ -330,7 +359,8 @@ def _resolve_paths(raw: Any, base: Path) -> Any:
     if isinstance(models, dict):
         raw["models"] = {name: _with_path(m, ("path",), base) for name, m in models.items()}
     if isinstance(raw.get("kafka"), dict):
-        raw["kafka"] = _with_path(raw["kafka"], ("ssl_cafile", "ssl_certfile", "ssl_keyfile"), base)
+        files = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file")
+        raw["kafka"] = _with_path(raw["kafka"], files, base)
     return raw
 
 

@@ -114,12 +114,20 @@ def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
             None,
             ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
         )
-    if sasl and (k.sasl_username is None or k.sasl_password is None):
+    has_password = k.sasl_password is not None or k.sasl_password_file is not None
+    if sasl and (k.sasl_username is None or not has_password):
         yield Problem(
             "kafka.sasl_username",
-            "SASL needs sasl_username and sasl_password",
+            "SASL needs sasl_username and sasl_password (or sasl_password_file)",
             None,
             ["both set"],
+        )
+    if k.sasl_password is not None and k.sasl_password_file is not None:
+        yield Problem(
+            "kafka.sasl_password_file",
+            "set together with sasl_password",
+            str(k.sasl_password_file),
+            ["one of sasl_password, sasl_password_file"],
         )
     if not sasl and k.sasl_mechanism is not None:
         yield Problem(
@@ -128,7 +136,7 @@ def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
             k.sasl_mechanism,
             ["SASL_PLAINTEXT", "SASL_SSL as security_protocol"],
         )
-    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file"):
         path: Path | None = getattr(k, key)
         if path is not None and not path.is_file():
             yield Problem(f"kafka.{key}", "file not found", str(path), ["an existing file"])

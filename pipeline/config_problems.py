@@ -22,11 +22,16 @@ class Problem:
     allowed: Sequence[str] = field(default_factory=tuple)
 
     def render(self, source: str) -> str:
-        value = "***" if any(s in self.key for s in _SECRET_KEYS) else _short(self.value)
+        value = "***" if _is_secret(self.key) else _short(self.value)
         line = f"{source}: {self.key} | {self.problem} (got {value})"
         if self.allowed:
             line += f". Note: allowed: {', '.join(str(a) for a in self.allowed)}"
         return line
+
+
+def _is_secret(key: str) -> bool:
+    """A secret's own key; the path of the file holding one (``sasl_password_file``) is shown."""
+    return any(s in key for s in _SECRET_KEYS) and not key.endswith("_file")
 
 
 def _short(value: Any) -> str:

@@ -15,6 +15,8 @@
 :class:`HealthServer` serves them with a small threaded ``http.server``: nothing
 binds before ``start()``; ``port=0`` picks a free port, read back from ``.port``.
 With several worker processes, give each its own port (base port + worker index).
+``host`` is the address bound: ``127.0.0.1`` unless given; the pipeline passes
+``metrics.host`` (default ``0.0.0.0``, see :class:`pipeline.config.MetricsConfig`).
 """
 
 from __future__ import annotations

@@ -51,18 +51,33 @@ def validate(config_path: Path) -> None:
     help="Worker processes. They join one consumer group and share the partitions; "
     "worker i serves /metrics, /healthz and /readyz on metrics.port + i.",
 )
+@click.option(
+    "--metrics-host",
+    default=None,
+    metavar="ADDRESS",
+    help="Address the /metrics, /healthz and /readyz server binds, instead of the config's "
+    "metrics.host (default 0.0.0.0: every interface, so Prometheus can scrape from elsewhere; "
+    "127.0.0.1 keeps it local).",
+)
 @click.option("--worker-index", type=int, default=0, hidden=True)
-def run(config_path: Path, workers: int, worker_index: int) -> None:
+def run(config_path: Path, workers: int, metrics_host: str | None, worker_index: int) -> None:
     """Run the configured streams until SIGTERM or Ctrl-C.
 
     The first signal drains: polling stops, records in flight are decided,
     published and committed, then the process exits. A second signal exits
     at once (records not yet committed are consumed again after a restart).
     """
-    cfg = load_config(config_path)
+    cfg = with_metrics_host(load_config(config_path), metrics_host)
     if workers > 1:
-        sys.exit(_run_workers(config_path, workers))
+        sys.exit(_run_workers(config_path, workers, metrics_host))
     sys.exit(_run_one(cfg, worker_index))
+
+
+def with_metrics_host(cfg: PipelineConfig, host: str | None) -> PipelineConfig:
+    """``cfg`` with ``metrics.host`` replaced by ``host`` (None or empty: unchanged)."""
+    if not host:
+        return cfg
+    return cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"host": host})})
 
 
 def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
@@ -111,12 +126,13 @@ def _by_reason(counts: dict[str, int]) -> str:
     return f"{total} ({', '.join(f'{r} {n}' for r, n in sorted(counts.items()))})"
 
 
-def _run_workers(config_path: Path, workers: int) -> int:
+def _run_workers(config_path: Path, workers: int, metrics_host: str | None) -> int:
     """Start ``workers`` processes of ``streamfer run``, forward signals, wait for all."""
+    host_args = ["--metrics-host", metrics_host] if metrics_host else []
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "run", "-c", str(config_path),
-             "--worker-index", str(i)],
+             *host_args, "--worker-index", str(i)],
             start_new_session=True,  # a terminal's Ctrl-C reaches them once, through us
         )
         for i in range(workers)

@@ -10,4 +10,8 @@
 - ``streams.codecs``: camera, sensor, transaction decoders; the decision schema and encoder.
 - ``streams.producers`` / ``streams.feeds``: paced load producers (``streamfer produce``).
 - ``streams.client``: the Protocols the above use; ``streams.kafka_python`` implements them.
+- ``streams.security``: TLS/SASL connection failures explained (listener, protocol, mechanism,
+  never the password) and a login check that reports them at start.
+- ``streams.broker`` / ``streams.broker_secure``: the local broker, optionally with a SASL_SSL
+  listener (SCRAM-SHA-512, a certificate from the project's own CA).
 """

@@ -24,12 +24,16 @@ from kafka.errors import (
 )
 
 from streamfer.errors import StreamError
+from streams.security import LOGIN_CHECK_TIMEOUT_S, PasswordFilter, check_login
 
 if TYPE_CHECKING:
     from streams.settings import KafkaSettings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 BOOTSTRAP_ENV = "STREAMFER_BOOTSTRAP"
+
+# KafkaAdminClient logs its whole configuration, SASL password included, at DEBUG (-vv).
+logging.getLogger("kafka.admin.client").addFilter(PasswordFilter())
 
 
 def default_bootstrap() -> str:
@@ -66,7 +70,12 @@ def _name(cluster: str | KafkaSettings) -> str:
 
 
 def _connect(cluster: str | KafkaSettings, timeout_s: float, what: str) -> KafkaAdminClient:
-    """An admin client on ``cluster``; StreamError naming it when no broker answers."""
+    """An admin client on ``cluster``; StreamError naming it when no broker answers.
+
+    A refused TLS or SASL login fails at once, explained (``streams.security``).
+    """
+    if not isinstance(cluster, str):
+        check_login(cluster, timeout_s=min(timeout_s, LOGIN_CHECK_TIMEOUT_S))
     try:
         if isinstance(cluster, str):
             return _admin(cluster, timeout_s)

@@ -12,6 +12,13 @@ Typical use::
     bootstrap = broker.start()   # idempotent; returns once metadata answers
     ...
     broker.stop()                # leaves no process behind
+
+Secure mode is opt-in: ``LocalBroker(sasl_ssl_port=N)`` (``streamfer broker
+start --sasl-ssl``) adds a SASL_SSL listener on ``127.0.0.1:N`` beside the
+PLAINTEXT one, with SCRAM-SHA-512 logins and a TLS certificate from the
+project's own CA (see :mod:`streams.broker_secure`). Its user is created when
+the log directory is formatted, so secure mode needs a data dir formatted with
+it. ``broker.sasl_ssl`` tells clients where it is and which files to use.
 """
 
 from __future__ import annotations
@@ -35,6 +42,13 @@ from pathlib import Path
 
 from streamfer.errors import BrokerError
 from streams.admin import broker_answers
+from streams.broker_secure import (
+    SECURE_DIR_NAME,
+    SaslSslListener,
+    create_password,
+    ensure_tls_material,
+    scram_format_argument,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +69,14 @@ class BrokerStatus:
     data_dir: Path
     pid: int | None
     log_file: Path
+    sasl_ssl: SaslSslListener | None = None  # the running broker's secure listener, if any
 
 
 class LocalBroker:
     """Resolves, formats, starts and stops a single-node KRaft broker.
 
     Nothing happens in the constructor; ``start()`` does the work.
+    ``sasl_ssl_port`` (None: PLAINTEXT only) opens the secure listener too.
     """
 
     def __init__(
@@ -70,6 +86,7 @@ class LocalBroker:
         cache_dir: Path = DEFAULT_CACHE_DIR,
         data_dir: Path | None = None,
         heap_mb: int = 512,
+        sasl_ssl_port: int | None = None,
     ) -> None:
         self.port = port
         self.controller_port = controller_port or port + 1
@@ -77,10 +94,21 @@ class LocalBroker:
         self.lib_dir = cache_dir / "lib"
         self.data_dir = data_dir or cache_dir / f"data-{port}"
         self.heap_mb = heap_mb
+        self.sasl_ssl_port = sasl_ssl_port
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_ssl(self) -> SaslSslListener | None:
+        """The secure listener this broker is asked to open, with its files; None if not asked."""
+        if self.sasl_ssl_port is None:
+            return None
+        return self._listener(self.sasl_ssl_port)
+
+    def _listener(self, port: int) -> SaslSslListener:
+        return SaslSslListener(f"127.0.0.1:{port}", self.data_dir / SECURE_DIR_NAME)
 
     @property
     def log_file(self) -> Path:
@@ -99,27 +127,32 @@ class LocalBroker:
         say = progress or log.info
         pid = self._running_pid()
         if pid is not None and broker_answers(self.bootstrap, timeout_s=5.0):
+            self._check_running_listener()
             say(f"broker already running at {self.bootstrap} (pid {pid})")
+            self._announce_listener(say)
             return self.bootstrap
         if pid is not None:
             say(f"broker pid {pid} does not answer; restarting it")
             self._kill(pid)
-        for busy in (self.port, self.controller_port):
+        ports = (self.port, self.controller_port)
+        for busy in (*ports, *([self.sasl_ssl_port] if self.sasl_ssl_port else [])):
             if _port_in_use(busy):
                 raise BrokerError(
                     f"127.0.0.1:{busy} | port already in use by another process. Note: stop "
-                    f"that process or start the broker on a free port (--port N uses N and N+1)"
+                    f"that process or start the broker on a free port (--port N uses N and N+1"
+                    f"{', and N+2 with --sasl-ssl' if self.sasl_ssl_port else ''})"
                 )
         java = _require_tool(
             "java", "a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
         )
         self._resolve_jars(say)
-        self._render_config()
+        self.render_config()
         self._format_storage(java, say)
         say(f"starting Kafka broker on {self.bootstrap} (data in {self.data_dir})")
         pid = self._launch(java)
         self._wait_until_ready(pid, timeout_s)
         say(f"broker ready at {self.bootstrap} (pid {pid})")
+        self._announce_listener(say)
         return self.bootstrap
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
@@ -135,7 +168,9 @@ class LocalBroker:
     def status(self) -> BrokerStatus:
         pid = self._running_pid()
         running = pid is not None and broker_answers(self.bootstrap, timeout_s=3.0)
-        return BrokerStatus(running, self.bootstrap, self.data_dir, pid, self.log_file)
+        secure_port = self._state().get("sasl_ssl_port") if running else None
+        listener = self._listener(int(secure_port)) if secure_port else None
+        return BrokerStatus(running, self.bootstrap, self.data_dir, pid, self.log_file, listener)
 
     def log_tail(self, lines: int = 30) -> str:
         chunks = []
@@ -174,18 +209,47 @@ class LocalBroker:
             )
         marker.write_text(_file_digest(pom))
 
-    def _render_config(self) -> None:
+    def render_config(self) -> Path:
+        """Write ``server.properties`` into the data dir (and, for SASL_SSL, the TLS files).
+
+        ``start()`` calls it; it starts nothing. Without ``sasl_ssl_port`` the file
+        has only the PLAINTEXT and CONTROLLER listeners.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        plain = f"PLAINTEXT://127.0.0.1:{self.port}"
+        listeners = f"{plain},CONTROLLER://127.0.0.1:{self.controller_port}"
+        advertised, protocols = plain, "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        secure = self.sasl_ssl
+        if secure is not None:
+            listeners += f",SASL_SSL://{secure.bootstrap}"
+            advertised += f",SASL_SSL://{secure.bootstrap}"
+            protocols += ",SASL_SSL:SASL_SSL"
         template = string.Template((KAFKA_DEPLOY_DIR / "server.properties").read_text())
         rendered = template.substitute(
             port=self.port,
             controller_port=self.controller_port,
+            listeners=listeners,
+            advertised_listeners=advertised,
+            protocol_map=protocols,
             log_dir=self.data_dir / "logs",
         )
-        (self.data_dir / "server.properties").write_text(rendered)
+        if secure is not None:
+            ensure_tls_material(secure)
+            extra = string.Template((KAFKA_DEPLOY_DIR / "sasl-ssl.properties").read_text())
+            rendered += extra.substitute(keystore=secure.keystore_file)
+        path = self.data_dir / "server.properties"
+        path.write_text(rendered)
+        return path
 
     def _format_storage(self, java: str, say: Callable[[str], None]) -> None:
+        secure = self.sasl_ssl
         if (self.data_dir / "logs" / "meta.properties").exists():
+            if secure is not None and not secure.password_file.is_file():
+                raise BrokerError(
+                    f"{self.data_dir} | formatted without the SASL_SSL user "
+                    f"({secure.password_file} missing). Note: the SCRAM user is created when the "
+                    "log directory is formatted; start with --sasl-ssl on a new --data-dir"
+                )
             return
         say("formatting KRaft storage (first start only)")
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -198,6 +262,9 @@ class LocalBroker:
             "-c",
             str(self.data_dir / "server.properties"),
         ]
+        if secure is not None:
+            say(f"creating SASL user {secure.username!r} ({secure.mechanism})")
+            cmd += ["--add-scram", scram_format_argument(create_password(secure), secure.username)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BrokerError(
@@ -230,7 +297,13 @@ class LocalBroker:
                 start_new_session=True,  # a Ctrl-C in the terminal must not kill the broker
                 cwd=self.data_dir,
             )
-        state = {"pid": proc.pid, "port": self.port, "controller_port": self.controller_port}
+        state: dict[str, int] = {
+            "pid": proc.pid,
+            "port": self.port,
+            "controller_port": self.controller_port,
+        }
+        if self.sasl_ssl_port is not None:
+            state["sasl_ssl_port"] = self.sasl_ssl_port
         self._state_file.write_text(json.dumps(state))
         return proc.pid
 
@@ -252,13 +325,32 @@ class LocalBroker:
             f"{timeout_s:.0f} s. Note: see the broker log.\n{self.log_tail()}"
         )
 
-    def _running_pid(self) -> int | None:
+    def _state(self) -> dict[str, int]:
+        """What ``broker.json`` says about the broker started from this data dir."""
         try:
             state = json.loads(self._state_file.read_text())
         except (FileNotFoundError, ValueError):
-            return None
-        pid = int(state.get("pid", 0))
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _running_pid(self) -> int | None:
+        pid = int(self._state().get("pid", 0))
         return pid if pid > 0 and _pid_alive(pid) and _is_kafka(pid) else None
+
+    def _check_running_listener(self) -> None:
+        """A running broker can serve this request only if it has the listener asked for."""
+        running = self._state().get("sasl_ssl_port")
+        if self.sasl_ssl_port is not None and running != self.sasl_ssl_port:
+            has = f"SASL_SSL on 127.0.0.1:{running}" if running else "no SASL_SSL listener"
+            raise BrokerError(
+                f"{self.bootstrap} | broker already running with {has}, asked for SASL_SSL on "
+                f"127.0.0.1:{self.sasl_ssl_port}. Note: `streamfer broker stop` it first"
+            )
+
+    def _announce_listener(self, say: Callable[[str], None]) -> None:
+        secure = self.sasl_ssl
+        if secure is not None:
+            say(f"secure listener: {secure.describe()}")
 
     def _kill(self, pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):

@@ -44,6 +44,7 @@ from streams.client import (
 )
 from streams.connection import ConnectionMonitor
 from streams.records import RecordBatch
+from streams.security import LOGIN_CHECK_TIMEOUT_S, check_login
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -333,6 +334,8 @@ class ConfluentFactory:
         on_revoke: RevokeHook,
         on_assign: Callable[[list[TopicPartition]], None],
     ) -> ConfluentConsumer:
+        # librdkafka retries a refused login for ever: fail at once, explained
+        check_login(settings, min(options.request_timeout_ms / 1000, LOGIN_CHECK_TIMEOUT_S))
         monitor = ConnectionMonitor(settings.describe())
         conf: dict[str, Any] = {
             **settings.librdkafka_config(),
@@ -370,6 +373,7 @@ class ConfluentFactory:
         return ConfluentConsumer(consumer, settings, options.auto_offset_reset, monitor)
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> ConfluentProducer:
+        check_login(settings, min(options.max_block_ms / 1000, LOGIN_CHECK_TIMEOUT_S))
         monitor = ConnectionMonitor(settings.describe())
         conf: dict[str, Any] = {
             **settings.librdkafka_config(),

@@ -29,6 +29,7 @@ from streams.client import (
 )
 from streams.connection import ConnectionMonitor
 from streams.records import RecordBatch
+from streams.security import LOGIN_CHECK_TIMEOUT_S, check_login
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
 
 def _connect(what: str, settings: KafkaSettings, timeout_ms: int, call: Callable[[], T]) -> T:
     """Create a client; a broker that never answers gets a message saying so."""
+    # a refused TLS/SASL login fails here, explained; kafka-python would retry it until
+    # timeout_ms and then report only "Unable to bootstrap"
+    check_login(settings, timeout_s=min(timeout_ms / 1000, LOGIN_CHECK_TIMEOUT_S))
     try:
         return call()
     except (KafkaTimeoutError, KafkaConnectionError) as exc:

@@ -20,7 +20,8 @@ class KafkaSettings:
     """Where the brokers are and how to authenticate; the password never appears in repr.
 
     ``consumer_kwargs()`` / ``producer_kwargs()`` / ``admin_kwargs()`` give kafka-python
-    keyword arguments.
+    keyword arguments, ``librdkafka_config()`` the same connection as librdkafka
+    (confluent-kafka) properties.
     """
 
     bootstrap_servers: str = field(default_factory=default_bootstrap)
@@ -82,25 +83,31 @@ class KafkaSettings:
                 kwargs[name] = value
         return kwargs
 
-    def librdkafka_config(self) -> dict[str, Any]:
-        """librdkafka (confluent-kafka) connection properties (contain the secret: never log)."""
-        conf: dict[str, Any] = {
+    def librdkafka_config(self) -> dict[str, str]:
+        """The connection as librdkafka properties (contain the secret: never log).
+
+        Certificates are checked against the broker's name as kafka-python does
+        (``ssl.endpoint.identification.algorithm=https``, librdkafka's default since 2.0,
+        written out so a reader sees it); without ``ssl_cafile`` librdkafka uses the
+        system's CA store.
+        """
+        conf = {
             "bootstrap.servers": ",".join(s.strip() for s in self.bootstrap_servers.split(",")),
             "client.id": self.client_id,
-            "security.protocol": self.security_protocol.lower(),
+            "security.protocol": self.security_protocol,
         }
         if self.sasl_mechanism is not None:
             conf["sasl.mechanism"] = self.sasl_mechanism
-            conf["sasl.username"] = self.sasl_username
-            conf["sasl.password"] = self.sasl_password
-        for name, prop in (
-            ("ssl_cafile", "ssl.ca.location"),
-            ("ssl_certfile", "ssl.certificate.location"),
-            ("ssl_keyfile", "ssl.key.location"),
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                conf[prop] = value
+            conf["sasl.username"] = self.sasl_username or ""
+            conf["sasl.password"] = self.sasl_password or ""
+        if self.security_protocol.endswith("SSL"):
+            conf["ssl.endpoint.identification.algorithm"] = "https"
+        locations = {
+            "ssl.ca.location": self.ssl_cafile,
+            "ssl.certificate.location": self.ssl_certfile,
+            "ssl.key.location": self.ssl_keyfile,
+        }
+        conf.update({key: value for key, value in locations.items() if value is not None})
         return conf
 
     def consumer_kwargs(self) -> dict[str, Any]:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import pytest
 
 from streams.admin import BOOTSTRAP_ENV, create_topics, wait_for_broker
 from streams.client import CLIENTS, ClientFactory, ClientName, client_factory
+
+if TYPE_CHECKING:
+    from streams.broker import LocalBroker
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +72,42 @@ def client_name(request: pytest.FixtureRequest) -> ClientName:
 def factory(client_name: ClientName) -> ClientFactory:
     """The ``ClientFactory`` of ``client_name``."""
     return client_factory(client_name)
+
+
+@pytest.fixture(scope="session")
+def sasl_ssl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A second local broker with a SASL_SSL listener (SCRAM-SHA-512), started for this session.
+
+    Free ports and its own data dir, so it never touches the shared broker; stopped at
+    the end. ``broker.sasl_ssl`` has the listener and its files, ``broker.bootstrap``
+    its PLAINTEXT listener (for checks that must not depend on the secure path).
+    """
+    from streams.broker import LocalBroker
+
+    port = _free_port_run(3)  # as `streamfer broker start --port P --sasl-ssl` lays them out
+    broker = LocalBroker(
+        port=port,
+        data_dir=tmp_path_factory.mktemp("sasl-ssl-broker"),
+        sasl_ssl_port=port + 2,
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _free_port_run(n: int) -> int:
+    """A loopback port p with p .. p + n - 1 all free right now."""
+    for _ in range(50):
+        with ExitStack() as stack:
+            first = stack.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            try:
+                for offset in range(1, n):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no {n} consecutive free loopback ports")

@@ -142,6 +142,47 @@ def test_secrets_are_never_printed(tmp_path: Path) -> None:
     assert "hunter2" not in repr(cfg) and "hunter2" not in cfg.summary()
 
 
+def sasl_ssl(**kafka: object) -> dict:
+    doc = base()
+    doc["kafka"] = {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "svc",
+        **kafka,
+    }
+    return doc
+
+
+def test_the_password_can_come_from_a_file_next_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "kafka-password").write_text("hunter2\n")
+    cfg = load_config(write(tmp_path, sasl_ssl(sasl_password_file="secrets/kafka-password")))
+    assert cfg.kafka.sasl_password_file == tmp_path / "secrets" / "kafka-password"
+    assert cfg.kafka.sasl_password is None
+    assert cfg.kafka.to_settings().sasl_password == "hunter2"  # read when clients are made
+    assert "hunter2" not in repr(cfg) + cfg.summary()
+
+
+def test_password_file_problems_show_the_path_and_never_a_password(tmp_path: Path) -> None:
+    text = problems_of(tmp_path, sasl_ssl(sasl_password_file="absent"))
+    assert f"kafka.sasl_password_file | file not found (got '{tmp_path / 'absent'}')" in text
+    (tmp_path / "pw").write_text("from-file")
+    text = problems_of(tmp_path, sasl_ssl(sasl_password_file="pw", sasl_password="hunter2"))
+    assert "kafka.sasl_password_file | set together with sasl_password" in text
+    assert "one of sasl_password, sasl_password_file" in text and "hunter2" not in text
+    text = problems_of(tmp_path, sasl_ssl())
+    assert "SASL needs sasl_username and sasl_password (or sasl_password_file)" in text
+
+
+def test_metrics_host_defaults_to_every_interface(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, base())).metrics.host == "0.0.0.0"
+    doc = base()
+    doc["metrics"] = {"host": "127.0.0.1"}
+    assert load_config(write(tmp_path, doc)).metrics.host == "127.0.0.1"
+    doc["metrics"] = {"host": ""}
+    assert "metrics.host | " in problems_of(tmp_path, doc)
+
+
 def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load_config(tmp_path / "absent.yaml")
@@ -161,5 +202,34 @@ def test_example_configs_are_valid() -> None:
     if not paths or not all((root / "models" / f"{m}.onnx").exists() for m in MODELS):
         pytest.skip("example configs or model files not there yet")
     for path in paths:
+        if path.name == SASL_EXAMPLE:  # needs the secure broker's files: see below
+            continue
         cfg = load_config(path)
         assert cfg.streams, path
+
+
+SASL_EXAMPLE = "fraud-sasl.yaml"
+
+
+def test_sasl_example_config_is_valid_once_the_secure_broker_made_its_files(
+    tmp_path: Path,
+) -> None:
+    """The example names the files `streamfer broker start --port 9192 --sasl-ssl` writes."""
+    root = Path(__file__).resolve().parents[2]
+    example = root / "deploy" / "configs" / SASL_EXAMPLE
+    text = example.read_text()
+    copy = tmp_path / "deploy" / "configs" / SASL_EXAMPLE  # the same relative paths, in tmp
+    copy.parent.mkdir(parents=True)
+    copy.write_text(text)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "fraud.onnx").write_bytes(b"onnx")
+    broker_files = tmp_path / ".cache" / "kafka" / "data-9192" / "sasl-ssl"
+    broker_files.mkdir(parents=True)
+    (broker_files / "password").write_text("from-the-broker")
+    (broker_files / "ca.pem").write_text("a CA certificate")
+    cfg = load_config(copy)
+    assert (cfg.kafka.security_protocol, cfg.kafka.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert cfg.kafka.bootstrap_servers == "127.0.0.1:9194"
+    assert cfg.kafka.ssl_cafile == broker_files / "ca.pem"
+    assert cfg.kafka.to_settings().sasl_password == "from-the-broker"
+    assert "sasl_password:" not in text  # the example never holds a password

@@ -199,3 +199,25 @@ def test_close_frees_the_port_and_is_idempotent() -> None:
     with again:
         assert again.port == port
         assert get(again.url + "/metrics")[0] == 200  # metrics off: empty but served
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def test_the_server_listens_only_on_the_host_it_was_given() -> None:
+    # 127.0.0.2 is loopback too (all of 127/8 on Linux), but not the address 127.0.0.1
+    with HealthServer(Metrics(enabled=False), HealthState(), host="0.0.0.0", port=0) as everywhere:
+        assert _accepts("127.0.0.2", everywhere.port)  # the other address is reachable at all
+    with HealthServer(Metrics(enabled=False), HealthState(), host="127.0.0.1", port=0) as local:
+        assert local.url == f"http://127.0.0.1:{local.port}"
+        assert get(local.url + "/healthz")[0] == 200
+        assert not _accepts("127.0.0.2", local.port)
+
+
+def test_an_address_it_cannot_bind_is_a_config_error() -> None:
+    srv = HealthServer(Metrics(enabled=False), HealthState(), host="192.0.2.1", port=0)
+    with pytest.raises(ConfigError, match=r"health \| cannot listen on 192\.0\.2\.1:0"):
+        srv.start()

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import yaml
+from kafka.protocol.sasl import SaslAuthenticateRequest
+
+from pipeline.config import parse_config
+from pipeline.run_cli import with_metrics_host
 
 
 def streamfer(*args: str) -> subprocess.CompletedProcess[str]:
@@ -53,3 +57,55 @@ def test_run_help_documents_workers_and_signals() -> None:
     text = " ".join(done.stdout.split())  # help text is wrapped to the terminal
     assert "--workers" in text and "metrics.port + i" in text
     assert "A second signal exits at once" in text
+
+
+def test_run_help_documents_the_metrics_host_and_its_default() -> None:
+    done = streamfer("run", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "--metrics-host ADDRESS" in text and "default 0.0.0.0" in text
+
+
+def test_metrics_host_option_overrides_the_config(tmp_path: Path) -> None:
+    (tmp_path / "fraud.onnx").write_bytes(b"onnx")
+    doc = {
+        "models": {"fraud": {"path": "fraud.onnx"}},
+        "streams": [{"name": "pay", "kind": "transaction", "input_topic": "tx",
+                     "output_topic": "out", "model": "fraud"}],
+        "metrics": {"host": "0.0.0.0", "port": 9999},
+    }  # fmt: skip
+    cfg = parse_config(doc, base_dir=tmp_path)
+    assert with_metrics_host(cfg, None) is cfg
+    local = with_metrics_host(cfg, "127.0.0.1")
+    assert (local.metrics.host, local.metrics.port) == ("127.0.0.1", 9999)
+    assert cfg.metrics.host == "0.0.0.0"  # frozen config: a changed copy, not a change
+
+
+def test_debug_logs_leave_out_kafka_python_wire_dumps(tmp_path: Path) -> None:
+    # kafka-python logs each request at DEBUG, a SASL PLAIN login's password included
+    sasl_plain = SaslAuthenticateRequest(auth_bytes=b"\x00svc\x00hunter2")
+    script = (
+        "import logging, sys\n"
+        "from pipeline.cli import cli\n"
+        "cli.main(['-vv', 'validate', '-c', sys.argv[1]], standalone_mode=False)\n"
+        "logging.getLogger('kafka.protocol.parser').debug('Sending request %s', sys.argv[2])\n"
+        "logging.getLogger('pipeline.app').debug('streamfer debug line')\n"
+    )
+    (tmp_path / "fraud.onnx").write_bytes(b"onnx")
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "models": {"fraud": {"path": "fraud.onnx"}},
+                "streams": [{"name": "pay", "kind": "transaction", "input_topic": "tx",
+                             "output_topic": "out", "model": "fraud"}],
+            }
+        )
+    )  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(cfg), repr(sasl_plain)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "streamfer debug line" in done.stderr
+    assert "hunter2" not in done.stderr

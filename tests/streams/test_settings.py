@@ -62,3 +62,46 @@ def test_record_coords_and_headers() -> None:
     assert r.header("FRAME-SEQ") == b"2"
     assert r.header("nope") is None
     assert r.consumed_wall_ms > 1_600_000_000_000
+
+
+def test_librdkafka_config_maps_sasl_ssl_and_keeps_the_password_out_of_describe() -> None:
+    s = KafkaSettings(
+        "b1:9093, b2:9093",
+        client_id="svc-1",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password="s3cret-pw",
+        ssl_cafile="/etc/ca.pem",
+        ssl_certfile="/etc/client.pem",
+        ssl_keyfile="/etc/client.key",
+    )
+    assert s.librdkafka_config() == {
+        "bootstrap.servers": "b1:9093,b2:9093",
+        "client.id": "svc-1",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc",
+        "sasl.password": "s3cret-pw",
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.ca.location": "/etc/ca.pem",
+        "ssl.certificate.location": "/etc/client.pem",
+        "ssl.key.location": "/etc/client.key",
+    }
+
+
+def test_librdkafka_config_for_plaintext_has_no_auth_properties() -> None:
+    assert KafkaSettings("127.0.0.1:9092").librdkafka_config() == {
+        "bootstrap.servers": "127.0.0.1:9092",
+        "client.id": "streamfer",
+        "security.protocol": "PLAINTEXT",
+    }
+    sasl_plain = KafkaSettings(
+        "b1:9092",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="u",
+        sasl_password="p",
+    ).librdkafka_config()
+    assert "ssl.endpoint.identification.algorithm" not in sasl_plain
+    assert sasl_plain["sasl.mechanism"] == "PLAIN"
