@@ -160,6 +160,38 @@ def inspect_frame(frame: EncodedFrame, limits: CodecLimits, where: str) -> Frame
     return _inspect_encoded(frame, ctype, limits, where)
 
 
+def jpeg_scan_start(data: bytes) -> int | None:
+    """Offset of the first start-of-scan marker (FF DA), walking the segments; None if none."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        if marker == 0xDA:
+            return i
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def jpeg_is_complete(data: bytes) -> bool:
+    """True when an end-of-image marker (FF D9) follows the first scan.
+
+    OpenCV refuses a JPEG whose data ends before its EOI marker (a frame cut
+    short in transit), while nvJPEG decodes it and fills the missing blocks;
+    checking here keeps both paths' verdict. Inside entropy-coded data an FF is
+    always followed by 00 or a restart marker, so FF D9 after the scan start is
+    the EOI itself, never a coincidence (unlike an EXIF thumbnail's, before it).
+    """
+    scan = jpeg_scan_start(data)
+    return scan is not None and data.find(b"\xff\xd9", scan) != -1
+
+
 def decode_failure(where: str, info: FrameInfo, size: int, got: str) -> CodecError:
     """The ``corrupt_image`` error of a frame whose header passed but whose pixels did not."""
     return _fail(

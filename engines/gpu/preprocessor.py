@@ -41,7 +41,13 @@ import numpy as np
 
 from engines.gpu.decoder import BatchDecoder, DecodedImage, JpegBatchDecoder
 from engines.gpu.device import DeviceTensor, PrimaryContext
-from engines.gpu.inspect import EncodedFrame, FrameInfo, decode_failure, inspect_frame
+from engines.gpu.inspect import (
+    EncodedFrame,
+    FrameInfo,
+    decode_failure,
+    inspect_frame,
+    jpeg_is_complete,
+)
 from engines.gpu.kernels import BLOCK, FRAME_DESC, KERNELS, arch_of, letterbox_cubin
 from models.preprocess import Letterbox, letterbox_geometry
 from pipeline.errors import CodecError, EngineError
@@ -331,7 +337,14 @@ class GpuFramePreprocessor:
         pixels: dict[int, tuple[DecodedImage, bool]],
         rejects: list[Reject],
     ) -> None:
-        jpegs = [i for i, info in infos.items() if info.kind == "jpeg"]
+        jpegs: list[int] = []
+        truncated: list[int] = []
+        for i, info in infos.items():
+            if info.kind == "jpeg":
+                (jpegs if jpeg_is_complete(frames[i].data) else truncated).append(i)
+        for i in truncated:  # the CPU decoder refuses these; nvJPEG would fill them in
+            exc = decode_failure(names[i], infos[i], len(frames[i].data), "nothing")
+            rejects.append(Reject(i, exc.reason, str(exc)))
         decoded = self._decoder.decode([frames[i].data for i in jpegs], slot.stream.handle)
         for i, image in zip(jpegs, decoded, strict=True):
             info = infos[i]

@@ -231,11 +231,14 @@ class FakeExecutionContext:
         return True
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-        if name in self._engine._inputs:
+        engine = self._engine
+        if name in engine._inputs:
             return self._shapes.get(name, (-1,))
-        batch = next(iter(self._shapes.values()), (-1,))[0]
-        tail = self._engine._outputs[name].shape[1:]
-        return (batch, *(-1 if d is None else d for d in tail))
+        if set(self._shapes) != set(engine._inputs):
+            return (-1,) * len(engine._outputs[name].shape)
+        # As TensorRT resolves output shapes from input shapes: run the graph on zeros.
+        feeds = {n: np.zeros(self._shapes[n], s.dtype) for n, s in engine._inputs.items()}
+        return tuple(engine._session.run([name], feeds)[0].shape)
 
     def set_tensor_address(self, name: str, memory: int) -> bool:
         if name not in self._engine._inputs and name not in self._engine._outputs:

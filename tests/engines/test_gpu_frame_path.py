@@ -95,10 +95,12 @@ def test_raw_png_and_rejected_frames_on_the_gpu(preprocessor: Any) -> None:
     with preprocessor.preprocess(frames) as batch:
         assert batch.kept == [0, 2]
         assert [(r.index, r.reason) for r in batch.rejects] == [
-            (1, "corrupt_image"),
+            (1, "corrupt_image"),  # cut short: nvJPEG would decode it, OpenCV refuses it
             (3, "corrupt_image"),
         ]
         got = batch.host_tensor()
+    for r in batch.rejects:  # the CPU codec's verdict on the same bytes
+        assert _cpu_reason(frames[r.index]) == r.reason
     want, _ = letterbox(image, SIZE)
     for row in range(2):  # lossless inputs: the same levels as the CPU path, up to rounding
         assert np.abs(got[row] - want).mean() < 0.25 / 255
@@ -118,6 +120,19 @@ def test_fp16_input_is_the_fp32_input_rounded(tmp_path: Path) -> None:
             outs.append(batch.host_tensor())
     assert outs[1].dtype == np.float16
     np.testing.assert_allclose(outs[1].astype(np.float32), outs[0], atol=1e-3)
+
+
+def _cpu_reason(frame: Any) -> str | None:
+    from pipeline.errors import CodecError
+    from streams.codecs import CodecLimits, decode_camera
+    from streams.records import Record
+
+    headers = (("content-type", frame.content_type),) if frame.content_type else ()
+    try:
+        decode_camera(Record("camera", 0, 0, None, frame.data, headers, 0, 0), CodecLimits())
+    except CodecError as exc:
+        return exc.reason
+    return None
 
 
 class _CudaMemory:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engines.gpu.inspect import EncodedFrame, FrameInfo, inspect_frame
+from engines.gpu.inspect import EncodedFrame, FrameInfo, inspect_frame, jpeg_is_complete
 from pipeline.errors import CodecError
 from streams.codecs import CodecLimits, decode_camera, encode_camera
 from streams.records import Record
@@ -117,3 +117,29 @@ def test_any_reject_before_decode_is_the_cpu_codecs(data: bytes, ctype: bytes | 
         assert cpu is not None and (gpu.reason, str(gpu)) == (cpu.reason, str(cpu))
     else:
         assert cpu is None or cpu.reason == "corrupt_image"
+
+
+def _opencv_decodes(data: bytes) -> bool:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+def test_a_jpeg_cut_anywhere_is_incomplete_as_opencv_finds_it() -> None:
+    """nvJPEG decodes a truncated JPEG (filling the gap); OpenCV refuses it: the GPU path
+    rejects it before decoding, with the CPU path's verdict."""
+    data = encode_camera(_image(48, 64))[0]
+    assert jpeg_is_complete(data) and _opencv_decodes(data)
+    for cut in range(len(data) // 2, len(data), max(1, len(data) // 40)):
+        assert jpeg_is_complete(data[:cut]) == _opencv_decodes(data[:cut]) is False, cut
+    for tail in (b"\x00" * 10, b"abc"):
+        assert jpeg_is_complete(data + tail) and _opencv_decodes(data + tail)
+
+
+def test_an_eoi_before_the_scan_does_not_count() -> None:
+    """An EXIF thumbnail carries its own FF D9 before the frame's scan."""
+    data = encode_camera(_image(48, 64))[0]
+    thumb = b"Exif\x00\x00" + b"\xff\xd8" + b"\x11" * 20 + b"\xff\xd9"
+    app1 = b"\xff\xe1" + (len(thumb) + 2).to_bytes(2, "big") + thumb
+    with_thumb = data[:2] + app1 + data[2:]
+    assert jpeg_is_complete(with_thumb) and _opencv_decodes(with_thumb)
+    cut = with_thumb[: len(with_thumb) - 40]
+    assert not jpeg_is_complete(cut) and not _opencv_decodes(cut)

@@ -124,6 +124,21 @@ def test_device_inputs_are_read_in_place_and_only_the_asked_outputs_come_back(
     assert script.executions[-1]["features"] != upload.tensor.ptr
 
 
+def test_output_shapes_the_onnx_leaves_dynamic_are_resolved_per_batch(
+    cuda: Any, memory: FakeDeviceMemory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The camera model declares output0 [N, ?, ?]: the context resolves it from the input."""
+    from tiny_onnx import REFERENCE_DIR
+
+    path = REFERENCE_DIR / "camera.onnx"
+    _install(monkeypatch, path, memory)
+    images = np.random.default_rng(0).random((2, 3, 256, 256), dtype=np.float32)
+    with TensorRTRunner(path, max_batch=4, cache_dir=tmp_path) as trt_runner:
+        upload = _Upload(cuda, images)
+        out = trt_runner.infer_device({"images": upload.tensor}, outputs=["output0"])
+    assert out["output0"].shape == (2, 8, 1280)
+
+
 def test_device_input_waits_for_its_ready_event(
     runner: tuple[TensorRTRunner, Script], cuda: Any
 ) -> None:
