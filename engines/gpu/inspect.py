@@ -186,10 +186,12 @@ def jpeg_is_complete(data: bytes) -> bool:
     short in transit), while nvJPEG decodes it and fills the missing blocks;
     checking here keeps both paths' verdict. Inside entropy-coded data an FF is
     always followed by 00 or a restart marker, so FF D9 after the scan start is
-    the EOI itself, never a coincidence (unlike an EXIF thumbnail's, before it).
+    an EOI, never a coincidence (unlike an EXIF thumbnail's, before the scan).
     """
     scan = jpeg_scan_start(data)
-    return scan is not None and data.find(b"\xff\xd9", scan) != -1
+    # Searched from the end, where it is (before any trailing padding): O(1) for a whole
+    # frame, where a forward search stops at every FF of the scan data (76 us at 1080p).
+    return scan is not None and data.rfind(b"\xff\xd9") > scan
 
 
 def decode_failure(where: str, info: FrameInfo, size: int, got: str) -> CodecError:
