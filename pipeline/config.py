@@ -54,6 +54,7 @@ Delivery = Literal["at_least_once", "exactly_once"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 Compression = Literal["none", "gzip", "lz4", "zstd"]  # as streams.client.Compression
+PreprocessDevice = Literal["auto", "gpu", "cpu"]  # as engines.gpu.PreprocessDevice
 
 
 class _Frozen(BaseModel):
@@ -162,6 +163,13 @@ class LimitsConfig(_Frozen):
     max_json_bytes: int = Field(default=64 * 1024, ge=1)
 
 
+class PreprocessConfig(_Frozen):
+    """Where camera frames are decoded and letterboxed: ``auto`` is the GPU when the
+    engine is TensorRT and the GPU libraries are installed (engines.gpu)."""
+
+    device: PreprocessDevice = "auto"
+
+
 class StreamConfig(_Frozen):
     """One input topic -> one model -> one output topic."""
 
@@ -181,6 +189,7 @@ class StreamConfig(_Frozen):
     detection: DetectionThresholds = Field(default_factory=DetectionThresholds)
     sensor: SensorThresholds = Field(default_factory=SensorThresholds)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
 
     @property
     def resolved_dlq_topic(self) -> str:
