@@ -318,13 +318,38 @@ def batching(
     help="Pipeline config (default: deploy/configs/camera.yaml).",
 )
 @click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
+@click.option(
+    "--preprocess",
+    type=click.Choice(["cpu", "gpu"]),
+    default="cpu",
+    show_default=True,
+    help="gpu: the GPU frame path's stages per process (nvImageCodec decode, letterbox kernel, "
+    "TensorRT where installed, postprocess) on frames in memory; needs no broker.",
+)
+@click.option(
+    "--gpu-batch", type=click.IntRange(1, 1024), default=64, show_default=True,
+    help="Frames per GPU batch (--preprocess gpu).",
+)  # fmt: skip
+@click.option(
+    "--gpu-threads", type=click.IntRange(1, 64), default=2, show_default=True,
+    help="Preprocessing threads, one GPU preprocessor each (--preprocess gpu).",
+)  # fmt: skip
 def frames(
     bootstrap: str | None, results: Path, no_record: bool, frames: int, repeats: int,
     split_frames: int, limit_seconds: float, config_path: Path | None, keep_topics: bool,
+    preprocess: str, gpu_batch: int, gpu_threads: int,
 ) -> None:  # fmt: skip
     """Camera frames/s per core with the time split over Kafka I/O, decode, preprocess,
-    inference, postprocess and publish, against the decode and engine limits (about 3 min)."""
+    inference, postprocess and publish, against the decode and engine limits (about 3 min).
+    With --preprocess gpu: frames/s per process of the GPU frame path (about 1 min)."""
     from bench.frames import FramesOptions, run_frames
+
+    if preprocess == "gpu":
+        from bench.gpu_frames import GpuFramesOptions, run_gpu_frames
+
+        gpu_opts = GpuFramesOptions(gpu_batch, limit_seconds, repeats, gpu_threads)
+        _finish(run_gpu_frames(gpu_opts, command_line(), _say), results, no_record)
+        return
 
     opts = FramesOptions(frames, repeats, split_frames, limit_seconds, keep_topics=keep_topics)
     if config_path is not None:

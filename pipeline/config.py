@@ -58,6 +58,7 @@ Delivery = Literal["at_least_once", "exactly_once"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 Compression = Literal["none", "gzip", "lz4", "zstd"]  # as streams.client.Compression
+PreprocessDevice = Literal["auto", "gpu", "cpu"]  # as engines.gpu.PreprocessDevice
 
 
 class _Frozen(BaseModel):
@@ -253,6 +254,13 @@ class LimitsConfig(_Frozen):
         )
 
 
+class PreprocessConfig(_Frozen):
+    """Where camera frames are decoded and letterboxed: ``auto`` is the GPU when the
+    engine is TensorRT and the GPU libraries are installed (engines.gpu)."""
+
+    device: PreprocessDevice = "auto"
+
+
 class StreamConfig(_Frozen):
     """One input topic -> one model -> one output topic."""
 
@@ -274,6 +282,7 @@ class StreamConfig(_Frozen):
     frames: FramesConfig = Field(default_factory=FramesConfig)
     dead_letters: DeadLettersConfig = Field(default_factory=DeadLettersConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
 
     @property
     def resolved_dlq_topic(self) -> str:

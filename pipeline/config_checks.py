@@ -20,6 +20,7 @@ _KIND_SECTIONS: dict[str, Kind] = {
     "detection": "camera",
     "frames": "camera",
     "sensor": "sensor",
+    "preprocess": "camera",
 }
 
 
@@ -57,6 +58,13 @@ def stream_problems(
                 section,
                 [f"kind: {kind}"],
             )
+    if s.preprocess.device == "gpu" and model is not None and model.target == "onnxruntime":
+        yield Problem(
+            f"{loc}.preprocess.device",
+            f"the GPU batch stays in device memory, models.{s.model}.target is onnxruntime",
+            "gpu",
+            ["auto", "cpu", "gpu with target tensorrt or auto"],
+        )
     if s.fraud.review > s.fraud.decline:
         yield Problem(
             f"{loc}.fraud.review",

@@ -1,11 +1,20 @@
 """TensorRT runner: pinned host buffers, device buffers, one context and stream per thread.
 
 CUDA work runs in the device's *primary* context, pushed around every call in
-whichever worker thread makes it (``pycuda.autoinit`` would bind a private
-context to the importing thread and break the others). Each thread gets its
-own ``IExecutionContext``, CUDA stream and buffers sized for ``max_batch``, so
-threads never share mutable state; copies and ``execute_async_v3`` are
-asynchronous on that stream, with one synchronisation per batch.
+whichever worker thread makes it (``engines.gpu.device.PrimaryContext``).
+Each thread gets its own ``IExecutionContext``, CUDA stream and buffers sized
+for ``max_batch``, so threads never share mutable state; copies and
+``execute_async_v3`` are asynchronous on that stream, with one
+synchronisation per batch.
+
+Two ways in:
+
+* ``infer(feeds)``: host arrays, copied up through the thread's pinned buffers;
+* ``infer_device(inputs, outputs=...)``: inputs already in device memory
+  (``DeviceTensor``, e.g. ``GpuFrameBatch.tensor`` from the GPU frame path).
+  The engine reads them in place (``set_tensor_address``), after waiting on
+  the stream for their ``ready`` event; only the outputs named in
+  ``outputs`` are copied back.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import EngineInfo, Precision, TensorSpec
+from engines.gpu.device import DeviceTensor, PrimaryContext
 from engines.host import import_tensorrt
 from engines.onnx_model import OnnxFileRunner
 from engines.tensorrt.builder import BuildProgress, BuildSettings, EngineFromOnnx
@@ -29,17 +39,6 @@ from engines.tensorrt.cache import BatchProfile
 from streamfer.errors import EngineError
 
 log = logging.getLogger(__name__)
-
-
-def _import_cuda() -> Any:
-    try:
-        import pycuda.driver as cuda
-    except ImportError as exc:
-        raise EngineError(
-            f"pycuda | not importable ({exc}). Note: expected the `gpu` extra "
-            "(pip install 'streamfer[gpu]', builds against the CUDA toolkit)"
-        ) from exc
-    return cuda
 
 
 class _Worker:
@@ -124,7 +123,7 @@ class TensorRTRunner(OnnxFileRunner):
         self._device = device
         self._trt: ModuleType | None = None
         self._cuda: Any = None
-        self._ctx: Any = None
+        self._context = PrimaryContext(device)
         self._engine: Any = None
         self._runtime: Any = None
         self._local = threading.local()
@@ -139,32 +138,19 @@ class TensorRTRunner(OnnxFileRunner):
 
     @contextmanager
     def _current(self) -> Iterator[None]:
-        self._ctx.push()
-        try:
+        with self._context.current():
             yield
-        finally:
-            self._cuda.Context.pop()
 
     # -- activation -------------------------------------------------------------
     def _activate_impl(self) -> None:
         trt = import_tensorrt()
-        cuda = _import_cuda()
-        try:
-            cuda.init()
-            self._ctx = cuda.Device(self._device).retain_primary_context()
-        except Exception as exc:  # pycuda raises its own error types without a driver/GPU
-            raise EngineError(
-                f"cuda device {self._device} | unavailable ({type(exc).__name__}: {exc}). "
-                "Note: expected an NVIDIA driver and a visible GPU"
-            ) from exc
-        self._cuda = cuda
+        self._cuda = self._context.retain()
         try:
             with self._current():
                 self._engine = self._deserialize(trt)
             self._trt = trt
         except BaseException:
-            self._ctx.detach()
-            self._ctx = None
+            self._context.release()
             raise
 
     def _deserialize(self, trt: ModuleType) -> Any:
@@ -200,15 +186,14 @@ class TensorRTRunner(OnnxFileRunner):
     def _deactivate_impl(self) -> None:
         with self._workers_lock:
             workers, self._workers = self._workers, []
-        if self._ctx is None:
+        if not self._context.retained:
             return
         with self._current():
             for worker in workers:
                 worker.free()
             self._engine = None
             self._runtime = None
-        self._ctx.detach()
-        self._ctx = None
+        self._context.release()
         self._local = threading.local()
 
     # -- hot path -----------------------------------------------------------------
@@ -232,23 +217,99 @@ class TensorRTRunner(OnnxFileRunner):
                 host = w.host[spec.name][: arr.size].reshape(arr.shape)
                 np.copyto(host, arr)
                 cuda.memcpy_htod_async(w.device[spec.name], host, w.stream)
+                # infer_device may have pointed the input elsewhere: back to our buffer
+                w.context.set_tensor_address(spec.name, int(w.device[spec.name]))
                 w.context.set_input_shape(spec.name, arr.shape)
-            if not w.context.execute_async_v3(w.stream.handle):
+            return self._execute(w, batch, self.output_specs)
+
+    def _execute(
+        self, w: _Worker, batch: int, outputs: Sequence[TensorSpec]
+    ) -> dict[str, np.ndarray]:
+        """Enqueue the engine and copy ``outputs`` back (context pushed, inputs bound)."""
+        if not w.context.execute_async_v3(w.stream.handle):
+            raise EngineError(
+                f"{self.name} | execute_async_v3 failed at batch {batch}. "
+                "Note: see TensorRT's log; expected a successful enqueue"
+            )
+        views: dict[str, np.ndarray] = {}
+        for spec in outputs:
+            shape = tuple(w.context.get_tensor_shape(spec.name))
+            if any(d < 0 for d in shape):
                 raise EngineError(
-                    f"{self.name} | execute_async_v3 failed at batch {batch}. "
-                    "Note: see TensorRT's log; expected a successful enqueue"
+                    f"{self.name} output '{spec.name}' | unresolved shape {shape}. "
+                    "Note: expected output shapes fixed by the input shapes"
                 )
-            views: dict[str, np.ndarray] = {}
-            for spec in self.output_specs:
-                shape = tuple(w.context.get_tensor_shape(spec.name))
-                if any(d < 0 for d in shape):
-                    raise EngineError(
-                        f"{self.name} output '{spec.name}' | unresolved shape {shape}. "
-                        "Note: expected output shapes fixed by the input shapes"
-                    )
-                view = w.host[spec.name][: math.prod(shape)].reshape(shape)
-                cuda.memcpy_dtoh_async(view, w.device[spec.name], w.stream)
-                views[spec.name] = view
-            w.stream.synchronize()
+            view = w.host[spec.name][: math.prod(shape)].reshape(shape)
+            self._cuda.memcpy_dtoh_async(view, w.device[spec.name], w.stream)
+            views[spec.name] = view
+        w.stream.synchronize()
         # The pinned buffers are reused by the next call: hand out copies.
         return {name: view.copy() for name, view in views.items()}
+
+    # -- device inputs ------------------------------------------------------------
+    def infer_device(
+        self, inputs: Mapping[str, DeviceTensor], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run one batch whose inputs are already in device memory; return ``outputs``.
+
+        Each input must match its spec exactly (dtype, non-batch dims, one batch
+        size for all, 1 <= batch <= max_batch); the engine reads it in place once
+        its ``ready`` event has fired. ``outputs`` names the outputs to copy back
+        (default: all): the others stay on the device.
+        """
+        if not self.is_active:
+            raise EngineError(
+                f"{self.name} | infer_device() called on an inactive runner. "
+                "Note: expected activate() or a `with runner:` block first"
+            )
+        batch = self._check_device_inputs(inputs)
+        wanted = self._output_subset(outputs)
+        with self._current():
+            w = self._worker()
+            for spec in self.input_specs:
+                tensor = inputs[spec.name]
+                if tensor.ready is not None:
+                    w.stream.wait_for_event(tensor.ready)
+                w.context.set_tensor_address(spec.name, tensor.ptr)
+                w.context.set_input_shape(spec.name, tensor.shape)
+            return self._execute(w, batch, wanted)
+
+    def _check_device_inputs(self, inputs: Mapping[str, DeviceTensor]) -> int:
+        specs = {s.name: s for s in self.input_specs}
+        if inputs.keys() != specs.keys():
+            raise EngineError(
+                f"{self.name} device inputs | got {sorted(inputs)}. "
+                f"Note: expected exactly {sorted(specs)}"
+            )
+        batches = set()
+        for name, spec in specs.items():
+            tensor = inputs[name]
+            tail_ok = len(tensor.shape) == len(spec.shape) and all(
+                want is None or want == got
+                for want, got in zip(spec.shape[1:], tensor.shape[1:], strict=False)
+            )
+            batch = tensor.shape[0] if tensor.shape else 0
+            if tensor.dtype != spec.dtype or not tail_ok or not 1 <= batch <= self.max_batch:
+                raise EngineError(
+                    f"{self.name} device input '{name}' | got {tensor.dtype.name} "
+                    f"{list(tensor.shape)}. Note: expected {spec.describe(self.max_batch)}"
+                )
+            batches.add(batch)
+        if len(batches) != 1:
+            raise EngineError(
+                f"{self.name} device inputs | batch sizes {sorted(batches)} differ. "
+                "Note: expected one batch size for every input"
+            )
+        return batches.pop()
+
+    def _output_subset(self, outputs: Sequence[str] | None) -> tuple[TensorSpec, ...]:
+        if outputs is None:
+            return self.output_specs
+        known = {s.name: s for s in self.output_specs}
+        unknown = [name for name in outputs if name not in known]
+        if unknown:
+            raise EngineError(
+                f"{self.name} outputs | unknown {unknown}. "
+                f"Note: expected names from {sorted(known)}"
+            )
+        return tuple(known[name] for name in dict.fromkeys(outputs))

@@ -41,23 +41,30 @@ def _build(script: Script, onnx_path: Path, tmp_path: Path, **settings: object) 
     )
 
 
-def test_profile_workspace_and_strongly_typed_network(
+def test_the_build_gets_the_parsed_file_the_profile_the_workspace_and_the_timing_cache(
     script: Script, mlp_onnx: Path, tmp_path: Path
 ) -> None:
+    """The build contract, asserted on what the builder was handed."""
     _build(script, mlp_onnx, tmp_path, profile=BatchProfile(1, 8, 32), workspace_bytes=1 << 28)
-    assert script.profile_shapes == {"features": ((1, 4), (8, 4), (32, 4))}
-    assert script.workspace == 1 << 28
-    assert script.network_flags == 0
+    assert script.parsed == [str(mlp_onnx)]
+    (built,) = script.built
+    assert built.network.parsed_from == str(mlp_onnx)
+    assert built.network.flags == 0  # strongly typed: TensorRT 11's only kind
+    (profile,) = built.config.profiles
+    assert profile.shapes == {"features": ((1, 4), (8, 4), (32, 4))}
+    assert built.config.workspace == 1 << 28
+    assert built.config.timing_cache is not None
+    assert built.config.timing_cache.data == b""
 
 
 def test_timing_cache_is_persisted_and_reused(
     script: Script, mlp_onnx: Path, tmp_path: Path
 ) -> None:
     _build(script, mlp_onnx, tmp_path)
-    assert script.timing_cache_in == [b""]
     assert (tmp_path / "t.timing").read_bytes() == b"+timing"
     _build(script, mlp_onnx, tmp_path)
-    assert script.timing_cache_in[1] == b"+timing"
+    cache = script.built[1].config.timing_cache
+    assert cache is not None and cache.data == b"+timing"
 
 
 def test_parse_errors_carry_the_parser_messages(
@@ -70,6 +77,7 @@ def test_parse_errors_carry_the_parser_messages(
         r"operator; In node 7: bad input",
     ):
         _build(script, mlp_onnx, tmp_path)
+    assert script.parsed == [str(mlp_onnx)]
     assert script.builds == 0
 
 

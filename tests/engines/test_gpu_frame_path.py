@@ -1,0 +1,231 @@
+"""The GPU frame path for real: nvImageCodec, the NVRTC-compiled kernel, pycuda, a GPU.
+
+Skips cleanly without pycuda, nvImageCodec or a visible GPU. The detector
+runs on TensorRT where it is installed; elsewhere (the GPU test machine has
+no TensorRT) on the TensorRT double over *real* device memory: the runner
+binds the kernel's output buffer in place and the double reads it from the
+GPU and evaluates the ONNX graph with ONNX Runtime, so everything but
+TensorRT's own kernels is the production path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from fake_tensorrt import Script, make_fake_tensorrt
+from tiny_onnx import REFERENCE_DIR
+
+from engines.host import gpu_count
+
+pytestmark = pytest.mark.gpu
+
+SIZE = 256  # the reference detector's input
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_the_gpu_libraries() -> None:
+    pytest.importorskip("pycuda.driver", reason="pycuda is not installed (extra `gpu`)")
+    pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings is not installed")
+    if importlib.util.find_spec("nvidia.nvimgcodec") is None:
+        pytest.skip("nvImageCodec is not installed (extra `gpu`)")
+    if gpu_count() == 0:
+        pytest.skip("no NVIDIA GPU visible")
+
+
+def _scenes(width: int, height: int, n: int, seed: int = 11) -> list[np.ndarray]:
+    from models.generators.scenes import SceneGenerator
+
+    gen = SceneGenerator(seed=seed, width=width, height=height)
+    return [gen.render(camera_id=i % 4).image for i in range(n)]
+
+
+def _jpegs(images: list[np.ndarray], quality: int = 85) -> list[bytes]:
+    return [
+        cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes() for im in images
+    ]
+
+
+@pytest.fixture(scope="module")
+def preprocessor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from engines.gpu.preprocessor import GpuFramePreprocessor
+
+    with GpuFramePreprocessor(
+        SIZE, np.float32, 64, cache_dir=tmp_path_factory.mktemp("kernels")
+    ) as pre:
+        yield pre
+
+
+@pytest.mark.parametrize(("width", "height"), [(640, 360), (1920, 1080), (160, 90)])
+def test_gpu_letterbox_equals_the_cpu_letterbox(preprocessor: Any, width: int, height: int) -> None:
+    from engines.gpu.inspect import EncodedFrame
+    from models.preprocess import letterbox
+
+    jpegs = _jpegs(_scenes(width, height, 8))
+    with preprocessor.preprocess([EncodedFrame(j, b"image/jpeg") for j in jpegs]) as batch:
+        assert batch.kept == list(range(8)) and batch.rejects == []
+        got = batch.host_tensor()
+    for row, data in enumerate(jpegs):
+        want, lb = letterbox(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), SIZE)
+        assert batch.letterboxes[row] == lb
+        diff = np.abs(got[row] - want)
+        assert diff.mean() < 1 / 255, f"row {row}: mean {diff.mean() * 255:.3f} levels"
+
+
+def test_raw_png_and_rejected_frames_on_the_gpu(preprocessor: Any) -> None:
+    from engines.gpu.inspect import EncodedFrame
+    from models.preprocess import letterbox
+
+    image = _scenes(320, 240, 1)[0]
+    png = cv2.imencode(".png", image)[1].tobytes()
+    jpeg = _jpegs([image])[0]
+    raw_type = b"application/x-raw;shape=240,320,3;dtype=uint8"
+    frames = [
+        EncodedFrame(image.tobytes(), raw_type),
+        EncodedFrame(jpeg[: len(jpeg) // 3], b"image/jpeg"),
+        EncodedFrame(png, b"image/png"),
+        EncodedFrame(b"\xff\xd8\xff\xdb" + b"\x00" * 64, None),
+    ]
+    with preprocessor.preprocess(frames) as batch:
+        assert batch.kept == [0, 2]
+        assert [(r.index, r.reason) for r in batch.rejects] == [
+            (1, "corrupt_image"),  # cut short: nvJPEG would decode it, OpenCV refuses it
+            (3, "corrupt_image"),
+        ]
+        got = batch.host_tensor()
+    for r in batch.rejects:  # the CPU codec's verdict on the same bytes
+        assert _cpu_reason(frames[r.index]) == r.reason
+    want, _ = letterbox(image, SIZE)
+    for row in range(2):  # lossless inputs: the same levels as the CPU path, up to rounding
+        assert np.abs(got[row] - want).mean() < 0.25 / 255
+
+
+def test_fp16_input_is_the_fp32_input_rounded(tmp_path: Path) -> None:
+    from engines.gpu.inspect import EncodedFrame
+    from engines.gpu.preprocessor import GpuFramePreprocessor
+
+    frames = [EncodedFrame(j) for j in _jpegs(_scenes(640, 360, 4))]
+    outs = []
+    for dtype in (np.float32, np.float16):
+        with (
+            GpuFramePreprocessor(SIZE, dtype, 8, cache_dir=tmp_path) as pre,
+            pre.preprocess(frames) as batch,
+        ):
+            outs.append(batch.host_tensor())
+    assert outs[1].dtype == np.float16
+    np.testing.assert_allclose(outs[1].astype(np.float32), outs[0], atol=1e-3)
+
+
+def _cpu_reason(frame: Any) -> str | None:
+    from streamfer.errors import CodecError
+    from streams.codecs import CodecLimits, decode_camera
+    from streams.records import Record
+
+    headers = (("content-type", frame.content_type),) if frame.content_type else ()
+    try:
+        decode_camera(Record("camera", 0, 0, None, frame.data, headers, 0, 0), CodecLimits())
+    except CodecError as exc:
+        return exc.reason
+    return None
+
+
+class _CudaMemory:
+    """Real device memory for the TensorRT double (the runner's context is pushed)."""
+
+    def __init__(self) -> None:
+        import pycuda.driver as cuda
+
+        self.cuda = cuda
+
+    def read(self, ptr: int, nbytes: int) -> bytes:
+        out = np.empty(nbytes, np.uint8)
+        self.cuda.memcpy_dtoh(out, ptr)  # legacy stream: after the runner's stream's work
+        return out.tobytes()
+
+    def write(self, ptr: int, data: bytes) -> None:
+        self.cuda.memcpy_htod(ptr, np.frombuffer(data, np.uint8))
+
+
+@pytest.fixture
+def detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    from engines.tensorrt.runner import TensorRTRunner
+
+    path = REFERENCE_DIR / "camera.onnx"
+    kind = "TensorRT"
+    if importlib.util.find_spec("tensorrt") is None:
+        kind = "the TensorRT double on real device memory"
+        script = Script(model=path, memory=_CudaMemory())
+        monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(script))
+    with TensorRTRunner(path, max_batch=16, cache_dir=tmp_path) as runner:
+        yield runner, kind
+
+
+def _fit(width: int, height: int) -> tuple[int, int]:
+    """What the pipeline's CameraPreprocessor.fit returns: the letterboxed size."""
+    from models.preprocess import letterbox_geometry
+
+    _, new_w, new_h = letterbox_geometry(width, height, SIZE)
+    return new_w, new_h
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _matched(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], floor: float) -> bool:
+    """Every detection of ``ours`` scoring >= floor has a same-label twin at IoU >= 0.7."""
+    return all(
+        any(t["label"] == d["label"] and _iou(t["box"], d["box"]) >= 0.7 for t in theirs)
+        for d in ours
+        if d["score"] >= floor
+    )
+
+
+def test_detections_from_the_gpu_path_equal_the_cpu_paths(
+    preprocessor: Any, detector: tuple[Any, str]
+) -> None:
+    """Same frames through the CPU pipeline path (reduced JPEG decode, OpenCV letterbox,
+    ONNX Runtime) and the GPU path (nvImageCodec, kernel, runner.infer_device)."""
+    from engines.gpu.inspect import EncodedFrame
+    from engines.onnxruntime.runner import OnnxRuntimeRunner
+    from pipeline.config import DetectionThresholds
+    from pipeline.postprocess import CameraMeta, DetectionPostprocessor, labels_from_metadata
+    from pipeline.processors.camera import camera_input
+    from streams.codecs import CodecLimits, decode_camera
+    from streams.records import Record
+
+    runner, kind = detector
+    post = DetectionPostprocessor(
+        DetectionThresholds(), labels_from_metadata(runner.metadata, "camera")
+    )
+    jpegs = _jpegs(_scenes(640, 360, 16, seed=21))
+    cpu_inputs, cpu_metas = [], []
+    for i, data in enumerate(jpegs):
+        record = Record("camera", 0, i, None, data, (("content-type", b"image/jpeg"),), 0, 0)
+        tensor, meta = camera_input(decode_camera(record, CodecLimits(), fit=_fit), SIZE)
+        cpu_inputs.append(tensor)
+        cpu_metas.append(meta)
+    with OnnxRuntimeRunner(REFERENCE_DIR / "camera.onnx", max_batch=16) as ort_runner:
+        cpu = post.results(ort_runner.infer({"images": np.stack(cpu_inputs)}), cpu_metas)
+    with preprocessor.preprocess([EncodedFrame(j, b"image/jpeg") for j in jpegs]) as batch:
+        outputs = runner.infer_device({"images": batch.tensor}, outputs=["output0"])
+        metas = [
+            CameraMeta(lb, w, h, None, None)
+            for lb, (w, h) in zip(batch.letterboxes, batch.sizes, strict=True)
+        ]
+    gpu = post.results(outputs, metas)
+    total = sum(len(r["detections"]) for r in cpu)
+    assert total > 16, "the scenes should hold objects to compare"
+    for i, (c, g) in enumerate(zip(cpu, gpu, strict=True)):
+        assert _matched(c["detections"], g["detections"], 0.35), f"frame {i} ({kind})"
+        assert _matched(g["detections"], c["detections"], 0.35), f"frame {i} ({kind})"

@@ -1,0 +1,145 @@
+"""The GPU path rejects what the CPU codec rejects, with the same reason and message."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engines.gpu.inspect import EncodedFrame, FrameInfo, inspect_frame, jpeg_is_complete
+from streamfer.errors import CodecError
+from streams.codecs import CodecLimits, decode_camera, encode_camera
+from streams.records import Record
+
+LIMITS = CodecLimits(max_message_bytes=64_000, max_image_pixels=100 * 100)
+RAW = "application/x-raw;shape={};dtype={}"
+
+
+def _image(h: int, w: int) -> np.ndarray:
+    return np.random.default_rng(h * 1000 + w).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def _jpeg(h: int, w: int) -> bytes:
+    return encode_camera(_image(h, w))[0]
+
+
+def _png(h: int, w: int) -> bytes:
+    return encode_camera(_image(h, w), content_type="image/png")[0]
+
+
+def _record(data: bytes, ctype: bytes | None) -> Record:
+    headers = (("content-type", ctype),) if ctype is not None else ()
+    return Record("camera.frames", 3, 1042, b"cam-1", data, headers, 0, 0)
+
+
+def _cpu(data: bytes, ctype: bytes | None) -> CodecError | None:
+    try:
+        decode_camera(_record(data, ctype), LIMITS)
+    except CodecError as exc:
+        return exc
+    return None
+
+
+def _gpu(data: bytes, ctype: bytes | None) -> CodecError | FrameInfo:
+    try:
+        return inspect_frame(EncodedFrame(data, ctype), LIMITS, _record(data, ctype).coords)
+    except CodecError as exc:
+        return exc
+
+
+BAD = [
+    (b"", None, "empty"),
+    (b"\xff\xd8" + b"\x00" * 64_000, None, "too_large"),
+    (b"\x00" * 100, None, "corrupt_image"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", None, "corrupt_image"),
+    (b"x" * 10, b"text/plain", "bad_content_type"),
+    (b"x" * 10, b"image/\xff", "bad_content_type"),
+    (_jpeg(8, 8), b"image/png", "bad_content_type"),
+    (_png(8, 8), b"image/jpeg", "bad_content_type"),
+    (_jpeg(101, 100), None, "image_too_large"),
+    (_png(100, 101), b"image/png", "image_too_large"),
+    (b"\x00" * 11, RAW.format("2,2,3", "uint8").encode(), "bad_shape"),
+    (b"\x00" * 12, RAW.format("2,2,3", "f4").encode(), "bad_content_type"),
+    (b"\x00" * 8, RAW.format("2,2,2", "uint8").encode(), "bad_shape"),
+    (b"\x00" * 12, RAW.format("2,x", "uint8").encode(), "bad_content_type"),
+    (b"\x00" * 12, RAW.format("2,0,3", "uint8").encode(), "bad_shape"),
+    (b"\x00" * 12, RAW.format("2,2", "uint8").encode(), "bad_shape"),
+    (b"\x00" * 3 * 101 * 100, RAW.format("101,100,3", "uint8").encode(), "image_too_large"),
+]
+
+
+@pytest.mark.parametrize(("data", "ctype", "reason"), BAD)
+def test_header_rejects_match_the_cpu_codec(data: bytes, ctype: bytes | None, reason: str) -> None:
+    cpu, gpu = _cpu(data, ctype), _gpu(data, ctype)
+    assert isinstance(cpu, CodecError) and cpu.reason == reason
+    assert isinstance(gpu, CodecError)
+    assert (gpu.reason, str(gpu)) == (cpu.reason, str(cpu))
+
+
+@pytest.mark.parametrize(
+    ("data", "ctype", "info"),
+    [
+        (_jpeg(36, 64), None, FrameInfo("jpeg", 64, 36, 3)),
+        (_jpeg(36, 64), b"image/jpg", FrameInfo("jpeg", 64, 36, 3)),
+        (_png(20, 30), b" IMAGE/PNG ", FrameInfo("png", 30, 20, 3)),
+        (b"\x00" * 24, RAW.format("2,4,3", "uint8").encode(), FrameInfo("raw", 4, 2, 3)),
+        (b"\x00" * 8, RAW.format("2,4,1", "uint8").encode(), FrameInfo("raw", 4, 2, 1)),
+    ],
+)
+def test_good_frames_are_described_without_decoding(
+    data: bytes, ctype: bytes | None, info: FrameInfo
+) -> None:
+    assert _cpu(data, ctype) is None
+    assert _gpu(data, ctype) == info
+
+
+def test_a_truncated_jpeg_passes_the_header_and_is_left_to_the_decoder() -> None:
+    """Its header is intact: only the decoder can tell, on either path (corrupt_image)."""
+    data = _jpeg(64, 64)[:300]
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None
+    assert _gpu(data, None) == FrameInfo("jpeg", 64, 64, 3)
+    cpu = _cpu(data, None)
+    assert cpu is not None and cpu.reason == "corrupt_image"
+
+
+@given(
+    st.binary(max_size=300),
+    st.sampled_from([None, b"image/jpeg", b"image/png", b"application/x-raw;shape=4,4,3"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_any_reject_before_decode_is_the_cpu_codecs(data: bytes, ctype: bytes | None) -> None:
+    """Where the header checks reject, the CPU codec rejects alike; where they pass, the
+    CPU codec either decodes or finds the pixels corrupt."""
+    cpu, gpu = _cpu(data, ctype), _gpu(data, ctype)
+    if isinstance(gpu, CodecError):
+        assert cpu is not None and (gpu.reason, str(gpu)) == (cpu.reason, str(cpu))
+    else:
+        assert cpu is None or cpu.reason == "corrupt_image"
+
+
+def _opencv_decodes(data: bytes) -> bool:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+def test_a_jpeg_cut_anywhere_is_incomplete_as_opencv_finds_it() -> None:
+    """nvJPEG decodes a truncated JPEG (filling the gap); OpenCV refuses it: the GPU path
+    rejects it before decoding, with the CPU path's verdict."""
+    data = encode_camera(_image(48, 64))[0]
+    assert jpeg_is_complete(data) and _opencv_decodes(data)
+    for cut in range(len(data) // 2, len(data), max(1, len(data) // 40)):
+        assert jpeg_is_complete(data[:cut]) == _opencv_decodes(data[:cut]) is False, cut
+    for tail in (b"\x00" * 10, b"abc"):
+        assert jpeg_is_complete(data + tail) and _opencv_decodes(data + tail)
+
+
+def test_an_eoi_before_the_scan_does_not_count() -> None:
+    """An EXIF thumbnail carries its own FF D9 before the frame's scan."""
+    data = encode_camera(_image(48, 64))[0]
+    thumb = b"Exif\x00\x00" + b"\xff\xd8" + b"\x11" * 20 + b"\xff\xd9"
+    app1 = b"\xff\xe1" + (len(thumb) + 2).to_bytes(2, "big") + thumb
+    with_thumb = data[:2] + app1 + data[2:]
+    assert jpeg_is_complete(with_thumb) and _opencv_decodes(with_thumb)
+    cut = with_thumb[: len(with_thumb) - 40]
+    assert not jpeg_is_complete(cut) and not _opencv_decodes(cut)
