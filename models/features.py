@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from models.generators.catalog import MCC_RISK, USD_PER_UNIT, haversine_km, local_hour
+from models.generators.catalog import (
+    MCC_RISK,
+    USD_PER_UNIT,
+    haversine_km,
+    haversine_km_array,
+    local_hour,
+)
 from streamfer.errors import ConfigError
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -75,6 +81,19 @@ class _CardState:
     mean_log_usd: float
     count: int = 0
     recent: deque[int] = field(default_factory=lambda: deque(maxlen=64))
+
+
+def _rounds(card_ids: list[str]) -> list[list[int]]:
+    """Row indices by round: a card's first transaction in the batch, its second, ..."""
+    seen: dict[str, int] = {}
+    rounds: list[list[int]] = []
+    for i, card_id in enumerate(card_ids):
+        k = seen.get(card_id, 0)
+        seen[card_id] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(i)
+    return rounds
 
 
 class FraudFeaturizer:
@@ -152,60 +171,115 @@ class FraudFeaturizer:
     def transform_columns(self, cols: TxColumns) -> np.ndarray:
         """``float32 [n, F]`` for a batch given column-wise; equal to ``transform`` row by row.
 
-        Only what depends on a card's history is computed row by row (in order: the
-        state advances with each row); everything else is vectorised over the batch.
+        Rows are taken in rounds: round k holds each card's k-th transaction in the
+        batch, so within a round no card repeats and everything but the card's short
+        list of recent timestamps is computed on whole arrays; the state then advances
+        round by round, which is the order ``transform`` would see the rows in.
         """
         n = len(cols.card_id)
-        rel, first, log_count = [0.0] * n, [1.0] * n, [0.0] * n
-        dt_s, km, kmh = [_NEVER_S] * n, [0.0] * n, [0.0] * n
-        n10, n60 = [0] * n, [0] * n
-        log_usd = [0.0] * n
-        cards, log1p, remember = self._cards, math.log1p, self._remember
-        for i, (card_id, ts, lat, lon, amount, currency) in enumerate(
-            zip(cols.card_id, cols.ts, cols.lat, cols.lon, cols.amount, cols.currency, strict=True)
-        ):
-            lu = log_usd[i] = log1p(max(amount * USD_PER_UNIT.get(currency, 1.0), 0.0))
-            state = cards.get(card_id)
-            if state is not None:
-                cards.move_to_end(card_id)
-                rel[i], first[i], log_count[i] = lu - state.mean_log_usd, 0.0, log1p(state.count)
-                d = dt_s[i] = max(0.0, (ts - state.last_ts) / 1000.0)
-                k = km[i] = haversine_km(state.last_lat, state.last_lon, lat, lon)
-                kmh[i] = k / max(d / 3600.0, _MIN_TRAVEL_H)
-                recent = state.recent
-                while recent and ts - recent[0] > _WINDOW_1H_MS:
-                    recent.popleft()
-                n60[i] = len(recent)
-                n10[i] = sum(1 for t in recent if ts - t <= _WINDOW_10MIN_MS)
-            remember(card_id, state, ts, lat, lon, lu)
         out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float32)
         if not n:
             return out
-        ts_a = np.asarray(cols.ts, dtype=np.float64)
-        lon_a = np.asarray(cols.lon, dtype=np.float64)
-        km_a, kmh_a = np.asarray(km), np.asarray(kmh)
-        hour = (((ts_a / 3_600_000.0) % 24.0) + lon_a / 15.0) % 24.0  # as catalog.local_hour
+        log1p = math.log1p
+        rates = USD_PER_UNIT
+        # exactly as transform computes it: the card's running mean is built from it
+        log_usd = [
+            log1p(max(a * rates.get(c, 1.0), 0.0))
+            for a, c in zip(cols.amount, cols.currency, strict=True)
+        ]
+        ts = np.asarray(cols.ts, dtype=np.int64)
+        lat = np.asarray(cols.lat, dtype=np.float64)
+        lon = np.asarray(cols.lon, dtype=np.float64)
+        history = np.zeros((n, 8), dtype=np.float64)  # rel, first, count, dt, km, kmh, n10, n60
+        history[:, 1] = 1.0
+        history[:, 3] = _NEVER_S
+        for rows in _rounds(cols.card_id):
+            self._round(rows, cols.card_id, ts, lat, lon, log_usd, history)
+        hour = (((ts / 3_600_000.0) % 24.0) + lon / 15.0) % 24.0  # as catalog.local_hour
         angle = 2.0 * math.pi * hour / 24.0
-        group = np.asarray([MCC_RISK.get(m, "unknown") for m in cols.mcc])
-        channel = np.asarray(cols.channel)
+        km, kmh = history[:, 4], history[:, 5]
         out[:, 0] = log_usd
-        out[:, 1] = rel
-        out[:, 2] = first
-        out[:, 3] = log_count
-        out[:, 4] = [log1p(x) for x in dt_s]
-        out[:, 5] = [log1p(x) for x in km]
-        out[:, 6] = [log1p(x) for x in kmh]
-        out[:, 7] = (kmh_a > _IMPOSSIBLE_KMH) & (km_a > 100.0)
-        out[:, 8] = [log1p(x) for x in n10]
-        out[:, 9] = [log1p(x) for x in n60]
+        out[:, 1:4] = history[:, 0:3]
+        out[:, 3] = np.log1p(history[:, 2])
+        out[:, 4] = np.log1p(history[:, 3])
+        out[:, 5] = np.log1p(km)
+        out[:, 6] = np.log1p(kmh)
+        out[:, 7] = (kmh > _IMPOSSIBLE_KMH) & (km > 100.0)
+        out[:, 8] = np.log1p(history[:, 6])
+        out[:, 9] = np.log1p(history[:, 7])
         out[:, 10] = np.sin(angle)
         out[:, 11] = np.cos(angle)
         out[:, 12] = hour < 5.0
+        group = [MCC_RISK.get(m, "unknown") for m in cols.mcc]
         for j, g in enumerate((*_MCC_GROUPS, "unknown")):
-            out[:, 13 + j] = group == g
+            out[:, 13 + j] = [x == g for x in group]
         for j, c in enumerate(_CHANNELS):
-            out[:, 17 + j] = channel == c
+            out[:, 17 + j] = [x == c for x in cols.channel]
         return out
+
+    def _round(
+        self,
+        rows: list[int],
+        card_ids: list[str],
+        ts: np.ndarray,
+        lat: np.ndarray,
+        lon: np.ndarray,
+        log_usd: list[float],
+        history: np.ndarray,
+    ) -> None:
+        """One round (no card twice): read the cards' state, fill ``history``, advance it."""
+        cards = self._cards
+        ids = [card_ids[i] for i in rows]
+        states = [cards.get(c) for c in ids]
+        known = [j for j, s in enumerate(states) if s is not None]
+        updated: dict[int, tuple[float, int]] = {}  # row -> (new mean, new last_ts)
+        if known:
+            idx = np.asarray([rows[j] for j in known], dtype=np.intp)
+            old: list[_CardState] = [states[j] for j in known]  # type: ignore[misc]
+            last_ts = np.asarray([s.last_ts for s in old], dtype=np.int64)
+            count = np.asarray([s.count for s in old], dtype=np.float64)
+            mean = np.asarray([s.mean_log_usd for s in old])
+            lu = np.asarray([log_usd[i] for i in idx.tolist()])
+            dt = np.maximum(0.0, (ts[idx] - last_ts) / 1000.0)
+            km = haversine_km_array(
+                np.asarray([s.last_lat for s in old]),
+                np.asarray([s.last_lon for s in old]),
+                lat[idx],
+                lon[idx],
+            )
+            history[idx, 0] = lu - mean
+            history[idx, 1] = 0.0
+            history[idx, 2] = count
+            history[idx, 3] = dt
+            history[idx, 4] = km
+            history[idx, 5] = km / np.maximum(dt / 3600.0, _MIN_TRAVEL_H)
+            # the state's next mean and last time, as _remember computes them
+            alpha = np.maximum(1.0 / (count + 1), 0.1)
+            new_mean = (mean + alpha * (lu - mean)).tolist()
+            new_last = np.maximum(last_ts, ts[idx]).tolist()
+            for k, (i, s) in enumerate(zip(idx.tolist(), old, strict=True)):
+                recent, t = s.recent, int(ts[i])
+                while recent and t - recent[0] > _WINDOW_1H_MS:
+                    recent.popleft()
+                history[i, 7] = len(recent)
+                history[i, 6] = sum(1 for x in recent if t - x <= _WINDOW_10MIN_MS)
+                updated[i] = (new_mean[k], new_last[k])
+        max_cards = self.max_cards
+        ts_l, lat_l, lon_l = ts.tolist(), lat.tolist(), lon.tolist()
+        for i, card_id, state in zip(rows, ids, states, strict=True):
+            t = ts_l[i]
+            if state is None:  # first seen: remembered, the oldest card forgotten if full
+                state = _CardState(last_ts=t, last_lat=lat_l[i], last_lon=lon_l[i],
+                                   mean_log_usd=log_usd[i])  # fmt: skip
+                cards[card_id] = state
+                if len(cards) > max_cards:
+                    cards.popitem(last=False)
+            else:
+                cards.move_to_end(card_id)
+                state.mean_log_usd, state.last_ts = updated[i]
+                state.last_lat, state.last_lon = lat_l[i], lon_l[i]
+            state.count += 1
+            state.recent.append(t)
 
     def _remember(
         self,

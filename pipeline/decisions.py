@@ -31,6 +31,7 @@ from streamfer.errors import CodecError
 SCHEMA = "streamfer.decision.v1"
 
 _encode = msgspec.json.Encoder().encode
+_KEY_CACHE = 100_000  # keys whose JSON is kept (then forgotten all at once)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def _ms(value: float) -> bytes:
 
 
 class DecisionEncoder:
-    """Encodes the decisions of one stream (one per stream; thread-safe, no state)."""
+    """Encodes the decisions of one stream (one per stream; used by its engine thread only:
+    it keeps the JSON of recent keys)."""
 
     def __init__(self, stream: str, kind: str, model: ModelIdentity) -> None:
         self._head = (
@@ -80,6 +82,7 @@ class DecisionEncoder:
             + _encode(kind)
             + b',"source":{"topic":'
         )
+        self._key_json: dict[bytes | None, bytes] = {}
         self._model = b',"model":' + _encode(
             {
                 "name": model.name,
@@ -102,7 +105,7 @@ class DecisionEncoder:
         timing: SegmentTiming,
     ) -> list[bytes | CodecError]:
         """One document per record; a CodecError (``bad_decision``) for a result that is
-        not JSON or holds NaN/infinity."""
+        not JSON or holds NaN/infinity. ``broker_ms`` must not be negative."""
         prefix = self._head + _encode(topic) + b',"partition":%d,"offset":' % partition
         tail = (
             b',"batch_size":%d,"latency_ms":{"broker":' % batch_size,
@@ -117,49 +120,62 @@ class DecisionEncoder:
             + b',"publish":null,"e2e":null}',
         )
         model = self._model
+        keyed = self._key_json
+        broker_tail, rest = tail
         out: list[bytes | CodecError] = []
         for i, offset in enumerate(offsets):
+            result = results[i]
             try:
-                result = _encode(results[i])
+                encoded = _encode(result)
                 extra = extras[i] if extras is not None else None
                 more = (
                     b"".join(b',"%s":%s' % (_encode(k)[1:-1], _encode(v)) for k, v in extra.items())
                     if extra
                     else b""
                 )
-                key = _encode(key_text(keys[i]))
             except (TypeError, ValueError, msgspec.EncodeError) as exc:
                 out.append(CodecError(f"decision | not encodable as JSON: {exc}", "bad_decision"))
                 continue
-            if b"null" in result and not finite(results[i]):  # msgspec writes NaN as null
+            if b"null" in encoded and not finite(result):  # msgspec writes NaN as null
                 out.append(
                     CodecError(
-                        f"decision | result {results[i]!r} holds NaN or infinity. "
+                        f"decision | result {result!r} holds NaN or infinity. "
                         "Note: expected finite numbers",
                         "bad_decision",
                     )
                 )
                 continue
+            key = keys[i]
+            key_json = keyed.get(key)
+            if key_json is None:
+                key_json = self._remember_key(key)
             out.append(
                 b"".join(
                     (
                         prefix,
                         b"%d" % offset,
                         b',"key":',
-                        key,
+                        key_json,
                         b"}",
                         model,
                         b',"result":',
-                        result,
+                        encoded,
                         more,
-                        tail[0],
-                        _ms(broker_ms[i]),
-                        tail[1],
+                        broker_tail,
+                        b"%.3f" % broker_ms[i],
+                        rest,
                         b"}",
                     )
                 )
             )
         return out
+
+    def _remember_key(self, key: bytes | None) -> bytes:
+        """The JSON of a key's text, kept: ids (cards, cameras) come again and again."""
+        if len(self._key_json) >= _KEY_CACHE:
+            self._key_json.clear()
+        encoded = self._key_json[key] = _encode(key_text(key))
+        return encoded
 
 
 def finite(value: Any) -> bool:

@@ -87,6 +87,13 @@ class RowQueue:
             self._cond.notify_all()
             return True
 
+    def wait_room(self, rows: int, timeout_s: float) -> bool:
+        """Wait until ``rows`` more rows fit (or the queue is empty); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self._rows or self._rows + rows <= self.max_rows, timeout_s
+            )
+
     def put_nowait(self, item: Any) -> None:
         """Put without waiting for room (the STOP sentinel)."""
         with self._cond:

@@ -146,27 +146,34 @@ class Outlet:
         n = len(rows)
         self.recorder.observe_stage_n("queue", timing.queue_ms / 1e3, n)
         self.recorder.observe_stage_n("preprocess", timing.preprocess_ms / 1e3, n)
-        plain: list[Any] = []
+        plain: list[Any]
         extras: list[Any] | None = None
-        keys: list[bytes | None] = []
-        good: list[int] = []
-        for j, res in enumerate(results):
-            row = int(rows[j])
-            if isinstance(res, BaseException):
-                self._failed_row(batch, row, res)
-                continue
-            if isinstance(res, Output):
-                if extras is None:
-                    extras = [None] * len(plain)
-                plain.append(res.result)
-                extras.append(res.extra)
-                keys.append(res.key if res.key is not None else batch.keys[row])
-            else:
-                plain.append(res)
-                if extras is not None:
-                    extras.append(None)
-                keys.append(batch.keys[row])
-            good.append(row)
+        keys: list[bytes | None]
+        good: list[int]
+        batch_keys = batch.keys
+        if all(type(r) is dict for r in results):  # the usual case: one plain result a row
+            plain = list(results)
+            good = rows.tolist()
+            keys = [batch_keys[r] for r in good]
+        else:
+            plain, keys, good = [], [], []
+            for j, res in enumerate(results):
+                row = int(rows[j])
+                if isinstance(res, BaseException):
+                    self._failed_row(batch, row, res)
+                    continue
+                if isinstance(res, Output):
+                    if extras is None:
+                        extras = [None] * len(plain)
+                    plain.append(res.result)
+                    extras.append(res.extra)
+                    keys.append(res.key if res.key is not None else batch_keys[row])
+                else:
+                    plain.append(res)
+                    if extras is not None:
+                        extras.append(None)
+                    keys.append(batch_keys[row])
+                good.append(row)
         if not good:
             return
         offsets = [batch.offsets[r] for r in good]
@@ -174,16 +181,18 @@ class Outlet:
         encoded = self.encoder.encode_segment(
             batch.topic, batch.partition, offsets, keys, plain, extras, broker, batch_size, timing
         )
-        values: list[bytes] = []
-        sent_rows: list[int] = []
-        sent_keys: list[bytes | None] = []
-        for row, key, doc in zip(good, keys, encoded, strict=True):
-            if isinstance(doc, CodecError):
-                self.dead_letter(batch, row, doc, doc.reason)
-            else:
-                values.append(doc)
-                sent_rows.append(row)
-                sent_keys.append(key)
+        if not any(isinstance(doc, CodecError) for doc in encoded):
+            values: list[bytes] = encoded  # type: ignore[assignment]
+            sent_rows, sent_keys = good, keys
+        else:
+            values, sent_rows, sent_keys = [], [], []
+            for row, key, doc in zip(good, keys, encoded, strict=True):
+                if isinstance(doc, CodecError):
+                    self.dead_letter(batch, row, doc, doc.reason)
+                else:
+                    values.append(doc)
+                    sent_rows.append(row)
+                    sent_keys.append(key)
         if not values:
             return
         span = _span(batch)

@@ -6,10 +6,10 @@ Two threads per stream, meeting at one bounded queue:
   consumers are single-threaded): it polls a batch per partition, has the
   processor prepare it (decode, validate, features; in consume order),
   dead-letters what the processor rejects, and hands the rest to the engine's
-  :class:`~pipeline.engine.RowQueue`, never more than it has room for. It
-  pauses every partition while the queue is more than 3/4 full (lag grows,
-  memory does not), commits through the source's committer, exports lag, and
-  watches the cluster's reachability for readiness;
+  :class:`~pipeline.engine.RowQueue`, never more than it has room for. While
+  the queue is full it does not poll (lag grows, memory does not: the client's
+  prefetch is bounded), commits through the source's committer, exports lag,
+  and watches the cluster's reachability for readiness;
 * the *engine thread* runs the :class:`~pipeline.engine.EngineWorker`
   (batcher, inference, results) and publishes through the
   :class:`~pipeline.outlet.Outlet`.
@@ -210,7 +210,10 @@ class StreamRuntime:
                 isolation_level="read_committed" if exactly_once else "read_uncommitted"
             ),
             SourceOptions(
-                max_in_flight_per_partition=max(
+                # a safety net: the engine's queue bounds what waits for the engine; this
+                # also bounds what waits for acknowledgements (a pause restarts
+                # librdkafka's fetcher, so it should be rare)
+                max_in_flight_per_partition=10 * max(
                     cfg.runtime.max_in_flight, cfg.consumer.max_poll_records
                 ),
                 commit_interval_s=cfg.runtime.commit_interval_ms / 1000,
@@ -391,25 +394,30 @@ class StreamRuntime:
             hb.close()
 
     def _consume_loop(self, source: KafkaSource, beat: Callable[[], None]) -> None:
+        """Poll while the engine's queue has room; while it has none, do not poll.
+
+        Backpressure by not fetching rather than by pausing partitions: the client
+        stops prefetching on its own once its bounded queue is full (librdkafka's
+        queued.max.messages.kbytes), lag grows and memory does not, and no
+        pause/resume cycle restarts the fetcher (librdkafka stalls up to a second
+        after each resume). Commits, lag and the cluster's reachability are kept up
+        meanwhile.
+        """
         inbox = self.inbox
-        high, low = inbox.max_rows * 3 // 4, inbox.max_rows // 4
-        paused, next_lag = False, 0.0
         max_poll = self.config.consumer.max_poll_records
+        least = max(1, min(max_poll, inbox.max_rows) // 4)  # worth a poll
+        next_lag = 0.0
         while not self._stop.is_set():
             beat()
-            # never more than the queue can take: handing records over does not block
-            room = max(1, min(max_poll, inbox.max_rows - inbox.rows))
-            for batch in source.poll(_POLL_S, room):
-                self._hand_over(batch)
-            depth = inbox.rows
+            room = inbox.max_rows - inbox.rows
+            if room < least:
+                inbox.wait_room(least, _POLL_S)
+                source.commit_if_due()
+            else:
+                for batch in source.poll(_POLL_S, min(max_poll, room)):
+                    self._hand_over(batch)
             worker = self._worker
-            self.recorder.set_queue_depth(depth + (worker.queued if worker else 0))
-            if not paused and depth >= high:
-                source.pause()
-                paused = True
-            elif paused and depth <= low:
-                source.resume()
-                paused = False
+            self.recorder.set_queue_depth(inbox.rows + (worker.queued if worker else 0))
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + _LAG_EVERY_S
                 self.lag.update(self._safe_lag(source), source.assigned)

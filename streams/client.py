@@ -52,6 +52,8 @@ class ConsumerOptions:
     fetch_min_bytes: int = 1
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
     queued_max_kbytes: int = 16 * 1024  # librdkafka prefetch per partition (frames add up)
+    queued_min_messages: int = 20_000  # librdkafka: prefetch at least this many per partition
+    fetch_queue_backoff_ms: int = 10  # librdkafka: wait after a full prefetch queue
     auto_offset_reset: OffsetReset = "earliest"
     isolation_level: Isolation = "read_uncommitted"
     session_timeout_ms: int = 10_000
@@ -130,6 +132,16 @@ class ProducerClient(Protocol):
         on_delivery: DeliveryCallback | None,
         partition: int | None = None,
     ) -> None: ...
+
+    def send_many(
+        self,
+        topic: str,
+        values: Sequence[bytes],
+        keys: Sequence[bytes | None],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        """``send`` for many messages without headers, the same callback for each."""
+        ...
 
     def poll(self, timeout_s: float) -> None:
         """Serve delivery callbacks for up to ``timeout_s`` (no-op where not needed)."""

@@ -105,39 +105,49 @@ class ConfluentConsumer:
         settings: KafkaSettings,
         reset: OffsetReset,
         monitor: ConnectionMonitor,
+        one_topic: bool = False,
     ) -> None:
         self._c = consumer
         self._settings = settings
         self._reset = reset
         self._paused: set[TopicPartition] = set()
         self.monitor = monitor
+        self._one_topic = one_topic  # subscribed to one topic: a partition number says all
 
     def poll(self, timeout_s: float, max_records: int) -> list[RecordBatch]:
-        msgs = self._c.consume(max_records, timeout_s)
+        msgs: list[Any] = self._c.consume(max_records, timeout_s)
         if not msgs:
             return []
         now = time.monotonic_ns()
         self.monitor.ok()  # messages or EOF: the cluster answered
-        batches: dict[tuple[str, int], RecordBatch] = {}
-        last: RecordBatch | None = None
-        m: Any
-        for m in msgs:
-            if m.error() is not None:
-                self._message_error(m)
-                continue
-            topic, partition = m.topic(), m.partition()
-            if last is None or last.partition != partition or last.topic != topic:
-                last = batches.get((topic, partition))
-                if last is None:
-                    last = batches[(topic, partition)] = RecordBatch(
-                        topic, partition, [], [], [], [], [], now
-                    )
-            last.offsets.append(m.offset())
-            last.keys.append(m.key())
-            last.values.append(m.value())
-            last.headers.append(m.headers())
-            last.timestamps_ms.append(m.timestamp()[1])
-        return list(batches.values())
+        if any(m.error() is not None for m in msgs):
+            for m in msgs:
+                if m.error() is not None:
+                    self._message_error(m)
+            msgs = [m for m in msgs if m.error() is None]
+        if not msgs:
+            return []
+        head = msgs[0]
+        partition = head.partition()
+        if self._one_topic and all(m.partition() == partition for m in msgs):
+            groups = {(head.topic(), partition): msgs}  # the usual case: one partition
+        else:
+            groups = {}
+            for m in msgs:
+                groups.setdefault((m.topic(), m.partition()), []).append(m)
+        return [
+            RecordBatch(
+                topic,
+                partition,
+                [m.offset() for m in group],
+                [m.key() for m in group],
+                [m.value() for m in group],
+                [m.headers() for m in group],
+                [m.timestamp()[1] for m in group],
+                now,
+            )
+            for (topic, partition), group in groups.items()
+        ]
 
     def _message_error(self, m: Any) -> None:
         err = m.error()
@@ -269,6 +279,25 @@ class ConfluentProducer:
                     f"{topic} | send to {self._settings.describe()} failed: {_error_of(exc)}"
                 ) from exc
 
+    def send_many(
+        self,
+        topic: str,
+        values: Sequence[bytes],
+        keys: Sequence[bytes | None],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        """``send`` for many messages without headers (decisions): one call each, no extras."""
+        produce = self._p.produce
+        for value, key in zip(values, keys, strict=True):
+            try:
+                produce(topic, value, key, on_delivery=on_delivery)
+            except BufferError:  # full: the slow path waits for room, or fails clearly
+                self.send(topic, value, key, (), on_delivery)
+            except KafkaException as exc:
+                raise StreamError(
+                    f"{topic} | send to {self._settings.describe()} failed: {_error_of(exc)}"
+                ) from exc
+
     def poll(self, timeout_s: float) -> None:
         self._p.poll(timeout_s)
 
@@ -349,6 +378,10 @@ class ConfluentFactory:
             "fetch.min.bytes": options.fetch_min_bytes,
             "max.partition.fetch.bytes": options.max_partition_fetch_bytes,
             "queued.max.messages.kbytes": options.queued_max_kbytes,
+            # a full prefetch queue makes librdkafka wait fetch.queue.backoff.ms (default
+            # 1 s) before fetching again: a stall at every pause/resume or burst
+            "queued.min.messages": options.queued_min_messages,
+            "fetch.queue.backoff.ms": options.fetch_queue_backoff_ms,
             "session.timeout.ms": options.session_timeout_ms,
             "heartbeat.interval.ms": options.heartbeat_interval_ms,
             "max.poll.interval.ms": options.max_poll_interval_ms,
@@ -370,7 +403,9 @@ class ConfluentFactory:
         consumer.subscribe(
             list(topics), on_assign=hooks.assign, on_revoke=hooks.revoke, on_lost=hooks.lost
         )
-        return ConfluentConsumer(consumer, settings, options.auto_offset_reset, monitor)
+        return ConfluentConsumer(
+            consumer, settings, options.auto_offset_reset, monitor, one_topic=len(topics) == 1
+        )
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> ConfluentProducer:
         check_login(settings, min(options.max_block_ms / 1000, LOGIN_CHECK_TIMEOUT_S))

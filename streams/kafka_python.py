@@ -314,6 +314,16 @@ class KafkaPythonProducer:
             fut.add_callback(self._on_ok, on_delivery)
             fut.add_errback(self._on_err, on_delivery)
 
+    def send_many(
+        self,
+        topic: str,
+        values: Sequence[bytes],
+        keys: Sequence[bytes | None],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        for value, key in zip(values, keys, strict=True):
+            self.send(topic, value, key, (), on_delivery)
+
     def poll(self, timeout_s: float) -> None:
         """Nothing to serve: callbacks run on the client's I/O thread."""
 

@@ -144,16 +144,13 @@ class KafkaSink:
         if not self.transactional:
             if only_if is not None and not only_if():
                 return False
-            send = client.send
-            for value, key in zip(values, keys, strict=True):
-                send(topic, value, key, (), on_delivery)
+            client.send_many(topic, values, keys, on_delivery)
             return True
         with self._txn_lock:
             if only_if is not None and not only_if():
                 return False
             self._begin(client)
-            for value, key in zip(values, keys, strict=True):
-                client.send(topic, value, key, (), on_delivery)
+            client.send_many(topic, values, keys, on_delivery)
             return True
 
     def _begin(self, client: ProducerClient) -> None:  # under the transaction lock

@@ -139,8 +139,7 @@ class KafkaSource:
         barrier then waits only for what earlier polls returned).
         """
         client = self.client
-        if time.monotonic() >= self._next_commit:
-            self._commit_due()
+        self.commit_if_due()
         if not self.committer.before_poll():
             return []
         limit = max_records or self.consumer_options.max_poll_records
@@ -170,7 +169,11 @@ class KafkaSource:
         self.pausing.set_downstream(False)
         self.pausing.apply(self.client, self._assigned)
 
-    def _commit_due(self) -> None:
+    def commit_if_due(self) -> None:
+        """Commit if ``commit_interval_s`` has passed (``poll`` does it before fetching; a
+        consumer thread that is not polling, its pipeline being full, calls it itself)."""
+        if time.monotonic() < self._next_commit:
+            return
         try:
             self.commit()
         except StreamError as exc:  # e.g. a rebalance in progress: the next interval retries

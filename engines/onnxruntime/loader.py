@@ -74,6 +74,9 @@ def session_options(settings: SessionSettings) -> ort.SessionOptions:
     opts.graph_optimization_level = _LEVELS[settings.graph_optimization]
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.inter_op_num_threads = 1
+    # Idle intra-op workers would spin after every run, burning the cores the Kafka
+    # client and the rest of the pipeline need between batches: they sleep instead.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if settings.intra_op_threads is not None:
         opts.intra_op_num_threads = settings.intra_op_threads
     if settings.optimized_model_path is not None:
