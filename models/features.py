@@ -56,6 +56,7 @@ _IMPOSSIBLE_KMH = 900.0  # faster than an airliner
 _WINDOW_1H_MS = 3_600_000
 _WINDOW_10MIN_MS = 600_000
 _MCC_GROUPS = ("low", "medium", "high")
+_TX_FIELDS = ("card_id", "ts", "lat", "lon", "amount", "currency", "mcc", "channel")
 _CHANNELS = ("pos", "ecom", "atm")
 
 
@@ -180,6 +181,8 @@ class FraudFeaturizer:
         out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float32)
         if not n:
             return out
+        if len(self._cards) + n > self.max_cards:  # forgetting cards mid-batch: the order in
+            return self._one_by_one(cols, out)  # which they are seen decides who goes
         log1p = math.log1p
         rates = USD_PER_UNIT
         # exactly as transform computes it: the card's running mean is built from it
@@ -193,8 +196,9 @@ class FraudFeaturizer:
         history = np.zeros((n, 8), dtype=np.float64)  # rel, first, count, dt, km, kmh, n10, n60
         history[:, 1] = 1.0
         history[:, 3] = _NEVER_S
+        lists = (cols.ts, cols.lat, cols.lon)
         for rows in _rounds(cols.card_id):
-            self._round(rows, cols.card_id, ts, lat, lon, log_usd, history)
+            self._round(rows, cols.card_id, ts, lat, lon, lists, log_usd, history)
         hour = (((ts / 3_600_000.0) % 24.0) + lon / 15.0) % 24.0  # as catalog.local_hour
         angle = 2.0 * math.pi * hour / 24.0
         km, kmh = history[:, 4], history[:, 5]
@@ -210,11 +214,30 @@ class FraudFeaturizer:
         out[:, 10] = np.sin(angle)
         out[:, 11] = np.cos(angle)
         out[:, 12] = hour < 5.0
-        group = [MCC_RISK.get(m, "unknown") for m in cols.mcc]
+        group = np.asarray([MCC_RISK.get(m, "unknown") for m in cols.mcc])
         for j, g in enumerate((*_MCC_GROUPS, "unknown")):
-            out[:, 13 + j] = [x == g for x in group]
+            out[:, 13 + j] = group == g
+        channel = np.asarray(cols.channel)
         for j, c in enumerate(_CHANNELS):
-            out[:, 17 + j] = [x == c for x in cols.channel]
+            out[:, 17 + j] = channel == c
+        return out
+
+    def _one_by_one(self, cols: TxColumns, out: np.ndarray) -> np.ndarray:
+        for i, row in enumerate(
+            zip(
+                cols.card_id,
+                cols.ts,
+                cols.lat,
+                cols.lon,
+                cols.amount,
+                cols.currency,
+                cols.mcc,
+                cols.channel,
+                strict=True,
+            )
+        ):
+            tx = dict(zip(_TX_FIELDS, row, strict=True))
+            out[i] = self.transform(tx)
         return out
 
     def _round(
@@ -224,10 +247,12 @@ class FraudFeaturizer:
         ts: np.ndarray,
         lat: np.ndarray,
         lon: np.ndarray,
+        lists: tuple[list[int], list[float], list[float]],
         log_usd: list[float],
         history: np.ndarray,
     ) -> None:
         """One round (no card twice): read the cards' state, fill ``history``, advance it."""
+        ts_l, lat_l, lon_l = lists
         cards = self._cards
         ids = [card_ids[i] for i in rows]
         states = [cards.get(c) for c in ids]
@@ -257,15 +282,17 @@ class FraudFeaturizer:
             alpha = np.maximum(1.0 / (count + 1), 0.1)
             new_mean = (mean + alpha * (lu - mean)).tolist()
             new_last = np.maximum(last_ts, ts[idx]).tolist()
+            n10, n60 = [], []
             for k, (i, s) in enumerate(zip(idx.tolist(), old, strict=True)):
-                recent, t = s.recent, int(ts[i])
+                recent, t = s.recent, ts_l[i]
                 while recent and t - recent[0] > _WINDOW_1H_MS:
                     recent.popleft()
-                history[i, 7] = len(recent)
-                history[i, 6] = sum(1 for x in recent if t - x <= _WINDOW_10MIN_MS)
+                n60.append(len(recent))
+                n10.append(sum(1 for x in recent if t - x <= _WINDOW_10MIN_MS) if recent else 0)
                 updated[i] = (new_mean[k], new_last[k])
+            history[idx, 6] = n10
+            history[idx, 7] = n60
         max_cards = self.max_cards
-        ts_l, lat_l, lon_l = ts.tolist(), lat.tolist(), lon.tolist()
         for i, card_id, state in zip(rows, ids, states, strict=True):
             t = ts_l[i]
             if state is None:  # first seen: remembered, the oldest card forgotten if full

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.features import FEATURE_NAMES, FraudFeaturizer
+from models.features import FEATURE_NAMES, FraudFeaturizer, TxColumns
+from models.generators.transactions import TransactionGenerator
 from streamfer.errors import ConfigError
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
@@ -89,3 +90,31 @@ def test_out_of_order_timestamps_do_not_go_negative() -> None:
     v = feat.transform(tx(ts=T0))
     assert f(v, "log_seconds_since_prev") == 0.0
     assert np.isfinite(v).all()
+
+
+def _columns(txs: list[dict]) -> TxColumns:
+    return TxColumns(
+        [t["card_id"] for t in txs], [t["ts"] for t in txs], [t["lat"] for t in txs],
+        [t["lon"] for t in txs], [float(t["amount"]) for t in txs], [t["currency"] for t in txs],
+        [t["mcc"] for t in txs], [t["channel"] for t in txs],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("max_cards", [200_000, 50])
+def test_batches_give_exactly_the_features_of_one_record_at_a_time(max_cards: int) -> None:
+    gen = TransactionGenerator(seed=11, n_cards=300)
+    txs = [gen.next()[0] for _ in range(4000)]
+    txs[100:110] = [{**txs[100], "ts": txs[100]["ts"] - 1000 * k} for k in range(10)]  # one
+    # card ten times in one batch, its timestamps going backwards
+    one = FraudFeaturizer(max_cards=max_cards)
+    expected = np.stack([one.transform(t) for t in txs])
+    many = FraudFeaturizer(max_cards=max_cards)
+    sizes = [1, 7, 500, 3, 1000, 2489]
+    got, at = [], 0
+    for size in sizes:
+        got.append(many.transform_columns(_columns(txs[at : at + size])))
+        at += size
+    assert at == len(txs)
+    assert np.array_equal(np.concatenate(got), expected)  # bit for bit
+    assert len(many) == len(one)
+    assert many.transform_columns(_columns([])).shape == (0, len(FEATURE_NAMES))
