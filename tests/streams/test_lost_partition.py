@@ -45,8 +45,9 @@ def member(settings: KafkaSettings, topic: str, group: str, name: str,
 
 def decide(source: KafkaSource, sink: KafkaSink, out: str, record: Record) -> bool:
     """As the outlet does: send only while the record is pending, resolve on the ack."""
-    return sink.send(out, b"decision " + (record.value or b""), record.key, (),
-                     source.ack_callback(record), only_if=lambda: source.is_pending(record))  # fmt: skip
+    value = b"decision " + (record.value or b"")
+    pending = lambda: source.is_pending(record)  # noqa: E731
+    return sink.send(out, value, record.key, (), source.ack_callback(record), only_if=pending)
 
 
 def poll_until(source: KafkaSource, n: int, timeout_s: float = 30) -> list[Record]:
