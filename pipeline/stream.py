@@ -242,9 +242,10 @@ class StreamRuntime:
             on_dead_letter_failure=s.dead_letters.on_failure,
         )
         self.outlet = outlet
+        infer_with = getattr(processor, "infer_with", None)  # e.g. GPU preprocessing
         self._worker = EngineWorker(
             name=s.name,
-            infer=self.runner.infer,
+            infer=infer_with(self.runner) if callable(infer_with) else self.runner.infer,
             processor=processor,
             outlet=outlet,
             inbox=self.inbox,

@@ -29,7 +29,18 @@ def make_processor(stream: StreamConfig, runner: Runner, threads: int = 2) -> Pr
         shape = runner.input_specs[0].shape[1:]
         window = (int(shape[0] or 100), int(shape[1] or 6)) if len(shape) == 2 else (100, 6)
         return SensorProcessor(stream, labels, input_name, output_name, window)
-    from pipeline.processors.camera import CameraProcessor
+    from engines.gpu import resolve_preprocess_device
 
     size = int(runner.metadata.get("streamfer.input_size", "256"))
+    if resolve_preprocess_device(stream.preprocess.device, runner.info.kind) == "gpu":
+        from engines.gpu import GpuFramePreprocessor
+        from pipeline.processors.camera_gpu import GpuCameraProcessor
+
+        spec = runner.input_specs[0]
+        pre = GpuFramePreprocessor(
+            size, spec.dtype, runner.max_batch, limits=stream.limits.codec_limits()
+        )
+        return GpuCameraProcessor(stream, labels, pre, output_name)
+    from pipeline.processors.camera import CameraProcessor
+
     return CameraProcessor(stream, labels, size, threads, input_name, output_name)

@@ -14,7 +14,13 @@ the pipeline gives every processor alike. Two calls:
   after inference, on a batch the pipeline formed (rows of one or more
   ``Prepared``): one JSON-serialisable result per row, in order, or an
   :class:`Output` where a record needs more (extra top-level decision
-  fields, its own output key or headers).
+  fields, its own output key or headers), or an exception instance for a row
+  that failed (a ``CodecError`` carries its reason; it goes to the dead-letter
+  topic, the other rows are decided).
+
+A processor may also offer ``infer_with(runner) -> infer`` to replace the
+runner's ``infer`` for its stream (the GPU camera path decodes on the device
+there), and ``close()`` to free what it holds.
 
 An exception a processor raises for a whole batch is retried record by
 record to isolate the record that causes it (``processor_error``, the
@@ -89,7 +95,7 @@ class Processor(Protocol):
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> Sequence[Result]: ...
+    ) -> Sequence[Result | BaseException]: ...
 
 
 def reject(batch: RecordBatch, row: int, problem: str, reason: str, note: str) -> Reject:
