@@ -134,14 +134,16 @@ class ConfluentConsumer:
             msgs = [m for m in msgs if m.error() is None]
         if not msgs:
             return []
-        head = msgs[0]
+        head: Any = msgs[0]
         partition = head.partition()
+        groups: dict[tuple[str, int], list[Any]]
         if self._one_topic and all(m.partition() == partition for m in msgs):
             groups = {(head.topic(), partition): msgs}  # the usual case: one partition
         else:
             groups = {}
-            for m in msgs:
-                groups.setdefault((m.topic(), m.partition()), []).append(m)
+            message: Any
+            for message in msgs:
+                groups.setdefault((message.topic(), message.partition()), []).append(message)
         return [
             RecordBatch(
                 topic,
