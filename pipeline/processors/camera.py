@@ -30,6 +30,18 @@ from streams.records import Record, RecordBatch
 NO_EVENT_TIME = -1  # in Prepared.event_ns: use the record timestamp
 
 
+def missing_capture_ts(batch: RecordBatch, row: int) -> Reject:
+    """The dead letter of a frame without ``capture-ts-ns`` (``frames.missing_capture_ts``)."""
+    return reject(
+        batch,
+        row,
+        "no capture-ts-ns header",
+        "missing_header",
+        "frames carry their capture time (epoch ns) in capture-ts-ns; "
+        "the stream dead-letters frames without",
+    )
+
+
 def camera_input(frame: Frame, size: int) -> tuple[np.ndarray, CameraMeta]:
     """The detector input of a decoded frame and the meta that maps boxes back to it."""
     tensor, lb = letterbox(frame.image, size)
@@ -88,16 +100,7 @@ class CameraProcessor:
                 continue
             tensor, meta = got
             if meta.capture_ts_ns is None and self.dead_letter_without_ts:
-                rejects.append(
-                    reject(
-                        batch,
-                        i,
-                        "no capture-ts-ns header",
-                        "missing_header",
-                        "frames carry their capture time (epoch ns) in "
-                        "capture-ts-ns; the stream dead-letters frames without",
-                    )
-                )
+                rejects.append(missing_capture_ts(batch, i))
                 continue
             rows.append(i)
             tensors.append(tensor)

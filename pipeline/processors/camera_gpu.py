@@ -22,7 +22,8 @@ import numpy as np
 from models.preprocess import Letterbox
 from pipeline.config import StreamConfig
 from pipeline.postprocess import CameraMeta, DetectionPostprocessor
-from pipeline.processors.base import Output, Prepared, Reject, Result, accepted, reject
+from pipeline.processors.base import Output, Prepared, Reject, Result, accepted
+from pipeline.processors.camera import NO_EVENT_TIME, missing_capture_ts
 from streamfer.errors import CodecError
 from streams.codecs.limits import check_size, int_header
 from streams.records import RecordBatch
@@ -31,7 +32,6 @@ FRAMES = "__frames__"  # feed: encoded frames (object array of EncodedFrame)
 WHERE = "__where__"  # feed: topic[partition]@offset of each frame
 REJECTS = "__rejects__"  # output: the CodecError of a frame the GPU path refused, else None
 GEOMETRY = "__geometry__"  # output: (Letterbox, (width, height)) of a kept frame, else None
-NO_EVENT_TIME = -1
 
 
 class FrameBatch(Protocol):
@@ -154,16 +154,7 @@ class GpuCameraProcessor:
                 rejects.append(Reject(i, exc.reason, exc))
                 continue
             if ts is None and self.dead_letter_without_ts:
-                rejects.append(
-                    reject(
-                        batch,
-                        i,
-                        "no capture-ts-ns header",
-                        "missing_header",
-                        "frames carry their capture time (epoch ns) in "
-                        "capture-ts-ns; the stream dead-letters frames without",
-                    )
-                )
+                rejects.append(missing_capture_ts(batch, i))
                 continue
             rows.append(i)
             frames.append(EncodedFrame(value, record.header("content-type")))
