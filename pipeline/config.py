@@ -254,6 +254,36 @@ class LimitsConfig(_Frozen):
         )
 
 
+class StateConfig(_Frozen):
+    """Per-key state kept in a local store per partition and a compacted changelog topic
+    (``<consumer.group_id>.<stream>.state``), restored on assignment, so a restart or a
+    rebalance continues from the state after exactly the committed records
+    (``streams.state``). Without it (``enabled: false``) a stateful processor keeps its
+    state in memory only: after a restart every key starts afresh.
+
+    ``dir``: where the local stores live (``<dir>/<group>.<stream>/w<worker>/p<partition>``;
+    default ``<system temp dir>/streamfer-state``; relative to the config file's
+    directory). ``ttl_s``: a key not updated for that long (event time) is forgotten and
+    deleted (null: never). ``cache_keys``: decoded values held in memory per partition.
+    ``min_compaction_lag_s``: the changelog keeps every entry that long; a partition
+    restored later than that after its worker stopped may lose the updates of its last
+    uncommitted records' keys (see ``streams.state.restore``). ``restore_timeout_s``: a
+    restore that makes no progress that long fails the stream.
+    """
+
+    enabled: bool = False
+    dir: Path | None = None
+    ttl_s: float | None = Field(default=30 * 86_400.0, gt=0)
+    cache_keys: int = Field(default=100_000, ge=1)
+    min_compaction_lag_s: float = Field(default=3_600.0, gt=0)
+    restore_timeout_s: float = Field(default=300.0, gt=0)
+
+    def resolved_dir(self) -> Path:
+        import tempfile
+
+        return self.dir or Path(tempfile.gettempdir()) / "streamfer-state"
+
+
 class PreprocessConfig(_Frozen):
     """Where camera frames are decoded and letterboxed: ``auto`` is the GPU when the
     engine is TensorRT and the GPU libraries are installed (engines.gpu)."""
@@ -283,10 +313,17 @@ class StreamConfig(_Frozen):
     dead_letters: DeadLettersConfig = Field(default_factory=DeadLettersConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
 
     @property
     def resolved_dlq_topic(self) -> str:
         return self.dlq_topic or f"{self.input_topic}.dlq"
+
+    def state_topic(self, group_id: str) -> str:
+        """The changelog topic of this stream's state (``streams.state.changelog_topic``)."""
+        from streams.state.changelog import changelog_topic
+
+        return changelog_topic(group_id, self.name)
 
     @property
     def drops_stale(self) -> bool:
@@ -370,6 +407,14 @@ def _resolve_paths(raw: Any, base: Path) -> Any:
     if isinstance(raw.get("kafka"), dict):
         files = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file")
         raw["kafka"] = _with_path(raw["kafka"], files, base)
+    streams = raw.get("streams")
+    if isinstance(streams, list):
+        raw["streams"] = [
+            {**s, "state": _with_path(s["state"], ("dir",), base)}
+            if isinstance(s, dict) and isinstance(s.get("state"), dict)
+            else s
+            for s in streams
+        ]
     return raw
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config_problems import Problem
 
+STATEFUL_KINDS: tuple[str, ...] = ("transaction",)  # kinds whose processor keeps per-key state
+
 if TYPE_CHECKING:
     from pipeline.config import KafkaConfig, Kind, ModelConfig, StreamConfig
 
@@ -71,6 +73,13 @@ def stream_problems(
             "review threshold above decline threshold",
             s.fraud.review,
             [f"<= decline ({s.fraud.decline})"],
+        )
+    if s.state.enabled and s.kind not in STATEFUL_KINDS:
+        yield Problem(
+            f"{loc}.state.enabled",
+            f"{s.kind} streams keep no per-key state",
+            True,
+            [f"false, or kind: {' / '.join(STATEFUL_KINDS)}"],
         )
     if s.output_topic == s.input_topic or s.resolved_dlq_topic == s.input_topic:
         yield Problem(

@@ -24,6 +24,14 @@ final.
 ``<client_id>-<stream>-<worker index>``, stable across restarts so a restarted
 worker fences its predecessor) and the source commits offsets inside the
 sink's transaction; decisions and dead letters share that transaction.
+
+``state.enabled`` (a :class:`~pipeline.processors.base.StatefulProcessor`)
+adds a :class:`~streams.state.StateManager`: it hears the source's partition
+events, restores an assigned partition on the consumer thread before its
+first batch is prepared, hands the processor the partition's view, and after
+``prepare`` sends the batch's state entries to the changelog through the same
+sink (so through the same transaction), holding the batch's span until they
+are acknowledged: no commit passes a record whose state is not durable.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import Any
 
 from engines.base import Runner
@@ -42,15 +51,17 @@ from pipeline.health import HealthState
 from pipeline.metrics import Metrics, StreamRecorder
 from pipeline.outlet import Outlet
 from pipeline.processors import Prepared, Processor, make_processor
-from pipeline.processors.base import Reject
+from pipeline.processors.base import Reject, StatefulProcessor
 from pipeline.stats import StatsBook, StreamStats
 from streamfer.errors import CodecError, StreamError, StreamferError
-from streams.client import client_factory
+from streams.client import ClientFactory, ReaderOptions, client_factory
 from streams.connection import ConnectionMonitor
 from streams.dlq import DeadLetterWriter
 from streams.records import RecordBatch
+from streams.settings import KafkaSettings
 from streams.sink import KafkaSink
 from streams.source import KafkaSource, SourceOptions
+from streams.state import ChangelogWriter, StateManager, StateOptions
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +100,23 @@ class LagReporter:
         self._partitions -= gone
 
 
-def prepare_isolated(processor: Processor, batch: RecordBatch, reason: str) -> Prepared:
-    """``processor.prepare(batch)``; if it raises, record by record to find the culprits.
+def prepare_isolated(
+    processor: Processor,
+    batch: RecordBatch,
+    reason: str,
+    prepare: Callable[[RecordBatch], Prepared] | None = None,
+) -> Prepared:
+    """``processor.prepare(batch)`` (or ``prepare``); if it raises, record by record to find
+    the culprits.
 
     A record whose own prepare raises becomes a Reject with ``reason`` (the
     exception's class and message in the dead letter); the rest are prepared alone
     and joined again. (A stateful processor that raised midway may see the rows it
     had handled once more.)
     """
+    prepare = prepare or processor.prepare
     try:
-        return processor.prepare(batch)
+        return prepare(batch)
     except Exception as exc:
         log.warning(
             "%s | prepare of %d records failed (%s: %s); retrying record by record",
@@ -113,7 +131,7 @@ def prepare_isolated(processor: Processor, batch: RecordBatch, reason: str) -> P
         one = RecordBatch.of([batch.record(i)])
         one.span = batch.span
         try:
-            got = processor.prepare(one)
+            got = prepare(one)
         except Exception as exc:
             err = CodecError(f"{batch.coords(i)} | {type(exc).__name__}: {exc}", reason)
             rejects.append(Reject(i, reason, err))
@@ -187,6 +205,7 @@ class StreamRuntime:
         self._source: KafkaSource | None = None
         self._sink: KafkaSink | None = None
         self._worker: EngineWorker | None = None
+        self._state: StateManager[Any] | None = None
         self.lag = LagReporter(self.recorder, self.book)
         self._unreachable_since: float | None = None
 
@@ -227,6 +246,9 @@ class StreamRuntime:
             s, self.runner, cfg.runtime.preprocess_threads
         )
         self._processor = processor
+        if s.state.enabled:
+            self._state = self._state_manager(processor, settings, factory, self._source)
+            self._source.listen(self._state)
         outlet = Outlet(
             stream=s.name,
             output_topic=s.output_topic,
@@ -273,6 +295,35 @@ class StreamRuntime:
             raise errors[0]
 
     dlq_max_bytes: int | None = None  # the DLQ topic's max.message.bytes, when known
+
+    def _state_manager(
+        self, processor: Processor, settings: KafkaSettings, factory: ClientFactory,
+        source: KafkaSource,
+    ) -> StateManager[Any]:  # fmt: skip
+        s, cfg = self.stream, self.config
+        if not isinstance(processor, StatefulProcessor):
+            raise StreamError(
+                f"{s.name} | state.enabled, but {type(processor).__name__} keeps no state. "
+                "Note: a stateful processor has state_codec() and prepare_with_state()"
+            )
+        assert self._sink is not None
+        group = cfg.consumer.group_id
+        timeout_s = source.options.commit_timeout_s
+        return StateManager(
+            stream=s.name,
+            input_topic=s.input_topic,
+            codec=processor.state_codec(),
+            options=StateOptions(
+                dir=s.state.resolved_dir() / f"{group}.{s.name}" / f"w{self.worker_index}",
+                ttl_s=s.state.ttl_s,
+                cache_keys=s.state.cache_keys,
+                restore_timeout_s=s.state.restore_timeout_s,
+            ),
+            writer=ChangelogWriter(self._sink, s.state_topic(group), source.tracker, self._fatal),
+            reader=lambda: factory.reader(settings, ReaderOptions(f"{s.name}-state")),
+            committed=lambda tp: source.client.committed(tp, timeout_s),
+            listener=self.recorder,
+        )
 
     @property
     def _error_reason(self) -> str:
@@ -414,7 +465,10 @@ class StreamRuntime:
                 inbox.wait_room(least, _POLL_S)
                 source.commit_if_due()
             else:
-                for batch in source.poll(_POLL_S, min(max_poll, room)):
+                batches = source.poll(_POLL_S, min(max_poll, room))
+                if self._state is not None:  # partitions assigned in that poll: restore now
+                    self._state.restore_pending()
+                for batch in batches:
                     self._hand_over(batch)
             worker = self._worker
             self.recorder.set_queue_depth(inbox.rows + (worker.queued if worker else 0))
@@ -428,9 +482,16 @@ class StreamRuntime:
         self.recorder.consumed(n)
         self.book.consumed(n)
         self.recorder.observe_stage_many("broker", batch.broker_ms() / 1e3)
-        assert self._processor is not None
+        processor, state = self._processor, self._state
+        assert processor is not None
         start = time.perf_counter_ns()
-        prepared = prepare_isolated(self._processor, batch, self._error_reason)
+        if state is None:
+            prepared = prepare_isolated(processor, batch, self._error_reason)
+        else:  # the view first: a partition not restored yet is restored now
+            view = state.view(batch.partition)
+            with_state = partial(processor.prepare_with_state, state=view)  # type: ignore[attr-defined]
+            prepared = prepare_isolated(processor, batch, self._error_reason, with_state)
+            state.write(batch, view)  # before any row of the batch can resolve
         prepared.prepare_ns = time.perf_counter_ns() - start
         self.outlet.rejects(prepared)
         if not len(prepared):
@@ -473,6 +534,9 @@ class StreamRuntime:
             source.close(timeout_s=wait_s)
         except StreamferError as exc:
             log.warning("%s | closing the consumer: %s", self.stream.name, exc)
+        finally:
+            if self._state is not None:  # what the revocations at close left open
+                self._state.close()
 
     # -- engine thread -------------------------------------------------------------------
     def _run_worker(self) -> None:

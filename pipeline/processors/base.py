@@ -20,6 +20,13 @@ An exception a processor raises for a whole batch is retried record by
 record to isolate the record that causes it (``processor_error``, the
 exception's class and message in the dead letter); a wrong number of
 results fails the batch before anything of it is published.
+
+Optional hook, :class:`StatefulProcessor`: a processor that also has
+``state_codec()`` and ``prepare_with_state(batch, state)`` gets, on a stream
+with ``state.enabled``, the partition's :class:`~streams.state.StateView`
+(restored on assignment, written to the changelog after each batch) instead
+of keeping its per-key state in memory; ``prepare(batch)`` is still what runs
+without ``state.enabled``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import numpy as np
 
 from streamfer.errors import CodecError
 from streams.records import RecordBatch
+from streams.state import StateCodec, StateView
 
 
 class Reject(NamedTuple):
@@ -90,6 +98,20 @@ class Processor(Protocol):
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
     ) -> Sequence[Result]: ...
+
+
+@runtime_checkable
+class StatefulProcessor(Processor, Protocol):
+    """A processor whose per-key state the pipeline can keep (see the module docstring)."""
+
+    def state_codec(self) -> StateCodec[Any]:
+        """How one key's value becomes bytes and back (exactly)."""
+        ...
+
+    def prepare_with_state(self, batch: RecordBatch, state: StateView[Any]) -> Prepared:
+        """``prepare`` reading and writing per-key values through ``state`` (the batch's
+        partition), telling it which keys each accepted record updated (``state.updated``)."""
+        ...
 
 
 def reject(batch: RecordBatch, row: int, problem: str, reason: str, note: str) -> Reject:
