@@ -114,7 +114,7 @@ class TransactionProcessor:
     def prepare_with_state(self, batch: RecordBatch, state: StateView[Any]) -> Prepared:
         rows, txs, rejects = self._decode_all(batch)
         cols = columns(txs)
-        feats = self.featurizer.transform_columns(cols, memory=_StoredCards(state))
+        feats = self.featurizer.transform_columns(cols, memory=StoredCards(state))
         offsets = batch.offsets
         state.updated(cols.card_id, [offsets[r] for r in rows])
         return Prepared(batch, accepted(rows), {self.input_name: feats}, rejects=rejects)
@@ -167,7 +167,7 @@ def columns(txs: Sequence[Transaction]) -> TxColumns:
     )
 
 
-class _StoredCards:
+class StoredCards:
     """A partition's state view as the featurizer's card memory (``models.features.CardMemory``)."""
 
     __slots__ = ("view",)
