@@ -63,6 +63,7 @@ class LocalStore:
                     sync=False,  # see the module docstring: the changelog is the durable copy
                     metasync=False,
                     readahead=False,  # random reads of a store larger than memory
+                    writemap=True,  # dirty pages are the file's own: no copy per write
                 )
             except (lmdb.Error, OSError) as exc:
                 raise StateError(
@@ -111,8 +112,8 @@ class LocalStore:
         while True:
             try:
                 with self.env.begin(write=True, db=self._data) as txn:
-                    if puts:
-                        txn.cursor().putmulti(puts)
+                    if puts:  # in key order: B-tree pages are then written once each
+                        txn.cursor().putmulti(sorted(puts))
                     for key in deletes:
                         txn.delete(key)
                 return
