@@ -4,8 +4,8 @@
 raises :class:`~streamfer.errors.ConfigError` that lists *every* problem found,
 each with the file, the key path, the bad value and what is allowed::
 
-    pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor' or
-    'transaction' (got 'video'). Note: allowed: camera, sensor, transaction
+    pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor', 'sensor-sample' or
+    'transaction' (got 'video'). Note: allowed: camera, sensor, sensor-sample, transaction
 
 Rules beyond types (pipeline.config_checks): a stream names a known model
 and batches no larger than it; transactions are never dropped (no
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from streams.codecs import CodecLimits
     from streams.settings import KafkaSettings
 
-Kind = Literal["camera", "sensor", "transaction"]
+Kind = Literal["camera", "sensor", "sensor-sample", "transaction"]
 Target = Literal["auto", "tensorrt", "onnxruntime"]
 Precision = Literal["fp32", "fp16", "int8"]
 Mode = Literal["realtime", "replay"]
@@ -284,6 +284,19 @@ class StateConfig(_Frozen):
         return self.dir or Path(tempfile.gettempdir()) / "streamfer-state"
 
 
+class WindowsConfig(_Frozen):
+    """``kind: sensor-sample``: windows assembled per key from single samples (``size``
+    samples, a new window every ``hop``; ``channels`` per sample). A sample is held
+    until the key's newest event time is ``reorder_ms`` past it, so samples out of
+    order by less than that are put in order; older ones are dropped as ``late``.
+    ``size`` and ``channels`` must match the sensor model's input window."""
+
+    size: int = Field(default=100, ge=1, le=100_000)
+    hop: int = Field(default=50, ge=1)
+    channels: int = Field(default=6, ge=1, le=1024)
+    reorder_ms: float = Field(default=200.0, ge=0)
+
+
 class PreprocessConfig(_Frozen):
     """Where camera frames are decoded and letterboxed: ``auto`` is the GPU when the
     engine is TensorRT and the GPU libraries are installed (engines.gpu)."""
@@ -314,6 +327,12 @@ class StreamConfig(_Frozen):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
+
+    @property
+    def decision_kind(self) -> str:
+        """The kind of its decisions: windows of samples are decided as sensor windows."""
+        return "sensor" if self.kind == "sensor-sample" else self.kind
 
     @property
     def resolved_dlq_topic(self) -> str:

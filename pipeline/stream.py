@@ -43,6 +43,8 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from engines.base import Runner
 from pipeline.config import PipelineConfig, StreamConfig
 from pipeline.decisions import DecisionEncoder, ModelIdentity
@@ -127,6 +129,8 @@ def prepare_isolated(
         )
     parts: list[tuple[int, Prepared]] = []
     rejects: list[Reject] = []
+    absorbed: list[int] = []
+    dropped: dict[str, list[int]] = {}
     for i in range(len(batch)):
         one = RecordBatch.of([batch.record(i)])
         one.span = batch.span
@@ -139,14 +143,20 @@ def prepare_isolated(
         rejects += [Reject(i, r.reason, r.error) for r in got.rejects]
         if len(got):
             parts.append((i, got))
-    return _joined(batch, parts, rejects)
+        if got.absorbed is not None and len(got.absorbed):
+            absorbed.append(i)
+        for why, rows in (got.dropped or {}).items():
+            if len(rows):
+                dropped.setdefault(why, []).append(i)
+    joined = _joined(batch, parts, rejects)
+    joined.absorbed = np.asarray(absorbed, dtype=np.intp)
+    joined.dropped = {why: np.asarray(rows, dtype=np.intp) for why, rows in dropped.items()}
+    return joined
 
 
 def _joined(
     batch: RecordBatch, parts: list[tuple[int, Prepared]], rejects: list[Reject]
 ) -> Prepared:
-    import numpy as np
-
     if not parts:
         return Prepared(batch, np.empty(0, dtype=np.intp), {}, rejects=rejects)
     first = parts[0][1]
@@ -157,7 +167,7 @@ def _joined(
     events = None
     if first.event_ns is not None:
         events = np.concatenate([p.event_ns for _, p in parts if p.event_ns is not None])
-    rows = np.asarray([i for i, _ in parts], dtype=np.intp)
+    rows = np.asarray([i for i, p in parts for _ in range(len(p))], dtype=np.intp)
     return Prepared(batch, rows, feeds, metas, events, rejects)
 
 
@@ -257,7 +267,7 @@ class StreamRuntime:
                 self._sink, topic=s.resolved_dlq_topic, max_message_bytes=self.dlq_max_bytes
             ),
             tracker=self._source.tracker,
-            encoder=DecisionEncoder(s.name, s.kind, self.identity),
+            encoder=DecisionEncoder(s.name, s.decision_kind, self.identity),
             recorder=self.recorder,
             book=self.book,
             on_fatal=self._fatal,
@@ -494,11 +504,22 @@ class StreamRuntime:
             state.write(batch, view)  # before any row of the batch can resolve
         prepared.prepare_ns = time.perf_counter_ns() - start
         self.outlet.rejects(prepared)
+        self._settle(prepared)
         if not len(prepared):
             return
         prepared.ready_ns = time.monotonic_ns()
         if not self._put(prepared, len(prepared)):
             raise StreamError(f"{self.stream.name} | engine worker stopped")
+
+    def _settle(self, prepared: Prepared) -> None:
+        """Rows that ended in ``prepare``: absorbed into state, or dropped (e.g. late)."""
+        batch = prepared.batch
+        if prepared.absorbed is not None and len(prepared.absorbed) and batch.span is not None:
+            n = self.outlet.tracker.resolve_rows(batch.span, prepared.absorbed)
+            self.book.absorbed(n)
+        for reason, rows in (prepared.dropped or {}).items():
+            if len(rows):
+                self.outlet.dropped(batch, rows, reason)
 
     def _put(self, item: Any, rows: int, deadline: float = float("inf")) -> bool:
         return hand_over(self.inbox, item, rows, lambda: self.engine_alive, deadline)

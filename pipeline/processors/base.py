@@ -54,11 +54,16 @@ class Reject(NamedTuple):
 class Prepared:
     """One record batch made ready for the engine.
 
-    ``rows``: the accepted records' rows in ``batch`` (increasing); ``feeds``: the
-    model inputs, one row per accepted record (first axis ``len(rows)``);
+    ``rows``: the accepted records' rows in ``batch`` (non-decreasing: a record that
+    yields several model inputs, e.g. completes several windows, appears once per
+    input, and gets a decision per input); ``feeds``: the model inputs, one row per
+    entry of ``rows`` (first axis ``len(rows)``);
     ``metas``: per accepted record, what ``results`` needs (None: nothing);
     ``event_ns``: per accepted record, the event time (epoch ns) its deadline runs
-    from (None: the Kafka record timestamps); ``rejects``: the rest, with reasons.
+    from (None: the Kafka record timestamps); ``rejects``: the rest, with reasons;
+    ``absorbed``: rows whose work ended in ``prepare`` without a model input (a
+    sample held in a window's state), resolved without a decision; ``dropped``:
+    rows dropped on purpose, by reason (counted, e.g. ``late`` samples).
     The pipeline fills ``prepare_ns`` and ``ready_ns``.
     """
 
@@ -68,6 +73,8 @@ class Prepared:
     metas: Sequence[Any] | None = None
     event_ns: np.ndarray | None = None
     rejects: list[Reject] = field(default_factory=list)
+    absorbed: np.ndarray | None = None
+    dropped: dict[str, np.ndarray] | None = None
     prepare_ns: int = 0  # how long prepare() took
     ready_ns: int = 0  # monotonic, when it was handed to the engine
 
