@@ -128,6 +128,20 @@ def scoring(
     _finish(report, results, no_record)
 
 
+@bench.command("state-restore")
+@_common
+@click.option("--keys", type=click.IntRange(1000), default=1_000_000, show_default=True,
+              help="Cards in the changelog partition.")  # fmt: skip
+def state_restore(bootstrap: str | None, results: Path, no_record: bool, keys: int) -> None:
+    """Restore time of one partition's state (from the changelog, from a checkpoint plus
+    the changelog, from a current checkpoint), and the local stores compared per key
+    (about 1 min at 1 million cards)."""
+    from bench.state_restore import run_restore
+
+    report = run_restore(_broker(bootstrap), keys, command_line(), _say)
+    _finish(report, results, no_record)
+
+
 def _floats(text: str | None) -> tuple[float, ...] | None:
     if not text:
         return None

@@ -18,12 +18,16 @@ Systems (``--systems`` picks a subset):
 * ``tuned-loop``: the same loop tuned (orjson, consume 1,000, no flush per
   batch, a batch's offsets committed once its decisions are acknowledged);
 * ``streamfer``: ``streamfer run`` with the config as shipped, and with
-  ``--metrics-off`` also ``streamfer-metrics-off``.
+  ``--metrics-off`` also ``streamfer-metrics-off``;
+* ``streamfer-state`` / ``streamfer-no-state`` (only when named): the config
+  with its stream's ``state.enabled`` forced on (a fresh state directory and
+  changelog per run) or off: the cost of the state store.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -67,8 +71,10 @@ PLAIN = "plain-loop"
 TUNED = "tuned-loop"
 STREAMFER = "streamfer"
 METRICS_OFF = "streamfer-metrics-off"
+STATE_ON = "streamfer-state"
+STATE_OFF = "streamfer-no-state"
 SYSTEMS = (KP_PASS, RK_PASS, NAIVE, PLAIN, TUNED, STREAMFER)  # the default run, in this order
-ALL_SYSTEMS = (*SYSTEMS, METRICS_OFF)
+ALL_SYSTEMS = (*SYSTEMS, METRICS_OFF, STATE_ON, STATE_OFF)
 
 # the targets for streamfer, measured side by side in one run
 TARGET_RATE = 40_000.0  # records/s at least
@@ -156,7 +162,8 @@ class _Systems:
             assert self.model is not None  # set up by run_scoring whenever a model loop runs
             loop = run_plain_loop if system == PLAIN else run_tuned_loop
             return loop(job, self.rk_tuning, self.model).cpu_s
-        restarts, cpu = _run_pipeline(self, out, group, n, metrics=system != METRICS_OFF)
+        state = {STATE_ON: True, STATE_OFF: False}.get(system)
+        restarts, cpu = _run_pipeline(self, out, group, n, system != METRICS_OFF, state)
         self.restarts += restarts
         return cpu
 
@@ -191,8 +198,10 @@ def run_scoring(bootstrap: str, opts: ScoringOptions, command: str, say: Say) ->
             k = rep % len(opts.systems)
             for system in opts.systems[k:] + opts.systems[:k]:
                 out = topics.output(f"bench-{rid}-{system}-{rep}")
+                group = f"bench-{rid}-{system}-{rep}"
+                topics.track(cfg.streams[0].state_topic(group))  # made by a stateful pipeline
                 n = opts.records_for(system)
-                cpu = ctx.run(system, out, f"bench-{rid}-{system}-{rep}", n)
+                cpu = ctx.run(system, out, group, n)
                 span = topic_span(bootstrap, out)
                 _check_complete(system, span.count, n)
                 run = Run(system, rep, span.count, span.rate, span.seconds, cpu * 1e6 / n)
@@ -209,12 +218,23 @@ def run_scoring(bootstrap: str, opts: ScoringOptions, command: str, say: Say) ->
 
 
 def _run_pipeline(
-    ctx: _Systems, out: str, group: str, n: int, metrics: bool = True
+    ctx: _Systems, out: str, group: str, n: int, metrics: bool = True, state: bool | None = None
 ) -> tuple[int, float]:
-    raw, _ = bench_config(
-        ctx.base, source=str(ctx.opts.config), kind="transaction", bootstrap=ctx.bootstrap,
-        input_topic=ctx.in_topic, output_topic=out, group=group, metrics_enabled=metrics,
-    )  # fmt: skip
+    """``state``: force the stream's state store on or off (None: as the config says)."""
+    with ExitStack() as stack:
+        overrides = None
+        if state is not None:
+            where = stack.enter_context(tempfile.TemporaryDirectory(prefix="streamfer-state-"))
+            overrides = {"state": {"enabled": state, "dir": where}}
+        raw, _ = bench_config(
+            ctx.base, source=str(ctx.opts.config), kind="transaction", bootstrap=ctx.bootstrap,
+            input_topic=ctx.in_topic, output_topic=out, group=group, metrics_enabled=metrics,
+            overrides=overrides,
+        )  # fmt: skip
+        return _run_flowing(ctx, raw, out, n)
+
+
+def _run_flowing(ctx: _Systems, raw: dict[str, Any], out: str, n: int) -> tuple[int, float]:
     with OffsetProbe(ctx.bootstrap, out) as probe:
         proc, restarts = start_flowing(raw, probe.count, ctx.say)
         try:
@@ -237,6 +257,7 @@ _RATIOS = (
     (TUNED, PLAIN, 2),
     (RK_PASS, KP_PASS, 1),
     (METRICS_OFF, STREAMFER, 2),
+    (STATE_ON, STATE_OFF, 2),
 )
 
 
@@ -274,7 +295,8 @@ def _report(
         if a in systems and b in systems:
             values = _per_rep(rate, a, b, reps)
             vs[(a, b)] = Spread.of(values)
-            label = "metrics off / metrics on" if a == METRICS_OFF else f"{a} / {b}"
+            label = {METRICS_OFF: "metrics off / metrics on",
+                     STATE_ON: "state store on / off"}.get(a, f"{a} / {b}")  # fmt: skip
             ratio_rows.append((label, *[f"{v:.{digits}f}" for v in values],
                                vs[(a, b)].fmt(digits)))  # fmt: skip
     ratios = Table(

@@ -5,16 +5,22 @@ typical amount, recent timestamps) in a bounded LRU, so one process can score
 a partition's cards indefinitely. Transactions of one card must arrive in
 order, which partitioning by card id gives.
 
+``transform_columns(cols, memory=...)`` reads and writes card state through a
+:class:`CardMemory` instead (the pipeline's state store, which survives
+restarts and rebalances); :data:`CARD_CODEC` turns a card's state into bytes
+and back exactly, so restored state gives the same features.
+
 Features are raw (log scales, one-hots); standardisation lives in the ONNX graph.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -81,7 +87,73 @@ class _CardState:
     last_lon: float
     mean_log_usd: float
     count: int = 0
-    recent: deque[int] = field(default_factory=lambda: deque(maxlen=64))
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=_RECENT))
+
+
+_RECENT = 64  # timestamps a card remembers (the 1 h count needs no more)
+_CARD_HEAD = struct.Struct("<qdddqH")
+
+
+class CardStateCodec:
+    """A card's state as bytes and back, bit for bit (a ``streams.state`` codec)."""
+
+    def encode(self, state: _CardState) -> bytes:
+        recent = state.recent
+        head = _CARD_HEAD.pack(state.last_ts, state.last_lat, state.last_lon,
+                               state.mean_log_usd, state.count, len(recent))  # fmt: skip
+        return head + struct.pack(f"<{len(recent)}q", *recent)
+
+    def decode(self, payload: bytes) -> _CardState:
+        last_ts, lat, lon, mean, count, n = _CARD_HEAD.unpack_from(payload)
+        recent = struct.unpack_from(f"<{n}q", payload, _CARD_HEAD.size)
+        return _CardState(last_ts, lat, lon, mean, count, deque(recent, maxlen=_RECENT))
+
+    def seen_ms(self, state: _CardState) -> int:
+        """The card's last transaction time: a card unseen for the TTL is forgotten."""
+        return state.last_ts
+
+
+CARD_CODEC = CardStateCodec()
+
+
+class CardMemory(Protocol):
+    """Where card state lives between batches (the featurizer's own LRU by default)."""
+
+    def get_many(self, card_ids: Sequence[str], now_ms: Sequence[int]) -> list[Any]:
+        """Each card's state (None: never seen, or forgotten by ``now_ms[i]``); the
+        objects returned are changed in place."""
+        ...
+
+    def remember(self, card_ids: Sequence[str], states: Sequence[Any],
+                 fresh: Sequence[bool]) -> None:  # fmt: skip
+        """After a round (no card twice): ``fresh[i]`` states are new, the rest were
+        read by ``get_many`` and changed in place."""
+        ...
+
+
+class _LruCards:
+    """The featurizer's in-process memory as a :class:`CardMemory` (LRU of ``max_cards``)."""
+
+    __slots__ = ("cards", "max_cards")
+
+    def __init__(self, cards: OrderedDict[str, _CardState], max_cards: int) -> None:
+        self.cards = cards
+        self.max_cards = max_cards
+
+    def get_many(self, card_ids: Sequence[str], now_ms: Sequence[int]) -> list[Any]:
+        get = self.cards.get
+        return [get(c) for c in card_ids]
+
+    def remember(self, card_ids: Sequence[str], states: Sequence[Any],
+                 fresh: Sequence[bool]) -> None:  # fmt: skip
+        cards, max_cards = self.cards, self.max_cards
+        for card_id, state, new in zip(card_ids, states, fresh, strict=True):
+            if new:  # first seen: remembered, the oldest card forgotten if full
+                cards[card_id] = state
+                if len(cards) > max_cards:
+                    cards.popitem(last=False)
+            else:
+                cards.move_to_end(card_id)
 
 
 def _rounds(card_ids: list[str]) -> list[list[int]]:
@@ -169,20 +241,26 @@ class FraudFeaturizer:
             out[i] = self.transform(tx)
         return out
 
-    def transform_columns(self, cols: TxColumns) -> np.ndarray:
+    def transform_columns(self, cols: TxColumns, memory: CardMemory | None = None) -> np.ndarray:
         """``float32 [n, F]`` for a batch given column-wise; equal to ``transform`` row by row.
 
         Rows are taken in rounds: round k holds each card's k-th transaction in the
         batch, so within a round no card repeats and everything but the card's short
         list of recent timestamps is computed on whole arrays; the state then advances
         round by round, which is the order ``transform`` would see the rows in.
+
+        ``memory``: where card state is read and written (default: this featurizer's
+        own LRU of ``max_cards``). A memory that forgets nothing mid-batch gives the
+        features the default gives while no card has been forgotten.
         """
         n = len(cols.card_id)
         out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float32)
         if not n:
             return out
-        if len(self._cards) + n > self.max_cards:  # forgetting cards mid-batch: the order in
-            return self._one_by_one(cols, out)  # which they are seen decides who goes
+        if memory is None:
+            if len(self._cards) + n > self.max_cards:  # forgetting cards mid-batch: the order
+                return self._one_by_one(cols, out)  # in which they are seen decides who goes
+            memory = _LruCards(self._cards, self.max_cards)
         log1p = math.log1p
         rates = USD_PER_UNIT
         # exactly as transform computes it: the card's running mean is built from it
@@ -198,7 +276,7 @@ class FraudFeaturizer:
         history[:, 3] = _NEVER_S
         lists = (cols.ts, cols.lat, cols.lon)
         for rows in _rounds(cols.card_id):
-            self._round(rows, cols.card_id, ts, lat, lon, lists, log_usd, history)
+            _round(memory, rows, cols.card_id, ts, lat, lon, lists, log_usd, history)
         hour = (((ts / 3_600_000.0) % 24.0) + lon / 15.0) % 24.0  # as catalog.local_hour
         angle = 2.0 * math.pi * hour / 24.0
         km, kmh = history[:, 4], history[:, 5]
@@ -240,74 +318,6 @@ class FraudFeaturizer:
             out[i] = self.transform(tx)
         return out
 
-    def _round(
-        self,
-        rows: list[int],
-        card_ids: list[str],
-        ts: np.ndarray,
-        lat: np.ndarray,
-        lon: np.ndarray,
-        lists: tuple[list[int], list[float], list[float]],
-        log_usd: list[float],
-        history: np.ndarray,
-    ) -> None:
-        """One round (no card twice): read the cards' state, fill ``history``, advance it."""
-        ts_l, lat_l, lon_l = lists
-        cards = self._cards
-        ids = [card_ids[i] for i in rows]
-        states = [cards.get(c) for c in ids]
-        known = [j for j, s in enumerate(states) if s is not None]
-        updated: dict[int, tuple[float, int]] = {}  # row -> (new mean, new last_ts)
-        if known:
-            idx = np.asarray([rows[j] for j in known], dtype=np.intp)
-            old: list[_CardState] = [states[j] for j in known]  # type: ignore[misc]
-            last_ts = np.asarray([s.last_ts for s in old], dtype=np.int64)
-            count = np.asarray([s.count for s in old], dtype=np.float64)
-            mean = np.asarray([s.mean_log_usd for s in old])
-            lu = np.asarray([log_usd[i] for i in idx.tolist()])
-            dt = np.maximum(0.0, (ts[idx] - last_ts) / 1000.0)
-            km = haversine_km_array(
-                np.asarray([s.last_lat for s in old]),
-                np.asarray([s.last_lon for s in old]),
-                lat[idx],
-                lon[idx],
-            )
-            history[idx, 0] = lu - mean
-            history[idx, 1] = 0.0
-            history[idx, 2] = count
-            history[idx, 3] = dt
-            history[idx, 4] = km
-            history[idx, 5] = km / np.maximum(dt / 3600.0, _MIN_TRAVEL_H)
-            # the state's next mean and last time, as _remember computes them
-            alpha = np.maximum(1.0 / (count + 1), 0.1)
-            new_mean = (mean + alpha * (lu - mean)).tolist()
-            new_last = np.maximum(last_ts, ts[idx]).tolist()
-            n10, n60 = [], []
-            for k, (i, s) in enumerate(zip(idx.tolist(), old, strict=True)):
-                recent, t = s.recent, ts_l[i]
-                while recent and t - recent[0] > _WINDOW_1H_MS:
-                    recent.popleft()
-                n60.append(len(recent))
-                n10.append(sum(1 for x in recent if t - x <= _WINDOW_10MIN_MS) if recent else 0)
-                updated[i] = (new_mean[k], new_last[k])
-            history[idx, 6] = n10
-            history[idx, 7] = n60
-        max_cards = self.max_cards
-        for i, card_id, state in zip(rows, ids, states, strict=True):
-            t = ts_l[i]
-            if state is None:  # first seen: remembered, the oldest card forgotten if full
-                state = _CardState(last_ts=t, last_lat=lat_l[i], last_lon=lon_l[i],
-                                   mean_log_usd=log_usd[i])  # fmt: skip
-                cards[card_id] = state
-                if len(cards) > max_cards:
-                    cards.popitem(last=False)
-            else:
-                cards.move_to_end(card_id)
-                state.mean_log_usd, state.last_ts = updated[i]
-                state.last_lat, state.last_lon = lat_l[i], lon_l[i]
-            state.count += 1
-            state.recent.append(t)
-
     def _remember(
         self,
         card_id: str,
@@ -329,3 +339,68 @@ class FraudFeaturizer:
             state.last_lat, state.last_lon = lat, lon
         state.count += 1
         state.recent.append(ts)
+
+
+def _round(
+    memory: CardMemory,
+    rows: list[int],
+    card_ids: list[str],
+    ts: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    lists: tuple[list[int], list[float], list[float]],
+    log_usd: list[float],
+    history: np.ndarray,
+) -> None:
+    """One round (no card twice): read the cards' state, fill ``history``, advance it."""
+    ts_l, lat_l, lon_l = lists
+    ids = [card_ids[i] for i in rows]
+    states = memory.get_many(ids, [ts_l[i] for i in rows])
+    known = [j for j, s in enumerate(states) if s is not None]
+    updated: dict[int, tuple[float, int]] = {}  # row -> (new mean, new last_ts)
+    if known:
+        idx = np.asarray([rows[j] for j in known], dtype=np.intp)
+        old: list[_CardState] = [states[j] for j in known]
+        last_ts = np.asarray([s.last_ts for s in old], dtype=np.int64)
+        count = np.asarray([s.count for s in old], dtype=np.float64)
+        mean = np.asarray([s.mean_log_usd for s in old])
+        lu = np.asarray([log_usd[i] for i in idx.tolist()])
+        dt = np.maximum(0.0, (ts[idx] - last_ts) / 1000.0)
+        km = haversine_km_array(
+            np.asarray([s.last_lat for s in old]),
+            np.asarray([s.last_lon for s in old]),
+            lat[idx],
+            lon[idx],
+        )
+        history[idx, 0] = lu - mean
+        history[idx, 1] = 0.0
+        history[idx, 2] = count
+        history[idx, 3] = dt
+        history[idx, 4] = km
+        history[idx, 5] = km / np.maximum(dt / 3600.0, _MIN_TRAVEL_H)
+        # the state's next mean and last time, as _remember computes them
+        alpha = np.maximum(1.0 / (count + 1), 0.1)
+        new_mean = (mean + alpha * (lu - mean)).tolist()
+        new_last = np.maximum(last_ts, ts[idx]).tolist()
+        n10, n60 = [], []
+        for k, (i, s) in enumerate(zip(idx.tolist(), old, strict=True)):
+            recent, t = s.recent, ts_l[i]
+            while recent and t - recent[0] > _WINDOW_1H_MS:
+                recent.popleft()
+            n60.append(len(recent))
+            n10.append(sum(1 for x in recent if t - x <= _WINDOW_10MIN_MS) if recent else 0)
+            updated[i] = (new_mean[k], new_last[k])
+        history[idx, 6] = n10
+        history[idx, 7] = n60
+    fresh = [s is None for s in states]
+    for j, (i, state) in enumerate(zip(rows, states, strict=True)):
+        t = ts_l[i]
+        if state is None:
+            state = states[j] = _CardState(last_ts=t, last_lat=lat_l[i], last_lon=lon_l[i],
+                                           mean_log_usd=log_usd[i])  # fmt: skip
+        else:
+            state.mean_log_usd, state.last_ts = updated[i]
+            state.last_lat, state.last_lon = lat_l[i], lon_l[i]
+        state.count += 1
+        state.recent.append(t)
+    memory.remember(ids, states, fresh)

@@ -4,8 +4,8 @@
 raises :class:`~streamfer.errors.ConfigError` that lists *every* problem found,
 each with the file, the key path, the bad value and what is allowed::
 
-    pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor' or
-    'transaction' (got 'video'). Note: allowed: camera, sensor, transaction
+    pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor', 'sensor-sample' or
+    'transaction' (got 'video'). Note: allowed: camera, sensor, sensor-sample, transaction
 
 Rules beyond types (pipeline.config_checks): a stream names a known model
 and batches no larger than it; transactions are never dropped (no
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from streams.codecs import CodecLimits
     from streams.settings import KafkaSettings
 
-Kind = Literal["camera", "sensor", "transaction"]
+Kind = Literal["camera", "sensor", "sensor-sample", "transaction"]
 Target = Literal["auto", "tensorrt", "onnxruntime"]
 Precision = Literal["fp32", "fp16", "int8"]
 Mode = Literal["realtime", "replay"]
@@ -254,6 +254,49 @@ class LimitsConfig(_Frozen):
         )
 
 
+class StateConfig(_Frozen):
+    """Per-key state kept in a local store per partition and a compacted changelog topic
+    (``<consumer.group_id>.<stream>.state``), restored on assignment, so a restart or a
+    rebalance continues from the state after exactly the committed records
+    (``streams.state``). Without it (``enabled: false``) a stateful processor keeps its
+    state in memory only: after a restart every key starts afresh.
+
+    ``dir``: where the local stores live (``<dir>/<group>.<stream>/w<worker>/p<partition>``;
+    default ``<system temp dir>/streamfer-state``; relative to the config file's
+    directory). ``ttl_s``: a key not updated for that long (event time) is forgotten and
+    deleted (null: never). ``cache_keys``: decoded values held in memory per partition.
+    ``min_compaction_lag_s``: the changelog keeps every entry that long; a partition
+    restored later than that after its worker stopped may lose the updates of its last
+    uncommitted records' keys (see ``streams.state.restore``). ``restore_timeout_s``: a
+    restore that makes no progress that long fails the stream.
+    """
+
+    enabled: bool = False
+    dir: Path | None = None
+    ttl_s: float | None = Field(default=30 * 86_400.0, gt=0)
+    cache_keys: int = Field(default=100_000, ge=1)
+    min_compaction_lag_s: float = Field(default=3_600.0, gt=0)
+    restore_timeout_s: float = Field(default=300.0, gt=0)
+
+    def resolved_dir(self) -> Path:
+        import tempfile
+
+        return self.dir or Path(tempfile.gettempdir()) / "streamfer-state"
+
+
+class WindowsConfig(_Frozen):
+    """``kind: sensor-sample``: windows assembled per key from single samples (``size``
+    samples, a new window every ``hop``; ``channels`` per sample). A sample is held
+    until the key's newest event time is ``reorder_ms`` past it, so samples out of
+    order by less than that are put in order; older ones are dropped as ``late``.
+    ``size`` and ``channels`` must match the sensor model's input window."""
+
+    size: int = Field(default=100, ge=1, le=100_000)
+    hop: int = Field(default=50, ge=1)
+    channels: int = Field(default=6, ge=1, le=1024)
+    reorder_ms: float = Field(default=200.0, ge=0)
+
+
 class PreprocessConfig(_Frozen):
     """Where camera frames are decoded and letterboxed: ``auto`` is the GPU when the
     engine is TensorRT and the GPU libraries are installed (engines.gpu)."""
@@ -283,10 +326,23 @@ class StreamConfig(_Frozen):
     dead_letters: DeadLettersConfig = Field(default_factory=DeadLettersConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
+
+    @property
+    def decision_kind(self) -> str:
+        """The kind of its decisions: windows of samples are decided as sensor windows."""
+        return "sensor" if self.kind == "sensor-sample" else self.kind
 
     @property
     def resolved_dlq_topic(self) -> str:
         return self.dlq_topic or f"{self.input_topic}.dlq"
+
+    def state_topic(self, group_id: str) -> str:
+        """The changelog topic of this stream's state (``streams.state.changelog_topic``)."""
+        from streams.state.changelog import changelog_topic
+
+        return changelog_topic(group_id, self.name)
 
     @property
     def drops_stale(self) -> bool:
@@ -370,6 +426,14 @@ def _resolve_paths(raw: Any, base: Path) -> Any:
     if isinstance(raw.get("kafka"), dict):
         files = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file")
         raw["kafka"] = _with_path(raw["kafka"], files, base)
+    streams = raw.get("streams")
+    if isinstance(streams, list):
+        raw["streams"] = [
+            {**s, "state": _with_path(s["state"], ("dir",), base)}
+            if isinstance(s, dict) and isinstance(s.get("state"), dict)
+            else s
+            for s in streams
+        ]
     return raw
 
 

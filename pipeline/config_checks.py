@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config_problems import Problem
 
+STATEFUL_KINDS: tuple[str, ...] = ("transaction", "sensor-sample")  # processors with per-key state
+
 if TYPE_CHECKING:
     from pipeline.config import KafkaConfig, Kind, ModelConfig, StreamConfig
 
-_KIND_SECTIONS: dict[str, Kind] = {
-    "fraud": "transaction",
-    "detection": "camera",
-    "frames": "camera",
-    "sensor": "sensor",
-    "preprocess": "camera",
+_KIND_SECTIONS: dict[str, tuple[Kind, ...]] = {
+    "fraud": ("transaction",),
+    "detection": ("camera",),
+    "frames": ("camera",),
+    "sensor": ("sensor", "sensor-sample"),
+    "preprocess": ("camera",),
+    "windows": ("sensor-sample",),
 }
 
 
@@ -50,13 +53,13 @@ def stream_problems(
         yield Problem(f"{loc}.{key}", "replay mode drops nothing", True, ["false"])
     if s.drop_stale and s.deadline_ms is None:
         yield Problem(f"{loc}.deadline_ms", "drop_stale needs a deadline", None, ["a number > 0"])
-    for section, kind in _KIND_SECTIONS.items():
-        if section in s.model_fields_set and s.kind != kind:
+    for section, kinds in _KIND_SECTIONS.items():
+        if section in s.model_fields_set and s.kind not in kinds:
             yield Problem(
                 f"{loc}.{section}",
-                f"applies to {kind} streams only, this stream is {s.kind}",
+                f"applies to {' and '.join(kinds)} streams only, this stream is {s.kind}",
                 section,
-                [f"kind: {kind}"],
+                [f"kind: {k}" for k in kinds],
             )
     if s.preprocess.device == "gpu" and model is not None and model.target == "onnxruntime":
         yield Problem(
@@ -71,6 +74,13 @@ def stream_problems(
             "review threshold above decline threshold",
             s.fraud.review,
             [f"<= decline ({s.fraud.decline})"],
+        )
+    if s.state.enabled and s.kind not in STATEFUL_KINDS:
+        yield Problem(
+            f"{loc}.state.enabled",
+            f"{s.kind} streams keep no per-key state",
+            True,
+            [f"false, or kind: {' / '.join(STATEFUL_KINDS)}"],
         )
     if s.output_topic == s.input_topic or s.resolved_dlq_topic == s.input_topic:
         yield Problem(

@@ -59,6 +59,10 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (
     1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512,
 )  # fmt: skip
+# a partition's state restore: nothing to read (ms) to a million keys from the changelog
+RESTORE_BUCKETS_S: tuple[float, ...] = (
+    0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
 STAGES: tuple[str, ...] = ("broker", "queue", "preprocess", "infer", "postprocess", "publish")
 DEFAULT_PORT = 9464  # as pipeline.config MetricsConfig.port; worker i serves on port + i
 MAX_REASONS = 32  # distinct reason codes per counter; later ones are counted as "other"
@@ -118,6 +122,12 @@ class StreamRecorder:
     def forget_partition(self, partition: int) -> None:
         """The partition was revoked: stop exporting its lag."""
 
+    def state_restored(self, partition: int, seconds: float, keys: int, source: str) -> None:
+        """A partition's state was restored (``source``: local, local+changelog, changelog)."""
+
+    def state_expired(self, n: int) -> None:
+        """``n`` keys outlived the state TTL and were deleted."""
+
 
 class StreamMetrics(StreamRecorder):
     """Pre-bound children of one (stream, model, engine); get it from :meth:`Metrics.stream`."""
@@ -132,11 +142,14 @@ class StreamMetrics(StreamRecorder):
         "_drop_f",
         "_drops",
         "_e2e",
+        "_expired",
         "_fallbacks",
         "_lag",
         "_lag_f",
         "_published",
         "_queue",
+        "_restore_f",
+        "_restored",
         "_stage_f",
         "_stages",
         "_warned",
@@ -159,6 +172,9 @@ class StreamMetrics(StreamRecorder):
         self._stages = {s: self._stage_f.child(*base, s) for s in STAGES}
         self._lag: dict[int, GaugeChild] = {}
         self._warned = False
+        self._restore_f = families["restore"]
+        self._restored: CounterChild = families["restored"].child(*base)
+        self._expired: CounterChild = families["expired"].child(*base)
 
     def consumed(self, n: int = 1) -> None:
         self._consumed.inc(n)
@@ -210,6 +226,13 @@ class StreamMetrics(StreamRecorder):
     def forget_partition(self, partition: int) -> None:
         if self._lag.pop(partition, None) is not None:
             self._lag_f.remove(*self._base, str(partition))
+
+    def state_restored(self, partition: int, seconds: float, keys: int, source: str) -> None:
+        self._restore_f.child(*self._base, source).observe(seconds)
+        self._restored.inc(keys)
+
+    def state_expired(self, n: int) -> None:
+        self._expired.inc(n)
 
     def _stage(self, stage: str) -> HistogramChild:
         try:
@@ -288,6 +311,16 @@ class Metrics:
             "broker": Family("streamfer_broker_reachable",
                              "1 while the stream's Kafka clients reach the cluster, 0 once it "
                              "has been unreachable for runtime.broker_timeout_s.", "gauge", base),
+            "restore": Family("streamfer_state_restore_seconds",
+                              "Time to restore a partition's state on assignment, by where it "
+                              "came from (local, local+changelog, changelog).", "histogram",
+                              (*base, "source"), RESTORE_BUCKETS_S),
+            "restored": Family("streamfer_state_restored_keys_total",
+                               "Keys held by partition states when they were restored.",
+                               "counter", base),
+            "expired": Family("streamfer_state_expired_keys_total",
+                              "Keys deleted from the state stores after their TTL.", "counter",
+                              base),
             "engine": Family("streamfer_engine_info", "Engine serving a stream (value 1).",
                              "gauge", (*base, "precision", "device", "version")),
         }  # fmt: skip

@@ -20,7 +20,9 @@ class StreamStats:
     """A consistent snapshot of one stream.
 
     ``decided`` counts decisions acknowledged by Kafka; ``e2e_ms`` holds the most
-    recent end-to-end latencies (record timestamp -> decision acked), newest last.
+    recent end-to-end latencies (record timestamp -> decision acked), newest last;
+    ``absorbed`` counts records resolved without a decision of their own (samples
+    held in a window's state).
     """
 
     name: str
@@ -33,10 +35,12 @@ class StreamStats:
     lag: int = 0
     e2e_ms: tuple[float, ...] = ()
     run_e2e_counts: tuple[int, ...] = ()  # whole run, per bucket of _RUN_EDGES_MS
+    absorbed: int = 0
 
     @property
     def resolved(self) -> int:
-        return self.decided + sum(self.dropped.values()) + sum(self.dead_lettered.values())
+        return (self.decided + sum(self.dropped.values()) + sum(self.dead_lettered.values())
+                + self.absorbed)  # fmt: skip
 
     def percentile_ms(self, q: float) -> float | None:
         """Nearest-rank percentile (``q`` in 0..100) of the recent e2e latencies."""
@@ -79,6 +83,7 @@ class StatsBook:
         self._e2e: deque[float] = deque(maxlen=RECENT)
         self._run = np.zeros(len(_RUN_EDGES_MS) + 1, dtype=np.int64)
         self._lag = 0
+        self._absorbed = 0
 
     def consumed(self, n: int) -> None:
         with self._lock:
@@ -101,6 +106,10 @@ class StatsBook:
         with self._lock:
             self._dead[reason] += n
 
+    def absorbed(self, n: int) -> None:
+        with self._lock:
+            self._absorbed += n
+
     def set_lag(self, lag: int) -> None:
         with self._lock:
             self._lag = lag
@@ -118,4 +127,5 @@ class StatsBook:
                 self._lag,
                 tuple(self._e2e),
                 tuple(self._run.tolist()),
+                self._absorbed,
             )

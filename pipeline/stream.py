@@ -24,6 +24,14 @@ final.
 ``<client_id>-<stream>-<worker index>``, stable across restarts so a restarted
 worker fences its predecessor) and the source commits offsets inside the
 sink's transaction; decisions and dead letters share that transaction.
+
+``state.enabled`` (a :class:`~pipeline.processors.base.StatefulProcessor`)
+adds a :class:`~streams.state.StateManager`: it hears the source's partition
+events, restores an assigned partition on the consumer thread before its
+first batch is prepared, hands the processor the partition's view, and after
+``prepare`` sends the batch's state entries to the changelog through the same
+sink (so through the same transaction), holding the batch's span until they
+are acknowledged: no commit passes a record whose state is not durable.
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import Any
+
+import numpy as np
 
 from engines.base import Runner
 from pipeline.config import PipelineConfig, StreamConfig
@@ -42,15 +53,17 @@ from pipeline.health import HealthState
 from pipeline.metrics import Metrics, StreamRecorder
 from pipeline.outlet import Outlet
 from pipeline.processors import Prepared, Processor, make_processor
-from pipeline.processors.base import Reject
+from pipeline.processors.base import Reject, StatefulProcessor
 from pipeline.stats import StatsBook, StreamStats
 from streamfer.errors import CodecError, StreamError, StreamferError
-from streams.client import client_factory
+from streams.client import ClientFactory, ReaderOptions, client_factory
 from streams.connection import ConnectionMonitor
 from streams.dlq import DeadLetterWriter
 from streams.records import RecordBatch
+from streams.settings import KafkaSettings
 from streams.sink import KafkaSink
 from streams.source import KafkaSource, SourceOptions
+from streams.state import ChangelogWriter, StateManager, StateOptions
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +102,23 @@ class LagReporter:
         self._partitions -= gone
 
 
-def prepare_isolated(processor: Processor, batch: RecordBatch, reason: str) -> Prepared:
-    """``processor.prepare(batch)``; if it raises, record by record to find the culprits.
+def prepare_isolated(
+    processor: Processor,
+    batch: RecordBatch,
+    reason: str,
+    prepare: Callable[[RecordBatch], Prepared] | None = None,
+) -> Prepared:
+    """``processor.prepare(batch)`` (or ``prepare``); if it raises, record by record to find
+    the culprits.
 
     A record whose own prepare raises becomes a Reject with ``reason`` (the
     exception's class and message in the dead letter); the rest are prepared alone
     and joined again. (A stateful processor that raised midway may see the rows it
     had handled once more.)
     """
+    prepare = prepare or processor.prepare
     try:
-        return processor.prepare(batch)
+        return prepare(batch)
     except Exception as exc:
         log.warning(
             "%s | prepare of %d records failed (%s: %s); retrying record by record",
@@ -109,11 +129,13 @@ def prepare_isolated(processor: Processor, batch: RecordBatch, reason: str) -> P
         )
     parts: list[tuple[int, Prepared]] = []
     rejects: list[Reject] = []
+    absorbed: list[int] = []
+    dropped: dict[str, list[int]] = {}
     for i in range(len(batch)):
         one = RecordBatch.of([batch.record(i)])
         one.span = batch.span
         try:
-            got = processor.prepare(one)
+            got = prepare(one)
         except Exception as exc:
             err = CodecError(f"{batch.coords(i)} | {type(exc).__name__}: {exc}", reason)
             rejects.append(Reject(i, reason, err))
@@ -121,14 +143,20 @@ def prepare_isolated(processor: Processor, batch: RecordBatch, reason: str) -> P
         rejects += [Reject(i, r.reason, r.error) for r in got.rejects]
         if len(got):
             parts.append((i, got))
-    return _joined(batch, parts, rejects)
+        if got.absorbed is not None and len(got.absorbed):
+            absorbed.append(i)
+        for why, rows in (got.dropped or {}).items():
+            if len(rows):
+                dropped.setdefault(why, []).append(i)
+    joined = _joined(batch, parts, rejects)
+    joined.absorbed = np.asarray(absorbed, dtype=np.intp)
+    joined.dropped = {why: np.asarray(rows, dtype=np.intp) for why, rows in dropped.items()}
+    return joined
 
 
 def _joined(
     batch: RecordBatch, parts: list[tuple[int, Prepared]], rejects: list[Reject]
 ) -> Prepared:
-    import numpy as np
-
     if not parts:
         return Prepared(batch, np.empty(0, dtype=np.intp), {}, rejects=rejects)
     first = parts[0][1]
@@ -139,7 +167,7 @@ def _joined(
     events = None
     if first.event_ns is not None:
         events = np.concatenate([p.event_ns for _, p in parts if p.event_ns is not None])
-    rows = np.asarray([i for i, _ in parts], dtype=np.intp)
+    rows = np.asarray([i for i, p in parts for _ in range(len(p))], dtype=np.intp)
     return Prepared(batch, rows, feeds, metas, events, rejects)
 
 
@@ -187,6 +215,7 @@ class StreamRuntime:
         self._source: KafkaSource | None = None
         self._sink: KafkaSink | None = None
         self._worker: EngineWorker | None = None
+        self._state: StateManager[Any] | None = None
         self.lag = LagReporter(self.recorder, self.book)
         self._unreachable_since: float | None = None
 
@@ -227,6 +256,9 @@ class StreamRuntime:
             s, self.runner, cfg.runtime.preprocess_threads
         )
         self._processor = processor
+        if s.state.enabled:
+            self._state = self._state_manager(processor, settings, factory, self._source)
+            self._source.listen(self._state)
         outlet = Outlet(
             stream=s.name,
             output_topic=s.output_topic,
@@ -235,7 +267,7 @@ class StreamRuntime:
                 self._sink, topic=s.resolved_dlq_topic, max_message_bytes=self.dlq_max_bytes
             ),
             tracker=self._source.tracker,
-            encoder=DecisionEncoder(s.name, s.kind, self.identity),
+            encoder=DecisionEncoder(s.name, s.decision_kind, self.identity),
             recorder=self.recorder,
             book=self.book,
             on_fatal=self._fatal,
@@ -274,6 +306,35 @@ class StreamRuntime:
             raise errors[0]
 
     dlq_max_bytes: int | None = None  # the DLQ topic's max.message.bytes, when known
+
+    def _state_manager(
+        self, processor: Processor, settings: KafkaSettings, factory: ClientFactory,
+        source: KafkaSource,
+    ) -> StateManager[Any]:  # fmt: skip
+        s, cfg = self.stream, self.config
+        if not isinstance(processor, StatefulProcessor):
+            raise StreamError(
+                f"{s.name} | state.enabled, but {type(processor).__name__} keeps no state. "
+                "Note: a stateful processor has state_codec() and prepare_with_state()"
+            )
+        assert self._sink is not None
+        group = cfg.consumer.group_id
+        timeout_s = source.options.commit_timeout_s
+        return StateManager(
+            stream=s.name,
+            input_topic=s.input_topic,
+            codec=processor.state_codec(),
+            options=StateOptions(
+                dir=s.state.resolved_dir() / f"{group}.{s.name}" / f"w{self.worker_index}",
+                ttl_s=s.state.ttl_s,
+                cache_keys=s.state.cache_keys,
+                restore_timeout_s=s.state.restore_timeout_s,
+            ),
+            writer=ChangelogWriter(self._sink, s.state_topic(group), source.tracker, self._fatal),
+            reader=lambda: factory.reader(settings, ReaderOptions(f"{s.name}-state")),
+            committed=lambda tp: source.client.committed(tp, timeout_s),
+            listener=self.recorder,
+        )
 
     @property
     def _error_reason(self) -> str:
@@ -415,7 +476,10 @@ class StreamRuntime:
                 inbox.wait_room(least, _POLL_S)
                 source.commit_if_due()
             else:
-                for batch in source.poll(_POLL_S, min(max_poll, room)):
+                batches = source.poll(_POLL_S, min(max_poll, room))
+                if self._state is not None:  # partitions assigned in that poll: restore now
+                    self._state.restore_pending()
+                for batch in batches:
                     self._hand_over(batch)
             worker = self._worker
             self.recorder.set_queue_depth(inbox.rows + (worker.queued if worker else 0))
@@ -429,16 +493,34 @@ class StreamRuntime:
         self.recorder.consumed(n)
         self.book.consumed(n)
         self.recorder.observe_stage_many("broker", batch.broker_ms() / 1e3)
-        assert self._processor is not None
+        processor, state = self._processor, self._state
+        assert processor is not None
         start = time.perf_counter_ns()
-        prepared = prepare_isolated(self._processor, batch, self._error_reason)
+        if state is None:
+            prepared = prepare_isolated(processor, batch, self._error_reason)
+        else:  # the view first: a partition not restored yet is restored now
+            view = state.view(batch.partition)
+            with_state = partial(processor.prepare_with_state, state=view)  # type: ignore[attr-defined]
+            prepared = prepare_isolated(processor, batch, self._error_reason, with_state)
+            state.write(batch, view)  # before any row of the batch can resolve
         prepared.prepare_ns = time.perf_counter_ns() - start
         self.outlet.rejects(prepared)
+        self._settle(prepared)
         if not len(prepared):
             return
         prepared.ready_ns = time.monotonic_ns()
         if not self._put(prepared, len(prepared)):
             raise StreamError(f"{self.stream.name} | engine worker stopped")
+
+    def _settle(self, prepared: Prepared) -> None:
+        """Rows that ended in ``prepare``: absorbed into state, or dropped (e.g. late)."""
+        batch = prepared.batch
+        if prepared.absorbed is not None and len(prepared.absorbed) and batch.span is not None:
+            n = self.outlet.tracker.resolve_rows(batch.span, prepared.absorbed)
+            self.book.absorbed(n)
+        for reason, rows in (prepared.dropped or {}).items():
+            if len(rows):
+                self.outlet.dropped(batch, rows, reason)
 
     def _put(self, item: Any, rows: int, deadline: float = float("inf")) -> bool:
         return hand_over(self.inbox, item, rows, lambda: self.engine_alive, deadline)
@@ -474,6 +556,9 @@ class StreamRuntime:
             source.close(timeout_s=wait_s)
         except StreamferError as exc:
             log.warning("%s | closing the consumer: %s", self.stream.name, exc)
+        finally:
+            if self._state is not None:  # what the revocations at close left open
+                self._state.close()
 
     # -- engine thread -------------------------------------------------------------------
     def _run_worker(self) -> None:

@@ -1,4 +1,5 @@
-"""Every stream's output and dead-letter topic exists before the pipeline publishes.
+"""Every stream's output, dead-letter and state changelog topic exists before the pipeline
+publishes.
 
 Production clusters usually disable ``auto.create.topics.enable``; a producer
 sending to a topic that is not there blocks, then fails every record. So
@@ -9,6 +10,12 @@ partition count of their stream's input topic (1 if that is missing too) and
 ``kafka.topic_replication_factor`` replicas; a topic another worker created
 first counts as created. Otherwise, or when the cluster refuses, the start
 fails with a message naming each missing topic, its stream and the fix.
+
+A stream with ``state.enabled`` also needs its changelog topic
+(``<consumer.group_id>.<stream>.state``): created the same way, compacted
+(``streams.state.changelog_config``). An existing changelog with fewer
+partitions than its input topic fails the start: input partition ``p`` keeps
+its state in changelog partition ``p``.
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ from kafka.errors import BrokerResponseError
 from pipeline.config import PipelineConfig
 from streamfer.errors import ConfigError, StreamError
 from streams.admin import create_topics, topic_partitions
+from streams.state.changelog import changelog_config
 
 log = logging.getLogger(__name__)
 
-Role = Literal["output", "dead-letter"]
+Role = Literal["output", "dead-letter", "state changelog"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,24 @@ def missing_topics(config: PipelineConfig, partitions: Mapping[str, int]) -> lis
             (s.output_topic, "output"),
             (s.resolved_dlq_topic, "dead-letter"),
         )
+        if s.state.enabled:
+            wanted += ((s.state_topic(config.consumer.group_id), "state changelog"),)
         missing += [MissingTopic(t, r, s.name, size) for t, r in wanted if t not in partitions]
     return missing
+
+
+def short_changelogs(config: PipelineConfig, partitions: Mapping[str, int]) -> list[str]:
+    """Existing changelog topics with fewer partitions than their stream's input topic."""
+    out = []
+    for s in config.streams:
+        topic = s.state_topic(config.consumer.group_id)
+        have, need = partitions.get(topic), partitions.get(s.input_topic)
+        if s.state.enabled and have is not None and need is not None and have < need:
+            out.append(
+                f"stream {s.name}: state changelog topic {topic!r} has {have} partitions, "
+                f"input topic {s.input_topic!r} {need}"
+            )
+    return out
 
 
 def ensure_output_topics(config: PipelineConfig, timeout_s: float = 10.0) -> list[str]:
@@ -64,9 +88,19 @@ def ensure_output_topics(config: PipelineConfig, timeout_s: float = 10.0) -> lis
     """
     kafka = config.kafka
     settings = kafka.to_settings()
+    group = config.consumer.group_id
     topics = {t for s in config.streams for t in (s.input_topic, s.output_topic)}
     topics |= {s.resolved_dlq_topic for s in config.streams}
-    missing = missing_topics(config, topic_partitions(settings, topics, timeout_s=timeout_s))
+    topics |= {s.state_topic(group) for s in config.streams if s.state.enabled}
+    partitions = topic_partitions(settings, topics, timeout_s=timeout_s)
+    short = short_changelogs(config, partitions)
+    if short:
+        raise ConfigError(
+            f"{settings.describe()} | " + "; ".join(short) + ". Note: a changelog needs as "
+            "many partitions as its input topic; add partitions to it (its state is then "
+            "rebuilt from the input's committed records on) or delete it"
+        )
+    missing = missing_topics(config, partitions)
     if not missing:
         return []
     listed = "\n".join(f"  {m.describe()}" for m in missing)
@@ -79,13 +113,21 @@ def ensure_output_topics(config: PipelineConfig, timeout_s: float = 10.0) -> lis
     wanted: dict[str, int] = {}
     for m in missing:  # a topic two streams publish to: the larger input's partition count
         wanted[m.topic] = max(wanted.get(m.topic, 0), m.partitions)
+    lags = {s.state_topic(group): s.state.min_compaction_lag_s for s in config.streams}
+    plain = {t: n for t, n in wanted.items() if t not in lags}
     try:
         create_topics(
-            settings,
-            wanted,
-            replication_factor=kafka.topic_replication_factor,
-            timeout_s=timeout_s,
+            settings, plain, replication_factor=kafka.topic_replication_factor, timeout_s=timeout_s
         )
+        for topic, n in wanted.items():
+            if topic in lags:
+                create_topics(
+                    settings,
+                    {topic: n},
+                    config=changelog_config(lags[topic]),
+                    replication_factor=kafka.topic_replication_factor,
+                    timeout_s=timeout_s,
+                )
     except StreamError as exc:
         raise StreamError(
             f"{settings.describe()} | could not create {len(wanted)} missing topic(s) "

@@ -36,3 +36,7 @@ class StreamError(StreamferError):
 
 class BrokerError(StreamError):
     """The local Kafka broker could not be prepared, started or stopped."""
+
+
+class StateError(StreamferError):
+    """Per-key state could not be stored, restored or read back."""

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.text import Text
 
 from streams.admin import DEFAULT_BOOTSTRAP, create_topics, default_bootstrap
-from streams.feeds import Message, camera_feed, sensor_feed, transaction_feed
+from streams.feeds import Message, camera_feed, sample_feed, sensor_feed, transaction_feed
 from streams.producers import ProduceStats, producer_sink
 from streams.producers import produce as produce_messages
 
@@ -232,8 +232,23 @@ def transactions_cmd(
     default=None,
     help="CSV of samples (ax,ay,az,gx,gy,gz[,vehicle_id]); 100-sample windows.",
 )
-def sensor_cmd(rate: float, vehicles: int, fmt: str, path: Path | None, **common: Any) -> None:
-    """Sensor windows (100 x 6 IMU samples, key = vehicle id)."""
+@click.option(
+    "--samples",
+    is_flag=True,
+    help="Single timestamped 6-channel samples (kind sensor-sample, 100 Hz per vehicle, "
+    "default topic sensor.samples) instead of windows; --rate counts samples.",
+)
+def sensor_cmd(rate: float, vehicles: int, fmt: str, path: Path | None, samples: bool,
+               **common: Any) -> None:  # fmt: skip
+    """Sensor windows (100 x 6 IMU samples, key = vehicle id), or single samples."""
+    if samples:
+        if path is not None:
+            raise click.BadParameter("--samples generates its samples", param_hint="--file")
+        if common["topic"] == "sensor.windows":
+            common["topic"] = "sensor.samples"
+        _run(sample_feed(seed=common["seed"], vehicles=vehicles), rate=rate, unit="samples",
+             **common)  # fmt: skip
+        return
     feed = sensor_feed(seed=common["seed"], vehicles=vehicles, fmt=fmt, path=path)
     _run(feed, rate=rate, unit="windows", **common)
 

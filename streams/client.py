@@ -136,11 +136,13 @@ class ProducerClient(Protocol):
     def send_many(
         self,
         topic: str,
-        values: Sequence[bytes],
+        values: Sequence[bytes | None],
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
+        partition: int | None = None,
     ) -> None:
-        """``send`` for many messages without headers, the same callback for each."""
+        """``send`` for many messages without headers, the same callback for each
+        (a None value is a tombstone; ``partition`` None: the key's partition)."""
         ...
 
     def poll(self, timeout_s: float) -> None:
@@ -164,6 +166,39 @@ class ProducerClient(Protocol):
     def close(self, timeout_s: float) -> None: ...
 
 
+@dataclass(frozen=True)
+class ReaderOptions:
+    """A reader of whole partitions outside any group (state restore): read_committed,
+    so aborted transactions never show, and a partition ends at its last stable offset."""
+
+    client_id_suffix: str = "reader"
+    max_poll_records: int = 10_000
+    fetch_max_wait_ms: int = 100
+    max_partition_fetch_bytes: int = 8 * 1024 * 1024
+    request_timeout_ms: int = 30_000
+
+
+class ReaderClient(Protocol):
+    """Reads one assigned partition from a given offset; no group, no commits."""
+
+    def offsets(self, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+        """``(first, end)``: the first offset kept and the end a read_committed reader
+        reaches (the last stable offset: an open transaction ends it early)."""
+        ...
+
+    def assign(self, tp: TopicPartition, offset: int) -> None:
+        """Read ``tp`` from ``offset`` on (replaces any earlier assignment)."""
+        ...
+
+    def poll(self, timeout_s: float, max_records: int) -> list[RecordBatch]: ...
+
+    def position(self, tp: TopicPartition) -> int:
+        """The next offset the reader will return (past transaction markers)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class ClientFactory(Protocol):
     """Creates connected clients (this is where I/O starts)."""
 
@@ -177,6 +212,8 @@ class ClientFactory(Protocol):
     ) -> ConsumerClient: ...
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> ProducerClient: ...
+
+    def reader(self, settings: KafkaSettings, options: ReaderOptions) -> ReaderClient: ...
 
 
 def client_factory(name: ClientName = DEFAULT_CLIENT) -> ClientFactory:

@@ -102,9 +102,9 @@ class OffsetCommitter:
     def abort(self) -> None:
         tracker = self.source.tracker
         tracker.remove(tracker.partitions())
-        self.source.client.rewind(
-            self.source.client.assignment(), self.source.options.commit_timeout_s
-        )
+        assignment = self.source.client.assignment()
+        self.source.client.rewind(assignment, self.source.options.commit_timeout_s)
+        self.source.rewound(assignment)
 
 
 class TransactionCommitter:
@@ -216,4 +216,6 @@ class TransactionCommitter:
         except StreamError as exc:
             log.warning("%s | abort failed: %s", self.source.topics, exc)
         client = self.source.client
-        client.rewind(client.assignment(), self.source.options.commit_timeout_s)
+        assignment = client.assignment()
+        client.rewind(assignment, self.source.options.commit_timeout_s)
+        self.source.rewound(assignment)

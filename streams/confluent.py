@@ -39,6 +39,7 @@ from streams.client import (
     Headers,
     OffsetReset,
     ProducerOptions,
+    ReaderOptions,
     RevokeHook,
     TopicPartition,
 )
@@ -291,17 +292,20 @@ class ConfluentProducer:
     def send_many(
         self,
         topic: str,
-        values: Sequence[bytes],
+        values: Sequence[bytes | None],
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
+        partition: int | None = None,
     ) -> None:
-        """``send`` for many messages without headers (decisions): one call each, no extras."""
+        """``send`` for many messages without headers (decisions, state changelog entries):
+        one call each, no extras."""
         produce = self._p.produce
+        where: dict[str, Any] = {} if partition is None else {"partition": partition}
         for value, key in zip(values, keys, strict=True):
             try:
-                produce(topic, value, key, on_delivery=on_delivery)
+                produce(topic, value, key, on_delivery=on_delivery, **where)
             except BufferError:  # full: the slow path waits for room, or fails clearly
-                self.send(topic, value, key, (), on_delivery)
+                self.send(topic, value, key, (), on_delivery, partition)  # type: ignore[arg-type]
             except KafkaException as exc:
                 raise StreamError(
                     f"{topic} | send to {self._settings.describe()} failed: {_error_of(exc)}"
@@ -416,6 +420,23 @@ class ConfluentFactory:
             consumer, settings, options.auto_offset_reset, monitor, one_topic=len(topics) == 1
         )
 
+    def reader(self, settings: KafkaSettings, options: ReaderOptions) -> ConfluentReader:
+        check_login(settings, min(options.request_timeout_ms / 1000, LOGIN_CHECK_TIMEOUT_S))
+        conf: dict[str, Any] = {
+            **settings.librdkafka_config(),
+            # librdkafka wants a group id; a reader that only assigns never joins the group
+            "group.id": f"{settings.client_id}-{options.client_id_suffix}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": options.fetch_max_wait_ms,
+            "max.partition.fetch.bytes": options.max_partition_fetch_bytes,
+            "socket.timeout.ms": options.request_timeout_ms,
+            "logger": ConnectionMonitor(settings.describe()),
+        }
+        uncommitted = {**conf, "isolation.level": "read_uncommitted"}
+        return ConfluentReader(Consumer(conf), Consumer(uncommitted), settings)
+
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> ConfluentProducer:
         check_login(settings, min(options.max_block_ms / 1000, LOGIN_CHECK_TIMEOUT_S))
         monitor = ConnectionMonitor(settings.describe())
@@ -445,6 +466,60 @@ class ConfluentFactory:
         producer = Producer(conf)
         _check_reachable(producer, "producer start", settings, options.max_block_ms / 1000, monitor)
         return ConfluentProducer(producer, settings, options, monitor)
+
+
+class ConfluentReader:
+    """``ReaderClient`` over a ``confluent_kafka.Consumer`` that never joins its group."""
+
+    def __init__(self, consumer: Consumer, watermarks: Consumer, settings: KafkaSettings) -> None:
+        self._c = consumer  # read_committed
+        self._w = watermarks  # read_uncommitted: its high watermark is the end of every write
+        self._settings = settings
+
+    def offsets(self, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+        low, high = _guard(
+            f"offsets of {tp[0]}[{tp[1]}]",
+            self._settings,
+            lambda: self._w.get_watermark_offsets(CTP(*tp), timeout=timeout_s, cached=False),
+        )
+        return int(low), int(high)
+
+    def assign(self, tp: TopicPartition, offset: int) -> None:
+        _guard(f"assign {tp[0]}[{tp[1]}]", self._settings,
+               lambda: self._c.assign([CTP(*tp, offset)]))  # fmt: skip
+
+    def poll(self, timeout_s: float, max_records: int) -> list[RecordBatch]:
+        msgs: list[Any] = self._c.consume(max_records, timeout_s)
+        now = time.monotonic_ns()
+        groups: dict[TopicPartition, list[Any]] = {}
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                groups.setdefault((m.topic(), m.partition()), []).append(m)
+            elif err.code() != _EOF:
+                raise StreamError(f"{self._settings.describe()} | reading failed: {err}")
+        return [
+            RecordBatch(
+                topic,
+                partition,
+                [m.offset() for m in group],
+                [m.key() for m in group],
+                [m.value() for m in group],
+                [m.headers() for m in group],
+                [m.timestamp()[1] for m in group],
+                now,
+            )
+            for (topic, partition), group in groups.items()
+        ]
+
+    def position(self, tp: TopicPartition) -> int:
+        (got,) = _guard(f"position of {tp[0]}[{tp[1]}]", self._settings,
+                        lambda: self._c.position([CTP(*tp)]))  # fmt: skip
+        return int(got.offset)
+
+    def close(self) -> None:
+        self._c.close()
+        self._w.close()
 
 
 class _RebalanceHooks:

@@ -113,6 +113,27 @@ def sensor_feed(
         yield vehicle.encode(), value, headers
 
 
+def sample_feed(
+    *, seed: int = 0, vehicles: int = 20, hz: float = 100.0, start_ns: int | None = None
+) -> Iterator[Message]:
+    """Single IMU samples keyed by vehicle id (``kind: sensor-sample``), each vehicle's
+    clock ticking at ``hz`` from ``start_ns`` (default: now); a generated window's samples
+    are sent one after another."""
+    from models.generators.sensor import SensorGenerator
+    from streams.codecs.sample import encode_sample
+
+    start = time.time_ns() if start_ns is None else start_ns
+    step = int(1e9 / hz)
+    sent: dict[str, int] = {}
+    for vehicle, window in _generated_windows(SensorGenerator(seed=seed, n_vehicles=vehicles)):
+        key = vehicle.encode()
+        for row in window:
+            n = sent.get(vehicle, 0)
+            sent[vehicle] = n + 1
+            value, headers = encode_sample(row, start + n * step)
+            yield key, value, headers
+
+
 def _generated_windows(gen: Any) -> Iterator[tuple[str, np.ndarray]]:
     while True:
         vehicle, window, _label = gen.next()

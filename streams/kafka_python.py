@@ -24,6 +24,7 @@ from streams.client import (
     Headers,
     OffsetReset,
     ProducerOptions,
+    ReaderOptions,
     RevokeHook,
     TopicPartition,
 )
@@ -317,12 +318,13 @@ class KafkaPythonProducer:
     def send_many(
         self,
         topic: str,
-        values: Sequence[bytes],
+        values: Sequence[bytes | None],
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
+        partition: int | None = None,
     ) -> None:
         for value, key in zip(values, keys, strict=True):
-            self.send(topic, value, key, (), on_delivery)
+            self.send(topic, value, key, (), on_delivery, partition)  # type: ignore[arg-type]
 
     def poll(self, timeout_s: float) -> None:
         """Nothing to serve: callbacks run on the client's I/O thread."""
@@ -354,6 +356,59 @@ class KafkaPythonProducer:
 
     def close(self, timeout_s: float) -> None:
         self._p.close(timeout=timeout_s)
+
+
+class KafkaPythonReader:
+    """``ReaderClient`` over a ``kafka.KafkaConsumer`` without a group (assign only)."""
+
+    def __init__(
+        self, consumer: KafkaConsumer, watermarks: KafkaConsumer, settings: KafkaSettings
+    ) -> None:
+        self._c = consumer  # read_committed
+        self._w = watermarks  # read_uncommitted: its end offset is the end of every write
+        self._settings = settings
+
+    def offsets(self, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+        ktp, timeout_ms = KTP(*tp), int(timeout_s * 1000)
+        first = _guard("beginning offsets", self._settings,
+                       lambda: self._w.beginning_offsets([ktp], timeout_ms=timeout_ms))
+        end = _guard("end offsets", self._settings,
+                     lambda: self._w.end_offsets([ktp], timeout_ms=timeout_ms))  # fmt: skip
+        return int(first[ktp]), int(end[ktp])
+
+    def assign(self, tp: TopicPartition, offset: int) -> None:
+        ktp = KTP(*tp)
+        self._c.assign([ktp])
+        self._c.seek(ktp, offset)
+
+    def poll(self, timeout_s: float, max_records: int) -> list[RecordBatch]:
+        got = _guard(
+            "poll",
+            self._settings,
+            lambda: self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records),
+        )
+        now = time.monotonic_ns()
+        return [
+            RecordBatch(
+                tp.topic,
+                tp.partition,
+                [m.offset for m in msgs],
+                [m.key for m in msgs],
+                [m.value for m in msgs],
+                [m.headers for m in msgs],
+                [m.timestamp for m in msgs],
+                now,
+            )
+            for tp, msgs in got.items()
+        ]
+
+    def position(self, tp: TopicPartition) -> int:
+        got = _guard("position", self._settings, lambda: self._c.position(KTP(*tp)))
+        return int(got)
+
+    def close(self) -> None:
+        self._c.close(autocommit=False)
+        self._w.close(autocommit=False)
 
 
 _COMPRESSION = {"none": None, "gzip": "gzip", "lz4": "lz4", "zstd": "zstd"}
@@ -409,6 +464,25 @@ class KafkaPythonFactory:
             heartbeats_during_revoke=listener.loop_sleep() is not None,
             monitor=ConnectionMonitor(settings.describe()),
         )
+
+    def reader(self, settings: KafkaSettings, options: ReaderOptions) -> KafkaPythonReader:
+        def make(isolation_level: str = "read_committed") -> KafkaConsumer:
+            return KafkaConsumer(
+                **settings.consumer_kwargs(),
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level=isolation_level,
+                max_poll_records=options.max_poll_records,
+                fetch_max_wait_ms=options.fetch_max_wait_ms,
+                max_partition_fetch_bytes=options.max_partition_fetch_bytes,
+                request_timeout_ms=options.request_timeout_ms,
+                bootstrap_timeout_ms=options.request_timeout_ms,
+            )
+
+        reader = _connect("state reader", settings, options.request_timeout_ms, make)
+        watermarks = _connect("state reader", settings, options.request_timeout_ms,
+                              lambda: make("read_uncommitted"))  # fmt: skip
+        return KafkaPythonReader(reader, watermarks, settings)
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> KafkaPythonProducer:
         def make() -> KafkaProducer:

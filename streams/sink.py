@@ -134,23 +134,25 @@ class KafkaSink:
     def send_many(
         self,
         topic: str,
-        values: Sequence[bytes],
+        values: Sequence[bytes | None],
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
         only_if: Callable[[], bool] | None = None,
+        partition: int | None = None,
     ) -> bool:
-        """Queue one message per value (no headers), all under one ``only_if`` check."""
+        """Queue one message per value (no headers; None: a tombstone), all under one
+        ``only_if`` check; ``partition`` None: each key's partition."""
         client = self.client
         if not self.transactional:
             if only_if is not None and not only_if():
                 return False
-            client.send_many(topic, values, keys, on_delivery)
+            client.send_many(topic, values, keys, on_delivery, partition)
             return True
         with self._txn_lock:
             if only_if is not None and not only_if():
                 return False
             self._begin(client)
-            client.send_many(topic, values, keys, on_delivery)
+            client.send_many(topic, values, keys, on_delivery, partition)
             return True
 
     def _begin(self, client: ProducerClient) -> None:  # under the transaction lock

@@ -20,14 +20,19 @@ false) gets the wait capped at half the session timeout.
 
 Exactly-once: ``use_transactions(sink)`` switches to the
 :class:`~streams.committer.TransactionCommitter`.
+
+``listen(listener)`` reports partition events to one more party (a stream's
+state): assignments, revocations (after the committer is done with them) and
+rewinds to the committed offsets (after an abort).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from streamfer.errors import StreamError
 from streams.client import (
@@ -46,6 +51,20 @@ from streams.sink import KafkaSink
 from streams.tracker import OffsetTracker
 
 log = logging.getLogger(__name__)
+
+
+class PartitionListener(Protocol):
+    """Told of partition events, on whichever thread the client reports them."""
+
+    def assigned(self, tps: Collection[TopicPartition]) -> None: ...
+
+    def revoked(self, tps: Collection[TopicPartition], lost: bool) -> None:
+        """After the committer waited for the partitions' records and committed them."""
+        ...
+
+    def rewound(self, tps: Collection[TopicPartition]) -> None:
+        """The partitions will be consumed again from their committed offsets."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,7 @@ class KafkaSource:
         self.pausing = Pausing(self.options.max_in_flight_per_partition)
         self._assigned: frozenset[TopicPartition] = frozenset()
         self._next_commit = 0.0
+        self._listener: PartitionListener | None = None
 
     # -- lifecycle (consumer thread) --------------------------------------------------------
 
@@ -98,6 +118,10 @@ class KafkaSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def listen(self, listener: PartitionListener) -> None:
+        """Report partition events to ``listener`` too (see the module docstring)."""
+        self._listener = listener
 
     def use_transactions(self, sink: KafkaSink) -> None:
         """Commit through ``sink``'s transactions (exactly-once) instead of the consumer."""
@@ -252,10 +276,20 @@ class KafkaSource:
 
     def _on_assign(self, tps: list[TopicPartition]) -> None:
         self._assigned = self._assigned | frozenset(tps)
+        if self._listener is not None:
+            self._listener.assigned(tps)
 
     def _on_revoke(self, tps: list[TopicPartition], lost: bool) -> Mapping[TopicPartition, int]:
         self._assigned = self._assigned - frozenset(tps)
         self.pausing.forget(tps)
         if lost:
             log.warning("%s | partitions lost (not revoked): %s", self.topics, sorted(tps))
-        return self.committer.on_revoke(tps, lost)
+        positions = self.committer.on_revoke(tps, lost)
+        if self._listener is not None:
+            self._listener.revoked(tps, lost)
+        return positions
+
+    def rewound(self, tps: Collection[TopicPartition]) -> None:
+        """The committer rewound ``tps`` to their committed offsets."""
+        if self._listener is not None and tps:
+            self._listener.rewound(tps)

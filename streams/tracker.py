@@ -8,6 +8,11 @@ commit position is the end of the longest run of fully resolved spans from
 the oldest one on, so out-of-order completion never lets a commit pass a
 record still in flight, and the per-record cost is a counter, not a set.
 
+A span can also be *held* (``hold``/``release``): work derived from its
+records that must be durable before they are committed (their state
+changelog entries) keeps the commit position from passing it until released,
+and counts as in flight meanwhile.
+
 A span stays *alive* until its partition stops being tracked (``remove``:
 revocation, abort and rewind, close). Resolving a row of a dead span does
 nothing, so late work of an abandoned poll never resolves the re-polled copy
@@ -30,7 +35,7 @@ TopicPartition = tuple[str, int]
 class Span:
     """One poll's records of one partition: offsets ``first..end-1`` (gaps allowed)."""
 
-    __slots__ = ("alive", "done", "end", "first", "left", "size", "tp")
+    __slots__ = ("alive", "done", "end", "first", "held", "left", "size", "tp")
 
     def __init__(self, tp: TopicPartition, first: int, end: int, size: int) -> None:
         self.tp = tp
@@ -40,6 +45,12 @@ class Span:
         self.left = size
         self.done = np.zeros(size, dtype=bool)
         self.alive = True
+        self.held = 0  # holds not yet released (see OffsetTracker.hold)
+
+    @property
+    def passable(self) -> bool:
+        """Every row resolved and nothing holds it: the position may pass it."""
+        return self.left == 0 and self.held == 0
 
     def pending(self, index: int) -> bool:
         """Row ``index`` is tracked and not resolved yet."""
@@ -48,7 +59,7 @@ class Span:
     def __repr__(self) -> str:
         state = "alive" if self.alive else "abandoned"
         where = f"{self.tp[0]}[{self.tp[1]}] {self.first}..{self.end - 1}"
-        return f"Span({where}, {self.left} left, {state})"
+        return f"Span({where}, {self.left} left, {self.held} held, {state})"
 
 
 class _Partition:
@@ -61,11 +72,11 @@ class _Partition:
 
     def advance(self) -> None:
         spans = self.spans
-        while spans and spans[0].left == 0:
+        while spans and spans[0].passable:
             self.position = spans.popleft().end
 
     def in_flight(self) -> int:
-        return sum(s.left for s in self.spans)
+        return sum(s.left + s.held for s in self.spans)
 
 
 class OffsetTracker:
@@ -123,10 +134,28 @@ class OffsetTracker:
             self._settle(span, n)
             return n
 
-    def _settle(self, span: Span, n: int) -> None:  # under the lock
-        span.left -= n
+    def hold(self, span: Span) -> bool:
+        """Keep the position from passing ``span`` until ``release``; False if abandoned."""
+        with self._cond:
+            if not span.alive:
+                return False
+            span.held += 1
+            self._in_flight += 1
+            return True
+
+    def release(self, span: Span) -> None:
+        """Undo one ``hold``; nothing once the span was abandoned."""
+        with self._cond:
+            if not span.alive or not span.held:
+                return
+            span.held -= 1
+            self._settle(span, 1, rows=False)
+
+    def _settle(self, span: Span, n: int, rows: bool = True) -> None:  # under the lock
+        if rows:
+            span.left -= n
         self._in_flight -= n
-        if span.left == 0:
+        if span.passable:
             part = self._parts[span.tp]
             if part.spans and part.spans[0] is span:
                 part.advance()
@@ -196,7 +225,7 @@ class OffsetTracker:
                     continue
                 for span in part.spans:
                     span.alive = False
-                    self._in_flight -= span.left
+                    self._in_flight -= span.left + span.held
                 if part.position is not None and part.position != part.committed:
                     out[tp] = part.position
             self._cond.notify_all()

@@ -23,11 +23,15 @@ def make_processor(stream: StreamConfig, runner: Runner, threads: int = 2) -> Pr
 
         return TransactionProcessor(stream, input_name, output_name)
     labels = labels_from_metadata(runner.metadata, runner.name)
-    if stream.kind == "sensor":
-        from pipeline.processors.sensor import SensorProcessor
-
+    if stream.kind in ("sensor", "sensor-sample"):
         shape = runner.input_specs[0].shape[1:]
         window = (int(shape[0] or 100), int(shape[1] or 6)) if len(shape) == 2 else (100, 6)
+        if stream.kind == "sensor-sample":
+            from pipeline.processors.sample import SampleProcessor
+
+            return SampleProcessor(stream, labels, input_name, output_name, window)
+        from pipeline.processors.sensor import SensorProcessor
+
         return SensorProcessor(stream, labels, input_name, output_name, window)
     from engines.gpu import resolve_preprocess_device
 

@@ -26,6 +26,13 @@ An exception a processor raises for a whole batch is retried record by
 record to isolate the record that causes it (``processor_error``, the
 exception's class and message in the dead letter); a wrong number of
 results fails the batch before anything of it is published.
+
+Optional hook, :class:`StatefulProcessor`: a processor that also has
+``state_codec()`` and ``prepare_with_state(batch, state)`` gets, on a stream
+with ``state.enabled``, the partition's :class:`~streams.state.StateView`
+(restored on assignment, written to the changelog after each batch) instead
+of keeping its per-key state in memory; ``prepare(batch)`` is still what runs
+without ``state.enabled``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import numpy as np
 
 from streamfer.errors import CodecError
 from streams.records import RecordBatch
+from streams.state import StateCodec, StateView
 
 
 class Reject(NamedTuple):
@@ -52,11 +60,16 @@ class Reject(NamedTuple):
 class Prepared:
     """One record batch made ready for the engine.
 
-    ``rows``: the accepted records' rows in ``batch`` (increasing); ``feeds``: the
-    model inputs, one row per accepted record (first axis ``len(rows)``);
+    ``rows``: the accepted records' rows in ``batch`` (non-decreasing: a record that
+    yields several model inputs, e.g. completes several windows, appears once per
+    input, and gets a decision per input); ``feeds``: the model inputs, one row per
+    entry of ``rows`` (first axis ``len(rows)``);
     ``metas``: per accepted record, what ``results`` needs (None: nothing);
     ``event_ns``: per accepted record, the event time (epoch ns) its deadline runs
-    from (None: the Kafka record timestamps); ``rejects``: the rest, with reasons.
+    from (None: the Kafka record timestamps); ``rejects``: the rest, with reasons;
+    ``absorbed``: rows whose work ended in ``prepare`` without a model input (a
+    sample held in a window's state), resolved without a decision; ``dropped``:
+    rows dropped on purpose, by reason (counted, e.g. ``late`` samples).
     The pipeline fills ``prepare_ns`` and ``ready_ns``.
     """
 
@@ -66,6 +79,8 @@ class Prepared:
     metas: Sequence[Any] | None = None
     event_ns: np.ndarray | None = None
     rejects: list[Reject] = field(default_factory=list)
+    absorbed: np.ndarray | None = None
+    dropped: dict[str, np.ndarray] | None = None
     prepare_ns: int = 0  # how long prepare() took
     ready_ns: int = 0  # monotonic, when it was handed to the engine
 
@@ -96,6 +111,20 @@ class Processor(Protocol):
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
     ) -> Sequence[Result | BaseException]: ...
+
+
+@runtime_checkable
+class StatefulProcessor(Processor, Protocol):
+    """A processor whose per-key state the pipeline can keep (see the module docstring)."""
+
+    def state_codec(self) -> StateCodec[Any]:
+        """How one key's value becomes bytes and back (exactly)."""
+        ...
+
+    def prepare_with_state(self, batch: RecordBatch, state: StateView[Any]) -> Prepared:
+        """``prepare`` reading and writing per-key values through ``state`` (the batch's
+        partition), telling it which keys each accepted record updated (``state.updated``)."""
+        ...
 
 
 def reject(batch: RecordBatch, row: int, problem: str, reason: str, note: str) -> Reject:

@@ -3,7 +3,9 @@
 Decoding and validation happen in one C pass per record, with the codec's own
 decoder and reason codes (``streams.codecs.transaction``). Features come from
 the stateful :class:`~models.features.FraudFeaturizer` (card history), in
-consume order.
+consume order: in memory, or, with ``state.enabled``, through the partition's
+state store (each card's entry written with the offset of its last transaction
+in the batch).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from models.features import FraudFeaturizer, TxColumns
+from models.features import CARD_CODEC, FraudFeaturizer, TxColumns
 from pipeline.config import StreamConfig
 from pipeline.postprocess import FraudPostprocessor
 from pipeline.processors.base import Prepared, Reject, Result, accepted, reject
@@ -24,6 +26,7 @@ from streams.codecs.transaction import (
     transaction_error,
 )
 from streams.records import RecordBatch
+from streams.state import StateCodec, StateView
 
 
 class TransactionProcessor:
@@ -40,6 +43,22 @@ class TransactionProcessor:
         self._decode = decode_value
 
     def prepare(self, batch: RecordBatch) -> Prepared:
+        rows, txs, rejects = self._decode_all(batch)
+        feats = self.featurizer.transform_columns(columns(txs))
+        return Prepared(batch, accepted(rows), {self.input_name: feats}, rejects=rejects)
+
+    def state_codec(self) -> StateCodec[Any]:
+        return CARD_CODEC
+
+    def prepare_with_state(self, batch: RecordBatch, state: StateView[Any]) -> Prepared:
+        rows, txs, rejects = self._decode_all(batch)
+        cols = columns(txs)
+        feats = self.featurizer.transform_columns(cols, memory=StoredCards(state))
+        offsets = batch.offsets
+        state.updated(cols.card_id, [offsets[r] for r in rows])
+        return Prepared(batch, accepted(rows), {self.input_name: feats}, rejects=rejects)
+
+    def _decode_all(self, batch: RecordBatch) -> tuple[list[int], list[Transaction], list[Reject]]:
         rows: list[int] = []
         txs: list[Transaction] = []
         rejects: list[Reject] = []
@@ -55,8 +74,7 @@ class TransactionProcessor:
                 rejects.append(Reject(i, err.reason, err))
                 continue
             rows.append(i)
-        feats = self.featurizer.transform_columns(columns(txs))
-        return Prepared(batch, accepted(rows), {self.input_name: feats}, rejects=rejects)
+        return rows, txs, rejects
 
     def _size_reject(self, batch: RecordBatch, row: int, value: bytes | None) -> Reject:
         what = "a JSON transaction"
@@ -87,3 +105,22 @@ def columns(txs: Sequence[Transaction]) -> TxColumns:
         [t.mcc for t in txs],
         [t.channel for t in txs],
     )
+
+
+class StoredCards:
+    """A partition's state view as the featurizer's card memory (``models.features.CardMemory``)."""
+
+    __slots__ = ("view",)
+
+    def __init__(self, view: StateView[Any]) -> None:
+        self.view = view
+
+    def get_many(self, card_ids: Sequence[str], now_ms: Sequence[int]) -> list[Any]:
+        return self.view.get_many(card_ids, now_ms)
+
+    def remember(self, card_ids: Sequence[str], states: Sequence[Any],
+                 fresh: Sequence[bool]) -> None:  # fmt: skip
+        put = self.view.put
+        for card_id, state, new in zip(card_ids, states, fresh, strict=True):
+            if new:
+                put(card_id, state)

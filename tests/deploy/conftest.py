@@ -51,6 +51,8 @@ def populate(metrics: Metrics) -> None:
         s.observe_batch(16)
         s.set_queue_depth(5)
         s.set_lag(0, 12)
+        s.state_restored(0, 1.5, 1000, "changelog")
+        s.state_expired(3)
         metrics.engine_info(stream=name, model=name, engine=engine, precision="fp32",
                             device="cpu", version="1")  # fmt: skip
     metrics.set_ready_source(lambda: True)

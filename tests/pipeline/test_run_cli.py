@@ -48,7 +48,7 @@ def test_validate_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
     err = done.stderr
     assert "models | " in err and "streams[0].kind | " in err and "metrics.port | " in err
     assert "streams[0].input_topic | required key missing" in err
-    assert "Note: allowed: camera, sensor, transaction" in err
+    assert "Note: allowed: camera, sensor, sensor-sample, transaction" in err
 
 
 def test_run_help_documents_workers_and_signals() -> None:

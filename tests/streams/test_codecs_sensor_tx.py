@@ -207,7 +207,8 @@ def test_poison_values_get_their_own_documented_reasons() -> None:
     tx = valid_tx()
     assert _tx_reason(None) == "null_value"
     assert sensor_reason(None, []) == "null_value"
-    assert _tx_reason(b"[" * 10_000 + b"]" * 10_000) == "too_deep"
+    assert _tx_reason(b'{"note": ' + b"[" * 10_000 + b"]" * 10_000 + b"}") == "too_deep"
+    assert _tx_reason(b"[" * 10_000 + b"]" * 10_000) == "bad_json"  # not an object at all
     assert sensor_reason(b"[" * 10_000 + b"]" * 10_000, []) == "too_deep"
     huge = json.dumps({**tx, "amount": 10**400}).encode()
     assert _tx_reason(huge) == "number_out_of_range"

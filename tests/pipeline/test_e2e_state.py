@@ -1,0 +1,240 @@
+"""Per-key state across crashes and rebalances, end to end on the real broker.
+
+A transaction stream with repeat cards is scored once by a pipeline that is
+never interrupted (state in memory, as without the store) and once by a
+pipeline with ``state.enabled`` that is killed with SIGKILL at random points
+(three times), or that a second worker joins and leaves mid-stream. The
+decisions per transaction must be the same (scores within 1e-6): exactly
+one per transaction with exactly-once delivery, at least one with
+at-least-once (duplicates carrying the same score). Without the store, the
+first decision after a restart of every card would read ``first_seen``.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import MODELS, REPO, decisions, produce, read_all, wait_for, write_config
+from kafka import KafkaProducer
+
+from models.generators.transactions import TransactionGenerator
+from pipeline.app import Pipeline
+from pipeline.config import load_config
+from streams.codecs import encode_transaction
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(not (MODELS / "fraud.onnx").exists(), reason="models/fraud.onnx missing"),
+]
+
+N = 1200
+CARDS = 40  # about 30 transactions a card: every card's history matters
+Coords = tuple[int, int]
+
+
+def messages(n: int = N, seed: int = 11) -> list[tuple[bytes, bytes, list[Any]]]:
+    gen = TransactionGenerator(seed=seed, n_cards=CARDS)
+    out = []
+    for _ in range(n):
+        tx, _ = gen.next()
+        out.append((tx["card_id"].encode(), encode_transaction(tx), []))
+    return out
+
+
+@contextmanager
+def trickle(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes, list[Any]]],
+            per_s: float) -> Iterator[threading.Thread]:  # fmt: skip
+    """Produce ``msgs`` at about ``per_s`` a second from a background thread."""
+
+    def run() -> None:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+        for i, (key, value, _) in enumerate(msgs):
+            producer.send(topic, value=value, key=key)
+            if i % 20 == 19:
+                producer.flush()
+                time.sleep(20 / per_s)  # pacing the load, not waiting for a condition
+        producer.flush()
+        producer.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.join(120)
+
+
+def stream(src: str, out: str, delivery: str, state_dir: Path | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": "payments", "kind": "transaction", "input_topic": src, "output_topic": out,
+        "model": "fraud", "delivery": delivery, "batching": {"max_batch": 8, "max_wait_ms": 2},
+    }  # fmt: skip
+    if state_dir is not None:
+        doc["state"] = {"enabled": True, "dir": str(state_dir)}
+    return doc
+
+
+def config(path: Path, bootstrap: str, group: str, doc: dict[str, Any]) -> Path:
+    return write_config(path, bootstrap, group, [doc], ["fraud"],
+                        consumer={"session_timeout_ms": 6000, "max_poll_records": 50})  # fmt: skip
+
+
+def scores(msgs: list[Any]) -> dict[Coords, list[float]]:
+    out: dict[Coords, list[float]] = {}
+    for d in decisions(msgs):
+        src = d["source"]
+        out.setdefault((src["partition"], src["offset"]), []).append(d["result"]["fraud_score"])
+    return out
+
+
+def read_scores(bootstrap: str, topic: str, n: int, delivery: str) -> dict[Coords, list[float]]:
+    isolation = "read_committed" if delivery == "exactly_once" else "read_uncommitted"
+    msgs = read_all(bootstrap, topic, lambda m: len(scores(m)) >= n, timeout_s=120,
+                    isolation_level=isolation)  # fmt: skip
+    return scores(msgs)
+
+
+def reference(tmp_path: Path, bootstrap: str, src: str, n: int,
+              unique_topic: Callable[..., str], group: str) -> dict[Coords, float]:  # fmt: skip
+    """One uninterrupted run over the whole input, state in memory only."""
+    out = unique_topic(1)
+    cfg = config(tmp_path / "ref.yaml", bootstrap, group, stream(src, out, "at_least_once", None))
+    with Pipeline(load_config(cfg), serve_http=False) as pipe:
+        pipe.wait_ready(30)
+        wait_for(lambda: pipe.stats()["payments"].resolved >= n, 90, "the reference run")
+    got = read_scores(bootstrap, out, n, "at_least_once")
+    assert all(len(v) == 1 for v in got.values())
+    return {c: v[0] for c, v in got.items()}
+
+
+def assert_same_decisions(got: dict[Coords, list[float]], ref: dict[Coords, float],
+                          delivery: str) -> None:  # fmt: skip
+    assert set(got) == set(ref), f"{len(set(ref) - set(got))} transactions without a decision"
+    wrong = {c: (v, ref[c]) for c, v in got.items() if any(abs(s - ref[c]) > 1e-6 for s in v)}
+    assert not wrong, f"{len(wrong)} decisions differ from the uninterrupted run: {wrong}"
+    if delivery == "exactly_once":
+        dupes = [c for c, v in got.items() if len(v) > 1]
+        assert not dupes, f"committed duplicates: {dupes[:5]}"
+
+
+def start_run(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "-v", "run", "-c", str(cfg)],
+                            cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def decided(bootstrap: str, topic: str, at_least: int) -> int:
+    return len(scores(read_all(bootstrap, topic, lambda m: len(m) >= at_least, timeout_s=1)))
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_kill_9_three_times_gives_the_uninterrupted_decisions(
+    delivery: str,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    src, out, group = unique_topic(3), unique_topic(1), unique_group()
+    cfg = config(tmp_path / "p.yaml", kafka_bootstrap, group,
+                 stream(src, out, delivery, tmp_path / "state"))  # fmt: skip
+    log = tmp_path / "run.log"
+    kills = sorted(random.Random().sample(range(N // 10, N - N // 5), 3))
+    proc = start_run(cfg, log)
+    try:
+        with trickle(kafka_bootstrap, src, messages(), per_s=100):
+            for target in kills:
+                try:
+                    wait_for(lambda t=target: decided(kafka_bootstrap, out, t) >= t, 120,
+                             f"{target} decisions")  # fmt: skip
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}; log: {log.read_text()[-3000:]}") from None
+                proc.kill()  # SIGKILL: no drain, no final commit, no checkpoint
+                proc.wait(10)
+                proc = start_run(cfg, log)
+        got = read_scores(kafka_bootstrap, out, N, delivery)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    text = log.read_text()
+    assert text.count("state restored from changelog") >= 3 * 3, text[-3000:]  # 3 partitions
+    ref = reference(tmp_path, kafka_bootstrap, src, N, unique_topic, unique_group())
+    assert_same_decisions(got, ref, delivery)
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_a_worker_joining_and_leaving_gives_the_uninterrupted_decisions(
+    delivery: str,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src, out, group = unique_topic(3), unique_topic(1), unique_group()
+    cfg = load_config(config(tmp_path / "p.yaml", kafka_bootstrap, group,
+                             stream(src, out, delivery, tmp_path / "state")))  # fmt: skip
+    caplog.set_level("INFO", logger="streams.state.manager")
+    with Pipeline(cfg, serve_http=False) as first:
+        first.wait_ready(30)
+        with trickle(kafka_bootstrap, src, messages(), per_s=100):
+            wait_for(lambda: decided(kafka_bootstrap, out, N // 4) >= N // 4, 120, "a quarter")
+            with Pipeline(cfg, worker_index=1, serve_http=False) as second:
+                wait_for(lambda: second.stats()["payments"].resolved > 0, 60,
+                         "the second worker to take partitions")  # fmt: skip
+                wait_for(lambda: decided(kafka_bootstrap, out, N // 2) >= N // 2, 120, "half")
+            wait_for(lambda: decided(kafka_bootstrap, out, 3 * N // 4) >= 3 * N // 4, 120,
+                     "three quarters")  # fmt: skip
+        got = read_scores(kafka_bootstrap, out, N, delivery)
+    restores = [r.getMessage() for r in caplog.records if "state restored from" in r.getMessage()]
+    print("\n".join(restores))
+    # the joiner rebuilt what it took from the changelog, and the first worker restored
+    # the partitions it got back (from its own store and what the joiner wrote meanwhile,
+    # or from the changelog after an aborted transaction)
+    assert any("restored from changelog" in m and " 0 keys" not in m for m in restores), restores
+    assert len(restores) >= 3 + 2, restores
+    ref = reference(tmp_path, kafka_bootstrap, src, N, unique_topic, unique_group())
+    assert_same_decisions(got, ref, delivery)
+
+
+def test_restore_after_deleting_the_local_state_rebuilds_from_the_changelog(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src, out, group = unique_topic(3), unique_topic(1), unique_group()
+    state = tmp_path / "state"
+    cfg = load_config(config(tmp_path / "p.yaml", kafka_bootstrap, group,
+                             stream(src, out, "at_least_once", state)))  # fmt: skip
+    msgs = messages(600)
+    produce(kafka_bootstrap, src, msgs[:300])
+    with Pipeline(cfg, serve_http=False) as pipe:
+        pipe.wait_ready(30)
+        wait_for(lambda: pipe.stats()["payments"].resolved >= 300, 60, "the first half")
+    assert any(state.rglob("data.mdb"))
+    shutil.rmtree(state)
+    produce(kafka_bootstrap, src, msgs[300:])
+    caplog.set_level("INFO", logger="streams.state.manager")
+    with Pipeline(cfg, serve_http=False) as pipe:
+        pipe.wait_ready(30)
+        wait_for(lambda: pipe.stats()["payments"].resolved >= 300, 60, "the second half")
+    restores = [r.getMessage() for r in caplog.records if "state restored from" in r.getMessage()]
+    assert len(restores) == 3 and all("from changelog" in m for m in restores), restores
+    restored_keys = sum(int(m.split(": ")[1].split(" keys")[0].replace(",", "")) for m in restores)
+    assert restored_keys == CARDS  # every card seen in the first half, none twice
+    got = read_scores(kafka_bootstrap, out, 600, "at_least_once")
+    ref = reference(tmp_path, kafka_bootstrap, src, 600, unique_topic, unique_group())
+    assert_same_decisions(got, ref, "at_least_once")

@@ -1,0 +1,51 @@
+"""The partition reader both clients offer (state restore), on the real broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from streams.client import ClientFactory, ProducerOptions, ReaderOptions
+from streams.settings import KafkaSettings
+from streams.sink import KafkaSink
+
+pytestmark = pytest.mark.integration
+
+
+def test_reader_skips_aborted_entries_and_ends_past_the_markers(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], factory: ClientFactory
+) -> None:
+    topic = unique_topic(2)
+    settings = KafkaSettings(kafka_bootstrap, client_id="reader-test")
+    acked: list[object] = []
+
+    def on_delivery(error: object | None, _message: object) -> None:
+        acked.append(error)
+
+    with KafkaSink(settings, ProducerOptions(transactional_id=f"txn-{topic}"), factory) as sink:
+        sink.send_many(topic, [b"1", b"2"], [b"a", b"b"], on_delivery, partition=1)
+        sink.commit_transaction({}, None)
+        sink.send_many(topic, [b"lost"], [b"a"], on_delivery, partition=1)
+        sink.flush(10)
+        sink.abort_transaction()
+        sink.send_many(topic, [b"3", None], [b"c", b"b"], on_delivery, partition=1)
+        sink.commit_transaction({}, None)
+    assert acked == [None] * 5
+    reader = factory.reader(settings, ReaderOptions())
+    try:
+        first, end = reader.offsets((topic, 1), 10)
+        assert first == 0 and end >= 5 + 3  # five entries, three transaction markers
+        assert reader.offsets((topic, 0), 10) == (0, 0)
+        reader.assign((topic, 1), first)
+        got: list[tuple[bytes | None, bytes | None]] = []
+        deadline = time.monotonic() + 30
+        while reader.position((topic, 1)) < end:
+            assert time.monotonic() < deadline, f"stuck at {reader.position((topic, 1))} of {end}"
+            for batch in reader.poll(0.1, 100):
+                assert batch.tp == (topic, 1)
+                got += zip(batch.keys, batch.values, strict=True)
+    finally:
+        reader.close()
+    assert got == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3"), (b"b", None)]
