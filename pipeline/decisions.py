@@ -128,18 +128,17 @@ class DecisionEncoder:
             try:
                 encoded = _encode(result)
                 extra = extras[i] if extras is not None else None
-                more = (
-                    b"".join(b',"%s":%s' % (_encode(k)[1:-1], _encode(v)) for k, v in extra.items())
-                    if extra
-                    else b""
-                )
+                more = _extra_fields(extra) if extra else b""
             except (TypeError, ValueError, msgspec.EncodeError) as exc:
                 out.append(CodecError(f"decision | not encodable as JSON: {exc}", "bad_decision"))
                 continue
-            if b"null" in encoded and not finite(result):  # msgspec writes NaN as null
+            # msgspec writes NaN as null
+            if (b"null" in encoded and not finite(result)) or (
+                b"null" in more and not finite(extra)
+            ):
                 out.append(
                     CodecError(
-                        f"decision | result {result!r} holds NaN or infinity. "
+                        f"decision | result {result!r} (extra {extra!r}) holds NaN or infinity. "
                         "Note: expected finite numbers",
                         "bad_decision",
                     )
@@ -176,6 +175,23 @@ class DecisionEncoder:
             self._key_json.clear()
         encoded = self._key_json[key] = _encode(key_text(key))
         return encoded
+
+
+# the fields every decision has: an extra field may not write them a second time
+RESERVED = frozenset(
+    ("schema", "stream", "kind", "source", "model", "result", "batch_size", "latency_ms")
+)
+
+
+def _extra_fields(extra: Mapping[str, Any]) -> bytes:
+    """``,"name":value`` per extra top-level field; ValueError for a reserved name."""
+    taken = RESERVED.intersection(extra)
+    if taken:
+        raise ValueError(
+            f"extra fields {sorted(taken)} are the decision's own. Note: expected other "
+            f"names than {sorted(RESERVED)}"
+        )
+    return b"".join(b',"%s":%s' % (_encode(k)[1:-1], _encode(v)) for k, v in extra.items())
 
 
 def finite(value: Any) -> bool:

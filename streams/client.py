@@ -139,8 +139,10 @@ class ProducerClient(Protocol):
         values: Sequence[bytes],
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
+        headers: Sequence[Headers] | None = None,
     ) -> None:
-        """``send`` for many messages without headers, the same callback for each."""
+        """``send`` for many messages, the same callback for each; ``headers``: one
+        sequence per message, or None for messages without headers (the fast path)."""
         ...
 
     def poll(self, timeout_s: float) -> None:

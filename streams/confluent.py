@@ -285,8 +285,13 @@ class ConfluentProducer:
         values: Sequence[bytes],
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
+        headers: Sequence[Headers] | None = None,
     ) -> None:
-        """``send`` for many messages without headers (decisions): one call each, no extras."""
+        """``send`` for many messages (decisions): one call each, no extras without headers."""
+        if headers is not None:
+            for value, key, hdrs in zip(values, keys, headers, strict=True):
+                self.send(topic, value, key, hdrs, on_delivery)
+            return
         produce = self._p.produce
         for value, key in zip(values, keys, strict=True):
             try:

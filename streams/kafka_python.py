@@ -320,7 +320,12 @@ class KafkaPythonProducer:
         values: Sequence[bytes],
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
+        headers: Sequence[Headers] | None = None,
     ) -> None:
+        if headers is not None:
+            for value, key, hdrs in zip(values, keys, headers, strict=True):
+                self.send(topic, value, key, hdrs, on_delivery)
+            return
         for value, key in zip(values, keys, strict=True):
             self.send(topic, value, key, (), on_delivery)
 

@@ -138,19 +138,21 @@ class KafkaSink:
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
         only_if: Callable[[], bool] | None = None,
+        headers: Sequence[Headers] | None = None,
     ) -> bool:
-        """Queue one message per value (no headers), all under one ``only_if`` check."""
+        """Queue one message per value, all under one ``only_if`` check; ``headers``: one
+        sequence per message, or None when none has any (the fast path)."""
         client = self.client
         if not self.transactional:
             if only_if is not None and not only_if():
                 return False
-            client.send_many(topic, values, keys, on_delivery)
+            client.send_many(topic, values, keys, on_delivery, headers)
             return True
         with self._txn_lock:
             if only_if is not None and not only_if():
                 return False
             self._begin(client)
-            client.send_many(topic, values, keys, on_delivery)
+            client.send_many(topic, values, keys, on_delivery, headers)
             return True
 
     def _begin(self, client: ProducerClient) -> None:  # under the transaction lock
