@@ -32,8 +32,8 @@ import numpy as np
 
 from pipeline.batcher import Batch, Batcher, Chunk, Segment
 from pipeline.decisions import SegmentTiming
-from pipeline.processors.base import Prepared, Processor, Result
-from streamfer.errors import CodecError, EngineError
+from pipeline.processors.base import Prepared, Processor, Result, processor_error
+from streamfer.errors import CodecError, EngineError, ProcessorError
 from streams.records import RecordBatch
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,7 @@ class EngineWorker:
         self.on_batch = on_batch
         self.on_fallbacks = on_fallbacks
         self.error_reason = error_reason  # for an exception escaping the processor
+        self._processor_name = type(processor).__name__
         self.clock = clock
         self._abandoned = False
         self.beat: Callable[[], None] = lambda: None  # liveness, once per loop
@@ -249,9 +250,21 @@ class EngineWorker:
 
     # -- one batch ---------------------------------------------------------------------
     def _run(self, batch: Batch[Prepared]) -> None:
-        segments = batch.segments
-        n = len(batch)
-        feeds = _feeds(segments)
+        self._run_segments(batch.segments)
+
+    def _run_segments(self, segments: list[Segment[Prepared]]) -> None:
+        n = sum(len(s) for s in segments)
+        try:
+            feeds = _feeds(segments)
+        except ValueError:
+            if len(segments) == 1:
+                raise
+            # polls whose feeds differ along a dynamic axis (text padded per poll) do not
+            # stack into one batch: each runs alone
+            log.debug("%s | feeds of %d polls differ in shape; run apart", self.name, n)
+            for seg in segments:
+                self._run_segments([seg])
+            return
         metas = _metas(segments)
         start = self.clock()
         try:
@@ -284,10 +297,10 @@ class EngineWorker:
             )
             return [self._one_result(outputs, metas, i) for i in range(n)]
         if len(results) != n:
-            err = CodecError(
-                f"{type(self.processor).__name__}.results returned {len(results)} results for "
-                f"{n} records. Note: expected one result per record, in order",
-                "processor_error",
+            err = ProcessorError(
+                f"{self._processor_name}.results | returned {len(results)} results for a batch "
+                f"of {n} records; none of the batch is published. Note: expected one result "
+                "per record, in order"
             )
             log.error("%s | %s", self.name, err)
             return [err] * n
@@ -303,10 +316,11 @@ class EngineWorker:
                 )
             )
         except Exception as exc:
-            return CodecError(f"{type(exc).__name__}: {exc}", self.error_reason)
+            return processor_error(f"{self._processor_name}.results", exc, reason=self.error_reason)
         if len(one) != 1:
-            return CodecError(
-                f"results returned {len(one)} results for 1 record", "processor_error"
+            return ProcessorError(
+                f"{self._processor_name}.results | returned {len(one)} results for 1 record. "
+                "Note: expected one result per record"
             )
         return one[0]
 

@@ -41,10 +41,11 @@ from pipeline.engine import STOP, EngineWorker, RowQueue
 from pipeline.health import HealthState
 from pipeline.metrics import Metrics, StreamRecorder
 from pipeline.outlet import Outlet
-from pipeline.processors import Prepared, Processor, make_processor
+from pipeline.processors import Prepared, Processor, make_processor, processor_error
 from pipeline.processors.base import Reject
+from pipeline.processors.checks import PreparedCheck
 from pipeline.stats import StatsBook, StreamStats
-from streamfer.errors import CodecError, StreamError, StreamferError
+from streamfer.errors import StreamError, StreamferError
 from streams.client import client_factory
 from streams.connection import ConnectionMonitor
 from streams.dlq import DeadLetterWriter
@@ -89,20 +90,28 @@ class LagReporter:
         self._partitions -= gone
 
 
-def prepare_isolated(processor: Processor, batch: RecordBatch, reason: str) -> Prepared:
+def prepare_isolated(
+    processor: Processor, batch: RecordBatch, reason: str, check: PreparedCheck | None = None
+) -> Prepared:
     """``processor.prepare(batch)``; if it raises, record by record to find the culprits.
 
-    A record whose own prepare raises becomes a Reject with ``reason`` (the
-    exception's class and message in the dead letter); the rest are prepared alone
-    and joined again. (A stateful processor that raised midway may see the rows it
-    had handled once more.)
+    ``check`` (the processor contract) fails a ``Prepared`` like an exception would. A
+    record whose own prepare raises becomes a Reject with ``reason`` (the exception's
+    class and message in the dead letter); the rest are prepared alone and joined
+    again. (A stateful processor that raised midway may see the rows it had handled
+    once more.)
     """
+    name = f"{type(processor).__name__}.prepare"
     try:
-        return processor.prepare(batch)
+        prepared = processor.prepare(batch)
+        if check is not None:
+            check(batch, prepared)
+        return prepared
     except Exception as exc:
         log.warning(
-            "%s | prepare of %d records failed (%s: %s); retrying record by record",
+            "%s | %s of %d records failed (%s: %s); retrying record by record",
             batch.tp,
+            name,
             len(batch),
             type(exc).__name__,
             exc,
@@ -114,9 +123,10 @@ def prepare_isolated(processor: Processor, batch: RecordBatch, reason: str) -> P
         one.span = batch.span
         try:
             got = processor.prepare(one)
+            if check is not None:
+                check(one, got)
         except Exception as exc:
-            err = CodecError(f"{batch.coords(i)} | {type(exc).__name__}: {exc}", reason)
-            rejects.append(Reject(i, reason, err))
+            rejects.append(Reject(i, reason, processor_error(name, exc, batch.coords(i), reason)))
             continue
         rejects += [Reject(i, r.reason, r.error) for r in got.rejects]
         if len(got):
@@ -180,7 +190,8 @@ class StreamRuntime:
         self.book = StatsBook(stream.name, stream.kind)
         self.inbox = RowQueue(config.runtime.max_in_flight)
         self._processor = processor
-        self._builtin = processor is None
+        self._check: PreparedCheck | None = None
+        self._builtin = processor is None and stream.plugin is None
         self._stop = threading.Event()
         self._drain = True
         self._threads: list[threading.Thread] = []
@@ -227,6 +238,7 @@ class StreamRuntime:
             s, self.runner, cfg.runtime.preprocess_threads
         )
         self._processor = processor
+        self._check = PreparedCheck(type(processor).__name__, self.runner.input_specs)
         outlet = Outlet(
             stream=s.name,
             output_topic=s.output_topic,
@@ -430,7 +442,7 @@ class StreamRuntime:
         self.recorder.observe_stage_many("broker", batch.broker_ms() / 1e3)
         assert self._processor is not None
         start = time.perf_counter_ns()
-        prepared = prepare_isolated(self._processor, batch, self._error_reason)
+        prepared = prepare_isolated(self._processor, batch, self._error_reason, self._check)
         prepared.prepare_ns = time.perf_counter_ns() - start
         self.outlet.rejects(prepared)
         if not len(prepared):

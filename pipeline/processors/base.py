@@ -3,22 +3,30 @@ outputs back into one result per record.
 
 A processor knows a record kind and a model; it knows nothing about Kafka
 delivery, batching across polls, deadlines, dead letters or metrics, which
-the pipeline gives every processor alike. Two calls:
+the pipeline gives every processor alike (the three built-in kinds are
+processors too). Two calls:
 
 * ``prepare(batch) -> Prepared`` runs on the consumer thread, in consume
   order per partition (a processor may keep per-key state). It decodes and
   validates every record of one :class:`~streams.records.RecordBatch`,
   returns the model feeds of the records it accepts (one row each, in
   order) and a :class:`Reject` with a reason for each one it does not.
+  Every record of the batch is either accepted or rejected, exactly once;
+  the feeds have the model's input names, dtypes and fixed dimensions.
 * ``results(outputs, metas) -> [result, ...]`` runs on the engine thread
   after inference, on a batch the pipeline formed (rows of one or more
   ``Prepared``): one JSON-serialisable result per row, in order, or an
   :class:`Output` where a record needs more (extra top-level decision
-  fields, its own output key or headers).
+  fields, its own output key or headers), or a
+  :class:`~streamfer.errors.CodecError` for a row it refuses (that record
+  is dead-lettered with the error's reason).
+
+An optional ``close()`` is called once when the stream stops.
 
 An exception a processor raises for a whole batch is retried record by
 record to isolate the record that causes it (``processor_error``, the
-exception's class and message in the dead letter); a wrong number of
+exception's class and message in the dead letter); a ``Prepared`` that
+breaks the rules above is treated like an exception; a wrong number of
 results fails the batch before anything of it is published.
 """
 
@@ -30,7 +38,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from streamfer.errors import CodecError
+from streamfer.errors import CodecError, ProcessorError
 from streams.records import RecordBatch
 
 
@@ -89,12 +97,34 @@ class Processor(Protocol):
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> Sequence[Result]: ...
+    ) -> Sequence[Result | CodecError]: ...
+
+
+@runtime_checkable
+class Postprocessor(Protocol):
+    """The results step alone: what ``postprocessor:`` puts in place of a built-in kind's.
+
+    ``metas`` per kind: camera :class:`~pipeline.postprocess.CameraMeta` (letterbox,
+    frame size, ``frame_seq``, ``capture_ts_ns``); transaction and sensor None.
+    """
+
+    def results(
+        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
+    ) -> Sequence[Result | CodecError]: ...
 
 
 def reject(batch: RecordBatch, row: int, problem: str, reason: str, note: str) -> Reject:
     """A Reject whose CodecError reads ``topic[p]@offset | problem. Note: note``."""
     return Reject(row, reason, CodecError(f"{batch.coords(row)} | {problem}. Note: {note}", reason))
+
+
+def processor_error(
+    step: str, exc: BaseException, where: str | None = None, reason: str = "processor_error"
+) -> ProcessorError:
+    """The ProcessorError for an exception processor code raised on one record: ``where`` (the
+    record's ``topic[partition]@offset``, when known) ``| step raised Class: message``."""
+    text = f"{step} raised {type(exc).__name__}: {exc}"
+    return ProcessorError(f"{where} | {text}" if where else text, reason, type(exc).__name__)
 
 
 def accepted(rows: Sequence[int]) -> np.ndarray:

@@ -22,12 +22,21 @@ import numpy as np
 from models.preprocess import Letterbox, letterbox, letterbox_geometry
 from pipeline.config import StreamConfig
 from pipeline.postprocess import CameraMeta, DetectionPostprocessor
-from pipeline.processors.base import Output, Prepared, Reject, Result, accepted, reject
+from pipeline.processors.base import (
+    Output,
+    Postprocessor,
+    Prepared,
+    Reject,
+    Result,
+    accepted,
+    reject,
+)
 from streamfer.errors import CodecError
 from streams.codecs import Frame, decode_camera
 from streams.records import Record, RecordBatch
 
 NO_EVENT_TIME = -1  # in Prepared.event_ns: use the record timestamp
+FLOAT32 = np.dtype(np.float32)
 
 
 def camera_input(frame: Frame, size: int) -> tuple[np.ndarray, CameraMeta]:
@@ -49,12 +58,17 @@ class CameraProcessor:
         threads: int,
         input_name: str = "images",
         output_name: str | None = "output0",
+        post: Postprocessor | None = None,
+        dtype: np.dtype = FLOAT32,
     ) -> None:
         self.limits = stream.limits.codec_limits()
         self.size = input_size
         self.input_name = input_name
+        self.dtype = dtype  # the detector's input type: float16 exports get float16
         self.dead_letter_without_ts = stream.frames.missing_capture_ts == "dead_letter"
-        self.post = DetectionPostprocessor(stream.detection, labels, output_name)
+        self.post: Postprocessor = post or DetectionPostprocessor(
+            stream.detection, labels, output_name
+        )
         self.threads = threads
         self._pool: ThreadPoolExecutor | None = None
 
@@ -103,7 +117,10 @@ class CameraProcessor:
             tensors.append(tensor)
             metas.append(meta)
             events.append(NO_EVENT_TIME if meta.capture_ts_ns is None else meta.capture_ts_ns)
-        feed = np.stack(tensors) if tensors else np.empty((0, 3, self.size, self.size), np.float32)
+        if tensors:
+            feed = np.stack(tensors).astype(self.dtype, copy=False)
+        else:
+            feed = np.empty((0, 3, self.size, self.size), self.dtype)
         return Prepared(
             batch,
             accepted(rows),
@@ -113,22 +130,24 @@ class CameraProcessor:
             rejects,
         )
 
-    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
-        results = self.post.results(outputs, metas)
-        return [
-            Output(
-                result,
-                {
-                    "frame": {
-                        "seq": m.frame_seq,
-                        "capture_ts_ns": m.capture_ts_ns,
-                        "width": m.width,
-                        "height": m.height,
-                    }
-                },
-            )
-            for result, m in zip(results, metas, strict=True)
-        ]
+    def results(
+        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
+    ) -> list[Result | CodecError]:
+        out: list[Result | CodecError] = []
+        for result, m in zip(self.post.results(outputs, metas), metas, strict=True):
+            frame = {
+                "seq": m.frame_seq,
+                "capture_ts_ns": m.capture_ts_ns,
+                "width": m.width,
+                "height": m.height,
+            }
+            if isinstance(result, CodecError):
+                out.append(result)
+            elif isinstance(result, Output):  # a postprocessor's own: the frame block joins it
+                out.append(result._replace(extra={"frame": frame, **(result.extra or {})}))
+            else:
+                out.append(Output(result, {"frame": frame}))
+        return out
 
     def close(self) -> None:
         if self._pool is not None:
