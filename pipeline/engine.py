@@ -162,7 +162,6 @@ class EngineWorker:
         self.on_batch = on_batch
         self.on_fallbacks = on_fallbacks
         self.error_reason = error_reason  # for an exception escaping the processor
-        self._processor_name = type(processor).__name__
         self.clock = clock
         self._abandoned = False
         self.beat: Callable[[], None] = lambda: None  # liveness, once per loop
@@ -283,46 +282,15 @@ class EngineWorker:
     def _results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any], n: int
     ) -> list[Result | BaseException]:
-        """One result (or the error of that row) per row; a whole-batch failure is retried
-        row by row, and a wrong count fails every row of the batch (nothing published)."""
-        try:
-            results: list[Result | BaseException] = list(self.processor.results(outputs, metas))
-        except Exception as exc:
-            log.warning(
-                "%s | results of a batch of %d failed (%s: %s); retrying record by record",
-                self.name,
-                n,
-                type(exc).__name__,
-                exc,
-            )
-            return [self._one_result(outputs, metas, i) for i in range(n)]
-        if len(results) != n:
-            err = ProcessorError(
-                f"{self._processor_name}.results | returned {len(results)} results for a batch "
-                f"of {n} records; none of the batch is published. Note: expected one result "
-                "per record, in order"
-            )
-            log.error("%s | %s", self.name, err)
-            return [err] * n
-        return results
+        return results_isolated(
+            self.processor, outputs, metas, error_reason=self.error_reason, on_fault=self._fault
+        )
 
-    def _one_result(
-        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any], i: int
-    ) -> Result | BaseException:
-        try:
-            one = list(
-                self.processor.results(
-                    {k: v[i : i + 1] for k, v in outputs.items()}, metas[i : i + 1]
-                )
-            )
-        except Exception as exc:
-            return processor_error(f"{self._processor_name}.results", exc, reason=self.error_reason)
-        if len(one) != 1:
-            return ProcessorError(
-                f"{self._processor_name}.results | returned {len(one)} results for 1 record. "
-                "Note: expected one result per record"
-            )
-        return one[0]
+    def _fault(self, problem: str, error: BaseException | None) -> None:
+        if error is None:  # a wrong count: the processor is broken, not a record
+            log.error("%s | %s", self.name, problem)
+        else:
+            log.warning("%s | %s", self.name, problem)
 
     def _isolate(
         self,
@@ -340,7 +308,8 @@ class EngineWorker:
             except Exception as exc:
                 outcomes.append(CodecError(f"engine failed on this record: {exc}", "engine_error"))
                 continue
-            outcomes.append(self._one_result(out, metas[i : i + 1], 0))
+            alone = _one_result(self.processor, out, metas[i : i + 1], 0, self.error_reason)
+            outcomes.append(alone)
         if n > 1 and all(
             isinstance(o, CodecError) and o.reason == "engine_error" for o in outcomes
         ):
@@ -372,6 +341,63 @@ class EngineWorker:
             rows = prepared.rows[seg.rows]
             self.outlet.publish(prepared, rows, results[i : i + k], n, timing)
             i += k
+
+
+def results_isolated(
+    processor: Processor,
+    outputs: Mapping[str, np.ndarray],
+    metas: Sequence[Any],
+    *,
+    error_reason: str = "processor_error",
+    on_fault: Callable[[str, BaseException | None], None] = lambda problem, error: None,
+) -> list[Result | BaseException]:
+    """``processor.results`` with one result (or the error of that row) per row.
+
+    A whole-batch failure is retried row by row (a row that fails alone gets a
+    ProcessorError with ``error_reason``); a wrong number of results fails every row of
+    the batch, so nothing of it is published. ``on_fault(problem, error)`` hears of each
+    (``error`` None for a wrong count).
+    """
+    n = len(metas)
+    name = type(processor).__name__
+    try:
+        results: list[Result | BaseException] = list(processor.results(outputs, metas))
+    except Exception as exc:
+        on_fault(
+            f"{name}.results of a batch of {n} failed ({type(exc).__name__}: {exc}); "
+            "retrying record by record",
+            exc,
+        )
+        return [_one_result(processor, outputs, metas, i, error_reason) for i in range(n)]
+    if len(results) != n:
+        err = ProcessorError(
+            f"{name}.results | returned {len(results)} results for a batch of {n} records; "
+            "none of the batch is published. Note: expected one result per record, in order"
+        )
+        on_fault(str(err), None)
+        return [err] * n
+    return results
+
+
+def _one_result(
+    processor: Processor,
+    outputs: Mapping[str, np.ndarray],
+    metas: Sequence[Any],
+    i: int,
+    error_reason: str,
+) -> Result | BaseException:
+    name = type(processor).__name__
+    try:
+        row = {k: v[i : i + 1] for k, v in outputs.items()}
+        one = list(processor.results(row, metas[i : i + 1]))
+    except Exception as exc:
+        return processor_error(f"{name}.results", exc, reason=error_reason)
+    if len(one) != 1:
+        return ProcessorError(
+            f"{name}.results | returned {len(one)} results for 1 record. "
+            "Note: expected one result per record"
+        )
+    return one[0]
 
 
 def _feeds(segments: list[Segment[Prepared]]) -> dict[str, np.ndarray]:

@@ -227,7 +227,7 @@ class Outlet:
                 continue
             key = batch_keys[row]
             if isinstance(res, Output):
-                problem = _output_problem(res)
+                problem = output_problem(res)
                 if problem:
                     err = CodecError(problem, "bad_decision")
                     self.dead_letter(batch, row, err, err.reason)
@@ -351,7 +351,7 @@ class Outlet:
             self.dead_letter(prepared.batch, rej.row, rej.error, rej.reason)
 
 
-def _output_problem(out: Output) -> str | None:
+def output_problem(out: Output) -> str | None:
     """What makes an Output unpublishable (a key or header Kafka cannot carry), or None."""
     if not isinstance(out.result, Mapping):
         return (

@@ -91,7 +91,11 @@ class LagReporter:
 
 
 def prepare_isolated(
-    processor: Processor, batch: RecordBatch, reason: str, check: PreparedCheck | None = None
+    processor: Processor,
+    batch: RecordBatch,
+    reason: str,
+    check: PreparedCheck | None = None,
+    on_fault: Callable[[BaseException], None] = lambda error: None,
 ) -> Prepared:
     """``processor.prepare(batch)``; if it raises, record by record to find the culprits.
 
@@ -99,7 +103,7 @@ def prepare_isolated(
     record whose own prepare raises becomes a Reject with ``reason`` (the exception's
     class and message in the dead letter); the rest are prepared alone and joined
     again. (A stateful processor that raised midway may see the rows it had handled
-    once more.)
+    once more.) ``on_fault`` hears of a whole batch that failed.
     """
     name = f"{type(processor).__name__}.prepare"
     try:
@@ -108,6 +112,7 @@ def prepare_isolated(
             check(batch, prepared)
         return prepared
     except Exception as exc:
+        on_fault(exc)
         log.warning(
             "%s | %s of %d records failed (%s: %s); retrying record by record",
             batch.tp,
