@@ -9,6 +9,8 @@ What a plug-in author imports, all from here::
         RecordProcessor,                    # a base for per-record plug-ins (~20 lines)
         ConfigProblem,                      # what validate_config yields
         CodecError, ProcessorError,         # refuse a record / processor code failed
+        ConfigError,                        # a plug-in that cannot run with its config/model
+        Record, RecordBatch,                # what prepare and decode receive
         reject, accepted,                   # helpers for batch-at-a-time processors
     )
 
@@ -51,6 +53,7 @@ from streams.records import Record, RecordBatch
 __all__ = [
     "ENTRY_POINT_GROUP",
     "CodecError",
+    "ConfigError",
     "ConfigProblem",
     "Output",
     "Postprocessor",
