@@ -160,15 +160,12 @@ def check_stream(name: str, model: Path, config: dict[str, Any], postprocessor: 
 
 def read_samples(path: Path) -> list[bytes]:
     """Record values: one a line of a JSON Lines file (blank lines skipped), or one a file
-    of a directory (in name order)."""
-    lines: list[bytes]
-    if str(path) == "-":
-        lines = sys.stdin.buffer.read().splitlines()
-    elif path.is_dir():
-        lines = [p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()]
+    of a directory (in name order; an empty file is an empty record)."""
+    if path.is_dir():
+        values = [p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()]
     else:
-        lines = path.read_bytes().splitlines()
-    values = [line for line in lines if line.strip()]
+        text = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        values = [line for line in text.splitlines() if line.strip()]
     if not values:
         raise ConfigError(f"{path} | no samples. Note: expected one record value a line")
     return values

@@ -23,6 +23,29 @@ processors too). Two calls:
 
 An optional ``close()`` is called once when the stream stops.
 
+A whole processor, batch at a time, for a model with one input ``[N, 1]``
+(``RecordProcessor`` does the same one record at a time, with less code)::
+
+    import numpy as np
+    from pipeline.processors import Prepared, ProcessorContext, RecordBatch, accepted, reject
+
+    class Lengths:  # text in, the model's score of its length out
+        def __init__(self, context: ProcessorContext) -> None:
+            self.input, self.output = context.input.name, context.output.name
+
+        def prepare(self, batch: RecordBatch) -> Prepared:
+            rows, rejects = [], []
+            for i, value in enumerate(batch.values):
+                if value:
+                    rows.append(i)
+                else:
+                    rejects.append(reject(batch, i, "no text", "empty", "expected UTF-8 text"))
+            x = np.array([[len(batch.values[i] or b"")] for i in rows], dtype=np.float32)
+            return Prepared(batch, accepted(rows), {self.input: x}, rejects=rejects)
+
+        def results(self, outputs, metas):
+            return [{"score": float(y)} for y in outputs[self.output][:, 0]]
+
 An exception a processor raises for a whole batch is retried record by
 record to isolate the record that causes it (``processor_error``, the
 exception's class and message in the dead letter); a ``Prepared`` that
