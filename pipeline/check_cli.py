@@ -33,7 +33,7 @@ from pipeline.config_problems import format_problems
 from pipeline.decisions import RESERVED, DecisionEncoder, ModelIdentity, SegmentTiming
 from pipeline.engine import results_isolated
 from pipeline.outlet import output_problem
-from pipeline.processors import Output, Processor, make_processor
+from pipeline.processors import Output, Prepared, Processor, make_processor
 from pipeline.processors.checks import PreparedCheck
 from pipeline.stream import prepare_isolated
 from streamfer.errors import CodecError, ConfigError
@@ -203,11 +203,14 @@ class BatchRun:
         click.echo(f"batch of {len(batch)}: samples {first}..{first + len(batch) - 1}")
         self.tally.records += len(batch)
         on_fault = lambda error: self._fault("prepare", error)  # noqa: E731
-        prepared = prepare_isolated(self.processor, batch, "processor_error", self.check, on_fault)
-        for rej in prepared.rejects:
-            self._dead_letter(f"#{first + rej.row}", rej.reason, rej.error)
-        if not len(prepared):
-            return
+        parts = prepare_isolated(self.processor, batch, "processor_error", self.check, on_fault)
+        for prepared in parts:
+            for rej in prepared.rejects:
+                self._dead_letter(f"#{first + rej.row}", rej.reason, rej.error)
+            if len(prepared):
+                self._infer(batch, prepared, first)
+
+    def _infer(self, batch: RecordBatch, prepared: Prepared, first: int) -> None:
         for name, arr in prepared.feeds.items():
             click.echo(f"  feed {name}: {_array(arr)}")
         outputs = self.runner.infer(prepared.feeds)

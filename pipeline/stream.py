@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+import numpy as np
+
 from engines.base import Runner
 from pipeline.config import PipelineConfig, StreamConfig
 from pipeline.decisions import DecisionEncoder, ModelIdentity
@@ -42,7 +44,7 @@ from pipeline.health import HealthState
 from pipeline.metrics import Metrics, StreamRecorder
 from pipeline.outlet import Outlet
 from pipeline.processors import Prepared, Processor, make_processor, processor_error
-from pipeline.processors.base import Reject
+from pipeline.processors.base import NO_EVENT_TIME, Reject
 from pipeline.processors.checks import PreparedCheck
 from pipeline.stats import StatsBook, StreamStats
 from streamfer.errors import StreamError, StreamferError
@@ -96,21 +98,23 @@ def prepare_isolated(
     reason: str,
     check: PreparedCheck | None = None,
     on_fault: Callable[[BaseException], None] = lambda error: None,
-) -> Prepared:
-    """``processor.prepare(batch)``; if it raises, record by record to find the culprits.
+) -> list[Prepared]:
+    """``[processor.prepare(batch)]``; if it raises, record by record to find the culprits.
 
     ``check`` (the processor contract) fails a ``Prepared`` like an exception would. A
     record whose own prepare raises becomes a Reject with ``reason`` (the exception's
     class and message in the dead letter); the rest are prepared alone and joined
-    again. (A stateful processor that raised midway may see the rows it had handled
-    once more.) ``on_fault`` hears of a whole batch that failed.
+    again, or handed over apart where their feeds do not stack (a processor that pads
+    to the longest record of a batch). The rejects ride on the first. (A stateful
+    processor that raised midway may see the rows it had handled once more.)
+    ``on_fault`` hears of a whole batch that failed.
     """
     name = f"{type(processor).__name__}.prepare"
     try:
         prepared = processor.prepare(batch)
         if check is not None:
             check(batch, prepared)
-        return prepared
+        return [prepared]
     except Exception as exc:
         on_fault(exc)
         log.warning(
@@ -141,21 +145,28 @@ def prepare_isolated(
 
 def _joined(
     batch: RecordBatch, parts: list[tuple[int, Prepared]], rejects: list[Reject]
-) -> Prepared:
-    import numpy as np
-
+) -> list[Prepared]:
+    """The records prepared alone (``(row, Prepared)``) as rows of ``batch`` again."""
     if not parts:
-        return Prepared(batch, np.empty(0, dtype=np.intp), {}, rejects=rejects)
-    first = parts[0][1]
-    feeds = {k: np.concatenate([p.feeds[k] for _, p in parts]) for k in first.feeds}
-    metas = None
-    if first.metas is not None:
+        return [Prepared(batch, np.empty(0, dtype=np.intp), {}, rejects=rejects)]
+    metas: list[Any] | None = None
+    if any(p.metas is not None for _, p in parts):
         metas = [m for _, p in parts for m in (p.metas or [None] * len(p))]
     events = None
-    if first.event_ns is not None:
-        events = np.concatenate([p.event_ns for _, p in parts if p.event_ns is not None])
+    if any(p.event_ns is not None for _, p in parts):
+        events = np.concatenate([
+            np.full(len(p), NO_EVENT_TIME, np.int64) if p.event_ns is None else p.event_ns
+            for _, p in parts
+        ])  # fmt: skip
     rows = np.asarray([i for i, _ in parts], dtype=np.intp)
-    return Prepared(batch, rows, feeds, metas, events, rejects)
+    try:
+        feeds = {k: np.concatenate([p.feeds[k] for _, p in parts]) for k in parts[0][1].feeds}
+    except ValueError:  # rows that differ along a dynamic axis: each goes alone
+        apart = [Prepared(batch, np.asarray([i], dtype=np.intp), p.feeds, p.metas, p.event_ns)
+                 for i, p in parts]  # fmt: skip
+        apart[0].rejects = rejects
+        return apart
+    return [Prepared(batch, rows, feeds, metas, events, rejects)]
 
 
 class StreamRuntime:
@@ -447,14 +458,16 @@ class StreamRuntime:
         self.recorder.observe_stage_many("broker", batch.broker_ms() / 1e3)
         assert self._processor is not None
         start = time.perf_counter_ns()
-        prepared = prepare_isolated(self._processor, batch, self._error_reason, self._check)
-        prepared.prepare_ns = time.perf_counter_ns() - start
-        self.outlet.rejects(prepared)
-        if not len(prepared):
-            return
-        prepared.ready_ns = time.monotonic_ns()
-        if not self._put(prepared, len(prepared)):
-            raise StreamError(f"{self.stream.name} | engine worker stopped")
+        parts = prepare_isolated(self._processor, batch, self._error_reason, self._check)
+        took_ns = time.perf_counter_ns() - start
+        for prepared in parts:  # one, unless isolating a failed batch left rows apart
+            prepared.prepare_ns = took_ns
+            self.outlet.rejects(prepared)
+            if not len(prepared):
+                continue
+            prepared.ready_ns = time.monotonic_ns()
+            if not self._put(prepared, len(prepared)):
+                raise StreamError(f"{self.stream.name} | engine worker stopped")
 
     def _put(self, item: Any, rows: int, deadline: float = float("inf")) -> bool:
         return hand_over(self.inbox, item, rows, lambda: self.engine_alive, deadline)

@@ -34,6 +34,7 @@ from pipeline.config import StreamConfig
 from pipeline.postprocess import detector_labels, labels_from_metadata
 from pipeline.processors import plugins
 from pipeline.processors.base import (
+    NO_EVENT_TIME,
     Output,
     Postprocessor,
     Prepared,
@@ -52,6 +53,7 @@ from streams.records import Record, RecordBatch
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "NO_EVENT_TIME",
     "CodecError",
     "ConfigError",
     "ConfigProblem",

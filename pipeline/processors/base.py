@@ -64,6 +64,8 @@ import numpy as np
 from streamfer.errors import CodecError, ProcessorError
 from streams.records import RecordBatch
 
+NO_EVENT_TIME = -1  # in Prepared.event_ns: this row's deadline runs from its record timestamp
+
 
 class Reject(NamedTuple):
     """A record a processor refused: its row in the batch, a reason code, the error."""
@@ -81,7 +83,8 @@ class Prepared:
     model inputs, one row per accepted record (first axis ``len(rows)``);
     ``metas``: per accepted record, what ``results`` needs (None: nothing);
     ``event_ns``: per accepted record, the event time (epoch ns) its deadline runs
-    from (None: the Kafka record timestamps); ``rejects``: the rest, with reasons.
+    from (None, or ``NO_EVENT_TIME`` for a row: the Kafka record timestamp);
+    ``rejects``: the rest, with reasons.
     The pipeline fills ``prepare_ns`` and ``ready_ns``.
     """
 

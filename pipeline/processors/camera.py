@@ -23,6 +23,7 @@ from models.preprocess import Letterbox, letterbox, letterbox_geometry
 from pipeline.config import StreamConfig
 from pipeline.postprocess import CameraMeta, DetectionPostprocessor
 from pipeline.processors.base import (
+    NO_EVENT_TIME,
     Output,
     Postprocessor,
     Prepared,
@@ -35,7 +36,6 @@ from streamfer.errors import CodecError
 from streams.codecs import Frame, decode_camera
 from streams.records import Record, RecordBatch
 
-NO_EVENT_TIME = -1  # in Prepared.event_ns: use the record timestamp
 FLOAT32 = np.dtype(np.float32)
 
 

@@ -99,7 +99,7 @@ def test_a_prepared_that_breaks_the_contract_is_named(make: Any, message: str) -
 # -- isolation ----------------------------------------------------------------------------
 def test_a_record_that_makes_prepare_raise_is_isolated_and_the_rest_prepared() -> None:
     b = batch([b"ok-1", b"ok-2", b"raise-3", b"ok-4"])
-    got = prepare_isolated(Faulty(context()), b, "processor_error", PreparedCheck("Faulty", [X]))
+    (got,) = prepare_isolated(Faulty(context()), b, "processor_error", PreparedCheck("Faulty", [X]))
     assert got.rows.tolist() == [0, 1, 3]
     assert got.feeds["x"][:, 0].tolist() == [1.0, 2.0, 4.0]
     assert list(got.metas or []) == [b"ok", b"ok", b"ok"]
@@ -119,12 +119,37 @@ def test_a_prepared_breaking_the_contract_for_one_record_isolates_that_record() 
             return Prepared(batch, np.asarray(keep, np.intp), {"x": p.feeds["x"][keep]})
 
     b = batch([b"ok-1", b"lost-2", b"ok-3"])
-    got = prepare_isolated(Forgetful(context()), b, "processor_error",
-                           PreparedCheck("Forgetful", [X]))  # fmt: skip
+    (got,) = prepare_isolated(Forgetful(context()), b, "processor_error",
+                              PreparedCheck("Forgetful", [X]))  # fmt: skip
     assert got.rows.tolist() == [0, 2]
     (rej,) = got.rejects
     assert rej.row == 1 and rej.error.error_class == "ProcessorError"  # type: ignore[attr-defined]
     assert "accepted 0 and rejected 0" in str(rej.error)
+
+
+def test_records_isolated_from_a_failed_batch_stay_apart_where_their_feeds_do_not_stack() -> None:
+    class Padding:
+        """Text as byte codes padded to the longest value of the batch (a dynamic axis)."""
+
+        def prepare(self, batch: RecordBatch) -> Prepared:
+            values = [v or b"" for v in batch.values]
+            if b"bad" in values:
+                raise ValueError("bad text")
+            width = max(len(v) for v in values)
+            x = np.array([list(v.ljust(width)) for v in values], dtype=np.float32)
+            return Prepared(batch, rows(len(batch)), {"text": x}, values)
+
+        def results(self, outputs: Any, metas: Any) -> list[Any]:
+            return []
+
+    text = TensorSpec("text", np.dtype(np.float32), (None, None))
+    b = batch([b"ab", b"bad", b"abcd"])
+    first, second = prepare_isolated(Padding(), b, "processor_error",
+                                     PreparedCheck("Padding", [text]))  # fmt: skip
+    assert [(p.rows.tolist(), p.feeds["text"].shape, list(p.metas or [])) for p in
+            (first, second)] == [([0], (1, 2), [b"ab"]), ([2], (1, 4), [b"abcd"])]  # fmt: skip
+    assert [(r.row, r.reason) for r in first.rejects] == [(1, "processor_error")]
+    assert second.rejects == []
 
 
 # -- the per-record base --------------------------------------------------------------------
