@@ -11,6 +11,9 @@ decision, both on ``time.monotonic_ns()`` (one clock for the whole machine).
 The input topic has one partition and a fresh idempotent producer, so record
 ``i`` lands at offset ``base + i``; the generator checks that with the first
 and last acks and the parent maps each decision back through its source offset.
+Both ends use librdkafka (confluent-kafka): at tens of thousands of records a
+second the load generator and the reader must cost the machine little next to
+the system under test.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ import multiprocessing as mp
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from kafka import KafkaProducer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
+from confluent_kafka import TopicPartition as CTP
 
-from bench.kafka_io import Headers, reader
+from bench.kafka_io import Headers
 from streamfer.errors import StreamError
 
 _SOURCE_RE = re.compile(rb'"partition":\s*(\d+),\s*"offset":\s*(\d+)')
@@ -83,13 +88,15 @@ def _generate(spec: LoadSpec, conn: object) -> None:
         pool = _resolve(spec.pool)(spec.pool_size, spec.seed)
         assert isinstance(pool, list)
         hook = _resolve(spec.header_hook) if spec.header_hook else None
-        producer = KafkaProducer(
-            bootstrap_servers=spec.bootstrap,
-            client_id="streamfer-bench-loadgen",
-            linger_ms=spec.linger_ms,
-            max_request_size=16 * 1024 * 1024,
-        )
-        producer.partitions_for(spec.topic)  # connect and fetch metadata before t0
+        producer = Producer({
+            "bootstrap.servers": spec.bootstrap,
+            "client.id": "streamfer-bench-loadgen",
+            "linger.ms": spec.linger_ms,
+            "enable.idempotence": True,
+            "message.max.bytes": 16 * 1024 * 1024,
+            "queue.buffering.max.messages": 2_000_000,
+        })  # fmt: skip
+        producer.list_topics(spec.topic, timeout=30)  # connect and fetch metadata before t0
         rng = np.random.default_rng(spec.seed + 7)
         gaps = rng.exponential(1e9 / spec.rate, spec.n).astype(np.int64)
         wall_minus_mono = time.time_ns() - time.monotonic_ns()
@@ -97,23 +104,40 @@ def _generate(spec: LoadSpec, conn: object) -> None:
         t0 = int(pipe.recv())  # type: ignore[attr-defined]
         sched = t0 + np.cumsum(gaps) - gaps[0]
         late = np.zeros(spec.n, dtype=np.int64)
-        first = last = None
+        acks: dict[str, tuple[object, int]] = {}
+
+        def first(err: object, msg: object) -> None:
+            acks["first"] = (err, msg.offset())  # type: ignore[attr-defined]
+
+        def last(err: object, msg: object) -> None:
+            acks["last"] = (err, msg.offset())  # type: ignore[attr-defined]
+
         npool = len(pool)
+        sched_l = sched.tolist()
         for i in range(spec.n):
-            s = int(sched[i])
+            s = sched_l[i]
             _wait_until(s)
             key, value, headers = pool[i % npool]
             if hook is not None:
                 headers = hook(pool[i % npool], s + wall_minus_mono, i)  # type: ignore[assignment]
             late[i] = time.monotonic_ns() - s
-            fut = producer.send(spec.topic, key=key, value=value, headers=headers or None)
-            if i == 0:
-                first = fut
-            last = fut
-        producer.flush(timeout=60)
-        base = first.get(timeout=30).offset if first else 0
-        end = last.get(timeout=30).offset if last else -1
-        producer.close(timeout=10)
+            callback = first if i == 0 else last if i == spec.n - 1 else None
+            while True:
+                try:
+                    producer.produce(spec.topic, value, key, partition=0,
+                                     headers=headers or None, on_delivery=callback)  # fmt: skip
+                    break
+                except BufferError:  # the local queue is full: let it drain, then send
+                    producer.poll(0.01)
+            if i % 1000 == 999:
+                producer.poll(0)
+        if producer.flush(60):
+            raise StreamError(f"{spec.topic} | records still unacknowledged after 60 s")
+        errors = [str(err) for err, _ in acks.values() if err is not None]
+        if errors:
+            raise StreamError(f"{spec.topic} | load not delivered: {errors}")
+        base = acks["first"][1] if "first" in acks else 0
+        end = acks["last"][1] if "last" in acks else base
         if end - base != spec.n - 1:
             raise StreamError(
                 f"{spec.topic}[0]@{base} | {spec.n} sends spread over offsets {base}..{end}. "
@@ -143,15 +167,24 @@ class Readback:
             raise StreamError(f"{self.topic} | read-back consumer not ready within 30 s")
 
     def _run(self) -> None:
-        consumer = reader(self.bootstrap, self.topic, fetch_max_wait_ms=5)
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap,
+            "group.id": f"streamfer-bench-readback-{uuid.uuid4().hex[:8]}",  # assign: no group
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 5,
+            "fetch.queue.backoff.ms": 10,
+        })  # fmt: skip
         try:
-            consumer.poll(timeout_ms=0)
+            meta = consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+            consumer.assign([CTP(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
             self._ready.set()
             while not self._stop.is_set():
-                for recs in consumer.poll(timeout_ms=50).values():
-                    now = time.monotonic_ns()
+                msgs = consumer.consume(10_000, 0) or consumer.consume(1, 0.05)
+                now = time.monotonic_ns()
+                got = [(now, m.value() or b"") for m in msgs if m.error() is None]
+                if got:
                     with self._lock:
-                        self._got.extend((now, r.value) for r in recs)
+                        self._got.extend(got)
         finally:
             consumer.close()
 

@@ -191,7 +191,10 @@ class BatchRun:
         self.processor = processor
         self.tally = tally
         self.decisions = decisions
-        self.check = PreparedCheck(type(processor).__name__, runner.input_specs)
+        infer_with = getattr(processor, "infer_with", None)  # a processor that runs the model
+        self.infer = infer_with(runner) if callable(infer_with) else runner.infer
+        inputs = None if callable(infer_with) else runner.input_specs
+        self.check = PreparedCheck(type(processor).__name__, inputs)
         version = runner.metadata.get("streamfer.version", "0")
         identity = ModelIdentity(stream.model, version, runner.info.kind, runner.info.precision)
         self.encoder = DecisionEncoder(stream.name, stream.kind, identity)
@@ -213,7 +216,7 @@ class BatchRun:
     def _infer(self, batch: RecordBatch, prepared: Prepared, first: int) -> None:
         for name, arr in prepared.feeds.items():
             click.echo(f"  feed {name}: {_array(arr)}")
-        outputs = self.runner.infer(prepared.feeds)
+        outputs = self.infer(prepared.feeds)
         for name, arr in outputs.items():
             click.echo(f"  output {name}: {_array(arr)}")
         metas = list(prepared.metas) if prepared.metas is not None else [None] * len(prepared)

@@ -271,7 +271,7 @@ def _run(
         _drain(console, pipe)
         annotator.finish(timeout_s=ANNOTATE_TIMEOUT_S)
         final = pipe.stats()
-    console.print(stats_table(f"streamfer demo {run_id}: summary", final))
+    console.print(stats_table(f"streamfer demo {run_id}: summary", final, whole_run=True))
     if pipe.failure is not None:
         raise StreamferError(f"pipeline | stopped on an error: {pipe.failure}")
     for path in annotator.written:

@@ -254,7 +254,9 @@ class StreamRuntime:
             s, self.runner, cfg.runtime.preprocess_threads
         )
         self._processor = processor
-        self._check = PreparedCheck(type(processor).__name__, self.runner.input_specs)
+        own_infer = callable(getattr(processor, "infer_with", None))  # feeds are its own then
+        inputs = None if own_infer else self.runner.input_specs
+        self._check = PreparedCheck(type(processor).__name__, inputs)
         outlet = Outlet(
             stream=s.name,
             output_topic=s.output_topic,
@@ -270,9 +272,10 @@ class StreamRuntime:
             on_dead_letter_failure=s.dead_letters.on_failure,
         )
         self.outlet = outlet
+        infer_with = getattr(processor, "infer_with", None)  # e.g. GPU preprocessing
         self._worker = EngineWorker(
             name=s.name,
-            infer=self.runner.infer,
+            infer=infer_with(self.runner) if callable(infer_with) else self.runner.infer,
             processor=processor,
             outlet=outlet,
             inbox=self.inbox,

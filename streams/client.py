@@ -68,7 +68,7 @@ class ProducerOptions:
     """Producer tuning: idempotent, acks=all; linger/batch/compression for throughput.
     The pipeline config takes each of its producer defaults from here (written once)."""
 
-    linger_ms: int = 5
+    linger_ms: int = 1  # librdkafka batches what queues while a request is out anyway
     batch_size: int = 256 * 1024
     compression: Compression = "none"
     max_request_size: int = 8 * 1024 * 1024

@@ -115,9 +115,16 @@ class ConfluentConsumer:
         self._one_topic = one_topic  # subscribed to one topic: a partition number says all
 
     def poll(self, timeout_s: float, max_records: int) -> list[RecordBatch]:
-        msgs: list[Any] = self._c.consume(max_records, timeout_s)
+        consume = self._c.consume
+        # consume(n, t) waits until n messages are there or t has passed: at low rates that
+        # is t of latency per poll. Take what is there now; else wait for the first only.
+        msgs: list[Any] = consume(max_records, 0)
         if not msgs:
-            return []
+            msgs = consume(1, timeout_s)
+            if not msgs:
+                return []
+            if max_records > 1:
+                msgs += consume(max_records - 1, 0)
         now = time.monotonic_ns()
         self.monitor.ok()  # messages or EOF: the cluster answered
         if any(m.error() is not None for m in msgs):
@@ -127,14 +134,16 @@ class ConfluentConsumer:
             msgs = [m for m in msgs if m.error() is None]
         if not msgs:
             return []
-        head = msgs[0]
+        head: Any = msgs[0]
         partition = head.partition()
+        groups: dict[tuple[str, int], list[Any]]
         if self._one_topic and all(m.partition() == partition for m in msgs):
             groups = {(head.topic(), partition): msgs}  # the usual case: one partition
         else:
             groups = {}
-            for m in msgs:
-                groups.setdefault((m.topic(), m.partition()), []).append(m)
+            message: Any
+            for message in msgs:
+                groups.setdefault((message.topic(), message.partition()), []).append(message)
         return [
             RecordBatch(
                 topic,

@@ -116,7 +116,7 @@ def make_processor(stream: StreamConfig, runner: Runner, threads: int = 2) -> Pr
         shape = runner.input_specs[0].shape[1:]
         window = (int(shape[0] or 100), int(shape[1] or 6)) if len(shape) == 2 else (100, 6)
         return SensorProcessor(stream, labels, input_name, output_name, window, post)
-    from pipeline.processors.camera import CameraProcessor
+    from engines.gpu import resolve_preprocess_device
 
     labels = []
     if post is None:
@@ -124,6 +124,16 @@ def make_processor(stream: StreamConfig, runner: Runner, threads: int = 2) -> Pr
         check_detector_output(runner.output_specs[0], labels, stream.model)
     spec = runner.input_specs[0]
     size = detector_input_size(spec, runner.metadata, stream.model)
+    if resolve_preprocess_device(stream.preprocess.device, runner.info.kind) == "gpu":
+        from engines.gpu import GpuFramePreprocessor
+        from pipeline.processors.camera_gpu import GpuCameraProcessor
+
+        pre = GpuFramePreprocessor(
+            size, spec.dtype, runner.max_batch, limits=stream.limits.codec_limits()
+        )
+        return GpuCameraProcessor(stream, labels, pre, output_name, post)
+    from pipeline.processors.camera import CameraProcessor
+
     return CameraProcessor(
         stream, labels, size, threads, input_name, output_name, post, np.dtype(spec.dtype)
     )

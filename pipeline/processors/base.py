@@ -17,11 +17,14 @@ processors too). Two calls:
   after inference, on a batch the pipeline formed (rows of one or more
   ``Prepared``): one JSON-serialisable result per row, in order, or an
   :class:`Output` where a record needs more (extra top-level decision
-  fields, its own output key or headers), or a
-  :class:`~streamfer.errors.CodecError` for a row it refuses (that record
-  is dead-lettered with the error's reason).
+  fields, its own output key or headers), or an exception instance for a
+  row it refuses or failed on (a :class:`~streamfer.errors.CodecError`
+  carries its reason; that record is dead-lettered, the others decided).
 
-An optional ``close()`` is called once when the stream stops.
+Optional: ``close()``, called once when the stream stops, to free what the
+processor holds; ``infer_with(runner) -> infer`` to replace the runner's
+``infer`` for its stream (the GPU camera path decodes on the device there;
+its feeds are then its own, not the model's inputs).
 
 A whole processor, batch at a time, for a model with one input ``[N, 1]``
 (``RecordProcessor`` does the same one record at a time, with less code)::
@@ -123,7 +126,7 @@ class Processor(Protocol):
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> Sequence[Result | CodecError]: ...
+    ) -> Sequence[Result | BaseException]: ...
 
 
 @runtime_checkable
@@ -136,7 +139,7 @@ class Postprocessor(Protocol):
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> Sequence[Result | CodecError]: ...
+    ) -> Sequence[Result | BaseException]: ...
 
 
 def reject(batch: RecordBatch, row: int, problem: str, reason: str, note: str) -> Reject:

@@ -39,6 +39,34 @@ from streams.records import Record, RecordBatch
 FLOAT32 = np.dtype(np.float32)
 
 
+def missing_capture_ts(batch: RecordBatch, row: int) -> Reject:
+    """The dead letter of a frame without ``capture-ts-ns`` (``frames.missing_capture_ts``)."""
+    return reject(
+        batch,
+        row,
+        "no capture-ts-ns header",
+        "missing_header",
+        "frames carry their capture time (epoch ns) in capture-ts-ns; "
+        "the stream dead-letters frames without",
+    )
+
+
+def with_frame(result: Result | BaseException, meta: CameraMeta) -> Result | BaseException:
+    """A camera decision: the result plus its ``frame`` block (a postprocessor's own Output
+    keeps its key, headers and extra fields; an error stays the error)."""
+    if isinstance(result, BaseException):
+        return result
+    frame = {
+        "seq": meta.frame_seq,
+        "capture_ts_ns": meta.capture_ts_ns,
+        "width": meta.width,
+        "height": meta.height,
+    }
+    if isinstance(result, Output):
+        return result._replace(extra={"frame": frame, **(result.extra or {})})
+    return Output(result, {"frame": frame})
+
+
 def camera_input(frame: Frame, size: int) -> tuple[np.ndarray, CameraMeta]:
     """The detector input of a decoded frame and the meta that maps boxes back to it."""
     tensor, lb = letterbox(frame.image, size)
@@ -102,16 +130,7 @@ class CameraProcessor:
                 continue
             tensor, meta = got
             if meta.capture_ts_ns is None and self.dead_letter_without_ts:
-                rejects.append(
-                    reject(
-                        batch,
-                        i,
-                        "no capture-ts-ns header",
-                        "missing_header",
-                        "frames carry their capture time (epoch ns) in "
-                        "capture-ts-ns; the stream dead-letters frames without",
-                    )
-                )
+                rejects.append(missing_capture_ts(batch, i))
                 continue
             rows.append(i)
             tensors.append(tensor)
@@ -132,22 +151,9 @@ class CameraProcessor:
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> list[Result | CodecError]:
-        out: list[Result | CodecError] = []
-        for result, m in zip(self.post.results(outputs, metas), metas, strict=True):
-            frame = {
-                "seq": m.frame_seq,
-                "capture_ts_ns": m.capture_ts_ns,
-                "width": m.width,
-                "height": m.height,
-            }
-            if isinstance(result, CodecError):
-                out.append(result)
-            elif isinstance(result, Output):  # a postprocessor's own: the frame block joins it
-                out.append(result._replace(extra={"frame": frame, **(result.extra or {})}))
-            else:
-                out.append(Output(result, {"frame": frame}))
-        return out
+    ) -> list[Result | BaseException]:
+        found = self.post.results(outputs, metas)
+        return [with_frame(result, m) for result, m in zip(found, metas, strict=True)]
 
     def close(self) -> None:
         if self._pool is not None:

@@ -24,12 +24,16 @@ from streams.records import RecordBatch
 
 
 class PreparedCheck:
-    """Checks one processor's ``Prepared`` against its batch and the model's inputs."""
+    """Checks one processor's ``Prepared`` against its batch and the model's inputs.
 
-    def __init__(self, processor: str, inputs: Sequence[TensorSpec]) -> None:
+    ``inputs`` None: the feeds are the processor's own (it runs the model itself, through
+    ``infer_with``); then only their row counts are checked.
+    """
+
+    def __init__(self, processor: str, inputs: Sequence[TensorSpec] | None) -> None:
         self.processor = processor
-        self.inputs = tuple(inputs)
-        self._names = frozenset(s.name for s in self.inputs)
+        self.inputs = tuple(inputs) if inputs is not None else None
+        self._names = frozenset(s.name for s in self.inputs or ())
 
     def __call__(self, batch: RecordBatch, prepared: Prepared) -> None:
         """ProcessorError (reason ``processor_error``) naming the first rule broken."""
@@ -64,12 +68,19 @@ class PreparedCheck:
 
     def _check_rows(self, n: int, prepared: Prepared) -> None:
         feeds = prepared.feeds
-        if feeds.keys() != self._names:
+        if self.inputs is None:
+            for name, arr in feeds.items():
+                if not isinstance(arr, np.ndarray) or not arr.ndim or len(arr) != n:
+                    self._fail(
+                        f"returned feed {name!r} {_describe(arr)} for {n} accepted records",
+                        f"{n} rows",
+                    )
+        elif feeds.keys() != self._names:
             self._fail(
                 f"returned feeds {sorted(map(str, feeds))}",
                 f"the model's inputs {sorted(self._names)}",
             )
-        for spec in self.inputs:
+        for spec in self.inputs or ():
             arr = feeds[spec.name]
             if not _fits(spec, arr, n):
                 self._fail(

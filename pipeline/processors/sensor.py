@@ -10,7 +10,6 @@ import numpy as np
 from pipeline.config import StreamConfig
 from pipeline.postprocess import SensorPostprocessor
 from pipeline.processors.base import Postprocessor, Prepared, Result, accepted, codec_rejects
-from streamfer.errors import CodecError
 from streams.codecs import decode_sensor
 from streams.records import RecordBatch
 
@@ -42,5 +41,5 @@ class SensorProcessor:
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> Sequence[Result | CodecError]:
+    ) -> Sequence[Result | BaseException]:
         return self.post.results(outputs, metas)

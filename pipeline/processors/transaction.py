@@ -1,91 +1,29 @@
 """Payment transactions: typed JSON decode per record, features per batch, fraud actions.
 
-Decoding and validation happen in one C pass per record (msgspec with the
-field constraints of ``streams.codecs.transaction``), its errors mapped to
-the same reason codes the codec uses. Features come from the stateful
-:class:`~models.features.FraudFeaturizer` (card history), in consume order.
+Decoding and validation happen in one C pass per record, with the codec's own
+decoder and reason codes (``streams.codecs.transaction``). Features come from
+the stateful :class:`~models.features.FraudFeaturizer` (card history), in
+consume order.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import msgspec
 import numpy as np
 
 from models.features import FraudFeaturizer, TxColumns
 from pipeline.config import StreamConfig
 from pipeline.postprocess import FraudPostprocessor
 from pipeline.processors.base import Postprocessor, Prepared, Reject, Result, accepted, reject
-from streamfer.errors import CodecError
+from streams.codecs.transaction import (
+    DECODE_ERRORS,
+    Transaction,
+    decode_value,
+    transaction_error,
+)
 from streams.records import RecordBatch
-
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-
-
-class Transaction(msgspec.Struct, forbid_unknown_fields=False):
-    """The fields a transaction must carry (contract v1); other fields are ignored."""
-
-    tx_id: _Id
-    card_id: _Id
-    merchant_id: _Id
-    amount: Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
-    currency: Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{3}$")]
-    mcc: Annotated[str, msgspec.Meta(pattern="^[0-9]{4}$")]
-    ts: Annotated[int, msgspec.Meta(gt=0)]
-    lat: Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
-    lon: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
-    channel: Literal["pos", "ecom", "atm"]
-
-
-_EXPECT = {
-    "tx_id": "a string of 1..128 chars",
-    "card_id": "a string of 1..128 chars",
-    "merchant_id": "a string of 1..128 chars",
-    "amount": "a number 0 <= amount <= 1e12",
-    "currency": "3 letters (ISO 4217)",
-    "mcc": "4 digits as a string",
-    "ts": "epoch milliseconds as a positive integer",
-    "lat": "a number -90 <= lat <= 90",
-    "lon": "a number -180 <= lon <= 180",
-    "channel": "one of ['atm', 'ecom', 'pos']",
-}
-_MISSING = re.compile(r"missing required field `(\w+)`")
-_AT = re.compile(r" - at `\$\.(\w+)`")
-
-
-def decode_error(batch: RecordBatch, row: int, exc: Exception) -> Reject:
-    """The Reject for a msgspec decode/validation error, with the codec's reason codes."""
-    text = str(exc)
-    if isinstance(exc, RecursionError):
-        return reject(batch, row, "JSON nested too deeply", "too_deep", "expected one JSON object")
-    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
-        return reject(batch, row, f"invalid JSON ({text})", "bad_json", "expected one JSON object")
-    missing = _MISSING.search(text)
-    if missing:
-        return reject(
-            batch,
-            row,
-            f"no {missing.group(1)!r}",
-            "missing_field",
-            f"required: {', '.join(_EXPECT)}",
-        )
-    at = _AT.search(text)
-    if at is None:  # the top level is not an object
-        return reject(
-            batch, row, f"JSON is not an object ({text})", "bad_json", "expected one JSON object"
-        )
-    name = at.group(1)
-    reason = "number_out_of_range" if text.startswith("Number out of range") else "bad_field"
-    return reject(
-        batch,
-        row,
-        f"{name}: {text[: at.start()]}",
-        reason,
-        f"expected {_EXPECT.get(name, 'a valid value')}",
-    )
 
 
 class TransactionProcessor:
@@ -103,7 +41,7 @@ class TransactionProcessor:
         self.max_bytes = stream.limits.max_json_bytes
         self.featurizer = FraudFeaturizer()
         self.post: Postprocessor = post or FraudPostprocessor(stream.fraud, output_name)
-        self._decode = msgspec.json.Decoder(Transaction).decode
+        self._decode = decode_value
 
     def prepare(self, batch: RecordBatch) -> Prepared:
         rows: list[int] = []
@@ -116,8 +54,9 @@ class TransactionProcessor:
                 continue
             try:
                 txs.append(decode(value))
-            except (msgspec.DecodeError, RecursionError) as exc:
-                rejects.append(decode_error(batch, i, exc))
+            except DECODE_ERRORS as exc:
+                err = transaction_error(batch.coords(i), exc)
+                rejects.append(Reject(i, err.reason, err))
                 continue
             rows.append(i)
         feats = self.featurizer.transform_columns(columns(txs))
@@ -139,7 +78,7 @@ class TransactionProcessor:
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> Sequence[Result | CodecError]:
+    ) -> Sequence[Result | BaseException]:
         return self.post.results(outputs, metas)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -14,10 +14,11 @@ from streamfer.errors import CodecError
 from streams.codecs.limits import (
     CodecLimits,
     check_size,
-    content_type,
+    content_type_of,
     fail,
+    fail_at,
     int_header,
-    parse_raw_type,
+    parse_raw_type_at,
 )
 from streams.records import Record
 
@@ -94,6 +95,98 @@ def jpeg_reduction(width: int, height: int, fit: tuple[int, int]) -> int:
     return best
 
 
+FrameKind = Literal["jpeg", "png", "raw"]
+_ENCODED_TYPES = (None, JPEG, PNG, "image/jpg")
+
+
+class FrameInfo(NamedTuple):
+    """What a frame's header bytes say, before any pixel is decoded."""
+
+    kind: FrameKind
+    width: int
+    height: int
+    channels: int  # raw frames: 1 or 3; encoded frames decode to 3
+    raw_shape: tuple[int, ...] = ()
+
+
+def frame_info(
+    data: bytes, content_type_raw: bytes | None, limits: CodecLimits, where: str
+) -> FrameInfo:
+    """Every check a frame passes before decoding, with its reason on failure: size
+    (``empty``, ``too_large``), content type (``bad_content_type``), the JPEG/PNG header
+    or the raw shape (``corrupt_image``, ``bad_shape``), the pixel limit
+    (``image_too_large``). The CPU decoder and the GPU path both start here."""
+    size = len(data)
+    if size == 0:
+        raise fail_at(where, "empty value", "empty", "expected a camera frame")
+    if size > limits.max_message_bytes:
+        raise fail_at(
+            where,
+            f"value is {size} bytes",
+            "too_large",
+            f"a camera frame is limited to {limits.max_message_bytes} bytes",
+        )
+    ctype = content_type_of(content_type_raw, where)
+    if ctype is not None and ctype.startswith(RAW_PREFIX):
+        return _raw_info(data, ctype, limits, where)
+    if ctype not in _ENCODED_TYPES:
+        raise fail_at(
+            where,
+            f"content-type {ctype!r}",
+            "bad_content_type",
+            f"expected {JPEG}, {PNG} or {RAW_PREFIX};shape=H,W,C;dtype=uint8",
+        )
+    is_png = data[:8] == _PNG_SIGNATURE
+    if ctype is not None and (ctype == PNG) != is_png:
+        raise fail_at(
+            where,
+            f"content-type {ctype!r} but the payload starts {data[:8]!r}",
+            "bad_content_type",
+            "the declared image type must match the bytes",
+        )
+    found = png_size(data) if is_png else jpeg_size(data)
+    if found is None:
+        raise fail_at(
+            where,
+            f"no JPEG/PNG header in {size} bytes (starts {data[:8]!r})",
+            "corrupt_image",
+            "expected an image/jpeg or image/png payload",
+        )
+    width, height = found
+    _check_pixels(where, width, height, limits)
+    return FrameInfo("png" if is_png else "jpeg", width, height, 3)
+
+
+def _raw_info(data: bytes, ctype: str, limits: CodecLimits, where: str) -> FrameInfo:
+    shape = parse_raw_type_at(where, ctype, "uint8")
+    if len(shape) != 3 or shape[2] not in (1, 3):
+        raise fail_at(
+            where, f"raw shape {shape}", "bad_shape", "expected shape=H,W,C with C 1 or 3"
+        )
+    height, width, channels = shape
+    _check_pixels(where, width, height, limits)
+    if len(data) != height * width * channels:
+        raise fail_at(
+            where,
+            f"raw payload is {len(data)} bytes for shape {shape}",
+            "bad_shape",
+            f"expected {height * width * channels} bytes",
+        )
+    return FrameInfo("raw", width, height, channels, shape)
+
+
+def _check_pixels(where: str, width: int, height: int, limits: CodecLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise fail_at(where, f"image is {width}x{height}", "corrupt_image", "expected a real size")
+    if width * height > limits.max_image_pixels:
+        raise fail_at(
+            where,
+            f"image is {width}x{height} ({width * height} pixels)",
+            "image_too_large",
+            f"frames are limited to {limits.max_image_pixels} pixels",
+        )
+
+
 def decode_camera(
     record: Record, limits: CodecLimits, fit: Callable[[int, int], tuple[int, int]] | None = None
 ) -> Frame:
@@ -103,13 +196,17 @@ def decode_camera(
     is then decoded at the largest reduction that still covers it (see Frame).
     """
     value = check_size(record, limits.max_message_bytes, "a camera frame")
-    ctype = content_type(record)
-    reduction = 1
-    if ctype is not None and ctype.startswith(RAW_PREFIX):
-        image = _decode_raw(record, value, ctype, limits)
-        height, width = image.shape[:2]
+    info = frame_info(value, record.header("content-type"), limits, record.coords)
+    width, height, reduction = info.width, info.height, 1
+    image: np.ndarray
+    if info.kind == "raw":
+        image = np.frombuffer(value, np.uint8).reshape(info.raw_shape)
+        if info.channels == 1:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     else:
-        image, width, height, reduction = _decode_encoded(record, value, ctype, limits, fit)
+        if info.kind == "jpeg" and fit is not None:
+            reduction = jpeg_reduction(width, height, fit(width, height))
+        image = _decode_encoded(record, value, info, reduction)
     return Frame(
         image,
         int_header(record, "capture-ts-ns"),
@@ -120,53 +217,9 @@ def decode_camera(
     )
 
 
-def _check_pixels(record: Record, width: int, height: int, limits: CodecLimits) -> None:
-    if width <= 0 or height <= 0:
-        raise fail(record, f"image is {width}x{height}", "corrupt_image", "expected a real size")
-    if width * height > limits.max_image_pixels:
-        raise fail(
-            record,
-            f"image is {width}x{height} ({width * height} pixels)",
-            "image_too_large",
-            f"frames are limited to {limits.max_image_pixels} pixels",
-        )
-
-
-def _decode_encoded(
-    record: Record,
-    data: bytes,
-    ctype: str | None,
-    limits: CodecLimits,
-    fit: Callable[[int, int], tuple[int, int]] | None,
-) -> tuple[np.ndarray, int, int, int]:
-    if ctype not in (None, JPEG, PNG, "image/jpg"):
-        raise fail(
-            record,
-            f"content-type {ctype!r}",
-            "bad_content_type",
-            f"expected {JPEG}, {PNG} or {RAW_PREFIX};shape=H,W,C;dtype=uint8",
-        )
-    is_png = data[:8] == _PNG_SIGNATURE
-    if ctype is not None and (ctype == PNG) != is_png:
-        raise fail(
-            record,
-            f"content-type {ctype!r} but the payload starts {data[:8]!r}",
-            "bad_content_type",
-            "the declared image type must match the bytes",
-        )
-    size = png_size(data) if is_png else jpeg_size(data)
-    if size is None:
-        raise fail(
-            record,
-            f"no JPEG/PNG header in {len(data)} bytes (starts {data[:8]!r})",
-            "corrupt_image",
-            "expected an image/jpeg or image/png payload",
-        )
-    width, height = size
-    _check_pixels(record, width, height, limits)
-    reduction = 1 if is_png or fit is None else jpeg_reduction(width, height, fit(width, height))
-    expected = (-(-height // reduction), -(-width // reduction))
-    image = _png(data) if is_png else _jpeg(record, data, reduction, expected)
+def _decode_encoded(record: Record, data: bytes, info: FrameInfo, reduction: int) -> np.ndarray:
+    expected = (-(-info.height // reduction), -(-info.width // reduction))
+    image = _png(data) if info.kind == "png" else _jpeg(record, data, reduction, expected)
     if image is None or image.shape[:2] != expected:
         got = "nothing" if image is None else f"{image.shape[1]}x{image.shape[0]}"
         at = f" (decoded at 1/{reduction}: {expected[1]}x{expected[0]})" if reduction > 1 else ""
@@ -174,9 +227,9 @@ def _decode_encoded(
             record,
             f"image decode gave {got} ({len(data)} bytes)",
             "corrupt_image",
-            f"expected a decodable {width}x{height} image{at}",
+            f"expected a decodable {info.width}x{info.height} image{at}",
         )
-    return image, width, height, reduction
+    return image
 
 
 def _png(data: bytes) -> np.ndarray | None:
@@ -197,25 +250,6 @@ def _jpeg(record: Record, data: bytes, reduction: int, size: tuple[int, int]) ->
             "corrupt_image",
             "expected a complete image/jpeg payload",
         ) from None
-
-
-def _decode_raw(record: Record, value: bytes, ctype: str, limits: CodecLimits) -> np.ndarray:
-    shape = parse_raw_type(record, ctype, "uint8")
-    if len(shape) != 3 or shape[2] not in (1, 3):
-        raise fail(record, f"raw shape {shape}", "bad_shape", "expected shape=H,W,C with C 1 or 3")
-    height, width, channels = shape
-    _check_pixels(record, width, height, limits)
-    if len(value) != height * width * channels:
-        raise fail(
-            record,
-            f"raw payload is {len(value)} bytes for shape {shape}",
-            "bad_shape",
-            f"expected {height * width * channels} bytes",
-        )
-    image = np.frombuffer(value, np.uint8).reshape(shape)
-    if channels == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    return image
 
 
 def encode_camera(

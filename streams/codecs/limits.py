@@ -39,9 +39,14 @@ class CodecLimits:
     sensor_shape: tuple[int, int] = (100, 6)
 
 
+def fail_at(where: str, problem: str, reason: str, note: str) -> CodecError:
+    """A CodecError worded ``where | problem. Note: note`` carrying ``reason``."""
+    return CodecError(f"{where} | {problem}. Note: {note}", reason)
+
+
 def fail(record: Record, problem: str, reason: str, note: str) -> CodecError:
-    """A CodecError worded ``coords | problem. Note: note`` carrying ``reason``."""
-    return CodecError(f"{record.coords} | {problem}. Note: {note}", reason)
+    """A CodecError worded ``topic[partition]@offset | problem. Note: note``."""
+    return fail_at(record.coords, problem, reason, note)
 
 
 def check_size(record: Record, limit: int, what: str) -> bytes:
@@ -67,26 +72,34 @@ def json_failure(record: Record, exc: BaseException, what: str) -> CodecError:
 
 
 def content_type(record: Record) -> str | None:
-    raw = record.header("content-type")
+    return content_type_of(record.header("content-type"), record.coords)
+
+
+def content_type_of(raw: bytes | None, where: str) -> str | None:
+    """The content-type header as lower-case ASCII text (None: no header)."""
     if raw is None:
         return None
     try:
         return raw.decode("ascii").strip().lower()
     except UnicodeDecodeError:
-        raise fail(
-            record, f"content-type header {raw[:40]!r}", "bad_content_type", "expected ASCII"
+        raise fail_at(
+            where, f"content-type header {raw[:40]!r}", "bad_content_type", "expected ASCII"
         ) from None
 
 
 def parse_raw_type(record: Record, ctype: str, dtype: str) -> tuple[int, ...]:
     """Shape from ``application/x-raw;shape=A,B[,C];dtype=<dtype>``."""
+    return parse_raw_type_at(record.coords, ctype, dtype)
+
+
+def parse_raw_type_at(where: str, ctype: str, dtype: str) -> tuple[int, ...]:
     params: dict[str, str] = {}
     for part in ctype.split(";")[1:]:
         name, _, value = part.partition("=")
         params[name.strip()] = value.strip()
     if params.get("dtype") != dtype:
-        raise fail(
-            record,
+        raise fail_at(
+            where,
             f"content-type {ctype!r}",
             "bad_content_type",
             f"raw payloads must declare dtype={dtype}",
@@ -94,11 +107,11 @@ def parse_raw_type(record: Record, ctype: str, dtype: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(x) for x in params.get("shape", "").split(","))
     except ValueError:
-        raise fail(
-            record, f"content-type {ctype!r}", "bad_content_type", "expected shape=N,N[,N]"
+        raise fail_at(
+            where, f"content-type {ctype!r}", "bad_content_type", "expected shape=N,N[,N]"
         ) from None
     if any(d <= 0 for d in shape):
-        raise fail(record, f"shape {shape}", "bad_shape", "dimensions must be positive")
+        raise fail_at(where, f"shape {shape}", "bad_shape", "dimensions must be positive")
     return shape
 
 

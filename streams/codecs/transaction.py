@@ -1,86 +1,105 @@
-"""Payment transactions: one JSON object per record, validated field by field."""
+"""Payment transactions: one JSON object per record, decoded and validated in one C pass.
+
+:class:`Transaction` holds the fields a transaction must carry (contract v1)
+with their constraints; msgspec checks them while it parses, and
+:func:`transaction_error` turns its errors into the codec's reason codes
+(``bad_json``, ``missing_field``, ``bad_field``, ``number_out_of_range``,
+``too_deep``). Other fields of the object are ignored. The pipeline's
+transaction processor decodes a batch with the same decoder.
+"""
 
 from __future__ import annotations
 
 import json
-import math
-from typing import Any
+import re
+from typing import Annotated, Any, Literal
 
-from streams.codecs.limits import CodecLimits, check_size, fail, json_failure
+import msgspec
+
+from streamfer.errors import CodecError
+from streams.codecs.limits import CodecLimits, check_size
 from streams.records import Record
 
 CHANNELS = frozenset({"pos", "ecom", "atm"})
-_STRING_FIELDS = ("tx_id", "card_id", "merchant_id")
 _MAX_ID_CHARS = 128
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID_CHARS)]
+
+
+class Transaction(msgspec.Struct, forbid_unknown_fields=False):
+    """The fields a transaction must carry; other fields are ignored."""
+
+    tx_id: _Id
+    card_id: _Id
+    merchant_id: _Id
+    amount: Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{3}$")]
+    mcc: Annotated[str, msgspec.Meta(pattern="^[0-9]{4}$")]
+    ts: Annotated[int, msgspec.Meta(gt=0)]
+    lat: Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+    lon: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+    channel: Literal["pos", "ecom", "atm"]
+
+
+decode_value = msgspec.json.Decoder(Transaction).decode
+"""``bytes -> Transaction``; raises msgspec.DecodeError/ValidationError or RecursionError."""
+
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
+
+_EXPECT = {
+    "tx_id": f"a string of 1..{_MAX_ID_CHARS} chars",
+    "card_id": f"a string of 1..{_MAX_ID_CHARS} chars",
+    "merchant_id": f"a string of 1..{_MAX_ID_CHARS} chars",
+    "amount": "a number 0 <= amount <= 1e12",
+    "currency": "3 letters (ISO 4217)",
+    "mcc": "4 digits as a string",
+    "ts": "epoch milliseconds as a positive integer",
+    "lat": "a number -90 <= lat <= 90",
+    "lon": "a number -180 <= lon <= 180",
+    "channel": f"one of {sorted(CHANNELS)}",
+}
+_MISSING = re.compile(r"missing required field `(\w+)`")
+_AT = re.compile(r" - at `\$\.(\w+)`")
+
+
+def _fail(where: str, problem: str, reason: str, note: str) -> CodecError:
+    return CodecError(f"{where} | {problem}. Note: {note}", reason)
+
+
+def transaction_error(where: str, exc: BaseException) -> CodecError:
+    """The CodecError of a failed decode of the record ``where`` (``topic[p]@offset``)."""
+    text = str(exc)
+    if isinstance(exc, RecursionError):
+        return _fail(where, "JSON nested too deeply", "too_deep", "expected one JSON object")
+    if not isinstance(exc, msgspec.ValidationError):
+        return _fail(where, f"invalid JSON ({text})", "bad_json", "expected one JSON object")
+    missing = _MISSING.search(text)
+    if missing:
+        return _fail(
+            where, f"no {missing.group(1)!r}", "missing_field", f"required: {', '.join(_EXPECT)}"
+        )
+    at = _AT.search(text)
+    if at is None:  # the top level is not an object
+        return _fail(
+            where, f"JSON is not an object ({text})", "bad_json", "expected one JSON object"
+        )
+    name = at.group(1)
+    reason = "number_out_of_range" if text.startswith("Number out of range") else "bad_field"
+    return _fail(
+        where,
+        f"{name}: {text[: at.start()]}",
+        reason,
+        f"expected {_EXPECT.get(name, 'a valid value')}",
+    )
 
 
 def decode_transaction(record: Record, limits: CodecLimits) -> dict[str, Any]:
-    """The validated transaction dict (extra fields kept); CodecError otherwise."""
+    """The validated transaction of one record as a dict of its fields; CodecError otherwise."""
     value = check_size(record, limits.max_json_bytes, "a JSON transaction")
     try:
-        tx = json.loads(value)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise json_failure(record, exc, "one JSON object") from None
-    if not isinstance(tx, dict):
-        raise fail(record, f"JSON {type(tx).__name__}", "bad_json", "expected one JSON object")
-    try:
-        _validate(tx)
-    except _Bad as bad:
-        raise fail(record, bad.problem, bad.reason, bad.note) from None
-    return tx
-
-
-class _Bad(Exception):
-    def __init__(self, problem: str, reason: str, note: str) -> None:
-        self.problem, self.reason, self.note = problem, reason, note
-
-
-def _number(tx: dict[str, Any], name: str, low: float, high: float) -> float:
-    value = _field(tx, name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Bad(f"{name}={value!r}", "bad_field", "expected a number")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an integer beyond float range
-        raise _Bad(
-            f"{name} has {len(str(value))} digits", "number_out_of_range", "expected a float"
-        ) from None
-    if not finite:
-        raise _Bad(f"{name}={value!r}", "non_finite", "expected a finite number")
-    if not low <= value <= high:
-        raise _Bad(f"{name}={value!r}", "bad_field", f"expected {low} <= {name} <= {high}")
-    return float(value)
-
-
-def _field(tx: dict[str, Any], name: str) -> Any:
-    try:
-        return tx[name]
-    except KeyError:
-        raise _Bad(f"no {name!r}", "missing_field", f"fields: {sorted(tx)[:12]}") from None
-
-
-def _validate(tx: dict[str, Any]) -> None:
-    for name in _STRING_FIELDS:
-        value = _field(tx, name)
-        if not isinstance(value, str) or not 0 < len(value) <= _MAX_ID_CHARS:
-            raise _Bad(
-                f"{name}={value!r}", "bad_field", f"expected a string of 1..{_MAX_ID_CHARS} chars"
-            )
-    tx["amount"] = _number(tx, "amount", 0.0, 1e12)
-    currency = _field(tx, "currency")
-    if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
-        raise _Bad(f"currency={currency!r}", "bad_field", "expected 3 letters (ISO 4217)")
-    mcc = _field(tx, "mcc")
-    if not (isinstance(mcc, str) and len(mcc) == 4 and mcc.isdigit() and mcc.isascii()):
-        raise _Bad(f"mcc={mcc!r}", "bad_field", "expected 4 digits as a string")
-    ts = _field(tx, "ts")
-    if isinstance(ts, bool) or not isinstance(ts, int) or ts <= 0:
-        raise _Bad(f"ts={ts!r}", "bad_field", "expected epoch milliseconds as an integer")
-    tx["lat"] = _number(tx, "lat", -90.0, 90.0)
-    tx["lon"] = _number(tx, "lon", -180.0, 180.0)
-    channel = _field(tx, "channel")
-    if not isinstance(channel, str) or channel not in CHANNELS:
-        raise _Bad(f"channel={channel!r}", "bad_field", f"expected one of {sorted(CHANNELS)}")
+        tx = decode_value(value)
+    except DECODE_ERRORS as exc:
+        raise transaction_error(record.coords, exc) from None
+    return msgspec.structs.asdict(tx)
 
 
 def encode_transaction(tx: dict[str, Any]) -> bytes:

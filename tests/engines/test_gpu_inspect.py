@@ -84,8 +84,8 @@ def test_header_rejects_match_the_cpu_codec(data: bytes, ctype: bytes | None, re
         (_jpeg(36, 64), None, FrameInfo("jpeg", 64, 36, 3)),
         (_jpeg(36, 64), b"image/jpg", FrameInfo("jpeg", 64, 36, 3)),
         (_png(20, 30), b" IMAGE/PNG ", FrameInfo("png", 30, 20, 3)),
-        (b"\x00" * 24, RAW.format("2,4,3", "uint8").encode(), FrameInfo("raw", 4, 2, 3)),
-        (b"\x00" * 8, RAW.format("2,4,1", "uint8").encode(), FrameInfo("raw", 4, 2, 1)),
+        (b"\x00" * 24, RAW.format("2,4,3", "uint8").encode(), FrameInfo("raw", 4, 2, 3, (2, 4, 3))),
+        (b"\x00" * 8, RAW.format("2,4,1", "uint8").encode(), FrameInfo("raw", 4, 2, 1, (2, 4, 1))),
     ],
 )
 def test_good_frames_are_described_without_decoding(

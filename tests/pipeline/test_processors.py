@@ -96,6 +96,16 @@ def test_a_prepared_that_breaks_the_contract_is_named(make: Any, message: str) -
     assert info.value.reason == "processor_error"
 
 
+def test_feeds_of_a_processor_that_runs_the_model_itself_are_checked_for_rows_only() -> None:
+    """The GPU camera path's feeds are encoded frames (objects), handed to its infer_with."""
+    b = batch([b"a", b"b"])
+    frames = np.empty(2, dtype=object)
+    frames[:] = [b"jpeg-0", b"jpeg-1"]
+    PreparedCheck("Gpu", None)(b, Prepared(b, rows(2), {"__frames__": frames}))
+    with pytest.raises(ProcessorError, match="returned feed '__frames__' object \\[1\\]"):
+        PreparedCheck("Gpu", None)(b, Prepared(b, rows(2), {"__frames__": frames[:1]}))
+
+
 # -- isolation ----------------------------------------------------------------------------
 def test_a_record_that_makes_prepare_raise_is_isolated_and_the_rest_prepared() -> None:
     b = batch([b"ok-1", b"ok-2", b"raise-3", b"ok-4"])
