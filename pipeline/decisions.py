@@ -132,13 +132,10 @@ class DecisionEncoder:
             except (TypeError, ValueError, msgspec.EncodeError) as exc:
                 out.append(CodecError(f"decision | not encodable as JSON: {exc}", "bad_decision"))
                 continue
-            # msgspec writes NaN as null
-            if (b"null" in encoded and not finite(result)) or (
-                b"null" in more and not finite(extra)
-            ):
+            if b"null" in encoded and not finite(result):  # msgspec writes NaN as null
                 out.append(
                     CodecError(
-                        f"decision | result {result!r} (extra {extra!r}) holds NaN or infinity. "
+                        f"decision | result {result!r} holds NaN or infinity. "
                         "Note: expected finite numbers",
                         "bad_decision",
                     )
@@ -184,14 +181,18 @@ RESERVED = frozenset(
 
 
 def _extra_fields(extra: Mapping[str, Any]) -> bytes:
-    """``,"name":value`` per extra top-level field; ValueError for a reserved name."""
+    """``,"name":value`` per extra top-level field; ValueError for a reserved name or a
+    NaN/infinity (msgspec writes those as null)."""
     taken = RESERVED.intersection(extra)
     if taken:
         raise ValueError(
             f"extra fields {sorted(taken)} are the decision's own. Note: expected other "
             f"names than {sorted(RESERVED)}"
         )
-    return b"".join(b',"%s":%s' % (_encode(k)[1:-1], _encode(v)) for k, v in extra.items())
+    more = b"".join(b',"%s":%s' % (_encode(k)[1:-1], _encode(v)) for k, v in extra.items())
+    if b"null" in more and not finite(extra):
+        raise ValueError(f"extra fields {dict(extra)!r} hold NaN or infinity")
+    return more
 
 
 def finite(value: Any) -> bool:
