@@ -149,7 +149,12 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
                 ) -> dict[str, int]:  # fmt: skip
     """The camera path's work on one thread, timed per stage (ns in total over ``n`` frames)."""
     from engines.select import create_runner
-    from pipeline.postprocess import ModelIdentity, build_decision, labels_from_metadata
+    from pipeline.postprocess import (
+        DetectionPostprocessor,
+        ModelIdentity,
+        build_decision,
+        labels_from_metadata,
+    )
     from pipeline.processors.camera import CameraProcessor, camera_input
     from streams.codecs import decode_camera, encode_decision
 
@@ -165,9 +170,10 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
     producer = tuning.producer(bootstrap)
     with runner:
         size = int(runner.metadata.get("streamfer.input_size", "256"))
-        pre = CameraProcessor(stream, labels_from_metadata(runner.metadata, runner.name), size,
-                              threads=1, output_name=runner.output_specs[0].name)  # fmt: skip
-        limits, post = pre.limits, pre.post
+        labels = labels_from_metadata(runner.metadata, runner.name)
+        output_name = runner.output_specs[0].name
+        pre = CameraProcessor(stream, labels, size, threads=1, output_name=output_name)
+        limits, post = pre.limits, DetectionPostprocessor(stream.detection, labels, output_name)
         ident = ModelIdentity(stream.model, runner.metadata.get("streamfer.version", "0"),
                               runner.info.kind, runner.info.precision)  # fmt: skip
         name = runner.input_specs[0].name

@@ -22,6 +22,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("streams.cli:produce", "Produce camera, sensor or transaction streams."),
     "run": ("pipeline.run_cli:run", "Run a configured pipeline until stopped."),
     "validate": ("pipeline.run_cli:validate", "Check a pipeline config file."),
+    "check-processor": (
+        "pipeline.check_cli:check_processor",
+        "Run a processor on sample records, without Kafka.",
+    ),
     "demo": ("pipeline.demo:demo", "Run the whole pipeline on the local broker."),
     "bench": ("bench.cli:bench", "Run the benchmarks and record results."),
 }

@@ -4,17 +4,19 @@
 raises :class:`~streamfer.errors.ConfigError` that lists *every* problem found,
 each with the file, the key path, the bad value and what is allowed::
 
-    pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor', 'sensor-sample' or
-    'transaction' (got 'video'). Note: allowed: camera, sensor, sensor-sample, transaction
+    pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor', 'sensor-sample',
+    'transaction' or 'custom' (got 'video'). Note: allowed: camera, sensor, sensor-sample,
+    transaction, custom
 
 Rules beyond types (pipeline.config_checks): a stream names a known model
 and batches no larger than it; transactions are never dropped (no
 ``drop_stale``, no ``latest_per_key``); ``replay`` mode drops nothing;
 ``drop_stale`` needs ``deadline_ms``; a kind's threshold section (``fraud``,
-``detection``, ``sensor``) only on streams of that kind; SASL needs a
-mechanism and credentials. ``delivery: exactly_once`` is allowed for every
-kind: the offsets of dropped frames commit in the same transaction as the
-decisions.
+``detection``, ``sensor``) only on streams of that kind; ``kind: custom``
+needs a ``processor`` that imports, and ``processor_config`` passes the
+plug-in's own checks; SASL needs a mechanism and credentials.
+``delivery: exactly_once`` is allowed for every kind: the offsets of dropped
+frames commit in the same transaction as the decisions.
 
 Each default is written once, here, on the field it belongs to. Secrets
 (``kafka.sasl_password``) are :class:`pydantic.SecretStr` and never printed;
@@ -38,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pipeline.config_checks import (
     kafka_problems,
     model_problems,
+    plugin_problems,
     reference_problems,
     stream_problems,
 )
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
     from streams.codecs import CodecLimits
     from streams.settings import KafkaSettings
 
-Kind = Literal["camera", "sensor", "sensor-sample", "transaction"]
+Kind = Literal["camera", "sensor", "sensor-sample", "transaction", "custom"]
 Target = Literal["auto", "tensorrt", "onnxruntime"]
 Precision = Literal["fp32", "fp16", "int8"]
 Mode = Literal["realtime", "replay"]
@@ -207,9 +210,14 @@ class FraudThresholds(_Frozen):
 
 
 class DetectionThresholds(_Frozen):
+    """``labels``: the detector's class names in output order, for a model whose ONNX
+    metadata carries none (or the wrong ones); unset: ``streamfer.labels`` or the
+    Ultralytics ``names`` entry of the model's metadata."""
+
     score: float = Field(default=0.25, ge=0, le=1)
     iou: float = Field(default=0.45, ge=0, le=1)
     max_detections: int = Field(default=100, ge=1)
+    labels: list[str] | None = Field(default=None, min_length=1)
 
 
 class SensorThresholds(_Frozen):
@@ -305,10 +313,20 @@ class PreprocessConfig(_Frozen):
 
 
 class StreamConfig(_Frozen):
-    """One input topic -> one model -> one output topic."""
+    """One input topic -> one model -> one output topic.
+
+    ``kind: custom`` runs the plug-in ``processor`` (``package.module:Name``, or the name
+    of a ``streamfer.processors`` entry point) on the stream's records; a built-in kind
+    may put a plug-in ``postprocessor`` in place of its own results step. Either gets
+    ``processor_config`` (free-form; checked by the plug-in, see
+    ``pipeline.processors.plugins``).
+    """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Kind
+    processor: str | None = Field(default=None, min_length=1)
+    postprocessor: str | None = Field(default=None, min_length=1)
+    processor_config: dict[str, Any] = Field(default_factory=dict)
     input_topic: str = Field(min_length=1)
     output_topic: str = Field(min_length=1)
     dlq_topic: str | None = None
@@ -343,6 +361,11 @@ class StreamConfig(_Frozen):
         from streams.state.changelog import changelog_topic
 
         return changelog_topic(group_id, self.name)
+
+    @property
+    def plugin(self) -> str | None:
+        """The plug-in code this stream runs (processor or postprocessor), if any."""
+        return self.processor or self.postprocessor
 
     @property
     def drops_stale(self) -> bool:
@@ -404,8 +427,9 @@ class PipelineConfig(_Frozen):
         for name, model in self.models.items():
             lines.append(f"model {name}: {model.path} target={model.target} {model.precision}")
         for s in self.streams:
+            kind = f"{s.kind} {s.plugin}" if s.plugin else s.kind
             lines.append(
-                f"stream {s.name} ({s.kind}): {s.input_topic} -> {s.model} -> {s.output_topic}"
+                f"stream {s.name} ({kind}): {s.input_topic} -> {s.model} -> {s.output_topic}"
                 f" [{s.mode}, {s.delivery}, batch<={s.batching.max_batch}"
                 f" wait<={s.batching.max_wait_ms:g}ms, drops stale: {s.drops_stale}]"
             )
@@ -473,6 +497,7 @@ def _semantic_problems(raw: dict[str, Any]) -> Iterator[Problem]:
         stream = _try(StreamConfig, s)
         if stream is not None:
             yield from stream_problems(i, stream, models)
+            yield from plugin_problems(i, stream)
     yield from reference_problems(
         raw_streams, list(models) if isinstance(raw_models, dict) else None
     )

@@ -91,6 +91,56 @@ def stream_problems(
         )
 
 
+def plugin_problems(i: int, s: StreamConfig) -> Iterator[Problem]:
+    """Plug-in keys where they belong; the plug-in imports; its own config checks pass.
+
+    Imports the plug-in's module (its code runs, as it would at start) but builds nothing.
+    """
+    from pipeline.processors import plugins
+
+    loc = f"streams[{i}]"
+    if s.kind == "custom" and s.processor is None:
+        yield Problem(
+            f"{loc}.processor",
+            "required with kind custom",
+            None,
+            ["package.module:Name", *sorted(plugins.installed())],
+        )
+    if s.kind != "custom" and s.processor is not None:
+        yield Problem(
+            f"{loc}.processor",
+            f"a whole processor replaces a built-in one only with kind custom (kind is {s.kind})",
+            s.processor,
+            ["kind: custom", f"postprocessor: to replace only the {s.kind} results step"],
+        )
+    if s.kind == "custom" and s.postprocessor is not None:
+        yield Problem(
+            f"{loc}.postprocessor",
+            "applies to built-in kinds; a custom processor makes its own results",
+            s.postprocessor,
+            ["camera", "sensor", "transaction as kind"],
+        )
+    if s.processor_config and s.plugin is None:
+        yield Problem(
+            f"{loc}.processor_config",
+            "set without a processor or postprocessor to read it",
+            sorted(s.processor_config),
+            ["processor: ...", "postprocessor: ..."],
+        )
+    roles: tuple[plugins.Role, ...] = ("processor", "postprocessor")
+    for role in roles:
+        ref = getattr(s, role)
+        if ref is None:
+            continue
+        try:
+            plugin = plugins.load(ref, role)
+        except plugins.PluginError as exc:
+            yield Problem(f"{loc}.{role}", exc.problem, ref, exc.allowed)
+            continue
+        for found in plugins.config_problems(plugin, s.processor_config):
+            yield plugins.within(f"{loc}.processor_config", found)
+
+
 def reference_problems(
     raw_streams: Sequence[Any], model_names: Sequence[str] | None
 ) -> Iterator[Problem]:

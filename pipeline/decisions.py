@@ -128,11 +128,7 @@ class DecisionEncoder:
             try:
                 encoded = _encode(result)
                 extra = extras[i] if extras is not None else None
-                more = (
-                    b"".join(b',"%s":%s' % (_encode(k)[1:-1], _encode(v)) for k, v in extra.items())
-                    if extra
-                    else b""
-                )
+                more = _extra_fields(extra) if extra else b""
             except (TypeError, ValueError, msgspec.EncodeError) as exc:
                 out.append(CodecError(f"decision | not encodable as JSON: {exc}", "bad_decision"))
                 continue
@@ -176,6 +172,27 @@ class DecisionEncoder:
             self._key_json.clear()
         encoded = self._key_json[key] = _encode(key_text(key))
         return encoded
+
+
+# the fields every decision has: an extra field may not write them a second time
+RESERVED = frozenset(
+    ("schema", "stream", "kind", "source", "model", "result", "batch_size", "latency_ms")
+)
+
+
+def _extra_fields(extra: Mapping[str, Any]) -> bytes:
+    """``,"name":value`` per extra top-level field; ValueError for a reserved name or a
+    NaN/infinity (msgspec writes those as null)."""
+    taken = RESERVED.intersection(extra)
+    if taken:
+        raise ValueError(
+            f"extra fields {sorted(taken)} are the decision's own. Note: expected other "
+            f"names than {sorted(RESERVED)}"
+        )
+    more = b"".join(b',"%s":%s' % (_encode(k)[1:-1], _encode(v)) for k, v in extra.items())
+    if b"null" in more and not finite(extra):
+        raise ValueError(f"extra fields {dict(extra)!r} hold NaN or infinity")
+    return more
 
 
 def finite(value: Any) -> bool:

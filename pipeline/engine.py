@@ -32,8 +32,8 @@ import numpy as np
 
 from pipeline.batcher import Batch, Batcher, Chunk, Segment
 from pipeline.decisions import SegmentTiming
-from pipeline.processors.base import Prepared, Processor, Result
-from streamfer.errors import CodecError, EngineError
+from pipeline.processors.base import Prepared, Processor, Result, processor_error
+from streamfer.errors import CodecError, EngineError, ProcessorError
 from streams.records import RecordBatch
 
 log = logging.getLogger(__name__)
@@ -249,9 +249,21 @@ class EngineWorker:
 
     # -- one batch ---------------------------------------------------------------------
     def _run(self, batch: Batch[Prepared]) -> None:
-        segments = batch.segments
-        n = len(batch)
-        feeds = _feeds(segments)
+        self._run_segments(batch.segments)
+
+    def _run_segments(self, segments: list[Segment[Prepared]]) -> None:
+        n = sum(len(s) for s in segments)
+        try:
+            feeds = _feeds(segments)
+        except ValueError:
+            if len(segments) == 1:
+                raise
+            # polls whose feeds differ along a dynamic axis (text padded per poll) do not
+            # stack into one batch: each runs alone
+            log.debug("%s | feeds of %d polls differ in shape; run apart", self.name, n)
+            for seg in segments:
+                self._run_segments([seg])
+            return
         metas = _metas(segments)
         start = self.clock()
         try:
@@ -270,45 +282,15 @@ class EngineWorker:
     def _results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any], n: int
     ) -> list[Result | BaseException]:
-        """One result (or the error of that row) per row; a whole-batch failure is retried
-        row by row, and a wrong count fails every row of the batch (nothing published)."""
-        try:
-            results: list[Result | BaseException] = list(self.processor.results(outputs, metas))
-        except Exception as exc:
-            log.warning(
-                "%s | results of a batch of %d failed (%s: %s); retrying record by record",
-                self.name,
-                n,
-                type(exc).__name__,
-                exc,
-            )
-            return [self._one_result(outputs, metas, i) for i in range(n)]
-        if len(results) != n:
-            err = CodecError(
-                f"{type(self.processor).__name__}.results returned {len(results)} results for "
-                f"{n} records. Note: expected one result per record, in order",
-                "processor_error",
-            )
-            log.error("%s | %s", self.name, err)
-            return [err] * n
-        return results
+        return results_isolated(
+            self.processor, outputs, metas, error_reason=self.error_reason, on_fault=self._fault
+        )
 
-    def _one_result(
-        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any], i: int
-    ) -> Result | BaseException:
-        try:
-            one = list(
-                self.processor.results(
-                    {k: v[i : i + 1] for k, v in outputs.items()}, metas[i : i + 1]
-                )
-            )
-        except Exception as exc:
-            return CodecError(f"{type(exc).__name__}: {exc}", self.error_reason)
-        if len(one) != 1:
-            return CodecError(
-                f"results returned {len(one)} results for 1 record", "processor_error"
-            )
-        return one[0]
+    def _fault(self, problem: str, error: BaseException | None) -> None:
+        if error is None:  # a wrong count: the processor is broken, not a record
+            log.error("%s | %s", self.name, problem)
+        else:
+            log.warning("%s | %s", self.name, problem)
 
     def _isolate(
         self,
@@ -326,7 +308,8 @@ class EngineWorker:
             except Exception as exc:
                 outcomes.append(CodecError(f"engine failed on this record: {exc}", "engine_error"))
                 continue
-            outcomes.append(self._one_result(out, metas[i : i + 1], 0))
+            alone = _one_result(self.processor, out, metas[i : i + 1], 0, self.error_reason)
+            outcomes.append(alone)
         if n > 1 and all(
             isinstance(o, CodecError) and o.reason == "engine_error" for o in outcomes
         ):
@@ -358,6 +341,63 @@ class EngineWorker:
             rows = prepared.rows[seg.rows]
             self.outlet.publish(prepared, rows, results[i : i + k], n, timing)
             i += k
+
+
+def results_isolated(
+    processor: Processor,
+    outputs: Mapping[str, np.ndarray],
+    metas: Sequence[Any],
+    *,
+    error_reason: str = "processor_error",
+    on_fault: Callable[[str, BaseException | None], None] = lambda problem, error: None,
+) -> list[Result | BaseException]:
+    """``processor.results`` with one result (or the error of that row) per row.
+
+    A whole-batch failure is retried row by row (a row that fails alone gets a
+    ProcessorError with ``error_reason``); a wrong number of results fails every row of
+    the batch, so nothing of it is published. ``on_fault(problem, error)`` hears of each
+    (``error`` None for a wrong count).
+    """
+    n = len(metas)
+    name = type(processor).__name__
+    try:
+        results: list[Result | BaseException] = list(processor.results(outputs, metas))
+    except Exception as exc:
+        on_fault(
+            f"{name}.results of a batch of {n} failed ({type(exc).__name__}: {exc}); "
+            "retrying record by record",
+            exc,
+        )
+        return [_one_result(processor, outputs, metas, i, error_reason) for i in range(n)]
+    if len(results) != n:
+        err = ProcessorError(
+            f"{name}.results | returned {len(results)} results for a batch of {n} records; "
+            "none of the batch is published. Note: expected one result per record, in order"
+        )
+        on_fault(str(err), None)
+        return [err] * n
+    return results
+
+
+def _one_result(
+    processor: Processor,
+    outputs: Mapping[str, np.ndarray],
+    metas: Sequence[Any],
+    i: int,
+    error_reason: str,
+) -> Result | BaseException:
+    name = type(processor).__name__
+    try:
+        row = {k: v[i : i + 1] for k, v in outputs.items()}
+        one = list(processor.results(row, metas[i : i + 1]))
+    except Exception as exc:
+        return processor_error(f"{name}.results", exc, reason=error_reason)
+    if len(one) != 1:
+        return ProcessorError(
+            f"{name}.results | returned {len(one)} results for 1 record. "
+            "Note: expected one result per record"
+        )
+    return one[0]
 
 
 def _feeds(segments: list[Segment[Prepared]]) -> dict[str, np.ndarray]:

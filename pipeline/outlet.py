@@ -30,8 +30,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from pipeline.metrics import StreamRecorder
 from pipeline.processors.base import Output, Prepared, Result
 from pipeline.stats import StatsBook
 from streamfer.errors import CodecError, StreamError
+from streams.client import Headers
 from streams.dlq import DeadLetterWriter
 from streams.records import RecordBatch
 from streams.sink import KafkaSink
@@ -101,6 +102,18 @@ class _Published:
             self.outlet._published(self)
 
 
+class _Unpacked(NamedTuple):
+    """Per decided row: result, row, source key, output key; extras and headers per row,
+    or None where no row has any (then the segment is encoded and sent the fast way)."""
+
+    plain: list[Any]
+    good: list[int]
+    keys: list[bytes | None]
+    out_keys: list[bytes | None]
+    extras: list[Any] | None
+    headers: list[Headers] | None
+
+
 class Outlet:
     """Publishes decisions and dead letters of one stream and resolves their records."""
 
@@ -146,34 +159,14 @@ class Outlet:
         n = len(rows)
         self.recorder.observe_stage_n("queue", timing.queue_ms / 1e3, n)
         self.recorder.observe_stage_n("preprocess", timing.preprocess_ms / 1e3, n)
-        plain: list[Any]
-        extras: list[Any] | None = None
-        keys: list[bytes | None]
-        good: list[int]
-        batch_keys = batch.keys
         if all(type(r) is dict for r in results):  # the usual case: one plain result a row
-            plain = list(results)
-            good = rows.tolist()
-            keys = [batch_keys[r] for r in good]
+            plain: list[Any] = list(results)
+            good: list[int] = rows.tolist()
+            batch_keys = batch.keys
+            keys = out_keys = [batch_keys[r] for r in good]
+            extras = headers = None
         else:
-            plain, keys, good = [], [], []
-            for j, res in enumerate(results):
-                row = int(rows[j])
-                if isinstance(res, BaseException):
-                    self._failed_row(batch, row, res)
-                    continue
-                if isinstance(res, Output):
-                    if extras is None:
-                        extras = [None] * len(plain)
-                    plain.append(res.result)
-                    extras.append(res.extra)
-                    keys.append(res.key if res.key is not None else batch_keys[row])
-                else:
-                    plain.append(res)
-                    if extras is not None:
-                        extras.append(None)
-                    keys.append(batch_keys[row])
-                good.append(row)
+            plain, good, keys, out_keys, extras, headers = self._unpack(batch, rows, results)
         if not good:
             return
         offsets = [batch.offsets[r] for r in good]
@@ -183,29 +176,91 @@ class Outlet:
         )
         if not any(isinstance(doc, CodecError) for doc in encoded):
             values: list[bytes] = encoded  # type: ignore[assignment]
-            sent_rows, sent_keys = good, keys
+            sent_rows, sent_keys, sent_headers = good, out_keys, headers
         else:
             values, sent_rows, sent_keys = [], [], []
-            for row, key, doc in zip(good, keys, encoded, strict=True):
+            sent_headers = [] if headers is not None else None
+            for j, (row, doc) in enumerate(zip(good, encoded, strict=True)):
                 if isinstance(doc, CodecError):
                     self.dead_letter(batch, row, doc, doc.reason)
-                else:
-                    values.append(doc)
-                    sent_rows.append(row)
-                    sent_keys.append(key)
+                    continue
+                values.append(doc)
+                sent_rows.append(row)
+                sent_keys.append(out_keys[j])
+                if sent_headers is not None and headers is not None:
+                    sent_headers.append(headers[j])
         if not values:
             return
         span = _span(batch)
         callback = _Published(self, batch, np.asarray(sent_rows, dtype=np.intp), handoff_ns)
         try:
             sent = self.sink.send_many(
-                self.output_topic, values, sent_keys, callback, only_if=lambda: span.alive
+                self.output_topic,
+                values,
+                sent_keys,
+                callback,
+                only_if=lambda: span.alive,
+                headers=sent_headers,
             )
         except StreamError as exc:
             self.on_fatal(exc)
             return
         if not sent:
             log.debug("%s | %d decisions of an abandoned poll not sent", batch.tp, len(values))
+
+    def _unpack(
+        self, batch: RecordBatch, rows: np.ndarray, results: Sequence[Result | BaseException]
+    ) -> _Unpacked:
+        """Results that are not all plain dicts: errors are dead-lettered, ``Output`` split
+        into result, extra fields, output key and headers."""
+        plain: list[Any] = []
+        good: list[int] = []
+        keys: list[bytes | None] = []
+        out_keys: list[bytes | None] = []
+        extras: list[Any] = []
+        headers: list[Headers] = []
+        batch_keys = batch.keys
+        for j, res in enumerate(results):
+            row = int(rows[j])
+            if isinstance(res, BaseException):
+                self._failed_row(batch, row, res)
+                continue
+            key = batch_keys[row]
+            if isinstance(res, Output):
+                problem = output_problem(res)
+                if problem:
+                    err = CodecError(problem, "bad_decision")
+                    self.dead_letter(batch, row, err, err.reason)
+                    continue
+                plain.append(res.result)
+                extras.append(res.extra)
+                out_keys.append(key if res.key is None else res.key)
+                headers.append(tuple(res.headers))
+            elif isinstance(res, Mapping):
+                plain.append(res)
+                extras.append(None)
+                out_keys.append(key)
+                headers.append(())
+            else:
+                err = CodecError(
+                    f"decision | result is a {type(res).__name__} ({res!r:.80}). Note: expected "
+                    "a mapping (JSON object) or an Output",
+                    "bad_decision",
+                )
+                self.dead_letter(batch, row, err, "bad_decision")
+                continue
+            keys.append(key)
+            good.append(row)
+        has_extras = any(e for e in extras)
+        has_headers = any(headers)
+        return _Unpacked(
+            plain,
+            good,
+            keys,
+            out_keys,
+            extras if has_extras else None,
+            headers if has_headers else None,
+        )
 
     def _published(self, group: _Published) -> None:
         now = time.monotonic_ns()
@@ -294,6 +349,29 @@ class Outlet:
         """Dead-letter what the processor refused."""
         for rej in prepared.rejects:
             self.dead_letter(prepared.batch, rej.row, rej.error, rej.reason)
+
+
+def output_problem(out: Output) -> str | None:
+    """What makes an Output unpublishable (a key or header Kafka cannot carry), or None."""
+    if not isinstance(out.result, Mapping):
+        return (
+            f"decision | Output.result is a {type(out.result).__name__}. "
+            "Note: expected a mapping (JSON object)"
+        )
+    if out.key is not None and not isinstance(out.key, bytes):
+        return f"decision | Output.key is a {type(out.key).__name__}. Note: expected bytes or None"
+    for header in out.headers:
+        if (
+            not isinstance(header, tuple)
+            or len(header) != 2
+            or not isinstance(header[0], str)
+            or not isinstance(header[1], bytes | None)
+        ):
+            return (
+                f"decision | Output header {header!r:.80} is not a (str, bytes) pair. "
+                "Note: expected headers like [('content-type', b'application/json')]"
+            )
+    return None
 
 
 def _span(batch: RecordBatch) -> Span:

@@ -1,6 +1,7 @@
 """Model outputs -> decisions (``schema: streamfer.decision.v1``).
 
-One :class:`Postprocessor` per stream kind turns a whole batch of model
+One postprocessor per stream kind (a
+:class:`~pipeline.processors.base.Postprocessor`) turns a whole batch of model
 outputs into one result dict per item; :func:`build_decision` wraps a result
 with the source coordinates, the model identity, the batch size and the
 latency of every stage. The result shapes are:
@@ -24,10 +25,11 @@ document follows ``streams.codecs.DECISION_SCHEMA``.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -51,14 +53,6 @@ class CameraMeta:
     capture_ts_ns: int | None
 
 
-class Postprocessor(Protocol):
-    def results(
-        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> list[dict[str, Any]]:
-        """One result per item of the batch, in order."""
-        ...
-
-
 def labels_from_metadata(metadata: Mapping[str, str], model: str) -> list[str]:
     raw = metadata.get("streamfer.labels")
     try:
@@ -71,6 +65,30 @@ def labels_from_metadata(metadata: Mapping[str, str], model: str) -> list[str]:
             f"(got {raw!r}). Note: the model's ONNX metadata_props must carry its labels"
         )
     return labels
+
+
+def detector_labels(
+    metadata: Mapping[str, str], configured: Sequence[str] | None, model: str
+) -> list[str]:
+    """A detector's class names: ``detection.labels`` when configured, else the model's
+    ``streamfer.labels``, else the ``names`` Ultralytics exports write (``{0: 'person', ...}``)."""
+    if configured:
+        return list(configured)
+    if "streamfer.labels" in metadata or "names" not in metadata:
+        return labels_from_metadata(metadata, model)
+    raw = metadata["names"]
+    try:
+        names = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        names = None
+    if isinstance(names, dict) and sorted(names) == list(range(len(names))):
+        names = [names[i] for i in range(len(names))]
+    if not isinstance(names, list) or not names or not all(isinstance(x, str) for x in names):
+        raise EngineError(
+            f"{model} | metadata names is not a list of class names or a dict 0..N-1 -> name "
+            f"(got {raw[:80]!r}). Note: set detection.labels in the stream's config instead"
+        )
+    return names
 
 
 def _single_output(outputs: Mapping[str, np.ndarray], name: str | None) -> np.ndarray:

@@ -52,10 +52,11 @@ from pipeline.engine import STOP, EngineWorker, RowQueue
 from pipeline.health import HealthState
 from pipeline.metrics import Metrics, StreamRecorder
 from pipeline.outlet import Outlet
-from pipeline.processors import Prepared, Processor, make_processor
-from pipeline.processors.base import Reject, StatefulProcessor
+from pipeline.processors import Prepared, Processor, make_processor, processor_error
+from pipeline.processors.base import NO_EVENT_TIME, Reject, StatefulProcessor
+from pipeline.processors.checks import PreparedCheck
 from pipeline.stats import StatsBook, StreamStats
-from streamfer.errors import CodecError, StreamError, StreamferError
+from streamfer.errors import StreamError, StreamferError
 from streams.client import ClientFactory, ReaderOptions, client_factory
 from streams.connection import ConnectionMonitor
 from streams.dlq import DeadLetterWriter
@@ -106,23 +107,34 @@ def prepare_isolated(
     processor: Processor,
     batch: RecordBatch,
     reason: str,
+    check: PreparedCheck | None = None,
+    on_fault: Callable[[BaseException], None] = lambda error: None,
     prepare: Callable[[RecordBatch], Prepared] | None = None,
-) -> Prepared:
-    """``processor.prepare(batch)`` (or ``prepare``); if it raises, record by record to find
-    the culprits.
+) -> list[Prepared]:
+    """``[processor.prepare(batch)]`` (or ``prepare``, e.g. with the partition's state);
+    if it raises, record by record to find the culprits.
 
-    A record whose own prepare raises becomes a Reject with ``reason`` (the
-    exception's class and message in the dead letter); the rest are prepared alone
-    and joined again. (A stateful processor that raised midway may see the rows it
-    had handled once more.)
+    ``check`` (the processor contract) fails a ``Prepared`` like an exception would. A
+    record whose own prepare raises becomes a Reject with ``reason`` (the exception's
+    class and message in the dead letter); the rest are prepared alone and joined
+    again, or handed over apart where their feeds do not stack (a processor that pads
+    to the longest record of a batch). The rejects, absorbed and dropped rows ride on
+    the first. (A stateful processor that raised midway may see the rows it had
+    handled once more.) ``on_fault`` hears of a whole batch that failed.
     """
     prepare = prepare or processor.prepare
+    name = f"{type(processor).__name__}.prepare"
     try:
-        return prepare(batch)
+        prepared = prepare(batch)
+        if check is not None:
+            check(batch, prepared)
+        return [prepared]
     except Exception as exc:
+        on_fault(exc)
         log.warning(
-            "%s | prepare of %d records failed (%s: %s); retrying record by record",
+            "%s | %s of %d records failed (%s: %s); retrying record by record",
             batch.tp,
+            name,
             len(batch),
             type(exc).__name__,
             exc,
@@ -136,9 +148,10 @@ def prepare_isolated(
         one.span = batch.span
         try:
             got = prepare(one)
+            if check is not None:
+                check(one, got)
         except Exception as exc:
-            err = CodecError(f"{batch.coords(i)} | {type(exc).__name__}: {exc}", reason)
-            rejects.append(Reject(i, reason, err))
+            rejects.append(Reject(i, reason, processor_error(name, exc, batch.coords(i), reason)))
             continue
         rejects += [Reject(i, r.reason, r.error) for r in got.rejects]
         if len(got):
@@ -149,26 +162,37 @@ def prepare_isolated(
             if len(rows):
                 dropped.setdefault(why, []).append(i)
     joined = _joined(batch, parts, rejects)
-    joined.absorbed = np.asarray(absorbed, dtype=np.intp)
-    joined.dropped = {why: np.asarray(rows, dtype=np.intp) for why, rows in dropped.items()}
+    joined[0].absorbed = np.asarray(absorbed, dtype=np.intp)
+    joined[0].dropped = {why: np.asarray(rows, dtype=np.intp) for why, rows in dropped.items()}
     return joined
 
 
 def _joined(
     batch: RecordBatch, parts: list[tuple[int, Prepared]], rejects: list[Reject]
-) -> Prepared:
+) -> list[Prepared]:
+    """The records prepared alone (``(row, Prepared)``) as rows of ``batch`` again."""
     if not parts:
-        return Prepared(batch, np.empty(0, dtype=np.intp), {}, rejects=rejects)
-    first = parts[0][1]
-    feeds = {k: np.concatenate([p.feeds[k] for _, p in parts]) for k in first.feeds}
-    metas = None
-    if first.metas is not None:
+        return [Prepared(batch, np.empty(0, dtype=np.intp), {}, rejects=rejects)]
+    metas: list[Any] | None = None
+    if any(p.metas is not None for _, p in parts):
         metas = [m for _, p in parts for m in (p.metas or [None] * len(p))]
     events = None
-    if first.event_ns is not None:
-        events = np.concatenate([p.event_ns for _, p in parts if p.event_ns is not None])
+    if any(p.event_ns is not None for _, p in parts):
+        events = np.concatenate([
+            np.full(len(p), NO_EVENT_TIME, np.int64) if p.event_ns is None else p.event_ns
+            for _, p in parts
+        ])  # fmt: skip
     rows = np.asarray([i for i, p in parts for _ in range(len(p))], dtype=np.intp)
-    return Prepared(batch, rows, feeds, metas, events, rejects)
+    try:
+        feeds = {k: np.concatenate([p.feeds[k] for _, p in parts]) for k in parts[0][1].feeds}
+    except ValueError:  # rows that differ along a dynamic axis: each goes alone
+        apart = [
+            Prepared(batch, np.full(len(p), i, dtype=np.intp), p.feeds, p.metas, p.event_ns)
+            for i, p in parts
+        ]
+        apart[0].rejects = rejects
+        return apart
+    return [Prepared(batch, rows, feeds, metas, events, rejects)]
 
 
 class StreamRuntime:
@@ -208,7 +232,8 @@ class StreamRuntime:
         self.book = StatsBook(stream.name, stream.kind)
         self.inbox = RowQueue(config.runtime.max_in_flight)
         self._processor = processor
-        self._builtin = processor is None
+        self._check: PreparedCheck | None = None
+        self._builtin = processor is None and stream.plugin is None
         self._stop = threading.Event()
         self._drain = True
         self._threads: list[threading.Thread] = []
@@ -259,6 +284,9 @@ class StreamRuntime:
         if s.state.enabled:
             self._state = self._state_manager(processor, settings, factory, self._source)
             self._source.listen(self._state)
+        own_infer = callable(getattr(processor, "infer_with", None))  # feeds are its own then
+        inputs = None if own_infer else self.runner.input_specs
+        self._check = PreparedCheck(type(processor).__name__, inputs)
         outlet = Outlet(
             stream=s.name,
             output_topic=s.output_topic,
@@ -496,21 +524,26 @@ class StreamRuntime:
         processor, state = self._processor, self._state
         assert processor is not None
         start = time.perf_counter_ns()
-        if state is None:
-            prepared = prepare_isolated(processor, batch, self._error_reason)
-        else:  # the view first: a partition not restored yet is restored now
+        prepare = None
+        view = None
+        if state is not None:  # the view first: a partition not restored yet is restored now
             view = state.view(batch.partition)
-            with_state = partial(processor.prepare_with_state, state=view)  # type: ignore[attr-defined]
-            prepared = prepare_isolated(processor, batch, self._error_reason, with_state)
+            prepare = partial(processor.prepare_with_state, state=view)  # type: ignore[attr-defined]
+        parts = prepare_isolated(
+            processor, batch, self._error_reason, self._check, prepare=prepare
+        )
+        if state is not None and view is not None:
             state.write(batch, view)  # before any row of the batch can resolve
-        prepared.prepare_ns = time.perf_counter_ns() - start
-        self.outlet.rejects(prepared)
-        self._settle(prepared)
-        if not len(prepared):
-            return
-        prepared.ready_ns = time.monotonic_ns()
-        if not self._put(prepared, len(prepared)):
-            raise StreamError(f"{self.stream.name} | engine worker stopped")
+        took_ns = time.perf_counter_ns() - start
+        self._settle(parts[0])
+        for prepared in parts:  # one, unless isolating a failed batch left rows apart
+            prepared.prepare_ns = took_ns
+            self.outlet.rejects(prepared)
+            if not len(prepared):
+                continue
+            prepared.ready_ns = time.monotonic_ns()
+            if not self._put(prepared, len(prepared)):
+                raise StreamError(f"{self.stream.name} | engine worker stopped")
 
     def _settle(self, prepared: Prepared) -> None:
         """Rows that ended in ``prepare``: absorbed into state, or dropped (e.g. late)."""

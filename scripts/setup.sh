@@ -12,6 +12,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "setup: installing streamfer[$extras] into .venv" >&2
 .venv/bin/python -m pip install --quiet --editable ".[$extras]"
+if [[ ",$extras," == *",dev,"* ]]; then
+    # the tests run the worked plug-in example as an installed package (entry point and all)
+    echo "setup: installing the plug-in example examples/telemetry-anomaly into .venv" >&2
+    .venv/bin/python -m pip install --quiet --editable examples/telemetry-anomaly
+fi
 for tool in java mvn; do
     command -v "$tool" >/dev/null || echo "setup: warning: $tool not found; the local Kafka broker needs Java 17+ and Maven" >&2
 done

@@ -30,6 +30,22 @@ class CodecError(StreamferError):
         self.reason = reason
 
 
+class ProcessorError(CodecError):
+    """Processor code failed for a record: it raised, or broke the processor contract.
+
+    The record goes to the dead-letter topic with ``reason`` (``processor_error`` for
+    plug-in code, ``internal_error`` for streamfer's own); ``error_class`` names the
+    exception the processor raised (the dead letter's ``error-class`` header), so a
+    plug-in author sees ``KeyError``, not the wrapper.
+    """
+
+    def __init__(
+        self, message: str, reason: str = "processor_error", error_class: str | None = None
+    ) -> None:
+        super().__init__(message, reason)
+        self.error_class = error_class or type(self).__name__
+
+
 class StreamError(StreamferError):
     """Kafka could not be reached or refused an operation."""
 

@@ -140,9 +140,11 @@ class ProducerClient(Protocol):
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
         partition: int | None = None,
+        headers: Sequence[Headers] | None = None,
     ) -> None:
-        """``send`` for many messages without headers, the same callback for each
-        (a None value is a tombstone; ``partition`` None: the key's partition)."""
+        """``send`` for many messages, the same callback for each (a None value is a
+        tombstone; ``partition`` None: the key's partition); ``headers``: one sequence
+        per message, or None for messages without headers (the fast path)."""
         ...
 
     def poll(self, timeout_s: float) -> None:

@@ -296,9 +296,14 @@ class ConfluentProducer:
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
         partition: int | None = None,
+        headers: Sequence[Headers] | None = None,
     ) -> None:
-        """``send`` for many messages without headers (decisions, state changelog entries):
-        one call each, no extras."""
+        """``send`` for many messages (decisions, state changelog entries): one call each,
+        no extras on the fast path (no headers)."""
+        if headers is not None:
+            for value, key, hdrs in zip(values, keys, headers, strict=True):
+                self.send(topic, value, key, hdrs, on_delivery, partition)  # type: ignore[arg-type]
+            return
         produce = self._p.produce
         where: dict[str, Any] = {} if partition is None else {"partition": partition}
         for value, key in zip(values, keys, strict=True):

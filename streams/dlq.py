@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from streamfer.errors import CodecError
+from streamfer.errors import CodecError, ProcessorError
 from streams.client import DeliveryCallback
 from streams.records import Record
 from streams.sink import KafkaSink
@@ -30,6 +30,11 @@ SOURCE_PARTITION = "source-partition"
 SOURCE_OFFSET = "source-offset"
 VALUE_NULL = "source-value-null"  # "true": the original record had no value at all
 VALUE_TRUNCATED = "source-value-truncated"  # the original value's size in bytes
+
+
+def error_class(error: BaseException) -> str:
+    """The ``error-class`` header: the class of what a processor raised, else the error's own."""
+    return error.error_class if isinstance(error, ProcessorError) else type(error).__name__
 
 
 def error_reason(error: BaseException) -> str:
@@ -84,7 +89,7 @@ class DeadLetterWriter:
             message = message[: MAX_MESSAGE_CHARS - 3] + "..."
         headers: list[tuple[str, bytes | None]] = [
             *record.headers,
-            (ERROR_CLASS, type(error).__name__.encode()),
+            (ERROR_CLASS, error_class(error).encode()),
             (ERROR_REASON, (reason or error_reason(error)).encode()),
             (ERROR_MESSAGE, message.encode("utf-8", "replace")),
             (SOURCE_TOPIC, record.topic.encode()),

@@ -322,9 +322,11 @@ class KafkaPythonProducer:
         keys: Sequence[bytes | None],
         on_delivery: DeliveryCallback,
         partition: int | None = None,
+        headers: Sequence[Headers] | None = None,
     ) -> None:
-        for value, key in zip(values, keys, strict=True):
-            self.send(topic, value, key, (), on_delivery, partition)  # type: ignore[arg-type]
+        every = headers if headers is not None else [()] * len(values)
+        for value, key, hdrs in zip(values, keys, every, strict=True):
+            self.send(topic, value, key, hdrs, on_delivery, partition)  # type: ignore[arg-type]
 
     def poll(self, timeout_s: float) -> None:
         """Nothing to serve: callbacks run on the client's I/O thread."""

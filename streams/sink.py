@@ -139,20 +139,22 @@ class KafkaSink:
         on_delivery: DeliveryCallback,
         only_if: Callable[[], bool] | None = None,
         partition: int | None = None,
+        headers: Sequence[Headers] | None = None,
     ) -> bool:
-        """Queue one message per value (no headers; None: a tombstone), all under one
-        ``only_if`` check; ``partition`` None: each key's partition."""
+        """Queue one message per value (None: a tombstone), all under one ``only_if``
+        check; ``partition`` None: each key's partition; ``headers``: one sequence per
+        message, or None when none has any (the fast path)."""
         client = self.client
         if not self.transactional:
             if only_if is not None and not only_if():
                 return False
-            client.send_many(topic, values, keys, on_delivery, partition)
+            client.send_many(topic, values, keys, on_delivery, partition, headers)
             return True
         with self._txn_lock:
             if only_if is not None and not only_if():
                 return False
             self._begin(client)
-            client.send_many(topic, values, keys, on_delivery, partition)
+            client.send_many(topic, values, keys, on_delivery, partition, headers)
             return True
 
     def _begin(self, client: ProducerClient) -> None:  # under the transaction lock

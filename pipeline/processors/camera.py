@@ -22,12 +22,21 @@ import numpy as np
 from models.preprocess import Letterbox, letterbox, letterbox_geometry
 from pipeline.config import StreamConfig
 from pipeline.postprocess import CameraMeta, DetectionPostprocessor
-from pipeline.processors.base import Output, Prepared, Reject, Result, accepted, reject
+from pipeline.processors.base import (
+    NO_EVENT_TIME,
+    Output,
+    Postprocessor,
+    Prepared,
+    Reject,
+    Result,
+    accepted,
+    reject,
+)
 from streamfer.errors import CodecError
 from streams.codecs import Frame, decode_camera
 from streams.records import Record, RecordBatch
 
-NO_EVENT_TIME = -1  # in Prepared.event_ns: use the record timestamp
+FLOAT32 = np.dtype(np.float32)
 
 
 def missing_capture_ts(batch: RecordBatch, row: int) -> Reject:
@@ -40,6 +49,22 @@ def missing_capture_ts(batch: RecordBatch, row: int) -> Reject:
         "frames carry their capture time (epoch ns) in capture-ts-ns; "
         "the stream dead-letters frames without",
     )
+
+
+def with_frame(result: Result | BaseException, meta: CameraMeta) -> Result | BaseException:
+    """A camera decision: the result plus its ``frame`` block (a postprocessor's own Output
+    keeps its key, headers and extra fields; an error stays the error)."""
+    if isinstance(result, BaseException):
+        return result
+    frame = {
+        "seq": meta.frame_seq,
+        "capture_ts_ns": meta.capture_ts_ns,
+        "width": meta.width,
+        "height": meta.height,
+    }
+    if isinstance(result, Output):
+        return result._replace(extra={"frame": frame, **(result.extra or {})})
+    return Output(result, {"frame": frame})
 
 
 def camera_input(frame: Frame, size: int) -> tuple[np.ndarray, CameraMeta]:
@@ -61,12 +86,17 @@ class CameraProcessor:
         threads: int,
         input_name: str = "images",
         output_name: str | None = "output0",
+        post: Postprocessor | None = None,
+        dtype: np.dtype = FLOAT32,
     ) -> None:
         self.limits = stream.limits.codec_limits()
         self.size = input_size
         self.input_name = input_name
+        self.dtype = dtype  # the detector's input type: float16 exports get float16
         self.dead_letter_without_ts = stream.frames.missing_capture_ts == "dead_letter"
-        self.post = DetectionPostprocessor(stream.detection, labels, output_name)
+        self.post: Postprocessor = post or DetectionPostprocessor(
+            stream.detection, labels, output_name
+        )
         self.threads = threads
         self._pool: ThreadPoolExecutor | None = None
 
@@ -106,7 +136,10 @@ class CameraProcessor:
             tensors.append(tensor)
             metas.append(meta)
             events.append(NO_EVENT_TIME if meta.capture_ts_ns is None else meta.capture_ts_ns)
-        feed = np.stack(tensors) if tensors else np.empty((0, 3, self.size, self.size), np.float32)
+        if tensors:
+            feed = np.stack(tensors).astype(self.dtype, copy=False)
+        else:
+            feed = np.empty((0, 3, self.size, self.size), self.dtype)
         return Prepared(
             batch,
             accepted(rows),
@@ -116,22 +149,11 @@ class CameraProcessor:
             rejects,
         )
 
-    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
-        results = self.post.results(outputs, metas)
-        return [
-            Output(
-                result,
-                {
-                    "frame": {
-                        "seq": m.frame_seq,
-                        "capture_ts_ns": m.capture_ts_ns,
-                        "width": m.width,
-                        "height": m.height,
-                    }
-                },
-            )
-            for result, m in zip(results, metas, strict=True)
-        ]
+    def results(
+        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
+    ) -> list[Result | BaseException]:
+        found = self.post.results(outputs, metas)
+        return [with_frame(result, m) for result, m in zip(found, metas, strict=True)]
 
     def close(self) -> None:
         if self._pool is not None:

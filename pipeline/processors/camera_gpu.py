@@ -22,8 +22,15 @@ import numpy as np
 from models.preprocess import Letterbox
 from pipeline.config import StreamConfig
 from pipeline.postprocess import CameraMeta, DetectionPostprocessor
-from pipeline.processors.base import Output, Prepared, Reject, Result, accepted
-from pipeline.processors.camera import NO_EVENT_TIME, missing_capture_ts
+from pipeline.processors.base import (
+    NO_EVENT_TIME,
+    Postprocessor,
+    Prepared,
+    Reject,
+    Result,
+    accepted,
+)
+from pipeline.processors.camera import missing_capture_ts, with_frame
 from streamfer.errors import CodecError
 from streams.codecs.limits import check_size, int_header
 from streams.records import RecordBatch
@@ -129,10 +136,13 @@ class GpuCameraProcessor:
         labels: Sequence[str],
         preprocessor: FramePreprocessor,
         output_name: str | None = "output0",
+        post: Postprocessor | None = None,
     ) -> None:
         self.limits = stream.limits.codec_limits()
         self.dead_letter_without_ts = stream.frames.missing_capture_ts == "dead_letter"
-        self.post = DetectionPostprocessor(stream.detection, labels, output_name)
+        self.post: Postprocessor = post or DetectionPostprocessor(
+            stream.detection, labels, output_name
+        )
         self.output_name = output_name
         self.preprocessor = preprocessor
 
@@ -193,14 +203,7 @@ class GpuCameraProcessor:
             if rejects[i] is not None:
                 out.append(rejects[i])
                 continue
-            m = next(meta_of)
-            frame = {
-                "seq": m.frame_seq,
-                "capture_ts_ns": m.capture_ts_ns,
-                "width": m.width,
-                "height": m.height,
-            }
-            out.append(Output(next(found), {"frame": frame}))
+            out.append(with_frame(next(found), next(meta_of)))
         return out
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.config import StreamConfig
 from pipeline.postprocess import SensorPostprocessor
-from pipeline.processors.base import Prepared, Reject, Result, accepted
+from pipeline.processors.base import Postprocessor, Prepared, Reject, Result, accepted
 from pipeline.windows import KeyWindows, KeyWindowsCodec, WindowAssembler
 from streamfer.errors import CodecError, ConfigError
 from streams.codecs.limits import fail
@@ -37,6 +37,7 @@ class SampleProcessor:
         input_name: str = "window",
         output_name: str | None = "probs",
         shape: tuple[int, int] = (100, 6),
+        post: Postprocessor | None = None,
     ) -> None:
         w = stream.windows
         if (w.size, w.channels) != shape:
@@ -49,7 +50,7 @@ class SampleProcessor:
         self.codec = KeyWindowsCodec(w.size, w.channels)
         self.input_name = input_name
         self.shape = shape
-        self.post = SensorPostprocessor(stream.sensor, labels, output_name)
+        self.post: Postprocessor = post or SensorPostprocessor(stream.sensor, labels, output_name)
         self._keys: dict[str, KeyWindows] = {}  # without a state store
 
     def prepare(self, batch: RecordBatch) -> Prepared:

@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.config import StreamConfig
 from pipeline.postprocess import SensorPostprocessor
-from pipeline.processors.base import Prepared, Result, accepted, codec_rejects
+from pipeline.processors.base import Postprocessor, Prepared, Result, accepted, codec_rejects
 from streams.codecs import decode_sensor
 from streams.records import RecordBatch
 
@@ -24,11 +24,12 @@ class SensorProcessor:
         input_name: str = "window",
         output_name: str | None = "probs",
         shape: tuple[int, int] = (100, 6),
+        post: Postprocessor | None = None,
     ) -> None:
         self.limits = stream.limits.codec_limits(sensor_shape=shape)
         self.input_name = input_name
         self.shape = shape
-        self.post = SensorPostprocessor(stream.sensor, labels, output_name)
+        self.post: Postprocessor = post or SensorPostprocessor(stream.sensor, labels, output_name)
 
     def prepare(self, batch: RecordBatch) -> Prepared:
         rows, windows, rejects = codec_rejects(batch, decode_sensor, self.limits)
@@ -38,5 +39,7 @@ class SensorProcessor:
             stacked = np.empty((0, *self.shape), dtype=np.float32)
         return Prepared(batch, accepted(rows), {self.input_name: stacked}, rejects=rejects)
 
-    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
-        return self.post.results(outputs, metas)  # type: ignore[return-value]
+    def results(
+        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
+    ) -> Sequence[Result | BaseException]:
+        return self.post.results(outputs, metas)

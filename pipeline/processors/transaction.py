@@ -18,7 +18,7 @@ import numpy as np
 from models.features import CARD_CODEC, FraudFeaturizer, TxColumns
 from pipeline.config import StreamConfig
 from pipeline.postprocess import FraudPostprocessor
-from pipeline.processors.base import Prepared, Reject, Result, accepted, reject
+from pipeline.processors.base import Postprocessor, Prepared, Reject, Result, accepted, reject
 from streams.codecs.transaction import (
     DECODE_ERRORS,
     Transaction,
@@ -33,13 +33,17 @@ class TransactionProcessor:
     """``kind: transaction``: JSON transactions in, fraud score and action out."""
 
     def __init__(
-        self, stream: StreamConfig, input_name: str = "features", output_name: str | None = "score"
+        self,
+        stream: StreamConfig,
+        input_name: str = "features",
+        output_name: str | None = "score",
+        post: Postprocessor | None = None,
     ) -> None:
         self.stream = stream
         self.input_name = input_name
         self.max_bytes = stream.limits.max_json_bytes
         self.featurizer = FraudFeaturizer()
-        self.post = FraudPostprocessor(stream.fraud, output_name)
+        self.post: Postprocessor = post or FraudPostprocessor(stream.fraud, output_name)
         self._decode = decode_value
 
     def prepare(self, batch: RecordBatch) -> Prepared:
@@ -90,8 +94,10 @@ class TransactionProcessor:
             f"{what} is limited to {self.max_bytes} bytes",
         )
 
-    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
-        return self.post.results(outputs, metas)  # type: ignore[return-value]
+    def results(
+        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
+    ) -> Sequence[Result | BaseException]:
+        return self.post.results(outputs, metas)
 
 
 def columns(txs: Sequence[Transaction]) -> TxColumns:

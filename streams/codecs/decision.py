@@ -12,7 +12,8 @@ Example::
 
 ``result`` by kind: camera ``{"detections": [{"label", "score", "box": [x1, y1, x2, y2]}]}``
 (frame pixels); sensor ``{"class", "score"}``; transaction ``{"fraud_score", "action"}``
-with action approve | review | decline. A latency stage not measured when the decision
+with action approve | review | decline; custom (a processor plug-in's stream): any object,
+the plug-in's own. A latency stage not measured when the decision
 is encoded (``publish``, ``e2e``) is null. ``source.key`` is the UTF-8 key or null.
 Extra top-level fields are allowed; the listed ones are required.
 """
@@ -27,7 +28,7 @@ from typing import Any
 from streamfer.errors import CodecError
 
 SCHEMA_ID = "streamfer.decision.v1"
-KINDS = ("camera", "sensor", "transaction")
+KINDS = ("camera", "sensor", "transaction", "custom")
 ACTIONS = ("approve", "review", "decline")
 LATENCY_STAGES = ("broker", "queue", "preprocess", "infer", "postprocess", "publish", "e2e")
 
@@ -138,7 +139,9 @@ def _check(d: Any) -> None:
     for stage, v in lat.items():
         _need(v is None or (_is_num(v) and v >= 0), f"latency_ms.{stage}={v!r}")
     res = d.get("result")
-    if kind == "transaction":
+    if kind == "custom":
+        _need(isinstance(res, Mapping), "result is not an object")
+    elif kind == "transaction":
         res = _exact(res, ("fraud_score", "action"), "result")
         _need(_score(res["fraud_score"]), "result.fraud_score")
         _need(res["action"] in ACTIONS, f"result.action={res['action']!r}")

@@ -80,8 +80,8 @@ def test_every_problem_is_listed_with_file_key_value_and_allowed(tmp_path: Path)
         "kafka.colour | unknown key (got 'colour'). Note: allowed: bootstrap_servers",
         "models.fraud.precision | Input should be 'fp32', 'fp16' or 'int8' (got 'fp8')."
         " Note: allowed: fp32, fp16, int8",
-        "streams[0].kind | Input should be 'camera', 'sensor', 'sensor-sample' or 'transaction' "
-        "(got 'video')",
+        "streams[0].kind | Input should be 'camera', 'sensor', 'sensor-sample', 'transaction' "
+        "or 'custom' (got 'video')",
         "streams[0].batching.max_batch | Input should be greater than or equal to 1 (got 0)."
         " Note: allowed: >= 1",
         "streams[1].model | unknown model (got 'nope'). Note: allowed: fraud",

@@ -205,3 +205,41 @@ def test_row_queue_bounds_rows_not_batches() -> None:
     assert q.get(0) == "a" and q.rows == 0
     assert q.put("big", 50, 0.01)  # alone in the queue: taken whatever its size
     assert q.get(0) == "big" and q.get(0.01) is None
+
+
+def test_a_row_the_processor_refuses_after_inference_is_dead_lettered_alone() -> None:
+    class Refusing(Processor):
+        def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Any]:
+            out: list[Any] = list(super().results(outputs, metas))
+            return [CodecError("too big", "over_limit") if r["offset"] == 2 else r for r in out]
+
+    out = run([prepared(batch(0, 4))], processor=Refusing())
+    assert out.outcome[2] == ("dead", "over_limit")
+    assert all(out.outcome[o][0] == "decided" for o in (0, 1, 3))
+
+
+def test_polls_whose_feeds_differ_along_a_dynamic_axis_run_apart() -> None:
+    """Text padded per poll: [n, 5] from one poll and [m, 7] from the next."""
+
+    def padded(b: RecordBatch, width: int) -> Prepared:
+        p = prepared(b)
+        p.feeds["x"] = np.pad(p.feeds["x"], ((0, 0), (0, width - 1)))
+        return p
+
+    sizes: list[int] = []
+
+    def infer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sizes.append(len(feeds["x"]))
+        return identity(feeds)
+
+    outlet = Outlet()
+    inbox = RowQueue(100)
+    worker = EngineWorker(name="s", infer=infer, processor=Processor(), outlet=outlet,
+                          inbox=inbox, max_batch=8, max_wait_ms=1)  # fmt: skip
+    for p in (padded(batch(0, 2), 5), padded(batch(10, 2), 7)):  # queued before the worker runs:
+        inbox.put(p, len(p), 1.0)  # both polls land in one batch of the batcher
+    inbox.put_nowait(STOP)
+    worker.run()
+    decided = {o: w for o, (w, _) in outlet.outcome.items()}
+    assert decided == dict.fromkeys((0, 1, 10, 11), "decided")
+    assert sizes == [2, 2]

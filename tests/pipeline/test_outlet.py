@@ -14,7 +14,7 @@ from pipeline.metrics import Metrics
 from pipeline.outlet import Outlet
 from pipeline.processors.base import Output, Prepared, Reject
 from pipeline.stats import StatsBook
-from streamfer.errors import CodecError
+from streamfer.errors import CodecError, ProcessorError
 from streams.client import ProducerOptions
 from streams.codecs import validate_decision
 from streams.dlq import DeadLetterWriter
@@ -42,12 +42,14 @@ class Sink:
         return True
 
     def send_many(self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None],
-                  on_delivery: Callable[..., None], only_if: Any = None) -> bool:  # fmt: skip
+                  on_delivery: Callable[..., None], only_if: Any = None,
+                  headers: Sequence[Any] | None = None) -> bool:  # fmt: skip
         assert len(values) == len(keys)
+        assert headers is None or (len(headers) == len(values) and any(headers))
         if only_if is not None and not only_if():
             return False
-        for value, key in zip(values, keys, strict=True):
-            self.send(topic, value, key, (), on_delivery)
+        for i, (value, key) in enumerate(zip(values, keys, strict=True)):
+            self.send(topic, value, key, headers[i] if headers else (), on_delivery)
         return True
 
     def deliver(self, error: object | None = None, topic: str | None = None) -> None:
@@ -187,3 +189,64 @@ def test_camera_decisions_carry_the_frame_block_and_validate() -> None:
     (doc,) = [json.loads(v) for v in h.sink.sent("out")]
     validate_decision(doc)
     assert doc["frame"] == frame and doc["kind"] == "camera"
+
+
+def test_output_key_and_headers_reach_kafka_and_the_source_key_stays_the_inputs() -> None:
+    h = Harness()
+    b = h.batch(3)
+    results = [
+        score(0.1),  # plain: the input's key, no headers
+        Output(score(0.95), key=b"alerts", headers=[("severity", b"high")]),
+        Output(score(0.2), extra={"note": "kept"}),
+    ]
+    h.outlet.publish(prepared(b), np.arange(3), results, 3, TIMING)
+    sent = [(key, headers, json.loads(v)) for t, v, key, headers, _ in h.sink.queued if t == "out"]
+    assert [(key, headers) for key, headers, _ in sent] == [
+        (b"card-0", {}),
+        (b"alerts", {"severity": b"high"}),
+        (b"card-2", {}),
+    ]
+    assert [doc["source"]["key"] for _, _, doc in sent] == ["card-0", "card-1", "card-2"]
+    assert sent[2][2]["note"] == "kept"
+    for _, _, doc in sent:
+        validate_decision(doc)
+    h.sink.deliver()
+    assert h.tracker.positions() == {("tx", 2): 13}
+
+
+def test_unpublishable_outputs_are_dead_lettered_and_the_rest_published() -> None:
+    h = Harness()
+    b = h.batch(6)
+    results: list[Any] = [
+        Output(score(0.1), key="text-not-bytes"),  # type: ignore[arg-type]
+        Output(score(0.1), headers=[("n", 1)]),  # type: ignore[list-item]
+        Output(score(0.1), extra={"result": "twice"}),  # the decision's own field
+        Output(score(0.1), extra={"x": float("inf")}),
+        0.7,  # not a mapping
+        score(0.3),
+    ]
+    h.outlet.publish(prepared(b), np.arange(6), results, 6, TIMING)
+    assert [json.loads(v)["source"]["offset"] for v in h.sink.sent("out")] == [15]
+    letters = {hd["source-offset"]: (hd["error-reason"], hd["error-message"])
+               for t, _, _, hd, _ in h.sink.queued if t == "tx.dlq"}  # fmt: skip
+    assert {o: r for o, (r, _) in letters.items()} == {
+        b"%d" % o: b"bad_decision" for o in range(10, 15)
+    }
+    assert b"Output.key is a str" in letters[b"10"][1]
+    assert b"not a (str, bytes) pair" in letters[b"11"][1]
+    assert b"['result']" in letters[b"12"][1]
+    assert b"NaN or infinity" in letters[b"13"][1]
+    assert b"result is a float" in letters[b"14"][1]
+    h.sink.deliver()
+    assert h.tracker.positions() == {("tx", 2): 16}
+
+
+def test_a_processor_error_keeps_the_class_it_caught_in_the_dead_letter() -> None:
+    h = Harness()
+    b = h.batch(2)
+    err = ProcessorError("Mine.results raised KeyError: 'x'", error_class="KeyError")
+    h.outlet.publish(prepared(b), np.arange(2), [err, score(0.2)], 2, TIMING)
+    (letter,) = [hd for t, _, _, hd, _ in h.sink.queued if t == "tx.dlq"]
+    assert letter["error-class"] == b"KeyError"
+    assert letter["error-reason"] == b"processor_error"
+    assert letter["error-message"] == b"tx[2]@10 | Mine.results raised KeyError: 'x'"

@@ -3,6 +3,9 @@
 ``sensor``: ``window`` float32 [N, 100, 6] -> ``probs`` [N, 4] (softmax of a mean).
 ``camera``: ``images`` float32 [N, 3, 256, 256] -> ``output0`` [N, 4 + 4, 8] (YOLOv8 layout):
 one confident vehicle box in the middle of the input, low scores elsewhere.
+``sum``: ``x`` float32 [N, 3] -> ``y`` [N, 1], the sum of each row (plug-in tests).
+``yolo``: a YOLOv5-layout detector (``images`` [N, 3, S, S] -> ``output0`` [N, A, 5 + C])
+with only an Ultralytics ``names`` entry in its metadata, as ``yolo export`` writes.
 ``slow_sensor``: the sensor contract behind ``layers`` dense 1024x1024 layers, so each
 window costs a known amount of compute (about 0.1 ms per layer and window on one core).
 """
@@ -126,3 +129,47 @@ def slow_sensor_model(path: Path, layers: int) -> Path:
     nodes.append(helper.make_node("MatMul", [f"h{layers}", "w_out"], ["logits"]))
     nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
     return _save_sensor(nodes, inits, "slow", path)
+
+
+def sum_model(path: Path, features: int = 3) -> Path:
+    """``y = x @ ones``: a record's decision is the sum of the numbers it carried."""
+    ones = numpy_helper.from_array(np.ones((features, 1), np.float32), "ones")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "ones"], ["y"])],
+        "tiny_sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
+        [ones],
+    )
+    return _save(graph, path, {"streamfer.name": "sum", "streamfer.version": "tiny"})
+
+
+def yolo_model(path: Path, labels: list[str], size: int = 320, anchors: int = 6) -> Path:
+    """A YOLOv5-layout detector: anchor 0 holds one confident box of class 1 in the middle of
+    the input (objectness 0.9 x class score 0.8), the rest are empty."""
+    c = len(labels)
+    bias = np.zeros((1, anchors, 5 + c), np.float32)
+    bias[0, :, :4] = [size / 2, size / 2, size / 4, size / 8]  # cx, cy, w, h in input pixels
+    bias[0, 0, 4] = 0.9
+    bias[0, 0, 5 + 1] = 0.8
+    inits = [
+        numpy_helper.from_array(bias, "bias"),
+        numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+        numpy_helper.from_array(np.array([3], np.int64), "axes_sq"),
+        numpy_helper.from_array(np.zeros((1, 1, 1), np.float32), "zero"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["images", "axes"], ["m"], keepdims=1),
+        helper.make_node("Squeeze", ["m", "axes_sq"], ["m3"]),
+        helper.make_node("Mul", ["m3", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "bias"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", anchors, 5 + c])],
+        inits,
+    )
+    names = repr(dict(enumerate(labels)))  # "{0: 'person', 1: 'car'}", as Ultralytics writes
+    return _save(graph, path, {"names": names, "imgsz": f"[{size}, {size}]"})

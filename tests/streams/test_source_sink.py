@@ -195,3 +195,24 @@ def test_sink_fails_fast_and_clearly_when_the_broker_is_down(factory: ClientFact
     with pytest.raises(StreamError, match=address):
         sink.start()
     assert time.monotonic() - started < 10
+
+
+def test_send_many_carries_headers_per_message_or_none_at_all(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], factory: ClientFactory
+) -> None:
+    topic = unique_topic(1)
+    acks: list[object] = []
+    with KafkaSink(KafkaSettings(kafka_bootstrap), factory=factory) as sink:
+        on_delivery = lambda err, _msg: acks.append(err)  # noqa: E731
+        assert sink.send_many(topic, [b"a", b"b"], [b"k", None], on_delivery)
+        headers = [[("severity", b"high"), ("n", b"1")], []]
+        assert sink.send_many(topic, [b"c", b"d"], [b"k2", b"k3"], on_delivery, headers=headers)
+        sink.flush(30)
+    assert acks == [None] * 4
+    got = [(m.value, m.key, list(m.headers or [])) for m in read_all(kafka_bootstrap, topic)]
+    assert got == [
+        (b"a", b"k", []),
+        (b"b", None, []),
+        (b"c", b"k2", [("severity", b"high"), ("n", b"1")]),
+        (b"d", b"k3", []),
+    ]

@@ -1,0 +1,10 @@
+"""Anomaly scoring of machine telemetry: a streamfer processor plug-in and its model.
+
+``TelemetryAnomaly`` is registered as the ``telemetry-anomaly`` processor
+(entry-point group ``streamfer.processors``); ``telemetry_anomaly.train``
+trains the autoencoder it runs; ``telemetry_anomaly.produce`` feeds a topic.
+"""
+
+from telemetry_anomaly.processor import AnomalyConfig, TelemetryAnomaly
+
+__all__ = ["AnomalyConfig", "TelemetryAnomaly"]

@@ -1,0 +1,61 @@
+"""The plug-in printed in the README's "Your own model" section runs as printed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from tiny_models import sum_model
+
+from pipeline.check_cli import check_processor
+from pipeline.config import parse_config
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def blocks(language: str) -> list[str]:
+    section = README.read_text().split("## Your own model", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
+
+
+def test_the_readme_plugin_runs_on_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (code,) = [b for b in blocks("python") if b.startswith("# my_plugins.py")]
+    (tmp_path / "my_plugins.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = sum_model(tmp_path / "my_model.onnx")
+    samples = tmp_path / "records.jsonl"
+    samples.write_text('{"features": [1, 2, 3.5]}\n{"values": []}\n')
+    result = CliRunner().invoke(check_processor, ["my_plugins:Scores", "--model", str(model),
+                                                  "--sample", str(samples)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert '#0 {"result":{"score":6.5}}' in result.output
+    assert "#1 dead letter missing_field: sample[0]@1 | no 'features' list" in result.output
+    (config,) = [b for b in blocks("yaml") if "kind: custom" in b]
+    doc = yaml.safe_load(config)
+    cfg = parse_config(doc, "my.yaml", tmp_path)
+    assert cfg.streams[0].processor == "my_plugins:Scores"
+
+
+def test_the_interface_docstring_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:  # fmt: skip
+    from pipeline.processors import base
+
+    doc = base.__doc__ or ""
+    lines = doc.split("with less code)::\n\n", 1)[1].splitlines()
+    end = next(i for i, line in enumerate(lines) if line and not line.startswith("    "))
+    source = "\n".join(line[4:] for line in lines[:end])
+    (tmp_path / "doc_plugins.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = sum_model(tmp_path / "m.onnx", features=1)
+    samples = tmp_path / "texts"
+    samples.mkdir()
+    (samples / "a").write_bytes(b"four")
+    (samples / "b").write_bytes(b"")
+    result = CliRunner().invoke(check_processor, ["doc_plugins:Lengths", "--model", str(model),
+                                                  "--sample", str(samples)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert '#0 {"result":{"score":4.0}}' in result.output
+    assert "#1 dead letter empty: sample[0]@1 | no text. Note: expected UTF-8 text" in result.output
