@@ -7,7 +7,8 @@ never committed) or the engine would fail every batch it shares with it.
 :class:`PreparedCheck` turns each such mistake into a
 :class:`~streamfer.errors.ProcessorError` naming it, which the pipeline treats
 like an exception raised by ``prepare``: the batch is retried record by record
-and the records that still break the contract are dead-lettered. It costs a few array operations per batch, none per record.
+and the records that still break the contract are dead-lettered. It costs a
+few array operations per batch, none per record.
 """
 
 from __future__ import annotations
