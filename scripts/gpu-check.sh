@@ -62,6 +62,10 @@ imports() { "$PY" -c "import $1" >/dev/null 2>&1; }
 missing=()
 imports pydantic || missing+=(pydantic pydantic-core annotated-types typing-inspection)
 imports kafka || missing+=(kafka-python)
+imports confluent_kafka || missing+=(confluent-kafka)
+imports msgspec || missing+=(msgspec)
+imports simplejpeg || missing+=(simplejpeg)
+imports lmdb || missing+=(lmdb)
 imports nvidia.nvimgcodec || missing+=(nvidia-nvimgcodec-cu13 nvidia-nvjpeg)
 imports cuda.bindings.nvrtc || missing+=(cuda-bindings nvidia-cuda-nvrtc)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -87,7 +91,8 @@ if ! imports pycuda.driver; then
         fi
     fi
 fi
-for module in pycuda.driver nvidia.nvimgcodec cuda.bindings.nvrtc pydantic kafka; do
+for module in pycuda.driver nvidia.nvimgcodec cuda.bindings.nvrtc pydantic kafka confluent_kafka \
+        msgspec simplejpeg lmdb; do
     imports "$module" || NOT_RUN+=("$module does not import")
 done
 imports tensorrt || NOT_RUN+=("TensorRT is not installed: no engine inference here (the detection test ran the runner on the TensorRT double over real device memory; the benchmark has no inference column)")

@@ -229,3 +229,59 @@ def test_detections_from_the_gpu_path_equal_the_cpu_paths(
     for i, (c, g) in enumerate(zip(cpu, gpu, strict=True)):
         assert _matched(c["detections"], g["detections"], 0.35), f"frame {i} ({kind})"
         assert _matched(g["detections"], c["detections"], 0.35), f"frame {i} ({kind})"
+
+
+def test_a_camera_stream_on_the_gpu_path_decides_as_on_the_cpu_path(
+    detector: tuple[Any, str], tmp_path: Path
+) -> None:
+    """The whole GPU camera processor as a stream runs it: headers read from the records,
+    ``infer_with`` (nvImageCodec + kernel + runner.infer_device) on a batch with a cut-off
+    frame, results with the geometry that came back, against the CPU processor."""
+    from engines.gpu.preprocessor import GpuFramePreprocessor
+    from engines.onnxruntime.runner import OnnxRuntimeRunner
+    from pipeline.config import StreamConfig
+    from pipeline.postprocess import labels_from_metadata
+    from pipeline.processors.base import Output
+    from pipeline.processors.camera import CameraProcessor
+    from pipeline.processors.camera_gpu import GpuCameraProcessor
+    from streamfer.errors import CodecError
+    from streams.records import Record, RecordBatch
+
+    runner, kind = detector
+    stream = StreamConfig(name="cams", kind="camera", input_topic="frames",
+                          output_topic="out", model="camera")  # fmt: skip
+    labels = labels_from_metadata(runner.metadata, "camera")
+    jpegs = _jpegs(_scenes(640, 360, 12, seed=31))
+    jpegs[5] = jpegs[5][: len(jpegs[5]) // 2]  # cut short in transit
+    batch = RecordBatch.of([
+        Record("frames", 0, i, b"cam", data,
+               (("content-type", b"image/jpeg"), ("capture-ts-ns", b"7"), ("frame-seq", b"%d" % i)),
+               0, 0)
+        for i, data in enumerate(jpegs)
+    ])  # fmt: skip
+    with OnnxRuntimeRunner(REFERENCE_DIR / "camera.onnx", max_batch=16) as cpu_runner:
+        cpu = CameraProcessor(stream, labels, SIZE, threads=1)
+        cpu_prepared = cpu.prepare(batch)
+        cpu_results = cpu.results(cpu_runner.infer(cpu_prepared.feeds), cpu_prepared.metas or [])
+    pre = GpuFramePreprocessor(SIZE, runner.input_specs[0].dtype, 16,
+                               cache_dir=tmp_path / "kernels")  # fmt: skip
+    gpu = GpuCameraProcessor(stream, labels, pre, "output0")
+    try:
+        prepared = gpu.prepare(batch)
+        results = gpu.results(gpu.infer_with(runner)(prepared.feeds), prepared.metas or [])
+    finally:
+        gpu.close()
+    assert [r.row for r in cpu_prepared.rejects] == [5]
+    by_row = dict(zip(prepared.rows.tolist(), results, strict=True))
+    failed = by_row.pop(5)
+    assert isinstance(failed, CodecError) and failed.reason == "corrupt_image"
+    want = dict(zip(cpu_prepared.rows.tolist(), cpu_results, strict=True))
+    assert by_row.keys() == want.keys()
+    for row, got in by_row.items():
+        assert isinstance(got, Output) and isinstance(want[row], Output)
+        assert got.extra == want[row].extra, f"frame {row}"  # seq, capture time, size
+        ours = got.result["detections"]
+        theirs = want[row].result["detections"]  # type: ignore[union-attr]
+        assert _matched(ours, theirs, 0.35), f"frame {row} ({kind})"
+        assert _matched(theirs, ours, 0.35), f"frame {row} ({kind})"
+
