@@ -49,11 +49,28 @@ def letterbox_uint8(image_bgr: np.ndarray, size: int = 256) -> tuple[np.ndarray,
 
 
 def letterbox(image_bgr: np.ndarray, size: int = 256) -> tuple[np.ndarray, Letterbox]:
-    """Float32 ``[3, size, size]`` RGB in 0..1, gray-padded, and its Letterbox."""
-    rgb, lb = letterbox_uint8(image_bgr, size)
-    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
-    chw *= 1.0 / 255.0
-    return chw, lb
+    """Float32 ``[3, size, size]`` RGB in 0..1, gray-padded, and its Letterbox.
+
+    The same pixels as ``letterbox_uint8`` scaled by 1/255; the swap to RGB, the layout
+    change and the scaling run in one OpenCV pass (``blobFromImage``).
+    """
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise CodecError(
+            f"letterbox | got {image_bgr.dtype} {tuple(image_bgr.shape)}. "
+            "Note: expected a uint8 BGR image of shape (H, W, 3)",
+            "bad_shape",
+        )
+    if size < 8:
+        raise CodecError(f"letterbox | size {size}. Note: expected at least 8", "bad_shape")
+    height, width = image_bgr.shape[:2]
+    lb, new_w, new_h = letterbox_geometry(width, height, size)
+    interp = cv2.INTER_AREA if lb.scale < 1.0 else cv2.INTER_LINEAR
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
+    canvas = cv2.copyMakeBorder(
+        resized, lb.pad_y, size - new_h - lb.pad_y, lb.pad_x, size - new_w - lb.pad_x,
+        cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE),
+    )  # fmt: skip
+    return cv2.dnn.blobFromImage(canvas, 1.0 / 255.0, swapRB=True)[0], lb
 
 
 def to_input_boxes(boxes: np.ndarray, lb: Letterbox) -> np.ndarray:

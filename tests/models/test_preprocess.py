@@ -62,3 +62,15 @@ def test_bad_images_raise_codec_error(bad: np.ndarray) -> None:
     with pytest.raises(CodecError, match="letterbox") as err:
         letterbox(bad)
     assert err.value.reason == "bad_shape"
+
+
+@pytest.mark.parametrize(("width", "height"), [(640, 360), (320, 180), (100, 300), (256, 256)])
+def test_float_letterbox_is_the_uint8_letterbox_scaled(width: int, height: int) -> None:
+    from models.preprocess import letterbox, letterbox_uint8
+
+    image = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    chw, lb = letterbox(image, 256)
+    rgb, lb8 = letterbox_uint8(image, 256)
+    assert lb == lb8 and chw.dtype == np.float32 and chw.shape == (3, 256, 256)
+    want = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
+    assert np.array_equal(chw, want)
