@@ -133,14 +133,21 @@ class DecisionEncoder:
                     if extra
                     else b""
                 )
-            except (TypeError, ValueError, msgspec.EncodeError) as exc:
-                out.append(CodecError(f"decision | not encodable as JSON: {exc}", "bad_decision"))
-                continue
-            if b"null" in encoded and not finite(result):  # msgspec writes NaN as null
+            except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
                 out.append(
                     CodecError(
-                        f"decision | result {result!r} holds NaN or infinity. "
-                        "Note: expected finite numbers",
+                        f"{topic}[{partition}]@{offset} | decision not encodable as JSON "
+                        f"({type(exc).__name__}: {exc}). Note: a result holds JSON values only",
+                        "bad_decision",
+                    )
+                )
+                continue
+            # msgspec writes NaN as null: only a document with a null may hold one
+            if (b"null" in encoded or b"null" in more) and not (finite(result) and finite(extra)):
+                out.append(
+                    CodecError(
+                        f"{topic}[{partition}]@{offset} | decision holds NaN or infinity "
+                        f"(result {_short_repr(result)}). Note: expected finite numbers",
                         "bad_decision",
                     )
                 )
@@ -176,6 +183,11 @@ class DecisionEncoder:
             self._key_json.clear()
         encoded = self._key_json[key] = _encode(key_text(key))
         return encoded
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def finite(value: Any) -> bool:

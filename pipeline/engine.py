@@ -303,10 +303,18 @@ class EngineWorker:
                 )
             )
         except Exception as exc:
-            return CodecError(f"{type(exc).__name__}: {exc}", self.error_reason)
+            err = CodecError(
+                f"{type(self.processor).__name__}.results raised {type(exc).__name__}: {exc}. "
+                "Note: expected one result per record; an exception is a bug",
+                self.error_reason,
+            )
+            err.__cause__ = exc  # the traceback in the DEBUG log
+            return err
         if len(one) != 1:
             return CodecError(
-                f"results returned {len(one)} results for 1 record", "processor_error"
+                f"{type(self.processor).__name__}.results returned {len(one)} results for "
+                "1 record. Note: expected one result per record",
+                "processor_error",
             )
         return one[0]
 
@@ -324,7 +332,13 @@ class EngineWorker:
             try:
                 out = self.infer({k: v[i : i + 1] for k, v in feeds.items()})
             except Exception as exc:
-                outcomes.append(CodecError(f"engine failed on this record: {exc}", "engine_error"))
+                outcomes.append(
+                    CodecError(
+                        f"engine failed on this record alone ({type(exc).__name__}: {exc}). "
+                        "Note: the other records of its batch were run without it",
+                        "engine_error",
+                    )
+                )
                 continue
             outcomes.append(self._one_result(out, metas[i : i + 1], 0))
         if n > 1 and all(

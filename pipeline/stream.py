@@ -115,7 +115,13 @@ def prepare_isolated(processor: Processor, batch: RecordBatch, reason: str) -> P
         try:
             got = processor.prepare(one)
         except Exception as exc:
-            err = CodecError(f"{batch.coords(i)} | {type(exc).__name__}: {exc}", reason)
+            err = CodecError(
+                f"{batch.coords(i)} | {type(processor).__name__}.prepare raised "
+                f"{type(exc).__name__}: {exc}. Note: a processor rejects bad input with a "
+                "reason; an exception is a bug",
+                reason,
+            )
+            err.__cause__ = exc  # the traceback in the DEBUG log
             rejects.append(Reject(i, reason, err))
             continue
         rejects += [Reject(i, r.reason, r.error) for r in got.rejects]

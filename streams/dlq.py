@@ -32,6 +32,11 @@ VALUE_NULL = "source-value-null"  # "true": the original record had no value at 
 VALUE_TRUNCATED = "source-value-truncated"  # the original value's size in bytes
 
 
+def short(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``message`` cut to ``limit`` characters (an ellipsis marks the cut)."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
 def error_reason(error: BaseException) -> str:
     """The bounded reason label of an error: the CodecError reason, else ``internal_error``."""
     return error.reason if isinstance(error, CodecError) else "internal_error"
@@ -80,8 +85,7 @@ class DeadLetterWriter:
         message = str(error)
         if not message.startswith(record.coords):
             message = f"{record.coords} | {message}"
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+        message = short(message)
         headers: list[tuple[str, bytes | None]] = [
             *record.headers,
             (ERROR_CLASS, type(error).__name__.encode()),

@@ -187,3 +187,15 @@ def test_camera_decisions_carry_the_frame_block_and_validate() -> None:
     (doc,) = [json.loads(v) for v in h.sink.sent("out")]
     validate_decision(doc)
     assert doc["frame"] == frame and doc["kind"] == "camera"
+
+
+def test_a_reason_outside_the_documented_set_is_written_as_processor_error() -> None:
+    h = Harness()
+    b = h.batch(1)
+    h.outlet.dead_letter(b, 0, CodecError("tx[2]@10 | odd input", "plugin_code"), "plugin_code")
+    ((_, _, _, headers, _),) = h.sink.queued
+    assert headers["error-reason"] == b"processor_error"
+    message = headers["error-message"].decode()
+    assert message.startswith("tx[2]@10 | odd input (reason 'plugin_code'). Note: ")
+    h.sink.deliver()
+    assert h.book.snapshot().dead_lettered == {"processor_error": 1}
