@@ -41,7 +41,7 @@ DEAD_LETTER_REASONS: Mapping[str, Reason] = MappingProxyType(
             "decode (camera, sensor)",
         ),
         "bad_header": Reason(
-            "a capture-ts-ns or frame-seq header that is not a decimal integer",
+            "a capture-ts-ns or frame-seq header that is not a decimal integer from 0 to 2^63-1",
             "decode (camera)",
         ),
         "missing_header": Reason(

@@ -86,13 +86,23 @@ def parse_raw_type(record: Record, ctype: str, dtype: str) -> tuple[int, ...]:
     return shape
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def int_header(record: Record, name: str) -> int | None:
+    """A header holding a non-negative 64-bit decimal integer (a time in ns, a counter)."""
     raw = record.header(name)
     if raw is None:
         return None
     try:
-        return int(raw)
+        value = int(raw[:40])
     except ValueError:
+        value = -1
+    if len(raw) > 40 or not 0 <= value <= _INT64_MAX:
         raise fail(
-            record, f"{name} header {raw[:40]!r}", "bad_header", "expected a decimal integer"
-        ) from None
+            record,
+            f"{name} header {raw[:40]!r}",
+            "bad_header",
+            f"expected a decimal integer from 0 to {_INT64_MAX}",
+        )
+    return value

@@ -128,9 +128,19 @@ def test_oversized_message_is_rejected_before_anything_else() -> None:
     )
 
 
-def test_bad_frame_headers_are_rejected() -> None:
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("capture-ts-ns", b"soon"),
+        ("capture-ts-ns", b"-5"),  # a negative time would read as "no capture time"
+        ("capture-ts-ns", b"9" * 26),  # beyond int64: no deadline can be computed from it
+        ("frame-seq", b"18446744073709551616"),
+        ("frame-seq", b"\xff\xfe"),
+    ],
+)
+def test_bad_frame_headers_are_rejected(name: str, raw: bytes) -> None:
     value, headers = encode_camera(image(4, 4), content_type="image/png")
-    assert reason_of(value, [*headers, ("capture-ts-ns", b"soon")]) == "bad_header"
+    assert reason_of(value, [*headers, (name, raw)]) == "bad_header"
 
 
 @given(st.binary(max_size=300), st.sampled_from([None, b"image/jpeg", b"image/png"]))
