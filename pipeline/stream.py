@@ -44,6 +44,7 @@ from pipeline.outlet import Outlet
 from pipeline.processors import Prepared, Processor, make_processor
 from pipeline.processors.base import Reject
 from pipeline.stats import StatsBook, StreamStats
+from pipeline.topics import within_limits
 from streamfer.errors import CodecError, StreamError, StreamferError
 from streams.client import client_factory
 from streams.connection import ConnectionMonitor
@@ -163,6 +164,7 @@ class StreamRuntime:
         worker_index: int = 0,
         on_fatal: Callable[[str, BaseException], None] = lambda name, exc: None,
         processor: Processor | None = None,
+        topic_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config
         self.stream = stream
@@ -170,6 +172,8 @@ class StreamRuntime:
         self.health = health
         self.worker_index = worker_index
         self.on_fatal = on_fatal
+        # max.message.bytes of the output and dead-letter topics, where known
+        self.topic_limits = dict(topic_limits or {})
         info = runner.info
         self.identity = ModelIdentity(
             stream.model, runner.metadata.get("streamfer.version", "0"), info.kind, info.precision
@@ -204,9 +208,13 @@ class StreamRuntime:
         # stable across restarts: a restarted worker fences its predecessor's open transaction
         txn_id = f"{cfg.kafka.client_id}-{s.name}-{self.worker_index}"
         exactly_once = s.delivery == "exactly_once"
+        limits = self.topic_limits
         self._sink = KafkaSink(
             settings,
-            cfg.producer.options(transactional_id=txn_id if exactly_once else None),
+            within_limits(
+                cfg.producer.options(transactional_id=txn_id if exactly_once else None),
+                (limits.get(s.output_topic), limits.get(s.resolved_dlq_topic)),
+            ),
             factory,
         ).start()
         self._source = KafkaSource(
@@ -238,7 +246,9 @@ class StreamRuntime:
             output_topic=s.output_topic,
             sink=self._sink,
             dead_letters=DeadLetterWriter(
-                self._sink, topic=s.resolved_dlq_topic, max_message_bytes=self.dlq_max_bytes
+                self._sink,
+                topic=s.resolved_dlq_topic,
+                max_message_bytes=limits.get(s.resolved_dlq_topic),
             ),
             tracker=self._source.tracker,
             encoder=DecisionEncoder(s.name, s.kind, self.identity),
@@ -277,8 +287,6 @@ class StreamRuntime:
         started.wait()
         if errors:
             raise errors[0]
-
-    dlq_max_bytes: int | None = None  # the DLQ topic's max.message.bytes, when known
 
     @property
     def _error_reason(self) -> str:
