@@ -349,14 +349,19 @@ class StreamRuntime:
         """How long the cluster has been out of reach (0 while it answers)."""
         return max((m.unreachable_s() for m in self._monitors()), default=0.0)
 
-    def _broker_reachable(self) -> bool:
-        return self.unreachable_s() < self.config.runtime.broker_timeout_s
+    def _broker_reachable(self, gone: float | None = None) -> bool:
+        """The readiness condition; the gauge is set wherever it is read (``/readyz`` and
+        the consumer loop), so ``/readyz`` and ``/metrics`` never disagree."""
+        gone = self.unreachable_s() if gone is None else gone
+        reachable = gone < self.config.runtime.broker_timeout_s
+        self.recorder.set_broker_reachable(reachable)
+        return reachable
 
     def _watch_broker(self, source: KafkaSource) -> None:
         """One log line when the cluster goes out of reach, one when it is back."""
         gone = self.unreachable_s()
-        self.recorder.set_broker_reachable(gone < self.config.runtime.broker_timeout_s)
-        if gone >= self.config.runtime.broker_timeout_s and self._unreachable_since is None:
+        reachable = self._broker_reachable(gone)
+        if not reachable and self._unreachable_since is None:
             self._unreachable_since = time.monotonic() - gone
             errors = "; ".join(m.last_error or "" for m in self._monitors() if m.last_error)
             log.error(
@@ -365,15 +370,15 @@ class StreamRuntime:
                 gone,
                 errors or "no answer",
             )
-        elif gone == 0.0 and self._unreachable_since is not None:
+        elif reachable and self._unreachable_since is not None:  # as readiness says
             down = time.monotonic() - self._unreachable_since
             self._unreachable_since = None
-            lag = sum(self._safe_lag(source).values())
+            lags = self._safe_lag(source)  # empty: no partition has a position yet
             log.warning(
                 "%s | broker reachable again after %.0f s; lag %s",
                 self.stream.name,
                 down,
-                f"{lag:,}",
+                f"{sum(lags.values()):,}" if lags else "not known yet (partitions rejoining)",
             )
 
     def _safe_lag(self, source: KafkaSource) -> dict[tuple[str, int], int]:

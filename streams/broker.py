@@ -252,7 +252,7 @@ class LocalBroker:
                 )
             return
         say("formatting KRaft storage (first start only)")
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         cmd = [
             *self._java_cmd(java),
             "kafka.tools.StorageTool",
@@ -366,6 +366,18 @@ class LocalBroker:
                     return
                 time.sleep(0.1)  # poll interval while the JVM shuts down
         raise BrokerError(f"broker pid {pid} | did not exit after SIGKILL")
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes, URL-safe base64 without padding.
+
+    Never one starting with "-": the storage tool would read it as an option and fail
+    with its usage text (one id in 64), as Kafka's own Uuid.randomUuid avoids too.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _require_tool(name: str, what: str) -> str:

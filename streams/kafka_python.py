@@ -47,7 +47,7 @@ from streams.client import (
     RevokeHook,
     TopicPartition,
 )
-from streams.connection import ConnectionMonitor
+from streams.connection import ConnectionMonitor, LibraryNoise
 from streams.records import RecordBatch
 from streams.security import LOGIN_CHECK_TIMEOUT_S, check_login
 from streams.settings import KafkaSettings
@@ -63,6 +63,22 @@ _WHY = {
     "request in flight per connection (a refused batch would fail every later send)",
 }
 _said: set[str] = set()
+
+
+_NOISE = LibraryNoise()
+
+
+def summarise_library_logs() -> None:
+    """Put the repeat summary (``LibraryNoise``) on every kafka-python logger there is.
+
+    A filter on a logger sees only that logger's own lines, not its children's, so
+    each gets it; the factory calls this again when it makes a client, for loggers of
+    modules imported meanwhile.
+    """
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        ours = name == "kafka" or name.startswith("kafka.")
+        if ours and isinstance(logger, logging.Logger) and _NOISE not in logger.filters:
+            logger.addFilter(_NOISE)
 
 
 def installed_version() -> tuple[int, ...]:
@@ -82,6 +98,9 @@ def workaround(name: str) -> bool:
 # How often the revocation listener yields to the client's event loop (heartbeats).
 _REVOKE_YIELD_S = 0.05
 _PROBE_EVERY_S = 1.0  # how often an idle consumer checks it still has a connection
+# kafka-python backs off reconnecting up to 30 s, so a broker back after an outage was
+# found up to 30 s late; the Java client waits at most 1 s, librdkafka 10 s
+_RECONNECT_BACKOFF_MAX_MS = 1000
 
 
 def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
@@ -421,6 +440,7 @@ class KafkaPythonFactory:
         on_revoke: RevokeHook,
         on_assign: Callable[[list[TopicPartition]], None],
     ) -> KafkaPythonConsumer:
+        summarise_library_logs()
         listener = _Listener(on_revoke, on_assign)
 
         def make() -> KafkaConsumer:
@@ -437,6 +457,7 @@ class KafkaPythonFactory:
                 isolation_level=options.isolation_level,
                 session_timeout_ms=options.session_timeout_ms,
                 heartbeat_interval_ms=options.heartbeat_interval_ms,
+                reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
                 max_poll_interval_ms=options.max_poll_interval_ms,
                 request_timeout_ms=options.request_timeout_ms,
                 bootstrap_timeout_ms=options.request_timeout_ms,
@@ -462,6 +483,7 @@ class KafkaPythonFactory:
         )
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> KafkaPythonProducer:
+        summarise_library_logs()
         idempotence: dict[str, Any] = {"enable_idempotence": True}
         if options.transactional_id is None and workaround("producer-idempotence"):
             idempotence = {"enable_idempotence": False, "max_in_flight_requests_per_connection": 1}
@@ -485,6 +507,7 @@ class KafkaPythonFactory:
                 bootstrap_timeout_ms=options.max_block_ms,
                 transactional_id=options.transactional_id,
                 transaction_timeout_ms=options.transaction_timeout_ms,
+                reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
             )
 
         producer = _connect("producer start", settings, options.max_block_ms, make)
