@@ -172,6 +172,23 @@ class LocalBroker:
         listener = self._listener(int(secure_port)) if secure_port else None
         return BrokerStatus(running, self.bootstrap, self.data_dir, pid, self.log_file, listener)
 
+    def tool_command(self, main_class: str, *args: str) -> list[str]:
+        """The command line of one of Kafka's own tools, such as
+        ``org.apache.kafka.tools.ConsoleProducer``, on the broker's jars (resolved first if
+        needed; ``deploy/kafka/pom.xml`` brings ``kafka-tools``). It starts nothing."""
+        java = _require_tool(
+            "java", "a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+        )
+        self._resolve_jars(log.info)
+        return [
+            java,
+            "-Xmx256m",
+            "-cp",
+            f"{self.lib_dir}/*",
+            main_class,
+            *args,
+        ]
+
     def log_tail(self, lines: int = 30) -> str:
         chunks = []
         for path in (self.data_dir / "broker.out", self.log_file):

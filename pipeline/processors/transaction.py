@@ -60,6 +60,11 @@ def decode_error(batch: RecordBatch, row: int, exc: Exception) -> Reject:
     text = str(exc)
     if isinstance(exc, RecursionError):
         return reject(batch, row, "JSON nested too deeply", "too_deep", "expected one JSON object")
+    if isinstance(exc, UnicodeDecodeError):  # msgspec: a string that is not UTF-8
+        return reject(
+            batch, row, f"a JSON string is not UTF-8 ({exc.reason})",
+            "bad_json", "expected UTF-8 JSON",
+        )  # fmt: skip
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         return reject(batch, row, f"invalid JSON ({text})", "bad_json", "expected one JSON object")
     missing = _MISSING.search(text)
@@ -111,7 +116,7 @@ class TransactionProcessor:
                 continue
             try:
                 txs.append(decode(value))
-            except (msgspec.DecodeError, RecursionError) as exc:
+            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
                 rejects.append(decode_error(batch, i, exc))
                 continue
             rows.append(i)

@@ -121,9 +121,12 @@ def transactions(draw: st.DrawFn) -> bytes | None:
     field = draw(st.sampled_from(sorted(doc)))
     if choice == 3:
         doc.pop(field)
-    else:
-        doc[field] = draw(JSON_VALUES)
-    return json.dumps(doc).encode()
+        return json.dumps(doc).encode()
+    doc[field] = "\x00marker"
+    # any JSON value in its place, or raw bytes inside its string (not UTF-8, say)
+    raw = draw(st.one_of(JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+                         st.binary(max_size=8).map(lambda b: b'"' + b + b'"')))  # fmt: skip
+    return json.dumps(doc).encode().replace(b'"\\u0000marker"', raw)
 
 
 @st.composite
