@@ -96,6 +96,9 @@ def test_readiness_follows_the_broker_and_every_record_is_decided(
         stopping = time.monotonic()
         own_broker.stop()
         wait_for(lambda: status(f"{base}/readyz") == 503, 30, "/readyz 503 while it is down")
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"{base}/readyz", timeout=5)
+        assert "broker:tx not ready" in not_ready.value.read().decode()
         assert reachable_gauge(base, "tx") == 0.0
         # not at the first hiccup: the time counts from the last sign of life, at most
         # one statistics interval before the broker began to stop
