@@ -62,6 +62,7 @@ imports() { "$PY" -c "import $1" >/dev/null 2>&1; }
 missing=()
 imports pydantic || missing+=(pydantic pydantic-core annotated-types typing-inspection)
 imports kafka || missing+=(kafka-python)
+imports PIL || missing+=(pillow)  # PNG frames decode on the host (streams.codecs.camera)
 imports nvidia.nvimgcodec || missing+=(nvidia-nvimgcodec-cu13 nvidia-nvjpeg)
 imports cuda.bindings.nvrtc || missing+=(cuda-bindings nvidia-cuda-nvrtc)
 if [ ${#missing[@]} -gt 0 ]; then
