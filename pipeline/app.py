@@ -24,9 +24,9 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   The pipeline activates and deactivates every runner it uses.
 * ``start()`` makes sure every output and dead-letter topic exists
   (``pipeline.topics``: created when ``kafka.create_topics``, else a missing
-  one fails the start), activates one runner per model (ONNX Runtime or
-  TensorRT), starts the HTTP server, then every stream (consumer, producer,
-  threads).
+  one fails the start) and learns their ``max.message.bytes``, activates one
+  runner per model (ONNX Runtime or TensorRT), starts the HTTP server, then
+  every stream (consumer, producer, threads).
 * ``ready`` is true while engines are loaded, every stream has partitions
   assigned and the pipeline is not stopping.
 * ``stop(drain=True)``: stop polling, let in-flight records finish (decision
@@ -67,7 +67,7 @@ from pipeline.health import HealthServer, HealthState
 from pipeline.metrics import Metrics
 from pipeline.stats import StreamStats
 from pipeline.stream import StreamRuntime
-from pipeline.topics import ensure_output_topics
+from pipeline.topics import ensure_output_topics, message_limits
 from streamfer.errors import StreamferError
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class Pipeline:
         self._started = True
         try:
             ensure_output_topics(self.config)  # before loading engines: fail fast
+            limits = message_limits(self.config)
             self._start_engines()
             if self._serve_http:
                 self._server = HealthServer(
@@ -123,6 +124,7 @@ class Pipeline:
                     self.health,
                     worker_index=self.worker_index,
                     on_fatal=self._on_fatal,
+                    topic_limits=limits,
                 )
                 self._streams[stream.name] = runtime
                 runtime.start()

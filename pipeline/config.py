@@ -170,11 +170,19 @@ class ConsumerConfig(_Frozen):
 
 
 class ProducerConfig(_Frozen):
-    """Producer settings; each default is the client option's own (``streams.client``)."""
+    """Producer settings; each default is the client option's own (``streams.client``).
+
+    ``delivery_timeout_ms``: how long the client retries a decision or dead letter the
+    cluster does not take before reporting it failed (the stream then stops, or counts
+    a dead letter as ``dead_letter_failed``: ``dead_letters.on_failure``).
+    """
 
     linger_ms: int = Field(default=_default(ProducerOptions, "linger_ms"), ge=0)
     compression_type: Compression = _default(ProducerOptions, "compression")
     max_request_size: int = Field(default=_default(ProducerOptions, "max_request_size"), ge=1024)
+    delivery_timeout_ms: int = Field(
+        default=_default(ProducerOptions, "delivery_timeout_ms"), ge=1000
+    )
     transaction_timeout_ms: int = Field(
         default=_default(ProducerOptions, "transaction_timeout_ms"), ge=1000
     )
@@ -184,6 +192,7 @@ class ProducerConfig(_Frozen):
             linger_ms=self.linger_ms,
             compression=self.compression_type,
             max_request_size=self.max_request_size,
+            delivery_timeout_ms=self.delivery_timeout_ms,
             transactional_id=transactional_id,
             transaction_timeout_ms=self.transaction_timeout_ms,
         )

@@ -53,6 +53,15 @@ def stream_problems(
         yield Problem(f"{loc}.{key}", "replay mode drops nothing", True, ["false"])
     if s.drop_stale and s.deadline_ms is None:
         yield Problem(f"{loc}.deadline_ms", "drop_stale needs a deadline", None, ["a number > 0"])
+    if s.delivery == "exactly_once" and s.dead_letters.on_failure == "skip":
+        # a send the cluster refuses aborts the whole transaction: the record is read
+        # again and refused again, for ever, instead of being skipped
+        yield Problem(
+            f"{loc}.dead_letters.on_failure",
+            "a refused dead letter aborts the transaction, so it cannot be skipped",
+            "skip",
+            ["stop", "skip with delivery: at_least_once"],
+        )
     for section, kinds in _KIND_SECTIONS.items():
         if section in s.model_fields_set and s.kind not in kinds:
             yield Problem(

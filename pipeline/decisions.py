@@ -129,14 +129,22 @@ class DecisionEncoder:
                 encoded = _encode(result)
                 extra = extras[i] if extras is not None else None
                 more = _extra_fields(extra) if extra else b""
-            except (TypeError, ValueError, msgspec.EncodeError) as exc:
-                out.append(CodecError(f"decision | not encodable as JSON: {exc}", "bad_decision"))
-                continue
-            if b"null" in encoded and not finite(result):  # msgspec writes NaN as null
+            except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
                 out.append(
                     CodecError(
-                        f"decision | result {result!r} holds NaN or infinity. "
-                        "Note: expected finite numbers",
+                        f"{topic}[{partition}]@{offset} | decision not encodable as JSON "
+                        f"({type(exc).__name__}: {exc}). Note: a result holds JSON values only",
+                        "bad_decision",
+                    )
+                )
+                continue
+            # msgspec writes NaN as null: only a document with a null may hold one (the
+            # extra fields are checked by _extra_fields)
+            if b"null" in encoded and not finite(result):
+                out.append(
+                    CodecError(
+                        f"{topic}[{partition}]@{offset} | decision holds NaN or infinity "
+                        f"(result {_short_repr(result)}). Note: expected finite numbers",
                         "bad_decision",
                     )
                 )
@@ -193,6 +201,11 @@ def _extra_fields(extra: Mapping[str, Any]) -> bytes:
     if b"null" in more and not finite(extra):
         raise ValueError(f"extra fields {dict(extra)!r} hold NaN or infinity")
     return more
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def finite(value: Any) -> bool:

@@ -306,7 +306,13 @@ class EngineWorker:
             try:
                 out = self.infer({k: v[i : i + 1] for k, v in feeds.items()})
             except Exception as exc:
-                outcomes.append(CodecError(f"engine failed on this record: {exc}", "engine_error"))
+                outcomes.append(
+                    CodecError(
+                        f"engine failed on this record alone ({type(exc).__name__}: {exc}). "
+                        "Note: the other records of its batch were run without it",
+                        "engine_error",
+                    )
+                )
                 continue
             alone = _one_result(self.processor, out, metas[i : i + 1], 0, self.error_reason)
             outcomes.append(alone)

@@ -41,7 +41,8 @@ from pipeline.processors.base import Output, Prepared, Result
 from pipeline.stats import StatsBook
 from streamfer.errors import CodecError, StreamError
 from streams.client import Headers
-from streams.dlq import DeadLetterWriter
+from streams.dlq import DeadLetterWriter, short
+from streams.reasons import dead_letter_reason
 from streams.records import RecordBatch
 from streams.sink import KafkaSink
 from streams.tracker import OffsetTracker, Span
@@ -189,6 +190,8 @@ class Outlet:
                 sent_keys.append(out_keys[j])
                 if sent_headers is not None and headers is not None:
                     sent_headers.append(headers[j])
+            if not any(sent_headers or ()):  # the rows with headers were dead-lettered
+                sent_headers = None
         if not values:
             return
         span = _span(batch)
@@ -299,9 +302,23 @@ class Outlet:
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_letter(self, batch: RecordBatch, row: int, error: BaseException, reason: str) -> None:
-        """Send record ``row`` of ``batch`` to the dead-letter topic with ``reason``."""
+        """Send record ``row`` of ``batch`` to the dead-letter topic with ``reason``.
+
+        A reason outside the documented set (``streams.reasons``; a plug-in's own code)
+        is written as ``processor_error``, the code it came with kept in the message.
+        """
+        documented = dead_letter_reason(reason)
+        if documented != reason:
+            where = batch.coords(row)
+            text = str(error).removeprefix(f"{where} | ")
+            error = CodecError(
+                f"{where} | {text} (reason {reason[:40]!r}). Note: not a documented reason; "
+                "written as processor_error",
+                documented,
+            )
+            reason = documented
         if self._limiter.allow():
-            log.warning("%s | dead letter (%s): %s", self.stream, reason, error)
+            log.warning("%s | dead letter (%s): %s", self.stream, reason, short(str(error)))
         log.debug("%s | dead letter %s", self.stream, batch.coords(row), exc_info=error)
         span = _span(batch)
         record = batch.record(row)

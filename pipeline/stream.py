@@ -56,6 +56,7 @@ from pipeline.processors import Prepared, Processor, make_processor, processor_e
 from pipeline.processors.base import NO_EVENT_TIME, Reject, StatefulProcessor
 from pipeline.processors.checks import PreparedCheck
 from pipeline.stats import StatsBook, StreamStats
+from pipeline.topics import within_limits
 from streamfer.errors import StreamError, StreamferError
 from streams.client import ClientFactory, ReaderOptions, client_factory
 from streams.connection import ConnectionMonitor
@@ -209,6 +210,7 @@ class StreamRuntime:
         worker_index: int = 0,
         on_fatal: Callable[[str, BaseException], None] = lambda name, exc: None,
         processor: Processor | None = None,
+        topic_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config
         self.stream = stream
@@ -216,6 +218,8 @@ class StreamRuntime:
         self.health = health
         self.worker_index = worker_index
         self.on_fatal = on_fatal
+        # max.message.bytes of the output and dead-letter topics, where known
+        self.topic_limits = dict(topic_limits or {})
         info = runner.info
         self.identity = ModelIdentity(
             stream.model, runner.metadata.get("streamfer.version", "0"), info.kind, info.precision
@@ -252,9 +256,13 @@ class StreamRuntime:
         # stable across restarts: a restarted worker fences its predecessor's open transaction
         txn_id = f"{cfg.kafka.client_id}-{s.name}-{self.worker_index}"
         exactly_once = s.delivery == "exactly_once"
+        limits = self.topic_limits
         self._sink = KafkaSink(
             settings,
-            cfg.producer.options(transactional_id=txn_id if exactly_once else None),
+            within_limits(
+                cfg.producer.options(transactional_id=txn_id if exactly_once else None),
+                (limits.get(s.output_topic), limits.get(s.resolved_dlq_topic)),
+            ),
             factory,
         ).start()
         self._source = KafkaSource(
@@ -292,7 +300,9 @@ class StreamRuntime:
             output_topic=s.output_topic,
             sink=self._sink,
             dead_letters=DeadLetterWriter(
-                self._sink, topic=s.resolved_dlq_topic, max_message_bytes=self.dlq_max_bytes
+                self._sink,
+                topic=s.resolved_dlq_topic,
+                max_message_bytes=limits.get(s.resolved_dlq_topic),
             ),
             tracker=self._source.tracker,
             encoder=DecisionEncoder(s.name, s.decision_kind, self.identity),
@@ -332,8 +342,6 @@ class StreamRuntime:
         started.wait()
         if errors:
             raise errors[0]
-
-    dlq_max_bytes: int | None = None  # the DLQ topic's max.message.bytes, when known
 
     def _state_manager(
         self, processor: Processor, settings: KafkaSettings, factory: ClientFactory,
@@ -425,14 +433,19 @@ class StreamRuntime:
         """How long the cluster has been out of reach (0 while it answers)."""
         return max((m.unreachable_s() for m in self._monitors()), default=0.0)
 
-    def _broker_reachable(self) -> bool:
-        return self.unreachable_s() < self.config.runtime.broker_timeout_s
+    def _broker_reachable(self, gone: float | None = None) -> bool:
+        """The readiness condition; the gauge is set wherever it is read (``/readyz`` and
+        the consumer loop), so ``/readyz`` and ``/metrics`` never disagree."""
+        gone = self.unreachable_s() if gone is None else gone
+        reachable = gone < self.config.runtime.broker_timeout_s
+        self.recorder.set_broker_reachable(reachable)
+        return reachable
 
     def _watch_broker(self, source: KafkaSource) -> None:
         """One log line when the cluster goes out of reach, one when it is back."""
         gone = self.unreachable_s()
-        self.recorder.set_broker_reachable(gone < self.config.runtime.broker_timeout_s)
-        if gone >= self.config.runtime.broker_timeout_s and self._unreachable_since is None:
+        reachable = self._broker_reachable(gone)
+        if not reachable and self._unreachable_since is None:
             self._unreachable_since = time.monotonic() - gone
             errors = "; ".join(m.last_error or "" for m in self._monitors() if m.last_error)
             log.error(
@@ -441,15 +454,15 @@ class StreamRuntime:
                 gone,
                 errors or "no answer",
             )
-        elif gone == 0.0 and self._unreachable_since is not None:
+        elif reachable and self._unreachable_since is not None:  # as readiness says
             down = time.monotonic() - self._unreachable_since
             self._unreachable_since = None
-            lag = sum(self._safe_lag(source).values())
+            lags = self._safe_lag(source)  # empty: no partition has a position yet
             log.warning(
                 "%s | broker reachable again after %.0f s; lag %s",
                 self.stream.name,
                 down,
-                f"{lag:,}",
+                f"{sum(lags.values()):,}" if lags else "not known yet (partitions rejoining)",
             )
 
     def _safe_lag(self, source: KafkaSource) -> dict[tuple[str, int], int]:

@@ -20,8 +20,9 @@ its state in changelog partition ``p``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +30,8 @@ from kafka.errors import BrokerResponseError
 
 from pipeline.config import PipelineConfig
 from streamfer.errors import ConfigError, StreamError
-from streams.admin import create_topics, topic_partitions
+from streams.admin import create_topics, max_message_bytes, topic_partitions
+from streams.client import ProducerOptions
 from streams.state.changelog import changelog_config
 
 log = logging.getLogger(__name__)
@@ -145,3 +147,40 @@ def _reason(exc: StreamError) -> str:
     if isinstance(cause, BrokerResponseError):
         return f"{cause.message}: {cause.description}"
     return str(exc)
+
+
+def message_limits(config: PipelineConfig, timeout_s: float = 10.0) -> dict[str, int]:
+    """``max.message.bytes`` of every output and dead-letter topic: dead letters are cut
+    to fit it and the producer's batches kept within it. Empty when the cluster does
+    not say (no DescribeConfigs permission): the producer's own limits apply then."""
+    topics = {t for s in config.streams for t in (s.output_topic, s.resolved_dlq_topic)}
+    settings = config.kafka.to_settings()
+    try:
+        return max_message_bytes(settings, topics, timeout_s=timeout_s)
+    except StreamError as exc:
+        log.warning(
+            "%s | topic limits unknown (%s); dead letters are cut to the producer's "
+            "max_request_size only",
+            settings.describe(),
+            exc,
+        )
+        return {}
+
+
+def within_limits(options: ProducerOptions, limits: Iterable[int | None]) -> ProducerOptions:
+    """``options`` with ``batch_size`` at most the smallest of ``limits`` (bytes).
+
+    A topic refuses a whole record batch larger than its ``max.message.bytes``, and a
+    batch may gather many small records up to ``batch_size``: a dead-letter topic with a
+    small limit would otherwise refuse dead letters that each fit.
+    """
+    known = [n for n in limits if n is not None]
+    if not known or min(known) >= options.batch_size:
+        return options
+    log.info(
+        "producer batch size %d bytes lowered to %d: the smallest max.message.bytes of the "
+        "topics written",
+        options.batch_size,
+        min(known),
+    )
+    return dataclasses.replace(options, batch_size=min(known))

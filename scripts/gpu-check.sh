@@ -66,6 +66,7 @@ imports confluent_kafka || missing+=(confluent-kafka)
 imports msgspec || missing+=(msgspec)
 imports simplejpeg || missing+=(simplejpeg)
 imports lmdb || missing+=(lmdb)
+imports PIL || missing+=(pillow)  # PNG frames decode on the host (streams.codecs.camera)
 imports nvidia.nvimgcodec || missing+=(nvidia-nvimgcodec-cu13 nvidia-nvjpeg)
 imports cuda.bindings.nvrtc || missing+=(cuda-bindings nvidia-cuda-nvrtc)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import (
     KafkaError,
     TopicAlreadyExistsError,
@@ -176,3 +176,32 @@ def create_topics(
         ) from exc
     finally:
         admin.close()
+
+
+def max_message_bytes(
+    cluster: str | KafkaSettings, topics: Iterable[str], *, timeout_s: float = 30.0
+) -> dict[str, int]:
+    """Each topic's ``max.message.bytes`` (the largest record batch it accepts), from one
+    DescribeConfigs request; topics the cluster does not describe are left out."""
+    names = sorted(set(topics))
+    if not names:
+        return {}
+    wanted = [ConfigResource(ConfigResourceType.TOPIC, n, configs=[_MAX_BYTES]) for n in names]
+    admin = _connect(cluster, timeout_s, "describe topic configs")
+    try:
+        described = admin.describe_configs(wanted, config_filter="all")
+    except KafkaError as exc:
+        raise StreamError(
+            f"{_name(cluster)} | describing the configs of topics {names} failed: {exc!r}"
+        ) from exc
+    finally:
+        admin.close()
+    out: dict[str, int] = {}
+    for name, configs in described.get("topic", {}).items():
+        value = configs.get(_MAX_BYTES, {}).get("value")
+        if value is not None:
+            out[name] = int(value)
+    return out
+
+
+_MAX_BYTES = "max.message.bytes"

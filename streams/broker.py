@@ -172,6 +172,23 @@ class LocalBroker:
         listener = self._listener(int(secure_port)) if secure_port else None
         return BrokerStatus(running, self.bootstrap, self.data_dir, pid, self.log_file, listener)
 
+    def tool_command(self, main_class: str, *args: str) -> list[str]:
+        """The command line of one of Kafka's own tools, such as
+        ``org.apache.kafka.tools.ConsoleProducer``, on the broker's jars (resolved first if
+        needed; ``deploy/kafka/pom.xml`` brings ``kafka-tools``). It starts nothing."""
+        java = _require_tool(
+            "java", "a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+        )
+        self._resolve_jars(log.info)
+        return [
+            java,
+            "-Xmx256m",
+            "-cp",
+            f"{self.lib_dir}/*",
+            main_class,
+            *args,
+        ]
+
     def log_tail(self, lines: int = 30) -> str:
         chunks = []
         for path in (self.data_dir / "broker.out", self.log_file):
@@ -252,7 +269,7 @@ class LocalBroker:
                 )
             return
         say("formatting KRaft storage (first start only)")
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         cmd = [
             *self._java_cmd(java),
             "kafka.tools.StorageTool",
@@ -366,6 +383,18 @@ class LocalBroker:
                     return
                 time.sleep(0.1)  # poll interval while the JVM shuts down
         raise BrokerError(f"broker pid {pid} | did not exit after SIGKILL")
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes, URL-safe base64 without padding.
+
+    Never one starting with "-": the storage tool would read it as an option and fail
+    with its usage text (one id in 64), as Kafka's own Uuid.randomUuid avoids too.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _require_tool(name: str, what: str) -> str:

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _EOF = KafkaError._PARTITION_EOF
+# librdkafka backs off reconnecting up to 10 s: a broker back after an outage was found
+# up to 10 s late (the Java client waits at most 1 s)
+_RECONNECT_BACKOFF_MAX_MS = 1000
 _BUFFER_WAIT_S = 0.05  # a full local queue: serve delivery reports, then retry
 
 
@@ -168,12 +171,31 @@ class ConfluentConsumer:
         log.warning("%s | consumer: %s", self._settings.describe(), err)
 
     def commit(self, positions: Mapping[TopicPartition, int], timeout_s: float) -> None:
-        offsets = _positions(positions)
-        _guard(
-            f"commit {sorted(positions.items())}",
+        """Commit and wait (at most ``timeout_s``) until the group's offsets say so.
+
+        librdkafka's synchronous commit has no timeout: begun as the coordinator goes
+        away, it waits until the coordinator is back, holding the consumer thread (no
+        polls, no liveness, no lag) for the whole outage. So the commit is sent
+        asynchronously and confirmed by reading the committed offsets back, which has a
+        timeout; requests to the coordinator are answered in order.
+        """
+        what = f"commit {sorted(positions.items())}"
+        self._c.commit(offsets=_positions(positions), asynchronous=True)
+        got = _guard(
+            what,
             self._settings,
-            lambda: self._c.commit(offsets=offsets, asynchronous=False),
+            lambda: self._c.committed(_tps(positions), timeout=timeout_s),
         )
+        behind = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in got
+            if tp.offset != positions[(tp.topic, tp.partition)]
+        }
+        if behind:
+            raise StreamError(
+                f"{self._settings.describe()} | {what} not confirmed: the group has "
+                f"{sorted(behind.items())}. Note: retried at the next commit"
+            )
         self.monitor.ok()
 
     def committed(self, tp: TopicPartition, timeout_s: float) -> int | None:
@@ -404,6 +426,7 @@ class ConfluentFactory:
             "heartbeat.interval.ms": options.heartbeat_interval_ms,
             "max.poll.interval.ms": options.max_poll_interval_ms,
             "socket.timeout.ms": options.request_timeout_ms,
+            "reconnect.backoff.max.ms": _RECONNECT_BACKOFF_MAX_MS,
             "error_cb": monitor.on_error,
             "stats_cb": monitor.on_stats,
             "statistics.interval.ms": options.stats_interval_ms,
@@ -456,6 +479,7 @@ class ConfluentFactory:
             "delivery.timeout.ms": options.delivery_timeout_ms,
             "request.timeout.ms": options.request_timeout_ms,
             "queue.buffering.max.messages": options.queue_max_messages,
+            "reconnect.backoff.max.ms": _RECONNECT_BACKOFF_MAX_MS,
             "error_cb": monitor.on_error,
             "stats_cb": monitor.on_stats,
             "statistics.interval.ms": options.stats_interval_ms,

@@ -31,18 +31,58 @@ _CONNECTION_CODES = frozenset({-195, -187, -193, -192, -185, -169})  # transport
 # down, resolve, timed out (network), timed out (request), authentication
 
 
+class Repeats:
+    """Which lines to show: the first of each kind, then nothing of that kind for
+    ``quiet_s``; the next one after that comes with how many were held back."""
+
+    def __init__(self, quiet_s: float = _QUIET_S, clock: Clock = time.monotonic) -> None:
+        self._quiet_s = quiet_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[object, tuple[float, int]] = {}  # kind -> (first seen, count)
+
+    def note(self, kind: object) -> tuple[bool, int, float]:
+        """(show this one?, lines of this kind in the last period, that period in s)."""
+        now = self._clock()
+        with self._lock:
+            first, count = self._seen.get(kind, (now, 0))
+            if count and now - first < self._quiet_s:
+                self._seen[kind] = (first, count + 1)
+                return False, 0, 0.0
+            self._seen[kind] = (now, 1)
+        return True, count, now - first
+
+
+class LibraryNoise(logging.Filter):
+    """On a client library's loggers: WARNING and ERROR lines are summarised as
+    :class:`Repeats` says (kafka-python logs every failed reconnect, several lines a
+    second while a broker is down). A line's kind is its logger and its format string,
+    so lines that differ only in a port or a node id count as one."""
+
+    def __init__(self, quiet_s: float = _QUIET_S, clock: Clock = time.monotonic) -> None:
+        super().__init__()
+        self._repeats = Repeats(quiet_s, clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        show, count, span = self._repeats.note((record.name, str(record.msg)))
+        if show and count > 1:
+            record.msg = f"{record.msg} (and {count - 1} more like it in the last {span:.0f} s)"
+        return show
+
+
 class ConnectionMonitor:
     """Last sign of life and last error of one client (thread-safe, cheap to feed)."""
 
     def __init__(self, name: str, *, quiet_s: float = _QUIET_S, clock: Clock = time.monotonic):
         self.name = name
         self._clock = clock
-        self._quiet_s = quiet_s
         self._lock = threading.Lock()
         self.last_ok: float = clock()
         self.last_error: str | None = None
         self.last_error_at: float | None = None
-        self._repeats: dict[str, tuple[float, int]] = {}  # error kind -> (first seen, count)
+        self._repeats = Repeats(quiet_s, clock)
 
     # -- fed by the client -------------------------------------------------------------
     def ok(self) -> None:
@@ -52,17 +92,14 @@ class ConnectionMonitor:
     def error(self, text: str, kind: str | None = None, connection: bool = True) -> None:
         """A problem reported by the client; ``connection``: it says the cluster is out of reach."""
         now = self._clock()
-        kind = kind or text
-        with self._lock:
-            if connection:
+        if connection:
+            with self._lock:
                 self.last_error, self.last_error_at = text, now
-            first, count = self._repeats.get(kind, (now, 0))
-            if count and now - first < self._quiet_s:
-                self._repeats[kind] = (first, count + 1)
-                return
-            if count > 1:
-                log.warning("%s | %s (%d times in %.0f s)", self.name, kind, count, now - first)
-            self._repeats[kind] = (now, 1)
+        show, count, span = self._repeats.note(kind or text)
+        if not show:
+            return
+        if count > 1:
+            log.warning("%s | %s (%d times in %.0f s)", self.name, kind or text, count, span)
         log.warning("%s | %s", self.name, text)
 
     def on_error(self, err: Any) -> None:

@@ -1,14 +1,34 @@
-"""The kafka-python (3.x) implementation of the ``streams.client`` Protocols."""
+"""The kafka-python (3.x) implementation of the ``streams.client`` Protocols.
+
+Three workarounds for kafka-python 3.0.x behaviour apply only to the versions
+they were written for (``workaround(name)``: 3.0.x, said once in the log when
+active); tests/streams/test_kafka_python_workarounds.py reproduces each
+behaviour on the installed version and fails once the library no longer has it:
+
+* ``parked-records``: a partition resumed after a pause never gets the records
+  fetched for it before the pause (``_unstick_parked_records``, private fields);
+* ``listener-sleep``: a rebalance listener has no public way to wait without
+  blocking the client's event loop, heartbeats included (``_Listener.loop_sleep``,
+  a private field);
+* ``producer-idempotence``: a non-transactional idempotent producer turns any
+  batch the broker refuses for good (a record too large, a keyless record on a
+  compacted topic, no write permission) into a fatal state that fails every
+  later send; such producers run without idempotence instead, one request in
+  flight per connection so order holds (a retried batch may be written twice,
+  which at-least-once allows).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
+import kafka
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
@@ -28,7 +48,7 @@ from streams.client import (
     RevokeHook,
     TopicPartition,
 )
-from streams.connection import ConnectionMonitor
+from streams.connection import ConnectionMonitor, LibraryNoise
 from streams.records import RecordBatch
 from streams.security import LOGIN_CHECK_TIMEOUT_S, check_login
 from streams.settings import KafkaSettings
@@ -36,9 +56,52 @@ from streams.settings import KafkaSettings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+WORKAROUNDS_FOR = (3, 0)  # the kafka-python release line the workarounds were written for
+_WHY = {
+    "parked-records": "records parked for a paused partition are handed back on resume",
+    "listener-sleep": "the revocation hook waits off the event loop (heartbeats go on)",
+    "producer-idempotence": "non-transactional producers run without idempotence, one "
+    "request in flight per connection (a refused batch would fail every later send)",
+}
+_said: set[str] = set()
+
+
+_NOISE = LibraryNoise()
+
+
+def summarise_library_logs() -> None:
+    """Put the repeat summary (``LibraryNoise``) on every kafka-python logger there is.
+
+    A filter on a logger sees only that logger's own lines, not its children's, so
+    each gets it; the factory calls this again when it makes a client, for loggers of
+    modules imported meanwhile.
+    """
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        ours = name == "kafka" or name.startswith("kafka.")
+        if ours and isinstance(logger, logging.Logger) and _NOISE not in logger.filters:
+            logger.addFilter(_NOISE)
+
+
+def installed_version() -> tuple[int, ...]:
+    """The installed kafka-python's version, e.g. (3, 0, 12)."""
+    return tuple(int(n) for n in re.findall(r"\d+", kafka.__version__)[:3])
+
+
+def workaround(name: str) -> bool:
+    """Whether workaround ``name`` (module doc) applies to the installed kafka-python;
+    the first time it does, one INFO line says so."""
+    active = installed_version()[:2] == WORKAROUNDS_FOR
+    if active and name not in _said:
+        _said.add(name)
+        log.info("kafka-python %s: workaround %s active: %s", kafka.__version__, name, _WHY[name])
+    return active
+
 # How often the revocation listener yields to the client's event loop (heartbeats).
 _REVOKE_YIELD_S = 0.05
 _PROBE_EVERY_S = 1.0  # how often an idle consumer checks it still has a connection
+# kafka-python backs off reconnecting up to 30 s, so a broker back after an outage was
+# found up to 30 s late; the Java client waits at most 1 s, librdkafka 10 s
+_RECONNECT_BACKOFF_MAX_MS = 1000
 
 
 def _guard(what: str, settings: KafkaSettings, call: Callable[[], T]) -> T:
@@ -88,7 +151,10 @@ class _Listener(AsyncConsumerRebalanceListener):
         self.consumer: KafkaConsumer | None = None
 
     def loop_sleep(self) -> Callable[[float], Any] | None:
-        """The client event loop's ``sleep`` awaitable factory (kafka-python 3 internals)."""
+        """The client event loop's ``sleep`` awaitable factory (kafka-python 3.0 internals;
+        workaround ``listener-sleep``), or None where it does not apply."""
+        if not workaround("listener-sleep"):
+            return None
         sleep = getattr(getattr(self.consumer, "_net", None), "sleep", None)
         return sleep if callable(sleep) else None
 
@@ -154,14 +220,18 @@ class KafkaPythonConsumer:
         self.heartbeats_during_revoke = heartbeats_during_revoke
         self.monitor = monitor or ConnectionMonitor(settings.describe())
         self._next_probe = 0.0
+        self._unstick = workaround("parked-records")
 
     def _unstick_parked_records(self) -> None:
-        """Work around a kafka-python 3.0.12 fetcher bug (resume after pause stalls).
+        """Work around a kafka-python 3.0 fetcher bug (resume after pause stalls;
+        workaround ``parked-records``).
 
         Records parked for a paused partition are restored only while the fetcher's
         in-line slot is None, but a drained slot stays a falsy object instead of None,
         so a resumed partition with parked records is never fetched again.
         """
+        if not self._unstick:
+            return
         fetcher = getattr(self._c, "_fetcher", None)
         if fetcher is None or not getattr(fetcher, "_paused_partition_records", None):
             return
@@ -427,6 +497,7 @@ class KafkaPythonFactory:
         on_revoke: RevokeHook,
         on_assign: Callable[[list[TopicPartition]], None],
     ) -> KafkaPythonConsumer:
+        summarise_library_logs()
         listener = _Listener(on_revoke, on_assign)
 
         def make() -> KafkaConsumer:
@@ -443,6 +514,7 @@ class KafkaPythonFactory:
                 isolation_level=options.isolation_level,
                 session_timeout_ms=options.session_timeout_ms,
                 heartbeat_interval_ms=options.heartbeat_interval_ms,
+                reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
                 max_poll_interval_ms=options.max_poll_interval_ms,
                 request_timeout_ms=options.request_timeout_ms,
                 bootstrap_timeout_ms=options.request_timeout_ms,
@@ -487,21 +559,31 @@ class KafkaPythonFactory:
         return KafkaPythonReader(reader, watermarks, settings)
 
     def producer(self, settings: KafkaSettings, options: ProducerOptions) -> KafkaPythonProducer:
+        summarise_library_logs()
+        idempotence: dict[str, Any] = {"enable_idempotence": True}
+        if options.transactional_id is None and workaround("producer-idempotence"):
+            idempotence = {"enable_idempotence": False, "max_in_flight_requests_per_connection": 1}
+        # kafka-python refuses a delivery timeout below linger + request timeout
+        request_timeout_ms = min(
+            options.request_timeout_ms, max(1, options.delivery_timeout_ms - options.linger_ms)
+        )
+
         def make() -> KafkaProducer:
             return KafkaProducer(
                 **settings.producer_kwargs(),
-                enable_idempotence=True,
+                **idempotence,
                 acks="all",
                 linger_ms=options.linger_ms,
                 batch_size=options.batch_size,
                 compression_type=_COMPRESSION[options.compression],
                 max_request_size=options.max_request_size,
                 delivery_timeout_ms=options.delivery_timeout_ms,
-                request_timeout_ms=options.request_timeout_ms,
+                request_timeout_ms=request_timeout_ms,
                 max_block_ms=options.max_block_ms,
                 bootstrap_timeout_ms=options.max_block_ms,
                 transactional_id=options.transactional_id,
                 transaction_timeout_ms=options.transaction_timeout_ms,
+                reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
             )
 
         producer = _connect("producer start", settings, options.max_block_ms, make)

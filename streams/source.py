@@ -44,6 +44,7 @@ from streams.client import (
     client_factory,
 )
 from streams.committer import Committer, OffsetCommitter, TransactionCommitter
+from streams.connection import ConnectionMonitor
 from streams.pausing import Pausing
 from streams.records import Record, RecordBatch
 from streams.settings import KafkaSettings
@@ -197,6 +198,13 @@ class KafkaSource:
         """Commit if ``commit_interval_s`` has passed (``poll`` does it before fetching; a
         consumer thread that is not polling, its pipeline being full, calls it itself)."""
         if time.monotonic() < self._next_commit:
+            return
+        monitor = self.monitor
+        if isinstance(monitor, ConnectionMonitor) and monitor.unreachable_s() > 0:
+            # no commit can land while the client reports the cluster out of reach, and
+            # trying blocks this thread (librdkafka's until the session times out, 10 s
+            # by default): what is resolved is committed at the first interval after
+            self._next_commit = time.monotonic() + self.options.commit_interval_s
             return
         try:
             self.commit()

@@ -97,6 +97,20 @@ def sasl_ssl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalB
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A local broker of this session's own (free ports, own data dir), for tests that stop
+    and start it; the shared broker is never touched. Stopped at the end."""
+    from streams.broker import LocalBroker
+
+    broker = LocalBroker(port=_free_port_run(2), data_dir=tmp_path_factory.mktemp("own-broker"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 def _free_port_run(n: int) -> int:
     """A loopback port p with p .. p + n - 1 all free right now."""
     for _ in range(50):

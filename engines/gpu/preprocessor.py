@@ -36,7 +36,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import cv2
 import numpy as np
 
 from engines.gpu.decoder import BatchDecoder, DecodedImage, JpegBatchDecoder
@@ -51,6 +50,7 @@ from engines.gpu.inspect import (
 from engines.gpu.kernels import BLOCK, FRAME_DESC, KERNELS, arch_of, letterbox_cubin
 from models.preprocess import Letterbox, letterbox_geometry
 from streamfer.errors import CodecError, EngineError
+from streams.codecs.camera import decode_png
 from streams.codecs.limits import CodecLimits
 
 log = logging.getLogger(__name__)
@@ -364,13 +364,14 @@ class GpuFramePreprocessor:
         pixels: dict[int, tuple[DecodedImage, bool]],
         rejects: list[Reject],
     ) -> None:
-        """Raw frames as they are and PNGs decoded by OpenCV (BGR), packed and sent in one copy."""
+        """Raw frames as they are and PNGs decoded on the host (BGR, as the CPU codec does),
+        packed and sent in one copy."""
         arrays: dict[int, np.ndarray] = {}
         for i, info in infos.items():
             if info.kind == "raw":
                 arrays[i] = np.frombuffer(frames[i].data, np.uint8)
             elif info.kind == "png":
-                image = cv2.imdecode(np.frombuffer(frames[i].data, np.uint8), cv2.IMREAD_COLOR)
+                image = decode_png(frames[i].data)
                 if image is None or image.shape[:2] != (info.height, info.width):
                     got = "nothing" if image is None else f"{image.shape[1]}x{image.shape[0]}"
                     exc = decode_failure(names[i], info, len(frames[i].data), got)

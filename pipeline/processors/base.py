@@ -181,7 +181,9 @@ def processor_error(
     """The ProcessorError for an exception processor code raised on one record: ``where`` (the
     record's ``topic[partition]@offset``, when known) ``| step raised Class: message``."""
     text = f"{step} raised {type(exc).__name__}: {exc}"
-    return ProcessorError(f"{where} | {text}" if where else text, reason, type(exc).__name__)
+    err = ProcessorError(f"{where} | {text}" if where else text, reason, type(exc).__name__)
+    err.__cause__ = exc  # the traceback, for the DEBUG log
+    return err
 
 
 def accepted(rows: Sequence[int]) -> np.ndarray:

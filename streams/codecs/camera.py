@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import struct
+import warnings
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
 import simplejpeg
+from PIL import Image
 
 from streamfer.errors import CodecError
 from streams.codecs.limits import (
@@ -27,6 +30,9 @@ PNG = "image/png"
 RAW_PREFIX = "application/x-raw"
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow's own decompression-bomb warning: the pixel limit is checked before decoding
+# (limits.max_image_pixels), and the warning would go to stderr.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # Start-of-frame markers carry the image size (all but DHT C4, JPG C8, DAC CC).
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -219,7 +225,7 @@ def decode_camera(
 
 def _decode_encoded(record: Record, data: bytes, info: FrameInfo, reduction: int) -> np.ndarray:
     expected = (-(-info.height // reduction), -(-info.width // reduction))
-    image = _png(data) if info.kind == "png" else _jpeg(record, data, reduction, expected)
+    image = decode_png(data) if info.kind == "png" else _jpeg(record, data, reduction, expected)
     if image is None or image.shape[:2] != expected:
         got = "nothing" if image is None else f"{image.shape[1]}x{image.shape[0]}"
         at = f" (decoded at 1/{reduction}: {expected[1]}x{expected[0]})" if reduction > 1 else ""
@@ -232,8 +238,33 @@ def _decode_encoded(record: Record, data: bytes, info: FrameInfo, reduction: int
     return image
 
 
-def _png(data: bytes) -> np.ndarray | None:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+# Converts what Pillow gives for each PNG mode into BGR, as OpenCV's IMREAD_COLOR would
+# (alpha dropped, gray repeated, 16-bit samples shifted down to 8).
+_TO_BGR = {"RGB": cv2.COLOR_RGB2BGR, "RGBA": cv2.COLOR_RGBA2BGR, "L": cv2.COLOR_GRAY2BGR}
+_16BIT_GRAY = frozenset({"I;16", "I;16B", "I;16L"})
+
+
+def decode_png(data: bytes) -> np.ndarray | None:
+    """BGR uint8 HxWx3 of a PNG, or None where it does not decode.
+
+    Pillow rather than OpenCV: the libpng inside OpenCV prints its errors and
+    warnings ("libpng error: IDAT: incorrect data check") straight to stderr, a line
+    per bad frame that no logging setting holds back; Pillow raises instead. Callers
+    check the pixel count from the IHDR before this (a decompression bomb is refused
+    as ``image_too_large`` before any byte is inflated).
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as png:
+            png.load()
+            im: Image.Image = png
+            if im.mode in _16BIT_GRAY:
+                gray = (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
+                return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+            if im.mode not in _TO_BGR:  # palette, gray+alpha, 1-bit, 32-bit gray
+                im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+            return cv2.cvtColor(np.asarray(im), _TO_BGR[im.mode])
+    except Exception:  # Pillow raises OSError, SyntaxError, ValueError, ... for bad data
+        return None
 
 
 def _jpeg(record: Record, data: bytes, reduction: int, size: tuple[int, int]) -> np.ndarray:

@@ -5,28 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamfer.errors import CodecError
+from streams.reasons import CODEC_REASONS
 from streams.records import Record
 
-# The bounded set of CodecError reasons (metric label values; DLQ error-reason header).
-REASONS: frozenset[str] = frozenset(
-    {
-        "too_large",  # message bytes or JSON size over the limit
-        "empty",  # no value bytes
-        "null_value",  # the record has no value at all (a tombstone)
-        "bad_content_type",  # unknown or malformed content-type header
-        "bad_header",  # capture-ts-ns / frame-seq not an integer
-        "image_too_large",  # width x height over the pixel limit (read before decode)
-        "corrupt_image",  # not a decodable JPEG/PNG, or header and pixels disagree
-        "bad_shape",  # raw payload or window shape not as declared/expected
-        "bad_json",  # not UTF-8 JSON, or not the expected JSON type
-        "missing_field",  # required field absent
-        "bad_field",  # field of the wrong type or out of range
-        "non_finite",  # NaN or infinity where a number is required
-        "number_out_of_range",  # a JSON number too large for a float
-        "too_deep",  # JSON nested deeper than the decoder allows
-        "bad_decision",  # an outgoing decision does not match streamfer.decision.v1
-    }
-)
+# Every reason a CodecError may carry (metric label values; DLQ error-reason header):
+# the documented dead-letter reasons, each explained in streams.reasons.
+REASONS: frozenset[str] = CODEC_REASONS
 
 
 @dataclass(frozen=True)
@@ -115,13 +99,23 @@ def parse_raw_type_at(where: str, ctype: str, dtype: str) -> tuple[int, ...]:
     return shape
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def int_header(record: Record, name: str) -> int | None:
+    """A header holding a non-negative 64-bit decimal integer (a time in ns, a counter)."""
     raw = record.header(name)
     if raw is None:
         return None
     try:
-        return int(raw)
+        value = int(raw[:40])
     except ValueError:
+        value = -1
+    if len(raw) > 40 or not 0 <= value <= _INT64_MAX:
         raise fail(
-            record, f"{name} header {raw[:40]!r}", "bad_header", "expected a decimal integer"
-        ) from None
+            record,
+            f"{name} header {raw[:40]!r}",
+            "bad_header",
+            f"expected a decimal integer from 0 to {_INT64_MAX}",
+        )
+    return value

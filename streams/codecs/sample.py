@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams.codecs.limits import fail
+from streams.codecs.limits import fail, int_header
 from streams.records import Record
 
 CAPTURE_TS = "capture-ts-ns"
@@ -24,14 +24,8 @@ def encode_sample(values: np.ndarray, ts_ns: int) -> tuple[bytes, list[tuple[str
 
 def sample_ts_ns(record: Record) -> int:
     """Event time of a sample: its ``capture-ts-ns`` header, else its Kafka timestamp."""
-    raw = record.header(CAPTURE_TS)
-    if raw is None:
-        return record.timestamp_ms * 1_000_000
-    try:
-        return int(raw)
-    except ValueError:
-        raise fail(record, f"{CAPTURE_TS} {raw[:32]!r}", "bad_header",
-                   "expected epoch nanoseconds as a decimal integer") from None  # fmt: skip
+    ts = int_header(record, CAPTURE_TS)  # bad_header unless 0..2^63-1
+    return record.timestamp_ms * 1_000_000 if ts is None else ts
 
 
 def decode_sample(record: Record, channels: int) -> tuple[int, np.ndarray]:
@@ -44,7 +38,7 @@ def decode_sample(record: Record, channels: int) -> tuple[int, np.ndarray]:
                    f"expected {channels} little-endian float32 ({channels * 4} bytes)")  # fmt: skip
     sample = np.frombuffer(value, dtype=_LE_F32).astype(np.float32)
     if not np.isfinite(sample).all():
-        raise fail(record, "a channel is NaN or infinite", "bad_value", "expected finite numbers")
+        raise fail(record, "a channel is NaN or infinite", "non_finite", "expected finite numbers")
     return sample_ts_ns(record), sample
 
 

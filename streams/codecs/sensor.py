@@ -20,6 +20,7 @@ from streams.records import Record
 JSON = "application/json"
 RAW_PREFIX = "application/x-raw"
 _LE_F32 = np.dtype("<f4")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def decode_sensor(record: Record, limits: CodecLimits) -> np.ndarray:
@@ -49,7 +50,9 @@ def decode_sensor(record: Record, limits: CodecLimits) -> np.ndarray:
             record, f"JSON {type(doc).__name__}", "bad_json", "expected [[...], ...] or {window}"
         )
     try:
-        window = np.asarray(rows, dtype=np.float32)
+        # float64 first: a cast straight to float32 turns 1e39 into inf with a
+        # RuntimeWarning on stderr; the range is checked below instead
+        wide = np.asarray(rows, dtype=np.float64)
     except OverflowError:
         raise fail(
             record, "a sample is beyond float range", "number_out_of_range", _expect(limits)
@@ -58,7 +61,15 @@ def decode_sensor(record: Record, limits: CodecLimits) -> np.ndarray:
         raise fail(
             record, "window rows are not all numbers", "bad_shape", _expect(limits)
         ) from None
-    return _checked(record, window, limits)
+    if wide.shape != limits.sensor_shape:
+        raise fail(record, f"window shape {wide.shape}", "bad_shape", _expect(limits))
+    if (np.abs(wide) > _F32_MAX).any():
+        big = wide[np.abs(wide) > _F32_MAX].flat[0]
+        raise fail(
+            record, f"sample {big!r} is beyond float32 range", "number_out_of_range",
+            _expect(limits),
+        )  # fmt: skip
+    return _checked(record, wide.astype(np.float32), limits)
 
 
 def _decode_raw(record: Record, ctype: str, limits: CodecLimits) -> np.ndarray:

@@ -43,7 +43,8 @@ class Transaction(msgspec.Struct, forbid_unknown_fields=False):
 decode_value = msgspec.json.Decoder(Transaction).decode
 """``bytes -> Transaction``; raises msgspec.DecodeError/ValidationError or RecursionError."""
 
-DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
+# msgspec raises UnicodeDecodeError for a JSON string that is not UTF-8
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
 _EXPECT = {
     "tx_id": f"a string of 1..{_MAX_ID_CHARS} chars",
@@ -70,6 +71,9 @@ def transaction_error(where: str, exc: BaseException) -> CodecError:
     text = str(exc)
     if isinstance(exc, RecursionError):
         return _fail(where, "JSON nested too deeply", "too_deep", "expected one JSON object")
+    if isinstance(exc, UnicodeDecodeError):
+        problem = f"a JSON string is not UTF-8 ({exc.reason})"
+        return _fail(where, problem, "bad_json", "expected UTF-8 JSON")
     if not isinstance(exc, msgspec.ValidationError):
         return _fail(where, f"invalid JSON ({text})", "bad_json", "expected one JSON object")
     missing = _MISSING.search(text)

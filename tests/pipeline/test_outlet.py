@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from pipeline.decisions import DecisionEncoder, ModelIdentity, SegmentTiming
 from pipeline.metrics import Metrics
-from pipeline.outlet import Outlet
+from pipeline.outlet import LogLimiter, Outlet
 from pipeline.processors.base import Output, Prepared, Reject
 from pipeline.stats import StatsBook
 from streamfer.errors import CodecError, ProcessorError
@@ -63,7 +64,9 @@ class Sink:
 
 
 class Harness:
-    def __init__(self, kind: str = "transaction", on_failure: str = "stop") -> None:
+    def __init__(
+        self, kind: str = "transaction", on_failure: str = "stop", limiter: LogLimiter | None = None
+    ) -> None:
         self.tracker = OffsetTracker()
         self.sink = Sink()
         self.fatal: list[BaseException] = []
@@ -80,6 +83,7 @@ class Harness:
             book=self.book,
             on_fatal=self.fatal.append,
             on_dead_letter_failure=on_failure,  # type: ignore[arg-type]
+            log_limiter=limiter,
         )
 
     def batch(self, n: int, first: int = 10) -> RecordBatch:
@@ -250,3 +254,45 @@ def test_a_processor_error_keeps_the_class_it_caught_in_the_dead_letter() -> Non
     assert letter["error-class"] == b"KeyError"
     assert letter["error-reason"] == b"processor_error"
     assert letter["error-message"] == b"tx[2]@10 | Mine.results raised KeyError: 'x'"
+
+
+def test_a_reason_outside_the_documented_set_is_written_as_processor_error() -> None:
+    h = Harness()
+    b = h.batch(1)
+    h.outlet.dead_letter(b, 0, CodecError("tx[2]@10 | odd input", "plugin_code"), "plugin_code")
+    ((_, _, _, headers, _),) = h.sink.queued
+    assert headers["error-reason"] == b"processor_error"
+    message = headers["error-message"].decode()
+    assert message.startswith("tx[2]@10 | odd input (reason 'plugin_code'). Note: ")
+    h.sink.deliver()
+    assert h.book.snapshot().dead_lettered == {"processor_error": 1}
+
+
+def test_bad_records_log_one_warning_each_within_a_rate_and_tracebacks_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    h = Harness(limiter=LogLimiter(per_s=3, clock=lambda: now[0]))
+    b = h.batch(8)
+    try:
+        raise ValueError("inner")
+    except ValueError as exc:
+        cause = exc
+    error = CodecError("tx[2]@10 | bad", "bad_json")
+    error.__cause__ = cause
+    with caplog.at_level(logging.DEBUG, logger="pipeline.outlet"):
+        for row in range(5):
+            h.outlet.dead_letter(b, row, error, "bad_json")
+        now[0] = 1.5
+        h.outlet.dead_letter(b, 5, error, "bad_json")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "s | dead letter (bad_json): tx[2]@10 | bad",
+        "s | dead letter (bad_json): tx[2]@10 | bad",
+        "s | dead letter (bad_json): tx[2]@10 | bad",
+        "2 more bad-record lines held back in the last second",
+        "s | dead letter (bad_json): tx[2]@10 | bad",
+    ]
+    assert all(r.exc_info is None for r in warnings)  # no traceback at WARNING
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(debug) == 6 and all(r.exc_info for r in debug)

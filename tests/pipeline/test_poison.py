@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from e2e_helpers import committed, config_doc, decisions, read_all, wait_for
+from e2e_helpers import MODELS, committed, config_doc, decisions, read_all, wait_for
 from tiny_models import camera_model, sensor_model
 
 from models.generators.scenes import SceneGenerator
@@ -23,8 +23,15 @@ from models.generators.sensor import SensorGenerator
 from models.generators.transactions import TransactionGenerator
 from pipeline.app import Pipeline
 from pipeline.config import parse_config
+from streams.admin import create_topics
 from streams.codecs import REASONS, encode_camera, encode_sensor, encode_transaction
-from streams.dlq import VALUE_NULL
+from streams.dlq import (
+    HEADERS_DROPPED,
+    KEY_TRUNCATED,
+    SOURCE_OFFSET,
+    VALUE_NULL,
+    VALUE_TRUNCATED,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +51,9 @@ def poison() -> list[Message]:
 
 def produce_raw(bootstrap: str, topic: str, messages: list[Message]) -> None:
     """librdkafka writes null keys and null values together (kafka-python refuses to)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 4_000_000}
+    )
     for key, value, headers in messages:
         producer.produce(topic, value=value, key=key, headers=headers or None)
     assert producer.flush(30) == 0
@@ -116,3 +125,56 @@ def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
             )
         assert pipe.failure is None
         assert pipe.ready
+
+
+def test_dead_letters_are_cut_to_fit_a_small_dead_letter_topic(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    client_name: str,
+) -> None:
+    src, out = unique_topic(1), unique_topic(1)
+    dlq = f"{src}.dlq"
+    limit = 16 * 1024  # the topic refuses any record batch larger than this
+    create_topics(kafka_bootstrap, {dlq: 1}, config={"max.message.bytes": str(limit)})
+    group = unique_group()
+    streams = [{"name": "tx", "kind": "transaction", "model": "fraud", "input_topic": src,
+                "output_topic": out, "batching": {"max_batch": 32, "max_wait_ms": 5}}]  # fmt: skip
+    doc = config_doc(
+        kafka_bootstrap, group, streams, {"fraud": MODELS / "fraud.onnx"},
+        kafka={"client": client_name},
+    )  # fmt: skip
+    big: list[Message] = [
+        (b"card-1", b"{" * 1_000_000, []),  # too_large: its value is cut
+        (b"k" * 100_000, b"{", []),  # a key larger than the topic allows
+        (None, None, [(f"h{i}", b"\xfe" * 10_000) for i in range(3)]),  # headers too
+    ]
+    small: list[Message] = [(b"card-%d" % i, b"{bad", []) for i in range(1500)]
+    txs = TransactionGenerator(seed=4)
+    valid: list[Message] = []
+    for _ in range(50):
+        tx, _ = txs.next()
+        valid.append((tx["card_id"].encode(), encode_transaction(tx), []))
+    messages = big + small + valid
+    with Pipeline(parse_config(doc, "t", tmp_path)) as pipe:
+        pipe.wait_ready(30)
+        produce_raw(kafka_bootstrap, src, messages)
+        wait_for(
+            lambda: pipe.failure is not None or pipe.stats()["tx"].resolved >= len(messages),
+            60,
+            "every record resolved",
+        )
+        assert pipe.failure is None and pipe.ready
+        snap = pipe.stats()["tx"]
+        assert snap.decided == len(valid) and snap.dropped == {}
+        assert sum(snap.dead_lettered.values()) == len(big) + len(small)
+    letters = read_all(kafka_bootstrap, dlq, lambda m: len(m) >= len(big) + len(small))
+    assert sorted(int(dict(m.headers)[SOURCE_OFFSET]) for m in letters) == list(range(1503))
+    first = {int(dict(m.headers)[SOURCE_OFFSET]): m for m in letters}
+    cut, keyed, headed = (dict(first[i].headers) for i in range(3))
+    assert cut[VALUE_TRUNCATED] == b"1000000" and cut["error-reason"] == b"too_large"
+    assert first[0].value == b"{" * len(first[0].value) and len(first[0].value) < limit
+    assert keyed[KEY_TRUNCATED] == b"100000" and len(first[1].key) < limit
+    assert headed[HEADERS_DROPPED] == b"3" and headed[VALUE_NULL] == b"true"
+    assert committed(kafka_bootstrap, group, src) == {0: len(messages)}

@@ -12,9 +12,10 @@ from e2e_helpers import MODELS, write_config
 
 from pipeline.app import Pipeline
 from pipeline.config import load_config, parse_config
-from pipeline.topics import MissingTopic, missing_topics
+from pipeline.topics import MissingTopic, missing_topics, within_limits
 from streamfer.errors import ConfigError, StreamError
-from streams.admin import topic_partitions
+from streams.admin import create_topics, max_message_bytes, topic_partitions
+from streams.client import ProducerOptions
 
 needs_fraud = pytest.mark.skipif(
     not (MODELS / "fraud.onnx").exists(), reason="models/fraud.onnx missing"
@@ -109,3 +110,23 @@ def test_a_refused_creation_fails_the_start_naming_the_topics(
     assert "could not create 2 missing topic(s) (INVALID_REPLICATION_FACTOR" in text
     assert f"stream payments: output topic {out!r} (1 partitions)" in text
     assert "replication factor 3) or let this client create them" in text
+
+
+def test_producer_batches_stay_within_the_smallest_topic_limit() -> None:
+    options = ProducerOptions()
+    assert within_limits(options, [None, 16 * 1024, 1_000_000]).batch_size == 16 * 1024
+    assert within_limits(options, [None, None]) is options
+    assert within_limits(options, [options.batch_size * 4]) is options
+
+
+@pytest.mark.integration
+def test_topic_limits_come_from_the_cluster(
+    kafka_bootstrap: str, unique_topic: Callable[..., str]
+) -> None:
+    plain = unique_topic(1)
+    small = f"{plain}-small"
+    create_topics(kafka_bootstrap, {small: 1}, config={"max.message.bytes": "20000"})
+    got = max_message_bytes(kafka_bootstrap, [plain, small, f"{plain}-missing"])
+    assert got[small] == 20_000
+    assert got[plain] > 20_000  # the broker's own default
+    assert f"{plain}-missing" not in got

@@ -8,6 +8,8 @@ one confident vehicle box in the middle of the input, low scores elsewhere.
 with only an Ultralytics ``names`` entry in its metadata, as ``yolo export`` writes.
 ``slow_sensor``: the sensor contract behind ``layers`` dense 1024x1024 layers, so each
 window costs a known amount of compute (about 0.1 ms per layer and window on one core).
+``nan_sensor``: the sensor contract whose scores are NaN for a window whose first channel
+has a negative mean (the square root of that mean), finite otherwise.
 """
 
 from __future__ import annotations
@@ -66,6 +68,30 @@ def sensor_model(path: Path) -> Path:
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
     ]
     return _save_sensor(nodes, [weights, axes], "tiny", path)
+
+
+def nan_sensor_model(path: Path) -> Path:
+    # probs = softmax(mean(window) @ w) + 0 * sqrt(mean of channel 0): NaN where that is < 0
+    weights = numpy_helper.from_array(
+        np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32), "w"
+    )
+    inits = [
+        weights,
+        numpy_helper.from_array(np.array([1], np.int64), "axes"),
+        numpy_helper.from_array(np.array([0], np.int64), "start"),
+        numpy_helper.from_array(np.array([1], np.int64), "end"),
+        numpy_helper.from_array(np.zeros((1, 1), np.float32), "zero"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["window", "axes"], ["mean"], keepdims=0),  # [N, 6]
+        helper.make_node("MatMul", ["mean", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["soft"], axis=1),
+        helper.make_node("Slice", ["mean", "start", "end", "axes"], ["first"]),  # [N, 1]
+        helper.make_node("Sqrt", ["first"], ["root"]),
+        helper.make_node("Mul", ["root", "zero"], ["nan_or_zero"]),
+        helper.make_node("Add", ["soft", "nan_or_zero"], ["probs"]),
+    ]
+    return _save_sensor(nodes, inits, "nan", path)
 
 
 def camera_model(path: Path) -> Path:

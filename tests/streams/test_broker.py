@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from streamfer.errors import BrokerError
 from streams.admin import BOOTSTRAP_ENV
-from streams.broker import LocalBroker
+from streams.broker import LocalBroker, new_cluster_id
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +120,11 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_cluster_ids_never_read_as_an_option() -> None:
+    # one URL-safe base64 id in 64 starts with "-": the storage tool then prints its usage
+    ids = {new_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids)

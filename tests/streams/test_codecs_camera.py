@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import struct
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from recordkit import make_record
 
 from streamfer.errors import CodecError
@@ -125,9 +128,19 @@ def test_oversized_message_is_rejected_before_anything_else() -> None:
     )
 
 
-def test_bad_frame_headers_are_rejected() -> None:
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("capture-ts-ns", b"soon"),
+        ("capture-ts-ns", b"-5"),  # a negative time would read as "no capture time"
+        ("capture-ts-ns", b"9" * 26),  # beyond int64: no deadline can be computed from it
+        ("frame-seq", b"18446744073709551616"),
+        ("frame-seq", b"\xff\xfe"),
+    ],
+)
+def test_bad_frame_headers_are_rejected(name: str, raw: bytes) -> None:
     value, headers = encode_camera(image(4, 4), content_type="image/png")
-    assert reason_of(value, [*headers, ("capture-ts-ns", b"soon")]) == "bad_header"
+    assert reason_of(value, [*headers, (name, raw)]) == "bad_header"
 
 
 @given(st.binary(max_size=300), st.sampled_from([None, b"image/jpeg", b"image/png"]))
@@ -185,3 +198,74 @@ def test_a_truncated_jpeg_is_corrupt_at_any_reduction() -> None:
             make_record(value[: len(value) // 3], headers), LIMITS, fit=lambda w, h: (256, 144)
         )
     assert err.value.reason == "corrupt_image"
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _pillow_png(array: np.ndarray, mode: str) -> bytes:
+    out = io.BytesIO()
+    converted = Image.fromarray(array).convert(mode) if mode in ("P", "1") else None
+    (converted or Image.fromarray(array, mode)).save(out, "PNG")
+    return out.getvalue()
+
+
+PNG_KINDS = {
+    "rgb8": lambda: cv2.imencode(".png", image(12, 17))[1].tobytes(),
+    "bgra8": lambda: cv2.imencode(".png", np.dstack([image(12, 17), image(12, 17, 1)[:, :, :1]]))[
+        1
+    ].tobytes(),
+    "gray16": lambda: cv2.imencode(".png", (image(12, 17)[:, :, 0].astype(np.uint16) * 257))[
+        1
+    ].tobytes(),
+    "rgb16": lambda: cv2.imencode(".png", image(12, 17).astype(np.uint16) * 251)[1].tobytes(),
+    "palette": lambda: _pillow_png(image(12, 17), "P"),
+    "gray_alpha": lambda: _pillow_png(image(12, 17)[:, :, :2], "LA"),
+    "one_bit": lambda: _pillow_png(image(12, 17), "1"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PNG_KINDS))
+def test_png_frames_decode_as_opencv_reads_them(kind: str) -> None:
+    data = PNG_KINDS[kind]()
+    want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    got = decode_camera(make_record(data), LIMITS).image
+    assert got.shape == want.shape == (12, 17, 3)
+    assert np.array_equal(got, want)
+
+
+def _broken_frames() -> dict[str, bytes]:
+    png = cv2.imencode(".png", image(40, 60))[1].tobytes()
+    jpeg = cv2.imencode(".jpg", image(40, 60))[1].tobytes()
+    flipped = bytearray(png)
+    flipped[60] ^= 0xFF  # inside IDAT: the zlib stream's check fails
+    ihdr_end = 8 + 25
+    return {
+        "png_bad_idat": bytes(flipped),
+        "png_cut": png[: len(png) // 2],
+        "png_bad_iccp": png[:ihdr_end] + _chunk(b"iCCP", b"x\x00\x00zz") + png[ihdr_end:],
+        "png_bad_ztxt": png[:ihdr_end] + _chunk(b"zTXt", b"k\x00\x00garbage") + png[ihdr_end:],
+        "jpeg_cut": jpeg[: len(jpeg) // 2],
+        "jpeg_zeroed": jpeg[:200] + b"\x00" * (len(jpeg) - 202) + b"\xff\xd9",
+    }
+
+
+def test_broken_frames_leave_nothing_on_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    # libpng inside OpenCV writes "libpng error: ..." to file descriptor 2 itself: a line
+    # per bad frame that no logging setting holds back
+    outcomes = {}
+    for name, data in _broken_frames().items():
+        try:
+            decode_camera(make_record(data), LIMITS)
+            outcomes[name] = "decoded"
+        except CodecError as exc:
+            outcomes[name] = exc.reason
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert {n: r for n, r in outcomes.items() if r != "decoded"} == {
+        "png_bad_idat": "corrupt_image",
+        "png_cut": "corrupt_image",
+        "jpeg_cut": "corrupt_image",
+        "jpeg_zeroed": "corrupt_image",
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -214,3 +215,11 @@ def test_poison_values_get_their_own_documented_reasons() -> None:
     assert _tx_reason(huge) == "number_out_of_range"
     rows = json.dumps([[10**400, 0, 0, 0, 0, 0]] + [[0] * 6] * 99).encode()
     assert sensor_reason(rows, []) == "number_out_of_range"
+
+
+def test_a_json_sample_beyond_float32_is_out_of_range_without_a_warning() -> None:
+    rows = [[1.0] * 6 for _ in range(100)]
+    rows[7][2] = 1e39  # finite as a double, infinity as a float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's cast would warn on stderr
+        assert sensor_reason(json.dumps(rows).encode(), []) == "number_out_of_range"
