@@ -1,7 +1,8 @@
 """The processor contract, checked where a processor hands work back to the pipeline.
 
 A processor's ``Prepared`` must account for every record of its batch once
-(accepted, rejected, absorbed into per-key state, or dropped) and feed the
+(accepted, rejected, absorbed into per-key state, or dropped with a documented drop
+reason) and feed the
 model what it declares; otherwise a record would never resolve (its offset
 never committed) or the engine would fail every batch it shares with it.
 :class:`PreparedCheck` turns each such mistake into a
@@ -21,6 +22,7 @@ import numpy as np
 from engines.base import TensorSpec
 from pipeline.processors.base import Prepared
 from streamfer.errors import ProcessorError
+from streams.reasons import DROP_REASONS
 from streams.records import RecordBatch
 
 
@@ -50,6 +52,12 @@ class PreparedCheck:
             self._fail(
                 f"returned rows {rows.tolist()[:10]} for {n} records",
                 f"increasing rows in 0..{n - 1}",
+            )
+        undocumented = set(prepared.dropped or ()) - set(DROP_REASONS)
+        if undocumented:  # a metric label, and a drop only where a documented policy allows
+            self._fail(
+                f"dropped records with reason {sorted(undocumented)[0][:40]!r}",
+                f"a drop reason of {sorted(DROP_REASONS)} or a reject with a reason",
             )
         self._check_cover(n, rows, prepared)
         if len(rows):

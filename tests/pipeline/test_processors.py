@@ -86,6 +86,9 @@ def test_a_prepared_that_keeps_the_contract_passes() -> None:
         (lambda b: Prepared(batch([b"a", b"b", b"c"]), rows(3), {"x": np.zeros((3, 3))}),
          "returned a Prepared of another batch"),
         (lambda b: {"x": np.zeros((3, 3))}, "returned a dict. Note: expected a Prepared"),
+        (lambda b: Prepared(b, rows(2), {"x": np.zeros((2, 3), np.float32)},
+                            dropped={"boring": np.array([2])}),
+         "dropped records with reason 'boring'. Note: expected a drop reason of"),
     ],
 )  # fmt: skip
 def test_a_prepared_that_breaks_the_contract_is_named(make: Any, message: str) -> None:
