@@ -29,8 +29,8 @@ def letterbox_geometry(width: int, height: int, size: int) -> tuple[Letterbox, i
     return Letterbox(scale, (size - new_w) // 2, (size - new_h) // 2), new_w, new_h
 
 
-def letterbox_uint8(image_bgr: np.ndarray, size: int = 256) -> tuple[np.ndarray, Letterbox]:
-    """The letterboxed frame as uint8 RGB ``[size, size, 3]`` (for training and previews)."""
+def _resized(image_bgr: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """The frame scaled to fit ``size`` x ``size`` (aspect kept), and its Letterbox."""
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
         raise CodecError(
             f"letterbox | got {image_bgr.dtype} {tuple(image_bgr.shape)}. "
@@ -42,7 +42,13 @@ def letterbox_uint8(image_bgr: np.ndarray, size: int = 256) -> tuple[np.ndarray,
     height, width = image_bgr.shape[:2]
     lb, new_w, new_h = letterbox_geometry(width, height, size)
     interp = cv2.INTER_AREA if lb.scale < 1.0 else cv2.INTER_LINEAR
-    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
+    return cv2.resize(image_bgr, (new_w, new_h), interpolation=interp), lb
+
+
+def letterbox_uint8(image_bgr: np.ndarray, size: int = 256) -> tuple[np.ndarray, Letterbox]:
+    """The letterboxed frame as uint8 RGB ``[size, size, 3]`` (for training and previews)."""
+    resized, lb = _resized(image_bgr, size)
+    new_h, new_w = resized.shape[:2]
     out = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
     out[lb.pad_y : lb.pad_y + new_h, lb.pad_x : lb.pad_x + new_w] = resized[:, :, ::-1]
     return out, lb
@@ -54,18 +60,8 @@ def letterbox(image_bgr: np.ndarray, size: int = 256) -> tuple[np.ndarray, Lette
     The same pixels as ``letterbox_uint8`` scaled by 1/255; the swap to RGB, the layout
     change and the scaling run in one OpenCV pass (``blobFromImage``).
     """
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-        raise CodecError(
-            f"letterbox | got {image_bgr.dtype} {tuple(image_bgr.shape)}. "
-            "Note: expected a uint8 BGR image of shape (H, W, 3)",
-            "bad_shape",
-        )
-    if size < 8:
-        raise CodecError(f"letterbox | size {size}. Note: expected at least 8", "bad_shape")
-    height, width = image_bgr.shape[:2]
-    lb, new_w, new_h = letterbox_geometry(width, height, size)
-    interp = cv2.INTER_AREA if lb.scale < 1.0 else cv2.INTER_LINEAR
-    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
+    resized, lb = _resized(image_bgr, size)
+    new_h, new_w = resized.shape[:2]
     canvas = cv2.copyMakeBorder(
         resized, lb.pad_y, size - new_h - lb.pad_y, lb.pad_x, size - new_w - lb.pad_x,
         cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE),

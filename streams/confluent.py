@@ -140,7 +140,7 @@ class ConfluentConsumer:
             return []
         head: Any = msgs[0]
         partition = head.partition()
-        groups: dict[tuple[str, int], list[Any]]
+        groups: dict[TopicPartition, list[Any]]
         if self._one_topic and all(m.partition() == partition for m in msgs):
             groups = {(head.topic(), partition): msgs}  # the usual case: one partition
         else:
@@ -148,19 +148,7 @@ class ConfluentConsumer:
             message: Any
             for message in msgs:
                 groups.setdefault((message.topic(), message.partition()), []).append(message)
-        return [
-            RecordBatch(
-                topic,
-                partition,
-                [m.offset() for m in group],
-                [m.key() for m in group],
-                [m.value() for m in group],
-                [m.headers() for m in group],
-                [m.timestamp()[1] for m in group],
-                now,
-            )
-            for (topic, partition), group in groups.items()
-        ]
+        return _batches(groups, now)
 
     def _message_error(self, m: Any) -> None:
         err = m.error()
@@ -527,19 +515,7 @@ class ConfluentReader:
                 groups.setdefault((m.topic(), m.partition()), []).append(m)
             elif err.code() != _EOF:
                 raise StreamError(f"{self._settings.describe()} | reading failed: {err}")
-        return [
-            RecordBatch(
-                topic,
-                partition,
-                [m.offset() for m in group],
-                [m.key() for m in group],
-                [m.value() for m in group],
-                [m.headers() for m in group],
-                [m.timestamp()[1] for m in group],
-                now,
-            )
-            for (topic, partition), group in groups.items()
-        ]
+        return _batches(groups, now)
 
     def position(self, tp: TopicPartition) -> int:
         (got,) = _guard(f"position of {tp[0]}[{tp[1]}]", self._settings,
@@ -593,3 +569,20 @@ class _RebalanceHooks:
                 log.warning(
                     "commit on revocation of %s failed: %s", sorted(positions), _error_of(exc)
                 )
+
+
+def _batches(groups: dict[TopicPartition, list[Any]], now: int) -> list[RecordBatch]:
+    """One RecordBatch per partition of messages grouped by ``(topic, partition)``."""
+    return [
+        RecordBatch(
+            topic,
+            partition,
+            [m.offset() for m in group],
+            [m.key() for m in group],
+            [m.value() for m in group],
+            [m.headers() for m in group],
+            [m.timestamp()[1] for m in group],
+            now,
+        )
+        for (topic, partition), group in groups.items()
+    ]

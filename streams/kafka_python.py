@@ -251,21 +251,7 @@ class KafkaPythonConsumer:
             return []
         now = time.monotonic_ns()
         self.monitor.ok()
-        out = []
-        for tp, msgs in batches.items():
-            out.append(
-                RecordBatch(
-                    tp.topic,
-                    tp.partition,
-                    [m.offset for m in msgs],
-                    [m.key for m in msgs],
-                    [m.value for m in msgs],
-                    [m.headers for m in msgs],
-                    [m.timestamp for m in msgs],
-                    now,
-                )
-            )
-        return out
+        return _batches(batches, now)
 
     def _probe(self) -> None:
         """An idle consumer proves the cluster is there by having a connection to it
@@ -460,19 +446,7 @@ class KafkaPythonReader:
             lambda: self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records),
         )
         now = time.monotonic_ns()
-        return [
-            RecordBatch(
-                tp.topic,
-                tp.partition,
-                [m.offset for m in msgs],
-                [m.key for m in msgs],
-                [m.value for m in msgs],
-                [m.headers for m in msgs],
-                [m.timestamp for m in msgs],
-                now,
-            )
-            for tp, msgs in got.items()
-        ]
+        return _batches(got, now)
 
     def position(self, tp: TopicPartition) -> int:
         got = _guard("position", self._settings, lambda: self._c.position(KTP(*tp)))
@@ -588,3 +562,20 @@ class KafkaPythonFactory:
 
         producer = _connect("producer start", settings, options.max_block_ms, make)
         return KafkaPythonProducer(producer, settings, ConnectionMonitor(settings.describe()))
+
+
+def _batches(records: Mapping[Any, list[Any]], now: int) -> list[RecordBatch]:
+    """One RecordBatch per partition of kafka-python's ``{TopicPartition: [records]}``."""
+    return [
+        RecordBatch(
+            tp.topic,
+            tp.partition,
+            [m.offset for m in msgs],
+            [m.key for m in msgs],
+            [m.value for m in msgs],
+            [m.headers for m in msgs],
+            [m.timestamp for m in msgs],
+            now,
+        )
+        for tp, msgs in records.items()
+    ]

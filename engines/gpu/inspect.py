@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from streamfer.errors import CodecError
-from streams.codecs.camera import FrameInfo, FrameKind, frame_info
+from streams.codecs.camera import FrameInfo, FrameKind, frame_info, jpeg_segments
 from streams.codecs.limits import CodecLimits, fail_at
 
 __all__ = ["EncodedFrame", "FrameInfo", "FrameKind", "inspect_frame", "jpeg_is_complete"]
@@ -40,21 +40,7 @@ def inspect_frame(frame: EncodedFrame, limits: CodecLimits, where: str) -> Frame
 
 def jpeg_scan_start(data: bytes) -> int | None:
     """Offset of the first start-of-scan marker (FF DA), walking the segments; None if none."""
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
-            i += 2
-            continue
-        if marker == 0xDA:
-            return i
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-    return None
+    return next((i for marker, i, _ in jpeg_segments(data) if marker == 0xDA), None)
 
 
 def jpeg_is_complete(data: bytes) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal, NamedTuple
 
 import cv2
@@ -52,14 +52,13 @@ class Frame(NamedTuple):
     reduction: int
 
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the JPEG start-of-frame segment, or None if there is none."""
-    if data[:2] != b"\xff\xd8":
-        return None
+def jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(marker, offset, length)`` of each JPEG segment with a length field after the
+    start-of-image marker, in order, until the data ends or stops looking like a JPEG."""
     i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
-            return None
+            return
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -68,14 +67,24 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
             i += 2
             continue
         (length,) = struct.unpack_from(">H", data, i + 2)
+        if length < 2:
+            return
+        yield marker, i, length
+        i += 2 + length
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the JPEG start-of-frame segment, or None if there is none."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    for marker, i, _ in jpeg_segments(data):
         if marker in _SOF_MARKERS:
-            if i + 9 > n:
+            if i + 9 > len(data):
                 return None
             height, width = struct.unpack_from(">HH", data, i + 5)
             return width, height
-        if marker == 0xDA or length < 2:  # scan data before any frame header
+        if marker == 0xDA:  # scan data before any frame header
             return None
-        i += 2 + length
     return None
 
 
