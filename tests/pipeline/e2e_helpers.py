@@ -117,3 +117,13 @@ def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.05)  # poll interval
+
+
+def wait_resolved(pipe: Any, stream: str, n: int, timeout_s: float = 60) -> None:
+    """Until ``n`` records of ``stream`` are resolved; the pipeline must not have failed."""
+    wait_for(
+        lambda: pipe.failure is not None or pipe.stats()[stream].resolved >= n,
+        timeout_s,
+        f"{n} records of {stream} resolved",
+    )
+    assert pipe.failure is None, pipe.failure

@@ -23,7 +23,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e_helpers import MODELS, committed, config_doc, decisions, produce, read_all, wait_for
+from e2e_helpers import (
+    MODELS,
+    committed,
+    config_doc,
+    decisions,
+    produce,
+    read_all,
+    wait_for,
+    wait_resolved,
+)
 from tiny_models import nan_sensor_model
 
 from models.generators.transactions import TransactionGenerator
@@ -109,12 +118,8 @@ def test_a_skipped_dead_letter_is_counted_and_the_stream_goes_on(
     with Pipeline(parse_config(doc, "t", tmp_path)) as pipe:
         pipe.wait_ready(30)
         produce(kafka_bootstrap, src, messages)
-        wait_for(
-            lambda: pipe.failure is not None or pipe.stats()["tx"].resolved >= len(messages),
-            60,
-            "every record resolved",
-        )
-        assert pipe.failure is None and pipe.ready
+        wait_resolved(pipe, "tx", len(messages))
+        assert pipe.ready
         snap = pipe.stats()["tx"]
         assert snap.dropped == {"dead_letter_failed": 1} and snap.dead_lettered == {}
         assert snap.decided == len(messages) - 1
@@ -174,12 +179,7 @@ def test_a_nan_result_is_dead_lettered_as_bad_decision(
     with Pipeline(parse_config(doc, "t", tmp_path)) as pipe:
         pipe.wait_ready(30)
         produce(kafka_bootstrap, src, messages)
-        wait_for(
-            lambda: pipe.failure is not None or pipe.stats()["imu"].resolved >= len(messages),
-            60,
-            "every record resolved",
-        )
-        assert pipe.failure is None
+        wait_resolved(pipe, "imu", len(messages))
         snap = pipe.stats()["imu"]
         assert snap.dead_lettered == {"bad_decision": signs.count(-1.0)}
         assert snap.decided == signs.count(1.0)

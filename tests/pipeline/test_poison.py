@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from e2e_helpers import MODELS, committed, config_doc, decisions, read_all, wait_for
+from e2e_helpers import MODELS, committed, config_doc, decisions, read_all, wait_for, wait_resolved
 from tiny_models import camera_model, sensor_model
 
 from models.generators.scenes import SceneGenerator
@@ -160,12 +160,8 @@ def test_dead_letters_are_cut_to_fit_a_small_dead_letter_topic(
     with Pipeline(parse_config(doc, "t", tmp_path)) as pipe:
         pipe.wait_ready(30)
         produce_raw(kafka_bootstrap, src, messages)
-        wait_for(
-            lambda: pipe.failure is not None or pipe.stats()["tx"].resolved >= len(messages),
-            60,
-            "every record resolved",
-        )
-        assert pipe.failure is None and pipe.ready
+        wait_resolved(pipe, "tx", len(messages))
+        assert pipe.ready
         snap = pipe.stats()["tx"]
         assert snap.decided == len(valid) and snap.dropped == {}
         assert sum(snap.dead_lettered.values()) == len(big) + len(small)
