@@ -88,8 +88,9 @@ def bench() -> None:
     default=None,
     metavar="LIST",
     help="Comma-separated subset to run: passthrough-kafka-python, passthrough-confluent, "
-    "naive, plain-loop, tuned-loop, streamfer, streamfer-metrics-off (default: all but the "
-    "last). Targets whose systems did not run read 'not measured'.",
+    "naive, plain-loop, tuned-loop, streamfer, streamfer-metrics-off, streamfer-state, "
+    "streamfer-no-state (default: the first six). Targets whose systems did not run read "
+    "'not measured'.",
 )
 @click.option(
     "--config",
