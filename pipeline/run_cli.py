@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -96,6 +97,10 @@ def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    # a crash in native code (librdkafka, LMDB, ONNX Runtime) leaves its Python stack in
+    # the log, and SIGUSR1 prints every thread's stack without stopping anything
+    faulthandler.enable()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     pipe.start()
     where = f" (metrics on {pipe.http_url})" if pipe.http_url else ""
     click.echo(

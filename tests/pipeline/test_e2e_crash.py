@@ -98,7 +98,7 @@ def start_run(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def count_out(bootstrap: str, topic: str, at_least: int) -> int:
-    return len(read_all(bootstrap, topic, lambda m: len(m) >= at_least, timeout_s=1))
+    return len(read_all(bootstrap, topic, lambda m: len(m) >= at_least, timeout_s=5))
 
 
 def start_warm(cfg: Path, log: Path, bootstrap: str, src: str, out: str) -> subprocess.Popen[bytes]:

@@ -12,6 +12,7 @@ first decision after a restart of every card would read ``first_seen``.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import signal
@@ -135,7 +136,22 @@ def start_run(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def decided(bootstrap: str, topic: str, at_least: int) -> int:
-    return len(scores(read_all(bootstrap, topic, lambda m: len(m) >= at_least, timeout_s=1)))
+    """Transactions with a decision, read until ``at_least`` (replays repeat some: the
+    output is read until that many distinct ones, not that many messages)."""
+    return len(scores(read_all(bootstrap, topic, lambda m: len(scores(m)) >= at_least,
+                               timeout_s=5)))  # fmt: skip
+
+
+def stuck(proc: subprocess.Popen[bytes], log: Path, why: str) -> AssertionError:
+    """What a run that stopped deciding was doing: alive or not, and its threads' stacks
+    (``streamfer run`` prints them on SIGUSR1)."""
+    if proc.poll() is not None:
+        return AssertionError(f"{why}; the run exited with {proc.returncode}; "
+                              f"log: {log.read_text()[-4000:]}")  # fmt: skip
+    proc.send_signal(signal.SIGUSR1)
+    with contextlib.suppress(AssertionError):  # without the dump, the log says what it says
+        wait_for(lambda: "Thread 0x" in log.read_text(), 10, "the stack dump")
+    return AssertionError(f"{why}; the run is alive; log: {log.read_text()[-12000:]}")
 
 
 @pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
@@ -159,7 +175,8 @@ def test_kill_9_three_times_gives_the_uninterrupted_decisions(
                     wait_for(lambda t=target: decided(kafka_bootstrap, out, t) >= t, 120,
                              f"{target} decisions")  # fmt: skip
                 except AssertionError as exc:
-                    raise AssertionError(f"{exc}; log: {log.read_text()[-3000:]}") from None
+                    have = decided(kafka_bootstrap, out, target)
+                    raise stuck(proc, log, f"{exc} ({have} read)") from None
                 proc.kill()  # SIGKILL: no drain, no final commit, no checkpoint
                 proc.wait(10)
                 proc = start_run(cfg, log)
