@@ -163,7 +163,7 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
     type=click.Choice(["transactions", "camera"]),
     default="transactions",
     show_default=True,
-    help="Which stream: transactions (bound 50 ms) or camera frames (bound 100 ms).",
+    help="Which stream: transactions (bound 25 ms) or camera frames (bound 100 ms).",
 )
 @click.option(
     "--config",

@@ -37,7 +37,7 @@ within 10 minutes at its defaults):
   interleaved runs;
 - `streamfer bench server --stream transactions` (about 8 min): Poisson ladder
   at 25/50/75/100 % of the maximum and twice more at 50 %, p50/p99/p99.9,
-  bound 50 ms;
+  bound 25 ms;
 - `streamfer bench server --stream camera` (about 8 min): the same for camera
   frames, bound 100 ms;
 - `streamfer bench batching` (about 4 min): engine samples/s vs batch size per

@@ -70,7 +70,7 @@ class KindSetup:
 LADDER = (0.25, 0.5, 0.5, 0.5, 0.75, 1.0)
 SETUPS = {
     "transaction": KindSetup(
-        "transaction", CONFIG_DIR / "fraud.yaml", 50.0, "bench.records:transaction_pool", None,
+        "transaction", CONFIG_DIR / "fraud.yaml", 25.0, "bench.records:transaction_pool", None,
         20_000, 30_000, LADDER, 400.0,
     ),
     "camera": KindSetup(
