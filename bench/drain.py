@@ -1,7 +1,7 @@
 """Drain a preloaded backlog of one kind through the pipeline of a given checkout.
 
-For "no slower than before" comparisons of the sensor and camera streams
-across commits, side by side on one machine::
+For "no slower than before" comparisons of a stream kind across commits, side
+by side on one machine (from this checkout's root)::
 
     git worktree add /tmp/before <commit>     # and its venv: bash scripts/setup.sh dev there
     python -m bench.drain load sensor 30000   # prints the topic
@@ -9,11 +9,12 @@ across commits, side by side on one machine::
         --topic T --records 30000
     python -m bench.drain run --repo . --kind sensor --topic T --records 30000
 
-(from this checkout's root). ``run`` imports the pipeline of ``--repo`` (run
-it with that checkout's Python), rewrites the shipped config (``deploy/configs/sensor.yaml`` or
-``camera.yaml``) to replay mode on ``--topic`` with a fresh group, and prints
-records/s and CPU µs per record of the process from its first consumed record
-to the last resolved one. It is not recorded anywhere: copy the lines into
+``run`` imports the pipeline of ``--repo`` (run it with that checkout's
+Python), rewrites its shipped config (``deploy/configs/fraud.yaml``,
+``sensor.yaml`` or ``camera.yaml``; the state store off unless ``--state``)
+to replay mode on ``--topic`` with a fresh group, and prints records/s and
+CPU µs per record of the process from its first consumed record to the last
+resolved one. It is not recorded anywhere: copy the lines into
 ``bench/RESULTS.md`` with the machine and the commits.
 """
 
@@ -28,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-CONFIGS = {"sensor": "sensor.yaml", "camera": "camera.yaml"}
+CONFIGS = {"transaction": "fraud.yaml", "sensor": "sensor.yaml", "camera": "camera.yaml"}
 REALTIME_ONLY = ("drop_stale", "deadline_ms", "latest_per_key")  # replay drops nothing
 
 
@@ -40,16 +41,18 @@ def _cpu_s() -> float:
 def load(kind: str, n: int, bootstrap: str) -> str:
     from bench.kafka_io import produce_all
     from streams.admin import create_topics
-    from streams.feeds import camera_feed, sensor_feed
+    from streams.feeds import camera_feed, sensor_feed, transaction_feed
 
     topic = f"drain-{kind}-{uuid.uuid4().hex[:6]}"
     create_topics(bootstrap, {topic: 1})
-    feed = sensor_feed(seed=1) if kind == "sensor" else camera_feed(cameras=4)
+    feeds = {"transaction": lambda: transaction_feed(seed=1), "sensor": lambda: sensor_feed(seed=1),
+             "camera": lambda: camera_feed(cameras=4)}  # fmt: skip
+    feed = feeds[kind]()
     produce_all(bootstrap, topic, itertools.islice(feed, n))
     return topic
 
 
-def run(repo: Path, kind: str, topic: str, n: int, bootstrap: str) -> str:
+def run(repo: Path, kind: str, topic: str, n: int, bootstrap: str, state: bool) -> str:
     sys.path.insert(0, str(repo))
     import yaml
 
@@ -65,6 +68,8 @@ def run(repo: Path, kind: str, topic: str, n: int, bootstrap: str) -> str:
     stream["mode"] = "replay"
     for key in REALTIME_ONLY:
         stream.pop(key, None)
+    if not state:  # the same work in every checkout, with or without a state store
+        stream.pop("state", None)
     raw.setdefault("kafka", {})["bootstrap_servers"] = bootstrap
     raw["consumer"]["group_id"] = f"drain-{uuid.uuid4().hex[:8]}"
     raw["metrics"] = {"enabled": True, "port": 0}
@@ -100,11 +105,14 @@ def main() -> None:
     p_run.add_argument("--kind", choices=sorted(CONFIGS), required=True)
     p_run.add_argument("--topic", required=True)
     p_run.add_argument("--records", type=int, required=True)
+    p_run.add_argument("--state", action="store_true",
+                       help="keep the config's state store (default: off, as before it existed)")
     args = parser.parse_args()
     if args.command == "load":
         print(load(args.kind, args.records, args.bootstrap))
     else:
-        print(run(args.repo.resolve(), args.kind, args.topic, args.records, args.bootstrap))
+        print(run(args.repo.resolve(), args.kind, args.topic, args.records, args.bootstrap,
+                  args.state))
 
 
 if __name__ == "__main__":
