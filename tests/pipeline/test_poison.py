@@ -9,6 +9,7 @@ the pipeline must stay up, and the committed offsets must reach the end.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,7 +68,6 @@ def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
     client_name: str,
 ) -> None:
     topics = {kind: (unique_topic(2), unique_topic(1)) for kind in ("tx", "imu", "cam")}
-    group = unique_group()
     streams = [
         {"name": "tx", "kind": "transaction", "model": "fraud"},
         {"name": "imu", "kind": "sensor", "model": "sensor"},
@@ -81,8 +81,17 @@ def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
         "sensor": sensor_model(tmp_path / "s.onnx"),
         "camera": camera_model(tmp_path / "c.onnx"),
     }
-    doc = config_doc(kafka_bootstrap, group, streams, models, kafka={"client": client_name})
-    pipe = Pipeline(parse_config(doc, "t", tmp_path))
+    # One pipeline, one group, three streams; with kafka-python one pipeline and group per
+    # stream: its 3.0.x group client can leave a member mid-rebalance for good when members
+    # of one group subscribe to different topics (README, Delivery), and this test is about
+    # poison records, not about that
+    parts = [streams] if client_name == "confluent-kafka" else [[s] for s in streams]
+    pipes: dict[str, tuple[Pipeline, str]] = {}
+    for part in parts:
+        group = unique_group()
+        doc = config_doc(kafka_bootstrap, group, part, models, kafka={"client": client_name})
+        pipe = Pipeline(parse_config(doc, "t", tmp_path))
+        pipes.update({s["name"]: (pipe, group) for s in part})
 
     txs = TransactionGenerator(seed=3)
     sensors = SensorGenerator(seed=3)
@@ -99,14 +108,18 @@ def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
         )
         valid["cam"].append((b"cam-0", value, headers))
 
-    with pipe:
-        pipe.wait_ready(30)
+    with contextlib.ExitStack() as running:
+        for pipe in {id(p): p for p, _ in pipes.values()}.values():
+            running.enter_context(pipe)
+            pipe.wait_ready(30)
         for name, messages in valid.items():
             # the poison first: records behind it on its partition must still be decided
             produce_raw(kafka_bootstrap, topics[name][0], poison() + messages)
         for name, (src, out) in topics.items():
             n = len(valid[name]) + len(poison())
-            wait_for(lambda name=name, n=n: pipe.stats()[name].resolved >= n, 60, f"{name} done")
+            pipe, group = pipes[name]
+            wait_for(lambda p=pipe, name=name, n=n: p.stats()[name].resolved >= n, 60,
+                     f"{name} done")  # fmt: skip
             got = decisions(read_all(kafka_bootstrap, out, lambda m, k=name: len(m) >= 6))
             assert len(got) == len(valid[name])
             letters = read_all(kafka_bootstrap, f"{src}.dlq", lambda m: len(m) >= 4)
@@ -119,12 +132,14 @@ def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
             snap = pipe.stats()[name]
             assert sum(snap.dead_lettered.values()) == 4
             wait_for(
-                lambda src=src, n=n: sum(committed(kafka_bootstrap, group, src).values()) == n,
+                lambda g=group, src=src, n=n: sum(committed(kafka_bootstrap, g, src).values())
+                == n,
                 30,
                 f"{name} offsets committed",
             )
-        assert pipe.failure is None
-        assert pipe.ready
+        for pipe, _ in pipes.values():
+            assert pipe.failure is None
+            assert pipe.ready
 
 
 def test_dead_letters_are_cut_to_fit_a_small_dead_letter_topic(
