@@ -89,7 +89,7 @@ def run(repo: Path, kind: str, topic: str, n: int, bootstrap: str, state: bool) 
             raise SystemExit(f"drain: the pipeline failed: {pipe.failure}")
         wall, cpu = time.perf_counter() - start[0], _cpu_s() - start[1]
         done = snap.resolved - start[2]
-    return (f"{kind} {repo}: {done / wall:,.0f} records/s, {cpu / done * 1e6:,.0f} µs CPU "
+    return (f"{kind} {repo}: {done / wall:,.0f} records/s, {cpu / done * 1e6:,.1f} µs CPU "
             f"per record ({done:,} records, decided {snap.decided:,})")  # fmt: skip
 
 
