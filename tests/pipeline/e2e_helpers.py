@@ -12,6 +12,9 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from pipeline.app import Pipeline
+from pipeline.config import parse_config
+
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
 
@@ -36,6 +39,28 @@ def config_doc(
     for key, value in extra.items():
         doc[key] = {**doc.get(key, {}), **value}
     return doc
+
+
+def pipelines_by_stream(
+    bootstrap: str,
+    streams: Sequence[dict[str, Any]],
+    models: Mapping[str, Path],
+    client_name: str,
+    new_group: Callable[[], str],
+    base_dir: Path,
+) -> dict[str, tuple[Pipeline, str]]:
+    """Stream name -> (its Pipeline, its group): one pipeline and group for all streams;
+    with kafka-python one each, since its 3.0.x group client can leave a member of a
+    group whose members subscribe to different topics mid-rebalance for good (README,
+    Delivery) and the tests using this are not about that."""
+    parts = [list(streams)] if client_name == "confluent-kafka" else [[s] for s in streams]
+    out: dict[str, tuple[Pipeline, str]] = {}
+    for part in parts:
+        group = new_group()
+        doc = config_doc(bootstrap, group, part, models, kafka={"client": client_name})
+        pipe = Pipeline(parse_config(doc, "t", base_dir))
+        out.update({s["name"]: (pipe, group) for s in part})
+    return out
 
 
 def write_config(

@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from e2e_helpers import MODELS, committed, config_doc, decisions, read_all, wait_for, wait_resolved
+from e2e_helpers import (
+    MODELS,
+    committed,
+    config_doc,
+    decisions,
+    pipelines_by_stream,
+    read_all,
+    wait_for,
+    wait_resolved,
+)
 from tiny_models import camera_model, sensor_model
 
 from models.generators.scenes import SceneGenerator
@@ -81,17 +90,8 @@ def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
         "sensor": sensor_model(tmp_path / "s.onnx"),
         "camera": camera_model(tmp_path / "c.onnx"),
     }
-    # One pipeline, one group, three streams; with kafka-python one pipeline and group per
-    # stream: its 3.0.x group client can leave a member mid-rebalance for good when members
-    # of one group subscribe to different topics (README, Delivery), and this test is about
-    # poison records, not about that
-    parts = [streams] if client_name == "confluent-kafka" else [[s] for s in streams]
-    pipes: dict[str, tuple[Pipeline, str]] = {}
-    for part in parts:
-        group = unique_group()
-        doc = config_doc(kafka_bootstrap, group, part, models, kafka={"client": client_name})
-        pipe = Pipeline(parse_config(doc, "t", tmp_path))
-        pipes.update({s["name"]: (pipe, group) for s in part})
+    pipes = pipelines_by_stream(kafka_bootstrap, streams, models, client_name, unique_group,
+                                tmp_path)  # fmt: skip
 
     txs = TransactionGenerator(seed=3)
     sensors = SensorGenerator(seed=3)

@@ -24,12 +24,10 @@ from typing import Any
 import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from e2e_helpers import MODELS, committed, config_doc, wait_for
+from e2e_helpers import MODELS, committed, pipelines_by_stream, wait_for
 from tiny_models import camera_model, sensor_model
 
 from models.generators.transactions import TransactionGenerator
-from pipeline.app import Pipeline
-from pipeline.config import parse_config
 from streams.admin import create_topics
 from streams.broker import LocalBroker
 from streams.codecs import encode_camera, encode_sensor, encode_transaction
@@ -206,15 +204,8 @@ def test_a_flood_of_malformed_records_leaves_every_stream_up_and_every_record_re
         "sensor": sensor_model(tmp_path / "s.onnx"),
         "camera": camera_model(tmp_path / "c.onnx"),
     }
-    # one group for the three streams; with kafka-python one pipeline and group per stream
-    # (its group client can leave a member of a multi-topic group mid-rebalance: README)
-    parts = [streams] if client_name == "confluent-kafka" else [[s] for s in streams]
-    pipes: dict[str, tuple[Pipeline, str]] = {}
-    for part in parts:
-        group = unique_group()
-        doc = config_doc(kafka_bootstrap, group, part, models, kafka={"client": client_name})
-        pipe = Pipeline(parse_config(doc, "t", tmp_path))
-        pipes.update({s["name"]: (pipe, group) for s in part})
+    pipes = pipelines_by_stream(kafka_bootstrap, streams, models, client_name, unique_group,
+                                tmp_path)  # fmt: skip
     running = list({id(p): p for p, _ in pipes.values()}.values())
     for src, _ in topics.values():  # the dead-letter topics, as the pipeline would make them
         create_topics(kafka_bootstrap, {f"{src}.dlq": 2})
