@@ -67,6 +67,7 @@ def run(config_path: Path, workers: int, metrics_host: str | None, worker_index:
     The first signal drains: polling stops, records in flight are decided,
     published and committed, then the process exits. A second signal exits
     at once (records not yet committed are consumed again after a restart).
+    SIGUSR1 prints every thread's stack to stderr and goes on.
     """
     cfg = with_metrics_host(load_config(config_path), metrics_host)
     if workers > 1:

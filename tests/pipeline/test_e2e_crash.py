@@ -3,7 +3,8 @@
 * kill -9 mid-stream, restart: every transaction has at least one decision
   (at-least-once), and exactly one committed decision in exactly-once mode;
 * SIGTERM mid-stream: nothing lost, committed offsets end at the last decided record;
-* a second SIGTERM during the drain: exit 143 at once, the drain left unfinished.
+* a second SIGTERM during the drain: exit 143 at once, the drain left unfinished;
+* SIGUSR1: every thread's stack in the log, and the run goes on.
 """
 
 from __future__ import annotations
@@ -154,6 +155,30 @@ def test_kill_9_and_restart_loses_nothing(
 
 def _coords(d: dict) -> tuple[int, int]:
     return d["source"]["partition"], d["source"]["offset"]
+
+
+def test_sigusr1_prints_every_thread_stack_and_the_run_goes_on(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    src, out, group = unique_topic(1), unique_topic(1), unique_group()
+    cfg = config(tmp_path, kafka_bootstrap, group, src, out, "at_least_once")
+    log = tmp_path / "run.log"
+    proc = start_warm(cfg, log, kafka_bootstrap, src, out)
+    try:
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "_run_worker" in log.read_text(), 30, "the stack dump")
+        text = log.read_text()
+        assert "_consume_loop" in text and "Current thread 0x" in text, text[-3000:]
+        with trickle(kafka_bootstrap, src, 20, per_s=1000, seed=5):
+            pass
+        wait_for(lambda: count_out(kafka_bootstrap, out, WARM + 20) >= WARM + 20, 60,
+                 "decisions after the dump")  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, log.read_text()[-2000:]
 
 
 def test_sigterm_drains_and_commits_at_the_last_decided_record(
