@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,34 @@ def produce(
     producer.flush(30)
     producer.close()
     return n
+
+
+@contextmanager
+def trickle(
+    bootstrap: str,
+    topic: str,
+    messages: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+    per_s: float,
+) -> Iterator[threading.Thread]:
+    """Produce ``messages`` (their keys and values) at about ``per_s`` a second from a
+    background thread while the body runs; on leaving, wait (bounded) for the rest."""
+
+    def run() -> None:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+        for i, (key, value, _) in enumerate(messages):
+            producer.send(topic, value=value, key=key)
+            if i % 20 == 19:
+                producer.flush()
+                time.sleep(20 / per_s)  # pacing the load, not waiting for a condition
+        producer.flush()
+        producer.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.join(120)
 
 
 def read_all(

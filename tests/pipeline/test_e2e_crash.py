@@ -13,11 +13,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +28,10 @@ from e2e_helpers import (
     decisions,
     produce,
     read_all,
+    trickle,
     wait_for,
     write_config,
 )
-from kafka import KafkaProducer
 from tiny_models import slow_sensor_model
 
 from models.generators.transactions import TransactionGenerator
@@ -63,30 +60,14 @@ def config(tmp_path: Path, bootstrap: str, group: str, src: str, out: str, deliv
     )  # fmt: skip
 
 
-@contextmanager
-def trickle(
-    bootstrap: str, topic: str, n: int, per_s: float, seed: int = 3
-) -> Iterator[threading.Thread]:
-    """Produce ``n`` transactions at about ``per_s`` per second from a background thread."""
-
-    def run() -> None:
-        gen = TransactionGenerator(seed=seed)
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
-        for i in range(n):
-            tx, _ = gen.next()
-            producer.send(topic, value=encode_transaction(tx), key=tx["card_id"].encode())
-            if i % 20 == 19:
-                producer.flush()
-                time.sleep(20 / per_s)  # pacing the load, not waiting for a condition
-        producer.flush()
-        producer.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        thread.join(60)
+def transactions(n: int, seed: int = 3) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """``n`` transactions keyed by card, for ``trickle``."""
+    gen = TransactionGenerator(seed=seed)
+    out = []
+    for _ in range(n):
+        tx, _ = gen.next()
+        out.append((tx["card_id"].encode(), encode_transaction(tx), []))
+    return out
 
 
 def start_run(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -105,7 +86,7 @@ def count_out(bootstrap: str, topic: str, at_least: int) -> int:
 def start_warm(cfg: Path, log: Path, bootstrap: str, src: str, out: str) -> subprocess.Popen[bytes]:
     """Start ``streamfer run`` and return once it decided the first WARM records."""
     proc = start_run(cfg, log)
-    with trickle(bootstrap, src, WARM, per_s=1000, seed=1):
+    with trickle(bootstrap, src, transactions(WARM, seed=1), per_s=1000):
         pass
     try:
         wait_for(lambda: count_out(bootstrap, out, WARM) >= WARM, 60, "the pipeline to run")
@@ -128,7 +109,7 @@ def test_kill_9_and_restart_loses_nothing(
     cfg = config(tmp_path, kafka_bootstrap, group, src, out, delivery, client_name)
     log = tmp_path / "run.log"
     proc = start_warm(cfg, log, kafka_bootstrap, src, out)
-    with trickle(kafka_bootstrap, src, N, per_s=150):
+    with trickle(kafka_bootstrap, src, transactions(N), per_s=150):
         try:
             wait_for(lambda: count_out(kafka_bootstrap, out, 80) >= 80, 60, "more decisions")
         finally:
@@ -172,7 +153,7 @@ def test_sigusr1_prints_every_thread_stack_and_the_run_goes_on(
         wait_for(lambda: "_run_worker" in log.read_text(), 30, "the stack dump")
         text = log.read_text()
         assert "_consume_loop" in text and "Current thread 0x" in text, text[-3000:]
-        with trickle(kafka_bootstrap, src, 20, per_s=1000, seed=5):
+        with trickle(kafka_bootstrap, src, transactions(20, seed=5), per_s=1000):
             pass
         wait_for(lambda: count_out(kafka_bootstrap, out, WARM + 20) >= WARM + 20, 60,
                  "decisions after the dump")  # fmt: skip
@@ -192,7 +173,7 @@ def test_sigterm_drains_and_commits_at_the_last_decided_record(
     cfg = config(tmp_path, kafka_bootstrap, group, src, out, "at_least_once", client_name)
     log = tmp_path / "run.log"
     proc = start_warm(cfg, log, kafka_bootstrap, src, out)
-    with trickle(kafka_bootstrap, src, N, per_s=150):
+    with trickle(kafka_bootstrap, src, transactions(N), per_s=150):
         wait_for(lambda: count_out(kafka_bootstrap, out, 80) >= 80, 60, "more decisions")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()[-2000:]
@@ -262,7 +243,7 @@ def test_two_workers_share_the_partitions(
     try:
         # each worker is ready only once it holds partitions of the shared group
         wait_for(lambda: _ready(port) and _ready(port + 1), 60, "both workers ready")
-        with trickle(kafka_bootstrap, src, 200, per_s=2000):
+        with trickle(kafka_bootstrap, src, transactions(200), per_s=2000):
             pass
         msgs = read_all(kafka_bootstrap, out, lambda m: len(m) >= 200, timeout_s=60)
     finally:

@@ -18,16 +18,21 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import MODELS, REPO, decisions, produce, read_all, wait_for, write_config
-from kafka import KafkaProducer
+from e2e_helpers import (
+    MODELS,
+    REPO,
+    decisions,
+    produce,
+    read_all,
+    trickle,
+    wait_for,
+    write_config,
+)
 
 from models.generators.transactions import TransactionGenerator
 from pipeline.app import Pipeline
@@ -52,29 +57,6 @@ def messages(n: int = N, seed: int = 11) -> list[tuple[bytes, bytes, list[Any]]]
         tx, _ = gen.next()
         out.append((tx["card_id"].encode(), encode_transaction(tx), []))
     return out
-
-
-@contextmanager
-def trickle(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes, list[Any]]],
-            per_s: float) -> Iterator[threading.Thread]:  # fmt: skip
-    """Produce ``msgs`` at about ``per_s`` a second from a background thread."""
-
-    def run() -> None:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
-        for i, (key, value, _) in enumerate(msgs):
-            producer.send(topic, value=value, key=key)
-            if i % 20 == 19:
-                producer.flush()
-                time.sleep(20 / per_s)  # pacing the load, not waiting for a condition
-        producer.flush()
-        producer.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        thread.join(120)
 
 
 def stream(src: str, out: str, delivery: str, state_dir: Path | None) -> dict[str, Any]:

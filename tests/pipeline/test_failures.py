@@ -62,11 +62,19 @@ def transaction_stream(src: str, out: str, **extra: Any) -> dict[str, Any]:
             "output_topic": out, "batching": batching, **extra}  # fmt: skip
 
 
-def run_until_exit(config: Path, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def failed_run_error(tmp_path: Path, doc: dict[str, Any], timeout_s: float = 60) -> str:
+    """Run ``doc`` with ``streamfer run`` until it exits; it must exit 1 and print an
+    ``error: `` line, which is returned."""
+    config = tmp_path / "p.yaml"
+    config.write_text(json.dumps(doc))
+    done = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "run", "-c", str(config)],
         capture_output=True, text=True, timeout=timeout_s,
     )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    error = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert error, done.stderr[-3000:]
+    return error[0]
 
 
 def refused_dead_letter(
@@ -92,14 +100,9 @@ def test_a_refused_dead_letter_stops_the_run_naming_the_record(
     produce(kafka_bootstrap, src, messages)
     doc = config_doc(kafka_bootstrap, group, [transaction_stream(src, out)],
                      {"fraud": MODELS / "fraud.onnx"}, kafka={"client": client_name})  # fmt: skip
-    config = tmp_path / "p.yaml"
-    config.write_text(json.dumps(doc))
-    done = run_until_exit(config)
-    assert done.returncode == 1, done.stderr[-3000:]
-    error = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert error, done.stderr[-3000:]
-    assert error[0].startswith(f"error: {src}[0]@{BAD_AT} | dead letter (bad_json) not published")
-    assert "dead_letters.on_failure: skip" in error[0]
+    error = failed_run_error(tmp_path, doc)
+    assert error.startswith(f"error: {src}[0]@{BAD_AT} | dead letter (bad_json) not published")
+    assert "dead_letters.on_failure: skip" in error
     assert committed(kafka_bootstrap, group, src).get(0, 0) <= BAD_AT
 
 
@@ -146,13 +149,8 @@ def test_a_refused_decision_stops_the_run_naming_the_record(
     produce(kafka_bootstrap, src, messages)
     doc = config_doc(kafka_bootstrap, group, [transaction_stream(src, out)],
                      {"fraud": MODELS / "fraud.onnx"}, kafka={"client": client_name})  # fmt: skip
-    config = tmp_path / "p.yaml"
-    config.write_text(json.dumps(doc))
-    done = run_until_exit(config)
-    assert done.returncode == 1, done.stderr[-3000:]
-    error = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert error, done.stderr[-3000:]
-    assert error[0].startswith(f"error: {src}[0]@{BAD_AT} | decision not published to {out}")
+    error = failed_run_error(tmp_path, doc)
+    assert error.startswith(f"error: {src}[0]@{BAD_AT} | decision not published to {out}")
     assert committed(kafka_bootstrap, group, src).get(0, 0) <= BAD_AT
     published = decisions(read_all(kafka_bootstrap, out, lambda m: len(m) >= BAD_AT, 10))
     assert {d["source"]["offset"] for d in published} >= set(range(BAD_AT))
