@@ -174,8 +174,7 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
         output_name = runner.output_specs[0].name
         pre = CameraProcessor(stream, labels, size, threads=1, output_name=output_name)
         limits, post = pre.limits, DetectionPostprocessor(stream.detection, labels, output_name)
-        ident = ModelIdentity(stream.model, runner.metadata.get("streamfer.version", "0"),
-                              runner.info.kind, runner.info.precision)  # fmt: skip
+        ident = ModelIdentity.of(stream.model, runner)
         name = runner.input_specs[0].name
         pending: list[tuple[Record, np.ndarray, Any]] = []
 

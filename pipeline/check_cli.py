@@ -33,8 +33,7 @@ from pipeline.config_problems import format_problems
 from pipeline.decisions import RESERVED, DecisionEncoder, ModelIdentity, SegmentTiming
 from pipeline.engine import results_isolated
 from pipeline.outlet import output_problem
-from pipeline.processors import Output, Prepared, Processor, make_processor
-from pipeline.processors.checks import PreparedCheck
+from pipeline.processors import Output, Prepared, Processor, engine_wiring, make_processor
 from pipeline.stream import prepare_isolated
 from streamfer.errors import CodecError, ConfigError
 from streams.records import Record, RecordBatch
@@ -191,13 +190,9 @@ class BatchRun:
         self.processor = processor
         self.tally = tally
         self.decisions = decisions
-        infer_with = getattr(processor, "infer_with", None)  # a processor that runs the model
-        self.infer = infer_with(runner) if callable(infer_with) else runner.infer
-        inputs = None if callable(infer_with) else runner.input_specs
-        self.check = PreparedCheck(type(processor).__name__, inputs)
-        version = runner.metadata.get("streamfer.version", "0")
-        identity = ModelIdentity(stream.model, version, runner.info.kind, runner.info.precision)
-        self.encoder = DecisionEncoder(stream.name, stream.kind, identity)
+        self.infer, self.check = engine_wiring(processor, runner)
+        identity = ModelIdentity.of(stream.model, runner)
+        self.encoder = DecisionEncoder(stream.name, stream.decision_kind, identity)
 
     def batch(self, values: list[bytes], first: int) -> None:
         now_ms, now_ns = time.time_ns() // 1_000_000, time.monotonic_ns()

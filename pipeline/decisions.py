@@ -22,11 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from streamfer.errors import CodecError
+
+if TYPE_CHECKING:
+    from engines.base import Runner
 
 SCHEMA = "streamfer.decision.v1"
 
@@ -42,6 +45,13 @@ class ModelIdentity:
     version: str
     engine: str
     precision: str
+
+    @classmethod
+    def of(cls, model: str, runner: Runner) -> ModelIdentity:
+        """Model ``model`` as ``runner`` runs it (the version from its ONNX metadata)."""
+        info = runner.info
+        version = runner.metadata.get("streamfer.version", "0")
+        return cls(model, version, info.kind, info.precision)
 
 
 @dataclass(frozen=True)

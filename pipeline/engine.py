@@ -43,7 +43,7 @@ _IDLE_WAIT_S = 0.05
 
 
 class InferFn(Protocol):
-    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def __call__(self, feeds: dict[str, np.ndarray], /) -> dict[str, np.ndarray]: ...
 
 
 class Outcomes(Protocol):

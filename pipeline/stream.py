@@ -52,7 +52,13 @@ from pipeline.engine import STOP, EngineWorker, RowQueue
 from pipeline.health import HealthState
 from pipeline.metrics import Metrics, StreamRecorder
 from pipeline.outlet import Outlet
-from pipeline.processors import Prepared, Processor, make_processor, processor_error
+from pipeline.processors import (
+    Prepared,
+    Processor,
+    engine_wiring,
+    make_processor,
+    processor_error,
+)
 from pipeline.processors.base import NO_EVENT_TIME, Reject, StatefulProcessor
 from pipeline.processors.checks import PreparedCheck
 from pipeline.stats import StatsBook, StreamStats
@@ -221,9 +227,7 @@ class StreamRuntime:
         # max.message.bytes of the output and dead-letter topics, where known
         self.topic_limits = dict(topic_limits or {})
         info = runner.info
-        self.identity = ModelIdentity(
-            stream.model, runner.metadata.get("streamfer.version", "0"), info.kind, info.precision
-        )
+        self.identity = ModelIdentity.of(stream.model, runner)
         self.recorder = metrics.stream(stream.name, model=stream.model, engine=info.kind)
         metrics.engine_info(
             stream=stream.name,
@@ -292,9 +296,7 @@ class StreamRuntime:
         if s.state.enabled:
             self._state = self._state_manager(processor, settings, factory, self._source)
             self._source.listen(self._state)
-        own_infer = callable(getattr(processor, "infer_with", None))  # feeds are its own then
-        inputs = None if own_infer else self.runner.input_specs
-        self._check = PreparedCheck(type(processor).__name__, inputs)
+        infer, self._check = engine_wiring(processor, self.runner)
         outlet = Outlet(
             stream=s.name,
             output_topic=s.output_topic,
@@ -312,10 +314,9 @@ class StreamRuntime:
             on_dead_letter_failure=s.dead_letters.on_failure,
         )
         self.outlet = outlet
-        infer_with = getattr(processor, "infer_with", None)  # e.g. GPU preprocessing
         self._worker = EngineWorker(
             name=s.name,
-            infer=infer_with(self.runner) if callable(infer_with) else self.runner.infer,
+            infer=infer,
             processor=processor,
             outlet=outlet,
             inbox=self.inbox,

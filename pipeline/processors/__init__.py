@@ -25,6 +25,7 @@ names one), or for ``kind: custom`` the plug-in its ``processor`` names.
 from __future__ import annotations
 
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,11 +46,15 @@ from pipeline.processors.base import (
     processor_error,
     reject,
 )
+from pipeline.processors.checks import PreparedCheck
 from pipeline.processors.context import ProcessorContext
 from pipeline.processors.plugins import ENTRY_POINT_GROUP, ConfigProblem
 from pipeline.processors.record import RecordProcessor
 from streamfer.errors import CodecError, ConfigError, EngineError, ProcessorError
 from streams.records import Record, RecordBatch
+
+if TYPE_CHECKING:
+    from pipeline.engine import InferFn
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -69,6 +74,7 @@ __all__ = [
     "Reject",
     "Result",
     "accepted",
+    "engine_wiring",
     "make_processor",
     "processor_context",
     "processor_error",
@@ -90,6 +96,20 @@ def processor_context(stream: StreamConfig, runner: Runner, threads: int = 2) ->
         limits=stream.limits.codec_limits(),
         threads=threads,
     )
+
+
+def engine_wiring(processor: Processor, runner: Runner) -> tuple[InferFn, PreparedCheck]:
+    """How ``processor``'s batches reach the model, and the contract check of its output.
+
+    A processor with ``infer_with(runner)`` (e.g. GPU preprocessing) runs the model its
+    own way on feeds that are its own, so only rows are checked; any other's feeds go
+    to ``runner.infer`` and are checked against the model's inputs.
+    """
+    name = type(processor).__name__
+    infer_with = getattr(processor, "infer_with", None)
+    if callable(infer_with):
+        return infer_with(runner), PreparedCheck(name, None)
+    return runner.infer, PreparedCheck(name, runner.input_specs)
 
 
 def make_processor(stream: StreamConfig, runner: Runner, threads: int = 2) -> Processor:
