@@ -18,7 +18,8 @@ import numpy as np
 from models.features import CARD_CODEC, FraudFeaturizer, TxColumns
 from pipeline.config import StreamConfig
 from pipeline.postprocess import FraudPostprocessor
-from pipeline.processors.base import Postprocessor, Prepared, Reject, Result, accepted, reject
+from pipeline.processors.base import Postprocessor, Prepared, Reject, Result, accepted
+from streams.codecs.limits import size_error
 from streams.codecs.transaction import (
     DECODE_ERRORS,
     Transaction,
@@ -69,7 +70,8 @@ class TransactionProcessor:
         decode, limit = self._decode, self.max_bytes
         for i, value in enumerate(batch.values):
             if not value or len(value) > limit:
-                rejects.append(self._size_reject(batch, i, value))
+                err = size_error(batch.coords(i), value, limit, "a JSON transaction")
+                rejects.append(Reject(i, err.reason, err))
                 continue
             try:
                 txs.append(decode(value))
@@ -79,20 +81,6 @@ class TransactionProcessor:
                 continue
             rows.append(i)
         return rows, txs, rejects
-
-    def _size_reject(self, batch: RecordBatch, row: int, value: bytes | None) -> Reject:
-        what = "a JSON transaction"
-        if value is None:
-            return reject(batch, row, "null value (a tombstone)", "null_value", f"expected {what}")
-        if not value:
-            return reject(batch, row, "empty value", "empty", f"expected {what}")
-        return reject(
-            batch,
-            row,
-            f"value is {len(value)} bytes",
-            "too_large",
-            f"{what} is limited to {self.max_bytes} bytes",
-        )
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]

@@ -36,16 +36,20 @@ def fail(record: Record, problem: str, reason: str, note: str) -> CodecError:
 def check_size(record: Record, limit: int, what: str) -> bytes:
     """The record's value, once it is known to be there, non-empty and within ``limit``."""
     value = record.value
-    if value is None:
-        raise fail(record, "null value (a tombstone)", "null_value", f"expected {what}")
-    size = len(value)
-    if size == 0:
-        raise fail(record, "empty value", "empty", f"expected {what}")
-    if size > limit:
-        raise fail(
-            record, f"value is {size} bytes", "too_large", f"{what} is limited to {limit} bytes"
-        )
+    if not value or len(value) > limit:
+        raise size_error(record.coords, value, limit, what)
     return value
+
+
+def size_error(where: str, value: bytes | None, limit: int, what: str) -> CodecError:
+    """Why ``value`` (absent, empty or over ``limit``: the caller checked) is not decoded."""
+    if value is None:
+        return fail_at(where, "null value (a tombstone)", "null_value", f"expected {what}")
+    if not value:
+        return fail_at(where, "empty value", "empty", f"expected {what}")
+    return fail_at(
+        where, f"value is {len(value)} bytes", "too_large", f"{what} is limited to {limit} bytes"
+    )
 
 
 def json_failure(record: Record, exc: BaseException, what: str) -> CodecError:
