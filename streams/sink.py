@@ -118,18 +118,9 @@ class KafkaSink:
         ``only_if`` (e.g. "its source record is still pending") is checked first, under
         the transaction lock in transactional mode; False: nothing is sent.
         """
-        client = self.client
-        if not self.transactional:
-            if only_if is not None and not only_if():
-                return False
-            client.send(topic, value, key, headers, on_delivery, partition)
-            return True
-        with self._txn_lock:
-            if only_if is not None and not only_if():
-                return False
-            self._begin(client)
-            client.send(topic, value, key, headers, on_delivery, partition)
-            return True
+        return self._queue(
+            only_if, lambda client: client.send(topic, value, key, headers, on_delivery, partition)
+        )
 
     def send_many(
         self,
@@ -144,17 +135,27 @@ class KafkaSink:
         """Queue one message per value (None: a tombstone), all under one ``only_if``
         check; ``partition`` None: each key's partition; ``headers``: one sequence per
         message, or None when none has any (the fast path)."""
+        return self._queue(
+            only_if,
+            lambda client: client.send_many(topic, values, keys, on_delivery, partition, headers),
+        )
+
+    def _queue(
+        self, only_if: Callable[[], bool] | None, enqueue: Callable[[ProducerClient], None]
+    ) -> bool:
+        """``enqueue(client)`` if ``only_if`` holds; in transactional mode both under the
+        transaction lock, inside the open transaction (begun here if none is)."""
         client = self.client
         if not self.transactional:
             if only_if is not None and not only_if():
                 return False
-            client.send_many(topic, values, keys, on_delivery, partition, headers)
+            enqueue(client)
             return True
         with self._txn_lock:
             if only_if is not None and not only_if():
                 return False
             self._begin(client)
-            client.send_many(topic, values, keys, on_delivery, partition, headers)
+            enqueue(client)
             return True
 
     def _begin(self, client: ProducerClient) -> None:  # under the transaction lock
