@@ -14,8 +14,10 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from models.generators.transactions import TransactionGenerator
 from pipeline.app import Pipeline
 from pipeline.config import parse_config
+from streams.codecs import encode_transaction
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
@@ -92,6 +94,19 @@ def produce(
     producer.flush(30)
     producer.close()
     return n
+
+
+def transactions(
+    n: int, seed: int, **generator: Any
+) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """``n`` generated transactions as messages keyed by card (``generator``: e.g.
+    ``n_cards``, passed to the TransactionGenerator)."""
+    gen = TransactionGenerator(seed=seed, **generator)
+    out: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
+    for _ in range(n):
+        tx, _ = gen.next()
+        out.append((tx["card_id"].encode(), encode_transaction(tx), []))
+    return out
 
 
 @contextmanager

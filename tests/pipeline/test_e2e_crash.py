@@ -28,14 +28,14 @@ from e2e_helpers import (
     decisions,
     produce,
     read_all,
+    transactions,
     trickle,
     wait_for,
     write_config,
 )
 from tiny_models import slow_sensor_model
 
-from models.generators.transactions import TransactionGenerator
-from streams.codecs import encode_sensor, encode_transaction
+from streams.codecs import encode_sensor
 
 pytestmark = [
     pytest.mark.integration,
@@ -58,16 +58,6 @@ def config(tmp_path: Path, bootstrap: str, group: str, src: str, out: str, deliv
         tmp_path / "p.yaml", bootstrap, group, [stream], ["fraud"],
         consumer={"session_timeout_ms": 6000}, kafka={"client": client},
     )  # fmt: skip
-
-
-def transactions(n: int, seed: int = 3) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
-    """``n`` transactions keyed by card, for ``trickle``."""
-    gen = TransactionGenerator(seed=seed)
-    out = []
-    for _ in range(n):
-        tx, _ = gen.next()
-        out.append((tx["card_id"].encode(), encode_transaction(tx), []))
-    return out
 
 
 def start_run(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -109,7 +99,7 @@ def test_kill_9_and_restart_loses_nothing(
     cfg = config(tmp_path, kafka_bootstrap, group, src, out, delivery, client_name)
     log = tmp_path / "run.log"
     proc = start_warm(cfg, log, kafka_bootstrap, src, out)
-    with trickle(kafka_bootstrap, src, transactions(N), per_s=150):
+    with trickle(kafka_bootstrap, src, transactions(N, seed=3), per_s=150):
         try:
             wait_for(lambda: count_out(kafka_bootstrap, out, 80) >= 80, 60, "more decisions")
         finally:
@@ -173,7 +163,7 @@ def test_sigterm_drains_and_commits_at_the_last_decided_record(
     cfg = config(tmp_path, kafka_bootstrap, group, src, out, "at_least_once", client_name)
     log = tmp_path / "run.log"
     proc = start_warm(cfg, log, kafka_bootstrap, src, out)
-    with trickle(kafka_bootstrap, src, transactions(N), per_s=150):
+    with trickle(kafka_bootstrap, src, transactions(N, seed=3), per_s=150):
         wait_for(lambda: count_out(kafka_bootstrap, out, 80) >= 80, 60, "more decisions")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()[-2000:]
@@ -243,7 +233,7 @@ def test_two_workers_share_the_partitions(
     try:
         # each worker is ready only once it holds partitions of the shared group
         wait_for(lambda: _ready(port) and _ready(port + 1), 60, "both workers ready")
-        with trickle(kafka_bootstrap, src, transactions(200), per_s=2000):
+        with trickle(kafka_bootstrap, src, transactions(200, seed=3), per_s=2000):
             pass
         msgs = read_all(kafka_bootstrap, out, lambda m: len(m) >= 200, timeout_s=60)
     finally:

@@ -29,15 +29,14 @@ from e2e_helpers import (
     decisions,
     produce,
     read_all,
+    transactions,
     trickle,
     wait_for,
     write_config,
 )
 
-from models.generators.transactions import TransactionGenerator
 from pipeline.app import Pipeline
 from pipeline.config import load_config
-from streams.codecs import encode_transaction
 
 pytestmark = [
     pytest.mark.integration,
@@ -50,13 +49,8 @@ CARDS = 40  # about 30 transactions a card: every card's history matters
 Coords = tuple[int, int]
 
 
-def messages(n: int = N, seed: int = 11) -> list[tuple[bytes, bytes, list[Any]]]:
-    gen = TransactionGenerator(seed=seed, n_cards=CARDS)
-    out = []
-    for _ in range(n):
-        tx, _ = gen.next()
-        out.append((tx["card_id"].encode(), encode_transaction(tx), []))
-    return out
+def messages(n: int = N, seed: int = 11) -> list[tuple[bytes | None, bytes, list[Any]]]:
+    return transactions(n, seed, n_cards=CARDS)
 
 
 def stream(src: str, out: str, delivery: str, state_dir: Path | None) -> dict[str, Any]:

@@ -30,30 +30,21 @@ from e2e_helpers import (
     decisions,
     produce,
     read_all,
+    transactions,
     wait_for,
     wait_resolved,
 )
 from tiny_models import nan_sensor_model
 
-from models.generators.transactions import TransactionGenerator
 from pipeline.app import Pipeline
 from pipeline.config import parse_config
 from streams.admin import create_topics
-from streams.codecs import encode_sensor, encode_transaction
+from streams.codecs import encode_sensor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 BAD_AT = 12  # the offset of the record whose publish the cluster refuses
 AFTER = 12  # valid records behind it
-
-
-def transactions(n: int, seed: int) -> list[Message]:
-    gen = TransactionGenerator(seed=seed)
-    out: list[Message] = []
-    for _ in range(n):
-        tx, _ = gen.next()
-        out.append((tx["card_id"].encode(), encode_transaction(tx), []))
-    return out
 
 
 def transaction_stream(src: str, out: str, **extra: Any) -> dict[str, Any]:
