@@ -66,7 +66,7 @@ imports confluent_kafka || missing+=(confluent-kafka)
 imports msgspec || missing+=(msgspec)
 imports simplejpeg || missing+=(simplejpeg)
 imports lmdb || missing+=(lmdb)
-imports PIL || missing+=(pillow)  # PNG frames decode on the host (streams.codecs.camera)
+imports PIL || missing+=(pillow)  # PNG frames decode on the host (streamfer.streams.codecs.camera)
 imports nvidia.nvimgcodec || missing+=(nvidia-nvimgcodec-cu13 nvidia-nvjpeg)
 imports cuda.bindings.nvrtc || missing+=(cuda-bindings nvidia-cuda-nvrtc)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -109,7 +109,7 @@ TEST_SUMMARY="$(grep -E '(passed|failed|skipped|error)' "$LOGS/pytest.log" | tai
 say "benchmark (streamfer bench frames --preprocess gpu)"
 BENCH_ARGS=(bench frames --preprocess gpu --limit-seconds 2 --repeats 3)
 [ "$RECORD" -eq 1 ] || BENCH_ARGS+=(--no-record)
-timeout 300 "$PY" -m pipeline.cli "${BENCH_ARGS[@]}" 2>&1 | tee "$LOGS/bench.log"
+timeout 300 "$PY" -m streamfer.pipeline.cli "${BENCH_ARGS[@]}" 2>&1 | tee "$LOGS/bench.log"
 BENCH_RC=${PIPESTATUS[0]}
 [ "$BENCH_RC" -eq 0 ] || FAILED+=("benchmark (exit $BENCH_RC; log: .cache/gpu-check/bench.log)")
 
@@ -124,7 +124,7 @@ COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "- commit: \`$COMMIT\`; python: $($PY --version 2>&1); took ${ELAPSED} s"
     echo "- command: \`scripts/gpu-check.sh${WHEELS:+ --wheels DIR}\`"
     echo "- GPU tests (\`pytest -m gpu tests/engines\`): ${TEST_SUMMARY:-no summary}"
-    echo "- benchmark: \`python -m pipeline.cli ${BENCH_ARGS[*]}\`: $([ "$BENCH_RC" -eq 0 ] && echo 'recorded above' || echo "failed (exit $BENCH_RC)")"
+    echo "- benchmark: \`python -m streamfer.pipeline.cli ${BENCH_ARGS[*]}\`: $([ "$BENCH_RC" -eq 0 ] && echo 'recorded above' || echo "failed (exit $BENCH_RC)")"
     for item in "${NOT_RUN[@]}"; do echo "- not run: $item"; done
     for item in "${FAILED[@]}"; do echo "- FAILED: $item"; done
 } >"$LOGS/summary.md"

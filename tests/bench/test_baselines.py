@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.baselines import (
+from streamfer.bench.baselines import (
     FraudModel,
     Job,
     RdkafkaTuning,
@@ -28,16 +28,16 @@ from bench.baselines import (
     run_plain_loop,
     run_tuned_loop,
 )
-from bench.kafka_io import OutRecord, produce_all, read_n, run_id, topic_set
-from bench.pipeline_proc import CONFIG_DIR, bench_config, load_raw
-from bench.records import transaction_pool
-from models.features import FraudFeaturizer
-from pipeline.config import PipelineConfig
-from streams.codecs import validate_decision
+from streamfer.bench.kafka_io import OutRecord, produce_all, read_n, run_id, topic_set
+from streamfer.bench.pipeline_proc import CONFIG_DIR, bench_config, load_raw
+from streamfer.bench.records import transaction_pool
+from streamfer.models.features import FraudFeaturizer
+from streamfer.pipeline.config import PipelineConfig
+from streamfer.streams.codecs import validate_decision
 
 pytestmark = pytest.mark.integration
 
-MODEL = Path(__file__).resolve().parents[2] / "models" / "fraud.onnx"
+MODEL = Path(__file__).resolve().parents[2] / "streamfer" / "models" / "fraud.onnx"
 RECORDS = 300
 PARTITIONS = 2
 

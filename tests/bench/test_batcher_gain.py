@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bench.batcher_gain import batcher_gain, simulate
-from engines.base import random_feeds
-from engines.onnxruntime.runner import OnnxRuntimeRunner
+from streamfer.bench.batcher_gain import batcher_gain, simulate
+from streamfer.engines.base import random_feeds
+from streamfer.engines.onnxruntime.runner import OnnxRuntimeRunner
 
 
 def _model(tmp_path: Path) -> Path:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from bench.cli import bench
+from streamfer.bench.cli import bench
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[2] / "streamfer" / "models"
 VERDICT = re.compile(r"\| \*\*(met|MISSED|not measured)\*\* \|")
 
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from bench.engine_curve import curve_report, engine_curve, measure_engine_curve
-from bench.report import render_markdown
+from streamfer.bench.engine_curve import curve_report, engine_curve, measure_engine_curve
+from streamfer.bench.report import render_markdown
 
 
 @pytest.fixture
@@ -43,11 +43,12 @@ def test_measures_every_point_and_skips_missing_models(models_dir: Path) -> None
 
 def test_report_has_machine_command_table_and_raw_numbers(models_dir: Path) -> None:
     curve = measure_engine_curve(["tiny"], [1, 2], 0.01, models_dir=models_dir)
-    text = render_markdown(curve_report(curve, "python -m bench.engine_curve --seconds 0.01"))
+    command = "python -m streamfer.bench.engine_curve --seconds 0.01"
+    text = render_markdown(curve_report(curve, command))
     assert "Engine batching curve (ONNX Runtime, CPU)" in text
     assert "- machine: " in text and " cores " in text and "GiB RAM" in text
     assert "- commit: `" in text
-    assert "`python -m bench.engine_curve --seconds 0.01`" in text
+    assert "`python -m streamfer.bench.engine_curve --seconds 0.01`" in text
     assert "| batch | samples/s | vs batch 1 | p50 ms | p99 ms | calls |" in text
     assert '"engine_curve": [' in text
 

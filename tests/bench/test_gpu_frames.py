@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from bench.gpu_frames import GpuFramesOptions, GpuFramesResult, SizeResult, gpu_frames_report
-from bench.machine import probe_machine
-from bench.report import render_markdown
+from streamfer.bench.gpu_frames import (
+    GpuFramesOptions,
+    GpuFramesResult,
+    SizeResult,
+    gpu_frames_report,
+)
+from streamfer.bench.machine import probe_machine
+from streamfer.bench.report import render_markdown
 
 
 def test_the_report_names_the_card_the_targets_and_what_was_not_run() -> None:

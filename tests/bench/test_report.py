@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import probe_machine
-from bench.report import Report, Table, Target, append_results, render_markdown
-from bench.stats import Spread, fmt_ms, percentiles_ms
+from streamfer.bench.machine import probe_machine
+from streamfer.bench.report import Report, Table, Target, append_results, render_markdown
+from streamfer.bench.stats import Spread, fmt_ms, percentiles_ms
 
 
 def _report() -> Report:

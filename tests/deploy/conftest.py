@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import click
 import pytest
 
-from pipeline.metrics import STAGES, Metrics
+from streamfer.pipeline.metrics import STAGES, Metrics
 
 _KEYWORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
@@ -108,7 +108,7 @@ def metric_names_in() -> Callable[[str], set[str]]:
 @pytest.fixture(scope="session")
 def cli_context() -> Callable[[list[str]], click.Context]:
     """Parse ``streamfer <args>`` as the image's entrypoint would, without running it."""
-    from pipeline.cli import cli
+    from streamfer.pipeline.cli import cli
 
     def parse(args: list[str]) -> click.Context:
         command: click.Command = cli

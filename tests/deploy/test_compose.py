@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import click
 import pytest
 import yaml
 
-from pipeline.metrics import DEFAULT_PORT
+from streamfer.pipeline.config import config_file
+from streamfer.pipeline.metrics import DEFAULT_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -129,12 +129,10 @@ def test_prometheus_and_grafana_mount_the_provisioned_files(compose: dict[str, A
     assert "9090:9090" in prom["ports"]
 
 
-def test_dockerfile_copies_every_package_and_serves_the_default_port(
+def test_dockerfile_installs_the_wheel_and_serves_the_default_port(
     cli_context: Callable[[list[str]], click.Context],
 ) -> None:
     text = (ROOT / "Dockerfile").read_text()
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "packages"]["find"]["include"]  # fmt: skip
     copied = set()
     for line in text.splitlines():
         if line.startswith("COPY ") and "--from" not in line:
@@ -142,8 +140,13 @@ def test_dockerfile_copies_every_package_and_serves_the_default_port(
             for source in sources:
                 assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
                 copied.add(source)
-    assert {p.rstrip("*") for p in packages} <= copied
-    assert "pyproject.toml" in copied and "deploy/configs" in copied
+    # what the wheel is built from, and nothing of the source tree in the final stage
+    assert {"pyproject.toml", "setup.py", "streamfer", "deploy/kafka", "deploy/configs"} <= copied
+    assert "pip wheel" in text and "COPY --from=wheel /dist /dist" in text
+    final_stage = text[text.rindex("FROM ") :]
+    lines = final_stage.splitlines()
+    source_copies = [ln for ln in lines if ln.startswith("COPY ") and "--from" not in ln]
+    assert source_copies == []
     assert f"EXPOSE {DEFAULT_PORT}" in text
     assert f"127.0.0.1:{DEFAULT_PORT}/healthz" in text
     entrypoint = re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)
@@ -151,7 +154,7 @@ def test_dockerfile_copies_every_package_and_serves_the_default_port(
     assert entrypoint is not None and json.loads(entrypoint.group(1)) == ["streamfer"]
     assert cmd is not None
     run = cli_context(json.loads(cmd.group(1)))
-    assert run.command.name == "run" and (ROOT / run.params["config_path"]).is_file()
+    assert run.command.name == "run" and config_file(run.params["config_path"]).is_file()
 
 
 def test_dockerignore_keeps_local_environments_out_of_the_context() -> None:

@@ -11,8 +11,8 @@ import click
 import pytest
 import yaml
 
-from pipeline.config import parse_config
-from pipeline.metrics import DEFAULT_PORT
+from streamfer.pipeline.config import parse_config
+from streamfer.pipeline.metrics import DEFAULT_PORT
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.health import HealthServer, HealthState
-from pipeline.metrics import DEFAULT_PORT, Metrics
+from streamfer.pipeline.health import HealthServer, HealthState
+from streamfer.pipeline.metrics import DEFAULT_PORT, Metrics
 
 PROM = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULE_FILES = sorted(PROM.glob("*.rules.yml"))

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.health import HealthServer, HealthState
-from pipeline.metrics import LATENCY_BUCKETS_S, Metrics
+from streamfer.pipeline.health import HealthServer, HealthState
+from streamfer.pipeline.metrics import LATENCY_BUCKETS_S, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = sorted((ROOT / "deploy" / "prometheus").glob("*.rules.yml"))
@@ -170,7 +170,7 @@ def test_prometheus_reads_exact_counts_and_p99_from_the_health_server(
 
 
 def _transactions(n: int) -> list[tuple[bytes, bytes]]:
-    from models.generators.transactions import TransactionGenerator
+    from streamfer.models.generators.transactions import TransactionGenerator
 
     gen = TransactionGenerator(seed=11)
     out = []
@@ -190,15 +190,17 @@ def test_prometheus_agrees_with_the_decisions_of_a_running_pipeline(
 ) -> None:
     from kafka import KafkaConsumer, KafkaProducer
 
-    from pipeline.app import Pipeline
-    from pipeline.config import parse_config
+    from streamfer.pipeline.app import Pipeline
+    from streamfer.pipeline.config import parse_config
 
     n = 900
     source, sink = unique_topic(2), unique_topic(1)
     cfg = parse_config({
         "kafka": {"bootstrap_servers": kafka_bootstrap},
         "consumer": {"group_id": unique_group()},
-        "models": {"fraud": {"path": str(ROOT / "models" / "fraud.onnx"), "max_batch": 64}},
+        "models": {
+            "fraud": {"path": str(ROOT / "streamfer" / "models" / "fraud.onnx"), "max_batch": 64},
+        },
         "streams": [{"name": "payments", "kind": "transaction", "input_topic": source,
                      "output_topic": sink, "model": "fraud",
                      "batching": {"max_batch": 32, "max_wait_ms": 5}}],

@@ -189,7 +189,7 @@ class FakeEngine:
     def __init__(self, script: Script) -> None:
         import onnxruntime as ort
 
-        from engines.onnx_model import read_onnx_info
+        from streamfer.engines.onnx_model import read_onnx_info
 
         assert script.model is not None
         info = read_onnx_info(script.model)

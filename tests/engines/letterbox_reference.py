@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.preprocess import PAD_VALUE, letterbox_geometry
+from streamfer.models.preprocess import PAD_VALUE, letterbox_geometry
 
 
 def _area_weights(n_out: int, n_src: int, step: float) -> np.ndarray:

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from engines.cli import engines
+from streamfer.engines.cli import engines
 from streamfer.errors import EngineError
 
 
@@ -70,7 +70,7 @@ def test_inspect_engine_without_sidecar_is_explained(tmp_path: Path) -> None:
 def test_missing_model_is_a_one_line_error(tmp_path: Path, command: str) -> None:
     missing = tmp_path / "nope.onnx"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "engines", command, str(missing)],
+        [sys.executable, "-m", "streamfer.pipeline.cli", "engines", command, str(missing)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -96,7 +96,7 @@ def test_build_progress_follows_tensorrt_phases() -> None:
 
     from rich.console import Console
 
-    from engines.cli import RichBuildProgress
+    from streamfer.engines.cli import RichBuildProgress
 
     out = io.StringIO()
     with RichBuildProgress(Console(file=out, width=120)) as progress:

@@ -22,7 +22,7 @@ import pytest
 from fake_tensorrt import Script, make_fake_tensorrt
 from tiny_onnx import REFERENCE_DIR
 
-from engines.host import gpu_count
+from streamfer.engines.host import gpu_count
 
 pytestmark = pytest.mark.gpu
 
@@ -40,7 +40,7 @@ def _needs_the_gpu_libraries() -> None:
 
 
 def _scenes(width: int, height: int, n: int, seed: int = 11) -> list[np.ndarray]:
-    from models.generators.scenes import SceneGenerator
+    from streamfer.models.generators.scenes import SceneGenerator
 
     gen = SceneGenerator(seed=seed, width=width, height=height)
     return [gen.render(camera_id=i % 4).image for i in range(n)]
@@ -54,7 +54,7 @@ def _jpegs(images: list[np.ndarray], quality: int = 85) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def preprocessor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from engines.gpu.preprocessor import GpuFramePreprocessor
+    from streamfer.engines.gpu.preprocessor import GpuFramePreprocessor
 
     with GpuFramePreprocessor(
         SIZE, np.float32, 64, cache_dir=tmp_path_factory.mktemp("kernels")
@@ -64,8 +64,8 @@ def preprocessor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.mark.parametrize(("width", "height"), [(640, 360), (1920, 1080), (160, 90)])
 def test_gpu_letterbox_equals_the_cpu_letterbox(preprocessor: Any, width: int, height: int) -> None:
-    from engines.gpu.inspect import EncodedFrame
-    from models.preprocess import letterbox
+    from streamfer.engines.gpu.inspect import EncodedFrame
+    from streamfer.models.preprocess import letterbox
 
     jpegs = _jpegs(_scenes(width, height, 8))
     with preprocessor.preprocess([EncodedFrame(j, b"image/jpeg") for j in jpegs]) as batch:
@@ -79,8 +79,8 @@ def test_gpu_letterbox_equals_the_cpu_letterbox(preprocessor: Any, width: int, h
 
 
 def test_raw_png_and_rejected_frames_on_the_gpu(preprocessor: Any) -> None:
-    from engines.gpu.inspect import EncodedFrame
-    from models.preprocess import letterbox
+    from streamfer.engines.gpu.inspect import EncodedFrame
+    from streamfer.models.preprocess import letterbox
 
     image = _scenes(320, 240, 1)[0]
     png = cv2.imencode(".png", image)[1].tobytes()
@@ -107,8 +107,8 @@ def test_raw_png_and_rejected_frames_on_the_gpu(preprocessor: Any) -> None:
 
 
 def test_fp16_input_is_the_fp32_input_rounded(tmp_path: Path) -> None:
-    from engines.gpu.inspect import EncodedFrame
-    from engines.gpu.preprocessor import GpuFramePreprocessor
+    from streamfer.engines.gpu.inspect import EncodedFrame
+    from streamfer.engines.gpu.preprocessor import GpuFramePreprocessor
 
     frames = [EncodedFrame(j) for j in _jpegs(_scenes(640, 360, 4))]
     outs = []
@@ -124,8 +124,8 @@ def test_fp16_input_is_the_fp32_input_rounded(tmp_path: Path) -> None:
 
 def _cpu_reason(frame: Any) -> str | None:
     from streamfer.errors import CodecError
-    from streams.codecs import CodecLimits, decode_camera
-    from streams.records import Record
+    from streamfer.streams.codecs import CodecLimits, decode_camera
+    from streamfer.streams.records import Record
 
     headers = (("content-type", frame.content_type),) if frame.content_type else ()
     try:
@@ -154,7 +154,7 @@ class _CudaMemory:
 
 @pytest.fixture
 def detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    from engines.tensorrt.runner import TensorRTRunner
+    from streamfer.engines.tensorrt.runner import TensorRTRunner
 
     path = REFERENCE_DIR / "camera.onnx"
     kind = "TensorRT"
@@ -168,7 +168,7 @@ def detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
 
 def _fit(width: int, height: int) -> tuple[int, int]:
     """What the pipeline's CameraPreprocessor.fit returns: the letterboxed size."""
-    from models.preprocess import letterbox_geometry
+    from streamfer.models.preprocess import letterbox_geometry
 
     _, new_w, new_h = letterbox_geometry(width, height, SIZE)
     return new_w, new_h
@@ -196,13 +196,17 @@ def test_detections_from_the_gpu_path_equal_the_cpu_paths(
 ) -> None:
     """Same frames through the CPU pipeline path (reduced JPEG decode, OpenCV letterbox,
     ONNX Runtime) and the GPU path (nvImageCodec, kernel, runner.infer_device)."""
-    from engines.gpu.inspect import EncodedFrame
-    from engines.onnxruntime.runner import OnnxRuntimeRunner
-    from pipeline.config import DetectionThresholds
-    from pipeline.postprocess import CameraMeta, DetectionPostprocessor, labels_from_metadata
-    from pipeline.processors.camera import camera_input
-    from streams.codecs import CodecLimits, decode_camera
-    from streams.records import Record
+    from streamfer.engines.gpu.inspect import EncodedFrame
+    from streamfer.engines.onnxruntime.runner import OnnxRuntimeRunner
+    from streamfer.pipeline.config import DetectionThresholds
+    from streamfer.pipeline.postprocess import (
+        CameraMeta,
+        DetectionPostprocessor,
+        labels_from_metadata,
+    )
+    from streamfer.pipeline.processors.camera import camera_input
+    from streamfer.streams.codecs import CodecLimits, decode_camera
+    from streamfer.streams.records import Record
 
     runner, kind = detector
     post = DetectionPostprocessor(
@@ -237,15 +241,15 @@ def test_a_camera_stream_on_the_gpu_path_decides_as_on_the_cpu_path(
     """The whole GPU camera processor as a stream runs it: headers read from the records,
     ``infer_with`` (nvImageCodec + kernel + runner.infer_device) on a batch with a cut-off
     frame, results with the geometry that came back, against the CPU processor."""
-    from engines.gpu.preprocessor import GpuFramePreprocessor
-    from engines.onnxruntime.runner import OnnxRuntimeRunner
-    from pipeline.config import StreamConfig
-    from pipeline.postprocess import labels_from_metadata
-    from pipeline.processors.base import Output
-    from pipeline.processors.camera import CameraProcessor
-    from pipeline.processors.camera_gpu import GpuCameraProcessor
+    from streamfer.engines.gpu.preprocessor import GpuFramePreprocessor
+    from streamfer.engines.onnxruntime.runner import OnnxRuntimeRunner
     from streamfer.errors import CodecError
-    from streams.records import Record, RecordBatch
+    from streamfer.pipeline.config import StreamConfig
+    from streamfer.pipeline.postprocess import labels_from_metadata
+    from streamfer.pipeline.processors.base import Output
+    from streamfer.pipeline.processors.camera import CameraProcessor
+    from streamfer.pipeline.processors.camera_gpu import GpuCameraProcessor
+    from streamfer.streams.records import Record, RecordBatch
 
     runner, kind = detector
     stream = StreamConfig(name="cams", kind="camera", input_topic="frames",

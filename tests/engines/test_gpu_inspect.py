@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engines.gpu.inspect import EncodedFrame, FrameInfo, inspect_frame, jpeg_is_complete
+from streamfer.engines.gpu.inspect import EncodedFrame, FrameInfo, inspect_frame, jpeg_is_complete
 from streamfer.errors import CodecError
-from streams.codecs import CodecLimits, decode_camera, encode_camera
-from streams.records import Record
+from streamfer.streams.codecs import CodecLimits, decode_camera, encode_camera
+from streamfer.streams.records import Record
 
 LIMITS = CodecLimits(max_message_bytes=64_000, max_image_pixels=100 * 100)
 RAW = "application/x-raw;shape={};dtype={}"

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings not installed (extra `dev`)")
 
-from engines.gpu import kernels
-from models.preprocess import PAD_VALUE
+from streamfer.engines.gpu import kernels
 from streamfer.errors import EngineError
+from streamfer.models.preprocess import PAD_VALUE
 
 
 @pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_86", "sm_89", "sm_90"])

@@ -22,14 +22,14 @@ from letterbox_reference import resize_reference
 
 pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings not installed (extra `dev`)")
 
-from engines.gpu.decoder import DecodedImage
-from engines.gpu.inspect import EncodedFrame
-from engines.gpu.kernels import FRAME_DESC
-from engines.gpu.preprocessor import GpuFramePreprocessor, Reject
-from models.generators.scenes import SceneGenerator
-from models.preprocess import PAD_VALUE, letterbox, letterbox_geometry
+from streamfer.engines.gpu.decoder import DecodedImage
+from streamfer.engines.gpu.inspect import EncodedFrame
+from streamfer.engines.gpu.kernels import FRAME_DESC
+from streamfer.engines.gpu.preprocessor import GpuFramePreprocessor, Reject
 from streamfer.errors import EngineError
-from streams.codecs import CodecLimits, encode_camera
+from streamfer.models.generators.scenes import SceneGenerator
+from streamfer.models.preprocess import PAD_VALUE, letterbox, letterbox_geometry
+from streamfer.streams.codecs import CodecLimits, encode_camera
 
 SIZE = 64
 

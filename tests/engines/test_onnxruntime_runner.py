@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from tiny_onnx import mlp_reference
 
-from engines.base import TensorSpec
-from engines.onnxruntime.loader import SessionSettings
-from engines.onnxruntime.runner import OnnxRuntimeRunner
+from streamfer.engines.base import TensorSpec
+from streamfer.engines.onnxruntime.loader import SessionSettings
+from streamfer.engines.onnxruntime.runner import OnnxRuntimeRunner
 from streamfer.errors import EngineError
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from tiny_onnx import REFERENCE_DIR as MODELS
 
-from engines.base import random_feeds
-from engines.onnxruntime.loader import SessionSettings
-from engines.onnxruntime.runner import OnnxRuntimeRunner
+from streamfer.engines.base import random_feeds
+from streamfer.engines.onnxruntime.loader import SessionSettings
+from streamfer.engines.onnxruntime.runner import OnnxRuntimeRunner
 from streamfer.errors import EngineError
 
 # model -> (max batch tested: every size 1..max runs, input name, output name)
@@ -29,7 +29,7 @@ CONTRACT: dict[str, tuple[int, str, str]] = {
 
 def _input_tail(model: str) -> tuple[int, ...]:
     if model == "fraud":
-        from models.features import FEATURE_NAMES
+        from streamfer.models.features import FEATURE_NAMES
 
         return (len(FEATURE_NAMES),)
     return (100, 6) if model == "sensor" else (3, 256, 256)

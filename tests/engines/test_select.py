@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fake_tensorrt import Script, make_fake_tensorrt
 
-import engines.host as host
-from engines.onnxruntime.runner import OnnxRuntimeRunner
-from engines.select import create_runner, resolve_target
-from engines.tensorrt.runner import TensorRTRunner
+import streamfer.engines.host as host
+from streamfer.engines.onnxruntime.runner import OnnxRuntimeRunner
+from streamfer.engines.select import create_runner, resolve_target
+from streamfer.engines.tensorrt.runner import TensorRTRunner
 from streamfer.errors import EngineError
 
 

@@ -14,10 +14,14 @@ import onnx
 import pytest
 from fake_tensorrt import FakeLayer, FakeTensor, Script, make_fake_tensorrt
 
-import engines.tensorrt.builder as builder_mod
-from engines.onnx_model import read_onnx_info
-from engines.tensorrt.builder import BuildSettings, EngineFromOnnx, build_serialized_engine
-from engines.tensorrt.cache import BatchProfile
+import streamfer.engines.tensorrt.builder as builder_mod
+from streamfer.engines.onnx_model import read_onnx_info
+from streamfer.engines.tensorrt.builder import (
+    BuildSettings,
+    EngineFromOnnx,
+    build_serialized_engine,
+)
+from streamfer.engines.tensorrt.cache import BatchProfile
 from streamfer.errors import EngineError
 
 

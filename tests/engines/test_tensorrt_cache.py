@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.base import TensorSpec
-from engines.tensorrt.cache import BatchProfile, EngineCache, EngineKey
+from streamfer.engines.base import TensorSpec
+from streamfer.engines.tensorrt.cache import BatchProfile, EngineCache, EngineKey
 from streamfer.errors import EngineError
 
 KEY = EngineKey(

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from tiny_onnx import REFERENCE_DIR as MODELS
 
-from engines.base import Precision, random_feeds
-from engines.host import gpu_count
-from engines.onnxruntime.runner import OnnxRuntimeRunner
+from streamfer.engines.base import Precision, random_feeds
+from streamfer.engines.host import gpu_count
+from streamfer.engines.onnxruntime.runner import OnnxRuntimeRunner
 
 pytestmark = pytest.mark.gpu
 
@@ -42,8 +42,8 @@ def _model(name: str) -> Path:
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("name", sorted(MAX_BATCH))
 def test_tensorrt_matches_onnxruntime(name: str, precision: Precision, tmp_path: Path) -> None:
-    from engines.tensorrt.precision import precision_recipe
-    from engines.tensorrt.runner import TensorRTRunner
+    from streamfer.engines.tensorrt.precision import precision_recipe
+    from streamfer.engines.tensorrt.runner import TensorRTRunner
     from streamfer.errors import EngineError
 
     if precision == "fp16":
@@ -74,7 +74,7 @@ def test_tensorrt_matches_onnxruntime(name: str, precision: Precision, tmp_path:
 
 
 def test_second_activation_loads_from_the_cache_and_threads_run_apart(tmp_path: Path) -> None:
-    from engines.tensorrt.runner import TensorRTRunner
+    from streamfer.engines.tensorrt.runner import TensorRTRunner
 
     path = _model("fraud")
     with TensorRTRunner(path, max_batch=8, cache_dir=tmp_path) as first:

@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 import pytest
 
-from engines.onnx_model import read_onnx_info
-from engines.tensorrt.precision import (
+from streamfer.engines.onnx_model import read_onnx_info
+from streamfer.engines.tensorrt.precision import (
     count_fp16_tensors,
     load_calibration,
     precision_recipe,

@@ -19,9 +19,9 @@ from fake_tensorrt import FakeDeviceMemory, Script, make_fake_cuda, make_fake_te
 from onnx import TensorProto, helper, numpy_helper
 from tiny_onnx import B, W, mlp_reference, save_model
 
-import engines.tensorrt.builder as builder_mod
-from engines.gpu.device import DeviceTensor
-from engines.tensorrt.runner import TensorRTRunner
+import streamfer.engines.tensorrt.builder as builder_mod
+from streamfer.engines.gpu.device import DeviceTensor
+from streamfer.engines.tensorrt.runner import TensorRTRunner
 from streamfer.errors import EngineError
 
 

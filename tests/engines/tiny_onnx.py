@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "models"
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "streamfer" / "models"
 
 # y = sigmoid(x @ W + b): x float32 [N, 4] -> y float32 [N, 3]
 W = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0

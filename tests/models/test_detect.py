@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from models.detect import decode_detections, detect_layout
-from models.metrics import box_iou
 from streamfer.errors import ConfigError, EngineError
+from streamfer.models.detect import decode_detections, detect_layout
+from streamfer.models.metrics import box_iou
 
 LABELS = ["vehicle", "pedestrian", "cyclist", "sign"]
 

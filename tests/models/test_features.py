@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.features import FEATURE_NAMES, FraudFeaturizer, TxColumns
-from models.generators.transactions import TransactionGenerator
 from streamfer.errors import ConfigError
+from streamfer.models.features import FEATURE_NAMES, FraudFeaturizer, TxColumns
+from streamfer.models.generators.transactions import TransactionGenerator
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from models.generators.scenes import DETECTION_LABELS, SceneGenerator
-from models.generators.sensor import SENSOR_LABELS, SensorGenerator
-from models.generators.transactions import DEFAULT_START_MS, TransactionGenerator
 from streamfer.errors import ConfigError
+from streamfer.models.generators.scenes import DETECTION_LABELS, SceneGenerator
+from streamfer.models.generators.sensor import SENSOR_LABELS, SensorGenerator
+from streamfer.models.generators.transactions import DEFAULT_START_MS, TransactionGenerator
 
 
 def take(gen: TransactionGenerator, n: int) -> list[tuple[dict, bool]]:

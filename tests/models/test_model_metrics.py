@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.metrics import mean_average_precision, precision_recall_at_rate, roc_auc
+from streamfer.models.metrics import mean_average_precision, precision_recall_at_rate, roc_auc
 
 
 def brute_auc(y: np.ndarray, s: np.ndarray) -> float:

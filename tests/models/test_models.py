@@ -14,10 +14,10 @@ import numpy as np
 import onnx
 import pytest
 
-from models import evaluate as ev
-from models.features import FEATURE_NAMES
-from models.generators.scenes import DETECTION_LABELS
-from models.generators.sensor import SENSOR_LABELS
+from streamfer.models import evaluate as ev
+from streamfer.models.features import FEATURE_NAMES
+from streamfer.models.generators.scenes import DETECTION_LABELS
+from streamfer.models.generators.sensor import SENSOR_LABELS
 
 MODELS = Path(ev.__file__).parent
 SPECS = {
@@ -54,7 +54,7 @@ def test_model_file_metadata_and_card(name: str) -> None:
     assert [o.name for o in model.graph.output] == [out_name]
     assert model.opset_import[0].version >= 17
     card = (MODELS / f"{name}.md").read_text()
-    assert "python -m models.train " + name in card
+    assert "python -m streamfer.models.train " + name in card
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -85,7 +85,7 @@ def test_fraud_auc_on_a_fresh_sample_matches_the_card() -> None:
 
 
 def test_fraud_scores_rank_a_burst_above_routine_spend() -> None:
-    from models.features import FraudFeaturizer
+    from streamfer.models.features import FraudFeaturizer
 
     feat = FraudFeaturizer()
     t0 = 1_767_261_600_000  # 2026-01-01T10:00Z, daytime in Europe

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.detect import Detection, unletterbox
-from models.preprocess import PAD_VALUE, letterbox, to_frame_boxes, to_input_boxes
 from streamfer.errors import CodecError
+from streamfer.models.detect import Detection, unletterbox
+from streamfer.models.preprocess import PAD_VALUE, letterbox, to_frame_boxes, to_input_boxes
 
 
 def test_letterbox_shape_range_and_padding() -> None:
@@ -66,7 +66,7 @@ def test_bad_images_raise_codec_error(bad: np.ndarray) -> None:
 
 @pytest.mark.parametrize(("width", "height"), [(640, 360), (320, 180), (100, 300), (256, 256)])
 def test_float_letterbox_is_the_uint8_letterbox_scaled(width: int, height: int) -> None:
-    from models.preprocess import letterbox, letterbox_uint8
+    from streamfer.models.preprocess import letterbox, letterbox_uint8
 
     image = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
     chw, lb = letterbox(image, 256)

@@ -14,13 +14,13 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from models.generators.transactions import TransactionGenerator
-from pipeline.app import Pipeline
-from pipeline.config import parse_config
-from streams.codecs import encode_transaction
+from streamfer.models.generators.transactions import TransactionGenerator
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import parse_config
+from streamfer.streams.codecs import encode_transaction
 
 REPO = Path(__file__).resolve().parents[2]
-MODELS = REPO / "models"
+MODELS = REPO / "streamfer" / "models"
 
 
 def config_doc(

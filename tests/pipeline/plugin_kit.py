@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.processors import (
+from streamfer.pipeline.processors import (
     CodecError,
     ConfigProblem,
     Output,

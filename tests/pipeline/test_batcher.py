@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.batcher import Batch, Batcher, Chunk, LatencyModel
+from streamfer.pipeline.batcher import Batch, Batcher, Chunk, LatencyModel
 
 MS = 1_000_000
 

@@ -18,19 +18,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engines.gpu import EncodedFrame
-from engines.select import create_runner
-from models.generators.scenes import SceneGenerator
-from pipeline.config import StreamConfig
-from pipeline.postprocess import labels_from_metadata
-from pipeline.processors.base import Output
-from pipeline.processors.camera import CameraProcessor, camera_input
-from pipeline.processors.camera_gpu import GpuCameraProcessor
+from streamfer.engines.gpu import EncodedFrame
+from streamfer.engines.select import create_runner
 from streamfer.errors import CodecError
-from streams.codecs import decode_camera, encode_camera
-from streams.records import Record, RecordBatch
+from streamfer.models.generators.scenes import SceneGenerator
+from streamfer.pipeline.config import StreamConfig
+from streamfer.pipeline.postprocess import labels_from_metadata
+from streamfer.pipeline.processors.base import Output
+from streamfer.pipeline.processors.camera import CameraProcessor, camera_input
+from streamfer.pipeline.processors.camera_gpu import GpuCameraProcessor
+from streamfer.streams.codecs import decode_camera, encode_camera
+from streamfer.streams.records import Record, RecordBatch
 
-MODEL = Path(__file__).resolve().parents[2] / "models" / "camera.onnx"
+MODEL = Path(__file__).resolve().parents[2] / "streamfer" / "models" / "camera.onnx"
 pytestmark = pytest.mark.skipif(not MODEL.exists(), reason="models/camera.onnx missing")
 STREAM = StreamConfig(
     name="cams", kind="camera", input_topic="frames", output_topic="out", model="camera"

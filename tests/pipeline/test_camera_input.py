@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from models.detect import Detection, unletterbox
-from models.preprocess import letterbox
-from pipeline.config import StreamConfig
-from pipeline.processors.camera import CameraProcessor
-from streams.codecs import encode_camera
-from streams.records import Record, RecordBatch
+from streamfer.models.detect import Detection, unletterbox
+from streamfer.models.preprocess import letterbox
+from streamfer.pipeline.config import StreamConfig
+from streamfer.pipeline.processors.camera import CameraProcessor
+from streamfer.streams.codecs import encode_camera
+from streamfer.streams.records import Record, RecordBatch
 
 STREAM = StreamConfig(
     name="cams", kind="camera", input_topic="frames", output_topic="out", model="camera"

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from tiny_models import sensor_model, sum_model
 
-from pipeline.check_cli import check_processor
 from streamfer.errors import ConfigError
+from streamfer.pipeline.check_cli import check_processor
 
 
 @pytest.fixture

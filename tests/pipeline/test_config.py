@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from pipeline.config import load_config
 from streamfer.errors import ConfigError
+from streamfer.pipeline.config import load_config
 
 MODELS = ("fraud", "sensor", "camera")
 
@@ -200,7 +200,7 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
 def test_example_configs_are_valid() -> None:
     root = Path(__file__).resolve().parents[2]
     paths = sorted((root / "deploy" / "configs").glob("*.yaml"))
-    if not paths or not all((root / "models" / f"{m}.onnx").exists() for m in MODELS):
+    if not paths or not all((root / "streamfer" / "models" / f"{m}.onnx").exists() for m in MODELS):
         pytest.skip("example configs or model files not there yet")
     for path in paths:
         if path.name == SASL_EXAMPLE:  # needs the secure broker's files: see below
@@ -222,8 +222,8 @@ def test_sasl_example_config_is_valid_once_the_secure_broker_made_its_files(
     copy = tmp_path / "deploy" / "configs" / SASL_EXAMPLE  # the same relative paths, in tmp
     copy.parent.mkdir(parents=True)
     copy.write_text(text)
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "fraud.onnx").write_bytes(b"onnx")
+    (tmp_path / "streamfer" / "models").mkdir(parents=True)
+    (tmp_path / "streamfer" / "models" / "fraud.onnx").write_bytes(b"onnx")
     broker_files = tmp_path / ".cache" / "kafka" / "data-9192" / "sasl-ssl"
     broker_files.mkdir(parents=True)
     (broker_files / "password").write_text("from-the-broker")

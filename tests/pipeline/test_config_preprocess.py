@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from test_config import base, write
 
-from engines.gpu import gpu_libraries_missing, resolve_preprocess_device
-from pipeline.config import load_config
+from streamfer.engines.gpu import gpu_libraries_missing, resolve_preprocess_device
 from streamfer.errors import ConfigError, EngineError
+from streamfer.pipeline.config import load_config
 
 
 def camera(**extra: object) -> dict:

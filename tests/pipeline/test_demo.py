@@ -20,7 +20,7 @@ def test_demo_decides_every_stream_and_writes_annotated_frames(
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "streamfer.pipeline.cli",
             "demo",
             "--duration",
             "8",

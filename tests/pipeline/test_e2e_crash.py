@@ -35,7 +35,7 @@ from e2e_helpers import (
 )
 from tiny_models import slow_sensor_model
 
-from streams.codecs import encode_sensor
+from streamfer.streams.codecs import encode_sensor
 
 pytestmark = [
     pytest.mark.integration,
@@ -62,7 +62,7 @@ def config(tmp_path: Path, bootstrap: str, group: str, src: str, out: str, deliv
 
 def start_run(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "-c", str(cfg)],
+        [sys.executable, "-m", "streamfer.pipeline.cli", "run", "-c", str(cfg)],
         cwd=REPO,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -225,7 +225,7 @@ def test_two_workers_share_the_partitions(
         metrics={"enabled": True, "port": port, "host": "127.0.0.1"},
     )  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "-c", str(cfg), "--workers", "2"],
+        [sys.executable, "-m", "streamfer.pipeline.cli", "run", "-c", str(cfg), "--workers", "2"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -15,11 +15,11 @@ import pytest
 from e2e_helpers import committed, config_doc, decisions, produce, read_all, wait_for
 from tiny_models import camera_model, sensor_model
 
-from models.generators.scenes import SceneGenerator
-from models.generators.sensor import SensorGenerator
-from pipeline.app import Pipeline
-from pipeline.config import parse_config
-from streams.codecs import encode_camera, encode_sensor, validate_decision
+from streamfer.models.generators.scenes import SceneGenerator
+from streamfer.models.generators.sensor import SensorGenerator
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import parse_config
+from streamfer.streams.codecs import encode_camera, encode_sensor, validate_decision
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ import pytest
 from e2e_helpers import committed, config_doc, produce, read_all, wait_for
 from tiny_models import sum_model
 
-from pipeline.app import Pipeline
-from pipeline.config import parse_config
-from streams.codecs import validate_decision
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import parse_config
+from streamfer.streams.codecs import validate_decision
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from e2e_helpers import MODELS, decisions, produce, read_all, wait_for, write_config
 
-from pipeline.app import Pipeline
-from pipeline.config import load_config
-from streams.codecs import validate_decision
-from streams.codecs.sample import encode_sample
-from streams.feeds import sample_feed
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import load_config
+from streamfer.streams.codecs import validate_decision
+from streamfer.streams.codecs.sample import encode_sample
+from streamfer.streams.feeds import sample_feed
 
 pytestmark = [
     pytest.mark.integration,

@@ -23,15 +23,15 @@ import pytest
 import yaml
 from e2e_helpers import MODELS, REPO, config_doc, decisions, read_all, wait_for
 
-from pipeline.app import Pipeline
-from pipeline.config import PipelineConfig, parse_config
 from streamfer.errors import StreamError
-from streams.admin import create_topics
-from streams.broker import LocalBroker
-from streams.broker_secure import SaslSslListener, ensure_tls_material
-from streams.feeds import transaction_feed
-from streams.producers import produce
-from streams.sink import KafkaSink
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import PipelineConfig, parse_config
+from streamfer.streams.admin import create_topics
+from streamfer.streams.broker import LocalBroker
+from streamfer.streams.broker_secure import SaslSslListener, ensure_tls_material
+from streamfer.streams.feeds import transaction_feed
+from streamfer.streams.producers import produce
+from streamfer.streams.sink import KafkaSink
 
 pytestmark = [
     pytest.mark.integration,
@@ -150,7 +150,7 @@ def test_run_over_sasl_ssl_logs_no_secret_and_binds_the_metrics_host(
     log = tmp_path / "run.log"
     with log.open("wb") as sink:  # -vv: kafka-python and streamfer debug logs included
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "-vv", "run", "-c", str(cfg),
+            [sys.executable, "-m", "streamfer.pipeline.cli", "-vv", "run", "-c", str(cfg),
              "--metrics-host", "127.0.0.1"],
             cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -176,7 +176,7 @@ def test_run_over_sasl_ssl_logs_no_secret_and_binds_the_metrics_host(
 
 def streamfer(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "streamfer.pipeline.cli", *args],
         capture_output=True, text=True, timeout=60, cwd=REPO,
     )  # fmt: skip
 

@@ -35,8 +35,8 @@ from e2e_helpers import (
     write_config,
 )
 
-from pipeline.app import Pipeline
-from pipeline.config import load_config
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import load_config
 
 pytestmark = [
     pytest.mark.integration,
@@ -107,8 +107,10 @@ def assert_same_decisions(got: dict[Coords, list[float]], ref: dict[Coords, floa
 
 
 def start_run(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "-v", "run", "-c", str(cfg)],
-                            cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamfer.pipeline.cli", "-v", "run", "-c", str(cfg)],
+        cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )
 
 
 def decided(bootstrap: str, topic: str, at_least: int) -> int:
@@ -178,7 +180,7 @@ def test_a_worker_joining_and_leaving_gives_the_uninterrupted_decisions(
     src, out, group = unique_topic(3), unique_topic(1), unique_group()
     cfg = load_config(config(tmp_path / "p.yaml", kafka_bootstrap, group,
                              stream(src, out, delivery, tmp_path / "state")))  # fmt: skip
-    caplog.set_level("INFO", logger="streams.state.manager")
+    caplog.set_level("INFO", logger="streamfer.streams.state.manager")
     with Pipeline(cfg, serve_http=False) as first:
         first.wait_ready(30)
         with trickle(kafka_bootstrap, src, messages(), per_s=100):
@@ -220,7 +222,7 @@ def test_restore_after_deleting_the_local_state_rebuilds_from_the_changelog(
     assert any(state.rglob("data.mdb"))
     shutil.rmtree(state)
     produce(kafka_bootstrap, src, msgs[300:])
-    caplog.set_level("INFO", logger="streams.state.manager")
+    caplog.set_level("INFO", logger="streamfer.streams.state.manager")
     with Pipeline(cfg, serve_http=False) as pipe:
         pipe.wait_ready(30)
         wait_for(lambda: pipe.stats()["payments"].resolved >= 300, 60, "the second half")

@@ -20,12 +20,12 @@ from e2e_helpers import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from engines.base import Runner
-from engines.select import create_runner
-from models.generators.transactions import TransactionGenerator
-from pipeline.app import Pipeline
-from pipeline.config import load_config
-from streams.codecs import encode_transaction, validate_decision
+from streamfer.engines.base import Runner
+from streamfer.engines.select import create_runner
+from streamfer.models.generators.transactions import TransactionGenerator
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import load_config
+from streamfer.streams.codecs import encode_transaction, validate_decision
 
 pytestmark = [
     pytest.mark.integration,

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.decisions import SegmentTiming
-from pipeline.engine import STOP, EngineWorker, RowQueue, deadlines_ns
-from pipeline.processors.base import Prepared, Result
 from streamfer.errors import CodecError, EngineError, StreamError
-from streams.records import RecordBatch
-from streams.tracker import OffsetTracker
+from streamfer.pipeline.decisions import SegmentTiming
+from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue, deadlines_ns
+from streamfer.pipeline.processors.base import Prepared, Result
+from streamfer.streams.records import RecordBatch
+from streamfer.streams.tracker import OffsetTracker
 
 
 def batch(first: int, n: int, partition: int = 0) -> RecordBatch:

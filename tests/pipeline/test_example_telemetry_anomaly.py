@@ -14,11 +14,11 @@ import pytest
 import yaml
 from e2e_helpers import committed, read_all, wait_for
 
-from pipeline.app import Pipeline
-from pipeline.config import load_config, parse_config
-from pipeline.processors import plugins
 from streamfer.errors import ConfigError
-from streams.codecs import validate_decision
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import load_config, parse_config
+from streamfer.pipeline.processors import plugins
+from streamfer.streams.codecs import validate_decision
 from telemetry_anomaly import TelemetryAnomaly
 from telemetry_anomaly.data import FAULTS, TelemetryGenerator, matrix
 from telemetry_anomaly.produce import produce, readings

@@ -36,10 +36,10 @@ from e2e_helpers import (
 )
 from tiny_models import nan_sensor_model
 
-from pipeline.app import Pipeline
-from pipeline.config import parse_config
-from streams.admin import create_topics
-from streams.codecs import encode_sensor
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import parse_config
+from streamfer.streams.admin import create_topics
+from streamfer.streams.codecs import encode_sensor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
@@ -59,7 +59,7 @@ def failed_run_error(tmp_path: Path, doc: dict[str, Any], timeout_s: float = 60)
     config = tmp_path / "p.yaml"
     config.write_text(json.dumps(doc))
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "-c", str(config)],
+        [sys.executable, "-m", "streamfer.pipeline.cli", "run", "-c", str(config)],
         capture_output=True, text=True, timeout=timeout_s,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr[-3000:]

@@ -6,7 +6,7 @@ built-in processor's ``prepare`` and through the outlet's decision encoding.
 A processor must never raise on input (an exception is a bug, dead-lettered
 as ``internal_error`` only as a last resort): every row is either accepted,
 with finite model inputs, or rejected with a reason from
-``streams.reasons.DEAD_LETTER_REASONS`` and a message
+``streamfer.streams.reasons.DEAD_LETTER_REASONS`` and a message
 ``topic[partition]@offset | problem. Note: expectation``.
 """
 
@@ -22,17 +22,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_outlet import TIMING, Harness
 
-from models.generators.transactions import TransactionGenerator
-from pipeline.config import StreamConfig
-from pipeline.processors.base import Output, Prepared
-from pipeline.processors.camera import CameraProcessor
-from pipeline.processors.sample import SampleProcessor
-from pipeline.processors.sensor import SensorProcessor
-from pipeline.processors.transaction import TransactionProcessor
-from streams.codecs import encode_sensor, encode_transaction
-from streams.codecs.sample import encode_sample
-from streams.reasons import DEAD_LETTER_REASONS, DROP_REASONS
-from streams.records import RecordBatch
+from streamfer.models.generators.transactions import TransactionGenerator
+from streamfer.pipeline.config import StreamConfig
+from streamfer.pipeline.processors.base import Output, Prepared
+from streamfer.pipeline.processors.camera import CameraProcessor
+from streamfer.pipeline.processors.sample import SampleProcessor
+from streamfer.pipeline.processors.sensor import SensorProcessor
+from streamfer.pipeline.processors.transaction import TransactionProcessor
+from streamfer.streams.codecs import encode_sensor, encode_transaction
+from streamfer.streams.codecs.sample import encode_sample
+from streamfer.streams.reasons import DEAD_LETTER_REASONS, DROP_REASONS
+from streamfer.streams.records import RecordBatch
 
 # a warning (numpy's overflow in a cast, Pillow's) would reach stderr: none may be raised
 pytestmark = pytest.mark.filterwarnings("error")

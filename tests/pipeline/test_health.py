@@ -1,4 +1,4 @@
-"""pipeline.health: liveness from heartbeats, readiness, and the HTTP endpoints."""
+"""streamfer.pipeline.health: liveness from heartbeats, readiness, and the HTTP endpoints."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.health import HealthServer, HealthState
-from pipeline.metrics import Metrics
 from streamfer.errors import ConfigError, StreamferError
+from streamfer.pipeline.health import HealthServer, HealthState
+from streamfer.pipeline.metrics import Metrics
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""pipeline.metrics: names, labels, buckets, exactness under threads, the off switch."""
+"""streamfer.pipeline.metrics: names, labels, buckets, exactness under threads, the off switch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from pipeline.metrics import (
+from streamfer.errors import ConfigError
+from streamfer.pipeline.metrics import (
     LATENCY_BUCKETS_S,
     MAX_REASONS,
     STAGES,
@@ -18,7 +19,6 @@ from pipeline.metrics import (
     StreamMetrics,
     StreamRecorder,
 )
-from streamfer.errors import ConfigError
 
 BASE = {"stream": "fraud", "model": "fraud", "engine": "onnxruntime"}
 

@@ -22,17 +22,17 @@ from pathlib import Path
 import pytest
 from e2e_helpers import MODELS, config_doc, decisions, produce, read_all, wait_for
 
-from models.generators.transactions import TransactionGenerator
-from pipeline.app import Pipeline
-from pipeline.config import parse_config
 from streamfer.errors import StreamError
-from streams.admin import create_topics
-from streams.broker import LocalBroker
-from streams.client import ClientFactory, ConsumerOptions
-from streams.codecs import encode_transaction
-from streams.records import RecordBatch
-from streams.settings import KafkaSettings
-from streams.source import KafkaSource, SourceOptions
+from streamfer.models.generators.transactions import TransactionGenerator
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import parse_config
+from streamfer.streams.admin import create_topics
+from streamfer.streams.broker import LocalBroker
+from streamfer.streams.client import ClientFactory, ConsumerOptions
+from streamfer.streams.codecs import encode_transaction
+from streamfer.streams.records import RecordBatch
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.source import KafkaSource, SourceOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BEFORE, AFTER = 150, 150  # records produced before the outage and after it
@@ -84,7 +84,7 @@ def test_readiness_follows_the_broker_and_every_record_is_decided(
     for _ in range(BEFORE + AFTER):
         tx, _ = gen.next()
         messages.append((tx["card_id"].encode(), encode_transaction(tx), []))
-    caplog.set_level(logging.WARNING, logger="pipeline.stream")
+    caplog.set_level(logging.WARNING, logger="streamfer.pipeline.stream")
     with Pipeline(parse_config(doc, "t", tmp_path)) as pipe:
         pipe.wait_ready(30)
         base = pipe.http_url

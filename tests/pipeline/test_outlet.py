@@ -10,17 +10,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.decisions import DecisionEncoder, ModelIdentity, SegmentTiming
-from pipeline.metrics import Metrics
-from pipeline.outlet import LogLimiter, Outlet
-from pipeline.processors.base import Output, Prepared, Reject
-from pipeline.stats import StatsBook
 from streamfer.errors import CodecError, ProcessorError
-from streams.client import ProducerOptions
-from streams.codecs import validate_decision
-from streams.dlq import DeadLetterWriter
-from streams.records import RecordBatch
-from streams.tracker import OffsetTracker
+from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity, SegmentTiming
+from streamfer.pipeline.metrics import Metrics
+from streamfer.pipeline.outlet import LogLimiter, Outlet
+from streamfer.pipeline.processors.base import Output, Prepared, Reject
+from streamfer.pipeline.stats import StatsBook
+from streamfer.streams.client import ProducerOptions
+from streamfer.streams.codecs import validate_decision
+from streamfer.streams.dlq import DeadLetterWriter
+from streamfer.streams.records import RecordBatch
+from streamfer.streams.tracker import OffsetTracker
 
 TIMING = SegmentTiming(queue_ms=1.0, preprocess_ms=0.5, infer_ms=2.0, postprocess_ms=0.1)
 
@@ -280,7 +280,7 @@ def test_bad_records_log_one_warning_each_within_a_rate_and_tracebacks_at_debug(
         cause = exc
     error = CodecError("tx[2]@10 | bad", "bad_json")
     error.__cause__ = cause
-    with caplog.at_level(logging.DEBUG, logger="pipeline.outlet"):
+    with caplog.at_level(logging.DEBUG, logger="streamfer.pipeline.outlet"):
         for row in range(5):
             h.outlet.dead_letter(b, row, error, "bad_json")
         now[0] = 1.5

@@ -28,14 +28,14 @@ from e2e_helpers import (
 )
 from tiny_models import camera_model, sensor_model
 
-from models.generators.scenes import SceneGenerator
-from models.generators.sensor import SensorGenerator
-from models.generators.transactions import TransactionGenerator
-from pipeline.app import Pipeline
-from pipeline.config import parse_config
-from streams.admin import create_topics
-from streams.codecs import REASONS, encode_camera, encode_sensor, encode_transaction
-from streams.dlq import (
+from streamfer.models.generators.scenes import SceneGenerator
+from streamfer.models.generators.sensor import SensorGenerator
+from streamfer.models.generators.transactions import TransactionGenerator
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import parse_config
+from streamfer.streams.admin import create_topics
+from streamfer.streams.codecs import REASONS, encode_camera, encode_sensor, encode_transaction
+from streamfer.streams.dlq import (
     HEADERS_DROPPED,
     KEY_TRUNCATED,
     SOURCE_OFFSET,
@@ -86,7 +86,7 @@ def test_tombstones_and_empty_values_go_to_the_dlq_and_every_stream_goes_on(
         s.update(input_topic=topics[s["name"]][0], output_topic=topics[s["name"]][1])
         s["batching"] = {"max_batch": 4, "max_wait_ms": 5}
     models = {
-        "fraud": Path(__file__).resolve().parents[2] / "models" / "fraud.onnx",
+        "fraud": Path(__file__).resolve().parents[2] / "streamfer" / "models" / "fraud.onnx",
         "sensor": sensor_model(tmp_path / "s.onnx"),
         "camera": camera_model(tmp_path / "c.onnx"),
     }

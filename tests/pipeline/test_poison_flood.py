@@ -27,12 +27,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from e2e_helpers import MODELS, committed, pipelines_by_stream, wait_for
 from tiny_models import camera_model, sensor_model
 
-from models.generators.transactions import TransactionGenerator
-from streams.admin import create_topics
-from streams.broker import LocalBroker
-from streams.codecs import encode_camera, encode_sensor, encode_transaction
-from streams.dlq import ERROR_REASON, SOURCE_OFFSET, SOURCE_PARTITION, VALUE_NULL
-from streams.reasons import DEAD_LETTER_REASONS
+from streamfer.models.generators.transactions import TransactionGenerator
+from streamfer.streams.admin import create_topics
+from streamfer.streams.broker import LocalBroker
+from streamfer.streams.codecs import encode_camera, encode_sensor, encode_transaction
+from streamfer.streams.dlq import ERROR_REASON, SOURCE_OFFSET, SOURCE_PARTITION, VALUE_NULL
+from streamfer.streams.reasons import DEAD_LETTER_REASONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BAD = 10_200  # malformed records per kind

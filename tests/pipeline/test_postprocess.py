@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pipeline.config import FraudThresholds, SensorThresholds
-from pipeline.postprocess import (
+from streamfer.errors import EngineError
+from streamfer.pipeline.config import FraudThresholds, SensorThresholds
+from streamfer.pipeline.postprocess import (
     SCHEMA,
     FraudPostprocessor,
     ModelIdentity,
@@ -17,9 +18,8 @@ from pipeline.postprocess import (
     key_text,
     labels_from_metadata,
 )
-from streamfer.errors import EngineError
-from streams.codecs import validate_decision
-from streams.codecs.decision import LATENCY_STAGES
+from streamfer.streams.codecs import validate_decision
+from streamfer.streams.codecs.decision import LATENCY_STAGES
 
 LABELS = ["normal", "hard_brake", "swerve", "impact"]
 

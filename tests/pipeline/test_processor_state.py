@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from models.features import CARD_CODEC, FraudFeaturizer, TxColumns
-from models.generators.transactions import TransactionGenerator
-from pipeline.processors.transaction import StoredCards
-from streams.state import LocalStore, StateView
+from streamfer.models.features import CARD_CODEC, FraudFeaturizer, TxColumns
+from streamfer.models.generators.transactions import TransactionGenerator
+from streamfer.pipeline.processors.transaction import StoredCards
+from streamfer.streams.state import LocalStore, StateView
 
 FIELDS = ("card_id", "ts", "lat", "lon", "amount", "currency", "mcc", "channel")
 

@@ -14,10 +14,11 @@ import yaml
 from plugin_kit import Faulty, JsonSum
 from tiny_models import DETECTION_LABELS, sensor_model, sum_model, yolo_model
 
-from engines.base import Runner, TensorSpec
-from engines.select import create_runner
-from pipeline.config import StreamConfig, load_config
-from pipeline.processors import (
+from streamfer.engines.base import Runner, TensorSpec
+from streamfer.engines.select import create_runner
+from streamfer.errors import CodecError, ConfigError, EngineError, ProcessorError
+from streamfer.pipeline.config import StreamConfig, load_config
+from streamfer.pipeline.processors import (
     Output,
     Prepared,
     ProcessorContext,
@@ -26,11 +27,10 @@ from pipeline.processors import (
     plugins,
     processor_context,
 )
-from pipeline.processors.checks import PreparedCheck
-from pipeline.stream import prepare_isolated
-from streamfer.errors import CodecError, ConfigError, EngineError, ProcessorError
-from streams.codecs import CodecLimits, encode_camera
-from streams.records import Record, RecordBatch
+from streamfer.pipeline.processors.checks import PreparedCheck
+from streamfer.pipeline.stream import prepare_isolated
+from streamfer.streams.codecs import CodecLimits, encode_camera
+from streamfer.streams.records import Record, RecordBatch
 
 X = TensorSpec("x", np.dtype(np.float32), (None, 3))
 

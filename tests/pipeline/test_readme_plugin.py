@@ -10,8 +10,8 @@ import yaml
 from click.testing import CliRunner
 from tiny_models import sum_model
 
-from pipeline.check_cli import check_processor
-from pipeline.config import parse_config
+from streamfer.pipeline.check_cli import check_processor
+from streamfer.pipeline.config import parse_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -41,7 +41,7 @@ def test_the_readme_plugin_runs_on_samples(tmp_path: Path, monkeypatch: pytest.M
 
 def test_the_interface_docstring_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                               ) -> None:  # fmt: skip
-    from pipeline.processors import base
+    from streamfer.pipeline.processors import base
 
     doc = base.__doc__ or ""
     lines = doc.split("with less code)::\n\n", 1)[1].splitlines()

@@ -9,13 +9,14 @@ from pathlib import Path
 import yaml
 from kafka.protocol.sasl import SaslAuthenticateRequest
 
-from pipeline.config import parse_config
-from pipeline.run_cli import with_metrics_host
+from streamfer.pipeline.config import parse_config
+from streamfer.pipeline.run_cli import with_metrics_host
 
 
 def streamfer(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "streamfer.pipeline.cli", *args],
+        capture_output=True, text=True, timeout=60,
     )
 
 
@@ -86,10 +87,10 @@ def test_debug_logs_leave_out_kafka_python_wire_dumps(tmp_path: Path) -> None:
     sasl_plain = SaslAuthenticateRequest(auth_bytes=b"\x00svc\x00hunter2")
     script = (
         "import logging, sys\n"
-        "from pipeline.cli import cli\n"
+        "from streamfer.pipeline.cli import cli\n"
         "cli.main(['-vv', 'validate', '-c', sys.argv[1]], standalone_mode=False)\n"
         "logging.getLogger('kafka.protocol.parser').debug('Sending request %s', sys.argv[2])\n"
-        "logging.getLogger('pipeline.app').debug('streamfer debug line')\n"
+        "logging.getLogger('streamfer.pipeline.app').debug('streamfer debug line')\n"
     )
     (tmp_path / "fraud.onnx").write_bytes(b"onnx")
     cfg = tmp_path / "ok.yaml"

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.app import Pipeline
-from pipeline.config import parse_config
-from pipeline.engine import RowQueue
-from pipeline.metrics import StreamRecorder
-from pipeline.stats import StatsBook
-from pipeline.stream import LagReporter, hand_over
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import parse_config
+from streamfer.pipeline.engine import RowQueue
+from streamfer.pipeline.metrics import StreamRecorder
+from streamfer.pipeline.stats import StatsBook
+from streamfer.pipeline.stream import LagReporter, hand_over
 
 
 def config(tmp_path: Path) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.stats import RECENT, StatsBook
+from streamfer.pipeline.stats import RECENT, StatsBook
 
 
 def test_snapshot_counts_and_percentiles() -> None:

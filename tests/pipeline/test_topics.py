@@ -1,4 +1,4 @@
-"""Output and dead-letter topics exist before the pipeline publishes (pipeline.topics)."""
+"""Output and dead-letter topics exist before the pipeline publishes (streamfer.pipeline.topics)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from e2e_helpers import MODELS, write_config
 
-from pipeline.app import Pipeline
-from pipeline.config import load_config, parse_config
-from pipeline.topics import MissingTopic, missing_topics, within_limits
 from streamfer.errors import ConfigError, StreamError
-from streams.admin import create_topics, max_message_bytes, topic_partitions
-from streams.client import ProducerOptions
+from streamfer.pipeline.app import Pipeline
+from streamfer.pipeline.config import load_config, parse_config
+from streamfer.pipeline.topics import MissingTopic, missing_topics, within_limits
+from streamfer.streams.admin import create_topics, max_message_bytes, topic_partitions
+from streamfer.streams.client import ProducerOptions
 
 needs_fraud = pytest.mark.skipif(
     not (MODELS / "fraud.onnx").exists(), reason="models/fraud.onnx missing"

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import StreamConfig
-from pipeline.processors.sample import SampleProcessor
-from pipeline.windows import KeyWindowsCodec, WindowAssembler, cut_offline
 from streamfer.errors import ConfigError
-from streams.codecs.sample import encode_sample
-from streams.records import RecordBatch
-from streams.state import LocalStore, StateView
+from streamfer.pipeline.config import StreamConfig
+from streamfer.pipeline.processors.sample import SampleProcessor
+from streamfer.pipeline.windows import KeyWindowsCodec, WindowAssembler, cut_offline
+from streamfer.streams.codecs.sample import encode_sample
+from streamfer.streams.records import RecordBatch
+from streamfer.streams.state import LocalStore, StateView
 
 MS = 1_000_000
 LABELS = ["normal", "harsh_brake", "pothole", "lane_change", "speed_bump"]

@@ -8,10 +8,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.client import ConsumerOptions
-from streams.records import Record, RecordBatch
-from streams.settings import KafkaSettings
-from streams.sink import KafkaSink
+from streamfer.streams.client import ConsumerOptions
+from streamfer.streams.records import Record, RecordBatch
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
 
 
 def produce(bootstrap: str, topic: str, n: int, keys: int = 16) -> None:

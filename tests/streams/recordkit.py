@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streams.records import Record
+from streamfer.streams.records import Record
 
 
 def make_record(

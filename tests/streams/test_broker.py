@@ -11,8 +11,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from streamfer.errors import BrokerError
-from streams.admin import BOOTSTRAP_ENV
-from streams.broker import LocalBroker, new_cluster_id
+from streamfer.streams.admin import BOOTSTRAP_ENV
+from streamfer.streams.broker import LocalBroker, new_cluster_id
 
 pytestmark = pytest.mark.integration
 

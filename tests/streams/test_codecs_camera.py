@@ -15,8 +15,8 @@ from PIL import Image
 from recordkit import make_record
 
 from streamfer.errors import CodecError
-from streams.codecs import CodecLimits, decode_camera, encode_camera
-from streams.codecs.camera import jpeg_reduction, jpeg_size, png_size
+from streamfer.streams.codecs import CodecLimits, decode_camera, encode_camera
+from streamfer.streams.codecs.camera import jpeg_reduction, jpeg_size, png_size
 
 LIMITS = CodecLimits()
 

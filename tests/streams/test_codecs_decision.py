@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamfer.errors import CodecError
-from streams.codecs import DECISION_SCHEMA, SCHEMA_ID, encode_decision, validate_decision
-from streams.codecs.decision import LATENCY_STAGES
+from streamfer.streams.codecs import DECISION_SCHEMA, SCHEMA_ID, encode_decision, validate_decision
+from streamfer.streams.codecs.decision import LATENCY_STAGES
 
 VALIDATOR = jsonschema.Draft202012Validator(DECISION_SCHEMA)
 score = st.floats(0, 1)

@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 from recordkit import make_record
 
 from streamfer.errors import CodecError
-from streams.codecs import (
+from streamfer.streams.codecs import (
     REASONS,
     CodecLimits,
     decode_sensor,

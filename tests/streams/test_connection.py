@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from streams.connection import ConnectionMonitor, LibraryNoise
+from streamfer.streams.connection import ConnectionMonitor, LibraryNoise
 
 
 class Clock:
@@ -49,7 +49,7 @@ def test_librdkafka_statistics_with_a_broker_up_are_a_sign_of_life() -> None:
 def test_repeated_client_errors_are_summarised(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     monitor = ConnectionMonitor("c", quiet_s=30, clock=clock)
-    with caplog.at_level(logging.WARNING, logger="streams.connection"):
+    with caplog.at_level(logging.WARNING, logger="streamfer.streams.connection"):
         for _ in range(20):
             monitor.error("Connection refused", kind="_TRANSPORT")
             clock.now += 1

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamfer.errors import CodecError
-from streams.client import ProducerOptions
-from streams.dlq import (
+from streamfer.streams.client import ProducerOptions
+from streamfer.streams.dlq import (
     HEADERS_DROPPED,
     KEY_TRUNCATED,
     SOURCE_OFFSET,
@@ -17,7 +17,7 @@ from streams.dlq import (
     VALUE_TRUNCATED,
     DeadLetterWriter,
 )
-from streams.records import Record
+from streamfer.streams.records import Record
 
 Headers = Sequence[tuple[str, bytes | None]]
 

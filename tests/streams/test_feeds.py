@@ -11,8 +11,8 @@ import pytest
 from recordkit import make_record
 
 from streamfer.errors import CodecError, ConfigError
-from streams.codecs import CodecLimits, decode_camera, decode_sensor, decode_transaction
-from streams.feeds import camera_feed, sensor_feed, transaction_feed
+from streamfer.streams.codecs import CodecLimits, decode_camera, decode_sensor, decode_transaction
+from streamfer.streams.feeds import camera_feed, sensor_feed, transaction_feed
 
 LIMITS = CodecLimits()
 

@@ -1,6 +1,6 @@
 """kafka-python workarounds: each is needed exactly where it is active.
 
-``streams.kafka_python`` works around three kafka-python 3.0.x behaviours and
+``streamfer.streams.kafka_python`` works around three kafka-python 3.0.x behaviours and
 turns each workaround on only for that release line. Every test here
 reproduces one behaviour with plain kafka-python (no streamfer code in the
 way) on the installed version, and fails when the workaround and the library
@@ -23,11 +23,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 
-from streams.admin import create_topics
-from streams.client import ClientFactory, ConsumerOptions, ProducerOptions, client_factory
-from streams.kafka_python import workaround
-from streams.settings import KafkaSettings
-from streams.sink import KafkaSink
+from streamfer.streams.admin import create_topics
+from streamfer.streams.client import ClientFactory, ConsumerOptions, ProducerOptions, client_factory
+from streamfer.streams.kafka_python import workaround
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
 
 pytestmark = pytest.mark.integration
 VERSION = kafka.__version__
@@ -170,7 +170,7 @@ def test_an_active_workaround_says_so_once() -> None:
     script = (
         "import logging\n"
         "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
-        "from streams.kafka_python import workaround\n"
+        "from streamfer.streams.kafka_python import workaround\n"
         "for _ in range(3):\n"
         "    workaround('parked-records')\n"
     )

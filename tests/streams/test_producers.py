@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from kafkakit import read_all, unused_port
 
 from streamfer.errors import StreamError
-from streams.cli import produce as produce_cli
-from streams.feeds import transaction_feed
-from streams.producers import produce, producer_sink
+from streamfer.streams.cli import produce as produce_cli
+from streamfer.streams.feeds import transaction_feed
+from streamfer.streams.producers import produce, producer_sink
 
 
 @pytest.mark.integration

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from streams.codecs import REASONS
-from streams.reasons import (
+from streamfer.streams.codecs import REASONS
+from streamfer.streams.reasons import (
     DEAD_LETTER_REASONS,
     DROP_REASONS,
     dead_letter_reason,
@@ -41,7 +41,7 @@ def reason_literals(path: Path) -> set[tuple[str, str]]:
 def test_every_reason_the_code_writes_is_documented() -> None:
     found: set[tuple[str, str]] = set()
     for package in ("pipeline", "streams"):
-        for path in (ROOT / package).rglob("*.py"):
+        for path in (ROOT / "streamfer" / package).rglob("*.py"):
             found |= reason_literals(path)
     dead = {code for kind, code in found if kind == "dead letter"}
     drops = {code for kind, code in found if kind == "drop"}

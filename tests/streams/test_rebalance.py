@@ -11,11 +11,11 @@ from collections.abc import Callable
 import pytest
 from kafkakit import committed, fast_options, produce, read_all, records
 
-from streams.client import ClientFactory, ProducerOptions
-from streams.records import Record
-from streams.settings import KafkaSettings
-from streams.sink import KafkaSink
-from streams.source import KafkaSource, SourceOptions
+from streamfer.streams.client import ClientFactory, ProducerOptions
+from streamfer.streams.records import Record
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
+from streamfer.streams.source import KafkaSource, SourceOptions
 
 pytestmark = pytest.mark.integration
 N = 3000

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 import pytest
 from kafkakit import fast_options, produce, records
 
-from streams.client import ClientFactory, ClientName, TopicPartition
-from streams.records import Record
-from streams.settings import KafkaSettings
-from streams.source import KafkaSource, SourceOptions
+from streamfer.streams.client import ClientFactory, ClientName, TopicPartition
+from streamfer.streams.records import Record
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.source import KafkaSource, SourceOptions
 
 pytestmark = pytest.mark.integration
 SESSION_S = 6.0  # fast_options: session timeout 6 s, heartbeats every 0.5 s

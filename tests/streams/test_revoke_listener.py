@@ -10,10 +10,10 @@ from typing import Any
 
 from kafka.structs import TopicPartition as KTP
 
-from streams.client import ConsumerOptions, TopicPartition
-from streams.kafka_python import _Listener
-from streams.settings import KafkaSettings
-from streams.source import KafkaSource, SourceOptions
+from streamfer.streams.client import ConsumerOptions, TopicPartition
+from streamfer.streams.kafka_python import _Listener
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.source import KafkaSource, SourceOptions
 
 
 class FakeLoop:

@@ -18,15 +18,15 @@ from click.testing import CliRunner
 from kafkakit import fast_options, records, unused_port
 
 from streamfer.errors import BrokerError, StreamError
-from streams.admin import create_topics, topic_partitions
-from streams.broker import LocalBroker
-from streams.broker_cli import broker as broker_cli
-from streams.broker_secure import SaslSslListener, ensure_tls_material
-from streams.client import ClientFactory, ProducerOptions
-from streams.records import Record
-from streams.settings import KafkaSettings
-from streams.sink import KafkaSink
-from streams.source import KafkaSource
+from streamfer.streams.admin import create_topics, topic_partitions
+from streamfer.streams.broker import LocalBroker
+from streamfer.streams.broker_cli import broker as broker_cli
+from streamfer.streams.broker_secure import SaslSslListener, ensure_tls_material
+from streamfer.streams.client import ClientFactory, ProducerOptions
+from streamfer.streams.records import Record
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
+from streamfer.streams.source import KafkaSource
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from streamfer.errors import ConfigError, StreamError
-from streams.broker_secure import SaslSslListener, ensure_tls_material
-from streams.security import (
+from streamfer.streams.broker_secure import SaslSslListener, ensure_tls_material
+from streamfer.streams.security import (
     PasswordFilter,
     check_login,
     explain_connect_failure,
     read_password_file,
 )
-from streams.settings import KafkaSettings
+from streamfer.streams.settings import KafkaSettings
 
 PASSWORD = "pw-7f3a9c"
 SETTINGS = KafkaSettings(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from streamfer.errors import ConfigError
-from streams.records import Record
-from streams.settings import KafkaSettings
+from streamfer.streams.records import Record
+from streamfer.streams.settings import KafkaSettings
 
 
 def test_sasl_scram_over_ssl_kwargs_and_hidden_password() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Mapping
 
-from streams.client import (
+from streamfer.streams.client import (
     ConsumerOptions,
     DeliveryCallback,
     Headers,
@@ -13,10 +13,10 @@ from streams.client import (
     RevokeHook,
     TopicPartition,
 )
-from streams.records import Record, RecordBatch
-from streams.settings import KafkaSettings
-from streams.sink import KafkaSink
-from streams.source import KafkaSource, SourceOptions
+from streamfer.streams.records import Record, RecordBatch
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
+from streamfer.streams.source import KafkaSource, SourceOptions
 
 TP = ("in", 0)
 SETTINGS = KafkaSettings("127.0.0.1:1")

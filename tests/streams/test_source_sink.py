@@ -9,12 +9,12 @@ import pytest
 from kafkakit import committed, fast_options, produce, read_all, records, unused_port
 
 from streamfer.errors import CodecError, StreamError
-from streams.client import ClientFactory, ProducerOptions
-from streams.dlq import DeadLetterWriter
-from streams.records import Record
-from streams.settings import KafkaSettings
-from streams.sink import KafkaSink
-from streams.source import KafkaSource, SourceOptions
+from streamfer.streams.client import ClientFactory, ProducerOptions
+from streamfer.streams.dlq import DeadLetterWriter
+from streamfer.streams.records import Record
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
+from streamfer.streams.source import KafkaSource, SourceOptions
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +164,7 @@ def test_dead_letters_carry_original_bytes_and_error_headers(
     kafka_bootstrap: str, unique_topic: Callable[..., str], factory: ClientFactory
 ) -> None:
     topic = unique_topic(1)
-    from streams.admin import create_topics
+    from streamfer.streams.admin import create_topics
 
     create_topics(kafka_bootstrap, {topic + ".dlq": 1})
     record = Record(topic, 0, 41, b"card-1", b"{broken", (("content-type", b"x/y"),), 0, 0)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from streamfer.errors import CodecError, EngineError, StreamError
-from streams.client import ConsumerOptions, ProducerOptions
-from streams.dlq import ERROR_REASON, VALUE_NULL, VALUE_TRUNCATED, DeadLetterWriter
-from streams.records import Record
-from streams.settings import KafkaSettings
-from streams.sink import KafkaSink
-from streams.source import KafkaSource
+from streamfer.streams.client import ConsumerOptions, ProducerOptions
+from streamfer.streams.dlq import ERROR_REASON, VALUE_NULL, VALUE_TRUNCATED, DeadLetterWriter
+from streamfer.streams.records import Record
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
+from streamfer.streams.source import KafkaSource
 
 SETTINGS = KafkaSettings("127.0.0.1:1")
 

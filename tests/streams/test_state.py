@@ -9,12 +9,12 @@ from typing import Any, NamedTuple
 import pytest
 
 from streamfer.errors import StateError
-from streams.records import RecordBatch
-from streams.state import Checkpoint, LocalStore, StateView
-from streams.state.changelog import ChangelogWriter, changelog_config, changelog_topic
-from streams.state.entry import pack_entry, unpack_entry, unpack_head
-from streams.state.restore import Merge, plan, restore
-from streams.tracker import OffsetTracker
+from streamfer.streams.records import RecordBatch
+from streamfer.streams.state import Checkpoint, LocalStore, StateView
+from streamfer.streams.state.changelog import ChangelogWriter, changelog_config, changelog_topic
+from streamfer.streams.state.entry import pack_entry, unpack_entry, unpack_head
+from streamfer.streams.state.restore import Merge, plan, restore
+from streamfer.streams.tracker import OffsetTracker
 
 
 class Count(NamedTuple):

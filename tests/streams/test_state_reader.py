@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.client import ClientFactory, ProducerOptions, ReaderOptions
-from streams.settings import KafkaSettings
-from streams.sink import KafkaSink
+from streamfer.streams.client import ClientFactory, ProducerOptions, ReaderOptions
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.tracker import OffsetTracker, Span
+from streamfer.streams.tracker import OffsetTracker, Span
 
 TP = ("t", 0)
 

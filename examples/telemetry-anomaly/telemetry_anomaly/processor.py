@@ -28,7 +28,7 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.processors import (
+from streamfer.pipeline.processors import (
     CodecError,
     ConfigError,
     ConfigProblem,

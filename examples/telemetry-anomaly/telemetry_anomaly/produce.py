@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from streams.admin import default_bootstrap
-from streams.settings import KafkaSettings
-from streams.sink import KafkaSink
+from streamfer.streams.admin import default_bootstrap
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
 from telemetry_anomaly.data import TelemetryGenerator
 
 _BROKEN: tuple[bytes, ...] = (

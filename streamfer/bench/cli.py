@@ -1,0 +1,374 @@
+"""``streamfer bench``: each benchmark is one command that prints a table and records it.
+
+Every command appends its result (machine, load, date, commit, command, raw
+numbers, targets met or missed) to ``bench/RESULTS.md`` unless ``--no-record``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from streamfer.bench.report import RESULTS_PATH, Report, append_results, command_line, print_report
+from streamfer.streams.admin import default_bootstrap, wait_for_broker
+
+_console = Console(stderr=True)
+
+
+def _say(text: str) -> None:
+    _console.log(text)
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--bootstrap", default=None, help="Kafka bootstrap (default: $STREAMFER_BOOTSTRAP or "
+        "127.0.0.1:9092).",
+    )(fn)  # fmt: skip
+    return _recording(fn)
+
+
+def _recording(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--results", type=click.Path(dir_okay=False, path_type=Path), default=RESULTS_PATH,
+        show_default="bench/RESULTS.md", help="Markdown file the result is appended to; charts "
+        "are written next to it.",
+    )(fn)  # fmt: skip
+    fn = click.option("--no-record", is_flag=True, help="Print only; do not append to results.")(fn)
+    return fn
+
+
+def _finish(report: Report, results: Path, no_record: bool) -> None:
+    print_report(report, Console())
+    if not no_record:
+        append_results(report, results)
+        _say(f"appended to {results}")
+
+
+def _broker(bootstrap: str | None) -> str:
+    address = bootstrap or default_bootstrap()
+    wait_for_broker(address, timeout_s=30)
+    return address
+
+
+@click.group()
+def bench() -> None:
+    """Run the benchmarks and record results in bench/RESULTS.md."""
+
+
+@bench.command()
+@_common
+@click.option(
+    "--records",
+    type=click.IntRange(100),
+    default=100_000,
+    show_default=True,
+    help="Transactions per run of every system but naive (all of the input topic).",
+)
+@click.option(
+    "--naive-records",
+    type=click.IntRange(10),
+    default=2_000,
+    show_default=True,
+    help="Transactions per naive run (the first ones of the same topic).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Interleaved repetitions of all systems (rotated order).",
+)
+@click.option(
+    "--systems",
+    "systems_text",
+    default=None,
+    metavar="LIST",
+    help="Comma-separated subset to run: passthrough-kafka-python, passthrough-confluent, "
+    "naive, plain-loop, tuned-loop, streamfer, streamfer-metrics-off, streamfer-state, "
+    "streamfer-no-state (default: the first six). Targets whose systems did not run read "
+    "'not measured'.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Pipeline config (default: deploy/configs/fraud.yaml).",
+)
+@click.option(
+    "--metrics-off",
+    is_flag=True,
+    help="Also run the pipeline with metrics disabled (metrics overhead; ~1 min more).",
+)
+@click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
+def scoring(
+    bootstrap: str | None, results: Path, no_record: bool, records: int, naive_records: int,
+    repeats: int, systems_text: str | None, config_path: Path | None, metrics_off: bool,
+    keep_topics: bool,
+) -> None:  # fmt: skip
+    """Transactions/s and CPU µs/record of streamfer against both clients' pass-through
+    limits, the plain and the tuned hand-written confluent-kafka batch loops and the naive
+    loop, with the targets' verdicts (about 5 min)."""
+    from streamfer.bench.pipeline_proc import CONFIG_DIR
+    from streamfer.bench.scoring import ScoringOptions, parse_systems, run_scoring
+    from streamfer.errors import ConfigError
+
+    try:
+        only = parse_systems(systems_text) if systems_text is not None else ()
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--systems") from None
+    opts = ScoringOptions(
+        records, naive_records, repeats, config_path or CONFIG_DIR / "fraud.yaml",
+        keep_topics=keep_topics, metrics_off=metrics_off, only=only,
+    )  # fmt: skip
+    report = run_scoring(_broker(bootstrap), opts, command_line(), _say)
+    _finish(report, results, no_record)
+
+
+@bench.command("state-restore")
+@_common
+@click.option("--keys", type=click.IntRange(1000), default=1_000_000, show_default=True,
+              help="Cards in the changelog partition.")  # fmt: skip
+def state_restore(bootstrap: str | None, results: Path, no_record: bool, keys: int) -> None:
+    """Restore time of one partition's state (from the changelog, from a checkpoint plus
+    the changelog, from a current checkpoint), and the local stores compared per key
+    (about 1 min at 1 million cards)."""
+    from streamfer.bench.state_restore import run_restore
+
+    report = run_restore(_broker(bootstrap), keys, command_line(), _say)
+    _finish(report, results, no_record)
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected comma-separated numbers") from None
+    if not values or min(values) <= 0:
+        raise click.BadParameter(f"{text!r}: expected numbers > 0")
+    return values
+
+
+@bench.command()
+@_common
+@click.option(
+    "--stream",
+    "kind",
+    type=click.Choice(["transactions", "camera"]),
+    default="transactions",
+    show_default=True,
+    help="Which stream: transactions (bound 25 ms) or camera frames (bound 100 ms).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Pipeline config (default: deploy/configs/fraud.yaml or camera.yaml).",
+)
+@click.option(
+    "--max-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Maximum throughput to scale the ladder to (default: measured first).",
+)
+@click.option(
+    "--fractions",
+    default=None,
+    help="Ladder as fractions of the maximum, run in this order (default: "
+    "0.25,0.5,0.5,0.5,0.75,1: rising, the 50% point three times).",
+)
+@click.option("--rates", default=None, help="Explicit ladder in records/s (overrides fractions).")
+@click.option(
+    "--min-duration",
+    "min_duration_s",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds per point at least (budget permitting).",
+)
+@click.option(
+    "--min-records",
+    type=click.IntRange(min=10),
+    default=25_000,
+    show_default=True,
+    help="Records per point at least (budget permitting).",
+)
+@click.option(
+    "--budget",
+    "budget_s",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Seconds for the whole ladder; points are shortened to fit (default: 400, "
+    "so the command ends within 10 minutes).",
+)
+@click.option(
+    "--probe-records",
+    type=click.IntRange(min=10),
+    default=None,
+    help="Backlog drained to measure the maximum (default: 30000 transactions, 1200 frames).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Run the ladder this many times, one after another (e.g. --fractions 0.5 "
+    "--repeats 3 for the 50%-of-max target).",
+)
+@click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
+def server(
+    bootstrap: str | None, results: Path, no_record: bool, kind: str, config_path: Path | None,
+    max_rate: float | None, fractions: str | None, rates: str | None, min_duration_s: float,
+    min_records: int, budget_s: float | None, probe_records: int | None, repeats: int,
+    keep_topics: bool,
+) -> None:  # fmt: skip
+    """Poisson arrivals at rising rates: p50/p99/p99.9 per rate and the highest rate within
+    the p99 bound (default run: about 8 min)."""
+    from streamfer.bench.plots import plot_server
+    from streamfer.bench.server import ServerOptions, run_server
+
+    opts = ServerOptions(
+        kind="transaction" if kind == "transactions" else "camera", config=config_path,
+        max_rate=max_rate, fractions=_floats(fractions), rates=_floats(rates),
+        min_duration_s=min_duration_s, min_records=min_records, budget_s=budget_s,
+        probe_records=probe_records, keep_topics=keep_topics, repeats=repeats,
+    )  # fmt: skip
+    report = run_server(_broker(bootstrap), opts, command_line(), _say)
+    report.images.append(plot_server(report, results.parent))
+    _finish(report, results, no_record)
+
+
+@bench.command()
+@_recording
+@click.option(
+    "--models",
+    default="fraud,sensor,camera",
+    show_default=True,
+    help="Reference models (models/<name>.onnx), comma-separated.",
+)
+@click.option(
+    "--batches",
+    default="1,2,4,8,16,32,64",
+    show_default=True,
+    help="Batch sizes of the engine curve, comma-separated.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.01),
+    default=1.5,
+    show_default=True,
+    help="Measuring time per (model, batch) point of the curve.",
+)
+@click.option(
+    "--gain-seconds",
+    type=click.FloatRange(min=0.01),
+    default=2.0,
+    show_default=True,
+    help="Seconds per trial rate of the batcher-gain search.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1, 20),
+    default=6,
+    show_default=True,
+    help="Bisection steps of the batcher-gain search.",
+)
+def batching(
+    results: Path, no_record: bool, models: str, batches: str,
+    seconds: float, gain_seconds: float, steps: int,
+) -> None:  # fmt: skip
+    """Engine throughput vs batch size per model, and the dynamic batcher's gain at equal
+    p99 (about 3-5 min; needs no broker)."""
+    from streamfer.bench.batching import batching_report
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    sizes = [int(b) for b in _floats(batches) or (1,)]
+    report = batching_report(names, sizes, seconds, gain_seconds, steps, command_line(), _say,
+                             results.parent)  # fmt: skip
+    _finish(report, results, no_record)
+
+
+@bench.command()
+@_common
+@click.option(
+    "--frames",
+    type=click.IntRange(10),
+    default=1500,
+    show_default=True,
+    help="Preloaded frames the pipeline drains per run.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Interleaved repetitions of decode limit, engine limit and pipeline.",
+)
+@click.option(
+    "--split-frames",
+    type=click.IntRange(1),
+    default=300,
+    show_default=True,
+    help="Frames through the instrumented one-thread loop (time split).",
+)
+@click.option(
+    "--limit-seconds",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds per decode-limit and engine-limit measurement.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Pipeline config (default: deploy/configs/camera.yaml).",
+)
+@click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
+@click.option(
+    "--preprocess",
+    type=click.Choice(["cpu", "gpu"]),
+    default="cpu",
+    show_default=True,
+    help="gpu: the GPU frame path's stages per process (nvImageCodec decode, letterbox kernel, "
+    "TensorRT where installed, postprocess) on frames in memory; needs no broker.",
+)
+@click.option(
+    "--gpu-batch", type=click.IntRange(1, 1024), default=64, show_default=True,
+    help="Frames per GPU batch (--preprocess gpu).",
+)  # fmt: skip
+@click.option(
+    "--gpu-threads", type=click.IntRange(1, 64), default=2, show_default=True,
+    help="Preprocessing threads, one GPU preprocessor each (--preprocess gpu).",
+)  # fmt: skip
+def frames(
+    bootstrap: str | None, results: Path, no_record: bool, frames: int, repeats: int,
+    split_frames: int, limit_seconds: float, config_path: Path | None, keep_topics: bool,
+    preprocess: str, gpu_batch: int, gpu_threads: int,
+) -> None:  # fmt: skip
+    """Camera frames/s per core with the time split over Kafka I/O, decode, preprocess,
+    inference, postprocess and publish, against the decode and engine limits (about 3 min).
+    With --preprocess gpu: frames/s per process of the GPU frame path (about 1 min)."""
+    from streamfer.bench.frames import FramesOptions, run_frames
+
+    if preprocess == "gpu":
+        from streamfer.bench.gpu_frames import GpuFramesOptions, run_gpu_frames
+
+        gpu_opts = GpuFramesOptions(gpu_batch, limit_seconds, repeats, gpu_threads)
+        _finish(run_gpu_frames(gpu_opts, command_line(), _say), results, no_record)
+        return
+
+    opts = FramesOptions(frames, repeats, split_frames, limit_seconds, keep_topics=keep_topics)
+    if config_path is not None:
+        opts = FramesOptions(frames, repeats, split_frames, limit_seconds, config_path,
+                             keep_topics)  # fmt: skip
+    report = run_frames(_broker(bootstrap), opts, command_line(), _say)
+    _finish(report, results, no_record)

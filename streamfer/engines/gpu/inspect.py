@@ -1,0 +1,68 @@
+"""What a camera frame is, read from its header bytes before any pixel is decoded.
+
+The GPU path must reject exactly what the CPU codec (``streamfer.streams.codecs.camera``)
+rejects, with the same reason codes, so it runs the codec's own header checks
+(``frame_info``): message size (``empty``, ``too_large``), the content-type
+header (``bad_content_type``), the JPEG/PNG header or the raw shape
+(``corrupt_image``, ``bad_shape``) and the pixel limit (``image_too_large``).
+A decode that fails afterwards is ``corrupt_image`` on both paths.
+``tests/engines/test_gpu_inspect.py`` runs both over the same bad frames.
+Header-only checks (``capture-ts-ns``, ``frame-seq``) stay with the record
+codec: they are not about pixels.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from streamfer.errors import CodecError
+from streamfer.streams.codecs.camera import FrameInfo, FrameKind, frame_info, jpeg_segments
+from streamfer.streams.codecs.limits import CodecLimits, fail_at
+
+__all__ = ["EncodedFrame", "FrameInfo", "FrameKind", "inspect_frame", "jpeg_is_complete"]
+
+
+class EncodedFrame(NamedTuple):
+    """One frame as it arrives: the record value and its ``content-type`` header (raw bytes)."""
+
+    data: bytes
+    content_type: bytes | None = None
+
+
+def inspect_frame(frame: EncodedFrame, limits: CodecLimits, where: str) -> FrameInfo:
+    """The frame's kind and size, or CodecError with the CPU codec's reason code: the
+    CPU codec's own header checks (``streamfer.streams.codecs.camera.frame_info``).
+
+    ``where`` names the frame in the message (``topic[partition]@offset``).
+    """
+    return frame_info(frame.data, frame.content_type, limits, where)
+
+
+def jpeg_scan_start(data: bytes) -> int | None:
+    """Offset of the first start-of-scan marker (FF DA), walking the segments; None if none."""
+    return next((i for marker, i, _ in jpeg_segments(data) if marker == 0xDA), None)
+
+
+def jpeg_is_complete(data: bytes) -> bool:
+    """True when an end-of-image marker (FF D9) follows the first scan.
+
+    OpenCV refuses a JPEG whose data ends before its EOI marker (a frame cut
+    short in transit), while nvJPEG decodes it and fills the missing blocks;
+    checking here keeps both paths' verdict. Inside entropy-coded data an FF is
+    always followed by 00 or a restart marker, so FF D9 after the scan start is
+    an EOI, never a coincidence (unlike an EXIF thumbnail's, before the scan).
+    """
+    scan = jpeg_scan_start(data)
+    # Searched from the end, where it is (before any trailing padding): O(1) for a whole
+    # frame, where a forward search stops at every FF of the scan data (76 us at 1080p).
+    return scan is not None and data.rfind(b"\xff\xd9") > scan
+
+
+def decode_failure(where: str, info: FrameInfo, size: int, got: str) -> CodecError:
+    """The ``corrupt_image`` error of a frame whose header passed but whose pixels did not."""
+    return fail_at(
+        where,
+        f"image decode gave {got} ({size} bytes)",
+        "corrupt_image",
+        f"expected a decodable {info.width}x{info.height} image",
+    )

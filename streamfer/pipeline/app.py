@@ -1,0 +1,225 @@
+"""The pipeline of one process: every configured stream, its engine, metrics and health.
+
+Public API (what ``streamfer run`` and ``streamfer demo`` use)::
+
+    from streamfer.pipeline.app import Pipeline
+    from streamfer.pipeline.config import load_config
+
+    with Pipeline(load_config("deploy/configs/fraud.yaml")) as pipe:   # start()
+        pipe.wait_ready(timeout_s=30)        # engines loaded and partitions assigned
+        snap = pipe.stats()["payments"]      # StreamStats, see pipeline.stats
+        print(snap.consumed, snap.decided, snap.dropped, snap.dead_lettered,
+              snap.lag, snap.p50_ms, snap.p99_ms)
+    # __exit__ -> stop(drain=True): stop consuming, finish and publish what is in
+    # flight, commit, close.
+
+* ``Pipeline(config, *, worker_index=0, metrics=None, serve_http=None,
+  runners=None)`` does no I/O. ``worker_index`` names the Kafka transactional
+  id of exactly-once streams and offsets the metrics port
+  (``metrics.port + worker_index``). ``serve_http`` (default
+  ``config.metrics.enabled``) starts the ``/metrics /healthz /readyz`` server
+  on ``metrics.host`` (default ``0.0.0.0``).
+  ``runners`` maps model names to ready-made ``streamfer.engines.base.Runner`` objects
+  (benchmarks, tests); other models get ``streamfer.engines.select.create_runner``.
+  The pipeline activates and deactivates every runner it uses.
+* ``start()`` makes sure every output and dead-letter topic exists
+  (``streamfer.pipeline.topics``: created when ``kafka.create_topics``, else a missing
+  one fails the start) and learns their ``max.message.bytes``, activates one
+  runner per model (ONNX Runtime or TensorRT), starts the HTTP server, then
+  every stream (consumer, producer, threads).
+* ``ready`` is true while engines are loaded, every stream has partitions
+  assigned and the pipeline is not stopping.
+* ``stop(drain=True)``: stop polling, let in-flight records finish (decision
+  published and acknowledged, drop or dead letter), commit, close; bounded by
+  ``runtime.drain_timeout_s``. ``stop(drain=False)`` commits only what is
+  already resolved and closes at once (the rest is consumed again after a
+  restart: at-least-once). A runner whose engine thread is still inside
+  inference after the join is left active (logged), never freed under it.
+* ``wait_ready(timeout_s)`` polls ``ready`` and raises StreamferError naming
+  what is missing; ``http_url`` is where ``/metrics`` is served (None when
+  not serving), ``metrics_port`` the port this worker asks for.
+* ``stats()`` -> ``{stream name: StreamStats}``: ``consumed``, ``decided``
+  (decisions acknowledged), ``dropped`` and ``dead_lettered`` (dicts reason ->
+  count), ``in_flight``, ``lag``, ``e2e_ms`` (recent record timestamp ->
+  decision acked), ``p50_ms``, ``p99_ms``, ``percentile_ms(q)``, ``resolved``.
+* ``failure`` is the first fatal error of a stream (the pipeline then stops
+  itself, without draining); ``wait(timeout_s)`` blocks until it stopped.
+
+Threads per stream: one consumer thread (poll, backpressure by pausing
+partitions, commits), a preprocessing thread pool (``runtime.preprocess_threads``,
+decode and letterbox release the GIL), one engine worker (batcher, inference,
+postprocess, hand-off to the producer); the producer's I/O thread runs the
+acknowledgement callbacks that resolve offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from types import TracebackType
+
+from streamfer.engines.base import Runner
+from streamfer.engines.select import create_runner
+from streamfer.errors import StreamferError
+from streamfer.pipeline.config import PipelineConfig
+from streamfer.pipeline.health import HealthServer, HealthState
+from streamfer.pipeline.metrics import Metrics
+from streamfer.pipeline.stats import StreamStats
+from streamfer.pipeline.stream import StreamRuntime
+from streamfer.pipeline.topics import ensure_output_topics, message_limits
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        worker_index: int = 0,
+        metrics: Metrics | None = None,
+        serve_http: bool | None = None,
+        runners: Mapping[str, Runner] | None = None,
+    ) -> None:
+        self.config = config
+        self._given_runners = dict(runners or {})
+        self.worker_index = worker_index
+        self.metrics = metrics or Metrics(enabled=config.metrics.enabled)
+        conditions = (f"{c}:{s.name}" for s in config.streams for c in ("partitions", "broker"))
+        self.health = HealthState(("engines", *conditions))
+        self._serve_http = config.metrics.enabled if serve_http is None else serve_http
+        self._server: HealthServer | None = None
+        self._runners: dict[str, Runner] = {}
+        self._streams: dict[str, StreamRuntime] = {}
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._started = False
+        self.failure: BaseException | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            ensure_output_topics(self.config)  # before loading engines: fail fast
+            limits = message_limits(self.config)
+            self._start_engines()
+            if self._serve_http:
+                self._server = HealthServer(
+                    self.metrics,
+                    self.health,
+                    host=self.config.metrics.host,
+                    port=self.metrics_port,
+                )
+                self._server.start()
+            for stream in self.config.streams:
+                runtime = StreamRuntime(
+                    self.config,
+                    stream,
+                    self._runners[stream.model],
+                    self.metrics,
+                    self.health,
+                    worker_index=self.worker_index,
+                    on_fatal=self._on_fatal,
+                    topic_limits=limits,
+                )
+                self._streams[stream.name] = runtime
+                runtime.start()
+        except BaseException:
+            self.stop(drain=False)
+            raise
+
+    @property
+    def metrics_port(self) -> int:
+        """The port of this worker: ``metrics.port + worker_index`` (0 stays 0: a free port)."""
+        base = self.config.metrics.port
+        return base + self.worker_index if base else 0
+
+    @property
+    def http_url(self) -> str | None:
+        return self._server.url if self._server is not None else None
+
+    def _start_engines(self) -> None:
+        for name, model in self.config.models.items():
+            if not any(s.model == name for s in self.config.streams):
+                continue
+            runner = self._given_runners.get(name) or create_runner(
+                model.path,
+                target=model.target,
+                precision=model.precision,
+                max_batch=model.max_batch,
+                intra_op_threads=model.intra_op_threads,
+            )
+            runner.activate()
+            self._runners[name] = runner
+            log.info("model %s | %s on %s", name, runner.info.kind, runner.info.device)
+        self.health.set_ready("engines", True)
+
+    def stop(self, drain: bool = True) -> None:
+        """Stop every stream (draining in-flight work first when ``drain``); idempotent."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self.health.start_draining()
+            for runtime in self._streams.values():
+                runtime.request_stop(drain=drain)
+            timeout = self.config.runtime.drain_timeout_s
+            for runtime in self._streams.values():
+                runtime.join(timeout_s=timeout if drain else 5.0)
+            stuck = {id(rt.runner) for rt in self._streams.values() if rt.engine_alive}
+            for name, runner in self._runners.items():
+                if id(runner) in stuck:  # still inside infer(): freeing it could crash
+                    log.warning("model %s | engine thread still running; not deactivated", name)
+                    continue
+                runner.deactivate()
+            if self._server is not None:
+                self._server.close()
+            self._stopped.set()
+
+    def _on_fatal(self, name: str, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+        log.error("stream %s | fatal: %s; stopping the pipeline", name, exc)
+        threading.Thread(target=self.stop, kwargs={"drain": False}, daemon=True).start()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the pipeline has stopped; False on timeout."""
+        return self._stopped.wait(timeout_s)
+
+    def __enter__(self) -> Pipeline:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(drain=exc_type is None)
+
+    # -- state -------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Engines loaded, partitions assigned to every stream, not stopping (as /readyz)."""
+        return not self._stopped.is_set() and self.health.is_ready()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll ``ready`` until true; StreamferError naming what is missing on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready:
+            if self.failure is not None:
+                raise StreamferError(f"pipeline | failed while starting: {self.failure}")
+            if time.monotonic() >= deadline:
+                problems = ", ".join(self.health.readiness().problems)
+                raise StreamferError(
+                    f"pipeline | not ready after {timeout_s:g} s ({problems}). "
+                    "Note: is the broker up and are the input topics there?"
+                )
+            time.sleep(0.05)  # poll interval
+
+    def stats(self) -> dict[str, StreamStats]:
+        return {name: runtime.stats() for name, runtime in self._streams.items()}

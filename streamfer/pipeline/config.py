@@ -1,0 +1,564 @@
+"""Pipeline configuration: one YAML file, parsed once into frozen typed objects.
+
+``load_config(path)`` reads the file and returns a :class:`PipelineConfig`, or
+raises :class:`~streamfer.errors.ConfigError` that lists *every* problem found,
+each with the file, the key path, the bad value and what is allowed::
+
+    pipeline.yaml: streams[0].kind | input should be 'camera', 'sensor', 'sensor-sample',
+    'transaction' or 'custom' (got 'video'). Note: allowed: camera, sensor, sensor-sample,
+    transaction, custom
+
+Rules beyond types (streamfer.pipeline.config_checks): a stream names a known model
+and batches no larger than it; transactions are never dropped (no
+``drop_stale``, no ``latest_per_key``); ``replay`` mode drops nothing;
+``drop_stale`` needs ``deadline_ms``; a kind's threshold section (``fraud``,
+``detection``, ``sensor``) only on streams of that kind; ``kind: custom``
+needs a ``processor`` that imports, and ``processor_config`` passes the
+plug-in's own checks; SASL needs a mechanism and credentials.
+``delivery: exactly_once`` is allowed for every kind: the offsets of dropped
+frames commit in the same transaction as the decisions.
+
+Each default is written once, here, on the field it belongs to. Secrets
+(``kafka.sasl_password``) are :class:`pydantic.SecretStr` and never printed;
+``kafka.sasl_password_file`` keeps the password out of the config file
+altogether. Relative file paths (model ONNX files, SSL files, the password
+file) are resolved against the directory of the config file. When
+``kafka.bootstrap_servers`` is left out, ``$STREAMFER_BOOTSTRAP`` or
+``127.0.0.1:9092`` is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from streamfer.errors import ConfigError
+from streamfer.paths import shipped_config, shipped_config_names
+from streamfer.pipeline.config_checks import (
+    kafka_problems,
+    model_problems,
+    plugin_problems,
+    reference_problems,
+    stream_problems,
+)
+from streamfer.pipeline.config_problems import Problem, format_problems, pydantic_problems
+from streamfer.pipeline.metrics import DEFAULT_PORT
+from streamfer.streams.client import DEFAULT_CLIENT, ClientName, ConsumerOptions, ProducerOptions
+
+if TYPE_CHECKING:
+    from streamfer.streams.codecs import CodecLimits
+    from streamfer.streams.settings import KafkaSettings
+
+Kind = Literal["camera", "sensor", "sensor-sample", "transaction", "custom"]
+Target = Literal["auto", "tensorrt", "onnxruntime"]
+Precision = Literal["fp32", "fp16", "int8"]
+Mode = Literal["realtime", "replay"]
+Delivery = Literal["at_least_once", "exactly_once"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+Compression = Literal["none", "gzip", "lz4", "zstd"]  # as streams.client.Compression
+PreprocessDevice = Literal["auto", "gpu", "cpu"]  # as engines.gpu.PreprocessDevice
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _default(options: Any, name: str) -> Any:
+    """A client option's default, written once in ``streamfer.streams.client``."""
+    return options.__dataclass_fields__[name].default
+
+
+class KafkaConfig(_Frozen):
+    """Connection to the cluster; shared by every consumer and producer of the process.
+
+    ``create_topics``: at start, create the output and dead-letter topics that do
+    not exist yet (as many partitions as the stream's input topic, 1 if that is
+    missing too, and ``topic_replication_factor`` replicas). When false, a missing
+    one fails the start: clusters that disable ``auto.create.topics.enable``
+    would otherwise fail every publish.
+
+    SASL needs ``sasl_mechanism``, ``sasl_username`` and the password, given
+    either inline (``sasl_password``) or as ``sasl_password_file``: a file that
+    holds only the password (one trailing line break ignored), read when the
+    clients are created. The file is how a Kubernetes secret volume or
+    ``streamfer broker start --sasl-ssl`` (``<data dir>/sasl-ssl/password``) hands it
+    over, and it keeps the password out of the config file and of the process
+    environment. ``ssl_cafile`` is the CA that signed the brokers' certificates
+    (unset: the system's CA store).
+    """
+
+    bootstrap_servers: str | None = None
+    client: ClientName = DEFAULT_CLIENT
+    client_id: str = "streamfer"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    create_topics: bool = True
+    topic_replication_factor: int = Field(default=1, ge=1, le=32767)  # Kafka's limit (int16)
+
+    def resolved_bootstrap(self) -> str:
+        """The configured servers, else ``$STREAMFER_BOOTSTRAP``, else the local broker."""
+        from streamfer.streams.admin import default_bootstrap
+
+        return self.bootstrap_servers or default_bootstrap()
+
+    def to_settings(self) -> KafkaSettings:
+        """The streams package's connection settings (the secret revealed only there).
+
+        Reads ``sasl_password_file`` when that is how the password is given.
+        """
+        from streamfer.streams.security import read_password_file
+        from streamfer.streams.settings import KafkaSettings
+
+        password = self.sasl_password.get_secret_value() if self.sasl_password else None
+        if self.sasl_password_file is not None:
+            password = read_password_file(self.sasl_password_file)
+        return KafkaSettings(
+            bootstrap_servers=self.resolved_bootstrap(),
+            client_id=self.client_id,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=password,
+            ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+            ssl_certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+            ssl_keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+        )
+
+
+class ConsumerConfig(_Frozen):
+    """Consumer settings; each default is the client option's own (``streamfer.streams.client``)."""
+
+    group_id: str = "streamfer"
+    max_poll_records: int = Field(default=_default(ConsumerOptions, "max_poll_records"), ge=1)
+    fetch_max_wait_ms: int = Field(default=_default(ConsumerOptions, "fetch_max_wait_ms"), ge=0)
+    max_partition_fetch_bytes: int = Field(
+        default=_default(ConsumerOptions, "max_partition_fetch_bytes"), ge=1024
+    )
+    session_timeout_ms: int = Field(
+        default=_default(ConsumerOptions, "session_timeout_ms"), ge=1000
+    )
+    max_poll_interval_ms: int = Field(
+        default=_default(ConsumerOptions, "max_poll_interval_ms"), ge=1000
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = _default(
+        ConsumerOptions, "auto_offset_reset"
+    )
+
+    def options(self, *, isolation_level: Literal["read_uncommitted", "read_committed"]
+                = "read_uncommitted") -> ConsumerOptions:  # fmt: skip
+        return ConsumerOptions(
+            group_id=self.group_id,
+            max_poll_records=self.max_poll_records,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            max_partition_fetch_bytes=self.max_partition_fetch_bytes,
+            session_timeout_ms=self.session_timeout_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
+            auto_offset_reset=self.auto_offset_reset,
+            isolation_level=isolation_level,
+        )
+
+
+class ProducerConfig(_Frozen):
+    """Producer settings; each default is the client option's own (``streamfer.streams.client``).
+
+    ``delivery_timeout_ms``: how long the client retries a decision or dead letter the
+    cluster does not take before reporting it failed (the stream then stops, or counts
+    a dead letter as ``dead_letter_failed``: ``dead_letters.on_failure``).
+    """
+
+    linger_ms: int = Field(default=_default(ProducerOptions, "linger_ms"), ge=0)
+    compression_type: Compression = _default(ProducerOptions, "compression")
+    max_request_size: int = Field(default=_default(ProducerOptions, "max_request_size"), ge=1024)
+    delivery_timeout_ms: int = Field(
+        default=_default(ProducerOptions, "delivery_timeout_ms"), ge=1000
+    )
+    transaction_timeout_ms: int = Field(
+        default=_default(ProducerOptions, "transaction_timeout_ms"), ge=1000
+    )
+
+    def options(self, *, transactional_id: str | None = None) -> ProducerOptions:
+        return ProducerOptions(
+            linger_ms=self.linger_ms,
+            compression=self.compression_type,
+            max_request_size=self.max_request_size,
+            delivery_timeout_ms=self.delivery_timeout_ms,
+            transactional_id=transactional_id,
+            transaction_timeout_ms=self.transaction_timeout_ms,
+        )
+
+
+class ModelConfig(_Frozen):
+    path: Path
+    target: Target = "auto"
+    precision: Precision = "fp32"
+    max_batch: int = Field(default=64, ge=1, le=4096)
+    intra_op_threads: int | None = Field(default=None, ge=1)
+
+
+class BatchingConfig(_Frozen):
+    max_batch: int = Field(default=32, ge=1, le=4096)
+    max_wait_ms: float = Field(default=5.0, ge=0)
+
+
+class FraudThresholds(_Frozen):
+    """Score >= review -> review; score >= decline -> decline; else approve."""
+
+    review: float = Field(default=0.5, ge=0, le=1)
+    decline: float = Field(default=0.9, ge=0, le=1)
+
+
+class DetectionThresholds(_Frozen):
+    """``labels``: the detector's class names in output order, for a model whose ONNX
+    metadata carries none (or the wrong ones); unset: ``streamfer.labels`` or the
+    Ultralytics ``names`` entry of the model's metadata."""
+
+    score: float = Field(default=0.25, ge=0, le=1)
+    iou: float = Field(default=0.45, ge=0, le=1)
+    max_detections: int = Field(default=100, ge=1)
+    labels: list[str] | None = Field(default=None, min_length=1)
+
+
+class SensorThresholds(_Frozen):
+    """Below ``min_confidence`` the event label is ``uncertain``."""
+
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+
+
+class FramesConfig(_Frozen):
+    """Camera header policy. ``missing_capture_ts``: a frame without a ``capture-ts-ns``
+    header has its deadline run from the Kafka record timestamp (``record_timestamp``,
+    counted in ``streamfer_deadline_fallbacks_total``) or goes to the dead-letter topic
+    with reason ``missing_header`` (``dead_letter``)."""
+
+    missing_capture_ts: Literal["record_timestamp", "dead_letter"] = "record_timestamp"
+
+
+class DeadLettersConfig(_Frozen):
+    """``on_failure``: a dead letter the cluster will not take (after the client's own
+    retries) stops the stream with an error naming the record (``stop``), or is counted
+    as dropped with reason ``dead_letter_failed`` and skipped (``skip``)."""
+
+    on_failure: Literal["stop", "skip"] = "stop"
+
+
+class LimitsConfig(_Frozen):
+    """Checked before any expensive decode; a record over a limit goes to the DLQ."""
+
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1)
+    max_json_bytes: int = Field(default=64 * 1024, ge=1)
+
+    def codec_limits(self, sensor_shape: tuple[int, int] = (100, 6)) -> CodecLimits:
+        """These limits as the codecs take them."""
+        from streamfer.streams.codecs import CodecLimits
+
+        return CodecLimits(
+            max_message_bytes=self.max_message_bytes,
+            max_image_pixels=self.max_image_pixels,
+            max_json_bytes=self.max_json_bytes,
+            sensor_shape=sensor_shape,
+        )
+
+
+class StateConfig(_Frozen):
+    """Per-key state kept in a local store per partition and a compacted changelog topic
+    (``<consumer.group_id>.<stream>.state``), restored on assignment, so a restart or a
+    rebalance continues from the state after exactly the committed records
+    (``streamfer.streams.state``). Without it (``enabled: false``) a stateful processor keeps its
+    state in memory only: after a restart every key starts afresh.
+
+    ``dir``: where the local stores live (``<dir>/<group>.<stream>/w<worker>/p<partition>``;
+    default ``<system temp dir>/streamfer-state``; relative to the config file's
+    directory). ``ttl_s``: a key not updated for that long (event time) is forgotten and
+    deleted (null: never). ``cache_keys``: decoded values held in memory per partition.
+    ``min_compaction_lag_s``: the changelog keeps every entry that long; a partition
+    restored later than that after its worker stopped may lose the updates of its last
+    uncommitted records' keys (see ``streamfer.streams.state.restore``). ``restore_timeout_s``: a
+    restore that makes no progress that long fails the stream.
+    """
+
+    enabled: bool = False
+    dir: Path | None = None
+    ttl_s: float | None = Field(default=30 * 86_400.0, gt=0)
+    cache_keys: int = Field(default=100_000, ge=1)
+    min_compaction_lag_s: float = Field(default=3_600.0, gt=0)
+    restore_timeout_s: float = Field(default=300.0, gt=0)
+
+    def resolved_dir(self) -> Path:
+        import tempfile
+
+        return self.dir or Path(tempfile.gettempdir()) / "streamfer-state"
+
+
+class WindowsConfig(_Frozen):
+    """``kind: sensor-sample``: windows assembled per key from single samples (``size``
+    samples, a new window every ``hop``; ``channels`` per sample). A sample is held
+    until the key's newest event time is ``reorder_ms`` past it, so samples out of
+    order by less than that are put in order; older ones are dropped as ``late``.
+    ``size`` and ``channels`` must match the sensor model's input window."""
+
+    size: int = Field(default=100, ge=1, le=100_000)
+    hop: int = Field(default=50, ge=1)
+    channels: int = Field(default=6, ge=1, le=1024)
+    reorder_ms: float = Field(default=200.0, ge=0)
+
+
+class PreprocessConfig(_Frozen):
+    """Where camera frames are decoded and letterboxed: ``auto`` is the GPU when the
+    engine is TensorRT and the GPU libraries are installed (streamfer.engines.gpu)."""
+
+    device: PreprocessDevice = "auto"
+
+
+class StreamConfig(_Frozen):
+    """One input topic -> one model -> one output topic.
+
+    ``kind: custom`` runs the plug-in ``processor`` (``package.module:Name``, or the name
+    of a ``streamfer.processors`` entry point) on the stream's records; a built-in kind
+    may put a plug-in ``postprocessor`` in place of its own results step. Either gets
+    ``processor_config`` (free-form; checked by the plug-in, see
+    ``streamfer.pipeline.processors.plugins``).
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Kind
+    processor: str | None = Field(default=None, min_length=1)
+    postprocessor: str | None = Field(default=None, min_length=1)
+    processor_config: dict[str, Any] = Field(default_factory=dict)
+    input_topic: str = Field(min_length=1)
+    output_topic: str = Field(min_length=1)
+    dlq_topic: str | None = None
+    model: str
+    mode: Mode = "realtime"
+    delivery: Delivery = "at_least_once"
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    deadline_ms: float | None = Field(default=None, gt=0)
+    drop_stale: bool | None = None
+    latest_per_key: bool = False
+    fraud: FraudThresholds = Field(default_factory=FraudThresholds)
+    detection: DetectionThresholds = Field(default_factory=DetectionThresholds)
+    sensor: SensorThresholds = Field(default_factory=SensorThresholds)
+    frames: FramesConfig = Field(default_factory=FramesConfig)
+    dead_letters: DeadLettersConfig = Field(default_factory=DeadLettersConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
+
+    @property
+    def decision_kind(self) -> str:
+        """The kind of its decisions: windows of samples are decided as sensor windows."""
+        return "sensor" if self.kind == "sensor-sample" else self.kind
+
+    @property
+    def resolved_dlq_topic(self) -> str:
+        return self.dlq_topic or f"{self.input_topic}.dlq"
+
+    def state_topic(self, group_id: str) -> str:
+        """The changelog topic of this stream's state (``streams.state.changelog_topic``)."""
+        from streamfer.streams.state.changelog import changelog_topic
+
+        return changelog_topic(group_id, self.name)
+
+    @property
+    def plugin(self) -> str | None:
+        """The plug-in code this stream runs (processor or postprocessor), if any."""
+        return self.processor or self.postprocessor
+
+    @property
+    def drops_stale(self) -> bool:
+        """Stale items are dropped: explicit setting, else camera streams in realtime mode."""
+        if self.mode == "replay" or self.deadline_ms is None:
+            return False
+        if self.drop_stale is None:
+            return self.kind == "camera"
+        return self.drop_stale
+
+
+class MetricsConfig(_Frozen):
+    """Where ``/metrics``, ``/healthz`` and ``/readyz`` are served (one HTTP port).
+
+    ``host`` is the address it binds. The default, ``0.0.0.0`` (every IPv4
+    interface), is what a Prometheus server or a Kubernetes probe on another
+    machine or pod needs to reach it; the endpoints carry counters and
+    timings, never records or secrets. Bind ``127.0.0.1`` where only local
+    scrapers may read them (a shared host), or one interface's address.
+    ``streamfer run --metrics-host`` overrides it. ``port`` 0 picks a free port;
+    worker *i* of ``--workers`` uses ``port + i``.
+    """
+
+    enabled: bool = True
+    host: str = Field(default="0.0.0.0", min_length=1)
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+
+
+class RuntimeConfig(_Frozen):
+    """``max_in_flight``: records a stream holds between poll and engine (more pauses
+    fetching); ``broker_timeout_s``: readiness turns false once the cluster has been
+    unreachable (no fetch, commit, acknowledgement or broker report) that long."""
+
+    preprocess_threads: int = Field(default=2, ge=1, le=64)
+    max_in_flight: int = Field(default=2000, ge=1)
+    commit_interval_ms: int = Field(default=200, ge=1)
+    drain_timeout_s: float = Field(default=30.0, gt=0)
+    broker_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class PipelineConfig(_Frozen):
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    consumer: ConsumerConfig = Field(default_factory=ConsumerConfig)
+    producer: ProducerConfig = Field(default_factory=ProducerConfig)
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    streams: list[StreamConfig] = Field(min_length=1)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    def stream(self, name: str) -> StreamConfig:
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        """A short human summary, no secrets."""
+        lines = [f"kafka {self.kafka.resolved_bootstrap()} ({self.kafka.security_protocol})"]
+        for name, model in self.models.items():
+            lines.append(f"model {name}: {model.path} target={model.target} {model.precision}")
+        for s in self.streams:
+            kind = f"{s.kind} {s.plugin}" if s.plugin else s.kind
+            lines.append(
+                f"stream {s.name} ({kind}): {s.input_topic} -> {s.model} -> {s.output_topic}"
+                f" [{s.mode}, {s.delivery}, batch<={s.batching.max_batch}"
+                f" wait<={s.batching.max_wait_ms:g}ms, drops stale: {s.drops_stale}]"
+            )
+        return "\n".join(lines)
+
+
+_T = TypeVar("_T", bound=BaseModel)
+
+
+def _resolve_paths(raw: Any, base: Path) -> Any:
+    """Make relative file paths relative to the config file's directory."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = dict(raw)
+    models = raw.get("models")
+    if isinstance(models, dict):
+        raw["models"] = {name: _with_path(m, ("path",), base) for name, m in models.items()}
+    if isinstance(raw.get("kafka"), dict):
+        files = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file")
+        raw["kafka"] = _with_path(raw["kafka"], files, base)
+    streams = raw.get("streams")
+    if isinstance(streams, list):
+        raw["streams"] = [
+            {**s, "state": _with_path(s["state"], ("dir",), base)}
+            if isinstance(s, dict) and isinstance(s.get("state"), dict)
+            else s
+            for s in streams
+        ]
+    return raw
+
+
+def _with_path(section: Any, keys: tuple[str, ...], base: Path) -> Any:
+    if not isinstance(section, dict):
+        return section
+    out = dict(section)
+    for key in keys:
+        value = out.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            out[key] = os.path.normpath(base / value)
+    return out
+
+
+def _try(model: type[_T], raw: Any) -> _T | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None  # its structural errors are reported already
+
+
+def _semantic_problems(raw: dict[str, Any]) -> Iterator[Problem]:
+    """Cross-field checks on every section that parsed, even when others did not."""
+    kafka = _try(KafkaConfig, raw.get("kafka", {}))
+    if kafka is not None:
+        yield from kafka_problems(kafka)
+    raw_models = raw.get("models")
+    models: dict[str, ModelConfig | None] = {}
+    if isinstance(raw_models, dict):
+        models = {str(n): _try(ModelConfig, m) for n, m in raw_models.items()}
+    for name, model in models.items():
+        if model is not None:
+            yield from model_problems(name, model)
+    raw_streams = raw.get("streams")
+    raw_streams = raw_streams if isinstance(raw_streams, list) else []
+    for i, s in enumerate(raw_streams):
+        stream = _try(StreamConfig, s)
+        if stream is not None:
+            yield from stream_problems(i, stream, models)
+            yield from plugin_problems(i, stream)
+    yield from reference_problems(
+        raw_streams, list(models) if isinstance(raw_models, dict) else None
+    )
+
+
+def parse_config(
+    raw: Any, source: str = "<config>", base_dir: Path | None = None
+) -> PipelineConfig:
+    """Validate an already-loaded mapping; ``source`` names it in error messages."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source} | top level must be a mapping (got {type(raw).__name__}). "
+            "Note: expected keys kafka, consumer, producer, models, streams, metrics, runtime"
+        )
+    raw = _resolve_paths(raw, base_dir or Path.cwd())
+    problems: list[Problem] = []
+    try:
+        cfg = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = pydantic_problems(exc, PipelineConfig)
+    problems += _semantic_problems(raw)
+    if problems:
+        raise ConfigError(format_problems(source, sorted(problems, key=lambda p: p.key)))
+    return cfg
+
+
+def config_file(ref: str | Path) -> Path:
+    """``ref`` when it is a path; a bare name (``fraud``) is the shipped config of that name."""
+    path = Path(ref)
+    if path.exists() or path.suffix or len(path.parts) != 1:
+        return path
+    shipped = shipped_config(str(ref))
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(shipped_config_names())
+    raise ConfigError(
+        f"{ref} | no such config file, nor a shipped config of that name. "
+        f"Note: expected a YAML file's path or one of: {names}"
+    )
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML config file (or a shipped one by name, see ``config_file``);
+    ConfigError lists every problem."""
+    path = config_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path} | cannot read the config file: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} | not valid YAML: {exc}") from None
+    return parse_config(raw, str(path), path.resolve().parent)

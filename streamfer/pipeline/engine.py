@@ -1,0 +1,432 @@
+"""The engine worker of one stream: inbox -> batcher -> runner -> processor results -> outlet.
+
+It owns the stream's :class:`~pipeline.batcher.Batcher` (one thread, so the
+batcher stays lock-free) and knows nothing about Kafka: prepared record
+batches (:class:`~pipeline.processors.base.Prepared`) arrive in consume order
+on a bounded :class:`RowQueue`; every row leaves through the
+:class:`~pipeline.outlet.Outlet`:
+
+* a result -> ``outlet.publish`` (a segment of rows at a time, with its stage times);
+* a drop (stale, superseded) -> ``outlet.dropped``;
+* a row whose inference or results failed -> ``outlet.dead_letter``.
+
+Failures are isolated: a batch whose inference or ``results`` raises is run
+again record by record; rows that fail alone are dead-lettered
+(``engine_error``, or the processor's reason), the others decided. When every
+row fails alone the engine itself is broken, not the input: the worker stops
+with the error and nothing of the batch is resolved (so nothing is committed
+past it). A ``STOP`` sentinel on the inbox drains the batcher and ends the
+thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+import numpy as np
+
+from streamfer.errors import CodecError, EngineError, ProcessorError
+from streamfer.pipeline.batcher import Batch, Batcher, Chunk, Segment
+from streamfer.pipeline.decisions import SegmentTiming
+from streamfer.pipeline.processors.base import Prepared, Processor, Result, processor_error
+from streamfer.streams.records import RecordBatch
+
+log = logging.getLogger(__name__)
+
+STOP: Final = object()
+_IDLE_WAIT_S = 0.05
+
+
+class InferFn(Protocol):
+    def __call__(self, feeds: dict[str, np.ndarray], /) -> dict[str, np.ndarray]: ...
+
+
+class Outcomes(Protocol):
+    """Where the worker hands every row (the stream's :class:`~pipeline.outlet.Outlet`)."""
+
+    def publish(self, prepared: Prepared, rows: np.ndarray,
+                results: Sequence[Result | BaseException], batch_size: int,
+                timing: SegmentTiming) -> None: ...  # fmt: skip
+
+    def dropped(self, batch: RecordBatch, rows: np.ndarray, reason: str) -> None: ...
+
+    def dead_letter(self, batch: RecordBatch, row: int, error: BaseException,
+                    reason: str) -> None: ...  # fmt: skip
+
+
+class RowQueue:
+    """A FIFO of prepared batches bounded by the rows it holds (not the batches).
+
+    ``put`` blocks while ``max_rows`` rows wait (a single batch larger than that is
+    taken when the queue is empty); ``get`` blocks until an item arrives.
+    """
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max(1, max_rows)
+        self._items: deque[Any] = deque()
+        self._rows = 0
+        self._cond = threading.Condition()
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    def put(self, item: Any, rows: int, timeout_s: float) -> bool:
+        """False if there was no room within ``timeout_s``."""
+        with self._cond:
+            fits = lambda: not self._rows or self._rows + rows <= self.max_rows  # noqa: E731
+            if not fits() and not self._cond.wait_for(fits, timeout_s):
+                return False
+            self._items.append((item, rows))
+            self._rows += rows
+            self._cond.notify_all()
+            return True
+
+    def wait_room(self, rows: int, timeout_s: float) -> bool:
+        """Wait until ``rows`` more rows fit (or the queue is empty); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self._rows or self._rows + rows <= self.max_rows, timeout_s
+            )
+
+    def put_nowait(self, item: Any) -> None:
+        """Put without waiting for room (the STOP sentinel)."""
+        with self._cond:
+            self._items.append((item, 0))
+            self._cond.notify_all()
+
+    def get(self, timeout_s: float) -> Any | None:
+        with self._cond:
+            if not self._items and (
+                timeout_s <= 0 or not self._cond.wait_for(lambda: bool(self._items), timeout_s)
+            ):
+                return None
+            item, rows = self._items.popleft()
+            self._rows -= rows
+            self._cond.notify_all()
+            return item
+
+
+def deadlines_ns(prepared: Prepared, deadline_ms: float) -> tuple[np.ndarray, int]:
+    """Monotonic deadlines of the rows: event time + budget, on this process's clock.
+
+    Event time is the processor's ``event_ns`` (epoch ns), else the Kafka record
+    timestamp; returns also how many rows fell back to the timestamp for lack of one.
+    """
+    batch = prepared.batch
+    ts_ns = np.asarray(batch.timestamps_ms, dtype=np.int64)[prepared.rows] * 1_000_000
+    fallbacks = 0
+    if prepared.event_ns is None:
+        event = ts_ns
+    else:
+        missing = prepared.event_ns < 0
+        fallbacks = int(missing.sum())
+        event = np.where(missing, ts_ns, prepared.event_ns)
+    shift = batch.consumed_ns - batch.consumed_wall_ms * 1_000_000
+    return event + shift + int(deadline_ms * 1e6), fallbacks
+
+
+class EngineWorker:
+    """Batches prepared rows onto the engine and hands every outcome to the outlet."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        infer: InferFn,
+        processor: Processor,
+        outlet: Outcomes,
+        inbox: RowQueue,
+        max_batch: int,
+        max_wait_ms: float,
+        drop_stale: bool = False,
+        latest_per_key: bool = False,
+        deadline_ms: float | None = None,
+        on_batch: Callable[[int, float, float], None] = lambda n, infer_s, post_s: None,
+        on_fallbacks: Callable[[int], None] = lambda n: None,
+        error_reason: str = "internal_error",
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.name = name
+        self.infer = infer
+        self.processor = processor
+        self.outlet = outlet
+        self.inbox = inbox
+        self.deadline_ms = deadline_ms
+        self.latest_per_key = latest_per_key
+        self.on_batch = on_batch
+        self.on_fallbacks = on_fallbacks
+        self.error_reason = error_reason  # for an exception escaping the processor
+        self.clock = clock
+        self._abandoned = False
+        self.beat: Callable[[], None] = lambda: None  # liveness, once per loop
+        self.batcher: Batcher[Prepared] = Batcher(
+            max_batch,
+            int(max_wait_ms * 1e6),
+            on_drop=self._dropped,
+            drop_stale=drop_stale,
+            latest_per_key=latest_per_key,
+            clock=clock,
+        )
+
+    def abandon(self) -> None:
+        """On the next STOP, return without running what is queued (it stays unresolved,
+        so it is never committed and is consumed again after a restart)."""
+        self._abandoned = True
+
+    @property
+    def queued(self) -> int:
+        return len(self.batcher)
+
+    def run(self) -> None:
+        """Thread target: until STOP, admit prepared batches and run batches when due.
+
+        An error escaping here is a crash: what is queued stays unresolved (consumed
+        again after a restart, never dead-lettered as if the input were bad) and the
+        error propagates, so the stream stops as fatal.
+        """
+        try:
+            self._loop()
+        except BaseException:
+            log.exception(
+                "%s | engine worker failed; %d queued records left unresolved",
+                self.name,
+                len(self.batcher),
+            )
+            raise
+
+    def _loop(self) -> None:
+        batcher = self.batcher
+        while True:
+            self.beat()
+            entry = self.inbox.get(self._wait_s())
+            stop = False
+            while entry is not None:
+                if self._abandoned:  # checked per entry: nothing more is admitted or run
+                    return
+                if entry is STOP:
+                    stop = True
+                    break
+                self._admit(entry)
+                if len(batcher) >= batcher.max_batch:
+                    break
+                entry = self.inbox.get(0)
+            if self._abandoned:
+                return
+            while (batch := batcher.poll()) is not None:
+                self._run(batch)
+            if stop:
+                for batch in batcher.drain():
+                    self._run(batch)
+                return
+
+    def _wait_s(self) -> float:
+        due = self.batcher.next_flush_ns()
+        if due is None:
+            return _IDLE_WAIT_S
+        return max(0.0, (due - self.clock()) / 1e9)
+
+    def _admit(self, prepared: Prepared) -> None:
+        deadlines = None
+        if self.deadline_ms is not None:
+            deadlines, fallbacks = deadlines_ns(prepared, self.deadline_ms)
+            if fallbacks:
+                self.on_fallbacks(fallbacks)
+        keys = None
+        if self.latest_per_key:
+            batch_keys = prepared.batch.keys
+            keys = [batch_keys[r] for r in prepared.rows.tolist()]
+        self.batcher.put(Chunk(prepared, len(prepared), deadlines_ns=deadlines, keys=keys))
+
+    def _dropped(self, chunk: Chunk[Prepared], rows: np.ndarray, reason: str) -> None:
+        prepared = chunk.payload
+        self.outlet.dropped(prepared.batch, prepared.rows[rows], reason)
+
+    # -- one batch ---------------------------------------------------------------------
+    def _run(self, batch: Batch[Prepared]) -> None:
+        self._run_segments(batch.segments)
+
+    def _run_segments(self, segments: list[Segment[Prepared]]) -> None:
+        n = sum(len(s) for s in segments)
+        try:
+            feeds = _feeds(segments)
+        except ValueError:
+            if len(segments) == 1:
+                raise
+            # polls whose feeds differ along a dynamic axis (text padded per poll) do not
+            # stack into one batch: each runs alone
+            log.debug("%s | feeds of %d polls differ in shape; run apart", self.name, n)
+            for seg in segments:
+                self._run_segments([seg])
+            return
+        metas = _metas(segments)
+        start = self.clock()
+        try:
+            outputs = self.infer(feeds)
+        except Exception as exc:
+            log.error("%s | batch of %d failed in the engine: %s", self.name, n, exc)
+            self._isolate(segments, feeds, metas, exc)
+            return
+        infer_done = self.clock()
+        self.batcher.observe(n, infer_done - start)
+        results = self._results(outputs, metas, n)
+        post_done = self.clock()
+        self.on_batch(n, (infer_done - start) / 1e9, (post_done - infer_done) / 1e9)
+        self._publish(segments, results, n, start, infer_done - start, post_done - infer_done)
+
+    def _results(
+        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any], n: int
+    ) -> list[Result | BaseException]:
+        return results_isolated(
+            self.processor, outputs, metas, error_reason=self.error_reason, on_fault=self._fault
+        )
+
+    def _fault(self, problem: str, error: BaseException | None) -> None:
+        if error is None:  # a wrong count: the processor is broken, not a record
+            log.error("%s | %s", self.name, problem)
+        else:
+            log.warning("%s | %s", self.name, problem)
+
+    def _isolate(
+        self,
+        segments: list[Segment[Prepared]],
+        feeds: dict[str, np.ndarray],
+        metas: Sequence[Any],
+        error: Exception,
+    ) -> None:
+        """Inference failed for a batch: run each row alone to find the rows at fault."""
+        n = sum(len(s) for s in segments)
+        outcomes: list[Result | BaseException] = []
+        for i in range(n):
+            try:
+                out = self.infer({k: v[i : i + 1] for k, v in feeds.items()})
+            except Exception as exc:
+                outcomes.append(
+                    CodecError(
+                        f"engine failed on this record alone ({type(exc).__name__}: {exc}). "
+                        "Note: the other records of its batch were run without it",
+                        "engine_error",
+                    )
+                )
+                continue
+            alone = _one_result(self.processor, out, metas[i : i + 1], 0, self.error_reason)
+            outcomes.append(alone)
+        if n > 1 and all(
+            isinstance(o, CodecError) and o.reason == "engine_error" for o in outcomes
+        ):
+            raise EngineError(
+                f"{self.name} | every record of a batch of {n} fails alone in the engine "
+                f"({error}). Note: the engine is broken, not the input; the stream stops "
+                "with the batch uncommitted"
+            ) from error
+        now = self.clock()
+        self._publish(segments, outcomes, n, now, 0, 0)
+
+    def _publish(
+        self,
+        segments: list[Segment[Prepared]],
+        results: Sequence[Any],
+        n: int,
+        start: int,
+        infer_ns: int,
+        post_ns: int,
+    ) -> None:
+        i = 0
+        for seg in segments:
+            prepared = seg.chunk.payload
+            k = len(seg)
+            queue_ns = start - prepared.batch.consumed_ns - prepared.prepare_ns
+            timing = SegmentTiming(
+                max(0, queue_ns) / 1e6, prepared.prepare_ns / 1e6, infer_ns / 1e6, post_ns / 1e6
+            )
+            rows = prepared.rows[seg.rows]
+            self.outlet.publish(prepared, rows, results[i : i + k], n, timing)
+            i += k
+
+
+def results_isolated(
+    processor: Processor,
+    outputs: Mapping[str, np.ndarray],
+    metas: Sequence[Any],
+    *,
+    error_reason: str = "processor_error",
+    on_fault: Callable[[str, BaseException | None], None] = lambda problem, error: None,
+) -> list[Result | BaseException]:
+    """``processor.results`` with one result (or the error of that row) per row.
+
+    A whole-batch failure is retried row by row (a row that fails alone gets a
+    ProcessorError with ``error_reason``); a wrong number of results fails every row of
+    the batch, so nothing of it is published. ``on_fault(problem, error)`` hears of each
+    (``error`` None for a wrong count).
+    """
+    n = len(metas)
+    name = type(processor).__name__
+    try:
+        results: list[Result | BaseException] = list(processor.results(outputs, metas))
+    except Exception as exc:
+        on_fault(
+            f"{name}.results of a batch of {n} failed ({type(exc).__name__}: {exc}); "
+            "retrying record by record",
+            exc,
+        )
+        return [_one_result(processor, outputs, metas, i, error_reason) for i in range(n)]
+    if len(results) != n:
+        err = ProcessorError(
+            f"{name}.results | returned {len(results)} results for a batch of {n} records; "
+            "none of the batch is published. Note: expected one result per record, in order"
+        )
+        on_fault(str(err), None)
+        return [err] * n
+    return results
+
+
+def _one_result(
+    processor: Processor,
+    outputs: Mapping[str, np.ndarray],
+    metas: Sequence[Any],
+    i: int,
+    error_reason: str,
+) -> Result | BaseException:
+    name = type(processor).__name__
+    try:
+        row = {k: v[i : i + 1] for k, v in outputs.items()}
+        one = list(processor.results(row, metas[i : i + 1]))
+    except Exception as exc:
+        return processor_error(f"{name}.results", exc, reason=error_reason)
+    if len(one) != 1:
+        return ProcessorError(
+            f"{name}.results | returned {len(one)} results for 1 record. "
+            "Note: expected one result per record"
+        )
+    return one[0]
+
+
+def _feeds(segments: list[Segment[Prepared]]) -> dict[str, np.ndarray]:
+    if len(segments) == 1 and segments[0].whole:
+        return segments[0].chunk.payload.feeds
+    names = segments[0].chunk.payload.feeds.keys()
+    return {
+        name: np.concatenate(
+            [
+                s.chunk.payload.feeds[name] if s.whole else s.chunk.payload.feeds[name][s.rows]
+                for s in segments
+            ]
+        )
+        for name in names
+    }
+
+
+def _metas(segments: list[Segment[Prepared]]) -> list[Any]:
+    out: list[Any] = []
+    for s in segments:
+        metas = s.chunk.payload.metas
+        if metas is None:
+            out.extend([None] * len(s))
+        else:
+            out.extend(metas[r] for r in s.rows.tolist())
+    return out

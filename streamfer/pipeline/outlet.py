@@ -1,0 +1,397 @@
+"""The outlet of one stream: where every consumed record ends, and is resolved.
+
+Three ends, each resolving the record's row in its span only when it is final:
+
+* :meth:`Outlet.publish` encodes a segment's decisions and queues them; the
+  rows resolve when the broker has acknowledged *all* of them (one callback
+  object per segment counts acknowledgements), and the e2e latency (record
+  timestamp -> acknowledged) is observed then. A decision that cannot be
+  published stops the stream (nothing is committed past it); one that cannot
+  be encoded (NaN, not JSON) is dead-lettered as ``bad_decision``.
+* :meth:`Outlet.dropped` resolves rows dropped on purpose (stale, superseded)
+  and counts them.
+* :meth:`Outlet.dead_letter` writes a record to the dead-letter topic with its
+  reason; the row resolves when the dead letter is acknowledged. A dead letter
+  that cannot be published stops the stream with an error naming the record
+  (``dead_letters.on_failure: stop``, the default) or is counted as a drop
+  (``skip``, reason ``dead_letter_failed``).
+
+With exactly-once delivery, each send checks under the transaction lock that
+its span is still alive: output of records an abort abandoned never lands in
+the next transaction.
+
+Bad records are logged at WARNING once each, at most ``log_per_s`` lines a
+second (the rest summarised); tracebacks only at DEBUG.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from streamfer.errors import CodecError, StreamError
+from streamfer.pipeline.decisions import DecisionEncoder, SegmentTiming
+from streamfer.pipeline.metrics import StreamRecorder
+from streamfer.pipeline.processors.base import Output, Prepared, Result
+from streamfer.pipeline.stats import StatsBook
+from streamfer.streams.client import Headers
+from streamfer.streams.dlq import DeadLetterWriter, short
+from streamfer.streams.reasons import dead_letter_reason
+from streamfer.streams.records import RecordBatch
+from streamfer.streams.sink import KafkaSink
+from streamfer.streams.tracker import OffsetTracker, Span
+
+log = logging.getLogger(__name__)
+
+OnFailure = Literal["stop", "skip"]
+Fatal = Callable[[BaseException], None]
+
+
+class LogLimiter:
+    """At most ``per_s`` WARNING lines a second; what is held back is counted and said once."""
+
+    def __init__(self, per_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_s = per_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window = 0.0
+        self._used = 0
+        self._held = 0
+
+    def allow(self) -> bool:
+        now = self._clock()
+        with self._lock:
+            if now - self._window >= 1.0:
+                held, self._held = self._held, 0
+                self._window, self._used = now, 0
+                if held:
+                    log.warning("%d more bad-record lines held back in the last second", held)
+            if self._used < self.per_s:
+                self._used += 1
+                return True
+            self._held += 1
+            return False
+
+
+class _Published:
+    """The delivery callback of one segment's decisions: resolves them all at the last ack."""
+
+    __slots__ = ("acks", "batch", "failed", "handoff_ns", "outlet", "rows", "size")
+
+    def __init__(self, outlet: Outlet, batch: RecordBatch, rows: np.ndarray, handoff_ns: int):
+        self.outlet = outlet
+        self.batch = batch
+        self.rows = rows
+        self.size = len(rows)
+        self.handoff_ns = handoff_ns
+        self.acks = itertools.count(1)  # next() is atomic: callbacks may run on two threads
+        self.failed = False
+
+    def __call__(self, error: object | None, _message: object) -> None:
+        if error is not None:
+            if not self.failed:
+                self.failed = True
+                self.outlet._publish_failed(self, error)
+            return
+        if next(self.acks) == self.size:
+            self.outlet._published(self)
+
+
+class _Unpacked(NamedTuple):
+    """Per decided row: result, row, source key, output key; extras and headers per row,
+    or None where no row has any (then the segment is encoded and sent the fast way)."""
+
+    plain: list[Any]
+    good: list[int]
+    keys: list[bytes | None]
+    out_keys: list[bytes | None]
+    extras: list[Any] | None
+    headers: list[Headers] | None
+
+
+class Outlet:
+    """Publishes decisions and dead letters of one stream and resolves their records."""
+
+    def __init__(
+        self,
+        *,
+        stream: str,
+        output_topic: str,
+        sink: KafkaSink,
+        dead_letters: DeadLetterWriter,
+        tracker: OffsetTracker,
+        encoder: DecisionEncoder,
+        recorder: StreamRecorder,
+        book: StatsBook,
+        on_fatal: Fatal,
+        on_dead_letter_failure: OnFailure = "stop",
+        log_limiter: LogLimiter | None = None,
+    ) -> None:
+        self.stream = stream
+        self.output_topic = output_topic
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.tracker = tracker
+        self.encoder = encoder
+        self.recorder = recorder
+        self.book = book
+        self.on_fatal = on_fatal
+        self.on_dead_letter_failure = on_dead_letter_failure
+        self._limiter = log_limiter or LogLimiter()
+
+    # -- decisions -------------------------------------------------------------------------
+    def publish(
+        self,
+        prepared: Prepared,
+        rows: np.ndarray,
+        results: Sequence[Result | BaseException],
+        batch_size: int,
+        timing: SegmentTiming,
+    ) -> None:
+        """Publish the decisions of ``rows`` (rows of ``prepared.batch``), one result each."""
+        batch = prepared.batch
+        handoff_ns = time.monotonic_ns()
+        n = len(rows)
+        self.recorder.observe_stage_n("queue", timing.queue_ms / 1e3, n)
+        self.recorder.observe_stage_n("preprocess", timing.preprocess_ms / 1e3, n)
+        if all(type(r) is dict for r in results):  # the usual case: one plain result a row
+            plain: list[Any] = list(results)
+            good: list[int] = rows.tolist()
+            batch_keys = batch.keys
+            keys = out_keys = [batch_keys[r] for r in good]
+            extras = headers = None
+        else:
+            plain, good, keys, out_keys, extras, headers = self._unpack(batch, rows, results)
+        if not good:
+            return
+        offsets = [batch.offsets[r] for r in good]
+        broker = batch.broker_ms()[good].tolist()
+        encoded = self.encoder.encode_segment(
+            batch.topic, batch.partition, offsets, keys, plain, extras, broker, batch_size, timing
+        )
+        if not any(isinstance(doc, CodecError) for doc in encoded):
+            values: list[bytes] = encoded  # type: ignore[assignment]
+            sent_rows, sent_keys, sent_headers = good, out_keys, headers
+        else:
+            values, sent_rows, sent_keys = [], [], []
+            sent_headers = [] if headers is not None else None
+            for j, (row, doc) in enumerate(zip(good, encoded, strict=True)):
+                if isinstance(doc, CodecError):
+                    self.dead_letter(batch, row, doc, doc.reason)
+                    continue
+                values.append(doc)
+                sent_rows.append(row)
+                sent_keys.append(out_keys[j])
+                if sent_headers is not None and headers is not None:
+                    sent_headers.append(headers[j])
+            if not any(sent_headers or ()):  # the rows with headers were dead-lettered
+                sent_headers = None
+        if not values:
+            return
+        span = _span(batch)
+        callback = _Published(self, batch, np.asarray(sent_rows, dtype=np.intp), handoff_ns)
+        try:
+            sent = self.sink.send_many(
+                self.output_topic,
+                values,
+                sent_keys,
+                callback,
+                only_if=lambda: span.alive,
+                headers=sent_headers,
+            )
+        except StreamError as exc:
+            self.on_fatal(exc)
+            return
+        if not sent:
+            log.debug("%s | %d decisions of an abandoned poll not sent", batch.tp, len(values))
+
+    def _unpack(
+        self, batch: RecordBatch, rows: np.ndarray, results: Sequence[Result | BaseException]
+    ) -> _Unpacked:
+        """Results that are not all plain dicts: errors are dead-lettered, ``Output`` split
+        into result, extra fields, output key and headers."""
+        plain: list[Any] = []
+        good: list[int] = []
+        keys: list[bytes | None] = []
+        out_keys: list[bytes | None] = []
+        extras: list[Any] = []
+        headers: list[Headers] = []
+        batch_keys = batch.keys
+        for j, res in enumerate(results):
+            row = int(rows[j])
+            if isinstance(res, BaseException):
+                self._failed_row(batch, row, res)
+                continue
+            key = batch_keys[row]
+            if isinstance(res, Output):
+                problem = output_problem(res)
+                if problem:
+                    err = CodecError(problem, "bad_decision")
+                    self.dead_letter(batch, row, err, err.reason)
+                    continue
+                plain.append(res.result)
+                extras.append(res.extra)
+                out_keys.append(key if res.key is None else res.key)
+                headers.append(tuple(res.headers))
+            elif isinstance(res, Mapping):
+                plain.append(res)
+                extras.append(None)
+                out_keys.append(key)
+                headers.append(())
+            else:
+                err = CodecError(
+                    f"decision | result is a {type(res).__name__} ({res!r:.80}). Note: expected "
+                    "a mapping (JSON object) or an Output",
+                    "bad_decision",
+                )
+                self.dead_letter(batch, row, err, "bad_decision")
+                continue
+            keys.append(key)
+            good.append(row)
+        has_extras = any(e for e in extras)
+        has_headers = any(headers)
+        return _Unpacked(
+            plain,
+            good,
+            keys,
+            out_keys,
+            extras if has_extras else None,
+            headers if has_headers else None,
+        )
+
+    def _published(self, group: _Published) -> None:
+        now = time.monotonic_ns()
+        batch = group.batch
+        n = self.tracker.resolve_rows(_span(batch), group.rows)
+        if not n:  # abandoned meanwhile (revocation): the next owner decides them again
+            return
+        e2e_ms = batch.broker_ms()[group.rows] + (now - batch.consumed_ns) / 1e6
+        rec = self.recorder
+        rec.published(n)
+        rec.observe_stage_n("publish", (now - group.handoff_ns) / 1e9, n)
+        rec.observe_e2e_many(e2e_ms / 1e3)
+        self.book.decided(e2e_ms)
+
+    def _publish_failed(self, group: _Published, error: object) -> None:
+        """Never commit past it: the stream stops (what follows the last commit is read again)."""
+        batch, row = group.batch, int(group.rows[0])
+        err = StreamError(
+            f"{batch.coords(row)} | decision not published to {self.output_topic} ({error}); "
+            f"{group.size} decisions of {batch.tp[0]}[{batch.tp[1]}] left uncommitted. "
+            "Note: the stream stops; a restart reads them again"
+        )
+        log.error("%s | %s", self.stream, err)
+        self.on_fatal(err)
+
+    def _failed_row(self, batch: RecordBatch, row: int, error: BaseException) -> None:
+        reason = error.reason if isinstance(error, CodecError) else "processor_error"
+        self.dead_letter(batch, row, error, reason)
+
+    # -- drops -----------------------------------------------------------------------------
+    def dropped(self, batch: RecordBatch, rows: np.ndarray, reason: str) -> None:
+        n = self.tracker.resolve_rows(_span(batch), rows)
+        if n:
+            self.recorder.dropped(reason, n)
+            self.book.dropped(reason, n)
+
+    # -- dead letters ----------------------------------------------------------------------
+    def dead_letter(self, batch: RecordBatch, row: int, error: BaseException, reason: str) -> None:
+        """Send record ``row`` of ``batch`` to the dead-letter topic with ``reason``.
+
+        A reason outside the documented set (``streamfer.streams.reasons``; a plug-in's own code)
+        is written as ``processor_error``, the code it came with kept in the message.
+        """
+        documented = dead_letter_reason(reason)
+        if documented != reason:
+            where = batch.coords(row)
+            text = str(error).removeprefix(f"{where} | ")
+            error = CodecError(
+                f"{where} | {text} (reason {reason[:40]!r}). Note: not a documented reason; "
+                "written as processor_error",
+                documented,
+            )
+            reason = documented
+        if self._limiter.allow():
+            log.warning("%s | dead letter (%s): %s", self.stream, reason, short(str(error)))
+        log.debug("%s | dead letter %s", self.stream, batch.coords(row), exc_info=error)
+        span = _span(batch)
+        record = batch.record(row)
+
+        def on_delivery(err: object | None, _message: object) -> None:
+            if err is not None:
+                self._dead_letter_failed(batch, row, reason, err)
+            elif self.tracker.resolve(span, row):
+                self.recorder.dead_lettered(reason)
+                self.book.dead_lettered(reason)
+
+        try:
+            self.dead_letters.write(
+                record, error, on_delivery, reason=reason, only_if=lambda: span.alive
+            )
+        except StreamError as exc:
+            self._dead_letter_failed(batch, row, reason, exc)
+
+    def _dead_letter_failed(self, batch: RecordBatch, row: int, reason: str, error: object) -> None:
+        where = batch.coords(row)
+        topic = self.dead_letters.topic_for(batch.topic)
+        if self.on_dead_letter_failure == "skip":
+            log.error(
+                "%s | %s: dead letter (%s) not published to %s (%s); skipped and counted "
+                "as dropped (dead_letter_failed)",
+                self.stream,
+                where,
+                reason,
+                topic,
+                error,
+            )
+            if self.tracker.resolve(_span(batch), row):
+                self.recorder.dropped("dead_letter_failed")
+                self.book.dropped("dead_letter_failed")
+            return
+        err = StreamError(
+            f"{where} | dead letter ({reason}) not published to {topic}: {error}. "
+            "Note: the stream stops rather than skip the record; set "
+            "dead_letters.on_failure: skip to count it as dropped instead"
+        )
+        log.error("%s | %s", self.stream, err)
+        self.on_fatal(err)
+
+    def rejects(self, prepared: Prepared) -> None:
+        """Dead-letter what the processor refused."""
+        for rej in prepared.rejects:
+            self.dead_letter(prepared.batch, rej.row, rej.error, rej.reason)
+
+
+def output_problem(out: Output) -> str | None:
+    """What makes an Output unpublishable (a key or header Kafka cannot carry), or None."""
+    if not isinstance(out.result, Mapping):
+        return (
+            f"decision | Output.result is a {type(out.result).__name__}. "
+            "Note: expected a mapping (JSON object)"
+        )
+    if out.key is not None and not isinstance(out.key, bytes):
+        return f"decision | Output.key is a {type(out.key).__name__}. Note: expected bytes or None"
+    for header in out.headers:
+        if (
+            not isinstance(header, tuple)
+            or len(header) != 2
+            or not isinstance(header[0], str)
+            or not isinstance(header[1], bytes | None)
+        ):
+            return (
+                f"decision | Output header {header!r:.80} is not a (str, bytes) pair. "
+                "Note: expected headers like [('content-type', b'application/json')]"
+            )
+    return None
+
+
+def _span(batch: RecordBatch) -> Span:
+    if batch.span is None:
+        raise StreamError(f"{batch.tp} | a batch without a span reached the outlet")
+    return batch.span

@@ -1,0 +1,157 @@
+"""``streamfer run`` and ``streamfer validate``."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from streamfer.pipeline.config import PipelineConfig, load_config
+
+log = logging.getLogger(__name__)
+
+_CONFIG = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Pipeline YAML file, or the name of a shipped one (fraud, camera, sensor, demo, ...).",
+)
+
+
+@click.command()
+@_CONFIG
+def validate(config_path: Path) -> None:
+    """Check a pipeline config file: print every problem, or a short summary.
+
+    Exits 0 when the file is valid, 2 when it is not.
+    """
+    cfg = load_config(config_path)  # ConfigError -> listed problems, exit 2 (pipeline.cli)
+    click.echo(f"{config_path}: OK")
+    click.echo(cfg.summary())
+
+
+@click.command()
+@_CONFIG
+@click.option(
+    "-w",
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes. They join one consumer group and share the partitions; "
+    "worker i serves /metrics, /healthz and /readyz on metrics.port + i.",
+)
+@click.option(
+    "--metrics-host",
+    default=None,
+    metavar="ADDRESS",
+    help="Address the /metrics, /healthz and /readyz server binds, instead of the config's "
+    "metrics.host (default 0.0.0.0: every interface, so Prometheus can scrape from elsewhere; "
+    "127.0.0.1 keeps it local).",
+)
+@click.option("--worker-index", type=int, default=0, hidden=True)
+def run(config_path: Path, workers: int, metrics_host: str | None, worker_index: int) -> None:
+    """Run the configured streams until SIGTERM or Ctrl-C.
+
+    The first signal drains: polling stops, records in flight are decided,
+    published and committed, then the process exits. A second signal exits
+    at once (records not yet committed are consumed again after a restart).
+    SIGUSR1 prints every thread's stack to stderr and goes on.
+    """
+    cfg = with_metrics_host(load_config(config_path), metrics_host)
+    if workers > 1:
+        sys.exit(_run_workers(config_path, workers, metrics_host))
+    sys.exit(_run_one(cfg, worker_index))
+
+
+def with_metrics_host(cfg: PipelineConfig, host: str | None) -> PipelineConfig:
+    """``cfg`` with ``metrics.host`` replaced by ``host`` (None or empty: unchanged)."""
+    if not host:
+        return cfg
+    return cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"host": host})})
+
+
+def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
+    from streamfer.pipeline.app import Pipeline
+
+    pipe = Pipeline(cfg, worker_index=worker_index)
+    signals = {"n": 0}
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals["n"] += 1
+        if signals["n"] > 1:
+            log.warning("second signal: exiting without draining")
+            os._exit(128 + signum)
+        stop_requested.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    # a crash in native code (librdkafka, LMDB, ONNX Runtime) leaves its Python stack in
+    # the log, and SIGUSR1 prints every thread's stack without stopping anything
+    faulthandler.enable()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    pipe.start()
+    where = f" (metrics on {pipe.http_url})" if pipe.http_url else ""
+    click.echo(
+        f"streamfer worker {worker_index}: running {len(cfg.streams)} stream(s){where}", err=True
+    )
+    while not stop_requested.wait(0.2) and not pipe.wait(0):
+        pass
+    if stop_requested.is_set():
+        click.echo("stopping: finishing records in flight (signal again to exit at once)", err=True)
+    pipe.stop(drain=True)
+    for name, snap in pipe.stats().items():
+        click.echo(
+            f"{name}: consumed {snap.consumed}, decided {snap.decided}, "
+            f"dropped {_by_reason(snap.dropped)}, dead-lettered {_by_reason(snap.dead_lettered)}",
+            err=True,
+        )
+    if pipe.failure is not None:
+        click.echo(f"error: {pipe.failure}", err=True)
+        return 1
+    return 0
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    """``12 (stale 10, superseded 2)``, or ``0``."""
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    return f"{total} ({', '.join(f'{r} {n}' for r, n in sorted(counts.items()))})"
+
+
+def _run_workers(config_path: Path, workers: int, metrics_host: str | None) -> int:
+    """Start ``workers`` processes of ``streamfer run``, forward signals, wait for all."""
+    host_args = ["--metrics-host", metrics_host] if metrics_host else []
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "streamfer.pipeline.cli", "run", "-c", str(config_path),
+             *host_args, "--worker-index", str(i)],
+            start_new_session=True,  # a terminal's Ctrl-C reaches them once, through us
+        )
+        for i in range(workers)
+    ]  # fmt: skip
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    while any(p.poll() is None for p in procs):
+        time.sleep(0.2)  # waiting for children; signals arrive in between
+    codes = [p.returncode for p in procs]
+    return max(codes, key=abs) if any(codes) else 0

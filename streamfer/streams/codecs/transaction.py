@@ -1,0 +1,111 @@
+"""Payment transactions: one JSON object per record, decoded and validated in one C pass.
+
+:class:`Transaction` holds the fields a transaction must carry (contract v1)
+with their constraints; msgspec checks them while it parses, and
+:func:`transaction_error` turns its errors into the codec's reason codes
+(``bad_json``, ``missing_field``, ``bad_field``, ``number_out_of_range``,
+``too_deep``). Other fields of the object are ignored. The pipeline's
+transaction processor decodes a batch with the same decoder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from streamfer.errors import CodecError
+from streamfer.streams.codecs.limits import CodecLimits, check_size
+from streamfer.streams.records import Record
+
+CHANNELS = frozenset({"pos", "ecom", "atm"})
+_MAX_ID_CHARS = 128
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID_CHARS)]
+
+
+class Transaction(msgspec.Struct, forbid_unknown_fields=False):
+    """The fields a transaction must carry; other fields are ignored."""
+
+    tx_id: _Id
+    card_id: _Id
+    merchant_id: _Id
+    amount: Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{3}$")]
+    mcc: Annotated[str, msgspec.Meta(pattern="^[0-9]{4}$")]
+    ts: Annotated[int, msgspec.Meta(gt=0)]
+    lat: Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+    lon: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+    channel: Literal["pos", "ecom", "atm"]
+
+
+decode_value = msgspec.json.Decoder(Transaction).decode
+"""``bytes -> Transaction``; raises msgspec.DecodeError/ValidationError or RecursionError."""
+
+# msgspec raises UnicodeDecodeError for a JSON string that is not UTF-8
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+
+_EXPECT = {
+    "tx_id": f"a string of 1..{_MAX_ID_CHARS} chars",
+    "card_id": f"a string of 1..{_MAX_ID_CHARS} chars",
+    "merchant_id": f"a string of 1..{_MAX_ID_CHARS} chars",
+    "amount": "a number 0 <= amount <= 1e12",
+    "currency": "3 letters (ISO 4217)",
+    "mcc": "4 digits as a string",
+    "ts": "epoch milliseconds as a positive integer",
+    "lat": "a number -90 <= lat <= 90",
+    "lon": "a number -180 <= lon <= 180",
+    "channel": f"one of {sorted(CHANNELS)}",
+}
+_MISSING = re.compile(r"missing required field `(\w+)`")
+_AT = re.compile(r" - at `\$\.(\w+)`")
+
+
+def _fail(where: str, problem: str, reason: str, note: str) -> CodecError:
+    return CodecError(f"{where} | {problem}. Note: {note}", reason)
+
+
+def transaction_error(where: str, exc: BaseException) -> CodecError:
+    """The CodecError of a failed decode of the record ``where`` (``topic[p]@offset``)."""
+    text = str(exc)
+    if isinstance(exc, RecursionError):
+        return _fail(where, "JSON nested too deeply", "too_deep", "expected one JSON object")
+    if isinstance(exc, UnicodeDecodeError):
+        problem = f"a JSON string is not UTF-8 ({exc.reason})"
+        return _fail(where, problem, "bad_json", "expected UTF-8 JSON")
+    if not isinstance(exc, msgspec.ValidationError):
+        return _fail(where, f"invalid JSON ({text})", "bad_json", "expected one JSON object")
+    missing = _MISSING.search(text)
+    if missing:
+        return _fail(
+            where, f"no {missing.group(1)!r}", "missing_field", f"required: {', '.join(_EXPECT)}"
+        )
+    at = _AT.search(text)
+    if at is None:  # the top level is not an object
+        return _fail(
+            where, f"JSON is not an object ({text})", "bad_json", "expected one JSON object"
+        )
+    name = at.group(1)
+    reason = "number_out_of_range" if text.startswith("Number out of range") else "bad_field"
+    return _fail(
+        where,
+        f"{name}: {text[: at.start()]}",
+        reason,
+        f"expected {_EXPECT.get(name, 'a valid value')}",
+    )
+
+
+def decode_transaction(record: Record, limits: CodecLimits) -> dict[str, Any]:
+    """The validated transaction of one record as a dict of its fields; CodecError otherwise."""
+    value = check_size(record, limits.max_json_bytes, "a JSON transaction")
+    try:
+        tx = decode_value(value)
+    except DECODE_ERRORS as exc:
+        raise transaction_error(record.coords, exc) from None
+    return msgspec.structs.asdict(tx)
+
+
+def encode_transaction(tx: dict[str, Any]) -> bytes:
+    """Compact JSON bytes for one transaction dict."""
+    return json.dumps(tx, separators=(",", ":")).encode()

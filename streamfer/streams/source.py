@@ -1,0 +1,303 @@
+"""KafkaSource: a consumer-group member that commits only what has been resolved.
+
+One thread (the *consumer thread*) calls ``start``, ``poll``, ``commit``,
+``pause``/``resume``, ``lag`` and ``close``: Kafka consumers are not
+thread-safe. ``poll`` returns one :class:`~streams.records.RecordBatch` per
+partition, each tracked as one span of the :class:`~streams.tracker.OffsetTracker`.
+Any thread resolves records once their outcome is final (decision
+acknowledged, counted drop, dead-lettered), a row or many rows of a span at a
+time. ``poll`` also applies backpressure (a partition with too many unresolved
+records is paused until half of them resolve, through the one
+:class:`~streams.pausing.Pausing` owner) and commits every
+``commit_interval_s`` through its :class:`~streams.committer.Committer`.
+
+On revocation (cooperative rebalancing) the revocation hook waits up to
+``revoke_timeout_s`` for the revoked partitions' in-flight records, then
+commits their resolved prefix before the rebalance completes; what is still
+unresolved is abandoned uncommitted, so the next owner reprocesses it. A
+client that cannot heartbeat during that wait (``heartbeats_during_revoke``
+false) gets the wait capped at half the session timeout.
+
+Exactly-once: ``use_transactions(sink)`` switches to the
+:class:`~streams.committer.TransactionCommitter`.
+
+``listen(listener)`` reports partition events to one more party (a stream's
+state): assignments, revocations (after the committer is done with them) and
+rewinds to the committed offsets (after an abort).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from streamfer.errors import StreamError
+from streamfer.streams.client import (
+    ClientFactory,
+    ConsumerClient,
+    ConsumerOptions,
+    DeliveryCallback,
+    TopicPartition,
+    client_factory,
+)
+from streamfer.streams.committer import Committer, OffsetCommitter, TransactionCommitter
+from streamfer.streams.connection import ConnectionMonitor
+from streamfer.streams.pausing import Pausing
+from streamfer.streams.records import Record, RecordBatch
+from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.sink import KafkaSink
+from streamfer.streams.tracker import OffsetTracker
+
+log = logging.getLogger(__name__)
+
+
+class PartitionListener(Protocol):
+    """Told of partition events, on whichever thread the client reports them."""
+
+    def assigned(self, tps: Collection[TopicPartition]) -> None: ...
+
+    def revoked(self, tps: Collection[TopicPartition], lost: bool) -> None:
+        """After the committer waited for the partitions' records and committed them."""
+        ...
+
+    def rewound(self, tps: Collection[TopicPartition]) -> None:
+        """The partitions will be consumed again from their committed offsets."""
+        ...
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Delivery behaviour on top of the consumer's tuning."""
+
+    max_in_flight_per_partition: int = 10_000
+    commit_interval_s: float = 0.2
+    commit_timeout_s: float = 10.0
+    revoke_timeout_s: float = 30.0
+
+
+class KafkaSource:
+    """Consumer group member with resolved-offset commits, backpressure and revocation."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        consumer: ConsumerOptions,
+        options: SourceOptions | None = None,
+        factory: ClientFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = tuple(topics)
+        self.consumer_options = consumer
+        self.options = options or SourceOptions()
+        self._factory = factory
+        self._client: ConsumerClient | None = None
+        self.tracker = OffsetTracker()
+        self.committer: Committer = OffsetCommitter(self)
+        self.pausing = Pausing(self.options.max_in_flight_per_partition)
+        self._assigned: frozenset[TopicPartition] = frozenset()
+        self._next_commit = 0.0
+        self._listener: PartitionListener | None = None
+
+    # -- lifecycle (consumer thread) --------------------------------------------------------
+
+    def start(self) -> KafkaSource:
+        """Connect and subscribe; partitions arrive with the first polls."""
+        if self._client is None:
+            factory = self._factory or client_factory()
+            self._client = factory.consumer(
+                self.settings, self.topics, self.consumer_options, self._on_revoke, self._on_assign
+            )
+            self._next_commit = time.monotonic() + self.options.commit_interval_s
+        return self
+
+    def __enter__(self) -> KafkaSource:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def listen(self, listener: PartitionListener) -> None:
+        """Report partition events to ``listener`` too (see the module docstring)."""
+        self._listener = listener
+
+    def use_transactions(self, sink: KafkaSink) -> None:
+        """Commit through ``sink``'s transactions (exactly-once) instead of the consumer."""
+        self.committer = TransactionCommitter(self, sink)
+
+    @property
+    def client(self) -> ConsumerClient:
+        if self._client is None:
+            raise StreamError(
+                f"{self.topics} | KafkaSource used before start(). "
+                "Note: call start() or use it as a context manager"
+            )
+        return self._client
+
+    @property
+    def monitor(self) -> object | None:
+        """The client's connection monitor (``streamfer.streams.connection.ConnectionMonitor``)."""
+        return getattr(self._client, "monitor", None)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Wait (bounded) for in-flight records, commit what is resolved, leave the group."""
+        client = self._client
+        if client is None:
+            return
+        wait = self.options.revoke_timeout_s if timeout_s is None else timeout_s
+        try:
+            self.committer.close(wait)
+        finally:
+            self.tracker.remove(self.tracker.partitions())
+            client.close()  # its revocation hook finds nothing left to commit
+            self._client = None
+
+    # -- consuming (consumer thread) --------------------------------------------------------
+
+    def poll(self, timeout_s: float = 0.1, max_records: int | None = None) -> list[RecordBatch]:
+        """The next records (maybe none), a batch per partition; each batch carries its span.
+
+        Applies backpressure and commits if due (before fetching: an exactly-once
+        barrier then waits only for what earlier polls returned).
+        """
+        client = self.client
+        self.commit_if_due()
+        if not self.committer.before_poll():
+            return []
+        limit = max_records or self.consumer_options.max_poll_records
+        batches = client.poll(timeout_s, limit)
+        if not self.committer.before_poll():  # a partition was lost inside that poll
+            return []
+        out = []
+        assigned = self._assigned
+        tracker = self.tracker
+        for batch in batches:
+            if batch.tp not in assigned:  # fetched before a revocation: the new owner reads it
+                continue
+            batch.span = tracker.add(batch.tp, batch.offsets)
+            out.append(batch)
+        pausing = self.pausing
+        pausing.observe_in_flight(tracker.in_flight_by_partition())
+        pausing.apply(client, assigned)
+        return out
+
+    def pause(self) -> None:
+        """Stop fetching every assigned partition (e.g. a downstream queue is full)."""
+        self.pausing.set_downstream(True)
+        self.pausing.apply(self.client, self._assigned)
+
+    def resume(self) -> None:
+        """Undo ``pause``; partitions paused for in-flight backpressure stay paused."""
+        self.pausing.set_downstream(False)
+        self.pausing.apply(self.client, self._assigned)
+
+    def commit_if_due(self) -> None:
+        """Commit if ``commit_interval_s`` has passed (``poll`` does it before fetching; a
+        consumer thread that is not polling, its pipeline being full, calls it itself)."""
+        if time.monotonic() < self._next_commit:
+            return
+        monitor = self.monitor
+        if isinstance(monitor, ConnectionMonitor) and monitor.unreachable_s() > 0:
+            # no commit can land while the client reports the cluster out of reach, and
+            # trying blocks this thread (librdkafka's until the session times out, 10 s
+            # by default): what is resolved is committed at the first interval after
+            self._next_commit = time.monotonic() + self.options.commit_interval_s
+            return
+        try:
+            self.commit()
+        except StreamError as exc:  # e.g. a rebalance in progress: the next interval retries
+            log.warning("%s | periodic commit skipped: %s", self.topics, exc)
+
+    def commit(self) -> dict[TopicPartition, int]:
+        """Commit resolved positions now; returns what was committed."""
+        self._next_commit = time.monotonic() + self.options.commit_interval_s
+        return self.committer.commit()
+
+    def abort_transaction(self) -> None:
+        """Exactly-once: abort the open transaction and rewind every partition."""
+        self.committer.abort()
+
+    # -- resolving (any thread) -------------------------------------------------------------
+
+    def resolve(self, record: Record) -> bool:
+        """Mark one record's outcome final; False if it was not in flight."""
+        span = record.span
+        return span is not None and self.tracker.resolve(span, record.row)
+
+    def resolve_batch(self, batch: RecordBatch) -> int:
+        """Mark every record of ``batch`` final; how many were still in flight."""
+        return self.tracker.resolve_all(batch.span) if batch.span is not None else 0
+
+    def resolve_many(self, records: Iterable[Record]) -> int:
+        return sum(self.resolve(r) for r in records)
+
+    def is_pending(self, record: Record) -> bool:
+        """False once a record was resolved, or abandoned by a revocation or an abort
+        (a re-polled copy of the same offset comes with a new span).
+
+        With transactions, check it inside ``KafkaSink.send(..., only_if=...)``: work for
+        an abandoned record must not land in the next transaction (it will be re-polled).
+        """
+        span = record.span
+        return span is not None and self.tracker.is_pending(span, record.row)
+
+    def ack_callback(self, record: Record) -> DeliveryCallback:
+        """A sink ``on_delivery`` that resolves ``record`` once its output is acknowledged.
+
+        A failed delivery leaves the record unresolved, so it is never committed past.
+        """
+
+        def on_delivery(error: object | None, _message: object) -> None:
+            if error is None:
+                self.resolve(record)
+            else:
+                log.warning("%s | output not delivered: %s", record.coords, error)
+
+        return on_delivery
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def assigned(self) -> frozenset[TopicPartition]:
+        """Current assignment (safe from any thread)."""
+        return self._assigned
+
+    def in_flight(self) -> int:
+        return self.tracker.in_flight()
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records behind the high watermark, per assigned partition (consumer thread)."""
+        return self.client.lag()
+
+    # -- rebalance hooks (inside the consumer's poll) ----------------------------------------
+
+    @property
+    def revoke_wait_s(self) -> float:
+        """How long the revocation hook waits for in-flight records (see the module doc)."""
+        wait = self.options.revoke_timeout_s
+        if self._client is not None and getattr(self._client, "heartbeats_during_revoke", False):
+            return wait
+        return min(wait, self.consumer_options.session_timeout_ms / 2000)
+
+    def _on_assign(self, tps: list[TopicPartition]) -> None:
+        self._assigned = self._assigned | frozenset(tps)
+        if self._listener is not None:
+            self._listener.assigned(tps)
+
+    def _on_revoke(self, tps: list[TopicPartition], lost: bool) -> Mapping[TopicPartition, int]:
+        self._assigned = self._assigned - frozenset(tps)
+        self.pausing.forget(tps)
+        if lost:
+            log.warning("%s | partitions lost (not revoked): %s", self.topics, sorted(tps))
+        positions = self.committer.on_revoke(tps, lost)
+        if self._listener is not None:
+            self._listener.revoked(tps, lost)
+        return positions
+
+    def rewound(self, tps: Collection[TopicPartition]) -> None:
+        """The committer rewound ``tps`` to their committed offsets."""
+        if self._listener is not None and tps:
+            self._listener.rewound(tps)
