@@ -43,5 +43,5 @@ EXPOSE 9464
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
     CMD python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=2)"
 ENTRYPOINT ["streamfer"]
-# a shipped config by name (streamfer/deploy/configs/demo.yaml inside the wheel)
+# a shipped config by name (streamfer/configs/demo.yaml inside the wheel)
 CMD ["run", "--config", "demo"]

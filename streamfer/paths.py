@@ -1,8 +1,8 @@
 """Where streamfer finds what it ships and where it keeps its caches.
 
 Shipped files (the Kafka POM and broker configs, the pipeline configs) sit in
-``deploy/`` of a checkout, and the wheel carries the same files inside the
-package (``streamfer/deploy/``). Caches go to the checkout's ``.cache/`` when
+``deploy/kafka`` and ``deploy/configs`` of a checkout, and the wheel carries the
+same files inside the package (``streamfer/kafka``, ``streamfer/configs``). Caches go to the checkout's ``.cache/`` when
 running from one, else to the user's cache directory (XDG). Nothing here
 depends on the current directory, so every command works from anywhere.
 """
@@ -26,7 +26,7 @@ def checkout_root() -> Path | None:
 def shipped(*parts: str) -> Path:
     """A file that ships with streamfer, e.g. ``shipped("kafka", "pom.xml")``."""
     root = checkout_root()
-    base = root / "deploy" if root is not None else PACKAGE_DIR / "deploy"
+    base = root / "deploy" if root is not None else PACKAGE_DIR
     return base.joinpath(*parts)
 
 

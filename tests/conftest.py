@@ -125,3 +125,9 @@ def _free_port_run(n: int) -> int:
                 continue
             return port
     raise RuntimeError(f"no {n} consecutive free loopback ports")
+
+
+@pytest.fixture
+def free_ports() -> Callable[[int], int]:
+    """``free_ports(n)``: a loopback port p with p .. p + n - 1 all free right now."""
+    return _free_port_run

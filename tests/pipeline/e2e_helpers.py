@@ -197,3 +197,20 @@ def wait_resolved(pipe: Any, stream: str, n: int, timeout_s: float = 60) -> None
         f"{n} records of {stream} resolved",
     )
     assert pipe.failure is None, pipe.failure
+
+
+def assert_demo_summary_resolves_every_record(stderr: str) -> dict[str, list[int]]:
+    """The rows of ``streamfer demo``'s summary table by kind: consumed, decided, dropped,
+    dead-lettered, lag. Asserts every kind decided something and resolved every record."""
+    summary = stderr[stderr.index(": summary") :]
+    rows = {}
+    for line in summary.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 9 and cells[2].isdigit():
+            rows[cells[1]] = [int(c) for c in (cells[2], cells[3], cells[6], cells[7], cells[8])]
+    assert set(rows) == {"transaction", "sensor", "camera"}, summary
+    for kind, (consumed, decided, dropped, dead, lag) in rows.items():
+        assert decided > 0, f"{kind}: no decisions\n{summary}"
+        assert consumed == decided + dropped + dead, f"{kind}: unresolved records\n{summary}"
+        assert lag == 0
+    return rows

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from e2e_helpers import assert_demo_summary_resolves_every_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,17 +45,7 @@ def test_demo_decides_every_stream_and_writes_annotated_frames(
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = done.stderr[done.stderr.index(": summary") :]
-    rows = {}
-    for line in summary.splitlines():
-        cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 9 and cells[2].isdigit():
-            rows[cells[1]] = [int(c) for c in (cells[2], cells[3], cells[6], cells[7], cells[8])]
-    assert set(rows) == {"transaction", "sensor", "camera"}, summary
-    for kind, (consumed, decided, dropped, dead, lag) in rows.items():
-        assert decided > 0, f"{kind}: no decisions\n{summary}"
-        assert consumed == decided + dropped + dead, f"{kind}: unresolved records\n{summary}"
-        assert lag == 0
+    rows = assert_demo_summary_resolves_every_record(done.stderr)
     assert rows["transaction"][2] == 0, "transactions are never dropped"
     assert rows["transaction"][3] > 0, "malformed transactions must reach the DLQ"
     assert re.search(r"Prometheus metrics at .*http://[^ ]+/metrics", done.stderr)
