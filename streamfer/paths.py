@@ -2,9 +2,10 @@
 
 Shipped files (the Kafka POM and broker configs, the pipeline configs) sit in
 ``deploy/kafka`` and ``deploy/configs`` of a checkout, and the wheel carries the
-same files inside the package (``streamfer/kafka``, ``streamfer/configs``). Caches go to the checkout's ``.cache/`` when
-running from one, else to the user's cache directory (XDG). Nothing here
-depends on the current directory, so every command works from anywhere.
+same files inside the package (``streamfer/kafka``, ``streamfer/configs``).
+Caches go to the checkout's ``.cache/`` when running from one, else to the
+user's cache directory (XDG). Nothing here depends on the current directory,
+so every command works from anywhere.
 """
 
 from __future__ import annotations
