@@ -192,6 +192,7 @@ def test_scaled_objects_agree_with_the_configs_they_scale(root: str) -> None:
     for doc in keda_docs(root):
         if doc["kind"] == "ScaledObject":
             assert contradictions(doc, root) == []
+            assert ("Deployment", doc["spec"]["scaleTargetRef"]["name"]) in rendered(root)
             groups.add(doc["metadata"]["annotations"][ANNOTATION + "config"])
     assert groups == {f"{g}.yaml" for g in GROUPS}
 
