@@ -79,7 +79,8 @@ class KafkaConfig(_Frozen):
 
     ``create_topics``: at start, create the output and dead-letter topics that do
     not exist yet (as many partitions as the stream's input topic, 1 if that is
-    missing too, and ``topic_replication_factor`` replicas). When false, a missing
+    missing too, and ``topic_replication_factor`` replicas: unset, the broker's
+    ``default.replication.factor`` decides). When false, a missing
     one fails the start: clusters that disable ``auto.create.topics.enable``
     would otherwise fail every publish.
 
@@ -105,7 +106,13 @@ class KafkaConfig(_Frozen):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     create_topics: bool = True
-    topic_replication_factor: int = Field(default=1, ge=1, le=32767)  # Kafka's limit (int16)
+    topic_replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        le=32767,  # Kafka's limit (int16)
+        description="Replicas of each topic this client creates; unset: the broker's "
+        "default.replication.factor (1 on a default broker; 3 is usual in production)",
+    )
 
     def resolved_bootstrap(self) -> str:
         """The configured servers, else ``$STREAMFER_BOOTSTRAP``, else the local broker."""

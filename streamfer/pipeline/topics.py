@@ -134,7 +134,8 @@ def ensure_output_topics(config: PipelineConfig, timeout_s: float = 10.0) -> lis
         raise StreamError(
             f"{settings.describe()} | could not create {len(wanted)} missing topic(s) "
             f"({_reason(exc)}):\n{listed}\nNote: create them (partitions as shown, "
-            f"replication factor {kafka.topic_replication_factor}) or let this client create them"
+            f"replication factor {kafka.topic_replication_factor or 'the broker default'}) or let "
+            "this client create them"
         ) from exc
     for m in missing:
         log.info("created %s", m.describe())

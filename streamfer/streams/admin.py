@@ -143,10 +143,13 @@ def create_topics(
     topics: Mapping[str, int],
     *,
     config: Mapping[str, str] | None = None,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     timeout_s: float = 30.0,
 ) -> None:
     """Create each topic with the given partition count; existing topics are left alone.
+
+    ``replication_factor`` None leaves it to the broker's ``default.replication.factor``
+    (sent as -1, which brokers since Kafka 2.4 resolve, KIP-464).
 
     A topic created meanwhile by someone else (another worker starting) counts
     as created. Returns once every topic is visible with a leader per partition.
@@ -157,7 +160,7 @@ def create_topics(
         NewTopic(
             name,
             num_partitions=partitions,
-            replication_factor=replication_factor,
+            replication_factor=-1 if replication_factor is None else replication_factor,
             topic_configs=dict(config or {}),
         )
         for name, partitions in topics.items()

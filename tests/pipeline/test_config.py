@@ -117,7 +117,7 @@ def test_topics_are_created_by_default_and_the_replication_factor_is_checked(
     tmp_path: Path,
 ) -> None:
     kafka = load_config(write(tmp_path, base())).kafka
-    assert kafka.create_topics is True and kafka.topic_replication_factor == 1
+    assert kafka.create_topics is True and kafka.topic_replication_factor is None  # broker default
     doc = base()
     doc["kafka"] = {"create_topics": "sometimes", "topic_replication_factor": 0}
     text = problems_of(tmp_path, doc)
