@@ -79,7 +79,9 @@ def _rel(path: Path) -> str:
 
 def _params() -> Iterator[object]:
     for path in doc_files():
-        marks = [pytest.mark.integration]
+        limit_s = TIME_LIMIT_S.get(_rel(path), DEFAULT_LIMIT_S)
+        # the page's own bound, then the cleanup and stopping what it left running
+        marks = [pytest.mark.integration, pytest.mark.timeout(limit_s + 180)]
         if _rel(path) in SLOW:
             marks.append(pytest.mark.slow)
         yield pytest.param(path, id=_rel(path), marks=marks)
