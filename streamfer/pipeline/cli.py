@@ -30,6 +30,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": ("streamfer.pipeline.demo:demo", "Run the whole pipeline on the local broker."),
     "bench": ("streamfer.bench.cli:bench", "Run the benchmarks and record results."),
+    "config": ("streamfer.pipeline.config_cli:config", "Inspect and document pipeline configs."),
+    "tail": ("streamfer.streams.tail_cli:tail", "Print a topic's records, one a line."),
 }
 
 
