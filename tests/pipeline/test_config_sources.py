@@ -196,11 +196,10 @@ def test_show_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "  sasl_password: '***'  # env (STREAMFER__KAFKA__SASL_PASSWORD)" in show(
         "-c", str(path)
     ).splitlines()
-    assert masked({"a": {"api_token": "t", "Secret_Key": "s", "token_file": "/f", "n": None,
-                         "x": [{"password": "p"}]}}) == {  # fmt: skip
-        "a": {"api_token": "***", "Secret_Key": "***", "token_file": "/f", "n": None,
-              "x": [{"password": "***"}]}
-    }  # fmt: skip
+    raw = {"a": {"api_token": "t", "Secret_Key": "s", "token_file": "/f", "n": None,
+                 "x": [{"password": "p"}]}}  # fmt: skip
+    assert masked(raw) == {"a": {"api_token": "***", "Secret_Key": "***", "token_file": "/f",
+                                 "n": None, "x": [{"password": "***"}]}}  # fmt: skip
 
 
 def test_show_a_shipped_config_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
