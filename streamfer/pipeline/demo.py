@@ -12,6 +12,7 @@ annotated camera frames and shuts everything down.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -37,6 +38,7 @@ from streamfer.streams.bootstrap import bootstrap_option
 from streamfer.streams.feeds import Message, camera_feed, sensor_feed, transaction_feed
 from streamfer.streams.producers import produce, producer_sink
 
+OUTLET_LOGGER = "streamfer.pipeline.outlet"  # its per-record dead-letter warnings
 DRAIN_TIMEOUT_S = 60.0
 ANNOTATE_TIMEOUT_S = 30.0
 
@@ -188,6 +190,8 @@ def demo(
 ) -> None:
     """Run the whole pipeline on synthetic traffic and print what it decided.
 
+    The malformed records' dead letters are counted in the table; -v also logs each.
+
     The broker is the one --bootstrap, $STREAMFER__KAFKA__BOOTSTRAP_SERVERS, the config
     file or $STREAMFER_BOOTSTRAP names (in that order); when none does, the local broker
     is started (and stopped afterwards unless it was running already or --keep-broker).
@@ -208,10 +212,17 @@ def demo(
     else:
         started_here = False
         wait_for_broker(address, timeout_s=30)
+    outlet_log = logging.getLogger(OUTLET_LOGGER)
+    outlet_level = outlet_log.level
+    if logging.getLogger().getEffectiveLevel() == logging.WARNING:
+        # the malformed records are sent on purpose and the table counts their dead letters;
+        # a warning line each would scroll it away (-v shows them)
+        outlet_log.setLevel(logging.ERROR)
     try:
         _run(console, address, config, resolved.path, duration_s, tx_rate, sensor_rate, cameras,
              fps, bad_every, out_dir, frames, no_live)
     finally:
+        outlet_log.setLevel(outlet_level)
         if broker is not None and started_here and not keep_broker:
             console.print("[dim]stopping the local broker[/dim]")
             broker.stop()
