@@ -26,7 +26,12 @@ def _say(text: str) -> None:
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--bootstrap (the -c file's servers count too) and the result options."""
     return _recording(bootstrap_option(fn))
+
+
+def _common_no_config(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return _recording(bootstrap_option(config_file=False)(fn))
 
 
 def _config_option(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -144,7 +149,7 @@ def scoring(
 
 
 @bench.command("state-restore")
-@_common
+@_common_no_config
 @click.option("--keys", type=click.IntRange(1000), default=1_000_000, show_default=True,
               help="Cards in the changelog partition.")  # fmt: skip
 def state_restore(bootstrap: str | None, results: Path, no_record: bool, keys: int) -> None:

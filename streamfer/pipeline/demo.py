@@ -178,8 +178,8 @@ class _Annotator(threading.Thread):
               default=Path("out/demo"), show_default=True, help="Where annotated frames go.")
 @click.option("--frames", type=click.IntRange(0, 50), default=6, show_default=True,
               help="Annotated camera frames to write.")
-@metrics_options
-@bootstrap_option
+@metrics_options(workers=False)
+@bootstrap_option(note="When none names one, the local broker is started.")
 @click.option("--keep-broker", is_flag=True,
               help="Leave the local broker running afterwards (when the demo started it).")
 @click.option("--no-live", is_flag=True, help="Print a line every 5 s instead of a live table.")

@@ -34,24 +34,31 @@ _CONFIG = click.option(
 )
 
 
-def metrics_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+def metrics_options(
+    fn: Callable[..., Any] | None = None, *, workers: bool = True
+) -> Any:
     """``--metrics-host`` and ``--metrics-port``, over the config's ``metrics`` section."""
-    fn = click.option(
-        "--metrics-port",
-        type=click.IntRange(0, 65535),
-        default=None,
-        metavar="PORT",
-        help="Port of /metrics, /healthz and /readyz, instead of the config's metrics.port "
-        "(0: any free port). With --workers N, worker i serves on port + i.",
-    )(fn)
-    return click.option(
-        "--metrics-host",
-        default=None,
-        metavar="ADDRESS",
-        help="Address the /metrics, /healthz and /readyz server binds, instead of the config's "
-        "metrics.host (default 0.0.0.0: every interface, so Prometheus can scrape from "
-        "elsewhere; 127.0.0.1 keeps it local).",
-    )(fn)
+    each = " With --workers N, worker i serves on port + i." if workers else ""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            default=None,
+            metavar="PORT",
+            help="Port of /metrics, /healthz and /readyz, instead of the config's metrics.port "
+            f"(0: any free port).{each}",
+        )(fn)
+        return click.option(
+            "--metrics-host",
+            default=None,
+            metavar="ADDRESS",
+            help="Address the /metrics, /healthz and /readyz server binds, instead of the "
+            "config's metrics.host (default 0.0.0.0: every interface, so Prometheus can scrape "
+            "from elsewhere; 127.0.0.1 keeps it local).",
+        )(fn)
+
+    return wrap if fn is None else wrap(fn)
 
 
 @click.command()

@@ -48,13 +48,20 @@ def resolve_bootstrap(
     return Bootstrap(DEFAULT_BOOTSTRAP, "default")
 
 
-def bootstrap_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--bootstrap HOST:PORT``; the command passes the value to :func:`resolve_bootstrap`."""
-    return click.option(
+def bootstrap_option(
+    fn: Callable[..., Any] | None = None, *, config_file: bool = True, note: str = ""
+) -> Any:
+    """``--bootstrap HOST:PORT``; the command passes the value to :func:`resolve_bootstrap`.
+
+    ``config_file``: the command reads a config file, so its help names that step too.
+    """
+    file_step = " > the config file's kafka.bootstrap_servers" if config_file else ""
+    option = click.option(
         "--bootstrap",
         default=None,
         metavar="HOST:PORT",
         help=f"Kafka bootstrap servers (host:port[,host:port]). Precedence: this flag > "
-        f"${BOOTSTRAP_OVERRIDE_ENV} > the config file's kafka.bootstrap_servers > "
-        f"${BOOTSTRAP_ENV} > {DEFAULT_BOOTSTRAP}.",
-    )(fn)
+        f"${BOOTSTRAP_OVERRIDE_ENV}{file_step} > ${BOOTSTRAP_ENV} > {DEFAULT_BOOTSTRAP}."
+        + (f" {note}" if note else ""),
+    )
+    return option if fn is None else option(fn)

@@ -61,7 +61,7 @@ def _common(default_topic: str) -> Callable[[Callable[..., Any]], Callable[..., 
         ]
         for option in reversed(options):
             fn = option(fn)
-        return bootstrap_option(fn)
+        return bootstrap_option(config_file=False)(fn)
 
     return wrap
 
