@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -163,3 +164,37 @@ def test_run_starts_with_bootstrap_and_verbose_after_the_command(
     assert all({"ts", "level", "logger", "message"} <= set(d) for d in docs)
     assert "127.0.0.1:1" not in "".join(seen)
     assert any("stopping: finishing records in flight" in s for s in seen)
+
+
+def _leaves() -> Iterator[tuple[str, click.Command]]:
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            for sub_name, sub in command.commands.items():
+                yield f"{name} {sub_name}", sub
+        else:
+            yield name, command
+
+
+def test_every_command_shares_the_option_conventions() -> None:
+    leaves = dict(_leaves())
+    assert {"run", "validate", "demo", "check-processor", "config show", "produce camera",
+            "bench scoring", "broker start", "engines build"} <= set(leaves)  # fmt: skip
+    for name, command in leaves.items():
+        opts = {o: p for p in command.params for o in p.opts}
+        assert {"-v", "-q", "--log-level", "--log-format"} <= set(opts), name
+        if "--target" in opts:
+            assert opts["--target"].default == "auto", name
+        config = opts.get("--config")
+        if config is not None and not getattr(config, "hidden", False):
+            assert "-c" in config.opts, f"{name}: -c/--config names the pipeline file"
+    for name in ("run", "validate", "demo", "config show", "produce transactions",
+                 "produce sensor", "produce camera", "bench scoring", "bench server",
+                 "bench frames", "bench state-restore"):  # fmt: skip
+        assert "--bootstrap" in {o for p in leaves[name].params for o in p.opts}, name
+    for name in ("run", "demo"):
+        assert {"--metrics-host", "--metrics-port"} <= {
+            o for p in leaves[name].params for o in p.opts
+        }, name
