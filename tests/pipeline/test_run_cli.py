@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +127,40 @@ def test_debug_logs_leave_out_kafka_python_wire_dumps(tmp_path: Path, args: list
     assert done.returncode == 0, done.stderr
     assert "streamfer debug line" in done.stderr
     assert "hunter2" not in done.stderr
+
+
+def test_workers_get_the_log_bootstrap_and_metrics_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamfer import logs
+    from streamfer.pipeline import run_cli
+
+    started: list[list[str]] = []
+
+    class Done:
+        returncode = 0
+
+        def __init__(self, args: list[str], **_: object) -> None:
+            started.append(args)
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(run_cli.subprocess, "Popen", Done)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        logs.configure(logging.DEBUG, "json")
+        code = run_cli._run_workers(Path("p.yaml"), 2, "h:1", "127.0.0.1", 9500)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert code == 0
+    assert [args[3:] for args in started] == [
+        ["run", "-c", "p.yaml", "--log-level", "debug", "--log-format", "json", "--bootstrap",
+         "h:1", "--metrics-host", "127.0.0.1", "--metrics-port", "9500", "--worker-index", str(i)]
+        for i in range(2)
+    ]  # fmt: skip
