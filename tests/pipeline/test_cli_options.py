@@ -29,17 +29,6 @@ from streamfer.pipeline.cli import cli
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logs.configure(logging.WARNING)  # back to the defaults, then drop the handler again
-    root.handlers[:] = handlers
-
-
 @pytest.mark.parametrize(
     ("args", "level"),
     [
