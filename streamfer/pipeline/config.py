@@ -860,7 +860,13 @@ def config_file(ref: str | Path) -> Path:
 def load_config(path: str | Path) -> PipelineConfig:
     """Read and validate a YAML config file (or a shipped one by name, see ``config_file``);
     ConfigError lists every problem."""
-    path = config_file(path)
+    path, raw = read_config(path)
+    return parse_config(raw, str(path), path.resolve().parent)
+
+
+def read_config(ref: str | Path) -> tuple[Path, Any]:
+    """The config file ``ref`` names (see ``config_file``) and its YAML, not yet validated."""
+    path = config_file(ref)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -869,4 +875,4 @@ def load_config(path: str | Path) -> PipelineConfig:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} | not valid YAML: {exc}") from None
-    return parse_config(raw, str(path), path.resolve().parent)
+    return path, raw
