@@ -13,7 +13,6 @@ a wrong number of results), 2 for a config problem.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import traceback
@@ -105,9 +104,6 @@ def check_processor(name: str, model_path: Path, sample_path: Path, config_path:
             f"--config {old_config} | renamed. Note: the processor's own config file is "
             "--processor-config FILE"
         )
-    cwd = os.getcwd()
-    if sys.path[:1] != [cwd]:
-        sys.path.insert(0, cwd)  # MODULE:CLASS from the current directory, as python -m does
     config = processor_config(config_path, settings)
     stream = check_stream(name, model_path, config, postprocessor, batch_size)
     values = read_samples(sample_path)

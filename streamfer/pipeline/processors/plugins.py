@@ -96,6 +96,9 @@ def load(ref: str, role: Role = "processor") -> Any:
 
 
 def _import(ref: str, module_name: str, role: Role) -> Any:
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # MODULE:CLASS from the current directory first, as uvicorn does
+        sys.path.insert(0, cwd)
     try:
         return importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or anything the module raised while importing
