@@ -5,6 +5,7 @@
 trains the autoencoder it runs; ``telemetry_anomaly.produce`` feeds a topic.
 """
 
+from telemetry_anomaly.baseline import BASELINE_CODEC, Baseline
 from telemetry_anomaly.processor import AnomalyConfig, TelemetryAnomaly
 
-__all__ = ["AnomalyConfig", "TelemetryAnomaly"]
+__all__ = ["BASELINE_CODEC", "AnomalyConfig", "Baseline", "TelemetryAnomaly"]
