@@ -1,5 +1,6 @@
 """The worked plug-in example (examples/telemetry-anomaly): its training, its model, its
-installation as a plug-in, and the whole stream on the real broker."""
+installation as a plug-in, its per-machine baseline (state codec, update, restore), and the
+whole stream on the real broker, killed with SIGKILL and restarted."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import pytest
 import yaml
 from e2e_helpers import committed, read_all, wait_for
 
+from streamfer.engines.base import TensorSpec
 from streamfer.errors import ConfigError
 from streamfer.pipeline.app import Pipeline
 from streamfer.pipeline.config import load_config, parse_config
-from streamfer.pipeline.processors import plugins
-from streamfer.streams.codecs import validate_decision
-from telemetry_anomaly import TelemetryAnomaly
+from streamfer.pipeline.processors import ProcessorContext, RecordBatch, StateView, plugins
+from streamfer.streams.codecs import CodecLimits, validate_decision
+from streamfer.streams.state import LocalStore
+from telemetry_anomaly import BASELINE_CODEC, AnomalyConfig, Baseline, TelemetryAnomaly
 from telemetry_anomaly.data import FAULTS, TelemetryGenerator, matrix
 from telemetry_anomaly.produce import produce, readings
 from telemetry_anomaly.train import MODEL_PATH, train
@@ -90,9 +93,92 @@ def test_the_example_installs_as_a_plugin_and_its_config_is_checked(tmp_path: Pa
     ]
 
 
+def test_the_baseline_codec_round_trips_exactly() -> None:
+    rng = np.random.default_rng(5)
+    base = Baseline.first(rng.normal(size=5) * 1e3, 1_767_225_600_000)
+    for i in range(50):
+        base = base.updated(rng.normal(size=5) * 1e3 + 1 / 3, 1_767_225_600_000 + i, 0.05)
+    raw = BASELINE_CODEC.encode(base)
+    back = BASELINE_CODEC.decode(raw)
+    assert len(raw) == 96 and BASELINE_CODEC.encode(back) == raw
+    assert (back.readings, back.seen_ms) == (51, 1_767_225_600_049) == (
+        base.readings, BASELINE_CODEC.seen_ms(base))  # fmt: skip
+    assert back.mean.tobytes() == base.mean.tobytes()  # bit for bit, not approximately
+    assert back.var.tobytes() == base.var.tobytes()
+
+
+def test_the_baseline_learns_a_machine_and_scores_a_departure() -> None:
+    rng = np.random.default_rng(6)
+    mu, sigma = np.array([1500.0, 60.0, 3.0, 14.0, 5.0]), np.array([40.0, 2.0, 0.2, 0.5, 0.1])
+    base = Baseline.first(mu + sigma * rng.normal(size=5), 0)
+    for t in range(1, 3000):
+        before = base
+        base = base.updated(mu + sigma * rng.normal(size=5), t, 0.02)
+        assert before.readings == t and before.mean is not base.mean  # a new value every time
+    assert base.readings == 3000 and base.seen_ms == 2999
+    assert np.allclose(base.mean, mu, atol=0.5 * sigma)  # about 2 / 0.02 readings count
+    assert np.allclose(np.sqrt(base.var), sigma, rtol=0.35)
+    z = base.z_scores(mu + np.array([0, 0, 10 * 0.2, 0, 0]))  # vibration 10 sigma up
+    assert int(z.argmax()) == 2 and 6 < z[2] < 15 and z.max() == z[2]
+    # one step, by the definition: the mean moves alpha of the way, the variance as Finch's
+    one = Baseline(2, 0, np.full(5, 10.0), np.full(5, 4.0)).updated(np.full(5, 20.0), 1, 0.1)
+    assert np.allclose(one.mean, 11.0) and np.allclose(one.var, 0.9 * (4.0 + 10.0 * 1.0))
+
+
+def telemetry_processor(**config: Any) -> TelemetryAnomaly:
+    session = ort.InferenceSession(str(MODEL_PATH), providers=["CPUExecutionProvider"])
+    f32 = np.dtype(np.float32)
+    return TelemetryAnomaly(ProcessorContext(
+        stream="telemetry", kind="custom", model="telemetry_ae", config=AnomalyConfig(**config),
+        inputs=(TensorSpec("telemetry", f32, (None, 5)),),
+        outputs=(TensorSpec("score", f32, (None, 1)), TensorSpec("errors", f32, (None, 5))),
+        metadata=session.get_modelmeta().custom_metadata_map, max_batch=256,
+        limits=CodecLimits()))  # fmt: skip
+
+
+def reading_batches(n: int, size: int) -> list[RecordBatch]:
+    sent = list(readings(n, seed=4, fault_ratio=0.05, malformed_ratio=0.02))
+    return [
+        RecordBatch("in", 0, list(range(i, i + len(part))), [k for k, _, _ in part],
+                    [v for _, v, _ in part], [None] * len(part),
+                    [1_767_225_600_000 + 100 * j for j in range(i, i + len(part))], 0)
+        for i in range(0, n, size)
+        for part in [sent[i : i + size]]
+    ]  # fmt: skip
+
+
+def baselines(prepared: Any) -> list[tuple[int, bytes] | None]:
+    return [None if r.baseline is None else (r.baseline.readings, BASELINE_CODEC.encode(r.baseline))
+            for r in prepared.metas]  # fmt: skip
+
+
+def test_baselines_restored_from_the_store_equal_those_never_stored(tmp_path: Path) -> None:
+    """The processor through a state view, closed and reopened (a restart) every few
+    batches and with a cache smaller than the machines, sees the baselines it would in
+    memory, bit for bit, however the readings are batched."""
+    memory = telemetry_processor()
+    want = [b for batch in reading_batches(600, 64) for b in baselines(memory.prepare(batch))]
+    stored = telemetry_processor()
+    got: list[tuple[int, bytes] | None] = []
+    for i, batch in enumerate(reading_batches(600, 25)):
+        if i % 5 == 0:  # closed without a checkpoint: what the next open reads is the store
+            view = StateView("in[0]", LocalStore(tmp_path / "p0").open(), BASELINE_CODEC,
+                             ttl_ms=None, cache_keys=4, next_offset=batch.offsets[0])  # fmt: skip
+        got += baselines(stored.prepare_with_state(batch, view))
+        view.flush(batch.offsets[-1] + 1)
+        if i % 5 == 4:
+            view.close(None)
+    view.close(None)
+    assert len(want) == len(got) > 550 and got == want
+    assert sum(b is not None and b[0] >= 20 for b in got) > 300  # baselines that score
+
+
 @pytest.mark.integration
 def test_the_example_stream_end_to_end(
-    kafka_bootstrap: str, unique_topic: Callable[..., str], unique_group: Callable[[], str]
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
 ) -> None:
     src, out, group = unique_topic(2), unique_topic(2), unique_group()
     doc: dict[str, Any] = yaml.safe_load((EXAMPLE / "pipeline.yaml").read_text())
@@ -101,6 +187,7 @@ def test_the_example_stream_end_to_end(
     doc["metrics"] = {"enabled": False}
     doc["runtime"] = {"commit_interval_ms": 100}
     doc["streams"][0].update(input_topic=src, output_topic=out)
+    doc["streams"][0]["state"]["dir"] = str(tmp_path / "state")
     pipe = Pipeline(parse_config(doc, "pipeline.yaml", EXAMPLE))
     sent = list(readings(400, seed=9, fault_ratio=0.1, malformed_ratio=0.03))
     label_of = {value: label for _, value, label in sent}  # healthy and faulty ones are unique
@@ -125,7 +212,10 @@ def test_the_example_stream_end_to_end(
         result = doc["result"]
         value = inputs[(doc["source"]["partition"], doc["source"]["offset"])]
         assert result["machine_id"] == json.loads(value)["machine_id"] == m.key.decode()
-        assert result["anomaly"] == (result["anomaly_score"] >= result["threshold"])
+        z = result["z_score"]
+        assert (z is None) == (result["baseline"] is None) == (result["z_signal"] is None)
+        assert result["anomaly"] == (result["anomaly_score"] >= result["threshold"]
+                                     or (z is not None and z >= 4.0))  # fmt: skip
         headers = dict(m.headers or [])
         assert headers == ({"anomaly": result["suspect"].encode()} if result["anomaly"] else {})
         by_label.setdefault(label_of[value], []).append(result["anomaly"])
