@@ -442,3 +442,24 @@ def test_the_baselines_survive_kill_9_and_the_verdicts_equal_an_uninterrupted_ru
         assert all(len(v) == 1 for v in got.values()), "committed duplicates"
     scored = sum(r["baseline"] is not None for v in ref.values() for r in v)
     assert scored > produced // 2  # most verdicts are against a baseline
+
+
+def test_check_processor_runs_the_stateful_example_without_kafka(tmp_path: Path) -> None:
+    """``streamfer check-processor`` on readings of two machines: the later readings of
+    each are scored against its baseline (kept in memory, without a state store)."""
+    gen = TelemetryGenerator(seed=3, machines=2)
+    sample = tmp_path / "readings.jsonl"
+    sample.write_text("".join(json.dumps(next(gen)[0]) + "\n" for _ in range(60)))
+    exe = Path(sys.executable).with_name("streamfer")
+    done = subprocess.run([str(exe), "check-processor", "telemetry-anomaly", "--model",
+                           str(MODEL_PATH), "--sample", str(sample)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    decode = json.JSONDecoder().raw_decode  # a line: "  #3 {...}  headers=[...]"
+    results = [decode(line[line.index("{"):])[0]["result"]
+               for line in done.stdout.splitlines() if line.startswith("  #")]  # fmt: skip
+    assert len(results) == 60
+    scored = [r for r in results if r["baseline"] is not None]
+    assert len(scored) == 60 - 2 * 20  # each machine's first 20 readings are its warm-up
+    assert {r["machine_id"] for r in scored} == {"machine-000", "machine-001"}
+    assert all(r["baseline"]["readings"] >= 20 and r["z_score"] >= 0 for r in scored)

@@ -24,7 +24,7 @@ reaches ``threshold`` or the z-score reaches ``z_threshold``.
 
 The baseline is updated in ``step``, before the model runs (a stateful
 processor reads and writes its state in ``prepare``; see "Stateful
-processors" in ``streamfer.pipeline.processors``), so it follows the readings
+processors" in ``streamfer.pipeline.processors.base``), so it follows the readings
 themselves, not the model's score. With ``state.enabled`` the baselines
 survive a restart or a rebalance exactly; without it they live in memory.
 
