@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from streamfer.pipeline.config_problems import Problem
 
 STATEFUL_KINDS: tuple[str, ...] = ("transaction", "sensor-sample")  # processors with per-key state
+_STATEFUL_METHODS = ("state_codec", "prepare_with_state")  # StatefulProcessor's
+_STATEFUL_PLUGIN = "kind: custom with a StatefulProcessor (state_codec, prepare_with_state)"
 
 if TYPE_CHECKING:
     from streamfer.pipeline.config import KafkaConfig, Kind, ModelConfig, StreamConfig
@@ -84,12 +86,12 @@ def stream_problems(
             s.fraud.review,
             [f"<= decline ({s.fraud.decline})"],
         )
-    if s.state.enabled and s.kind not in STATEFUL_KINDS:
+    if s.state.enabled and s.kind not in STATEFUL_KINDS and s.kind != "custom":
         yield Problem(
             f"{loc}.state.enabled",
             f"{s.kind} streams keep no per-key state",
             True,
-            [f"false, or kind: {' / '.join(STATEFUL_KINDS)}"],
+            [f"false, or kind: {' / '.join(STATEFUL_KINDS)}", _STATEFUL_PLUGIN],
         )
     if s.output_topic == s.input_topic or s.resolved_dlq_topic == s.input_topic:
         yield Problem(
@@ -148,6 +150,14 @@ def plugin_problems(i: int, s: StreamConfig) -> Iterator[Problem]:
             continue
         for found in plugins.config_problems(plugin, s.processor_config):
             yield plugins.within(f"{loc}.processor_config", found)
+        stateful = all(callable(getattr(plugin, m, None)) for m in _STATEFUL_METHODS)
+        if role == "processor" and s.state.enabled and not stateful:
+            yield Problem(
+                f"{loc}.state.enabled",
+                f"processor {ref} keeps no per-key state",
+                True,
+                ["false", _STATEFUL_PLUGIN],
+            )
 
 
 def reference_problems(
