@@ -122,3 +122,15 @@ def test_deletion_is_asked_about_only_without_partitions_and_less_and_less_often
     assert health.readiness().problems == ("topic_missing:payments:payments.tx",)
     assert gauge(metrics) == 1.0
     assert warnings(caplog, "input topic payments.tx was deleted; waiting") == 1
+
+
+def test_an_unknown_topic_report_with_partitions_assigned_is_checked() -> None:
+    """librdkafka keeps a deleted topic's partitions assigned and only reports it unknown."""
+    cluster = Cluster(None)
+    topic, health, _ = watch(cluster)
+    assert not topic.deleted(assigned=True, suspect=True)  # asks a second later
+    assert cluster.asked == 0
+    cluster.now += UNASSIGNED_FIRST_S
+    assert topic.deleted(assigned=True, suspect=True)
+    assert cluster.asked == 1
+    assert not health.readiness().ok
