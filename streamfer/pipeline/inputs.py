@@ -117,8 +117,8 @@ class InputTopic:
     def deleted(self, assigned: bool, suspect: bool = False) -> bool:
         """Called regularly while consuming: True when the stream has had no partitions
         (or the client reported the topic unknown: ``suspect``) for a while and the
-        cluster says the topic is gone (reported as deleted). With partitions assigned
-        and nothing suspect it asks nothing."""
+        cluster says the topic is gone; then call ``lost()`` once the consumer is closed.
+        With partitions assigned and nothing suspect it asks nothing."""
         now = self._clock()
         if assigned and not suspect:
             self._was_assigned = True
@@ -132,10 +132,11 @@ class InputTopic:
             return False
         self._unassigned_wait = min(self._unassigned_wait * 2, UNASSIGNED_MOST_S)
         self._next_unassigned = now + self._unassigned_wait
-        if self._exists() is not None:
-            return False
+        return self._exists() is None
+
+    def lost(self) -> None:
+        """After ``deleted()`` said so and the consumer was closed: report it (waiting)."""
         self._mark_missing(deleted=True)
-        return True
 
     def _mark_missing(self, deleted: bool) -> None:
         if self.missing:

@@ -85,7 +85,9 @@ _POLL_S = 0.05
 _PUT_WAIT_S = 0.2  # a full queue: how often the consumer checks the engine is alive
 _LAG_EVERY_S = 0.5
 _INPUT_CHECK_TIMEOUT_S = 5.0  # one metadata request about the input topic
-_SUSPECT_FOR_S = 5.0  # the consumer said "unknown topic" this recently: is it deleted?
+# the consumer said "unknown topic" this recently: is the topic deleted? (asked 1, 2, 4 ...
+# s after; librdkafka may report it once, while the deletion is still spreading)
+_SUSPECT_FOR_S = 60.0
 
 
 def hand_over(inbox: RowQueue, item: Any, rows: int, engine_alive: Callable[[], bool],
@@ -518,6 +520,7 @@ class StreamRuntime:
         except StreamferError as exc:
             log.warning("%s | closing the consumer: %s", self.stream.name, exc)
         self.lag.update({}, ())
+        self.input.lost()  # not ready from here on: the old consumer is gone already
 
     # -- consumer thread -----------------------------------------------------------------
     def _consume(self, started: threading.Event, errors: list[BaseException]) -> None:

@@ -114,11 +114,14 @@ def produce_and_time(bootstrap: str, topic: str, seed: int, n: int = N) -> float
 
 
 def assert_decided_in_time(pipe: Pipeline, name: str, n: int, since: float) -> None:
-    wait_for(
-        lambda: pipe.failure is not None or decided(pipe, name) >= n,
-        DECIDE_WITHIN_S + 30,  # a miss is then reported with how late it was
-        f"{n} decisions of {name}",
-    )
+    try:
+        wait_for(
+            lambda: pipe.failure is not None or decided(pipe, name) >= n,
+            DECIDE_WITHIN_S + 30,  # a miss is then reported with how late it was
+            f"{n} decisions of {name}",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {pipe.stats()[name]}, {pipe.health.readiness()}") from None
     assert pipe.failure is None, pipe.failure
     took = time.monotonic() - since
     assert took <= DECIDE_WITHIN_S, f"{n} decisions took {took:.1f} s after producing"

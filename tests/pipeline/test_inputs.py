@@ -119,6 +119,8 @@ def test_deletion_is_asked_about_only_without_partitions_and_less_and_less_often
     cluster.partitions = None  # deleted
     while not topic.deleted(assigned=False):
         cluster.now += 0.5
+    assert health.readiness().ok  # said once the consumer is closed
+    topic.lost()
     assert health.readiness().problems == ("topic_missing:payments:payments.tx",)
     assert gauge(metrics) == 1.0
     assert warnings(caplog, "input topic payments.tx was deleted; waiting") == 1
@@ -133,4 +135,5 @@ def test_an_unknown_topic_report_with_partitions_assigned_is_checked() -> None:
     cluster.now += UNASSIGNED_FIRST_S
     assert topic.deleted(assigned=True, suspect=True)
     assert cluster.asked == 1
+    topic.lost()
     assert not health.readiness().ok
