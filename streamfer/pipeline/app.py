@@ -26,7 +26,9 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   (``streamfer.pipeline.topics``: created when ``kafka.create_topics``, else a missing
   one fails the start) and learns their ``max.message.bytes``, activates one
   runner per model (ONNX Runtime or TensorRT), starts the HTTP server, then
-  every stream (consumer, producer, threads).
+  every stream (consumer, producer, threads). A stream whose input topic does
+  not exist yet waits for it, not ready (``streamfer.pipeline.inputs``), and
+  creates its output topics once it appears.
 * ``ready`` is true while engines are loaded, every stream has partitions
   assigned and the pipeline is not stopping.
 * ``stop(drain=True)``: stop polling, let in-flight records finish (decision

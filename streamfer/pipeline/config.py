@@ -45,6 +45,7 @@ from streamfer.pipeline.config_checks import (
     plugin_problems,
     reference_problems,
     stream_problems,
+    topic_problems,
 )
 from streamfer.pipeline.config_problems import Problem, format_problems, pydantic_problems
 from streamfer.pipeline.metrics import DEFAULT_PORT
@@ -78,9 +79,10 @@ class KafkaConfig(_Frozen):
     """Connection to the cluster; shared by every consumer and producer of the process.
 
     ``create_topics``: at start, create the output and dead-letter topics that do
-    not exist yet (as many partitions as the stream's input topic, 1 if that is
-    missing too, and ``topic_replication_factor`` replicas: unset, the broker's
-    ``default.replication.factor`` decides). When false, a missing
+    not exist yet (as many partitions as the stream's input topic, and
+    ``topic_replication_factor`` replicas: unset, the broker's
+    ``default.replication.factor`` decides; a stream whose input topic is missing
+    waits for it and creates its topics once it appears). When false, a missing
     one fails the start: clusters that disable ``auto.create.topics.enable``
     would otherwise fail every publish.
 
@@ -811,9 +813,11 @@ def _semantic_problems(raw: dict[str, Any]) -> Iterator[Problem]:
             yield from model_problems(name, model)
     raw_streams = raw.get("streams")
     raw_streams = raw_streams if isinstance(raw_streams, list) else []
+    consumer = _try(ConsumerConfig, raw.get("consumer", {}))
     for i, s in enumerate(raw_streams):
         stream = _try(StreamConfig, s)
         if stream is not None:
+            yield from topic_problems(i, stream, consumer.group_id if consumer else None)
             yield from stream_problems(i, stream, models)
             yield from plugin_problems(i, stream)
     yield from reference_problems(
