@@ -207,7 +207,17 @@ class ProducerConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
+    """``path``: one ONNX file, or a directory of versions (``<dir>/<version>/model.onnx``,
+    an optional card ``model.md`` or ``card.json``; see ``streamfer.engines.versions``).
+    ``version``: which one serves: ``latest`` (numbers and semver-like names in numeric
+    order, above other names in lexical order) or a pinned directory name. ``poll_s``:
+    how often a running worker looks for a new version and swaps it in (unset: only on
+    SIGHUP). The model section is re-read on SIGHUP (``streamfer.pipeline.reload``).
+    """
+
     path: Path
+    version: str = Field(default="latest", min_length=1)
+    poll_s: float | None = Field(default=None, gt=0)
     target: Target = "auto"
     precision: Precision = "fp32"
     max_batch: int = Field(default=64, ge=1, le=4096)

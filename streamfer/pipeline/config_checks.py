@@ -220,7 +220,16 @@ def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
 
 
 def model_problems(name: str, m: ModelConfig) -> Iterator[Problem]:
-    if not m.path.is_file():
+    from streamfer.engines.versions import select
+    from streamfer.errors import EngineError
+
+    if not m.path.is_file() and not m.path.is_dir():
         yield Problem(
-            f"models.{name}.path", "file not found", str(m.path), ["an existing .onnx file"]
-        )
+            f"models.{name}.path", "file not found", str(m.path),
+            ["an existing .onnx file", "a directory of versions (<dir>/<version>/model.onnx)"],
+        )  # fmt: skip
+        return
+    try:
+        select(m.path, m.version)
+    except EngineError as exc:
+        yield Problem(f"models.{name}.version", str(exc), m.version)

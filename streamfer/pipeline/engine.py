@@ -22,10 +22,12 @@ thread.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -57,6 +59,17 @@ class Outcomes(Protocol):
 
     def dead_letter(self, batch: RecordBatch, row: int, error: BaseException,
                     reason: str) -> None: ...  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Swap:
+    """A new model for the engine thread: ``infer`` replaces the worker's between two
+    batches; ``applied()`` runs right then on the engine thread (the stream switches its
+    decisions' model identity there), then ``done`` is set."""
+
+    infer: InferFn
+    applied: Callable[[], None]
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class RowQueue:
@@ -164,6 +177,10 @@ class EngineWorker:
         self.error_reason = error_reason  # for an exception escaping the processor
         self.clock = clock
         self._abandoned = False
+        # a model swap waiting for the next batch boundary: one slot, handed over by the
+        # reloading thread, taken by this one (streamfer.pipeline.reload)
+        self._swaps: queue.Queue[Swap] = queue.Queue(maxsize=1)
+        self.sample: dict[str, np.ndarray] | None = None  # the last batch's feeds (warm-up)
         self.beat: Callable[[], None] = lambda: None  # liveness, once per loop
         self.batcher: Batcher[Prepared] = Batcher(
             max_batch,
@@ -178,6 +195,33 @@ class EngineWorker:
         """On the next STOP, return without running what is queued (it stays unresolved,
         so it is never committed and is consumed again after a restart)."""
         self._abandoned = True
+
+    def offer_swap(self, swap: Swap) -> bool:
+        """Have ``swap`` applied between two batches (never inside one); False if one is
+        pending already."""
+        try:
+            self._swaps.put_nowait(swap)
+        except queue.Full:
+            return False
+        return True
+
+    def withdraw_swap(self) -> Swap | None:
+        """Take back a swap not applied yet (None: there was none, or it is applied)."""
+        try:
+            return self._swaps.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _take_swap(self) -> None:
+        try:
+            swap = self._swaps.get_nowait()
+        except queue.Empty:
+            return
+        self.infer = swap.infer
+        try:
+            swap.applied()
+        finally:
+            swap.done.set()
 
     @property
     def queued(self) -> int:
@@ -204,6 +248,7 @@ class EngineWorker:
         batcher = self.batcher
         while True:
             self.beat()
+            self._take_swap()
             entry = self.inbox.get(self._wait_s())
             stop = False
             while entry is not None:
@@ -249,6 +294,7 @@ class EngineWorker:
 
     # -- one batch ---------------------------------------------------------------------
     def _run(self, batch: Batch[Prepared]) -> None:
+        self._take_swap()  # a batch boundary: one model decides a whole batch
         self._run_segments(batch.segments)
 
     def _run_segments(self, segments: list[Segment[Prepared]]) -> None:
@@ -265,6 +311,7 @@ class EngineWorker:
                 self._run_segments([seg])
             return
         metas = _metas(segments)
+        self.sample = feeds
         start = self.clock()
         try:
             outputs = self.infer(feeds)

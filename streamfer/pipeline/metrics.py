@@ -277,6 +277,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._streams: dict[tuple[str, str, str], StreamRecorder] = {}
         self._engine_labels: dict[str, tuple[str, ...]] = {}
+        self._model_labels: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self._ready = ReadyCollector()
         base = _BASE_LABELS
@@ -323,6 +324,14 @@ class Metrics:
                               base),
             "engine": Family("streamfer_engine_info", "Engine serving a stream (value 1).",
                              "gauge", (*base, "precision", "device", "version")),
+            "model": Family("streamfer_model_info",
+                            "Model version this worker serves (value 1; the previous "
+                            "version's series goes away after a swap).", "gauge",
+                            ("model", "version", "engine")),
+            "reloads": Family("streamfer_model_reloads_total",
+                              "Model reloads (SIGHUP, a new version polled), by result: ok "
+                              "(swapped in) or failed (refused; the old version serves).",
+                              "counter", ("model", "result")),
         }  # fmt: skip
         if not enabled:
             return
@@ -373,6 +382,25 @@ class Metrics:
                 family.remove(*old)
             self._engine_labels[stream] = labels
         family.child(*labels).set(1)
+
+    def model_info(self, *, model: str, version: str, engine: str) -> None:
+        """Export ``streamfer_model_info`` = 1 for what serves ``model`` now (the series of
+        the version it replaces is removed)."""
+        if not self.enabled:
+            return
+        labels = (model, version, engine)
+        family = self._f["model"]
+        with self._lock:
+            old = self._model_labels.get(model)
+            if old is not None and old != labels:
+                family.remove(*old)
+            self._model_labels[model] = labels
+        family.child(*labels).set(1)
+
+    def model_reload(self, model: str, result: str) -> None:
+        """Count one reload of ``model`` with ``result`` (``ok`` or ``failed``)."""
+        if self.enabled:
+            self._f["reloads"].child(model, result).inc()
 
     def set_ready_source(self, source: Callable[[], bool]) -> None:
         """``streamfer_ready`` reads ``source()`` at every scrape."""

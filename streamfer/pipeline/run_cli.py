@@ -67,12 +67,14 @@ def run(config_path: Path, workers: int, metrics_host: str | None, worker_index:
     The first signal drains: polling stops, records in flight are decided,
     published and committed, then the process exits. A second signal exits
     at once (records not yet committed are consumed again after a restart).
-    SIGUSR1 prints every thread's stack to stderr and goes on.
+    SIGUSR1 prints every thread's stack to stderr and goes on. SIGHUP re-reads the
+    config file's model section and swaps in the model versions it picks now, without
+    a restart (the rest of the file is not re-read).
     """
     cfg = with_metrics_host(load_config(config_path), metrics_host)
     if workers > 1:
         sys.exit(_run_workers(config_path, workers, metrics_host))
-    sys.exit(_run_one(cfg, worker_index))
+    sys.exit(_run_one(cfg, worker_index, config_path))
 
 
 def with_metrics_host(cfg: PipelineConfig, host: str | None) -> PipelineConfig:
@@ -82,12 +84,16 @@ def with_metrics_host(cfg: PipelineConfig, host: str | None) -> PipelineConfig:
     return cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"host": host})})
 
 
-def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
+def _run_one(cfg: PipelineConfig, worker_index: int, config_path: Path | None = None) -> int:
     from streamfer.pipeline.app import Pipeline
 
-    pipe = Pipeline(cfg, worker_index=worker_index)
+    # SIGHUP re-reads the file's model section only (streamfer.pipeline.reload)
+    models = (lambda: load_config(config_path).models) if config_path else None
+    pipe = Pipeline(cfg, worker_index=worker_index, models_source=models)
     signals = {"n": 0}
     stop_requested = threading.Event()
+    reload_requested = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload_requested.set())
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         signals["n"] += 1
@@ -108,7 +114,9 @@ def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
         f"streamfer worker {worker_index}: running {len(cfg.streams)} stream(s){where}", err=True
     )
     while not stop_requested.wait(0.2) and not pipe.wait(0):
-        pass
+        if reload_requested.is_set():
+            reload_requested.clear()
+            pipe.request_reload("SIGHUP")
     if stop_requested.is_set():
         click.echo("stopping: finishing records in flight (signal again to exit at once)", err=True)
     pipe.stop(drain=True)
@@ -149,7 +157,7 @@ def _run_workers(config_path: Path, workers: int, metrics_host: str | None) -> i
             if p.poll() is None:
                 p.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     while any(p.poll() is None for p in procs):
         time.sleep(0.2)  # waiting for children; signals arrive in between

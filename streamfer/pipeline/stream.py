@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,7 +49,7 @@ from streamfer.engines.base import Runner
 from streamfer.errors import StreamError, StreamferError
 from streamfer.pipeline.config import PipelineConfig, StreamConfig
 from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity
-from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue
+from streamfer.pipeline.engine import STOP, EngineWorker, InferFn, RowQueue, Swap
 from streamfer.pipeline.health import HealthState
 from streamfer.pipeline.metrics import Metrics, StreamRecorder
 from streamfer.pipeline.outlet import Outlet
@@ -72,6 +72,9 @@ from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
 from streamfer.streams.source import KafkaSource, SourceOptions
 from streamfer.streams.state import ChangelogWriter, StateManager, StateOptions
+
+if TYPE_CHECKING:
+    from streamfer.pipeline.reload import Served
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +220,7 @@ class StreamRuntime:
         on_fatal: Callable[[str, BaseException], None] = lambda name, exc: None,
         processor: Processor | None = None,
         topic_limits: Mapping[str, int] | None = None,
+        identity: ModelIdentity | None = None,
     ) -> None:
         self.config = config
         self.stream = stream
@@ -227,7 +231,8 @@ class StreamRuntime:
         # max.message.bytes of the output and dead-letter topics, where known
         self.topic_limits = dict(topic_limits or {})
         info = runner.info
-        self.identity = ModelIdentity.of(stream.model, runner)
+        self.identity = identity or ModelIdentity.of(stream.model, runner)
+        self._metrics = metrics
         self.recorder = metrics.stream(stream.name, model=stream.model, engine=info.kind)
         metrics.engine_info(
             stream=stream.name,
@@ -418,6 +423,36 @@ class StreamRuntime:
         source = self._source
         in_flight = source.in_flight() if source is not None else 0
         return self.book.snapshot(in_flight=in_flight)
+
+    # -- model swaps (streamfer.pipeline.reload) ----------------------------------------
+    @property
+    def name(self) -> str:
+        return self.stream.name
+
+    def wire(self, runner: Runner) -> InferFn:
+        """How this stream's batches would reach ``runner`` (a new model version)."""
+        assert self._processor is not None
+        infer, _ = engine_wiring(self._processor, runner)
+        return infer
+
+    def warmup_feeds(self) -> dict[str, np.ndarray] | None:
+        return self._worker.sample if self._worker is not None else None
+
+    def offer_swap(self, swap: Swap) -> bool:
+        return self._worker is not None and self._worker.offer_swap(swap)
+
+    def withdraw_swap(self) -> Swap | None:
+        return self._worker.withdraw_swap() if self._worker is not None else None
+
+    def swapped(self, served: Served) -> None:
+        """On the engine thread, between two batches: later decisions name ``served``."""
+        s, info = self.stream, served.runner.info
+        self.runner, self.identity = served.runner, served.identity
+        self.outlet.encoder = DecisionEncoder(s.name, s.decision_kind, served.identity)
+        self._metrics.engine_info(
+            stream=s.name, model=s.model, engine=info.kind, precision=info.precision,
+            device=info.device, version=served.identity.version,
+        )  # fmt: skip
 
     # -- readiness: is the cluster reachable? --------------------------------------------
     def _monitors(self) -> list[ConnectionMonitor]:
