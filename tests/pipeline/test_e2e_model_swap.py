@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -22,6 +25,7 @@ from e2e_helpers import (
     MODELS,
     config_doc,
     decisions,
+    produce,
     read_all,
     transactions,
     trickle,
@@ -180,3 +184,52 @@ def test_bad_versions_are_refused_while_the_old_one_keeps_deciding(
     coords = {(d["source"]["partition"], d["source"]["offset"]) for d in got}
     assert len(coords) == len(got) == len(messages)
     assert {d["model"]["version"] for d in got} == {"1"}
+
+
+def test_sighup_to_streamfer_run_swaps_the_pinned_version_and_back(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    """The operator's way: pin a version in the file, SIGHUP; roll back the same way."""
+    src, out = unique_topic(1), unique_topic(1)
+    versions, _ = _setup(tmp_path, kafka_bootstrap, unique_group(), src, out, "at_least_once")
+    _write_version(versions, "2", lambda p: constant_fraud_model(p, NEW_SCORE))
+    path = tmp_path / "p.yaml"
+
+    def pin(version: str) -> None:
+        doc = yaml.safe_load(path.read_text())
+        doc["models"]["fraud"]["version"] = version
+        path.write_text(yaml.safe_dump(doc))
+
+    pin("1")
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamfer.pipeline.cli", "run", "-c", str(path)],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        phases = []
+        for i, version in enumerate(["1", "2", "1"]):
+            if i:
+                pin(version)
+                proc.send_signal(signal.SIGHUP)
+                line = f"version {version} serving (was {phases[-1]}"
+                wait_for(lambda line=line: line in log.read_text(), 60, line)
+            produce(kafka_bootstrap, src, transactions(50, seed=20 + i))
+            wait_for(
+                lambda n=50 * (i + 1): len(read_all(kafka_bootstrap, out, lambda m: len(m) >= n,
+                                                    timeout_s=2)) >= n,
+                60, f"{50 * (i + 1)} decisions",
+            )  # fmt: skip
+            phases.append(version)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    got = decisions(read_all(kafka_bootstrap, out, lambda m: len(m) >= 150))
+    got.sort(key=lambda d: d["source"]["offset"])
+    assert [d["model"]["version"] for d in got] == ["1"] * 50 + ["2"] * 50 + ["1"] * 50
+    assert "refused" not in log.read_text()

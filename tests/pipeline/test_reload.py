@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -178,3 +179,34 @@ def test_a_poll_sees_a_new_version_and_swaps_it_in(setup: Setup) -> None:
 def test_requests_while_one_is_queued_merge_into_it(setup: Setup) -> None:
     assert setup.reloader.request("first")
     assert not setup.reloader.request("second")  # the thread is not running: one queued
+
+
+def test_a_version_that_appears_during_a_swap_is_queued_and_swapped_in_after(
+    setup: Setup,
+) -> None:
+    busy, release = threading.Event(), threading.Event()
+    offer = setup.streams[0].offer_swap
+
+    def slow_offer(swap: Swap) -> bool:  # an engine thread in the middle of a long batch
+        busy.set()
+        assert release.wait(10)
+        return offer(swap)
+
+    setup.streams[0].offer_swap = slow_offer  # type: ignore[method-assign]
+    setup.version("2", lambda p: constant_fraud_model(p, 0.25))
+    setup.reloader.start()
+    try:
+        assert setup.reloader.request("SIGHUP")
+        assert busy.wait(10)  # version 2 is being swapped in
+        setup.version("3", lambda p: constant_fraud_model(p, 0.5))
+        assert setup.reloader.request("SIGHUP: version 3")  # queued behind the swap
+        release.set()
+        end = time.monotonic() + 20
+        while len(setup.reloader.outcomes()) < 2:
+            assert time.monotonic() < end, setup.reloader.outcomes()
+            time.sleep(0.05)  # poll interval
+    finally:
+        release.set()
+        setup.reloader.close()
+    assert [(o.result, o.version) for o in setup.reloader.outcomes()] == [("ok", "2"), ("ok", "3")]
+    assert setup.streams[0].serving == ["2", "3"]
