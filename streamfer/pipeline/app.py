@@ -132,11 +132,14 @@ class Pipeline:
                     on_fatal=self._on_fatal,
                     topic_limits=limits,
                     identity=self._served[stream.model].identity,
+                    shadow=self._served[stream.shadow.model] if stream.shadow else None,
                 )
                 self._streams[stream.name] = runtime
                 runtime.start()
+            shadows = {s.shadow.model for s in self.config.streams if s.shadow is not None}
             self._reloader = ModelReloader(
-                self._served, self._consumers, self.metrics, self._models_source,
+                {n: m for n, m in self._served.items() if n not in shadows},
+                self._consumers, self.metrics, self._models_source,
                 on_swapped=self._swapped,
             )  # fmt: skip
             self._reloader.start()
@@ -156,8 +159,8 @@ class Pipeline:
 
     def _start_engines(self) -> None:
         for name, model in self.config.models.items():
-            if not any(s.model == name for s in self.config.streams):
-                continue
+            if not any(name in (s.model, s.shadow and s.shadow.model) for s in self.config.streams):
+                continue  # a shadow's model is loaded as a primary's is, but never reloaded
             served = load(name, model, runner=self._given_runners.get(name))
             runner = served.runner
             self._served[name] = served
@@ -188,6 +191,7 @@ class Pipeline:
 
     def _swapped(self, old: Served, new: Served, released: bool) -> None:
         self._runners[new.model] = new.runner
+        self._served[new.model] = new
         if not released:
             self._retired.append(old.runner)
 

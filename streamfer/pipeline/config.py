@@ -339,6 +339,23 @@ class PreprocessConfig(_Frozen):
     device: PreprocessDevice = "auto"
 
 
+class ShadowConfig(_Frozen):
+    """A second model scoring the stream's batches beside the primary, for comparison.
+
+    It scores (a ``sample`` of the rows of) each batch after the primary's decisions are
+    handed to the outlet, on its own thread behind a bounded queue (``max_backlog``
+    batches): the primary's latency, commits and delivery do not wait for it. Its
+    decisions go to ``output_topic`` (the same source coordinates, its own model
+    identity), at most once: a shadow that fails or falls behind is counted and shed.
+    ``model`` names a model of ``models`` with the primary's inputs and outputs.
+    """
+
+    model: str = Field(min_length=1)
+    output_topic: str = Field(min_length=1)
+    sample: float = Field(default=1.0, ge=0, le=1)
+    max_backlog: int = Field(default=64, ge=1, le=10_000)
+
+
 class StreamConfig(_Frozen):
     """One input topic -> one model -> one output topic.
 
@@ -373,6 +390,7 @@ class StreamConfig(_Frozen):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     windows: WindowsConfig = Field(default_factory=WindowsConfig)
+    shadow: ShadowConfig | None = None
 
     @property
     def decision_kind(self) -> str:
@@ -452,7 +470,10 @@ class PipelineConfig(_Frozen):
         """A short human summary, no secrets."""
         lines = [f"kafka {self.kafka.resolved_bootstrap()} ({self.kafka.security_protocol})"]
         for name, model in self.models.items():
-            lines.append(f"model {name}: {model.path} target={model.target} {model.precision}")
+            lines.append(
+                f"model {name}: {model.path} version={model.version} target={model.target} "
+                f"{model.precision}"
+            )
         for s in self.streams:
             kind = f"{s.kind} {s.plugin}" if s.plugin else s.kind
             lines.append(
@@ -460,6 +481,11 @@ class PipelineConfig(_Frozen):
                 f" [{s.mode}, {s.delivery}, batch<={s.batching.max_batch}"
                 f" wait<={s.batching.max_wait_ms:g}ms, drops stale: {s.drops_stale}]"
             )
+            if s.shadow is not None:
+                lines.append(
+                    f"  shadow {s.shadow.model} -> {s.shadow.output_topic}"
+                    f" (sample {s.shadow.sample:g}, backlog <= {s.shadow.max_backlog} batches)"
+                )
         return "\n".join(lines)
 
 

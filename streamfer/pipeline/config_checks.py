@@ -162,6 +162,15 @@ def reference_problems(
         model, name, topic = s.get("model"), s.get("name"), s.get("input_topic")
         if model_names is not None and isinstance(model, str) and model not in model_names:
             yield Problem(f"streams[{i}].model", "unknown model", model, sorted(model_names))
+        shadow = s.get("shadow")
+        shadow_model = shadow.get("model") if isinstance(shadow, Mapping) else None
+        if model_names is not None and isinstance(shadow_model, str):
+            if shadow_model not in model_names:
+                yield Problem(f"streams[{i}].shadow.model", "unknown model", shadow_model,
+                              sorted(model_names))  # fmt: skip
+            elif shadow_model == model:
+                yield Problem(f"streams[{i}].shadow.model", "the stream's own model",
+                              shadow_model, ["another model"])  # fmt: skip
         if isinstance(name, str):
             if name in seen_names:
                 yield Problem(

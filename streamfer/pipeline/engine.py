@@ -48,6 +48,13 @@ class InferFn(Protocol):
     def __call__(self, feeds: dict[str, np.ndarray], /) -> dict[str, np.ndarray]: ...
 
 
+class AfterBatch(Protocol):
+    """Hears of each batch after its decisions went to the outlet (a shadow scorer)."""
+
+    def __call__(self, segments: list[Segment[Prepared]], feeds: dict[str, np.ndarray],
+                 metas: Sequence[Any], results: Sequence[Any], /) -> None: ...  # fmt: skip
+
+
 class Outcomes(Protocol):
     """Where the worker hands every row (the stream's :class:`~pipeline.outlet.Outlet`)."""
 
@@ -164,6 +171,7 @@ class EngineWorker:
         on_fallbacks: Callable[[int], None] = lambda n: None,
         error_reason: str = "internal_error",
         clock: Callable[[], int] = time.monotonic_ns,
+        after_batch: AfterBatch | None = None,
     ) -> None:
         self.name = name
         self.infer = infer
@@ -175,6 +183,7 @@ class EngineWorker:
         self.on_batch = on_batch
         self.on_fallbacks = on_fallbacks
         self.error_reason = error_reason  # for an exception escaping the processor
+        self.after_batch = after_batch  # a shadow: sees each batch once it is published
         self.clock = clock
         self._abandoned = False
         # a model swap waiting for the next batch boundary: one slot, handed over by the
@@ -325,6 +334,8 @@ class EngineWorker:
         post_done = self.clock()
         self.on_batch(n, (infer_done - start) / 1e9, (post_done - infer_done) / 1e9)
         self._publish(segments, results, n, start, infer_done - start, post_done - infer_done)
+        if self.after_batch is not None:
+            self.after_batch(segments, feeds, metas, results)
 
     def _results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any], n: int

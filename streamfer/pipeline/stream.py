@@ -75,6 +75,7 @@ from streamfer.streams.state import ChangelogWriter, StateManager, StateOptions
 
 if TYPE_CHECKING:
     from streamfer.pipeline.reload import Served
+    from streamfer.pipeline.shadow import ShadowScorer
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +222,11 @@ class StreamRuntime:
         processor: Processor | None = None,
         topic_limits: Mapping[str, int] | None = None,
         identity: ModelIdentity | None = None,
+        shadow: Served | None = None,
     ) -> None:
         self.config = config
+        self.shadow_model = shadow  # streamfer.pipeline.shadow
+        self._shadow: ShadowScorer | None = None
         self.stream = stream
         self.runner = runner
         self.health = health
@@ -319,6 +323,8 @@ class StreamRuntime:
             on_dead_letter_failure=s.dead_letters.on_failure,
         )
         self.outlet = outlet
+        if self.shadow_model is not None:
+            self._shadow = self._shadow_scorer(processor, settings, factory)
         self._worker = EngineWorker(
             name=s.name,
             infer=infer,
@@ -333,6 +339,7 @@ class StreamRuntime:
             on_batch=self._on_batch,
             on_fallbacks=self.recorder.deadline_fallbacks,
             error_reason=self._error_reason,
+            after_batch=self._shadow.offer if self._shadow is not None else None,
         )
         self.health.watch(self.ready_condition, lambda: self.assigned)
         self.health.watch(self.broker_condition, self._broker_reachable)
@@ -348,6 +355,28 @@ class StreamRuntime:
         started.wait()
         if errors:
             raise errors[0]
+
+    def _shadow_scorer(self, processor: Processor, settings: KafkaSettings,
+                       factory: ClientFactory) -> ShadowScorer:  # fmt: skip
+        from streamfer.pipeline.reload import check_compatible
+        from streamfer.pipeline.shadow import ShadowScorer
+
+        s, shadow, served = self.stream, self.stream.shadow, self.shadow_model
+        assert shadow is not None and served is not None
+        check_compatible(shadow.model, served.label, self.runner, served.runner)
+        scorer = ShadowScorer(
+            stream=s.name,
+            infer=engine_wiring(processor, served.runner)[0],
+            processor=processor,
+            encoder=DecisionEncoder(s.name, s.decision_kind, served.identity),
+            sink=KafkaSink(settings, self.config.producer.options(), factory),
+            topic=shadow.output_topic,
+            sample=shadow.sample,
+            max_backlog=shadow.max_backlog,
+            recorder=self._metrics.shadow(s.name, shadow.model),
+        )
+        scorer.start()
+        return scorer
 
     def _state_manager(
         self, processor: Processor, settings: KafkaSettings, factory: ClientFactory,
@@ -394,6 +423,8 @@ class StreamRuntime:
         deadline = time.monotonic() + timeout_s + 5
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        if self._shadow is not None:  # after the engine thread: nothing offers any more
+            self._shadow.close()
         close = getattr(self._processor, "close", None)
         if callable(close):
             close()

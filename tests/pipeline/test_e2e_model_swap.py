@@ -15,14 +15,16 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from e2e_helpers import (
     MODELS,
+    committed,
     config_doc,
     decisions,
     produce,
@@ -33,8 +35,10 @@ from e2e_helpers import (
 )
 from tiny_models import constant_fraud_model
 
+from streamfer.engines.base import Runner
+from streamfer.engines.select import create_runner
 from streamfer.pipeline.app import Pipeline
-from streamfer.pipeline.config import load_config
+from streamfer.pipeline.config import load_config, parse_config
 from streamfer.pipeline.reload import ReloadOutcome
 
 pytestmark = pytest.mark.integration
@@ -233,3 +237,83 @@ def test_sighup_to_streamfer_run_swaps_the_pinned_version_and_back(
     got.sort(key=lambda d: d["source"]["offset"])
     assert [d["model"]["version"] for d in got] == ["1"] * 50 + ["2"] * 50 + ["1"] * 50
     assert "refused" not in log.read_text()
+
+
+class FailingRunner(Runner):
+    """The fraud model as a shadow that fails on every batch."""
+
+    def __init__(self, inner: Runner) -> None:
+        super().__init__(inner.name, inner.max_batch)
+        self.inner = inner
+
+    input_specs = property(lambda self: self.inner.input_specs)  # type: ignore[assignment]
+    output_specs = property(lambda self: self.inner.output_specs)  # type: ignore[assignment]
+    metadata = property(lambda self: self.inner.metadata)  # type: ignore[assignment]
+    info = property(lambda self: self.inner.info)  # type: ignore[assignment]
+
+    def _activate_impl(self) -> None:
+        self.inner.activate()
+
+    def _deactivate_impl(self) -> None:
+        self.inner.deactivate()
+
+    def _infer_impl(self, feeds: Mapping[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+        raise RuntimeError("shadow device lost")
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["shadow", "failing-shadow"])
+def test_a_shadow_scores_beside_the_primary_and_a_failing_one_holds_nothing_back(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    failing: bool,
+) -> None:
+    src, out, side, group = unique_topic(3), unique_topic(1), unique_topic(1), unique_group()
+    candidate = constant_fraud_model(tmp_path / "candidate.onnx", NEW_SCORE)
+    stream = {
+        "name": "payments", "kind": "transaction", "input_topic": src, "output_topic": out,
+        "model": "fraud", "batching": {"max_batch": 16, "max_wait_ms": 5},
+        "shadow": {"model": "candidate", "output_topic": side},
+    }  # fmt: skip
+    doc = config_doc(kafka_bootstrap, group, [stream], {"fraud": FRAUD, "candidate": candidate},
+                     metrics={"enabled": True, "port": 0, "host": "127.0.0.1"})  # fmt: skip
+    cfg = parse_config(doc, "t", tmp_path)
+    runners = {}
+    if failing:
+        runners["candidate"] = FailingRunner(create_runner(candidate, max_batch=32))
+    n = produce(kafka_bootstrap, src, transactions(300, seed=13, n_cards=40))
+    with Pipeline(cfg, runners=runners) as pipe:
+        pipe.wait_ready(60)
+        wait_for(lambda: pipe.stats()["payments"].resolved >= n, 60, "all resolved")
+        wait_for(lambda: sum(committed(kafka_bootstrap, group, src).values()) == n, 30,
+                 "every offset committed")  # fmt: skip
+        reg = pipe.metrics.registry
+        shed = reg.get_sample_value("streamfer_shadow_shed_total",
+                                    {"stream": "payments", "reason": "failed"})  # fmt: skip
+        shadowed = reg.get_sample_value("streamfer_shadow_decisions_total",
+                                        {"stream": "payments", "model": "candidate"})  # fmt: skip
+        disagree = reg.get_sample_value("streamfer_shadow_disagreements_total",
+                                        {"stream": "payments", "field": "action"})  # fmt: skip
+        if not failing:
+            wait_for(lambda: reg.get_sample_value(
+                "streamfer_shadow_decisions_total", {"stream": "payments", "model": "candidate"}
+            ) == n, 30, "every shadow decision")  # fmt: skip
+            shadowed = n
+    primary = decisions(read_all(kafka_bootstrap, out, lambda m: len(m) >= n))
+    assert len({(d["source"]["partition"], d["source"]["offset"]) for d in primary}) == n
+    assert {d["model"]["name"] for d in primary} == {"fraud"}
+    if failing:
+        assert shed == n and not shadowed
+        return
+    assert shed is None and shadowed == n
+    shadow = decisions(read_all(kafka_bootstrap, side, lambda m: len(m) >= n))
+    assert {d["model"]["name"] for d in shadow} == {"candidate"}
+    mine = {(d["source"]["partition"], d["source"]["offset"]): d for d in shadow}
+    assert len(mine) == n
+    differ = 0
+    for d in primary:  # paired by source coordinates
+        s = mine[(d["source"]["partition"], d["source"]["offset"])]
+        assert s["source"] == d["source"] and s["result"]["fraud_score"] == NEW_SCORE
+        differ += s["result"]["action"] != d["result"]["action"]
+    assert differ == disagree
