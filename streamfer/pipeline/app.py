@@ -14,7 +14,7 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
     # flight, commit, close.
 
 * ``Pipeline(config, *, worker_index=0, metrics=None, serve_http=None,
-  runners=None)`` does no I/O. ``worker_index`` names the Kafka transactional
+  runners=None, models_source=None)`` does no I/O. ``worker_index`` names the Kafka transactional
   id of exactly-once streams and offsets the metrics port
   (``metrics.port + worker_index``). ``serve_http`` (default
   ``config.metrics.enabled``) starts the ``/metrics /healthz /readyz`` server
@@ -42,6 +42,14 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   (decisions acknowledged), ``dropped`` and ``dead_lettered`` (dicts reason ->
   count), ``in_flight``, ``lag``, ``e2e_ms`` (recent record timestamp ->
   decision acked), ``p50_ms``, ``p99_ms``, ``percentile_ms(q)``, ``resolved``.
+* Model versions (``streamfer.pipeline.reload``): ``models_source`` (default: the
+  config given) is what ``request_reload(reason)`` reads the model section from
+  (``streamfer run`` re-reads the file on SIGHUP); the reload runs in the background
+  and swaps what the version policies pick now into every stream at a batch
+  boundary, or refuses it and keeps the old one. ``reload_outcomes()`` lists every
+  reload's result, ``serving()`` the version serving each model. A stream's
+  ``shadow`` model (``streamfer.pipeline.shadow``) is loaded like any model and is
+  not reloaded.
 * ``failure`` is the first fatal error of a stream (the pipeline then stops
   itself, without draining); ``wait(timeout_s)`` blocks until it stopped.
 

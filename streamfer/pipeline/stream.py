@@ -25,6 +25,10 @@ final.
 worker fences its predecessor) and the source commits offsets inside the
 sink's transaction; decisions and dead letters share that transaction.
 
+A new model version reaches the engine thread between two batches
+(``EngineWorker.offer_swap``, ``streamfer.pipeline.reload``); a ``shadow`` model
+scores the decided batches on a thread of its own (``streamfer.pipeline.shadow``).
+
 ``state.enabled`` (a :class:`~pipeline.processors.base.StatefulProcessor`)
 adds a :class:`~streams.state.StateManager`: it hears the source's partition
 events, restores an assigned partition on the consumer thread before its
