@@ -132,7 +132,14 @@ def _same_load(a: ModelConfig, b: ModelConfig) -> bool:
 
 
 def check_compatible(model: str, version: str, old: Runner, new: Runner) -> None:
-    """The new runner takes the feeds the old one takes and gives the outputs it gives."""
+    """The new runner takes the feeds (and batches) the old one takes and gives the
+    outputs it gives."""
+    if new.max_batch < old.max_batch:
+        raise EngineError(
+            f"model {model} version {version} | max_batch {new.max_batch} is below the "
+            f"{old.max_batch} the streams were started with. Note: expected max_batch >= "
+            f"{old.max_batch} (a smaller one needs a restart)"
+        )
     want_in, got_in = _specs(old.input_specs), _specs(new.input_specs)
     if want_in != got_in:
         raise EngineError(

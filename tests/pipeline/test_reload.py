@@ -210,3 +210,10 @@ def test_a_version_that_appears_during_a_swap_is_queued_and_swapped_in_after(
         setup.reloader.close()
     assert [(o.result, o.version) for o in setup.reloader.outcomes()] == [("ok", "2"), ("ok", "3")]
     assert setup.streams[0].serving == ["2", "3"]
+
+
+def test_a_smaller_max_batch_is_refused(setup: Setup) -> None:
+    setup.config = ModelConfig(path=setup.root, max_batch=8)
+    [outcome] = setup.reloader.reload("test")
+    assert outcome.result == "failed" and "max_batch 8 is below the 32" in outcome.reason
+    assert setup.served["fraud"].label == "1" and setup.old_runner.is_active
