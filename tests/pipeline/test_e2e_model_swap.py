@@ -112,6 +112,9 @@ def test_a_new_version_swaps_in_under_load_without_losing_or_repeating_a_decisio
         assert registry.get_sample_value(
             "streamfer_model_reloads_total", {"model": "fraud", "result": "ok"}
         ) == 1  # fmt: skip
+        info = {"model": "fraud", "engine": "onnxruntime"}
+        assert registry.get_sample_value("streamfer_model_info", {**info, "version": "2"}) == 1
+        assert registry.get_sample_value("streamfer_model_info", {**info, "version": "1"}) is None
     isolation = "read_committed" if delivery == "exactly_once" else "read_uncommitted"
     msgs = read_all(kafka_bootstrap, out, lambda m: len(m) >= len(messages), 60, isolation)
     got = decisions(msgs)
