@@ -346,7 +346,9 @@ class ShadowConfig(_Frozen):
     handed to the outlet, on its own thread behind a bounded queue (``max_backlog``
     batches): the primary's latency, commits and delivery do not wait for it. Its
     decisions go to ``output_topic`` (the same source coordinates, its own model
-    identity), at most once: a shadow that fails or falls behind is counted and shed.
+    identity), best effort and outside any transaction: a shadow that fails or falls
+    behind is counted and shed, and a record consumed again (a restart, an aborted
+    transaction) may be shadow-scored again.
     ``model`` names a model of ``models`` with the primary's inputs and outputs.
     """
 
