@@ -320,3 +320,29 @@ def test_a_shadow_scores_beside_the_primary_and_a_failing_one_holds_nothing_back
         assert s["source"] == d["source"] and s["result"]["fraud_score"] == NEW_SCORE
         differ += s["result"]["action"] != d["result"]["action"]
     assert differ == disagree
+
+
+def test_a_polled_version_directory_is_swapped_in_without_a_signal(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    src, out = unique_topic(3), unique_topic(1)
+    versions, _ = _setup(tmp_path, kafka_bootstrap, unique_group(), src, out, "at_least_once")
+    path = tmp_path / "p.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["models"]["fraud"]["poll_s"] = 0.2
+    path.write_text(yaml.safe_dump(doc))
+    pipe = Pipeline(load_config(path), models_source=lambda: load_config(path).models)
+    with pipe:
+        pipe.wait_ready(60)
+        produce(kafka_bootstrap, src, transactions(60, seed=30))
+        wait_for(lambda: pipe.stats()["payments"].resolved >= 60, 60, "60 resolved")
+        _write_version(versions, "2", lambda p: constant_fraud_model(p, NEW_SCORE))
+        wait_for(lambda: pipe.serving() == {"fraud": "2"}, 30, "version 2 polled and served")
+        produce(kafka_bootstrap, src, transactions(60, seed=31))
+        wait_for(lambda: pipe.stats()["payments"].resolved >= 120, 60, "120 resolved")
+    got = decisions(read_all(kafka_bootstrap, out, lambda m: len(m) >= 120))
+    assert sorted(d["model"]["version"] for d in got) == ["1"] * 60 + ["2"] * 60
+    assert [(o.result, o.version) for o in pipe.reload_outcomes()] == [("ok", "2")]
