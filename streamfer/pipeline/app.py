@@ -14,7 +14,7 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
     # flight, commit, close.
 
 * ``Pipeline(config, *, worker_index=0, metrics=None, serve_http=None,
-  runners=None)`` does no I/O. ``worker_index`` names the Kafka transactional
+  runners=None, models_source=None)`` does no I/O. ``worker_index`` names the Kafka transactional
   id of exactly-once streams and offsets the metrics port
   (``metrics.port + worker_index``). ``serve_http`` (default
   ``config.metrics.enabled``) starts the ``/metrics /healthz /readyz`` server
@@ -44,6 +44,14 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   (decisions acknowledged), ``dropped`` and ``dead_lettered`` (dicts reason ->
   count), ``in_flight``, ``lag``, ``e2e_ms`` (recent record timestamp ->
   decision acked), ``p50_ms``, ``p99_ms``, ``percentile_ms(q)``, ``resolved``.
+* Model versions (``streamfer.pipeline.reload``): ``models_source`` (default: the
+  config given) is what ``request_reload(reason)`` reads the model section from
+  (``streamfer run`` re-reads the file on SIGHUP); the reload runs in the background
+  and swaps what the version policies pick now into every stream at a batch
+  boundary, or refuses it and keeps the old one. ``reload_outcomes()`` lists every
+  reload's result, ``serving()`` the version serving each model. A stream's
+  ``shadow`` model (``streamfer.pipeline.shadow``) is loaded like any model and is
+  not reloaded.
 * ``failure`` is the first fatal error of a stream (the pipeline then stops
   itself, without draining); ``wait(timeout_s)`` blocks until it stopped.
 
@@ -59,15 +67,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 from streamfer.engines.base import Runner
-from streamfer.engines.select import create_runner
 from streamfer.errors import StreamferError
-from streamfer.pipeline.config import PipelineConfig
+from streamfer.pipeline.config import ModelConfig, PipelineConfig
 from streamfer.pipeline.health import HealthServer, HealthState
 from streamfer.pipeline.metrics import Metrics
+from streamfer.pipeline.reload import ModelReloader, ReloadOutcome, Served, load
 from streamfer.pipeline.stats import StreamStats
 from streamfer.pipeline.stream import StreamRuntime
 from streamfer.pipeline.topics import ensure_output_topics, message_limits
@@ -84,8 +92,14 @@ class Pipeline:
         metrics: Metrics | None = None,
         serve_http: bool | None = None,
         runners: Mapping[str, Runner] | None = None,
+        models_source: Callable[[], Mapping[str, ModelConfig]] | None = None,
     ) -> None:
         self.config = config
+        # what a reload reads the model section from (streamfer run: the config file again)
+        self._models_source = models_source or (lambda: self.config.models)
+        self._served: dict[str, Served] = {}
+        self._retired: list[Runner] = []  # replaced runners a stopping stream kept
+        self._reloader: ModelReloader | None = None
         self._given_runners = dict(runners or {})
         self.worker_index = worker_index
         self.metrics = metrics or Metrics(enabled=config.metrics.enabled)
@@ -127,9 +141,18 @@ class Pipeline:
                     worker_index=self.worker_index,
                     on_fatal=self._on_fatal,
                     topic_limits=limits,
+                    identity=self._served[stream.model].identity,
+                    shadow=self._served[stream.shadow.model] if stream.shadow else None,
                 )
                 self._streams[stream.name] = runtime
                 runtime.start()
+            shadows = {s.shadow.model for s in self.config.streams if s.shadow is not None}
+            self._reloader = ModelReloader(
+                {n: m for n, m in self._served.items() if n not in shadows},
+                self._consumers, self.metrics, self._models_source,
+                on_swapped=self._swapped,
+            )  # fmt: skip
+            self._reloader.start()
         except BaseException:
             self.stop(drain=False)
             raise
@@ -146,19 +169,41 @@ class Pipeline:
 
     def _start_engines(self) -> None:
         for name, model in self.config.models.items():
-            if not any(s.model == name for s in self.config.streams):
-                continue
-            runner = self._given_runners.get(name) or create_runner(
-                model.path,
-                target=model.target,
-                precision=model.precision,
-                max_batch=model.max_batch,
-                intra_op_threads=model.intra_op_threads,
-            )
-            runner.activate()
+            if not any(name in (s.model, s.shadow and s.shadow.model) for s in self.config.streams):
+                continue  # a shadow's model is loaded as a primary's is, but never reloaded
+            served = load(name, model, runner=self._given_runners.get(name))
+            runner = served.runner
+            self._served[name] = served
             self._runners[name] = runner
-            log.info("model %s | %s on %s", name, runner.info.kind, runner.info.device)
+            self.metrics.model_info(model=name, version=served.label, engine=runner.info.kind)
+            log.info("model %s | version %s on %s (%s)", name, served.label, runner.info.kind,
+                     runner.info.device)  # fmt: skip
         self.health.set_ready("engines", True)
+
+    # -- model versions (streamfer.pipeline.reload) --------------------------------------
+    def request_reload(self, reason: str = "SIGHUP") -> bool:
+        """Re-read the model section and swap in what its policies pick now, in the
+        background; False when a reload is queued already (this one merges into it)."""
+        if self._reloader is None:
+            return False
+        return self._reloader.request(reason)
+
+    def reload_outcomes(self) -> list[ReloadOutcome]:
+        """Every reload so far, per model: ok or failed, the version, why it failed."""
+        return self._reloader.outcomes() if self._reloader is not None else []
+
+    def serving(self) -> dict[str, str]:
+        """Model name -> the version serving it now."""
+        return {name: served.label for name, served in self._served.items()}
+
+    def _consumers(self, model: str) -> list[StreamRuntime]:
+        return [rt for rt in self._streams.values() if rt.stream.model == model]
+
+    def _swapped(self, old: Served, new: Served, released: bool) -> None:
+        self._runners[new.model] = new.runner
+        self._served[new.model] = new
+        if not released:
+            self._retired.append(old.runner)
 
     def stop(self, drain: bool = True) -> None:
         """Stop every stream (draining in-flight work first when ``drain``); idempotent."""
@@ -166,13 +211,16 @@ class Pipeline:
             if self._stopped.is_set():
                 return
             self.health.start_draining()
+            if self._reloader is not None:  # no swap starts while the streams stop
+                self._reloader.close()
             for runtime in self._streams.values():
                 runtime.request_stop(drain=drain)
             timeout = self.config.runtime.drain_timeout_s
             for runtime in self._streams.values():
                 runtime.join(timeout_s=timeout if drain else 5.0)
             stuck = {id(rt.runner) for rt in self._streams.values() if rt.engine_alive}
-            for name, runner in self._runners.items():
+            runners = [*self._runners.items(), *((r.name, r) for r in self._retired)]
+            for name, runner in runners:
                 if id(runner) in stuck:  # still inside infer(): freeing it could crash
                     log.warning("model %s | engine thread still running; not deactivated", name)
                     continue

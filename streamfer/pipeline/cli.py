@@ -31,6 +31,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "Show (with each value's source) or document pipeline configs.",
     ),
     "engines": ("streamfer.engines.cli:engines", "Build and inspect inference engines."),
+    "models": (
+        "streamfer.pipeline.models_cli:models", "Model versions on disk and which one serves.",
+    ),
     "produce": ("streamfer.streams.cli:produce", "Produce camera, sensor or transaction streams."),
     "run": ("streamfer.pipeline.run_cli:run", "Run a configured pipeline until stopped."),
     "validate": ("streamfer.pipeline.run_cli:validate", "Check a pipeline config file."),

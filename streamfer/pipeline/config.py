@@ -299,7 +299,33 @@ class ProducerConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    path: Path = Field(description="The ONNX file; relative to the config file.")
+    """``path``: one ONNX file, or a directory of versions (``<dir>/<version>/model.onnx``,
+    an optional card ``model.md`` or ``card.json``; see ``streamfer.engines.versions``).
+    The model section is re-read on SIGHUP (``streamfer.pipeline.reload``).
+    """
+
+    path: Path = Field(
+        description=(
+            "The ONNX file, or a directory of versions (<dir>/<version>/model.onnx); "
+            "relative to the config file."
+        )
+    )
+    version: str = Field(
+        default="latest",
+        min_length=1,
+        description=(
+            "Which version of a directory serves: latest (numbers and semver-like names "
+            "in numeric order, above other names in lexical order) or a pinned name."
+        ),
+    )
+    poll_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "How often a running worker looks for a new version and swaps it in; "
+            "unset: only on SIGHUP."
+        ),
+    )
     target: Target = Field(
         default="auto",
         description=(
@@ -549,6 +575,31 @@ class PreprocessConfig(_Frozen):
     )
 
 
+class ShadowConfig(_Frozen):
+    """A second model scoring the stream's batches beside the primary, for comparison.
+
+    It scores (a ``sample`` of the rows of) each batch after the primary's decisions are
+    handed to the outlet, on its own thread behind a bounded queue (``max_backlog``
+    batches): the primary's latency, commits and delivery do not wait for it. Its
+    decisions go to ``output_topic`` (the same source coordinates, its own model
+    identity), best effort and outside any transaction: a shadow that fails or falls
+    behind is counted and shed, and a record consumed again (a restart, an aborted
+    transaction) may be shadow-scored again.
+    ``model`` names a model of ``models`` with the primary's inputs and outputs.
+    """
+
+    model: str = Field(min_length=1, description="The shadow model, a model of `models`.")
+    output_topic: str = Field(
+        min_length=1, description="Side topic for the shadow's decisions (best effort)."
+    )
+    sample: float = Field(
+        default=1.0, ge=0, le=1, description="Share of each batch's rows the shadow scores."
+    )
+    max_backlog: int = Field(
+        default=64, ge=1, le=10_000, description="Batches queued for the shadow; more are shed."
+    )
+
+
 class StreamConfig(_Frozen):
     """One input topic -> one model -> one output topic.
 
@@ -629,6 +680,10 @@ class StreamConfig(_Frozen):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     windows: WindowsConfig = Field(default_factory=WindowsConfig)
+    shadow: ShadowConfig | None = Field(
+        default=None,
+        description="A second model scoring the same batches to a side topic (docs/models.md).",
+    )
 
     @property
     def decision_kind(self) -> str:
@@ -745,7 +800,10 @@ class PipelineConfig(_Frozen):
         """A short human summary, no secrets."""
         lines = [f"kafka {self.kafka.resolved_bootstrap()} ({self.kafka.security_protocol})"]
         for name, model in self.models.items():
-            lines.append(f"model {name}: {model.path} target={model.target} {model.precision}")
+            lines.append(
+                f"model {name}: {model.path} version={model.version} target={model.target} "
+                f"{model.precision}"
+            )
         for s in self.streams:
             kind = f"{s.kind} {s.plugin}" if s.plugin else s.kind
             lines.append(
@@ -753,6 +811,11 @@ class PipelineConfig(_Frozen):
                 f" [{s.mode}, {s.delivery}, batch<={s.batching.max_batch}"
                 f" wait<={s.batching.max_wait_ms:g}ms, drops stale: {s.drops_stale}]"
             )
+            if s.shadow is not None:
+                lines.append(
+                    f"  shadow {s.shadow.model} -> {s.shadow.output_topic}"
+                    f" (sample {s.shadow.sample:g}, backlog <= {s.shadow.max_backlog} batches)"
+                )
         return "\n".join(lines)
 
 

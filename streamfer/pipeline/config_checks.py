@@ -220,6 +220,15 @@ def reference_problems(
         model, name, topic = s.get("model"), s.get("name"), s.get("input_topic")
         if model_names is not None and isinstance(model, str) and model not in model_names:
             yield Problem(f"streams[{i}].model", "unknown model", model, sorted(model_names))
+        shadow = s.get("shadow")
+        shadow_model = shadow.get("model") if isinstance(shadow, Mapping) else None
+        if model_names is not None and isinstance(shadow_model, str):
+            if shadow_model not in model_names:
+                yield Problem(f"streams[{i}].shadow.model", "unknown model", shadow_model,
+                              sorted(model_names))  # fmt: skip
+            elif shadow_model == model:
+                yield Problem(f"streams[{i}].shadow.model", "the stream's own model",
+                              shadow_model, ["another model"])  # fmt: skip
         if isinstance(name, str):
             if name in seen_names:
                 yield Problem(
@@ -278,7 +287,16 @@ def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
 
 
 def model_problems(name: str, m: ModelConfig) -> Iterator[Problem]:
-    if not m.path.is_file():
+    from streamfer.engines.versions import select
+    from streamfer.errors import EngineError
+
+    if not m.path.is_file() and not m.path.is_dir():
         yield Problem(
-            f"models.{name}.path", "file not found", str(m.path), ["an existing .onnx file"]
-        )
+            f"models.{name}.path", "file not found", str(m.path),
+            ["an existing .onnx file", "a directory of versions (<dir>/<version>/model.onnx)"],
+        )  # fmt: skip
+        return
+    try:
+        select(m.path, m.version)
+    except EngineError as exc:
+        yield Problem(f"models.{name}.version", str(exc), m.version)

@@ -39,7 +39,8 @@ _KEY_CACHE = 100_000  # keys whose JSON is kept (then forgotten all at once)
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """What decided: model name and version (ONNX metadata), engine kind and precision."""
+    """What decided: model name and version (its version directory, else the ONNX
+    metadata), engine kind and precision."""
 
     name: str
     version: str
@@ -47,10 +48,13 @@ class ModelIdentity:
     precision: str
 
     @classmethod
-    def of(cls, model: str, runner: Runner) -> ModelIdentity:
-        """Model ``model`` as ``runner`` runs it (the version from its ONNX metadata)."""
+    def of(cls, model: str, runner: Runner, version: str | None = None) -> ModelIdentity:
+        """Model ``model`` as ``runner`` runs it. ``version``: the version directory it was
+        loaded from (``streamfer.engines.versions``); None (one ONNX file): the file's
+        ``streamfer.version`` metadata."""
         info = runner.info
-        version = runner.metadata.get("streamfer.version", "0")
+        if version is None:
+            version = runner.metadata.get("streamfer.version", "0")
         return cls(model, version, info.kind, info.precision)
 
 

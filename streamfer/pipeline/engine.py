@@ -22,10 +22,12 @@ thread.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -46,6 +48,13 @@ class InferFn(Protocol):
     def __call__(self, feeds: dict[str, np.ndarray], /) -> dict[str, np.ndarray]: ...
 
 
+class AfterBatch(Protocol):
+    """Hears of each batch after its decisions went to the outlet (a shadow scorer)."""
+
+    def __call__(self, segments: list[Segment[Prepared]], feeds: dict[str, np.ndarray],
+                 metas: Sequence[Any], results: Sequence[Any], /) -> None: ...  # fmt: skip
+
+
 class Outcomes(Protocol):
     """Where the worker hands every row (the stream's :class:`~pipeline.outlet.Outlet`)."""
 
@@ -57,6 +66,17 @@ class Outcomes(Protocol):
 
     def dead_letter(self, batch: RecordBatch, row: int, error: BaseException,
                     reason: str) -> None: ...  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Swap:
+    """A new model for the engine thread: ``infer`` replaces the worker's between two
+    batches; ``applied()`` runs right then on the engine thread (the stream switches its
+    decisions' model identity there), then ``done`` is set."""
+
+    infer: InferFn
+    applied: Callable[[], None]
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class RowQueue:
@@ -151,6 +171,7 @@ class EngineWorker:
         on_fallbacks: Callable[[int], None] = lambda n: None,
         error_reason: str = "internal_error",
         clock: Callable[[], int] = time.monotonic_ns,
+        after_batch: AfterBatch | None = None,
     ) -> None:
         self.name = name
         self.infer = infer
@@ -162,8 +183,13 @@ class EngineWorker:
         self.on_batch = on_batch
         self.on_fallbacks = on_fallbacks
         self.error_reason = error_reason  # for an exception escaping the processor
+        self.after_batch = after_batch  # a shadow: sees each batch once it is published
         self.clock = clock
         self._abandoned = False
+        # a model swap waiting for the next batch boundary: one slot, handed over by the
+        # reloading thread, taken by this one (streamfer.pipeline.reload)
+        self._swaps: queue.Queue[Swap] = queue.Queue(maxsize=1)
+        self.sample: dict[str, np.ndarray] | None = None  # the last batch's feeds (warm-up)
         self.beat: Callable[[], None] = lambda: None  # liveness, once per loop
         self.batcher: Batcher[Prepared] = Batcher(
             max_batch,
@@ -178,6 +204,33 @@ class EngineWorker:
         """On the next STOP, return without running what is queued (it stays unresolved,
         so it is never committed and is consumed again after a restart)."""
         self._abandoned = True
+
+    def offer_swap(self, swap: Swap) -> bool:
+        """Have ``swap`` applied between two batches (never inside one); False if one is
+        pending already."""
+        try:
+            self._swaps.put_nowait(swap)
+        except queue.Full:
+            return False
+        return True
+
+    def withdraw_swap(self) -> Swap | None:
+        """Take back a swap not applied yet (None: there was none, or it is applied)."""
+        try:
+            return self._swaps.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _take_swap(self) -> None:
+        try:
+            swap = self._swaps.get_nowait()
+        except queue.Empty:
+            return
+        self.infer = swap.infer
+        try:
+            swap.applied()
+        finally:
+            swap.done.set()
 
     @property
     def queued(self) -> int:
@@ -204,6 +257,7 @@ class EngineWorker:
         batcher = self.batcher
         while True:
             self.beat()
+            self._take_swap()
             entry = self.inbox.get(self._wait_s())
             stop = False
             while entry is not None:
@@ -249,6 +303,7 @@ class EngineWorker:
 
     # -- one batch ---------------------------------------------------------------------
     def _run(self, batch: Batch[Prepared]) -> None:
+        self._take_swap()  # a batch boundary: one model decides a whole batch
         self._run_segments(batch.segments)
 
     def _run_segments(self, segments: list[Segment[Prepared]]) -> None:
@@ -265,6 +320,7 @@ class EngineWorker:
                 self._run_segments([seg])
             return
         metas = _metas(segments)
+        self.sample = feeds
         start = self.clock()
         try:
             outputs = self.infer(feeds)
@@ -278,6 +334,8 @@ class EngineWorker:
         post_done = self.clock()
         self.on_batch(n, (infer_done - start) / 1e9, (post_done - infer_done) / 1e9)
         self._publish(segments, results, n, start, infer_done - start, post_done - infer_done)
+        if self.after_batch is not None:
+            self.after_batch(segments, feeds, metas, results)
 
     def _results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any], n: int

@@ -63,6 +63,7 @@ BATCH_SIZE_BUCKETS: tuple[float, ...] = (
 RESTORE_BUCKETS_S: tuple[float, ...] = (
     0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 )  # fmt: skip
+DELTA_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 STAGES: tuple[str, ...] = ("broker", "queue", "preprocess", "infer", "postprocess", "publish")
 DEFAULT_PORT = 9464  # as pipeline.config MetricsConfig.port; worker i serves on port + i
 MAX_REASONS = 32  # distinct reason codes per counter; later ones are counted as "other"
@@ -270,6 +271,42 @@ class StreamMetrics(StreamRecorder):
         return family.child(*self._base, "other")  # type: ignore[no-any-return]
 
 
+class ShadowRecorder:
+    """What a stream's shadow scorer records; this base records nothing (metrics off)."""
+
+    def decided(self, n: int) -> None: ...
+
+    def disagreed(self, field: str, n: int) -> None: ...
+
+    def delta(self, field: str, values: Sequence[float]) -> None: ...
+
+    def latency(self, seconds: float) -> None: ...
+
+    def shed(self, reason: str, n: int) -> None: ...
+
+
+class ShadowMetrics(ShadowRecorder):
+    def __init__(self, families: dict[str, Family], stream: str, model: str) -> None:
+        self._f, self._stream = families, stream
+        self._decided: CounterChild = families["shadow"].child(stream, model)
+        self._latency: HistogramChild = families["shadow_s"].child(stream, model)
+
+    def decided(self, n: int) -> None:
+        self._decided.inc(n)
+
+    def disagreed(self, field: str, n: int) -> None:
+        self._f["disagree"].child(self._stream, field).inc(n)
+
+    def delta(self, field: str, values: Sequence[float]) -> None:
+        self._f["delta"].child(self._stream, field).observe_many(values)
+
+    def latency(self, seconds: float) -> None:
+        self._latency.observe(seconds)
+
+    def shed(self, reason: str, n: int) -> None:
+        self._f["shed"].child(self._stream, reason).inc(n)
+
+
 class Metrics:
     """All metrics of one process in one registry. ``enabled=False``: same interface,
     nothing recorded, nothing exported (for the metrics on/off benchmark)."""
@@ -285,6 +322,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._streams: dict[tuple[str, str, str], StreamRecorder] = {}
         self._engine_labels: dict[str, tuple[str, ...]] = {}
+        self._model_labels: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self._ready = ReadyCollector()
         base = _BASE_LABELS
@@ -335,6 +373,31 @@ class Metrics:
                               base),
             "engine": Family("streamfer_engine_info", "Engine serving a stream (value 1).",
                              "gauge", (*base, "precision", "device", "version")),
+            "model": Family("streamfer_model_info",
+                            "Model version this worker serves (value 1; the previous "
+                            "version's series goes away after a swap).", "gauge",
+                            ("model", "version", "engine")),
+            "shadow": Family("streamfer_shadow_decisions_total",
+                             "Decisions of a stream's shadow model (published to its side "
+                             "topic).", "counter", ("stream", "model")),
+            "disagree": Family("streamfer_shadow_disagreements_total",
+                               "Shadow decisions whose result field differs from the "
+                               "primary's (for fraud: action).", "counter", ("stream", "field")),
+            "delta": Family("streamfer_shadow_score_delta",
+                            "Absolute difference between the shadow's and the primary's "
+                            "numeric result fields (for fraud: fraud_score).", "histogram",
+                            ("stream", "field"), DELTA_BUCKETS),
+            "shadow_s": Family("streamfer_shadow_latency_seconds",
+                               "The shadow model's inference and results per batch.",
+                               "histogram", ("stream", "model"), LATENCY_BUCKETS_S),
+            "shed": Family("streamfer_shadow_shed_total",
+                           "Rows the shadow did not score or publish, by reason (backlog: "
+                           "queue full; failed: it raised; publish_failed).", "counter",
+                           ("stream", "reason")),
+            "reloads": Family("streamfer_model_reloads_total",
+                              "Model reloads (SIGHUP, a new version polled), by result: ok "
+                              "(swapped in) or failed (refused; the old version serves).",
+                              "counter", ("model", "result")),
         }  # fmt: skip
         if not enabled:
             return
@@ -385,6 +448,29 @@ class Metrics:
                 family.remove(*old)
             self._engine_labels[stream] = labels
         family.child(*labels).set(1)
+
+    def model_info(self, *, model: str, version: str, engine: str) -> None:
+        """Export ``streamfer_model_info`` = 1 for what serves ``model`` now (the series of
+        the version it replaces is removed)."""
+        if not self.enabled:
+            return
+        labels = (model, version, engine)
+        family = self._f["model"]
+        with self._lock:
+            old = self._model_labels.get(model)
+            if old is not None and old != labels:
+                family.remove(*old)
+            self._model_labels[model] = labels
+        family.child(*labels).set(1)
+
+    def shadow(self, stream: str, model: str) -> ShadowRecorder:
+        """What the shadow of ``stream`` records (nothing when metrics are off)."""
+        return ShadowMetrics(self._f, stream, model) if self.enabled else ShadowRecorder()
+
+    def model_reload(self, model: str, result: str) -> None:
+        """Count one reload of ``model`` with ``result`` (``ok`` or ``failed``)."""
+        if self.enabled:
+            self._f["reloads"].child(model, result).inc()
 
     def set_ready_source(self, source: Callable[[], bool]) -> None:
         """``streamfer_ready`` reads ``source()`` at every scrape."""

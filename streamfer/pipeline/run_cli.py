@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from streamfer import logs
-from streamfer.pipeline.config import PipelineConfig
+from streamfer.pipeline.config import PipelineConfig, load_config
 from streamfer.pipeline.config_sources import load_resolved
 from streamfer.streams.bootstrap import bootstrap_option
 
@@ -99,13 +99,15 @@ def run(config_path: Path, bootstrap: str | None, metrics_host: str | None,
     polling stops, records in flight are decided, published and committed, then the
     process exits. A second signal exits at once (records not yet committed are
     consumed again after a restart). SIGUSR1 prints every thread's stack to stderr
-    and goes on.
+    and goes on. SIGHUP re-reads the config file's model section and swaps in the
+    model versions it picks now, without a restart (the rest of the file is not
+    re-read).
     """
     cfg = load_resolved(config_path, bootstrap=bootstrap).config
     cfg = with_metrics(cfg, metrics_host, metrics_port)
     if workers > 1:
         sys.exit(_run_workers(config_path, workers, bootstrap, metrics_host, metrics_port))
-    sys.exit(_run_one(cfg, worker_index))
+    sys.exit(_run_one(cfg, worker_index, config_path))
 
 
 def with_metrics(
@@ -122,12 +124,16 @@ def with_metrics(
     return cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update=update)})
 
 
-def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
+def _run_one(cfg: PipelineConfig, worker_index: int, config_path: Path | None = None) -> int:
     from streamfer.pipeline.app import Pipeline
 
-    pipe = Pipeline(cfg, worker_index=worker_index)
+    # SIGHUP re-reads the file's model section only (streamfer.pipeline.reload)
+    models = (lambda: load_config(config_path).models) if config_path else None
+    pipe = Pipeline(cfg, worker_index=worker_index, models_source=models)
     signals = {"n": 0}
     stop_requested = threading.Event()
+    reload_requested = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload_requested.set())
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         signals["n"] += 1
@@ -148,7 +154,9 @@ def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
         f"streamfer worker {worker_index}: running {len(cfg.streams)} stream(s){where}", err=True
     )
     while not stop_requested.wait(0.2) and not pipe.wait(0):
-        pass
+        if reload_requested.is_set():
+            reload_requested.clear()
+            pipe.request_reload("SIGHUP")
     if stop_requested.is_set():
         click.echo("stopping: finishing records in flight (signal again to exit at once)", err=True)
     pipe.stop(drain=True)
@@ -195,7 +203,7 @@ def _run_workers(config_path: Path, workers: int, bootstrap: str | None,
             if p.poll() is None:
                 p.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     while any(p.poll() is None for p in procs):
         time.sleep(0.2)  # waiting for children; signals arrive in between

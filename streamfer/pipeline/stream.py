@@ -29,6 +29,10 @@ final.
 worker fences its predecessor) and the source commits offsets inside the
 sink's transaction; decisions and dead letters share that transaction.
 
+A new model version reaches the engine thread between two batches
+(``EngineWorker.offer_swap``, ``streamfer.pipeline.reload``); a ``shadow`` model
+scores the decided batches on a thread of its own (``streamfer.pipeline.shadow``).
+
 ``state.enabled`` (a :class:`~pipeline.processors.base.StatefulProcessor`)
 adds a :class:`~streams.state.StateManager`: it hears the source's partition
 events, restores an assigned partition on the consumer thread before its
@@ -45,7 +49,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,7 +57,7 @@ from streamfer.engines.base import Runner
 from streamfer.errors import StreamError, StreamferError
 from streamfer.pipeline.config import PipelineConfig, StreamConfig
 from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity
-from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue
+from streamfer.pipeline.engine import STOP, EngineWorker, InferFn, RowQueue, Swap
 from streamfer.pipeline.health import HealthState
 from streamfer.pipeline.inputs import InputTopic
 from streamfer.pipeline.metrics import Metrics, StreamRecorder
@@ -78,6 +82,10 @@ from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
 from streamfer.streams.source import KafkaSource, SourceOptions
 from streamfer.streams.state import ChangelogWriter, StateManager, StateOptions
+
+if TYPE_CHECKING:
+    from streamfer.pipeline.reload import Served
+    from streamfer.pipeline.shadow import ShadowScorer
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +235,12 @@ class StreamRuntime:
         on_fatal: Callable[[str, BaseException], None] = lambda name, exc: None,
         processor: Processor | None = None,
         topic_limits: Mapping[str, int] | None = None,
+        identity: ModelIdentity | None = None,
+        shadow: Served | None = None,
     ) -> None:
         self.config = config
+        self.shadow_model = shadow  # streamfer.pipeline.shadow
+        self._shadow: ShadowScorer | None = None
         self.stream = stream
         self.runner = runner
         self.health = health
@@ -237,7 +249,8 @@ class StreamRuntime:
         # max.message.bytes of the output and dead-letter topics, where known
         self.topic_limits = dict(topic_limits or {})
         info = runner.info
-        self.identity = ModelIdentity.of(stream.model, runner)
+        self.identity = identity or ModelIdentity.of(stream.model, runner)
+        self._metrics = metrics
         self.recorder = metrics.stream(stream.name, model=stream.model, engine=info.kind)
         metrics.engine_info(
             stream=stream.name,
@@ -327,6 +340,8 @@ class StreamRuntime:
             on_dead_letter_failure=s.dead_letters.on_failure,
         )
         self.outlet = outlet
+        if self.shadow_model is not None:
+            self._shadow = self._shadow_scorer(processor, settings, factory)
         self._worker = EngineWorker(
             name=s.name,
             infer=infer,
@@ -341,6 +356,7 @@ class StreamRuntime:
             on_batch=self._on_batch,
             on_fallbacks=self.recorder.deadline_fallbacks,
             error_reason=self._error_reason,
+            after_batch=self._shadow.offer if self._shadow is not None else None,
         )
         self.health.watch(self.ready_condition, lambda: self.assigned)
         self.health.watch(self.broker_condition, self._broker_reachable)
@@ -356,6 +372,28 @@ class StreamRuntime:
         started.wait()
         if errors:
             raise errors[0]
+
+    def _shadow_scorer(self, processor: Processor, settings: KafkaSettings,
+                       factory: ClientFactory) -> ShadowScorer:  # fmt: skip
+        from streamfer.pipeline.reload import check_compatible
+        from streamfer.pipeline.shadow import ShadowScorer
+
+        s, shadow, served = self.stream, self.stream.shadow, self.shadow_model
+        assert shadow is not None and served is not None
+        check_compatible(shadow.model, served.label, self.runner, served.runner)
+        scorer = ShadowScorer(
+            stream=s.name,
+            infer=engine_wiring(processor, served.runner)[0],
+            processor=processor,
+            encoder=DecisionEncoder(s.name, s.decision_kind, served.identity),
+            sink=KafkaSink(settings, self.config.producer.options(), factory),
+            topic=shadow.output_topic,
+            sample=shadow.sample,
+            max_backlog=shadow.max_backlog,
+            recorder=self._metrics.shadow(s.name, shadow.model),
+        )
+        scorer.start()
+        return scorer
 
     def _state_manager(
         self, processor: Processor, settings: KafkaSettings, factory: ClientFactory,
@@ -402,6 +440,8 @@ class StreamRuntime:
         deadline = time.monotonic() + timeout_s + 5
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        if self._shadow is not None:  # after the engine thread: nothing offers any more
+            self._shadow.close()
         close = getattr(self._processor, "close", None)
         if callable(close):
             close()
@@ -431,6 +471,36 @@ class StreamRuntime:
         source = self._source
         in_flight = source.in_flight() if source is not None else 0
         return self.book.snapshot(in_flight=in_flight)
+
+    # -- model swaps (streamfer.pipeline.reload) ----------------------------------------
+    @property
+    def name(self) -> str:
+        return self.stream.name
+
+    def wire(self, runner: Runner) -> InferFn:
+        """How this stream's batches would reach ``runner`` (a new model version)."""
+        assert self._processor is not None
+        infer, _ = engine_wiring(self._processor, runner)
+        return infer
+
+    def warmup_feeds(self) -> dict[str, np.ndarray] | None:
+        return self._worker.sample if self._worker is not None else None
+
+    def offer_swap(self, swap: Swap) -> bool:
+        return self._worker is not None and self._worker.offer_swap(swap)
+
+    def withdraw_swap(self) -> Swap | None:
+        return self._worker.withdraw_swap() if self._worker is not None else None
+
+    def swapped(self, served: Served) -> None:
+        """On the engine thread, between two batches: later decisions name ``served``."""
+        s, info = self.stream, served.runner.info
+        self.runner, self.identity = served.runner, served.identity
+        self.outlet.encoder = DecisionEncoder(s.name, s.decision_kind, served.identity)
+        self._metrics.engine_info(
+            stream=s.name, model=s.model, engine=info.kind, precision=info.precision,
+            device=info.device, version=served.identity.version,
+        )  # fmt: skip
 
     # -- readiness: is the cluster reachable? --------------------------------------------
     def _monitors(self) -> list[ConnectionMonitor]:

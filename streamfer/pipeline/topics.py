@@ -41,7 +41,7 @@ from streamfer.streams.state.changelog import changelog_config
 
 log = logging.getLogger(__name__)
 
-Role = Literal["output", "dead-letter", "state changelog"]
+Role = Literal["output", "dead-letter", "state changelog", "shadow"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,8 @@ def missing_topics(
         )
         if s.state.enabled:
             wanted += ((s.state_topic(config.consumer.group_id), "state changelog"),)
+        if s.shadow is not None:
+            wanted += ((s.shadow.output_topic, "shadow"),)
         missing += [MissingTopic(t, r, s.name, size) for t, r in wanted if t not in partitions]
     return missing
 
@@ -110,6 +112,7 @@ def ensure_output_topics(
     group = config.consumer.group_id
     topics = {t for s in config.streams for t in (s.input_topic, s.output_topic)}
     topics |= {s.resolved_dlq_topic for s in config.streams}
+    topics |= {s.shadow.output_topic for s in config.streams if s.shadow is not None}
     topics |= {s.state_topic(group) for s in config.streams if s.state.enabled}
     partitions = topic_partitions(settings, topics, timeout_s=timeout_s)
     short = short_changelogs(config, partitions, streams)

@@ -45,6 +45,7 @@ EXPECTED: dict[str, list[str]] = {
     "docs/configuration.md": ["fraud-2"],
     "docs/delivery.md": ["24"],
     "docs/observability.md": ["streamfer_ready 1.0"],
+    "docs/models.md": ['"version":"1"', "version 2 serving", '"version":"2"', "fraud-shadow"],
     "docs/security.md": ['"stream":"payments"'],
     "examples/telemetry-anomaly/README.md": [
         '"stream":"telemetry"',
@@ -57,6 +58,7 @@ TIME_LIMIT_S: dict[str, float] = {
     "README.md": 240,
     "docs/security.md": 300,
     "docs/observability.md": 120,
+    "docs/models.md": 180,
     "examples/telemetry-anomaly/README.md": 300,
 }
 DEFAULT_LIMIT_S = 90.0
@@ -64,7 +66,7 @@ DEFAULT_LIMIT_S = 90.0
 CLEANUP: dict[str, list[str]] = {
     "docs/security.md": ["streamfer broker stop --port 9192"],
 }
-SLOW = {"README.md", "docs/security.md", "docs/observability.md",
+SLOW = {"README.md", "docs/security.md", "docs/observability.md", "docs/models.md",
         "examples/telemetry-anomaly/README.md"}  # fmt: skip
 
 _PRELUDE = """\

@@ -199,3 +199,26 @@ def yolo_model(path: Path, labels: list[str], size: int = 320, anchors: int = 6)
     )
     names = repr(dict(enumerate(labels)))  # "{0: 'person', 1: 'car'}", as Ultralytics writes
     return _save(graph, path, {"names": names, "imgsz": f"[{size}, {size}]"})
+
+
+def constant_fraud_model(path: Path, score: float, features: int = 20) -> Path:
+    """The fraud contract (``features`` float32 [N, 20] -> ``score`` [N, 1]) scoring every
+    transaction ``score`` (NaN: a model that loads and returns NaN); ``features`` other
+    than 20: a model whose input does not fit the fraud processor."""
+    inits = [
+        numpy_helper.from_array(np.zeros((features, 1), np.float32), "w"),
+        numpy_helper.from_array(np.array([score], np.float32), "b"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["features", "w"], ["z"]),
+        helper.make_node("Add", ["z", "b"], ["score"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "constant_fraud",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])],
+        inits,
+    )
+    meta = {"streamfer.name": "fraud", "streamfer.version": f"constant-{score}"}
+    return _save(graph, path, meta)
