@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 
-from streamfer.errors import CodecError, ProcessorError
+from streamfer.errors import CodecError, EngineError, ProcessorError
 from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity, SegmentTiming
+from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue
 from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.outlet import LogLimiter, Outlet
-from streamfer.pipeline.processors.base import Output, Prepared, Reject
+from streamfer.pipeline.processors.base import Output, Prepared, Reject, Result
 from streamfer.pipeline.stats import StatsBook
 from streamfer.streams.client import ProducerOptions
 from streamfer.streams.codecs import validate_decision
@@ -310,17 +312,14 @@ def test_each_decision_carries_its_own_records_broker_latency() -> None:
                      score(0.4)], 4, TIMING)  # fmt: skip
     docs = {d["source"]["offset"]: d for d in map(json.loads, h.sink.sent("out"))}
     assert {o: d["latency_ms"]["broker"] for o, d in docs.items()} == {13: 5000, 10: 5, 12: 500}
+    h.sink.deliver()  # acknowledged together: e2e = own broker age + the same time since
+    e2e = sorted(h.book.snapshot().e2e_ms)
+    assert [x - e2e[0] for x in e2e] == pytest.approx([0, 495, 4995])
 
 
 def test_an_engine_failure_reaches_the_dead_letter_topic_as_engine_error() -> None:
     """The engine worker and the real outlet together: the reason the dead letter carries
     is what the code gives it, not what a test double assumes."""
-    import threading
-
-    from streamfer.errors import EngineError
-    from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue
-    from streamfer.pipeline.processors.base import Result
-
     class Identity:
         def prepare(self, b: RecordBatch) -> Prepared:
             raise AssertionError("the worker never prepares")
