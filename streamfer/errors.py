@@ -18,6 +18,13 @@ class EngineError(StreamferError):
     """An engine could not be built, loaded or run, or was fed bad tensors."""
 
 
+class RecordInferenceError(EngineError):
+    """Inference failed on one record run alone, while the rest of its batch was decided:
+    the record is dead-lettered with ``reason`` ``engine_error``."""
+
+    reason = "engine_error"
+
+
 class CodecError(StreamferError):
     """A record could not be decoded or failed validation.
 

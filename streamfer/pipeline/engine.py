@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
-from streamfer.errors import CodecError, EngineError, ProcessorError
+from streamfer.errors import EngineError, ProcessorError, RecordInferenceError
 from streamfer.pipeline.batcher import Batch, Batcher, Chunk, Segment
 from streamfer.pipeline.decisions import SegmentTiming
 from streamfer.pipeline.processors.base import Prepared, Processor, Result, processor_error
@@ -365,18 +365,15 @@ class EngineWorker:
                 out = self.infer({k: v[i : i + 1] for k, v in feeds.items()})
             except Exception as exc:
                 outcomes.append(
-                    CodecError(
+                    RecordInferenceError(
                         f"engine failed on this record alone ({type(exc).__name__}: {exc}). "
-                        "Note: the other records of its batch were run without it",
-                        "engine_error",
+                        "Note: the other records of its batch were run without it"
                     )
                 )
                 continue
             alone = _one_result(self.processor, out, metas[i : i + 1], 0, self.error_reason)
             outcomes.append(alone)
-        if n > 1 and all(
-            isinstance(o, CodecError) and o.reason == "engine_error" for o in outcomes
-        ):
+        if n > 1 and all(isinstance(o, RecordInferenceError) for o in outcomes):
             raise EngineError(
                 f"{self.name} | every record of a batch of {n} fails alone in the engine "
                 f"({error}). Note: the engine is broken, not the input; the stream stops "

@@ -35,7 +35,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from streamfer.errors import CodecError, StreamError
+from streamfer.errors import CodecError, RecordInferenceError, StreamError
 from streamfer.pipeline.decisions import DecisionEncoder, SegmentTiming
 from streamfer.pipeline.metrics import StreamRecorder
 from streamfer.pipeline.processors.base import Output, Prepared, Result
@@ -290,7 +290,11 @@ class Outlet:
         self.on_fatal(err)
 
     def _failed_row(self, batch: RecordBatch, row: int, error: BaseException) -> None:
-        reason = error.reason if isinstance(error, CodecError) else "processor_error"
+        reason = (
+            error.reason
+            if isinstance(error, CodecError | RecordInferenceError)
+            else "processor_error"
+        )
         self.dead_letter(batch, row, error, reason)
 
     # -- drops -----------------------------------------------------------------------------

@@ -49,8 +49,9 @@ DEAD_LETTER_REASONS: Mapping[str, Reason] = MappingProxyType(
             "decode (camera)",
         ),
         "missing_key": Reason(
-            "no record key where the stream groups by key (a sensor sample's vehicle id)",
-            "decode (sensor-sample)",
+            "no record key where the stream groups by key (a sensor sample's vehicle id, "
+            "a stateful plug-in's key)",
+            "decode (sensor-sample, stateful plug-ins)",
         ),
         "image_too_large": Reason(
             "width x height over `limits.max_image_pixels`, read from the image header "

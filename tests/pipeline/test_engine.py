@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamfer.errors import CodecError, EngineError, StreamError
+from streamfer.errors import CodecError, EngineError, RecordInferenceError, StreamError
 from streamfer.pipeline.decisions import SegmentTiming
 from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue, deadlines_ns
 from streamfer.pipeline.processors.base import Prepared, Result
@@ -70,7 +70,7 @@ class Outlet:
         self.batch_sizes.append(batch_size)
         for row, res in zip(rows.tolist(), results, strict=True):
             if isinstance(res, BaseException):
-                assert isinstance(res, CodecError)
+                assert isinstance(res, CodecError | RecordInferenceError)  # as Outlet reads it
                 self._end(p.batch, row, "dead", res.reason)
             else:
                 assert res == {"offset": p.batch.offsets[row]}

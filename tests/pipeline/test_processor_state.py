@@ -152,7 +152,8 @@ def test_a_stateful_record_processor_is_exported_and_keeps_a_value_per_key(
     ]), view)  # fmt: skip
     # two records of a key in one batch chain; a refused record changes nothing
     assert counts(first) == [1, 2, 1, 3]
-    assert [(r.row, r.reason) for r in first.rejects] == [(3, "processor_error"), (4, "no_key")]
+    rejects = [(r.row, r.reason) for r in first.rejects]
+    assert rejects == [(3, "processor_error"), (4, "missing_key")]
     keys, entries = view.flush(6)
     heads = {k: unpack_entry(e, "t") for k, e in zip(keys, entries, strict=True) if e}
     assert {k: (h.offset, CountCodec().decode(h.payload)) for k, h in heads.items()} == {

@@ -191,7 +191,7 @@ class StatefulRecordProcessor(RecordProcessor[T], Generic[T, S]):
         """The key whose value the record reads and changes: the record's key."""
         if record.key is None:
             raise CodecError(f"{record.coords} | record without a key. Note: the state is per "
-                             "record key", "no_key")  # fmt: skip
+                             "record key", "missing_key")  # fmt: skip
         return record.key.decode("utf-8", "replace")
 
     def step(self, item: T, value: S | None, record: Record) -> tuple[T, S]:
