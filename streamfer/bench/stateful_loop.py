@@ -3,11 +3,12 @@
 The program a user of a per-message streaming library writes for the fraud
 stream, by hand (confluent-kafka, no library state store):
 
-* consume one message → ``orjson.loads`` → read the card's state from its own
-  store → featurize the one record → one model call → produce the decision;
-* the store (:class:`ChangelogCards`) is a dict of card -> state kept durable
-  in a changelog topic: every update of a card produces the card's encoded
-  state (the featurizer's codec), keyed by card id;
+* consume one message → ``orjson.loads`` → featurize the one record against
+  the card's state (``FraudFeaturizer.transform``, per-record Python) → one
+  model call → produce the decision;
+* the card store is the featurizer's dict of card -> state, kept durable in a
+  changelog topic: after every record its card's state is encoded (the
+  featurizer's codec) and produced, keyed by card id;
 * every ``commit_interval_s`` a checkpoint: ``flush()`` (every decision and
   changelog entry acknowledged), then a synchronous commit of the offsets
   consumed so far. At-least-once, as the other loops.
@@ -20,7 +21,6 @@ theirs for the same records.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -36,34 +36,10 @@ from streamfer.bench.baselines import (
 )
 from streamfer.bench.passthrough import LoopResult
 from streamfer.errors import StreamError
-from streamfer.models.features import CARD_CODEC, FraudFeaturizer, TxColumns
+from streamfer.models.features import CARD_CODEC, FraudFeaturizer
 from streamfer.pipeline.postprocess import SCHEMA, key_text
 
 COMMIT_INTERVAL_S = 0.2  # the pipeline config's default commit interval
-
-
-class ChangelogCards:
-    """The loop's own card store: a dict, every update also produced to ``topic``
-    (a featurizer ``CardMemory``)."""
-
-    def __init__(self, producer: Producer, topic: str, on_delivery: Any) -> None:
-        self.cards: dict[str, Any] = {}
-        self.producer = producer
-        self.topic = topic
-        self.on_delivery = on_delivery
-
-    def get_many(self, card_ids: Sequence[str], now_ms: Sequence[int]) -> list[Any]:
-        return [self.cards.get(c) for c in card_ids]
-
-    def remember(self, card_ids: Sequence[str], states: Sequence[Any],
-                 fresh: Sequence[bool]) -> None:  # fmt: skip
-        for card_id, state in zip(card_ids, states, strict=True):
-            self.cards[card_id] = state
-            value, key = CARD_CODEC.encode(state), card_id.encode()
-            try:
-                self.producer.produce(self.topic, value, key, on_delivery=self.on_delivery)
-            except BufferError:
-                _produce_blocking(self.producer, self.topic, value, key, self.on_delivery)
 
 
 def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, changelog: str,
@@ -80,12 +56,12 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
         if err is not None:
             failed.append(err)
 
-    cards = ChangelogCards(producer, changelog, on_delivery)
     featurizer = FraudFeaturizer()
     ident = model.identity
     model_doc = {"name": ident.name, "version": ident.version, "engine": ident.engine,
                  "precision": ident.precision}  # fmt: skip
     out, stream, loads, dumps = job.out_topic, model.stream, orjson.loads, orjson.dumps
+    encode = CARD_CODEC.encode
     infer, post, input_name = model.runner.infer, model.post, model.input_name
     consumed: dict[tuple[str, int], int] = {}
     clock = _Clock(job, "per-message stateful loop")
@@ -97,10 +73,10 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
             clock.tick(done, len(msgs))
             for m in msgs:
                 tx = loads(m.value() or b"")
-                cols = TxColumns([tx["card_id"]], [tx["ts"]], [tx["lat"]], [tx["lon"]],
-                                 [tx["amount"]], [tx["currency"]], [tx["mcc"]],
-                                 [tx["channel"]])  # fmt: skip
-                feats = featurizer.transform_columns(cols, memory=cards)
+                feats = featurizer.transform(tx)[None, :]
+                card_id = str(tx["card_id"])
+                _produce(producer, changelog, encode(featurizer.card(card_id)), card_id.encode(),
+                         on_delivery)  # fmt: skip
                 (result,) = post.results(infer({input_name: feats}), [tx])
                 key = m.key()
                 value = dumps({
@@ -110,10 +86,7 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
                     "model": model_doc, "result": result, "batch_size": 1,
                     "latency_ms": _NO_LATENCY,
                 })  # fmt: skip
-                try:
-                    producer.produce(out, value, key, on_delivery=on_delivery)
-                except BufferError:
-                    _produce_blocking(producer, out, value, key, on_delivery)
+                _produce(producer, out, value, key, on_delivery)
                 consumed[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
                 done += 1
             producer.poll(0)
@@ -123,6 +96,14 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
         return clock.result(done)
     finally:
         consumer.close()
+
+
+def _produce(producer: Producer, topic: str, value: bytes, key: bytes | None,
+             on_delivery: Any) -> None:  # fmt: skip
+    try:
+        producer.produce(topic, value, key, on_delivery=on_delivery)
+    except BufferError:
+        _produce_blocking(producer, topic, value, key, on_delivery)
 
 
 def _checkpoint(consumer: Consumer, producer: Producer, consumed: dict[tuple[str, int], int],

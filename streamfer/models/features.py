@@ -231,6 +231,10 @@ class FraudFeaturizer:
     def __len__(self) -> int:
         return len(self._cards)
 
+    def card(self, card_id: str) -> _CardState | None:
+        """The card's state in this featurizer's own memory (None: not remembered)."""
+        return self._cards.get(card_id)
+
     def transform(self, tx: Mapping[str, Any]) -> np.ndarray:
         """Features of ``tx`` given its card's history, then remember ``tx``."""
         card_id = str(tx["card_id"])

@@ -28,10 +28,10 @@ from streamfer.bench.baselines import (
     run_plain_loop,
     run_tuned_loop,
 )
-from streamfer.bench.stateful_loop import run_stateful_loop
 from streamfer.bench.kafka_io import OutRecord, produce_all, read_n, run_id, topic_set
 from streamfer.bench.pipeline_proc import CONFIG_DIR, bench_config, load_raw
 from streamfer.bench.records import transaction_pool
+from streamfer.bench.stateful_loop import run_stateful_loop
 from streamfer.models.features import FraudFeaturizer
 from streamfer.pipeline.config import PipelineConfig
 from streamfer.streams.codecs import validate_decision

@@ -181,7 +181,7 @@ class StateManager(Generic[T]):
         if batch.span is None:  # not tracked: nothing waits for its entries
             return
         window = self._windows.get(batch.partition)
-        if window is None:
+        if window is None or (window.spans and not window.spans[0].alive):  # left by an abort
             window = self._windows[batch.partition] = Window()
         self.writer.hold(window, batch.span)
 
