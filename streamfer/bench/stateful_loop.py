@@ -75,8 +75,9 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
                 tx = loads(m.value() or b"")
                 feats = featurizer.transform(tx)[None, :]
                 card_id = str(tx["card_id"])
-                _produce(producer, changelog, encode(featurizer.card(card_id)), card_id.encode(),
-                         on_delivery)  # fmt: skip
+                state = featurizer.card(card_id)
+                if state is not None:  # always: it forgets cards only past max_cards
+                    _produce(producer, changelog, encode(state), card_id.encode(), on_delivery)
                 (result,) = post.results(infer({input_name: feats}), [tx])
                 key = m.key()
                 value = dumps({
