@@ -232,6 +232,8 @@ class StateManager(Generic[T]):
         return self._reader
 
     def _restore(self, partition: int) -> StateView[T]:
+        if partition in self._windows:  # restored anew while held: what it wrote goes first
+            self._flush(partition)
         old = self._views.pop(partition, None)
         if old is not None:
             old.discard()
