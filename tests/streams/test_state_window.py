@@ -259,3 +259,16 @@ def test_restore_after_a_crash_at_any_point_equals_the_committed_records(
             assert restored(store, acked, committed) == want, (seed, committed)
             checked += 0 < committed < len(records)
     assert checked and rig.inner.committed == len(records)  # commits mid-way and at the end
+
+
+def test_a_partition_restored_anew_while_held_writes_its_window_first(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    span, _ = rig.poll(["a", "b", "a"])
+    rig.state.assigned([TP])  # assigned again: the next view() restores it anew
+    rig.state.view(TP[1])
+    assert [(k, unpack_entry(v or b"", "t").offset) for k, v in rig.sink.sent] == [
+        (b"a", 2), (b"b", 1)
+    ]  # fmt: skip
+    rig.tracker.resolve_all(span)
+    rig.sink.ack(2)
+    assert rig.committer.commit() == {TP: 3}
