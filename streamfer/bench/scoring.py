@@ -19,6 +19,10 @@ Systems (``--systems`` picks a subset):
   batch, a batch's offsets committed once its decisions are acknowledged);
 * ``streamfer``: ``streamfer run`` with the config as shipped, and with
   ``--metrics-off`` also ``streamfer-metrics-off``;
+* ``stateful-loop`` (only when named): a per-message stream-processing app with
+  its own per-card state store (``streamfer.bench.stateful_loop``): consume
+  one → featurize through a dict persisted to a changelog topic → one model
+  call → produce; a checkpoint (flush, commit) every 200 ms;
 * ``streamfer-state`` / ``streamfer-no-state`` (only when named): the config
   with its stream's ``state.enabled`` forced on (a fresh state directory and
   changelog per run) or off: the cost of the state store.
@@ -59,6 +63,7 @@ from streamfer.bench.pipeline_proc import (
 )
 from streamfer.bench.records import transaction_pool
 from streamfer.bench.report import Report, Table, Target
+from streamfer.bench.stateful_loop import run_stateful_loop
 from streamfer.bench.stats import Spread
 from streamfer.engines.base import Runner
 from streamfer.errors import ConfigError, StreamferError
@@ -73,14 +78,16 @@ STREAMFER = "streamfer"
 METRICS_OFF = "streamfer-metrics-off"
 STATE_ON = "streamfer-state"
 STATE_OFF = "streamfer-no-state"
+STATEFUL = "stateful-loop"
 SYSTEMS = (KP_PASS, RK_PASS, NAIVE, PLAIN, TUNED, STREAMFER)  # the default run, in this order
-ALL_SYSTEMS = (*SYSTEMS, METRICS_OFF, STATE_ON, STATE_OFF)
+ALL_SYSTEMS = (*SYSTEMS, STATEFUL, METRICS_OFF, STATE_ON, STATE_OFF)
 
 # the targets for streamfer, measured side by side in one run
 TARGET_RATE = 40_000.0  # records/s at least
 TARGET_CPU_US = 40.0  # CPU µs per record at most
 TARGET_VS_TUNED = 0.9  # of the tuned hand-written loop, at least
 TARGET_VS_PLAIN = 1.8  # times the plain hand-written loop, at least
+TARGET_VS_STATEFUL = 3.5  # times the per-message stateful loop, at least
 
 Say = Callable[[str], None]
 
@@ -143,6 +150,7 @@ class _Systems:
     rk_tuning: RdkafkaTuning
     naive_runner: Runner | None = None  # active, when naive runs
     model: FraudModel | None = None  # when a hand-written model loop runs
+    changelog: Callable[[str], str] | None = None  # group -> a fresh changelog topic
     restarts: int = 0
     runs: list[Run] = field(default_factory=list)
 
@@ -162,6 +170,9 @@ class _Systems:
             assert self.model is not None  # set up by run_scoring whenever a model loop runs
             loop = run_plain_loop if system == PLAIN else run_tuned_loop
             return loop(job, self.rk_tuning, self.model).cpu_s
+        if system == STATEFUL:
+            assert self.model is not None and self.changelog is not None
+            return run_stateful_loop(job, self.rk_tuning, self.model, self.changelog(group)).cpu_s
         state = {STATE_ON: True, STATE_OFF: False}.get(system)
         restarts, cpu = _run_pipeline(self, out, group, n, system != METRICS_OFF, state)
         self.restarts += restarts
@@ -192,8 +203,9 @@ def run_scoring(bootstrap: str, opts: ScoringOptions, command: str, say: Say) ->
                        ClientTuning.from_config(cfg), RdkafkaTuning.from_config(cfg))  # fmt: skip
         if NAIVE in opts.systems:
             ctx.naive_runner = engines.enter_context(fraud_runner(cfg))
-        if PLAIN in opts.systems or TUNED in opts.systems:
+        if {PLAIN, TUNED, STATEFUL} & set(opts.systems):
             ctx.model = FraudModel.of(cfg, engines.enter_context(baseline_runner(cfg)))
+        ctx.changelog = lambda group: topics.input(f"{group}.cards.state")
         for rep in range(opts.repeats):
             k = rep % len(opts.systems)
             for system in opts.systems[k:] + opts.systems[:k]:
@@ -260,6 +272,9 @@ _RATIOS = (
     (STATE_ON, STATE_OFF, 2),
     (STATE_OFF, TUNED, 2),
     (STATE_OFF, PLAIN, 2),
+    (STATE_ON, TUNED, 2),
+    (STREAMFER, STATEFUL, 2),
+    (STATE_ON, STATEFUL, 2),
 )
 
 
@@ -297,8 +312,9 @@ def _report(
         if a in systems and b in systems:
             values = _per_rep(rate, a, b, reps)
             vs[(a, b)] = Spread.of(values)
-            label = {METRICS_OFF: "metrics off / metrics on",
-                     STATE_ON: "state store on / off"}.get(a, f"{a} / {b}")  # fmt: skip
+            label = {(METRICS_OFF, STREAMFER): "metrics off / metrics on",
+                     (STATE_ON, STATE_OFF): "state store on / off"}.get((a, b))  # fmt: skip
+            label = label or f"{a} / {b}"
             ratio_rows.append((label, *[f"{v:.{digits}f}" for v in values],
                                vs[(a, b)].fmt(digits)))  # fmt: skip
     ratios = Table(
@@ -349,6 +365,11 @@ def _targets(
             _target(f"{system} vs plain loop", vs.get((system, PLAIN)), "{:.2f}x",
                     f">= {TARGET_VS_PLAIN:g}x", lambda v: v >= TARGET_VS_PLAIN),
         ]  # fmt: skip
+        if STATEFUL in systems and system == STREAMFER and ran:
+            out.append(_target(f"{system} vs per-message stateful loop",
+                               vs.get((system, STATEFUL)), "{:.2f}x",
+                               f">= {TARGET_VS_STATEFUL:g}x",
+                               lambda v: v >= TARGET_VS_STATEFUL))  # fmt: skip
     return out
 
 
@@ -372,6 +393,11 @@ def _notes(opts: ScoringOptions, after: Machine, rk: RdkafkaTuning) -> list[str]
         "featurize each → one model call → decision dict + orjson.dumps each → produce with a "
         "per-batch delivery callback counting acks; no flush per batch; a batch's offsets "
         "committed (async) once its decisions and every earlier batch's are acked.",
+        STATEFUL: "stateful-loop: confluent-kafka, consume 1 → orjson.loads → "
+        "FraudFeaturizer.transform against its own card store (a dict; the card's state "
+        "encoded and produced to a changelog topic, keyed by card, after each record) → one "
+        "model call at batch 1 → decision + orjson.dumps → produce; every 200 ms flush() "
+        "then a synchronous commit of the consumed offsets.",
         STREAMFER: f"streamfer: `streamfer run` with {opts.config.name} as shipped (its default "
         "client; only topics, group and metrics port rewritten); start-up is outside the "
         "measured span.",

@@ -22,7 +22,7 @@ import resource
 import shutil
 import tempfile
 import time
-from collections import deque
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ def _cpu_s() -> float:
 
 def _entry(i: int, offset: int) -> tuple[bytes, bytes]:
     ts = 1_767_225_600_000 + i
-    state = _CardState(ts, 40.0 + i % 90, -70.0, 3.2, 7, deque([ts - 60_000, ts], maxlen=64))
+    state = _CardState(ts, 40.0 + i % 90, -70.0, 3.2, 7, array("q", [ts - 60_000, ts]))
     return f"card-{i:09d}".encode(), pack_entry(offset, ts, CARD_CODEC.encode(state))
 
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import math
 import struct
-from collections import OrderedDict, deque
+import sys
+from array import array
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from streamfer.errors import ConfigError
+from streamfer.errors import ConfigError, StateError
 from streamfer.models.generators.catalog import (
     MCC_RISK,
     USD_PER_UNIT,
@@ -87,26 +89,70 @@ class _CardState:
     last_lon: float
     mean_log_usd: float
     count: int = 0
-    recent: deque[int] = field(default_factory=lambda: deque(maxlen=_RECENT))
+    # the card's last timestamps, oldest first, at most _RECENT: an int64 array, so the
+    # state store writes them as one block of bytes (see CardStateCodec)
+    recent: array[int] = field(default_factory=lambda: array("q"))
 
 
 _RECENT = 64  # timestamps a card remembers (the 1 h count needs no more)
-_CARD_HEAD = struct.Struct("<qdddqH")
+
+
+def _push(recent: array[int], ts: int) -> None:
+    recent.append(ts)
+    if len(recent) > _RECENT:
+        del recent[0]
+
+
+def _prune(recent: array[int], ts: int) -> None:
+    """Forget the timestamps more than an hour before ``ts``."""
+    i, n = 0, len(recent)
+    while i < n and ts - recent[i] > _WINDOW_1H_MS:
+        i += 1
+    if i:
+        del recent[:i]
+
+
+_CARD_V1 = struct.Struct("<qdddqH")  # then H int64 timestamps (one struct value each)
+_CARD_V2 = struct.Struct("<Bqdddq")  # version 2, then the timestamps' int64 array bytes
+_V2 = 2
+_SWAP = sys.byteorder != "little"  # the bytes are little-endian on every machine
 
 
 class CardStateCodec:
-    """A card's state as bytes and back, bit for bit (a ``streamfer.streams.state`` codec)."""
+    """A card's state as bytes and back, bit for bit (a ``streamfer.streams.state`` codec).
+
+    Version 2 (written): ``2 (u8) | last_ts, lat, lon, mean, count | timestamps``, the
+    timestamps as the int64 array's own bytes (one copy, no per-item packing), so its
+    length is 1 mod 8. Version 1 (read, for changelogs written before): no version byte,
+    ``last_ts, lat, lon, mean, count, n (u16) | n timestamps``, 2 mod 8 bytes long.
+    """
 
     def encode(self, state: _CardState) -> bytes:
+        head = _CARD_V2.pack(_V2, state.last_ts, state.last_lat, state.last_lon,
+                             state.mean_log_usd, state.count)  # fmt: skip
         recent = state.recent
-        head = _CARD_HEAD.pack(state.last_ts, state.last_lat, state.last_lon,
-                               state.mean_log_usd, state.count, len(recent))  # fmt: skip
-        return head + struct.pack(f"<{len(recent)}q", *recent)
+        if _SWAP:
+            recent = array("q", recent)
+            recent.byteswap()
+        return head + recent.tobytes()
 
     def decode(self, payload: bytes) -> _CardState:
-        last_ts, lat, lon, mean, count, n = _CARD_HEAD.unpack_from(payload)
-        recent = struct.unpack_from(f"<{n}q", payload, _CARD_HEAD.size)
-        return _CardState(last_ts, lat, lon, mean, count, deque(recent, maxlen=_RECENT))
+        size = len(payload)
+        if size % 8 == 1 and payload[0] == _V2:
+            _, last_ts, lat, lon, mean, count = _CARD_V2.unpack_from(payload)
+            recent = array("q")
+            recent.frombytes(payload[_CARD_V2.size :])
+            if _SWAP:
+                recent.byteswap()
+            return _CardState(last_ts, lat, lon, mean, count, recent)
+        if size % 8 == 2 and size >= _CARD_V1.size:
+            last_ts, lat, lon, mean, count, n = _CARD_V1.unpack_from(payload)
+            recent = array("q", struct.unpack_from(f"<{n}q", payload, _CARD_V1.size))
+            return _CardState(last_ts, lat, lon, mean, count, recent)
+        raise StateError(
+            f"card state | {size} bytes starting {payload[:1].hex() or 'empty'} are no card "
+            f"state. Note: expected version {_V2} (1 mod 8 bytes) or version 1 (2 mod 8 bytes)"
+        )
 
     def seen_ms(self, state: _CardState) -> int:
         """The card's last transaction time: a card unseen for the TTL is forgotten."""
@@ -185,6 +231,10 @@ class FraudFeaturizer:
     def __len__(self) -> int:
         return len(self._cards)
 
+    def card(self, card_id: str) -> _CardState | None:
+        """The card's state in this featurizer's own memory (None: not remembered)."""
+        return self._cards.get(card_id)
+
     def transform(self, tx: Mapping[str, Any]) -> np.ndarray:
         """Features of ``tx`` given its card's history, then remember ``tx``."""
         card_id = str(tx["card_id"])
@@ -204,8 +254,7 @@ class FraudFeaturizer:
             dt_s = max(0.0, (ts - state.last_ts) / 1000.0)
             km = haversine_km(state.last_lat, state.last_lon, lat, lon)
             kmh = km / max(dt_s / 3600.0, _MIN_TRAVEL_H)
-            while state.recent and ts - state.recent[0] > _WINDOW_1H_MS:
-                state.recent.popleft()
+            _prune(state.recent, ts)
             n60 = len(state.recent)
             n10 = sum(1 for t in state.recent if ts - t <= _WINDOW_10MIN_MS)
 
@@ -338,7 +387,7 @@ class FraudFeaturizer:
             state.last_ts = max(state.last_ts, ts)
             state.last_lat, state.last_lon = lat, lon
         state.count += 1
-        state.recent.append(ts)
+        _push(state.recent, ts)
 
 
 def _round(
@@ -385,8 +434,7 @@ def _round(
         n10, n60 = [], []
         for k, (i, s) in enumerate(zip(idx.tolist(), old, strict=True)):
             recent, t = s.recent, ts_l[i]
-            while recent and t - recent[0] > _WINDOW_1H_MS:
-                recent.popleft()
+            _prune(recent, t)
             n60.append(len(recent))
             n10.append(sum(1 for x in recent if t - x <= _WINDOW_10MIN_MS) if recent else 0)
             updated[i] = (new_mean[k], new_last[k])
@@ -402,5 +450,5 @@ def _round(
             state.mean_log_usd, state.last_ts = updated[i]
             state.last_lat, state.last_lon = lat_l[i], lon_l[i]
         state.count += 1
-        state.recent.append(t)
+        _push(state.recent, t)
     memory.remember(ids, states, fresh)

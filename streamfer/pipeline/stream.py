@@ -37,9 +37,11 @@ scores the decided batches on a thread of its own (``streamfer.pipeline.shadow``
 adds a :class:`~streams.state.StateManager`: it hears the source's partition
 events, restores an assigned partition on the consumer thread before its
 first batch is prepared, hands the processor the partition's view, and after
-``prepare`` sends the batch's state entries to the changelog through the same
-sink (so through the same transaction), holding the batch's span until they
-are acknowledged: no commit passes a record whose state is not durable.
+``prepare`` holds the batch's span in its partition's window; before each
+commit the windows' entries (one per updated key) go to the changelog through
+the same sink (so through the same transaction), and the spans are released
+when they are acknowledged: no commit passes a record whose state is not
+durable.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ from streamfer.streams.records import RecordBatch
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
 from streamfer.streams.source import KafkaSource, SourceOptions
-from streamfer.streams.state import ChangelogWriter, StateManager, StateOptions
+from streamfer.streams.state import ChangelogWriter, StateCommitter, StateManager, StateOptions
 
 if TYPE_CHECKING:
     from streamfer.pipeline.reload import Served
@@ -322,6 +324,8 @@ class StreamRuntime:
         if s.state.enabled:
             self._state = self._state_manager(processor, settings, factory, self._source)
             self._source.listen(self._state)
+            # entries are written once per commit interval, just before the commit
+            self._source.committer = StateCommitter(self._source.committer, self._state)
         infer, self._check = engine_wiring(processor, self.runner)
         outlet = Outlet(
             stream=s.name,

@@ -11,7 +11,10 @@ record still in flight, and the per-record cost is a counter, not a set.
 A span can also be *held* (``hold``/``release``): work derived from its
 records that must be durable before they are committed (their state
 changelog entries) keeps the commit position from passing it until released,
-and counts as in flight meanwhile.
+and counts as in flight meanwhile. Spans held in one :class:`SpanGroup` are
+passed together: the position passes none of them until every one is
+passable, so it never stops between two of them (a state window whose
+changelog entries hold only each key's last value needs that).
 
 A span stays *alive* until its partition stops being tracked (``remove``:
 revocation, abort and rewind, close). Resolving a row of a dead span does
@@ -32,10 +35,19 @@ import numpy as np
 TopicPartition = tuple[str, int]
 
 
+class SpanGroup:
+    """Spans of one partition the position passes all at once (see the module docstring)."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = 0  # members not passable yet
+
+
 class Span:
     """One poll's records of one partition: offsets ``first..end-1`` (gaps allowed)."""
 
-    __slots__ = ("alive", "done", "end", "first", "held", "left", "size", "tp")
+    __slots__ = ("alive", "done", "end", "first", "group", "held", "left", "size", "tp")
 
     def __init__(self, tp: TopicPartition, first: int, end: int, size: int) -> None:
         self.tp = tp
@@ -46,6 +58,7 @@ class Span:
         self.done = np.zeros(size, dtype=bool)
         self.alive = True
         self.held = 0  # holds not yet released (see OffsetTracker.hold)
+        self.group: SpanGroup | None = None
 
     @property
     def passable(self) -> bool:
@@ -73,6 +86,9 @@ class _Partition:
     def advance(self) -> None:
         spans = self.spans
         while spans and spans[0].passable:
+            group = spans[0].group
+            if group is not None and group.pending:
+                return  # a later member is still in flight: pass them together
             self.position = spans.popleft().end
 
     def in_flight(self) -> int:
@@ -134,22 +150,32 @@ class OffsetTracker:
             self._settle(span, n)
             return n
 
-    def hold(self, span: Span) -> bool:
-        """Keep the position from passing ``span`` until ``release``; False if abandoned."""
+    def hold(self, span: Span, group: SpanGroup | None = None) -> bool:
+        """Keep the position from passing ``span`` until ``release``; False if abandoned.
+
+        ``group``: make ``span`` (not passable yet, in no group yet) one of the spans
+        the position passes together."""
         with self._cond:
             if not span.alive:
                 return False
+            if group is not None and span.group is None and not span.passable:
+                span.group = group
+                group.pending += 1
             span.held += 1
             self._in_flight += 1
             return True
 
     def release(self, span: Span) -> None:
         """Undo one ``hold``; nothing once the span was abandoned."""
+        self.release_many((span,))
+
+    def release_many(self, spans: Iterable[Span]) -> None:
+        """Undo one ``hold`` of each span, under one lock."""
         with self._cond:
-            if not span.alive or not span.held:
-                return
-            span.held -= 1
-            self._settle(span, 1, rows=False)
+            for span in spans:
+                if span.alive and span.held:
+                    span.held -= 1
+                    self._settle(span, 1, rows=False)
 
     def _settle(self, span: Span, n: int, rows: bool = True) -> None:  # under the lock
         if rows:
@@ -157,7 +183,12 @@ class OffsetTracker:
         self._in_flight -= n
         if span.passable:
             part = self._parts[span.tp]
-            if part.spans and part.spans[0] is span:
+            group = span.group
+            if group is not None:
+                group.pending -= 1
+                if not group.pending:  # the last member: the head may be the first one
+                    part.advance()
+            elif part.spans and part.spans[0] is span:
                 part.advance()
             if not part.spans:
                 self._cond.notify_all()

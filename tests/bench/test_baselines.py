@@ -31,6 +31,7 @@ from streamfer.bench.baselines import (
 from streamfer.bench.kafka_io import OutRecord, produce_all, read_n, run_id, topic_set
 from streamfer.bench.pipeline_proc import CONFIG_DIR, bench_config, load_raw
 from streamfer.bench.records import transaction_pool
+from streamfer.bench.stateful_loop import run_stateful_loop
 from streamfer.models.features import FraudFeaturizer
 from streamfer.pipeline.config import PipelineConfig
 from streamfer.streams.codecs import validate_decision
@@ -90,6 +91,9 @@ def runs(kafka_bootstrap: str) -> Iterator[Runs]:
             "pass-through": lambda job: run_confluent_passthrough(job, tuning, batch=50),
             "plain": lambda job: run_plain_loop(job, tuning, model, batch=64),
             "tuned": lambda job: run_tuned_loop(job, tuning, model, batch=100),
+            "stateful": lambda job: run_stateful_loop(
+                job, tuning, model, topics.input(f"t-baselines-{rid}-cards")
+            ),
         }
         by_loop: dict[str, Ran] = {}
         ends: list[int] = []
@@ -127,7 +131,7 @@ def test_passthrough_copies_the_same_bytes(runs: Runs) -> None:
     assert copied == Counter((r.key, r.value) for r in runs.inputs)
 
 
-@pytest.mark.parametrize("loop", ["plain", "tuned"])
+@pytest.mark.parametrize("loop", ["plain", "tuned", "stateful"])
 def test_model_loop_scores_every_input_once_as_offline(runs: Runs, loop: str) -> None:
     by_source = {(r.partition, r.offset): r for r in runs.inputs}
     offline = _offline_scores(runs.inputs)
@@ -153,13 +157,13 @@ def test_model_loop_scores_every_input_once_as_offline(runs: Runs, loop: str) ->
     assert seen == Counter(dict.fromkeys(by_source, 1))
 
 
-def test_plain_and_tuned_write_the_same_decisions(runs: Runs) -> None:
+def test_plain_tuned_and_stateful_write_the_same_decisions(runs: Runs) -> None:
     def docs(loop: str) -> dict[tuple[int, int], dict[str, object]]:
         out = {}
         for r in runs.by_loop[loop].outputs:
             d = json.loads(r.value)
-            d.pop("batch_size")  # 64 vs 100 here
+            d.pop("batch_size")  # 64 vs 100 vs 1 here
             out[(d["source"]["partition"], d["source"]["offset"])] = d
         return out
 
-    assert docs("plain") == docs("tuned")
+    assert docs("plain") == docs("tuned") == docs("stateful")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
-from collections import deque
+from array import array
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from streamfer.engines.base import TensorSpec
-from streamfer.models.features import CARD_CODEC, FraudFeaturizer, TxColumns
+from streamfer.errors import StateError
+from streamfer.models.features import CARD_CODEC, FraudFeaturizer, TxColumns, _CardState
 from streamfer.models.generators.transactions import TransactionGenerator
 from streamfer.pipeline.processors import (
     Prepared,
@@ -53,7 +55,8 @@ def test_card_codec_is_exact(store: LocalStore) -> None:
     (state,) = v.get_many(["c"])
     back = CARD_CODEC.decode(CARD_CODEC.encode(state))
     assert back == state and state.count == 70
-    assert isinstance(back.recent, deque) and back.recent.maxlen == state.recent.maxlen == 64
+    assert isinstance(back.recent, array) and back.recent.typecode == "q"
+    assert len(back.recent) == 64 and CARD_CODEC.encode(back) == CARD_CODEC.encode(state)
 
 
 def test_features_through_a_view_equal_the_in_memory_ones(store: LocalStore) -> None:
@@ -180,3 +183,26 @@ def test_without_a_store_a_stateful_record_processor_counts_in_memory() -> None:
     items = [(b"a", {}, 1), (b"a", {}, 2), (b"b", {}, 3)]
     assert counts(proc.prepare(key_batch(0, items))) == [1, 2, 1]
     assert counts(proc.prepare(key_batch(3, items))) == [3, 4, 2]
+
+
+def test_card_codec_writes_the_history_as_one_array_and_round_trips_bit_for_bit() -> None:
+    recent = array("q", [-(2**63), -1, 0, 1_700_000_000_123, 2**63 - 1])
+    state = _CardState(2**62 + 1, -0.0, math.nextafter(180.0, 0.0), 5e-324, 2**40, recent)
+    raw = CARD_CODEC.encode(state)
+    assert raw[0] == 2 and len(raw) == 41 + 8 * len(recent)
+    assert raw[41:] == struct.pack("<5q", *recent)  # the array's bytes, little-endian
+    back = CARD_CODEC.decode(raw)
+    assert CARD_CODEC.encode(back) == raw and back == state
+    assert math.copysign(1.0, back.last_lat) == -1.0  # -0.0 stays -0.0
+
+
+def test_card_codec_reads_version_1_entries() -> None:
+    """Changelogs written before version 2: ``<qdddqH`` then one ``q`` per timestamp."""
+    stamps = [1_000, 2_000, 3_500]
+    v1 = struct.pack("<qdddqH", 3_500, 40.25, -70.5, 2.75, 3, 3) + struct.pack("<3q", *stamps)
+    state = CARD_CODEC.decode(v1)
+    assert state == _CardState(3_500, 40.25, -70.5, 2.75, 3, array("q", stamps))
+    empty = struct.pack("<qdddqH", 1, 0.0, 0.0, 0.0, 0, 0)
+    assert CARD_CODEC.decode(empty).recent == array("q")
+    with pytest.raises(StateError, match=r"card state \| 7 bytes"):
+        CARD_CODEC.decode(b"\x02" * 7)

@@ -11,7 +11,12 @@ import pytest
 from streamfer.errors import StateError
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.state import Checkpoint, LocalStore, StateView
-from streamfer.streams.state.changelog import ChangelogWriter, changelog_config, changelog_topic
+from streamfer.streams.state.changelog import (
+    ChangelogWriter,
+    Window,
+    changelog_config,
+    changelog_topic,
+)
 from streamfer.streams.state.entry import pack_entry, unpack_entry, unpack_head
 from streamfer.streams.state.restore import Merge, plan, restore
 from streamfer.streams.tracker import OffsetTracker
@@ -235,7 +240,9 @@ def test_no_commit_passes_a_batch_until_its_changelog_entries_are_acknowledged()
     sink = RecordingSink()
     failures: list[BaseException] = []
     writer = ChangelogWriter(sink, "g.s.state", tracker, failures.append)  # type: ignore[arg-type]
-    assert writer.write(span, 1, [b"a", b"b"], [entry(10), entry(12)])
+    window = Window()
+    assert writer.hold(window, span)
+    assert writer.write(window, 1, [b"a", b"b"], [entry(10), entry(12)])
     assert sink.sent[0][0] == "g.s.state" and sink.sent[0][3] == 1
     tracker.resolve_all(span)  # the decisions are acknowledged first
     assert tracker.positions() == {}
@@ -250,7 +257,10 @@ def test_a_changelog_entry_that_fails_stops_the_stream_and_commits_nothing() -> 
     span = tracker.add(("in", 0), [5])
     sink = RecordingSink()
     failures: list[BaseException] = []
-    ChangelogWriter(sink, "cl", tracker, failures.append).write(span, 0, [b"a"], [entry(5)])  # type: ignore[arg-type]
+    writer = ChangelogWriter(sink, "cl", tracker, failures.append)  # type: ignore[arg-type]
+    window = Window()
+    writer.hold(window, span)
+    writer.write(window, 0, [b"a"], [entry(5)])
     tracker.resolve_all(span)
     sink.callbacks[0]("broker said no", None)
     assert tracker.positions() == {}
@@ -263,8 +273,10 @@ def test_an_abandoned_batch_sends_no_entries() -> None:
     span = tracker.add(("in", 0), [5])
     tracker.remove([("in", 0)])
     sink = RecordingSink()
-    assert not ChangelogWriter(sink, "cl", tracker, print).write(span, 0, [b"a"], [entry(5)])  # type: ignore[arg-type]
-    assert sink.sent == []
+    writer = ChangelogWriter(sink, "cl", tracker, print)  # type: ignore[arg-type]
+    window = Window()
+    assert not writer.hold(window, span)
+    assert writer.write(window, 0, [b"a"], [entry(5)]) and sink.sent == []
 
 
 def test_changelog_topic_name_and_settings() -> None:

@@ -4,14 +4,20 @@ changelog topic, restored on assignment to the state after exactly the committed
 * :mod:`streamfer.streams.state.store`: the local store (LMDB) and its checkpoint;
 * :mod:`streamfer.streams.state.entry`: what every stored value carries (input offset, event time);
 * :mod:`streamfer.streams.state.view`: a partition's values as a processor reads and writes them;
-* :mod:`streamfer.streams.state.changelog`: the topic and the batch writer (holds the batch's
-  span until its entries are acknowledged);
+* :mod:`streamfer.streams.state.changelog`: the topic and the writer (holds each poll's span
+  in its partition's window until the window's entries are acknowledged);
 * :mod:`streamfer.streams.state.restore`: the restore rule, its guarantee and its limit;
-* :mod:`streamfer.streams.state.manager`: views of the assigned partitions, restore on assignment.
+* :mod:`streamfer.streams.state.manager`: views of the assigned partitions, restore on assignment,
+  one changelog entry per updated key per commit interval (and why restore stays exact).
 """
 
 from streamfer.streams.state.changelog import ChangelogWriter, changelog_config, changelog_topic
-from streamfer.streams.state.manager import StateListener, StateManager, StateOptions
+from streamfer.streams.state.manager import (
+    StateCommitter,
+    StateListener,
+    StateManager,
+    StateOptions,
+)
 from streamfer.streams.state.store import Checkpoint, LocalStore
 from streamfer.streams.state.view import StateCodec, StateView
 
@@ -20,6 +26,7 @@ __all__ = [
     "Checkpoint",
     "LocalStore",
     "StateCodec",
+    "StateCommitter",
     "StateListener",
     "StateManager",
     "StateOptions",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from streamfer.errors import StateError
 from streamfer.streams.sink import KafkaSink
-from streamfer.streams.tracker import OffsetTracker, Span
+from streamfer.streams.tracker import OffsetTracker, Span, SpanGroup
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,28 @@ def changelog_config(min_compaction_lag_s: float) -> dict[str, str]:
     }
 
 
+class Window:
+    """The polls of one partition since its state was last flushed: their spans are held
+    as one :class:`~streams.tracker.SpanGroup` until the flush's entries are acknowledged,
+    so the commit position passes all of them or none."""
+
+    __slots__ = ("group", "spans")
+
+    def __init__(self) -> None:
+        self.group = SpanGroup()
+        self.spans: list[Span] = []
+
+
 class _Acks:
-    """The delivery callback of one batch's entries: releases its span at the last ack."""
+    """The delivery callback of one flush's entries: releases the window's spans at the
+    last ack (the only Python work per entry is a counter step)."""
 
-    __slots__ = ("count", "failed", "on_failure", "size", "span", "tracker", "where")
+    __slots__ = ("count", "failed", "on_failure", "size", "spans", "tracker", "where")
 
-    def __init__(self, tracker: OffsetTracker, span: Span, size: int, where: str,
+    def __init__(self, tracker: OffsetTracker, spans: list[Span], size: int, where: str,
                  on_failure: Callable[[BaseException], None]) -> None:  # fmt: skip
         self.tracker = tracker
-        self.span = span
+        self.spans = spans
         self.size = size
         self.where = where
         self.on_failure = on_failure
@@ -60,26 +73,30 @@ class _Acks:
         if error is not None:
             if not self.failed:
                 self.failed = True
+                first, last = self.spans[0].first, self.spans[-1].end - 1
                 self.on_failure(
                     StateError(
                         f"{self.where} | state changelog entry not written ({error}); records "
-                        f"{self.span.first}..{self.span.end - 1} stay uncommitted. Note: the "
-                        "stream stops; a restart consumes them again"
+                        f"{first}..{last} stay uncommitted. Note: the stream stops; a restart "
+                        "consumes them again"
                     )
                 )
             return
         if next(self.count) == self.size:
-            self.tracker.release(self.span)
+            self.tracker.release_many(self.spans)
 
 
 class ChangelogWriter:
-    """Sends a batch's entries through the stream's sink, so exactly-once streams write
-    them in the same transaction as the decisions and offsets.
+    """Holds each poll's span in its partition's window and sends a window's entries
+    through the stream's sink, so exactly-once streams write them in the same
+    transaction as the decisions and offsets.
 
-    Ordering (at-least-once): the batch's span is *held* before anything of it is sent and
-    released only when every entry is acknowledged, so no commit passes a record whose
-    state is not in the changelog yet, whenever its decision is acknowledged. Each send
-    checks under the transaction lock that the span is alive, as decisions do.
+    Ordering (at-least-once): a poll's span is *held* (``hold``) before any of its
+    records can resolve and released only when the entries of its window are
+    acknowledged, so no commit passes a record whose state is not in the changelog yet;
+    the window's spans are passed together (see :mod:`streamfer.streams.state.manager`
+    for why the restore rule needs that). Each send checks under the transaction lock
+    that the spans are alive, as decisions do.
     """
 
     def __init__(self, sink: KafkaSink, topic: str, tracker: OffsetTracker,
@@ -89,17 +106,28 @@ class ChangelogWriter:
         self.tracker = tracker
         self.on_failure = on_failure
 
-    def write(self, span: Span, partition: int, keys: list[bytes], values: list[bytes | None]
-              ) -> bool:  # fmt: skip
-        """Send the entries of the batch tracked as ``span``; False if it was abandoned."""
-        if not keys:
-            return True
-        if not self.tracker.hold(span):
+    def hold(self, window: Window, span: Span) -> bool:
+        """Add the poll tracked as ``span`` to ``window``; False if it was abandoned."""
+        if not self.tracker.hold(span, window.group):
             return False
+        window.spans.append(span)
+        return True
+
+    def write(self, window: Window, partition: int, keys: list[bytes],
+              values: list[bytes | None]) -> bool:  # fmt: skip
+        """Send the window's entries; its spans are released at the last ack (at once
+        if there are none). False if the window's polls were abandoned."""
+        spans = window.spans
+        if not spans:
+            return True
+        if not keys:
+            self.tracker.release_many(spans)
+            return True
         where = f"{self.topic}[{partition}]"
-        acks = _Acks(self.tracker, span, len(keys), where, self.on_failure)
+        acks = _Acks(self.tracker, spans, len(keys), where, self.on_failure)
+        alive = spans[-1]  # abandoned together: the partition stopped being tracked
         sent = self.sink.send_many(
-            self.topic, values, keys, acks, only_if=lambda: span.alive, partition=partition
+            self.topic, values, keys, acks, only_if=lambda: alive.alive, partition=partition
         )
         if not sent:
             log.debug("%s | %d entries of an abandoned poll not sent", where, len(keys))
