@@ -7,10 +7,10 @@
   heartbeat older than its ``max_age_s`` makes ``/healthz`` answer 503 naming it;
   a component that stops on purpose calls ``close()`` on its heartbeat.
 - readiness: named conditions, by default ``engines`` (activated) and
-  ``partitions`` (assigned), either set with ``set_ready(name, bool)`` or read
-  at every check from ``watch(name, fn)``. ``/readyz`` answers 200 only while
-  all are true and the process is not draining; ``start_draining()`` on
-  shutdown turns it false for good.
+  ``partitions`` (the group's assignment known, maybe empty), either set with
+  ``set_ready(name, bool)`` or read at every check from ``watch(name, fn)``.
+  ``/readyz`` answers 200 only while all are true and the process is not
+  draining; ``start_draining()`` on shutdown turns it false for good.
 
 :class:`HealthServer` serves them with a small threaded ``http.server``: nothing
 binds before ``start()``; ``port=0`` picks a free port, read back from ``.port``.
