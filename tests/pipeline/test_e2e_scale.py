@@ -111,6 +111,34 @@ def test_a_member_without_partitions_is_ready_and_idle(
         assert idle.ready()
 
 
+def test_an_idle_member_is_ready_with_either_client(
+    client_name: str,
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+) -> None:
+    """Each client reports an empty assignment, so a spare member knows it joined."""
+    src, out, group = unique_topic(1), unique_topic(1), unique_group()
+    cfg = load_config(write_config(
+        tmp_path / "p.yaml", kafka_bootstrap, group, [payments(src, out, "at_least_once")],
+        ["fraud"], kafka={"client": client_name}, metrics={"enabled": True},
+    ))  # fmt: skip
+    labels = {"stream": "payments", "model": "fraud", "engine": "onnxruntime"}
+
+    def assigned(pipe: Pipeline) -> float | None:
+        return pipe.metrics.registry.get_sample_value("streamfer_partitions_assigned", labels)
+
+    with Pipeline(cfg, serve_http=False) as first:
+        first.wait_ready(60)
+        wait_for(lambda: assigned(first) == 1, 30, "the partition on the first member")
+        with Pipeline(cfg, worker_index=1, serve_http=False) as second:
+            second.wait_ready(60)
+            wait_for(lambda: assigned(second) == 0 and assigned(first) == 1, 30,
+                     "the second member idle")  # fmt: skip
+            assert first.ready and second.ready
+
+
 # -- lag --------------------------------------------------------------------------------------
 
 
