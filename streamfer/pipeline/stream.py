@@ -549,9 +549,10 @@ class StreamRuntime:
                 inbox.wait_room(least, _POLL_S)
                 source.commit_if_due()
             else:
+                before = source.assigned
                 batches = source.poll(_POLL_S, min(max_poll, room))
                 if self._state is not None:  # partitions assigned in that poll: restore now
-                    self._restore_pending(self._state)
+                    self._restore_pending(self._state, bool(source.assigned - before))
                 for batch in batches:
                     self._hand_over(batch)
             worker = self._worker
@@ -564,8 +565,12 @@ class StreamRuntime:
                 self._watch_broker(source)
                 self._note_idle(source)
 
-    def _restore_pending(self, state: StateManager[Any]) -> None:
-        """Restore newly assigned partitions; not ready meanwhile."""
+    def _restore_pending(self, state: StateManager[Any], assigned_now: bool) -> None:
+        """Restore what is pending; not ready meanwhile where partitions were just assigned
+        (the flag is not touched on every poll: a probe could catch it)."""
+        if not assigned_now:
+            state.restore_pending()  # e.g. after a rewind; usually nothing
+            return
         self._restoring.set()
         try:
             state.restore_pending()
