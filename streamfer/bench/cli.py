@@ -14,7 +14,9 @@ import click
 from rich.console import Console
 
 from streamfer.bench.report import RESULTS_PATH, Report, append_results, command_line, print_report
-from streamfer.streams.admin import default_bootstrap, wait_for_broker
+from streamfer.pipeline.config import config_file, read_config
+from streamfer.streams.admin import wait_for_broker
+from streamfer.streams.bootstrap import bootstrap_option, resolve_bootstrap
 
 _console = Console(stderr=True)
 
@@ -24,11 +26,23 @@ def _say(text: str) -> None:
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option(
-        "--bootstrap", default=None, help="Kafka bootstrap (default: $STREAMFER_BOOTSTRAP or "
-        "127.0.0.1:9092).",
-    )(fn)  # fmt: skip
-    return _recording(fn)
+    """--bootstrap (the -c file's servers count too) and the result options."""
+    return _recording(bootstrap_option(fn))
+
+
+def _common_no_config(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return _recording(bootstrap_option(config_file=False)(fn))
+
+
+def _config_option(default_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"Pipeline YAML file, or the name of a shipped one (default: {default_name}).",
+    )
 
 
 def _recording(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,8 +62,18 @@ def _finish(report: Report, results: Path, no_record: bool) -> None:
         _say(f"appended to {results}")
 
 
-def _broker(bootstrap: str | None) -> str:
-    address = bootstrap or default_bootstrap()
+def _config(config_path: Path | None) -> Path | None:
+    """The file ``-c`` names (a path or a shipped config's name)."""
+    return None if config_path is None else config_file(config_path)
+
+
+def _broker(bootstrap: str | None, config_path: Path | None = None) -> str:
+    """The cluster by the one precedence (``streamfer.streams.bootstrap``), once it answers."""
+    file_value = None
+    if config_path is not None:
+        kafka = (read_config(config_path)[1] or {}).get("kafka")
+        file_value = kafka.get("bootstrap_servers") if isinstance(kafka, dict) else None
+    address = resolve_bootstrap(bootstrap, file_value).servers
     wait_for_broker(address, timeout_s=30)
     return address
 
@@ -92,13 +116,7 @@ def bench() -> None:
     "streamfer-no-state (default: the first six). Targets whose systems did not run read "
     "'not measured'.",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Pipeline config (default: deploy/configs/fraud.yaml).",
-)
+@_config_option("fraud")
 @click.option(
     "--metrics-off",
     is_flag=True,
@@ -121,16 +139,17 @@ def scoring(
         only = parse_systems(systems_text) if systems_text is not None else ()
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--systems") from None
+    config_path = _config(config_path)
     opts = ScoringOptions(
         records, naive_records, repeats, config_path or CONFIG_DIR / "fraud.yaml",
         keep_topics=keep_topics, metrics_off=metrics_off, only=only,
     )  # fmt: skip
-    report = run_scoring(_broker(bootstrap), opts, command_line(), _say)
+    report = run_scoring(_broker(bootstrap, config_path), opts, command_line(), _say)
     _finish(report, results, no_record)
 
 
 @bench.command("state-restore")
-@_common
+@_common_no_config
 @click.option("--keys", type=click.IntRange(1000), default=1_000_000, show_default=True,
               help="Cards in the changelog partition.")  # fmt: skip
 def state_restore(bootstrap: str | None, results: Path, no_record: bool, keys: int) -> None:
@@ -165,13 +184,7 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
     show_default=True,
     help="Which stream: transactions (bound 25 ms) or camera frames (bound 100 ms).",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Pipeline config (default: deploy/configs/fraud.yaml or camera.yaml).",
-)
+@_config_option("fraud or camera")
 @click.option(
     "--max-rate",
     type=click.FloatRange(min=0, min_open=True),
@@ -234,13 +247,14 @@ def server(
     from streamfer.bench.plots import plot_server
     from streamfer.bench.server import ServerOptions, run_server
 
+    config_path = _config(config_path)
     opts = ServerOptions(
         kind="transaction" if kind == "transactions" else "camera", config=config_path,
         max_rate=max_rate, fractions=_floats(fractions), rates=_floats(rates),
         min_duration_s=min_duration_s, min_records=min_records, budget_s=budget_s,
         probe_records=probe_records, keep_topics=keep_topics, repeats=repeats,
     )  # fmt: skip
-    report = run_server(_broker(bootstrap), opts, command_line(), _say)
+    report = run_server(_broker(bootstrap, config_path), opts, command_line(), _say)
     report.images.append(plot_server(report, results.parent))
     _finish(report, results, no_record)
 
@@ -325,13 +339,7 @@ def batching(
     show_default=True,
     help="Seconds per decode-limit and engine-limit measurement.",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Pipeline config (default: deploy/configs/camera.yaml).",
-)
+@_config_option("camera")
 @click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
 @click.option(
     "--preprocess",
@@ -366,9 +374,10 @@ def frames(
         _finish(run_gpu_frames(gpu_opts, command_line(), _say), results, no_record)
         return
 
+    config_path = _config(config_path)
     opts = FramesOptions(frames, repeats, split_frames, limit_seconds, keep_topics=keep_topics)
     if config_path is not None:
         opts = FramesOptions(frames, repeats, split_frames, limit_seconds, config_path,
                              keep_topics)  # fmt: skip
-    report = run_frames(_broker(bootstrap), opts, command_line(), _say)
+    report = run_frames(_broker(bootstrap, config_path), opts, command_line(), _say)
     _finish(report, results, no_record)

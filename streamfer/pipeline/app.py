@@ -26,11 +26,13 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   (``streamfer.pipeline.topics``: created when ``kafka.create_topics``, else a missing
   one fails the start) and learns their ``max.message.bytes``, activates one
   runner per model (ONNX Runtime or TensorRT), starts the HTTP server, then
-  every stream (consumer, producer, threads).
+  every stream (consumer, producer, threads). A stream whose input topic does
+  not exist yet waits for it, not ready (``streamfer.pipeline.inputs``), and
+  creates its output topics once it appears.
 * ``ready`` is true while engines are loaded, every stream has joined its
   consumer group (its assignment is known, maybe empty: a member without
   partitions is ready and idle), no partition state is being restored, the
-  cluster is reachable and the pipeline is not stopping.
+  cluster is reachable, no input topic is missing and the pipeline is not stopping.
 * ``stop(drain=True)``: stop polling, let in-flight records finish (decision
   published and acknowledged, drop or dead letter), commit, close; bounded by
   ``runtime.drain_timeout_s``. ``stop(drain=False)`` commits only what is

@@ -72,9 +72,11 @@ class Tally:
               type=click.Path(exists=True, allow_dash=True, path_type=Path),
               help="JSON Lines, one record value a line ('-': stdin), or a directory with "
                    "one record value a file (images).")
-@click.option("--config", "config_path",
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--processor-config", "config_path",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
               help="A YAML or JSON file holding the processor_config.")
+@click.option("-c", "--config", "old_config", hidden=True, expose_value=True, default=None,
+              help="Renamed: --processor-config (-c/--config names a pipeline file elsewhere).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="One processor_config entry (the value read as YAML); repeatable.")
 @click.option("--postprocessor", default=None, metavar="REF",
@@ -82,16 +84,26 @@ class Tally:
 @click.option("--batch", "batch_size", type=click.IntRange(1, 4096), default=32,
               show_default=True, help="Records per batch.")
 @click.option("--target", type=click.Choice(["auto", "onnxruntime", "tensorrt"]),
-              default="onnxruntime", show_default=True, help="The engine.")
+              default="auto", show_default=True,
+              help="The engine. auto: TensorRT when it imports and a GPU is present, else "
+              "ONNX Runtime.")
 @click.option("--decisions", is_flag=True, help="Print whole decision documents.")
 def check_processor(name: str, model_path: Path, sample_path: Path, config_path: Path | None,
-                    settings: tuple[str, ...], postprocessor: str | None, batch_size: int,
-                    target: str, decisions: bool) -> None:  # fmt: skip
+                    old_config: str | None, settings: tuple[str, ...], postprocessor: str | None,
+                    batch_size: int, target: str, decisions: bool) -> None:  # fmt: skip
     """Run processor NAME on sample records without Kafka and print what it does.
 
     NAME is a plug-in (package.module:Name, or an installed streamfer.processors
-    name) or a built-in kind (camera, sensor, transaction).
+    name) or a built-in kind (camera, sensor, transaction). A plug-in module is
+    imported from the current directory first (as `python -m` does), then the
+    installed packages and PYTHONPATH. Its processor_config comes from
+    --processor-config FILE, then each --set KEY=VALUE on top.
     """
+    if old_config is not None:
+        raise click.UsageError(
+            f"--config {old_config} | renamed. Note: the processor's own config file is "
+            "--processor-config FILE"
+        )
     config = processor_config(config_path, settings)
     stream = check_stream(name, model_path, config, postprocessor, batch_size)
     values = read_samples(sample_path)
@@ -118,7 +130,7 @@ def check_processor(name: str, model_path: Path, sample_path: Path, config_path:
 
 
 def processor_config(path: Path | None, settings: Sequence[str]) -> dict[str, Any]:
-    """``--config`` then each ``--set KEY=VALUE`` (values read as YAML) on top."""
+    """``--processor-config`` then each ``--set KEY=VALUE`` (values read as YAML) on top."""
     config: dict[str, Any] = {}
     if path is not None:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

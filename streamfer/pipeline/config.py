@@ -45,6 +45,7 @@ from streamfer.pipeline.config_checks import (
     plugin_problems,
     reference_problems,
     stream_problems,
+    topic_problems,
 )
 from streamfer.pipeline.config_problems import Problem, format_problems, pydantic_problems
 from streamfer.pipeline.metrics import DEFAULT_PORT
@@ -78,9 +79,10 @@ class KafkaConfig(_Frozen):
     """Connection to the cluster; shared by every consumer and producer of the process.
 
     ``create_topics``: at start, create the output and dead-letter topics that do
-    not exist yet (as many partitions as the stream's input topic, 1 if that is
-    missing too, and ``topic_replication_factor`` replicas: unset, the broker's
-    ``default.replication.factor`` decides). When false, a missing
+    not exist yet (as many partitions as the stream's input topic, and
+    ``topic_replication_factor`` replicas: unset, the broker's
+    ``default.replication.factor`` decides; a stream whose input topic is missing
+    waits for it and creates its topics once it appears). When false, a missing
     one fails the start: clusters that disable ``auto.create.topics.enable``
     would otherwise fail every publish.
 
@@ -94,24 +96,70 @@ class KafkaConfig(_Frozen):
     (unset: the system's CA store).
     """
 
-    bootstrap_servers: str | None = None
-    client: ClientName = DEFAULT_CLIENT
-    client_id: str = "streamfer"
-    security_protocol: SecurityProtocol = "PLAINTEXT"
-    sasl_mechanism: SaslMechanism | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    sasl_password_file: Path | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    create_topics: bool = True
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description=(
+            "Brokers to connect to (host:port[,host:port]); unset: "
+            "$STREAMFER_BOOTSTRAP, else 127.0.0.1:9092."
+        ),
+    )
+    client: ClientName = Field(
+        default=DEFAULT_CLIENT,
+        description=(
+            "The Kafka client library: librdkafka (confluent-kafka) or the "
+            "pure-Python kafka-python."
+        ),
+    )
+    client_id: str = Field(
+        default="streamfer", description="Client id the brokers see in their logs and quotas."
+    )
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="How to reach the brokers: plain, TLS, SASL, or SASL over TLS.",
+    )
+    sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="SASL mechanism; required with SASL_PLAINTEXT and SASL_SSL."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL login name.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password inline (never printed); prefer sasl_password_file."
+    )
+    sasl_password_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file holding only the SASL password (one trailing line break "
+            "ignored); relative to the config file."
+        ),
+    )
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description=(
+            "CA certificate (PEM) that signed the brokers' certificates; unset: "
+            "the system's CA store. Relative to the config file."
+        ),
+    )
+    ssl_certfile: Path | None = Field(
+        default=None,
+        description=(
+            "Client certificate (PEM) for brokers that ask for one; relative to the config file."
+        ),
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="Private key (PEM) of ssl_certfile; relative to the config file."
+    )
+    create_topics: bool = Field(
+        default=True,
+        description=(
+            "At start, create missing output and dead-letter topics (partitions "
+            "as the input topic); false: a missing topic fails the start."
+        ),
+    )
     topic_replication_factor: int | None = Field(
         default=None,
         ge=1,
         le=32767,  # Kafka's limit (int16)
-        description="Replicas of each topic this client creates; unset: the broker's "
-        "default.replication.factor (1 on a default broker; 3 is usual in production)",
+        description="Replicas of each topic streamfer creates; unset: the broker's "
+        "default.replication.factor (1 on a default broker; 3 is usual in production).",
     )
 
     def resolved_bootstrap(self) -> str:
@@ -147,20 +195,44 @@ class KafkaConfig(_Frozen):
 class ConsumerConfig(_Frozen):
     """Consumer settings; each default is the client option's own (``streamfer.streams.client``)."""
 
-    group_id: str = "streamfer"
-    max_poll_records: int = Field(default=_default(ConsumerOptions, "max_poll_records"), ge=1)
-    fetch_max_wait_ms: int = Field(default=_default(ConsumerOptions, "fetch_max_wait_ms"), ge=0)
+    group_id: str = Field(
+        default="streamfer",
+        description=(
+            "Consumer group of every stream of the pipeline; also names state changelog topics."
+        ),
+    )
+    max_poll_records: int = Field(
+        default=_default(ConsumerOptions, "max_poll_records"),
+        ge=1,
+        description=("Most records one poll returns (one poll of a partition stays one batch)."),
+    )
+    fetch_max_wait_ms: int = Field(
+        default=_default(ConsumerOptions, "fetch_max_wait_ms"),
+        ge=0,
+        description=(
+            "Longest the broker waits to fill a fetch; lower is lower latency at low rates."
+        ),
+    )
     max_partition_fetch_bytes: int = Field(
-        default=_default(ConsumerOptions, "max_partition_fetch_bytes"), ge=1024
+        default=_default(ConsumerOptions, "max_partition_fetch_bytes"),
+        ge=1024,
+        description=("Most bytes one fetch returns per partition; must exceed the largest record."),
     )
     session_timeout_ms: int = Field(
-        default=_default(ConsumerOptions, "session_timeout_ms"), ge=1000
+        default=_default(ConsumerOptions, "session_timeout_ms"),
+        ge=1000,
+        description=(
+            "A worker silent this long is dropped from the group and its partitions reassigned."
+        ),
     )
     max_poll_interval_ms: int = Field(
-        default=_default(ConsumerOptions, "max_poll_interval_ms"), ge=1000
+        default=_default(ConsumerOptions, "max_poll_interval_ms"),
+        ge=1000,
+        description="A worker that does not poll for this long leaves the group.",
     )
-    auto_offset_reset: Literal["earliest", "latest"] = _default(
-        ConsumerOptions, "auto_offset_reset"
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default=_default(ConsumerOptions, "auto_offset_reset"),
+        description="Where a group without a committed offset starts reading.",
     )
 
     def options(self, *, isolation_level: Literal["read_uncommitted", "read_committed"]
@@ -185,14 +257,34 @@ class ProducerConfig(_Frozen):
     a dead letter as ``dead_letter_failed``: ``dead_letters.on_failure``).
     """
 
-    linger_ms: int = Field(default=_default(ProducerOptions, "linger_ms"), ge=0)
-    compression_type: Compression = _default(ProducerOptions, "compression")
-    max_request_size: int = Field(default=_default(ProducerOptions, "max_request_size"), ge=1024)
+    linger_ms: int = Field(
+        default=_default(ProducerOptions, "linger_ms"),
+        ge=0,
+        description="How long the producer waits to fill a batch of decisions.",
+    )
+    compression_type: Compression = Field(
+        default=_default(ProducerOptions, "compression"),
+        description="Compression of produced batches.",
+    )
+    max_request_size: int = Field(
+        default=_default(ProducerOptions, "max_request_size"),
+        ge=1024,
+        description="Largest produce request; also caps a decision or dead letter.",
+    )
     delivery_timeout_ms: int = Field(
-        default=_default(ProducerOptions, "delivery_timeout_ms"), ge=1000
+        default=_default(ProducerOptions, "delivery_timeout_ms"),
+        ge=1000,
+        description=(
+            "How long the client retries a publish the cluster does not take "
+            "before it counts as failed."
+        ),
     )
     transaction_timeout_ms: int = Field(
-        default=_default(ProducerOptions, "transaction_timeout_ms"), ge=1000
+        default=_default(ProducerOptions, "transaction_timeout_ms"),
+        ge=1000,
+        description=(
+            "With delivery: exactly_once, the broker aborts a transaction open longer than this."
+        ),
     )
 
     def options(self, *, transactional_id: str | None = None) -> ProducerOptions:
@@ -207,23 +299,59 @@ class ProducerConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    path: Path
-    target: Target = "auto"
-    precision: Precision = "fp32"
-    max_batch: int = Field(default=64, ge=1, le=4096)
-    intra_op_threads: int | None = Field(default=None, ge=1)
+    path: Path = Field(description="The ONNX file; relative to the config file.")
+    target: Target = Field(
+        default="auto",
+        description=(
+            "Engine: TensorRT on an NVIDIA GPU, ONNX Runtime on the CPU, or "
+            "auto (TensorRT when it and a GPU are there)."
+        ),
+    )
+    precision: Precision = Field(
+        default="fp32",
+        description="TensorRT build precision (ONNX Runtime runs the file as it is).",
+    )
+    max_batch: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description=(
+            "Largest batch the engine is built for; a stream's "
+            "batching.max_batch may not exceed it."
+        ),
+    )
+    intra_op_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="ONNX Runtime threads per inference; unset: the runtime's choice.",
+    )
 
 
 class BatchingConfig(_Frozen):
-    max_batch: int = Field(default=32, ge=1, le=4096)
-    max_wait_ms: float = Field(default=5.0, ge=0)
+    max_batch: int = Field(
+        default=32, ge=1, le=4096, description="Most records in one engine batch."
+    )
+    max_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Longest a record waits for its batch to fill (less when its deadline is near)."
+        ),
+    )
 
 
 class FraudThresholds(_Frozen):
     """Score >= review -> review; score >= decline -> decline; else approve."""
 
-    review: float = Field(default=0.5, ge=0, le=1)
-    decline: float = Field(default=0.9, ge=0, le=1)
+    review: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Score at or above which a transaction is marked review.",
+    )
+    decline: float = Field(
+        default=0.9, ge=0, le=1, description="Score at or above which a transaction is declined."
+    )
 
 
 class DetectionThresholds(_Frozen):
@@ -231,16 +359,32 @@ class DetectionThresholds(_Frozen):
     metadata carries none (or the wrong ones); unset: ``streamfer.labels`` or the
     Ultralytics ``names`` entry of the model's metadata."""
 
-    score: float = Field(default=0.25, ge=0, le=1)
-    iou: float = Field(default=0.45, ge=0, le=1)
-    max_detections: int = Field(default=100, ge=1)
-    labels: list[str] | None = Field(default=None, min_length=1)
+    score: float = Field(
+        default=0.25, ge=0, le=1, description="Detections below this score are discarded."
+    )
+    iou: float = Field(
+        default=0.45,
+        ge=0,
+        le=1,
+        description=("Overlap above which non-maximum suppression keeps only the best box."),
+    )
+    max_detections: int = Field(default=100, ge=1, description="Most detections kept per frame.")
+    labels: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Class names in output order, for a model whose metadata has none; "
+            "unset: the model's own."
+        ),
+    )
 
 
 class SensorThresholds(_Frozen):
     """Below ``min_confidence`` the event label is ``uncertain``."""
 
-    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    min_confidence: float = Field(
+        default=0.5, ge=0, le=1, description="Below this confidence the event label is uncertain."
+    )
 
 
 class FramesConfig(_Frozen):
@@ -249,7 +393,13 @@ class FramesConfig(_Frozen):
     counted in ``streamfer_deadline_fallbacks_total``) or goes to the dead-letter topic
     with reason ``missing_header`` (``dead_letter``)."""
 
-    missing_capture_ts: Literal["record_timestamp", "dead_letter"] = "record_timestamp"
+    missing_capture_ts: Literal["record_timestamp", "dead_letter"] = Field(
+        default="record_timestamp",
+        description=(
+            "A frame without capture-ts-ns: deadline from the Kafka timestamp, "
+            "or dead letter missing_header."
+        ),
+    )
 
 
 class DeadLettersConfig(_Frozen):
@@ -257,15 +407,33 @@ class DeadLettersConfig(_Frozen):
     retries) stops the stream with an error naming the record (``stop``), or is counted
     as dropped with reason ``dead_letter_failed`` and skipped (``skip``)."""
 
-    on_failure: Literal["stop", "skip"] = "stop"
+    on_failure: Literal["stop", "skip"] = Field(
+        default="stop",
+        description=(
+            "A dead letter the cluster refuses: stop the stream, or count it as "
+            "dropped (dead_letter_failed) and go on."
+        ),
+    )
 
 
 class LimitsConfig(_Frozen):
     """Checked before any expensive decode; a record over a limit goes to the DLQ."""
 
-    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
-    max_image_pixels: int = Field(default=4096 * 4096, ge=1)
-    max_json_bytes: int = Field(default=64 * 1024, ge=1)
+    max_message_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1,
+        description=("Larger record values (frames, raw windows) are dead-lettered as too_large."),
+    )
+    max_image_pixels: int = Field(
+        default=4096 * 4096,
+        ge=1,
+        description=(
+            "Images with more pixels (read from the header) are dead-lettered as image_too_large."
+        ),
+    )
+    max_json_bytes: int = Field(
+        default=64 * 1024, ge=1, description="Larger JSON values are dead-lettered as too_large."
+    )
 
     def codec_limits(self, sensor_shape: tuple[int, int] = (100, 6)) -> CodecLimits:
         """These limits as the codecs take them."""
@@ -296,12 +464,42 @@ class StateConfig(_Frozen):
     restore that makes no progress that long fails the stream.
     """
 
-    enabled: bool = False
-    dir: Path | None = None
-    ttl_s: float | None = Field(default=30 * 86_400.0, gt=0)
-    cache_keys: int = Field(default=100_000, ge=1)
-    min_compaction_lag_s: float = Field(default=3_600.0, gt=0)
-    restore_timeout_s: float = Field(default=300.0, gt=0)
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Keep per-key state in a local store backed by a compacted "
+            "changelog topic; false: in memory only."
+        ),
+    )
+    dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where the local stores live; unset: <system temp>/streamfer-state. "
+            "Relative to the config file."
+        ),
+    )
+    ttl_s: float | None = Field(
+        default=30 * 86_400.0,
+        gt=0,
+        description="A key not updated this long (event time) is deleted; null: never.",
+    )
+    cache_keys: int = Field(
+        default=100_000,
+        ge=1,
+        description=(
+            "Decoded values held in memory per partition; the rest is read from the store."
+        ),
+    )
+    min_compaction_lag_s: float = Field(
+        default=3_600.0,
+        gt=0,
+        description=("The changelog keeps every entry at least this long before compaction."),
+    )
+    restore_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A state restore without progress this long fails the stream.",
+    )
 
     def resolved_dir(self) -> Path:
         import tempfile
@@ -316,17 +514,39 @@ class WindowsConfig(_Frozen):
     order by less than that are put in order; older ones are dropped as ``late``.
     ``size`` and ``channels`` must match the sensor model's input window."""
 
-    size: int = Field(default=100, ge=1, le=100_000)
-    hop: int = Field(default=50, ge=1)
-    channels: int = Field(default=6, ge=1, le=1024)
-    reorder_ms: float = Field(default=200.0, ge=0)
+    size: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Samples per window; must match the sensor model's input.",
+    )
+    hop: int = Field(default=50, ge=1, description="A new window every this many samples.")
+    channels: int = Field(
+        default=6,
+        ge=1,
+        le=1024,
+        description="Values per sample; must match the sensor model's input.",
+    )
+    reorder_ms: float = Field(
+        default=200.0,
+        ge=0,
+        description=(
+            "Samples late by less than this are put in order; older ones are dropped as late."
+        ),
+    )
 
 
 class PreprocessConfig(_Frozen):
     """Where camera frames are decoded and letterboxed: ``auto`` is the GPU when the
     engine is TensorRT and the GPU libraries are installed (streamfer.engines.gpu)."""
 
-    device: PreprocessDevice = "auto"
+    device: PreprocessDevice = Field(
+        default="auto",
+        description=(
+            "Where camera frames are decoded and letterboxed; auto: the GPU "
+            "when the engine is TensorRT and the GPU libraries are installed."
+        ),
+    )
 
 
 class StreamConfig(_Frozen):
@@ -339,21 +559,67 @@ class StreamConfig(_Frozen):
     ``streamfer.pipeline.processors.plugins``).
     """
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Kind
-    processor: str | None = Field(default=None, min_length=1)
-    postprocessor: str | None = Field(default=None, min_length=1)
-    processor_config: dict[str, Any] = Field(default_factory=dict)
-    input_topic: str = Field(min_length=1)
-    output_topic: str = Field(min_length=1)
-    dlq_topic: str | None = None
-    model: str
-    mode: Mode = "realtime"
-    delivery: Delivery = "at_least_once"
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The stream's name, in logs, metrics labels and decisions.",
+    )
+    kind: Kind = Field(
+        description=("What the records are: a built-in kind, or custom for a processor plug-in.")
+    )
+    processor: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "kind: custom: the plug-in, package.module:Name or a "
+            "streamfer.processors entry point name."
+        ),
+    )
+    postprocessor: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Built-in kinds: a plug-in that replaces the kind's results step.",
+    )
+    processor_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free-form settings handed to the plug-in and checked by it.",
+    )
+    input_topic: str = Field(min_length=1, description="Topic the stream consumes.")
+    output_topic: str = Field(min_length=1, description="Topic its decisions go to.")
+    dlq_topic: str | None = Field(
+        default=None, description="Dead-letter topic; unset: <input_topic>.dlq."
+    )
+    model: str = Field(description="Name of a model under models.")
+    mode: Mode = Field(
+        default="realtime",
+        description=("realtime drops per the deadline settings; replay drops nothing (backfills)."),
+    )
+    delivery: Delivery = Field(
+        default="at_least_once",
+        description=("exactly_once commits decisions and offsets in one Kafka transaction."),
+    )
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
-    deadline_ms: float | None = Field(default=None, gt=0)
-    drop_stale: bool | None = None
-    latest_per_key: bool = False
+    deadline_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "A record's time budget from its event time; past it, a camera frame is stale."
+        ),
+    )
+    drop_stale: bool | None = Field(
+        default=None,
+        description=(
+            "Drop records past deadline_ms before the engine; unset: true for "
+            "camera streams in realtime mode."
+        ),
+    )
+    latest_per_key: bool = Field(
+        default=False,
+        description=(
+            "Keep only the newest record per key waiting for the engine (older "
+            "ones dropped as superseded)."
+        ),
+    )
     fraud: FraudThresholds = Field(default_factory=FraudThresholds)
     detection: DetectionThresholds = Field(default_factory=DetectionThresholds)
     sensor: SensorThresholds = Field(default_factory=SensorThresholds)
@@ -406,9 +672,24 @@ class MetricsConfig(_Frozen):
     worker *i* of ``--workers`` uses ``port + i``.
     """
 
-    enabled: bool = True
-    host: str = Field(default="0.0.0.0", min_length=1)
-    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    enabled: bool = Field(default=True, description="Serve /metrics, /healthz and /readyz.")
+    host: str = Field(
+        default="0.0.0.0",
+        min_length=1,
+        description=(
+            "Address the HTTP port binds; 127.0.0.1 keeps it local. streamfer "
+            "run --metrics-host overrides it."
+        ),
+    )
+    port: int = Field(
+        default=DEFAULT_PORT,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of /metrics, /healthz and /readyz; 0 picks a free one; worker "
+            "i of --workers uses port + i."
+        ),
+    )
 
 
 class RuntimeConfig(_Frozen):
@@ -416,11 +697,33 @@ class RuntimeConfig(_Frozen):
     fetching); ``broker_timeout_s``: readiness turns false once the cluster has been
     unreachable (no fetch, commit, acknowledgement or broker report) that long."""
 
-    preprocess_threads: int = Field(default=2, ge=1, le=64)
-    max_in_flight: int = Field(default=2000, ge=1)
-    commit_interval_ms: int = Field(default=200, ge=1)
-    drain_timeout_s: float = Field(default=30.0, gt=0)
-    broker_timeout_s: float = Field(default=10.0, gt=0)
+    preprocess_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads of each stream's preprocessing pool (decoding records).",
+    )
+    max_in_flight: int = Field(
+        default=2000,
+        ge=1,
+        description=("Records a stream holds between poll and engine; more pauses fetching."),
+    )
+    commit_interval_ms: int = Field(
+        default=200, ge=1, description="How often resolved offsets are committed."
+    )
+    drain_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "On stop (SIGTERM) or a partition revoke, how long records in "
+            "flight may take to finish and commit."
+        ),
+    )
+    broker_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=("Readiness turns false once the cluster has been unreachable this long."),
+    )
 
 
 class PipelineConfig(_Frozen):
@@ -510,9 +813,11 @@ def _semantic_problems(raw: dict[str, Any]) -> Iterator[Problem]:
             yield from model_problems(name, model)
     raw_streams = raw.get("streams")
     raw_streams = raw_streams if isinstance(raw_streams, list) else []
+    consumer = _try(ConsumerConfig, raw.get("consumer", {}))
     for i, s in enumerate(raw_streams):
         stream = _try(StreamConfig, s)
         if stream is not None:
+            yield from topic_problems(i, stream, consumer.group_id if consumer else None)
             yield from stream_problems(i, stream, models)
             yield from plugin_problems(i, stream)
     yield from reference_problems(
@@ -559,7 +864,13 @@ def config_file(ref: str | Path) -> Path:
 def load_config(path: str | Path) -> PipelineConfig:
     """Read and validate a YAML config file (or a shipped one by name, see ``config_file``);
     ConfigError lists every problem."""
-    path = config_file(path)
+    path, raw = read_config(path)
+    return parse_config(raw, str(path), path.resolve().parent)
+
+
+def read_config(ref: str | Path) -> tuple[Path, Any]:
+    """The config file ``ref`` names (see ``config_file``) and its YAML, not yet validated."""
+    path = config_file(ref)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -568,4 +879,4 @@ def load_config(path: str | Path) -> PipelineConfig:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} | not valid YAML: {exc}") from None
-    return parse_config(raw, str(path), path.resolve().parent)
+    return path, raw

@@ -6,6 +6,7 @@ They run on every section that parsed, even when others did not, so one
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,9 +14,58 @@ from typing import TYPE_CHECKING, Any
 from streamfer.pipeline.config_problems import Problem
 
 STATEFUL_KINDS: tuple[str, ...] = ("transaction", "sensor-sample")  # processors with per-key state
+_STATEFUL_METHODS = ("state_codec", "prepare_with_state")  # StatefulProcessor's
+_STATEFUL_PLUGIN = "kind: custom with a StatefulProcessor (state_codec, prepare_with_state)"
 
 if TYPE_CHECKING:
     from streamfer.pipeline.config import KafkaConfig, Kind, ModelConfig, StreamConfig
+
+TOPIC_MAX_LENGTH = 249  # Kafka's limit on a topic name
+_TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]")
+TOPIC_NAME_RULE: tuple[str, ...] = (
+    f"1 to {TOPIC_MAX_LENGTH} characters",
+    "letters, digits, '.', '_' and '-' only",
+    "not '.' or '..'",
+)
+
+
+def topic_name_problem(name: str) -> str | None:
+    """Why Kafka would refuse ``name`` as a topic name; None when it would not."""
+    if not name:
+        return "empty topic name"
+    if name in (".", ".."):
+        return f"{name!r} is not a topic name"
+    if len(name) > TOPIC_MAX_LENGTH:
+        return f"topic name of {len(name)} characters is too long"
+    bad = sorted({c for c in name if not _TOPIC_CHARS.fullmatch(c)})
+    if bad:
+        return f"topic name with characters Kafka refuses ({''.join(bad)!r})"
+    return None
+
+
+def topic_problems(i: int, s: StreamConfig, group_id: str | None) -> Iterator[Problem]:
+    """Every topic the stream reads or writes has a name Kafka accepts; ``group_id``
+    (None when the consumer section did not parse) names the state changelog."""
+    loc = f"streams[{i}]"
+    named = [("input_topic", s.input_topic), ("output_topic", s.output_topic)]
+    if s.dlq_topic is not None:
+        named.append(("dlq_topic", s.dlq_topic))
+    for key, topic in named:
+        why = topic_name_problem(topic)
+        if why is not None:
+            yield Problem(f"{loc}.{key}", why, topic, TOPIC_NAME_RULE)
+    derived = []
+    if s.dlq_topic is None and topic_name_problem(s.input_topic) is None:
+        derived.append(("dlq_topic", "the default dead-letter topic", s.resolved_dlq_topic))
+    if s.state.enabled and group_id is not None:
+        changelog = s.state_topic(group_id)
+        derived.append(("name", "the state changelog topic (<consumer.group_id>.<name>.state)",
+                        changelog))  # fmt: skip
+    for key, what, topic in derived:
+        why = topic_name_problem(topic)
+        if why is not None:
+            yield Problem(f"{loc}.{key}", f"{what}: {why}", topic, TOPIC_NAME_RULE)
+
 
 _KIND_SECTIONS: dict[str, tuple[Kind, ...]] = {
     "fraud": ("transaction",),
@@ -84,12 +134,12 @@ def stream_problems(
             s.fraud.review,
             [f"<= decline ({s.fraud.decline})"],
         )
-    if s.state.enabled and s.kind not in STATEFUL_KINDS:
+    if s.state.enabled and s.kind not in STATEFUL_KINDS and s.kind != "custom":
         yield Problem(
             f"{loc}.state.enabled",
             f"{s.kind} streams keep no per-key state",
             True,
-            [f"false, or kind: {' / '.join(STATEFUL_KINDS)}"],
+            [f"false, or kind: {' / '.join(STATEFUL_KINDS)}", _STATEFUL_PLUGIN],
         )
     if s.output_topic == s.input_topic or s.resolved_dlq_topic == s.input_topic:
         yield Problem(
@@ -148,6 +198,14 @@ def plugin_problems(i: int, s: StreamConfig) -> Iterator[Problem]:
             continue
         for found in plugins.config_problems(plugin, s.processor_config):
             yield plugins.within(f"{loc}.processor_config", found)
+        stateful = all(callable(getattr(plugin, m, None)) for m in _STATEFUL_METHODS)
+        if role == "processor" and s.state.enabled and not stateful:
+            yield Problem(
+                f"{loc}.state.enabled",
+                f"processor {ref} keeps no per-key state",
+                True,
+                ["false", _STATEFUL_PLUGIN],
+            )
 
 
 def reference_problems(

@@ -1,6 +1,7 @@
 """``streamfer demo``: the whole pipeline on the local broker and the CPU engine.
 
-Starts the local Kafka broker (unless ``--bootstrap`` names one), creates this
+Starts the local Kafka broker (unless ``--bootstrap``, ``$STREAMFER__KAFKA__BOOTSTRAP_SERVERS``,
+the config file or ``$STREAMFER_BOOTSTRAP`` names one), creates this
 run's topics, runs the pipeline of ``deploy/configs/demo.yaml`` with the three
 reference models, feeds synthetic camera, sensor and transaction streams (a
 small share of them deliberately malformed) for ``--duration`` seconds while a
@@ -11,6 +12,7 @@ annotated camera frames and shuts everything down.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -26,20 +28,22 @@ from rich.live import Live
 from rich.text import Text
 
 from streamfer.errors import StreamferError
-from streamfer.paths import shipped_config
 from streamfer.pipeline.app import Pipeline
-from streamfer.pipeline.config import PipelineConfig, load_config
+from streamfer.pipeline.config import PipelineConfig
+from streamfer.pipeline.config_sources import load_resolved
 from streamfer.pipeline.demo_view import FrameKeeper, stats_table, write_annotated
+from streamfer.pipeline.run_cli import metrics_options, with_metrics
 from streamfer.streams.admin import create_topics, wait_for_broker
+from streamfer.streams.bootstrap import bootstrap_option
 from streamfer.streams.feeds import Message, camera_feed, sensor_feed, transaction_feed
 from streamfer.streams.producers import produce, producer_sink
 
-DEMO_CONFIG = shipped_config("demo")
+OUTLET_LOGGER = "streamfer.pipeline.outlet"  # its per-record dead-letter warnings
 DRAIN_TIMEOUT_S = 60.0
 ANNOTATE_TIMEOUT_S = 30.0
 
 
-def _for_run(config: PipelineConfig, run_id: str, bootstrap: str, port: int) -> PipelineConfig:
+def _for_run(config: PipelineConfig, run_id: str, bootstrap: str) -> PipelineConfig:
     """This run's own topics and group, so runs never see each other's records."""
     streams = [
         s.model_copy(
@@ -55,7 +59,6 @@ def _for_run(config: PipelineConfig, run_id: str, bootstrap: str, port: int) -> 
         update={
             "kafka": config.kafka.model_copy(update={"bootstrap_servers": bootstrap}),
             "consumer": config.consumer.model_copy(update={"group_id": f"streamfer-demo-{run_id}"}),
-            "metrics": config.metrics.model_copy(update={"port": port}),
             "streams": streams,
         }
     )
@@ -167,54 +170,71 @@ class _Annotator(threading.Thread):
               help="Frames per second per camera.")
 @click.option("--bad-every", type=click.IntRange(0), default=100, show_default=True,
               help="About one record in N of each stream is malformed (0: none).")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), default=DEMO_CONFIG, show_default=True,
-              help="Pipeline config; the demo gives its topics and group a per-run suffix.")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="demo", show_default=True,
+              help="Pipeline YAML file, or the name of a shipped one; the demo gives its topics "
+              "and group a per-run suffix.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/demo"), show_default=True, help="Where annotated frames go.")
 @click.option("--frames", type=click.IntRange(0, 50), default=6, show_default=True,
               help="Annotated camera frames to write.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
-              help="Port of /metrics, /healthz, /readyz (0: any free port).")
-@click.option("--bootstrap", default=None,
-              help="Use this Kafka broker instead of starting the local one.")
-@click.option("--keep-broker", is_flag=True, help="Leave the local broker running afterwards.")
+@metrics_options(workers=False)
+@bootstrap_option(note="When none names one, the local broker is started.")
+@click.option("--keep-broker", is_flag=True,
+              help="Leave the local broker running afterwards (when the demo started it).")
 @click.option("--no-live", is_flag=True, help="Print a line every 5 s instead of a live table.")
 def demo(
     duration_s: float, tx_rate: float, sensor_rate: float, cameras: int, fps: float,
-    bad_every: int, config_path: Path, out_dir: Path, frames: int, metrics_port: int,
-    bootstrap: str | None, keep_broker: bool, no_live: bool,
+    bad_every: int, config_path: Path, out_dir: Path, frames: int, metrics_host: str | None,
+    metrics_port: int | None, bootstrap: str | None, keep_broker: bool, no_live: bool,
 ) -> None:
-    """Run the whole pipeline on synthetic traffic and print what it decided."""
+    """Run the whole pipeline on synthetic traffic and print what it decided.
+
+    The malformed records' dead letters are counted in the table; -v also logs each.
+
+    The broker is the one --bootstrap, $STREAMFER__KAFKA__BOOTSTRAP_SERVERS, the config
+    file or $STREAMFER_BOOTSTRAP names (in that order); when none does, the local broker
+    is started (and stopped afterwards unless it was running already or --keep-broker).
+    """
     console = Console(stderr=True)
     if not console.is_terminal:  # a log file or pipe: room for the whole table
         console.width = max(console.width, 110)
+    resolved = load_resolved(config_path, bootstrap=bootstrap)
+    config = with_metrics(resolved.config, metrics_host, metrics_port)
+    address = config.kafka.resolved_bootstrap()
     broker = None
-    if bootstrap is None:
+    if resolved.source("kafka", "bootstrap_servers") == "default":
         from streamfer.streams.broker import LocalBroker
 
         broker = LocalBroker()
         started_here = not broker.status().running
-        bootstrap = broker.start(progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        address = broker.start(progress=lambda m: console.print(f"[dim]{m}[/dim]"))
     else:
         started_here = False
-        wait_for_broker(bootstrap, timeout_s=30)
+        wait_for_broker(address, timeout_s=30)
+    outlet_log = logging.getLogger(OUTLET_LOGGER)
+    outlet_level = outlet_log.level
+    if logging.getLogger().getEffectiveLevel() == logging.WARNING:
+        # the malformed records are sent on purpose and the table counts their dead letters;
+        # a warning line each would scroll it away (-v shows them)
+        outlet_log.setLevel(logging.ERROR)
     try:
-        _run(console, bootstrap, config_path, duration_s, tx_rate, sensor_rate, cameras, fps,
-             bad_every, out_dir, frames, metrics_port, no_live)
+        _run(console, address, config, resolved.path, duration_s, tx_rate, sensor_rate, cameras,
+             fps, bad_every, out_dir, frames, no_live)
     finally:
+        outlet_log.setLevel(outlet_level)
         if broker is not None and started_here and not keep_broker:
             console.print("[dim]stopping the local broker[/dim]")
             broker.stop()
 
 
 def _run(
-    console: Console, bootstrap: str, config_path: Path, duration_s: float, tx_rate: float,
-    sensor_rate: float, cameras: int, fps: float, bad_every: int, out_dir: Path, frames: int,
-    metrics_port: int, no_live: bool,
+    console: Console, bootstrap: str, base: PipelineConfig, config_path: Path, duration_s: float,
+    tx_rate: float, sensor_rate: float, cameras: int, fps: float, bad_every: int, out_dir: Path,
+    frames: int, no_live: bool,
 ) -> None:
     run_id = uuid.uuid4().hex[:8]
-    config = _for_run(load_config(config_path), run_id, bootstrap, metrics_port)
+    config = _for_run(base, run_id, bootstrap)
     by_kind = {s.kind: s for s in config.streams}
     missing = {"camera", "sensor", "transaction"} - set(by_kind)
     if missing:

@@ -6,11 +6,13 @@
   ``beat()`` in its loop (also when idle, e.g. on every queue-get timeout). A
   heartbeat older than its ``max_age_s`` makes ``/healthz`` answer 503 naming it;
   a component that stops on purpose calls ``close()`` on its heartbeat.
-- readiness: named conditions, by default ``engines`` (activated) and
-  ``partitions`` (the group's assignment known, maybe empty), either set with
-  ``set_ready(name, bool)`` or read at every check from ``watch(name, fn)``.
-  ``/readyz`` answers 200 only while all are true and the process is not
-  draining; ``start_draining()`` on shutdown turns it false for good.
+- readiness: named conditions, by default ``engines`` (activated) and ``partitions``
+  (the group's assignment known, maybe empty), either set with ``set_ready(name,
+  bool)`` or read at every check from ``watch(name, fn)``; and named problems raised
+  with ``set_problem(name, True)`` (e.g. ``topic_missing:<stream>:<topic>``), each
+  listed by its name while raised. ``/readyz`` answers 200 only while all conditions
+  are true, no problem is raised and the process is not draining; ``start_draining()``
+  on shutdown turns it false for good.
 
 :class:`HealthServer` serves them with a small threaded ``http.server``: nothing
 binds before ``start()``; ``port=0`` picks a free port, read back from ``.port``.
@@ -82,6 +84,7 @@ class HealthState:
         self._lock = threading.Lock()
         self._heartbeats: dict[str, Heartbeat] = {}
         self._conditions: dict[str, bool | Callable[[], bool]] = dict.fromkeys(conditions, False)
+        self._problems: set[str] = set()
         self._draining = False
 
     def heartbeat(self, name: str, max_age_s: float = 30.0) -> Heartbeat:
@@ -110,6 +113,15 @@ class HealthState:
         with self._lock:
             self._conditions[condition] = check
 
+    def set_problem(self, name: str, present: bool = True) -> None:
+        """Raise (or clear) the problem ``name``: not ready while raised, and ``/readyz``
+        lists the name itself (it says what is wrong, not what is not ready)."""
+        with self._lock:
+            if present:
+                self._problems.add(name)
+            else:
+                self._problems.discard(name)
+
     def start_draining(self) -> None:
         """Shutdown began: not ready from now on, whatever the conditions say."""
         with self._lock:
@@ -128,11 +140,13 @@ class HealthState:
     def readiness(self) -> Check:
         with self._lock:
             conditions, draining = list(self._conditions.items()), self._draining
+            raised = sorted(self._problems)
         problems = [
             f"{name} not ready"
             for name, state in conditions
             if not (state() if callable(state) else state)
         ]
+        problems += raised
         if draining:
             problems.append("draining")
         return Check(not problems, tuple(problems))

@@ -20,8 +20,8 @@ Several worker processes: each runs its own :class:`Metrics` and its own
 and Prometheus scrapes every port. That keeps every collector exact without
 prometheus-client's multiprocess mode, which cannot run custom collectors.
 
-Labels come only from bounded sets: ``stream``, ``model``, ``engine`` (from
-config), ``stage`` (:data:`STAGES`), ``reason`` (short codes such as
+Labels come only from bounded sets: ``stream``, ``model``, ``engine``, ``topic``
+(from config), ``stage`` (:data:`STAGES`), ``reason`` (short codes such as
 ``stale`` or a ``CodecError.reason``), ``partition`` and ``gpu`` (indexes).
 """
 
@@ -113,6 +113,9 @@ class StreamRecorder:
     def set_broker_reachable(self, reachable: bool) -> None:
         """Whether the stream's Kafka clients reach the cluster (see runtime.broker_timeout_s)."""
 
+    def set_input_topic_missing(self, topic: str, missing: bool) -> None:
+        """Whether the stream's input topic is missing (the stream waits for it)."""
+
     def set_queue_depth(self, n: int) -> None:
         """Items waiting for the engine now."""
 
@@ -161,6 +164,7 @@ class StreamMetrics(StreamRecorder):
         "_restored",
         "_stage_f",
         "_stages",
+        "_topic_f",
         "_warned",
     )  # fmt: skip
 
@@ -185,6 +189,7 @@ class StreamMetrics(StreamRecorder):
         self._lag: dict[int, GaugeChild] = {}
         self._warned = False
         self._restore_f = families["restore"]
+        self._topic_f = families["topic_missing"]
         self._restored: CounterChild = families["restored"].child(*base)
         self._expired: CounterChild = families["expired"].child(*base)
 
@@ -225,6 +230,9 @@ class StreamMetrics(StreamRecorder):
 
     def set_broker_reachable(self, reachable: bool) -> None:
         self._broker.set(1.0 if reachable else 0.0)
+
+    def set_input_topic_missing(self, topic: str, missing: bool) -> None:
+        self._topic_f.child(*self._base, topic).set(1.0 if missing else 0.0)
 
     def set_queue_depth(self, n: int) -> None:
         self._queue.set(n)
@@ -346,6 +354,10 @@ class Metrics:
             "broker": Family("streamfer_broker_reachable",
                              "1 while the stream's Kafka clients reach the cluster, 0 once it "
                              "has been unreachable for runtime.broker_timeout_s.", "gauge", base),
+            "topic_missing": Family("streamfer_input_topic_missing",
+                                    "1 while the stream's input topic does not exist (the "
+                                    "stream waits for it, not ready), 0 once it does.",
+                                    "gauge", (*base, "topic")),
             "restore": Family("streamfer_state_restore_seconds",
                               "Time to restore a partition's state on assignment, by where it "
                               "came from (local, local+changelog, changelog).", "histogram",

@@ -317,9 +317,14 @@ class Outlet:
                 documented,
             )
             reason = documented
+        fields = self._log_fields(batch, row, reason)
         if self._limiter.allow():
-            log.warning("%s | dead letter (%s): %s", self.stream, reason, short(str(error)))
-        log.debug("%s | dead letter %s", self.stream, batch.coords(row), exc_info=error)
+            log.warning(
+                "%s | dead letter (%s): %s", self.stream, reason, short(str(error)), extra=fields
+            )
+        log.debug(
+            "%s | dead letter %s", self.stream, batch.coords(row), exc_info=error, extra=fields
+        )
         span = _span(batch)
         record = batch.record(row)
 
@@ -337,6 +342,11 @@ class Outlet:
         except StreamError as exc:
             self._dead_letter_failed(batch, row, reason, exc)
 
+    def _log_fields(self, batch: RecordBatch, row: int, reason: str) -> dict[str, object]:
+        """A record's coordinates as log fields (``--log-format json``: ``streamfer.logs``)."""
+        return {"stream": self.stream, "topic": batch.topic, "partition": batch.partition,
+                "offset": batch.offsets[row], "reason": reason}  # fmt: skip
+
     def _dead_letter_failed(self, batch: RecordBatch, row: int, reason: str, error: object) -> None:
         where = batch.coords(row)
         topic = self.dead_letters.topic_for(batch.topic)
@@ -349,6 +359,7 @@ class Outlet:
                 reason,
                 topic,
                 error,
+                extra=self._log_fields(batch, row, reason),
             )
             if self.tracker.resolve(_span(batch), row):
                 self.recorder.dropped("dead_letter_failed")
@@ -359,7 +370,7 @@ class Outlet:
             "Note: the stream stops rather than skip the record; set "
             "dead_letters.on_failure: skip to count it as dropped instead"
         )
-        log.error("%s | %s", self.stream, err)
+        log.error("%s | %s", self.stream, err, extra=self._log_fields(batch, row, reason))
         self.on_fatal(err)
 
     def rejects(self, prepared: Prepared) -> None:

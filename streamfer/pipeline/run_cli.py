@@ -10,12 +10,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
-from streamfer.pipeline.config import PipelineConfig, load_config
+from streamfer import logs
+from streamfer.pipeline.config import PipelineConfig
+from streamfer.pipeline.config_sources import load_resolved
+from streamfer.streams.bootstrap import bootstrap_option
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +34,52 @@ _CONFIG = click.option(
 )
 
 
+def metrics_options(
+    fn: Callable[..., Any] | None = None, *, workers: bool = True
+) -> Any:
+    """``--metrics-host`` and ``--metrics-port``, over the config's ``metrics`` section."""
+    each = " With --workers N, worker i serves on port + i." if workers else ""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            default=None,
+            metavar="PORT",
+            help="Port of /metrics, /healthz and /readyz, instead of the config's metrics.port "
+            f"(0: any free port).{each}",
+        )(fn)
+        return click.option(
+            "--metrics-host",
+            default=None,
+            metavar="ADDRESS",
+            help="Address the /metrics, /healthz and /readyz server binds, instead of the "
+            "config's metrics.host (default 0.0.0.0: every interface, so Prometheus can scrape "
+            "from elsewhere; 127.0.0.1 keeps it local).",
+        )(fn)
+
+    return wrap if fn is None else wrap(fn)
+
+
 @click.command()
 @_CONFIG
-def validate(config_path: Path) -> None:
-    """Check a pipeline config file: print every problem, or a short summary.
+@bootstrap_option
+def validate(config_path: Path, bootstrap: str | None) -> None:
+    """Check a pipeline config file, with the STREAMFER__<SECTION>__<KEY> environment
+    overrides and --bootstrap applied: print every problem, or a short summary.
 
     Exits 0 when the file is valid, 2 when it is not.
     """
-    cfg = load_config(config_path)  # ConfigError -> listed problems, exit 2 (pipeline.cli)
+    # ConfigError -> listed problems, exit 2 (pipeline.cli)
+    cfg = load_resolved(config_path, bootstrap=bootstrap).config
     click.echo(f"{config_path}: OK")
     click.echo(cfg.summary())
 
 
 @click.command()
 @_CONFIG
+@bootstrap_option
+@metrics_options
 @click.option(
     "-w",
     "--workers",
@@ -52,34 +89,37 @@ def validate(config_path: Path) -> None:
     help="Worker processes. They join one consumer group and share the partitions; "
     "worker i serves /metrics, /healthz and /readyz on metrics.port + i.",
 )
-@click.option(
-    "--metrics-host",
-    default=None,
-    metavar="ADDRESS",
-    help="Address the /metrics, /healthz and /readyz server binds, instead of the config's "
-    "metrics.host (default 0.0.0.0: every interface, so Prometheus can scrape from elsewhere; "
-    "127.0.0.1 keeps it local).",
-)
 @click.option("--worker-index", type=int, default=0, hidden=True)
-def run(config_path: Path, workers: int, metrics_host: str | None, worker_index: int) -> None:
+def run(config_path: Path, bootstrap: str | None, metrics_host: str | None,
+        metrics_port: int | None, workers: int, worker_index: int) -> None:  # fmt: skip
     """Run the configured streams until SIGTERM or Ctrl-C.
 
-    The first signal drains: polling stops, records in flight are decided,
-    published and committed, then the process exits. A second signal exits
-    at once (records not yet committed are consumed again after a restart).
-    SIGUSR1 prints every thread's stack to stderr and goes on.
+    The config file gets the STREAMFER__<SECTION>__<KEY> environment overrides and
+    --bootstrap applied (see `streamfer config show`). The first signal drains:
+    polling stops, records in flight are decided, published and committed, then the
+    process exits. A second signal exits at once (records not yet committed are
+    consumed again after a restart). SIGUSR1 prints every thread's stack to stderr
+    and goes on.
     """
-    cfg = with_metrics_host(load_config(config_path), metrics_host)
+    cfg = load_resolved(config_path, bootstrap=bootstrap).config
+    cfg = with_metrics(cfg, metrics_host, metrics_port)
     if workers > 1:
-        sys.exit(_run_workers(config_path, workers, metrics_host))
+        sys.exit(_run_workers(config_path, workers, bootstrap, metrics_host, metrics_port))
     sys.exit(_run_one(cfg, worker_index))
 
 
-def with_metrics_host(cfg: PipelineConfig, host: str | None) -> PipelineConfig:
-    """``cfg`` with ``metrics.host`` replaced by ``host`` (None or empty: unchanged)."""
-    if not host:
+def with_metrics(
+    cfg: PipelineConfig, host: str | None, port: int | None = None
+) -> PipelineConfig:
+    """``cfg`` with ``metrics.host`` and ``metrics.port`` replaced (None or empty: unchanged)."""
+    update: dict[str, Any] = {}
+    if host:
+        update["host"] = host
+    if port is not None:
+        update["port"] = port
+    if not update:
         return cfg
-    return cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"host": host})})
+    return cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update=update)})
 
 
 def _run_one(cfg: PipelineConfig, worker_index: int) -> int:
@@ -132,17 +172,23 @@ def _by_reason(counts: dict[str, int]) -> str:
     return f"{total} ({', '.join(f'{r} {n}' for r, n in sorted(counts.items()))})"
 
 
-def _run_workers(config_path: Path, workers: int, metrics_host: str | None) -> int:
+def _run_workers(config_path: Path, workers: int, bootstrap: str | None,
+                 metrics_host: str | None, metrics_port: int | None) -> int:  # fmt: skip
     """Start ``workers`` processes of ``streamfer run``, forward signals, wait for all."""
-    host_args = ["--metrics-host", metrics_host] if metrics_host else []
+    args = ["run", "-c", str(config_path), *logs.cli_args()]
+    if bootstrap:
+        args += ["--bootstrap", bootstrap]
+    if metrics_host:
+        args += ["--metrics-host", metrics_host]
+    if metrics_port is not None:
+        args += ["--metrics-port", str(metrics_port)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "streamfer.pipeline.cli", "run", "-c", str(config_path),
-             *host_args, "--worker-index", str(i)],
+            [sys.executable, "-m", "streamfer.pipeline.cli", *args, "--worker-index", str(i)],
             start_new_session=True,  # a terminal's Ctrl-C reaches them once, through us
         )
         for i in range(workers)
-    ]  # fmt: skip
+    ]
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for p in procs:

@@ -9,7 +9,11 @@ Two threads per stream, meeting at one bounded queue:
   :class:`~pipeline.engine.RowQueue`, never more than it has room for. While
   the queue is full it does not poll (lag grows, memory does not: the client's
   prefetch is bounded), commits through the source's committer, exports lag,
-  and watches the cluster's reachability for readiness;
+  and watches the cluster's reachability for readiness. It starts the
+  consumer only once the input topic exists, and closes it again if the
+  topic is deleted (``pipeline.inputs``: waiting, not ready, said in the log
+  and a gauge; the output topics are created once the input's partition
+  count is known);
 * the *engine thread* runs the :class:`~pipeline.engine.EngineWorker`
   (batcher, inference, results) and publishes through the
   :class:`~pipeline.outlet.Outlet`.
@@ -51,6 +55,7 @@ from streamfer.pipeline.config import PipelineConfig, StreamConfig
 from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity
 from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue
 from streamfer.pipeline.health import HealthState
+from streamfer.pipeline.inputs import InputTopic
 from streamfer.pipeline.metrics import Metrics, StreamRecorder
 from streamfer.pipeline.outlet import Outlet
 from streamfer.pipeline.processors import (
@@ -63,7 +68,7 @@ from streamfer.pipeline.processors import (
 from streamfer.pipeline.processors.base import NO_EVENT_TIME, Reject, StatefulProcessor
 from streamfer.pipeline.processors.checks import PreparedCheck
 from streamfer.pipeline.stats import StatsBook, StreamStats
-from streamfer.pipeline.topics import within_limits
+from streamfer.pipeline.topics import ensure_output_topics, message_limits, within_limits
 from streamfer.streams.admin import topic_partitions
 from streamfer.streams.client import ClientFactory, ReaderOptions, client_factory
 from streamfer.streams.connection import ConnectionMonitor
@@ -79,6 +84,10 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.05
 _PUT_WAIT_S = 0.2  # a full queue: how often the consumer checks the engine is alive
 _LAG_EVERY_S = 0.5
+_INPUT_CHECK_TIMEOUT_S = 5.0  # one metadata request about the input topic
+# the consumer said "unknown topic" this recently: is the topic deleted? (asked 1, 2, 4 ...
+# s after; librdkafka may report it once, while the deletion is still spreading)
+_SUSPECT_FOR_S = 60.0
 
 
 def _wall_ms() -> int:
@@ -272,6 +281,9 @@ class StreamRuntime:
         self._unreachable_since: float | None = None
         self._restoring = threading.Event()  # the consumer thread restores partition state
         self._idle_logged = False
+        self.input = InputTopic(
+            stream.name, stream.input_topic, self._input_partitions, health, self.recorder
+        )
 
     # -- assembly ------------------------------------------------------------------------
     def start(self) -> None:
@@ -504,12 +516,49 @@ class StreamRuntime:
             log.debug("%s | lag unavailable: %s", self.stream.name, exc)
             return {}
 
+    # -- the input topic: waiting for it, losing it --------------------------------------
+    def _input_partitions(self) -> int | None:
+        topic = self.stream.input_topic
+        settings = self.config.kafka.to_settings()
+        return topic_partitions(settings, [topic], timeout_s=_INPUT_CHECK_TIMEOUT_S).get(topic)
+
+    def _wait_for_input(self, source: KafkaSource) -> None:
+        """One step of waiting for the missing input topic; start consuming once it is
+        there (after creating this stream's output topics, sized like it)."""
+        try:
+            appeared = self.input.wait(self._stop)
+        except StreamError as exc:  # the cluster out of reach: readiness says so already
+            log.debug("%s | input topic check failed: %s", self.stream.name, exc)
+            return
+        if not appeared:
+            return
+        name = self.stream.name
+        ensure_output_topics(self.config, streams=[name])
+        dlq = self.stream.resolved_dlq_topic
+        limit = message_limits(self.config).get(dlq)
+        letters = self.outlet.dead_letters
+        if limit is not None and limit < letters.max_message_bytes:
+            letters.max_message_bytes = limit  # a topic created just now (see topics.py)
+        source.start()
+
+    def _lost_input(self, source: KafkaSource) -> None:
+        """The input topic was deleted: close the consumer without committing (it would
+        find the topic again only at its next metadata refresh, minutes later) and wait
+        for it. Records of the deleted topic still in the engine resolve nowhere."""
+        try:
+            source.discard()
+        except StreamferError as exc:
+            log.warning("%s | closing the consumer: %s", self.stream.name, exc)
+        self.lag.update({}, ())
+        self.input.lost()  # not ready from here on: the old consumer is gone already
+
     # -- consumer thread -----------------------------------------------------------------
     def _consume(self, started: threading.Event, errors: list[BaseException]) -> None:
         source = self._source
         assert source is not None
-        try:
-            source.start()
+        try:  # an unreachable cluster fails the start here, as the consumer's start would
+            if self.input.present():
+                source.start()
         except BaseException as exc:
             errors.append(exc)
             self._abandon()
@@ -544,6 +593,10 @@ class StreamRuntime:
         next_lag = 0.0
         while not self._stop.is_set():
             beat()
+            if not source.started:  # the input topic is missing
+                self._wait_for_input(source)
+                self._watch_broker(source)
+                continue
             room = inbox.max_rows - inbox.rows
             if room < least:
                 inbox.wait_room(least, _POLL_S)
@@ -564,6 +617,8 @@ class StreamRuntime:
                 )
                 self._watch_broker(source)
                 self._note_idle(source)
+                if self._input_deleted(source):
+                    self._lost_input(source)
 
     def _restore_pending(self, state: StateManager[Any], assigned_now: bool) -> None:
         """Restore what is pending; not ready meanwhile where partitions were just assigned
@@ -601,6 +656,17 @@ class StreamRuntime:
             f"the group {self.config.consumer.group_id} has more members than {topic} "
             f"has partitions ({n})"
         )
+
+    def _input_deleted(self, source: KafkaSource) -> bool:
+        monitor = source.monitor
+        suspect = isinstance(monitor, ConnectionMonitor) and monitor.unknown_topic_within(
+            _SUSPECT_FOR_S
+        )
+        try:
+            return self.input.deleted(bool(source.assigned), suspect)
+        except StreamError as exc:
+            log.debug("%s | input topic check failed: %s", self.stream.name, exc)
+            return False
 
     def _hand_over(self, batch: RecordBatch) -> None:
         n = len(batch)
@@ -650,7 +716,8 @@ class StreamRuntime:
             self._abandon()
             self._close_source(source, wait_s=0)
             return
-        source.pause()
+        if source.started:
+            source.pause()
         deadline = time.monotonic() + self.config.runtime.drain_timeout_s
         if not self._put(STOP, 0, deadline):  # an engine that died behind a full queue
             log.error("%s | engine did not take STOP; abandoning", self.stream.name)

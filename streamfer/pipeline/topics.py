@@ -6,10 +6,15 @@ sending to a topic that is not there blocks, then fails every record. So
 ``Pipeline.start()`` calls :func:`ensure_output_topics` once, before any
 stream starts: one metadata request tells which output and DLQ topics are
 missing. With ``kafka.create_topics`` (the default) they are created with the
-partition count of their stream's input topic (1 if that is missing too) and
+partition count of their stream's input topic and
 ``kafka.topic_replication_factor`` replicas; a topic another worker created
 first counts as created. Otherwise, or when the cluster refuses, the start
 fails with a message naming each missing topic, its stream and the fix.
+
+A stream whose input topic does not exist yet is left out (its partition
+count is not known, and guessing one would fix it for good): the stream waits
+for its input topic (``streamfer.pipeline.inputs``) and calls
+``ensure_output_topics(config, streams=[name])`` once it appears.
 
 A stream with ``state.enabled`` also needs its changelog topic
 (``<consumer.group_id>.<stream>.state``): created the same way, compacted
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,11 +58,16 @@ class MissingTopic:
         return f"stream {self.stream}: {where}"
 
 
-def missing_topics(config: PipelineConfig, partitions: Mapping[str, int]) -> list[MissingTopic]:
-    """The output and DLQ topics absent from ``partitions`` (topic -> partition count)."""
+def missing_topics(
+    config: PipelineConfig, partitions: Mapping[str, int], streams: Collection[str] | None = None
+) -> list[MissingTopic]:
+    """The output and DLQ topics absent from ``partitions`` (topic -> partition count)
+    of ``streams`` (names; default all) whose input topic exists."""
     missing: list[MissingTopic] = []
     for s in config.streams:
-        size = partitions.get(s.input_topic) or 1
+        size = partitions.get(s.input_topic)
+        if size is None or (streams is not None and s.name not in streams):
+            continue
         wanted: tuple[tuple[str, Role], ...] = (
             (s.output_topic, "output"),
             (s.resolved_dlq_topic, "dead-letter"),
@@ -68,10 +78,14 @@ def missing_topics(config: PipelineConfig, partitions: Mapping[str, int]) -> lis
     return missing
 
 
-def short_changelogs(config: PipelineConfig, partitions: Mapping[str, int]) -> list[str]:
+def short_changelogs(
+    config: PipelineConfig, partitions: Mapping[str, int], streams: Collection[str] | None = None
+) -> list[str]:
     """Existing changelog topics with fewer partitions than their stream's input topic."""
     out = []
     for s in config.streams:
+        if streams is not None and s.name not in streams:
+            continue
         topic = s.state_topic(config.consumer.group_id)
         have, need = partitions.get(topic), partitions.get(s.input_topic)
         if s.state.enabled and have is not None and need is not None and have < need:
@@ -82,8 +96,11 @@ def short_changelogs(config: PipelineConfig, partitions: Mapping[str, int]) -> l
     return out
 
 
-def ensure_output_topics(config: PipelineConfig, timeout_s: float = 10.0) -> list[str]:
-    """Create the missing output and DLQ topics (when allowed); the names created.
+def ensure_output_topics(
+    config: PipelineConfig, timeout_s: float = 10.0, streams: Collection[str] | None = None
+) -> list[str]:
+    """Create the missing output and DLQ topics (when allowed) of ``streams`` (names;
+    default all) whose input topic exists; the names created.
 
     Raises ConfigError when topics are missing and ``kafka.create_topics`` is
     false, StreamError when the cluster cannot be asked or refuses to create them.
@@ -95,14 +112,14 @@ def ensure_output_topics(config: PipelineConfig, timeout_s: float = 10.0) -> lis
     topics |= {s.resolved_dlq_topic for s in config.streams}
     topics |= {s.state_topic(group) for s in config.streams if s.state.enabled}
     partitions = topic_partitions(settings, topics, timeout_s=timeout_s)
-    short = short_changelogs(config, partitions)
+    short = short_changelogs(config, partitions, streams)
     if short:
         raise ConfigError(
             f"{settings.describe()} | " + "; ".join(short) + ". Note: a changelog needs as "
             "many partitions as its input topic; add partitions to it (its state is then "
             "rebuilt from the input's committed records on) or delete it"
         )
-    missing = missing_topics(config, partitions)
+    missing = missing_topics(config, partitions, streams)
     if not missing:
         return []
     listed = "\n".join(f"  {m.describe()}" for m in missing)

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from streamfer.streams.admin import DEFAULT_BOOTSTRAP, create_topics, default_bootstrap
+from streamfer.streams.admin import create_topics
+from streamfer.streams.bootstrap import bootstrap_option, resolve_bootstrap
 from streamfer.streams.feeds import Message, camera_feed, sample_feed, sensor_feed, transaction_feed
 from streamfer.streams.producers import ProduceStats, producer_sink
 from streamfer.streams.producers import produce as produce_messages
@@ -26,12 +27,6 @@ def _common(default_topic: str) -> Callable[[Callable[..., Any]], Callable[..., 
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = [
-            click.option(
-                "--bootstrap",
-                default=default_bootstrap,
-                show_default=f"$STREAMFER_BOOTSTRAP or {DEFAULT_BOOTSTRAP}",
-                help="Kafka bootstrap servers (host:port[,host:port]).",
-            ),
             click.option("--topic", default=default_topic, show_default=True, help="Target topic."),
             click.option(
                 "--partitions",
@@ -66,7 +61,7 @@ def _common(default_topic: str) -> Callable[[Callable[..., Any]], Callable[..., 
         ]
         for option in reversed(options):
             fn = option(fn)
-        return fn
+        return bootstrap_option(config_file=False)(fn)
 
     return wrap
 
@@ -74,7 +69,7 @@ def _common(default_topic: str) -> Callable[[Callable[..., Any]], Callable[..., 
 def _run(
     feed: Iterator[Message],
     *,
-    bootstrap: str,
+    bootstrap: str | None,
     topic: str,
     partitions: int | None,
     count: int | None,
@@ -88,10 +83,14 @@ def _run(
     large_messages: bool = False,
 ) -> ProduceStats:
     """Produce with a live line: sent, acked, failed, achieved vs target rate."""
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        # the client logs every refused connection; our own error says it once, clearly
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    servers = resolve_bootstrap(bootstrap).servers
     if partitions is not None:
-        create_topics(bootstrap, {topic: partitions}, timeout_s=timeout)
+        create_topics(servers, {topic: partitions}, timeout_s=timeout)
     sink = producer_sink(
-        bootstrap,
+        servers,
         compression=compression,  # type: ignore[arg-type]
         timeout_s=timeout,
         large_messages=large_messages,
@@ -143,9 +142,6 @@ def produce() -> None:
     achieved rate live. It fails with an error within --timeout seconds if no
     broker answers.
     """
-    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
-        # the client logs every refused connection; our own error says it once, clearly
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 @produce.command("transactions")

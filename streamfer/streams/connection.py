@@ -29,6 +29,8 @@ _QUIET_S = 30.0
 # librdkafka error codes that mean "cannot reach / talk to the cluster" (negative: local)
 _CONNECTION_CODES = frozenset({-195, -187, -193, -192, -185, -169})  # transport, all brokers
 # down, resolve, timed out (network), timed out (request), authentication
+# ... that mean "this topic or partition is not there": the broker's, the local ones
+_TOPIC_CODES = frozenset({3, -188, -190})
 
 
 class Repeats:
@@ -82,6 +84,7 @@ class ConnectionMonitor:
         self.last_ok: float = clock()
         self.last_error: str | None = None
         self.last_error_at: float | None = None
+        self.last_unknown_topic_at: float | None = None  # an unknown topic/partition error
         self._repeats = Repeats(quiet_s, clock)
 
     # -- fed by the client -------------------------------------------------------------
@@ -109,6 +112,9 @@ class ConnectionMonitor:
             text = f"{err.name()}: {err.str()}"
         except AttributeError:
             code, text = None, str(err)
+        if code in _TOPIC_CODES:  # e.g. the subscribed topic was deleted (librdkafka keeps
+            # its partitions assigned and only reports this, until its next metadata refresh)
+            self.unknown_topic()
         self.error(
             text,
             kind=getattr(err, "name", lambda: text)(),
@@ -137,6 +143,15 @@ class ConnectionMonitor:
             _client_log.debug(fmt, *args)
 
     # -- read by readiness ---------------------------------------------------------------
+    def unknown_topic(self) -> None:
+        """The client found a topic or partition it uses unknown to the cluster."""
+        self.last_unknown_topic_at = self._clock()
+
+    def unknown_topic_within(self, seconds: float) -> bool:
+        """Whether the client reported a topic or partition unknown in the last ``seconds``."""
+        at = self.last_unknown_topic_at
+        return at is not None and self._clock() - at <= seconds
+
     def unreachable_s(self) -> float:
         """Seconds since the last sign of life, if an error came after it; else 0."""
         last_err = self.last_error_at

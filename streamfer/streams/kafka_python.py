@@ -1,6 +1,6 @@
 """The kafka-python (3.x) implementation of the ``streamfer.streams.client`` Protocols.
 
-Three workarounds for kafka-python 3.0.x behaviour apply only to the versions
+Four workarounds for kafka-python 3.0.x behaviour apply only to the versions
 they were written for (``workaround(name)``: 3.0.x, said once in the log when
 active); tests/streams/test_kafka_python_workarounds.py reproduces each
 behaviour on the installed version and fails once the library no longer has it:
@@ -15,7 +15,11 @@ behaviour on the installed version and fails once the library no longer has it:
   compacted topic, no write permission) into a fatal state that fails every
   later send; such producers run without idempotence instead, one request in
   flight per connection so order holds (a retried batch may be written twice,
-  which at-least-once allows).
+  which at-least-once allows);
+* ``no-auto-create``: a consumer's ``allow_auto_create_topics=False`` never reaches
+  its metadata requests, so a consumer would create its missing (or just deleted)
+  input topic with the broker's default partition count; the flag is set on the
+  consumer's cluster metadata (a private field).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ WORKAROUNDS_FOR = (3, 0)  # the kafka-python release line the workarounds were w
 _WHY = {
     "parked-records": "records parked for a paused partition are handed back on resume",
     "listener-sleep": "the revocation hook waits off the event loop (heartbeats go on)",
+    "no-auto-create": "consumers do not create the topics they subscribe to",
     "producer-idempotence": "non-transactional producers run without idempotence, one "
     "request in flight per connection (a refused batch would fail every later send)",
 }
@@ -271,11 +276,16 @@ class KafkaPythonConsumer:
 
     def _probe(self) -> None:
         """An idle consumer proves the cluster is there by having a connection to it
-        (the public ``metrics()``: kafka-python has no liveness callback)."""
+        (the public ``metrics()``: kafka-python has no liveness callback), and tells
+        whether a subscribed topic left its metadata (deleted: the group may stay
+        mid-rebalance with the partitions still assigned). A topic in the cached metadata
+        costs no request; one that is not there costs one."""
         now = time.monotonic()
         if now < self._next_probe:
             return
         self._next_probe = now + _PROBE_EVERY_S
+        if any(not self._c.partitions_for_topic(t) for t in self._c.subscription() or ()):
+            self.monitor.unknown_topic()
         count = self._c.metrics().get("consumer-metrics", {}).get("connection-count", 0)
         if count > 0:
             self.monitor.ok()
@@ -508,12 +518,18 @@ class KafkaPythonFactory:
                 max_poll_interval_ms=options.max_poll_interval_ms,
                 request_timeout_ms=options.request_timeout_ms,
                 bootstrap_timeout_ms=options.request_timeout_ms,
+                # as librdkafka's consumer: a subscription never creates its topic (the
+                # broker would give it its default partition count); the stream waits
+                # for a missing input topic instead (streamfer.pipeline.inputs)
+                allow_auto_create_topics=False,
             )
 
         consumer = _connect(
             f"consumer for group {options.group_id!r}", settings, options.request_timeout_ms, make
         )
         listener.consumer = consumer
+        if workaround("no-auto-create"):
+            consumer._cluster.config["allow_auto_create_topics"] = False
         consumer.subscribe(list(topics), listener=listener)
         # Fetch metadata once after subscribing, before the first poll joins the group: the
         # coordinator then assigns with a known metadata snapshot. Without it kafka-python

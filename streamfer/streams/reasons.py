@@ -8,7 +8,7 @@ and the ``error-reason`` header of the dead letter. No other code is ever
 written: a plug-in processor's own code is written as ``processor_error``,
 with the code it gave kept in the message.
 
-The README's *Delivery* section shows the same tables (a test compares them).
+docs/delivery.md shows the same tables (a test compares them).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def dead_letter_reason(reason: str) -> str:
 
 
 def markdown_table(reasons: Mapping[str, Reason]) -> str:
-    """The README's table of ``reasons`` (``python -m streamfer.streams.reasons`` prints both)."""
+    """The docs' table of ``reasons`` (``python -m streamfer.streams.reasons`` prints both)."""
     rows = ["| reason | what it means | where |", "|---|---|---|"]
     rows += [f"| `{code}` | {r.meaning} | {r.where} |" for code, r in reasons.items()]
     return "\n".join(rows)

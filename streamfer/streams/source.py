@@ -130,6 +130,11 @@ class KafkaSource:
         self.committer = TransactionCommitter(self, sink)
 
     @property
+    def started(self) -> bool:
+        """Between ``start()`` and ``close()`` (the source may be started again after)."""
+        return self._client is not None
+
+    @property
     def client(self) -> ConsumerClient:
         if self._client is None:
             raise StreamError(
@@ -154,6 +159,19 @@ class KafkaSource:
         finally:
             self.tracker.remove(self.tracker.partitions())
             client.close()  # its revocation hook finds nothing left to commit
+            self._client = None
+
+    def discard(self) -> None:
+        """Close without committing, forgetting every record in flight: the topic was
+        deleted. Its offsets mean nothing now, and committed they would apply to a topic
+        created again under the same name (skipping its first records)."""
+        client = self._client
+        if client is None:
+            return
+        self.tracker.remove(self.tracker.partitions())
+        try:
+            client.close()  # its revocation hook finds nothing to commit
+        finally:
             self._client = None
 
     # -- consuming (consumer thread) --------------------------------------------------------

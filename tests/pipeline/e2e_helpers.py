@@ -55,8 +55,8 @@ def pipelines_by_stream(
 ) -> dict[str, tuple[Pipeline, str]]:
     """Stream name -> (its Pipeline, its group): one pipeline and group for all streams;
     with kafka-python one each, since its 3.0.x group client can leave a member of a
-    group whose members subscribe to different topics mid-rebalance for good (README,
-    Delivery) and the tests using this are not about that."""
+    group whose members subscribe to different topics mid-rebalance for good (docs/delivery.md,
+    "The two Kafka clients") and the tests using this are not about that."""
     parts = [list(streams)] if client_name == "confluent-kafka" else [[s] for s in streams]
     out: dict[str, tuple[Pipeline, str]] = {}
     for part in parts:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -83,3 +88,55 @@ def test_a_builtin_kind_with_a_plugin_postprocessor(tmp_path: Path) -> None:
     assert code == 0, out
     assert "processor SensorProcessor (plugin_kit:SensorLabels) on sensor.onnx" in out
     assert '#0 {"result":{"class":"c' in out
+
+
+def test_the_processor_config_file_is_processor_config_and_set_goes_on_top(
+    tmp_path: Path, model: Path
+) -> None:
+    samples = tmp_path / "s.jsonl"
+    samples.write_text('{"values": [1, 2, 3]}\n')
+    conf = tmp_path / "proc.yaml"
+    conf.write_text("scale: 3\nalert_above: 1000\n")
+    code, out = run("plugin_kit:JsonSum", "--model", str(model), "--sample", str(samples),
+                    "--processor-config", str(conf), "--set", "alert_above=5")  # fmt: skip
+    assert code == 0, out
+    assert '  processor_config {"scale": 3, "alert_above": 5}' in out.splitlines()
+    assert '  #0 {"result":{"sum":18.0}}  key=b\'alerts\'  headers=[(\'alert\', b\'yes\')]' in out
+
+
+def test_the_old_config_option_says_it_was_renamed(tmp_path: Path, model: Path) -> None:
+    conf = tmp_path / "proc.yaml"
+    conf.write_text("scale: 3\n")
+    code, out = run("plugin_kit:JsonSum", "--model", str(model), "--sample", "-",
+                    "--config", str(conf))  # fmt: skip
+    assert code == 2
+    assert f"--config {conf} | renamed" in out and "--processor-config FILE" in out
+
+
+def _streamfer_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``streamfer`` command, run in ``cwd`` without PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(Path(sys.executable).parent / "streamfer"), *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_a_plugin_in_the_current_directory_imports_without_pythonpath(tmp_path: Path) -> None:
+    module = f"kit_{uuid.uuid4().hex[:8]}"  # importable from nowhere else
+    shutil.copy(Path(__file__).with_name("plugin_kit.py"), tmp_path / f"{module}.py")
+    sum_model(tmp_path / "sum.onnx")
+    (tmp_path / "s.jsonl").write_text('{"values": [1, 2, 3]}\n')
+    done = _streamfer_in(tmp_path, "check-processor", f"{module}:JsonSum", "--model", "sum.onnx",
+                         "--sample", "s.jsonl")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"processor JsonSum ({module}:JsonSum) on sum.onnx" in done.stdout
+    assert '  #0 {"result":{"sum":6.0}}' in done.stdout.splitlines()
+
+
+def test_a_missing_plugin_module_says_where_it_looked(tmp_path: Path) -> None:
+    sum_model(tmp_path / "sum.onnx")
+    (tmp_path / "s.jsonl").write_text('{"values": [1, 2, 3]}\n')
+    done = _streamfer_in(tmp_path, "check-processor", "no_such_kit:JsonSum", "--model",
+                         "sum.onnx", "--sample", "s.jsonl")  # fmt: skip
+    assert done.returncode == 2
+    assert "cannot import 'no_such_kit' (ModuleNotFoundError" in done.stderr
+    assert f"looked in {tmp_path}, " in done.stderr  # the current directory first

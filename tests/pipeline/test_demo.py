@@ -52,3 +52,6 @@ def test_demo_decides_every_stream_and_writes_annotated_frames(
     frames = sorted(out.glob("frame-*.jpg"))
     assert frames, f"no annotated frame written\n{done.stderr[-2000:]}"
     assert all(f.stat().st_size > 5000 for f in frames)
+    # no Python or library warnings, and the deliberate dead letters only in the table
+    noise = [ln for ln in done.stderr.splitlines() if re.search(r"Warning|WARNING|warn\(", ln)]
+    assert noise == [], "\n".join(noise)

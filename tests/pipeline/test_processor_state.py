@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from streamfer.engines.base import TensorSpec
 from streamfer.models.features import CARD_CODEC, FraudFeaturizer, TxColumns
 from streamfer.models.generators.transactions import TransactionGenerator
+from streamfer.pipeline.processors import (
+    Prepared,
+    ProcessorContext,
+    Record,
+    RecordBatch,
+    Result,
+    StatefulProcessor,
+    StatefulRecordProcessor,
+    StateView,
+)
 from streamfer.pipeline.processors.transaction import StoredCards
-from streamfer.streams.state import LocalStore, StateView
+from streamfer.streams.codecs import CodecLimits
+from streamfer.streams.state import LocalStore
+from streamfer.streams.state.entry import unpack_entry
 
 FIELDS = ("card_id", "ts", "lat", "lon", "amount", "currency", "mcc", "channel")
 
@@ -66,3 +82,100 @@ def test_a_card_unseen_for_the_ttl_starts_afresh(store: LocalStore) -> None:
     late = feat.transform_columns(columns([{**tx, "ts": 60 * day}]), memory=StoredCards(v))
     first_seen = 2  # FEATURE_NAMES.index("first_seen")
     assert (first[0, first_seen], soon[0, first_seen], late[0, first_seen]) == (1.0, 0.0, 1.0)
+
+
+# -- StatefulRecordProcessor: a plug-in's per-key state -----------------------------------
+class CountCodec:
+    """A count and the event time of its last record, as 16 bytes."""
+
+    def encode(self, value: tuple[int, int]) -> bytes:
+        return struct.pack("<qq", *value)
+
+    def decode(self, payload: bytes) -> tuple[int, int]:
+        count, seen = struct.unpack("<qq", payload)
+        return int(count), int(seen)
+
+    def seen_ms(self, value: tuple[int, int]) -> int:
+        return value[1]
+
+
+class Counted(StatefulRecordProcessor[dict[str, Any], tuple[int, int]]):
+    """Counts the records of each key; ``{"boom": true}`` fails in ``features``."""
+
+    codec = CountCodec()
+
+    def decode(self, record: Record) -> dict[str, Any]:
+        return dict(json.loads(record.value or b""))
+
+    def step(self, item: dict[str, Any], value: tuple[int, int] | None, record: Record
+             ) -> tuple[dict[str, Any], tuple[int, int]]:  # fmt: skip
+        n = (value[0] if value else 0) + 1
+        return {**item, "n": n}, (n, record.timestamp_ms)
+
+    def features(self, item: dict[str, Any]) -> np.ndarray:
+        if item.get("boom"):
+            raise ValueError("boom")
+        return np.array([item["n"], 0, 0], dtype=np.float32)
+
+    def result(self, item: dict[str, Any], outputs: Mapping[str, np.ndarray]) -> Result:
+        return {"n": item["n"]}
+
+
+def counted() -> Counted:
+    x = TensorSpec("x", np.dtype(np.float32), (None, 3))
+    y = TensorSpec("y", np.dtype(np.float32), (None, 1))
+    return Counted(ProcessorContext(stream="s", kind="custom", model="m", config={},
+                                    inputs=(x,), outputs=(y,), metadata={}, max_batch=32,
+                                    limits=CodecLimits()))  # fmt: skip
+
+
+def key_batch(offset: int, items: list[tuple[bytes, dict[str, Any], int]]) -> RecordBatch:
+    n = len(items)
+    return RecordBatch("in", 0, list(range(offset, offset + n)), [k for k, _, _ in items],
+                       [json.dumps(v).encode() for _, v, _ in items], [None] * n,
+                       [ts for _, _, ts in items], 0)  # fmt: skip
+
+
+def counts(prepared: Prepared) -> list[int]:
+    return [int(n) for n in prepared.feeds["x"][:, 0]] if len(prepared) else []
+
+
+def test_a_stateful_record_processor_is_exported_and_keeps_a_value_per_key(
+    store: LocalStore,
+) -> None:
+    proc = counted()
+    assert isinstance(proc, StatefulProcessor) and proc.state_codec() is proc.codec
+    view = StateView("in[0]", store, proc.codec, ttl_ms=None, cache_keys=10, next_offset=0)
+    first = proc.prepare_with_state(key_batch(0, [
+        (b"a", {}, 1_000), (b"a", {}, 1_001), (b"b", {}, 1_002),
+        (b"a", {"boom": True}, 1_003), (None, {}, 1_004), (b"a", {}, 1_005),
+    ]), view)  # fmt: skip
+    # two records of a key in one batch chain; a refused record changes nothing
+    assert counts(first) == [1, 2, 1, 3]
+    assert [(r.row, r.reason) for r in first.rejects] == [(3, "processor_error"), (4, "no_key")]
+    keys, entries = view.flush(6)
+    heads = {k: unpack_entry(e, "t") for k, e in zip(keys, entries, strict=True) if e}
+    assert {k: (h.offset, CountCodec().decode(h.payload)) for k, h in heads.items()} == {
+        b"a": (5, (3, 1_005)), b"b": (2, (1, 1_002))}  # the last record's offset per key
+    view.close(changelog_end=None)
+    reopened = LocalStore(store.path).open()
+    again = StateView("in[0]", reopened, proc.codec, ttl_ms=None, cache_keys=10, next_offset=6)
+    assert counts(proc.prepare_with_state(key_batch(6, [(b"a", {}, 2_000)]), again)) == [4]
+    again.close(changelog_end=None)
+
+
+def test_a_stateful_record_processor_reads_an_expired_key_as_absent(store: LocalStore) -> None:
+    proc = counted()
+    view = StateView("in[0]", store, proc.codec, ttl_ms=1_000, cache_keys=10, next_offset=0)
+    # within one batch too: expiry runs on each record's own time, not the batch's
+    got = proc.prepare_with_state(key_batch(0, [
+        (b"a", {}, 10_000), (b"a", {}, 10_999), (b"a", {}, 11_999), (b"a", {}, 12_000),
+    ]), view)  # fmt: skip
+    assert counts(got) == [1, 2, 1, 2]
+
+
+def test_without_a_store_a_stateful_record_processor_counts_in_memory() -> None:
+    proc = counted()
+    items = [(b"a", {}, 1), (b"a", {}, 2), (b"b", {}, 3)]
+    assert counts(proc.prepare(key_batch(0, items))) == [1, 2, 1]
+    assert counts(proc.prepare(key_batch(3, items))) == [3, 4, 2]

@@ -409,3 +409,16 @@ def test_a_detector_whose_output_cannot_fit_the_labels_fails_at_start(tmp_path: 
         )
     finally:
         runner.deactivate()
+
+
+def test_state_on_a_custom_stream_needs_a_stateful_processor(tmp_path: Path) -> None:
+    path = write(tmp_path, {"kind": "custom", "processor": "plugin_kit:JsonSum",
+                            "state": {"enabled": True}})  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).splitlines()[1:] == [
+        f"  {path}: streams[0].state.enabled | processor plugin_kit:JsonSum keeps no per-key "
+        "state (got True). Note: allowed: false, kind: custom with a StatefulProcessor "
+        "(state_codec, prepare_with_state)",
+    ]
+    # a stateful one (the telemetry example's) is accepted: tests/pipeline/test_example_*

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from kafka.protocol.sasl import SaslAuthenticateRequest
 
 from streamfer.pipeline.config import parse_config
-from streamfer.pipeline.run_cli import with_metrics_host
+from streamfer.pipeline.run_cli import with_metrics
 
 
 def streamfer(*args: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +70,7 @@ def test_run_help_documents_the_metrics_host_and_its_default() -> None:
     assert "--metrics-host ADDRESS" in text and "default 0.0.0.0" in text
 
 
-def test_metrics_host_option_overrides_the_config(tmp_path: Path) -> None:
+def test_metrics_host_and_port_options_override_the_config(tmp_path: Path) -> None:
     (tmp_path / "fraud.onnx").write_bytes(b"onnx")
     doc = {
         "models": {"fraud": {"path": "fraud.onnx"}},
@@ -76,19 +79,33 @@ def test_metrics_host_option_overrides_the_config(tmp_path: Path) -> None:
         "metrics": {"host": "0.0.0.0", "port": 9999},
     }  # fmt: skip
     cfg = parse_config(doc, base_dir=tmp_path)
-    assert with_metrics_host(cfg, None) is cfg
-    local = with_metrics_host(cfg, "127.0.0.1")
+    assert with_metrics(cfg, None, None) is cfg
+    local = with_metrics(cfg, "127.0.0.1")
     assert (local.metrics.host, local.metrics.port) == ("127.0.0.1", 9999)
     assert cfg.metrics.host == "0.0.0.0"  # frozen config: a changed copy, not a change
+    moved = with_metrics(cfg, None, 0)
+    assert (moved.metrics.host, moved.metrics.port) == ("0.0.0.0", 0)
 
 
-def test_debug_logs_leave_out_kafka_python_wire_dumps(tmp_path: Path) -> None:
+def test_run_and_demo_both_take_metrics_host_and_port() -> None:
+    for command in ("run", "demo"):
+        done = streamfer(command, "--help")
+        assert done.returncode == 0, done.stderr
+        text = " ".join(done.stdout.split())
+        assert "--metrics-host ADDRESS" in text and "--metrics-port PORT" in text, command
+        assert "--bootstrap HOST:PORT" in text, command
+
+
+@pytest.mark.parametrize(
+    "args", [["-vv", "validate"], ["validate", "-vv"], ["--log-level", "debug", "validate"]]
+)
+def test_debug_logs_leave_out_kafka_python_wire_dumps(tmp_path: Path, args: list[str]) -> None:
     # kafka-python logs each request at DEBUG, a SASL PLAIN login's password included
     sasl_plain = SaslAuthenticateRequest(auth_bytes=b"\x00svc\x00hunter2")
     script = (
         "import logging, sys\n"
         "from streamfer.pipeline.cli import cli\n"
-        "cli.main(['-vv', 'validate', '-c', sys.argv[1]], standalone_mode=False)\n"
+        f"cli.main([*{args!r}, '-c', sys.argv[1]], standalone_mode=False)\n"
         "logging.getLogger('kafka.protocol.parser').debug('Sending request %s', sys.argv[2])\n"
         "logging.getLogger('streamfer.pipeline.app').debug('streamfer debug line')\n"
     )
@@ -110,3 +127,40 @@ def test_debug_logs_leave_out_kafka_python_wire_dumps(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "streamfer debug line" in done.stderr
     assert "hunter2" not in done.stderr
+
+
+def test_workers_get_the_log_bootstrap_and_metrics_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamfer import logs
+    from streamfer.pipeline import run_cli
+
+    started: list[list[str]] = []
+
+    class Done:
+        returncode = 0
+
+        def __init__(self, args: list[str], **_: object) -> None:
+            started.append(args)
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(run_cli.subprocess, "Popen", Done)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        logs.configure(logging.DEBUG, "json")
+        code = run_cli._run_workers(Path("p.yaml"), 2, "h:1", "127.0.0.1", 9500)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert code == 0
+    assert [args[3:] for args in started] == [
+        ["run", "-c", "p.yaml", "--log-level", "debug", "--log-format", "json", "--bootstrap",
+         "h:1", "--metrics-host", "127.0.0.1", "--metrics-port", "9500", "--worker-index", str(i)]
+        for i in range(2)
+    ]  # fmt: skip

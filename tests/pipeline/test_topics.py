@@ -27,18 +27,22 @@ def stream(name: str, src: str, out: str, **kw: Any) -> dict[str, Any]:
             "model": "fraud", **kw}  # fmt: skip
 
 
-def test_missing_topics_take_the_input_partition_count_or_one(tmp_path: Path) -> None:
+def test_missing_topics_take_the_input_partition_count_and_wait_for_a_missing_input(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "fraud.onnx").write_bytes(b"onnx")
     doc = {
         "models": {"fraud": {"path": "fraud.onnx"}},
         "streams": [stream("a", "in-a", "out-a"), stream("b", "in-b", "out-b", dlq_topic="dl")],
     }
     cfg = parse_config(doc, base_dir=tmp_path)
-    existing = {"in-a": 6, "out-b": 2}  # in-b is missing too: its topics get 1 partition
+    existing = {"in-a": 6, "out-b": 2}  # in-b is missing: its topics wait for it (no guess)
     assert missing_topics(cfg, existing) == [
         MissingTopic("out-a", "output", "a", 6),
         MissingTopic("in-a.dlq", "dead-letter", "a", 6),
-        MissingTopic("dl", "dead-letter", "b", 1),
+    ]
+    assert missing_topics(cfg, {**existing, "in-b": 4}, streams=["b"]) == [
+        MissingTopic("dl", "dead-letter", "b", 4),
     ]
     assert missing_topics(cfg, {**existing, "out-a": 1, "in-a.dlq": 1, "dl": 1}) == []
 

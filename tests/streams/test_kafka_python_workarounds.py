@@ -1,6 +1,6 @@
 """kafka-python workarounds: each is needed exactly where it is active.
 
-``streamfer.streams.kafka_python`` works around three kafka-python 3.0.x behaviours and
+``streamfer.streams.kafka_python`` works around four kafka-python 3.0.x behaviours and
 turns each workaround on only for that release line. Every test here
 reproduces one behaviour with plain kafka-python (no streamfer code in the
 way) on the installed version, and fails when the workaround and the library
@@ -93,6 +93,28 @@ class SleepingListener(AsyncConsumerRebalanceListener):
             self.outcome = "slept"
         except RuntimeError as exc:  # not asyncio's loop: nothing to sleep on
             self.outcome = f"{type(exc).__name__}: {exc}"
+
+
+def test_a_consumer_subscribing_to_a_missing_topic_creates_it(kafka_bootstrap: str) -> None:
+    """``allow_auto_create_topics=False`` does not reach the consumer's metadata requests."""
+    from streamfer.streams.admin import topic_partitions
+
+    topic = f"t-auto-create-{uuid.uuid4().hex[:10]}"
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=f"g-{uuid.uuid4().hex[:12]}",
+        enable_auto_commit=False, allow_auto_create_topics=False,
+    )  # fmt: skip
+    try:
+        consumer.subscribe([topic])
+        consumer.topics()  # one metadata request, as the factory makes after subscribing
+        deadline = time.monotonic() + 5
+        created = False
+        while not created and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=100)
+            created = topic in topic_partitions(kafka_bootstrap, [topic])
+    finally:
+        consumer.close()
+    verdict("no-auto-create", created, "creates the topics a consumer subscribes to")
 
 
 def test_a_rebalance_listener_has_no_public_way_to_wait(

@@ -7,14 +7,31 @@ A record is one JSON reading keyed by machine id::
 
 and its decision's ``result``::
 
-    {"machine_id": "machine-007", "anomaly_score": 0.0041, "anomaly": false,
-     "suspect": "vibration_mm_s", "threshold": 0.0261}
+    {"machine_id": "machine-007", "anomaly_score": 0.0041, "threshold": 0.0261,
+     "suspect": "vibration_mm_s", "z_score": 1.37, "z_signal": "rpm",
+     "baseline": {"readings": 48, "mean": 1502.3, "std": 61.9}, "anomaly": false}
 
-``suspect`` is the signal the model reconstructs worst. An anomalous reading's
-decision also carries a Kafka header (``anomaly: <suspect>`` by default), so
-an alerting consumer can filter without parsing JSON. Readings that are not
-JSON objects with the five finite numbers are dead-lettered with a reason
-(``bad_json``, ``missing_field``, ``bad_field``).
+Two views of a reading. The model's: ``anomaly_score`` is the autoencoder's
+reconstruction error (do the five signals agree, as on a healthy machine?),
+``suspect`` the signal it reconstructs worst. The machine's own: each machine
+has a :class:`~telemetry_anomaly.baseline.Baseline`, an exponentially weighted
+mean and variance of each of its signals, kept per machine id in streamfer's
+state store; ``z_score`` is how far the reading's most unusual signal
+(``z_signal``) lies from that machine's baseline, in standard deviations, and
+``baseline`` that signal's baseline before this reading (null until the
+machine has ``warmup`` readings). A reading is an ``anomaly`` when the score
+reaches ``threshold`` or the z-score reaches ``z_threshold``.
+
+The baseline is updated in ``step``, before the model runs (a stateful
+processor reads and writes its state in ``prepare``; see "Stateful
+processors" in ``streamfer.pipeline.processors.base``), so it follows the readings
+themselves, not the model's score. With ``state.enabled`` the baselines
+survive a restart or a rebalance exactly; without it they live in memory.
+
+An anomalous reading's decision also carries a Kafka header (``anomaly:
+<suspect>`` by default), so an alerting consumer can filter without parsing
+JSON. Readings that are not JSON objects with the five finite numbers are
+dead-lettered with a reason (``bad_json``, ``missing_field``, ``bad_field``).
 """
 
 from __future__ import annotations
@@ -22,7 +39,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import msgspec
 import numpy as np
@@ -35,9 +52,10 @@ from streamfer.pipeline.processors import (
     Output,
     ProcessorContext,
     Record,
-    RecordProcessor,
     Result,
+    StatefulRecordProcessor,
 )
+from telemetry_anomaly.baseline import BASELINE_CODEC, Baseline
 from telemetry_anomaly.data import FEATURES
 
 _Reading = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]  # finite: msgspec refuses NaN here
@@ -59,21 +77,37 @@ class AnomalyConfig(BaseModel):
     """``processor_config`` of the plug-in.
 
     ``threshold``: the score from which a reading is an anomaly (unset: the model's
-    ``telemetry.threshold``); ``alert_header``: the header anomalous decisions carry
-    (its value: the suspect signal); ``explain``: add every signal's error to the result.
+    ``telemetry.threshold``); ``z_threshold``: the z-score from which a reading is an
+    anomaly against its machine's baseline; ``alpha``: the weight of a new reading in
+    the baseline (about ``2 / alpha`` recent readings count); ``warmup``: readings a
+    machine needs before its baseline scores; ``alert_header``: the header anomalous
+    decisions carry (its value: the suspect signal); ``explain``: add every signal's
+    error and z-score to the result.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     threshold: float | None = Field(default=None, gt=0)
+    z_threshold: float = Field(default=4.0, gt=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    warmup: int = Field(default=20, ge=2)
     alert_header: str = "anomaly"
     explain: bool = False
 
 
-class TelemetryAnomaly(RecordProcessor[Sample]):
+class Reading(NamedTuple):
+    """A decoded reading with its machine's baseline as it was before it."""
+
+    sample: Sample
+    x: np.ndarray  # the five signals, FEATURES order, float64
+    baseline: Baseline | None  # None: the machine's first reading (or it expired)
+
+
+class TelemetryAnomaly(StatefulRecordProcessor[Reading, Baseline]):
     """``kind: custom`` processor for the telemetry autoencoder (see the module docstring)."""
 
     config_model = AnomalyConfig
+    codec = BASELINE_CODEC  # a Baseline <-> bytes, exactly
     expects = "a JSON telemetry reading"
 
     @staticmethod
@@ -93,34 +127,74 @@ class TelemetryAnomaly(RecordProcessor[Sample]):
                 f"Note: expected a telemetry autoencoder over {list(FEATURES)}"
             )
         self.threshold = config.threshold or float(context.metadata["telemetry.threshold"])
+        self.z_threshold = config.z_threshold
+        self.alpha = config.alpha
+        self.warmup = config.warmup
         self.header = config.alert_header
         self.explain = config.explain
         self._decode = msgspec.json.Decoder(Sample).decode
 
-    def decode(self, record: Record) -> Sample:
+    def decode(self, record: Record) -> Reading:
         try:
-            return self._decode(record.value or b"")
+            sample = self._decode(record.value or b"")
         except msgspec.ValidationError as exc:
             reason = "missing_field" if "missing required field" in str(exc) else "bad_field"
             raise CodecError(f"{record.coords} | {exc}", reason) from None
         except msgspec.DecodeError as exc:
             raise CodecError(f"{record.coords} | invalid JSON ({exc})", "bad_json") from None
+        x = np.array([getattr(sample, name) for name in FEATURES], dtype=np.float64)
+        return Reading(sample, x, None)
 
-    def features(self, item: Sample) -> np.ndarray:
-        return np.array([getattr(item, name) for name in FEATURES], dtype=np.float32)
+    def state_key(self, record: Record, item: Reading) -> str:
+        """The machine id. Readings are keyed by it (``produce.py``), so all of a machine's
+        readings are in one partition, in order, and its baseline is in that partition's
+        state (the default, the record key, would do too; this also works for keyless
+        samples in ``streamfer check-processor``)."""
+        return item.sample.machine_id
 
-    def result(self, item: Sample, outputs: Mapping[str, np.ndarray]) -> Result:
+    def step(self, item: Reading, value: Baseline | None, record: Record
+             ) -> tuple[Reading, Baseline]:  # fmt: skip
+        """The machine's baseline (None: first reading, or none for ``state.ttl_s``) goes
+        with the reading to ``result``; the reading is added to it. Event time: the
+        record's timestamp, so the TTL runs on event time."""
+        if value is None:
+            return item, Baseline.first(item.x, record.timestamp_ms)
+        return item._replace(baseline=value), value.updated(item.x, record.timestamp_ms,
+                                                            self.alpha)  # fmt: skip
+
+    def features(self, item: Reading) -> np.ndarray:
+        return item.x.astype(np.float32)
+
+    def result(self, item: Reading, outputs: Mapping[str, np.ndarray]) -> Result:
         score = float(outputs["score"][0])
         errors = outputs["errors"]
         suspect = FEATURES[int(errors.argmax())]
-        anomaly = score >= self.threshold
         result: dict[str, object] = {
-            "machine_id": item.machine_id,
+            "machine_id": item.sample.machine_id,
             "anomaly_score": round(score, 6),
-            "anomaly": anomaly,
-            "suspect": suspect,
             "threshold": round(self.threshold, 6),
+            "suspect": suspect,
+            "z_score": None,
+            "z_signal": None,
+            "baseline": None,
         }
+        z = 0.0
+        base = item.baseline
+        if base is not None and base.readings >= self.warmup:
+            zs = base.z_scores(item.x)
+            worst = int(zs.argmax())
+            z = float(zs[worst])
+            result["z_score"] = round(z, 4)
+            result["z_signal"] = FEATURES[worst]
+            result["baseline"] = {
+                "readings": base.readings,
+                "mean": round(float(base.mean[worst]), 4),
+                "std": round(float(np.sqrt(base.var[worst])), 4),
+            }
+            if self.explain:
+                result["z_scores"] = dict(zip(FEATURES, np.round(zs, 4).tolist(), strict=True))
+        anomaly = score >= self.threshold or z >= self.z_threshold
+        result["anomaly"] = anomaly
         if self.explain:
             per_signal = zip(FEATURES, errors.tolist(), strict=True)
             result["errors"] = {name: round(error, 6) for name, error in per_signal}

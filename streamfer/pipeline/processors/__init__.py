@@ -7,6 +7,9 @@ What a plug-in author imports, all from here::
         Prepared, Reject, Output, Result,   # what prepare and results return
         ProcessorContext,                   # what a plug-in is built with
         RecordProcessor,                    # a base for per-record plug-ins (~20 lines)
+        StatefulRecordProcessor,            # ... with a value per key in the state store
+        StatefulProcessor,                  # the stateful interface (Protocol)
+        StateCodec, StateView,              # a value <-> bytes (exactly); a partition's values
         ConfigProblem,                      # what validate_config yields
         CodecError, ProcessorError,         # refuse a record / processor code failed
         ConfigError,                        # a plug-in that cannot run with its config/model
@@ -14,9 +17,12 @@ What a plug-in author imports, all from here::
         reject, accepted,                   # helpers for batch-at-a-time processors
     )
 
-The interface is in :mod:`streamfer.pipeline.processors.base`, plug-in loading and
-configuration in :mod:`streamfer.pipeline.processors.plugins`, the per-record base in
-:mod:`streamfer.pipeline.processors.record`. ``make_processor(stream, runner, threads)``
+The interface is in :mod:`streamfer.pipeline.processors.base` (its module docstring:
+the contract, and "Stateful processors": when state is read and written, what a
+codec must guarantee, TTL, restore after a crash or a rebalance), plug-in loading and
+configuration in :mod:`streamfer.pipeline.processors.plugins`, the per-record bases in
+:mod:`streamfer.pipeline.processors.record`. The worked stateful plug-in is
+``examples/telemetry-anomaly`` (a baseline per machine). ``make_processor(stream, runner, threads)``
 builds the processor of a configured stream: the built-in one of its kind
 (with a plug-in postprocessor in place of its results step when the stream
 names one), or for ``kind: custom`` the plug-in its ``processor`` names.
@@ -43,6 +49,9 @@ from streamfer.pipeline.processors.base import (
     Processor,
     Reject,
     Result,
+    StateCodec,
+    StatefulProcessor,
+    StateView,
     accepted,
     processor_error,
     reject,
@@ -50,7 +59,7 @@ from streamfer.pipeline.processors.base import (
 from streamfer.pipeline.processors.checks import PreparedCheck
 from streamfer.pipeline.processors.context import ProcessorContext
 from streamfer.pipeline.processors.plugins import ENTRY_POINT_GROUP, ConfigProblem
-from streamfer.pipeline.processors.record import RecordProcessor
+from streamfer.pipeline.processors.record import RecordProcessor, StatefulRecordProcessor
 from streamfer.streams.records import Record, RecordBatch
 
 if TYPE_CHECKING:
@@ -73,6 +82,10 @@ __all__ = [
     "RecordProcessor",
     "Reject",
     "Result",
+    "StateCodec",
+    "StateView",
+    "StatefulProcessor",
+    "StatefulRecordProcessor",
     "accepted",
     "engine_wiring",
     "make_processor",

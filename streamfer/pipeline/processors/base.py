@@ -57,12 +57,58 @@ exception's class and message in the dead letter); a ``Prepared`` that
 breaks the rules above is treated like an exception; a wrong number of
 results fails the batch before anything of it is published.
 
-Optional hook, :class:`StatefulProcessor`: a processor that also has
-``state_codec()`` and ``prepare_with_state(batch, state)`` gets, on a stream
-with ``state.enabled``, the partition's :class:`~streams.state.StateView`
-(restored on assignment, written to the changelog after each batch) instead
-of keeping its per-key state in memory; ``prepare(batch)`` is still what runs
-without ``state.enabled``.
+Stateful processors
+-------------------
+
+A processor that keeps per-key state (a card's history, a machine's baseline)
+and implements :class:`StatefulProcessor` (``state_codec()`` and
+``prepare_with_state(batch, state)``) has that state kept for it on a stream
+with ``state.enabled``: a local store per input partition, backed by a
+compacted changelog topic (``<consumer.group_id>.<stream>.state``). A
+per-record plug-in subclasses
+:class:`~streamfer.pipeline.processors.record.StatefulRecordProcessor`
+instead, which does all of the below for it.
+
+* **When state is read and written**: only in ``prepare_with_state``, on the
+  consumer thread, in consume order per partition; ``state`` is the batch's
+  partition's :class:`StateView`. ``state.get_many(keys, now_ms)`` reads
+  values (None: absent or expired), ``state.put(key, value)`` sets a new
+  one, and ``state.updated(keys, offsets)`` names the keys the batch changed,
+  each with the input offset of the record that changed it (the last one
+  wins). Those three are all a processor calls. A value got from
+  ``get_many`` may be changed in place; changed or put, a key not named in
+  ``updated`` is not written, and a key named but neither read nor put is an
+  error. When ``prepare_with_state`` returns, the pipeline encodes each
+  updated key once and sends it to the changelog (in the transaction, with
+  exactly-once delivery) before any record of the batch can be decided or
+  committed. ``results`` runs later, on the engine thread, and cannot touch
+  state: what a result needs from it, ``prepare`` passes on in the
+  ``metas``. So state holds what the records themselves tell, not model
+  outputs (they do not exist yet when the state is written).
+* **The codec** (:class:`StateCodec`): ``decode(encode(value))`` must give a
+  value from which the processor computes exactly the same results
+  (floats as their bits, e.g. ``struct`` ``"d"``, not rounded text): a value
+  restored from bytes must decide as the one that never left memory.
+  ``seen_ms(value)`` is the event time (epoch ms) of the value's last update.
+* **TTL** (``state.ttl_s``): a value whose ``seen_ms`` is ``ttl_s`` or more
+  before ``now_ms`` (give each key the reading record's own event time) reads
+  as absent, and is later deleted from the store and the changelog. Expiry
+  so depends on event time only, never on batching or on when a sweep ran.
+* **Restore** (start, restart after a crash, rebalance): before a
+  partition's first batch is prepared, its state is brought to the state
+  after exactly the committed input records. With ``exactly_once`` the
+  changelog entries share the transaction of the decisions and offsets;
+  with ``at_least_once`` every entry carries the input offset that produced
+  it and the restore ignores entries at or past the committed offset. The
+  records after the committed offset are consumed again and re-apply their
+  updates, once. This is exact only if ``prepare_with_state`` is a
+  deterministic function of the state and the records: no wall clock, no
+  randomness, no per-key memory beside the state.
+* **Failures**: a ``prepare_with_state`` that raises for a whole batch is
+  retried record by record, and may apply the updates of the rows it had
+  handled once more; refuse a bad record with a :class:`Reject` instead.
+* Without ``state.enabled``, ``prepare(batch)`` runs: the processor keeps its
+  state in memory (lost at a restart) or none.
 """
 
 from __future__ import annotations
@@ -75,7 +121,7 @@ import numpy as np
 
 from streamfer.errors import CodecError, ProcessorError
 from streamfer.streams.records import RecordBatch
-from streamfer.streams.state import StateCodec, StateView
+from streamfer.streams.state.view import StateCodec, StateView
 
 NO_EVENT_TIME = -1  # in Prepared.event_ns: this row's deadline runs from its record timestamp
 
@@ -148,15 +194,17 @@ class Processor(Protocol):
 
 @runtime_checkable
 class StatefulProcessor(Processor, Protocol):
-    """A processor whose per-key state the pipeline can keep (see the module docstring)."""
+    """A processor whose per-key state the pipeline keeps, restores and expires
+    (see "Stateful processors" in the module docstring)."""
 
     def state_codec(self) -> StateCodec[Any]:
-        """How one key's value becomes bytes and back (exactly)."""
+        """How one key's value becomes bytes and back (exactly); called once, at start."""
         ...
 
     def prepare_with_state(self, batch: RecordBatch, state: StateView[Any]) -> Prepared:
         """``prepare`` reading and writing per-key values through ``state`` (the batch's
-        partition), telling it which keys each accepted record updated (``state.updated``)."""
+        partition: ``get_many``, ``put``), naming the keys each accepted record changed
+        with its offset (``state.updated``)."""
         ...
 
 

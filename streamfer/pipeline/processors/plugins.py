@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
@@ -94,15 +96,18 @@ def load(ref: str, role: Role = "processor") -> Any:
 
 
 def _import(ref: str, module_name: str, role: Role) -> Any:
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # MODULE:CLASS from the current directory first, as uvicorn does
+        sys.path.insert(0, cwd)
     try:
         return importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or anything the module raised while importing
-        raise PluginError(
-            role,
-            ref,
-            f"cannot import {module_name!r} ({type(exc).__name__}: {exc})",
-            [_MODULE_FORM],
-        ) from exc
+        problem = f"cannot import {module_name!r} ({type(exc).__name__}: {exc})"
+        missing = getattr(exc, "name", None)
+        if isinstance(exc, ModuleNotFoundError) and missing and module_name.startswith(missing):
+            where = [p or f"{os.getcwd()} (current directory)" for p in sys.path]
+            problem += f"; looked in {', '.join(where)}"
+        raise PluginError(role, ref, problem, [_MODULE_FORM]) from exc
 
 
 def config_problems(plugin: Any, raw: Mapping[str, Any]) -> list[Problem]:

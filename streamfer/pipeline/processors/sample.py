@@ -19,12 +19,19 @@ import numpy as np
 from streamfer.errors import CodecError, ConfigError
 from streamfer.pipeline.config import StreamConfig
 from streamfer.pipeline.postprocess import SensorPostprocessor
-from streamfer.pipeline.processors.base import Postprocessor, Prepared, Reject, Result, accepted
+from streamfer.pipeline.processors.base import (
+    Postprocessor,
+    Prepared,
+    Reject,
+    Result,
+    StateCodec,
+    StateView,
+    accepted,
+)
 from streamfer.pipeline.windows import KeyWindows, KeyWindowsCodec, WindowAssembler
 from streamfer.streams.codecs.limits import fail
 from streamfer.streams.codecs.sample import decode_sample
 from streamfer.streams.records import RecordBatch
-from streamfer.streams.state import StateCodec, StateView
 
 
 class SampleProcessor:

@@ -18,7 +18,15 @@ import numpy as np
 from streamfer.models.features import CARD_CODEC, FraudFeaturizer, TxColumns
 from streamfer.pipeline.config import StreamConfig
 from streamfer.pipeline.postprocess import FraudPostprocessor
-from streamfer.pipeline.processors.base import Postprocessor, Prepared, Reject, Result, accepted
+from streamfer.pipeline.processors.base import (
+    Postprocessor,
+    Prepared,
+    Reject,
+    Result,
+    StateCodec,
+    StateView,
+    accepted,
+)
 from streamfer.streams.codecs.limits import size_error
 from streamfer.streams.codecs.transaction import (
     DECODE_ERRORS,
@@ -27,7 +35,6 @@ from streamfer.streams.codecs.transaction import (
     transaction_error,
 )
 from streamfer.streams.records import RecordBatch
-from streamfer.streams.state import StateCodec, StateView
 
 
 class TransactionProcessor:
