@@ -6,7 +6,7 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
     from streamfer.pipeline.config import load_config
 
     with Pipeline(load_config("deploy/configs/fraud.yaml")) as pipe:   # start()
-        pipe.wait_ready(timeout_s=30)        # engines loaded and partitions assigned
+        pipe.wait_ready(timeout_s=30)        # engines loaded, the group joined
         snap = pipe.stats()["payments"]      # StreamStats, see pipeline.stats
         print(snap.consumed, snap.decided, snap.dropped, snap.dead_lettered,
               snap.lag, snap.p50_ms, snap.p99_ms)
@@ -29,8 +29,10 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
   every stream (consumer, producer, threads). A stream whose input topic does
   not exist yet waits for it, not ready (``streamfer.pipeline.inputs``), and
   creates its output topics once it appears.
-* ``ready`` is true while engines are loaded, every stream has partitions
-  assigned and the pipeline is not stopping.
+* ``ready`` is true while engines are loaded, every stream has joined its
+  consumer group (its assignment is known, maybe empty: a member without
+  partitions is ready and idle), no partition state is being restored, the
+  cluster is reachable, no input topic is missing and the pipeline is not stopping.
 * ``stop(drain=True)``: stop polling, let in-flight records finish (decision
   published and acknowledged, drop or dead letter), commit, close; bounded by
   ``runtime.drain_timeout_s``. ``stop(drain=False)`` commits only what is
@@ -254,7 +256,7 @@ class Pipeline:
     # -- state -------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        """Engines loaded, partitions assigned to every stream, not stopping (as /readyz)."""
+        """Engines loaded, every stream in its group (maybe idle), not stopping (as /readyz)."""
         return not self._stopped.is_set() and self.health.is_ready()
 
     def wait_ready(self, timeout_s: float) -> None:

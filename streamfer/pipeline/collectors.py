@@ -246,7 +246,7 @@ class ReadyCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         ready = GaugeMetricFamily(
-            "streamfer_ready", "1 while engines are active and partitions assigned, else 0."
+            "streamfer_ready", "1 while the process can serve (as /readyz), else 0."
         )
         ready.add_metric([], 1.0 if self.source is not None and self.source() else 0.0)
         return [ready]

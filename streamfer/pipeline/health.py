@@ -6,13 +6,13 @@
   ``beat()`` in its loop (also when idle, e.g. on every queue-get timeout). A
   heartbeat older than its ``max_age_s`` makes ``/healthz`` answer 503 naming it;
   a component that stops on purpose calls ``close()`` on its heartbeat.
-- readiness: named conditions, by default ``engines`` (activated) and
-  ``partitions`` (assigned), either set with ``set_ready(name, bool)`` or read
-  at every check from ``watch(name, fn)``; and named problems raised with
-  ``set_problem(name, True)`` (e.g. ``topic_missing:<stream>:<topic>``), each
-  listed by its name while raised. ``/readyz`` answers 200 only while all
-  conditions are true, no problem is raised and the process is not draining;
-  ``start_draining()`` on shutdown turns it false for good.
+- readiness: named conditions, by default ``engines`` (activated) and ``partitions``
+  (the group's assignment known, maybe empty), either set with ``set_ready(name,
+  bool)`` or read at every check from ``watch(name, fn)``; and named problems raised
+  with ``set_problem(name, True)`` (e.g. ``topic_missing:<stream>:<topic>``), each
+  listed by its name while raised. ``/readyz`` answers 200 only while all conditions
+  are true, no problem is raised and the process is not draining; ``start_draining()``
+  on shutdown turns it false for good.
 
 :class:`HealthServer` serves them with a small threaded ``http.server``: nothing
 binds before ``start()``; ``port=0`` picks a free port, read back from ``.port``.

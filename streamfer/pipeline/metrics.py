@@ -121,7 +121,13 @@ class StreamRecorder:
         """Items waiting for the engine now."""
 
     def set_lag(self, partition: int, n: int) -> None:
-        """Consumer lag (records) of one assigned partition."""
+        """Consumer lag (records not yet consumed) of one assigned partition."""
+
+    def set_lag_seconds(self, partition: int, seconds: float) -> None:
+        """Age of the partition's oldest record consumed but not yet resolved (0: none)."""
+
+    def set_partitions_assigned(self, n: int) -> None:
+        """Partitions of the input topic assigned to this member now (0: idle)."""
 
     def forget_partition(self, partition: int) -> None:
         """The partition was revoked: stop exporting its lag."""
@@ -137,6 +143,7 @@ class StreamMetrics(StreamRecorder):
     """Pre-bound children of one (stream, model, engine); get it from :meth:`Metrics.stream`."""
 
     __slots__ = (
+        "_assigned",
         "_base",
         "_batch",
         "_broker",
@@ -150,6 +157,8 @@ class StreamMetrics(StreamRecorder):
         "_fallbacks",
         "_lag",
         "_lag_f",
+        "_lag_s",
+        "_lag_s_f",
         "_published",
         "_queue",
         "_restore_f",
@@ -172,6 +181,9 @@ class StreamMetrics(StreamRecorder):
         self._broker.set(1.0)
         self._drop_f, self._dead_f = families["dropped"], families["dead"]
         self._stage_f, self._lag_f = families["stage"], families["lag"]
+        self._lag_s_f = families["lag_seconds"]
+        self._lag_s: dict[int, GaugeChild] = {}
+        self._assigned: GaugeChild = families["assigned"].child(*base)
         self._drops: dict[str, CounterChild] = {}
         self._dead: dict[str, CounterChild] = {}
         self._stages = {s: self._stage_f.child(*base, s) for s in STAGES}
@@ -232,9 +244,20 @@ class StreamMetrics(StreamRecorder):
             gauge = self._lag[partition] = self._lag_f.child(*self._base, str(partition))
         gauge.set(n)
 
+    def set_lag_seconds(self, partition: int, seconds: float) -> None:
+        gauge = self._lag_s.get(partition)
+        if gauge is None:
+            gauge = self._lag_s[partition] = self._lag_s_f.child(*self._base, str(partition))
+        gauge.set(seconds)
+
+    def set_partitions_assigned(self, n: int) -> None:
+        self._assigned.set(n)
+
     def forget_partition(self, partition: int) -> None:
         if self._lag.pop(partition, None) is not None:
             self._lag_f.remove(*self._base, str(partition))
+        if self._lag_s.pop(partition, None) is not None:
+            self._lag_s_f.remove(*self._base, str(partition))
 
     def state_restored(self, partition: int, seconds: float, keys: int, source: str) -> None:
         self._restore_f.child(*self._base, source).observe(seconds)
@@ -347,9 +370,21 @@ class Metrics:
                             base, BATCH_SIZE_BUCKETS),
             "queue": Family("streamfer_queue_depth", "Items waiting for the engine.", "gauge",
                             base),
-            "lag": Family("streamfer_consumer_lag",
-                          "Records behind the partition end, per assigned partition.",
+            "lag": Family("streamfer_consumer_lag_records",
+                          "Records not yet consumed, per assigned partition: high watermark "
+                          "minus the consumer's position (past transaction markers, so a "
+                          "caught-up exactly-once partition reads 0).",
                           "gauge", (*base, "partition")),
+            "lag_seconds": Family("streamfer_consumer_lag_seconds",
+                                  "Age (from its record timestamp) of the partition's oldest "
+                                  "record consumed but not yet resolved (decision acked, "
+                                  "dropped or dead-lettered); 0 when none is in flight. "
+                                  "Records not consumed yet do not count: see "
+                                  "streamfer_consumer_lag_records.",
+                                  "gauge", (*base, "partition")),
+            "assigned": Family("streamfer_partitions_assigned",
+                               "Input partitions assigned to this member (0: idle, e.g. more "
+                               "members in the group than partitions).", "gauge", base),
             "fallbacks": Family("streamfer_deadline_fallbacks_total",
                                 "Records whose deadline runs from the Kafka timestamp for lack "
                                 "of an event-time header (camera: capture-ts-ns).", "counter",

@@ -89,7 +89,17 @@ def validate(config_path: Path, bootstrap: str | None) -> None:
     help="Worker processes. They join one consumer group and share the partitions; "
     "worker i serves /metrics, /healthz and /readyz on metrics.port + i.",
 )
-@click.option("--worker-index", type=int, default=0, hidden=True)
+@click.option(
+    "--worker-index",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    envvar="STREAMFER_WORKER_INDEX",
+    help="This process's index among the processes of its consumer group: it names the Kafka "
+    "transactional id under exactly-once (two processes with one index fence each other) and "
+    "is added to the metrics port. Give each process its own, e.g. a StatefulSet pod's "
+    "ordinal (env STREAMFER_WORKER_INDEX); --workers N numbers its workers itself.",
+)
 def run(config_path: Path, bootstrap: str | None, metrics_host: str | None,
         metrics_port: int | None, workers: int, worker_index: int) -> None:  # fmt: skip
     """Run the configured streams until SIGTERM or Ctrl-C.

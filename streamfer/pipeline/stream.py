@@ -100,6 +100,11 @@ _INPUT_CHECK_TIMEOUT_S = 5.0  # one metadata request about the input topic
 _SUSPECT_FOR_S = 60.0
 
 
+def _wall_ms() -> int:
+    """Now, on the clock of record timestamps (ms since the epoch)."""
+    return time.time_ns() // 1_000_000
+
+
 def hand_over(inbox: RowQueue, item: Any, rows: int, engine_alive: Callable[[], bool],
               deadline: float = float("inf")) -> bool:  # fmt: skip
     """Put ``item`` on the engine's queue; False if the engine died behind a full queue
@@ -111,19 +116,32 @@ def hand_over(inbox: RowQueue, item: Any, rows: int, engine_alive: Callable[[], 
 
 
 class LagReporter:
-    """Exports consumer lag per assigned partition; a revoked partition's series goes away."""
+    """Exports consumer lag per assigned partition; a revoked partition's series goes away.
+
+    Two gauges per partition, both computed here every ``_LAG_EVERY_S`` on the consumer
+    thread and nowhere on the per-record path: records not yet consumed (``lags``, see
+    :meth:`KafkaSource.lag`) and the age of the oldest record consumed but not yet
+    resolved (``ages``, see :meth:`KafkaSource.lag_seconds`). With the count of
+    partitions assigned (0: this member is idle).
+    """
 
     def __init__(self, recorder: StreamRecorder, book: StatsBook) -> None:
         self.recorder = recorder
         self.book = book
         self._partitions: set[int] = set()  # partitions with an exported lag
 
-    def update(self, lags: Mapping[tuple[str, int], int], assigned: Collection[tuple[str, int]]
-               ) -> None:  # fmt: skip
+    def update(
+        self, lags: Mapping[tuple[str, int], int], assigned: Collection[tuple[str, int]],
+        ages: Mapping[tuple[str, int], float] | None = None,
+    ) -> None:  # fmt: skip
         for (_, partition), n in lags.items():
             self.recorder.set_lag(partition, n)
+        for (_, partition), seconds in (ages or {}).items():
+            self.recorder.set_lag_seconds(partition, seconds)
+        self.recorder.set_partitions_assigned(len(assigned))
         self.book.set_lag(sum(lags.values()))
         self._partitions.update(p for _, p in lags)
+        self._partitions.update(p for _, p in ages or {})
         gone = self._partitions - {p for _, p in assigned}
         for partition in gone:
             self.recorder.forget_partition(partition)
@@ -276,6 +294,8 @@ class StreamRuntime:
         self._state: StateManager[Any] | None = None
         self.lag = LagReporter(self.recorder, self.book)
         self._unreachable_since: float | None = None
+        self._restoring = threading.Event()  # the consumer thread restores partition state
+        self._idle_logged = False
         self.input = InputTopic(
             stream.name, stream.input_topic, self._input_partitions, health, self.recorder
         )
@@ -362,7 +382,7 @@ class StreamRuntime:
             error_reason=self._error_reason,
             after_batch=self._shadow.offer if self._shadow is not None else None,
         )
-        self.health.watch(self.ready_condition, lambda: self.assigned)
+        self.health.watch(self.ready_condition, self._can_serve)
         self.health.watch(self.broker_condition, self._broker_reachable)
         started = threading.Event()
         errors: list[BaseException] = []
@@ -459,8 +479,18 @@ class StreamRuntime:
 
     @property
     def ready_condition(self) -> str:
-        """The readiness condition this stream sets: partitions assigned to it."""
+        """The readiness condition this stream sets: its partitions settled (see
+        ``_can_serve``)."""
         return f"partitions:{self.stream.name}"
+
+    def _can_serve(self) -> bool:
+        """The group gave this member its assignment and no state restore is running.
+
+        An empty assignment is ready (idle): in a group with more members than the
+        input has partitions, the spare members stand by, ready to take partitions over.
+        """
+        source = self._source
+        return source is not None and source.joined and not self._restoring.is_set()
 
     @property
     def broker_condition(self) -> str:
@@ -646,19 +676,60 @@ class StreamRuntime:
                 inbox.wait_room(least, _POLL_S)
                 source.commit_if_due()
             else:
+                before = source.assigned
                 batches = source.poll(_POLL_S, min(max_poll, room))
                 if self._state is not None:  # partitions assigned in that poll: restore now
-                    self._state.restore_pending()
+                    self._restore_pending(self._state, bool(source.assigned - before))
                 for batch in batches:
                     self._hand_over(batch)
             worker = self._worker
             self.recorder.set_queue_depth(inbox.rows + (worker.queued if worker else 0))
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + _LAG_EVERY_S
-                self.lag.update(self._safe_lag(source), source.assigned)
+                self.lag.update(
+                    self._safe_lag(source), source.assigned, source.lag_seconds(_wall_ms())
+                )
                 self._watch_broker(source)
+                self._note_idle(source)
                 if self._input_deleted(source):
                     self._lost_input(source)
+
+    def _restore_pending(self, state: StateManager[Any], assigned_now: bool) -> None:
+        """Restore what is pending; not ready meanwhile where partitions were just assigned
+        (the flag is not touched on every poll: a probe could catch it)."""
+        if not assigned_now:
+            state.restore_pending()  # e.g. after a rewind; usually nothing
+            return
+        self._restoring.set()
+        try:
+            state.restore_pending()
+        finally:
+            self._restoring.clear()
+
+    def _note_idle(self, source: KafkaSource) -> None:
+        """One log line when this member is left without partitions (ready, idle)."""
+        idle = source.joined and not source.assigned
+        if idle and not self._idle_logged:
+            topic = self.stream.input_topic
+            log.info(
+                "%s | no partitions assigned: idle (%s)", self.stream.name, self._why_idle(topic)
+            )
+        self._idle_logged = idle
+
+    def _why_idle(self, topic: str) -> str:
+        try:
+            known = topic_partitions(self.config.kafka.to_settings(), [topic], timeout_s=2.0)
+        except StreamferError:
+            known = {}
+        n = known.get(topic)
+        if n is None:
+            return f"{topic}: partition count not known"
+        if n == 0:
+            return f"{topic} has no partitions"
+        return (
+            f"the group {self.config.consumer.group_id} has more members than {topic} "
+            f"has partitions ({n})"
+        )
 
     def _input_deleted(self, source: KafkaSource) -> bool:
         monitor = source.monitor

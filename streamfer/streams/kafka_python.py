@@ -37,7 +37,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import MemberState, OffsetAndMetadata
 from kafka.structs import TopicPartition as KTP
 
 from streamfer.errors import StreamError
@@ -154,6 +154,7 @@ class _Listener(AsyncConsumerRebalanceListener):
         self._on_revoke = on_revoke
         self._on_assign = on_assign
         self.consumer: KafkaConsumer | None = None
+        self.heard = False  # an assignment was reported (see KafkaPythonConsumer.poll)
 
     def loop_sleep(self) -> Callable[[float], Any] | None:
         """The client event loop's ``sleep`` awaitable factory (kafka-python 3.0 internals;
@@ -203,7 +204,18 @@ class _Listener(AsyncConsumerRebalanceListener):
         await self._revoke(lost, lost=True)
 
     async def on_partitions_assigned(self, assigned: Collection[KTP]) -> None:
+        self.heard = True
         self._on_assign([(tp.topic, tp.partition) for tp in assigned])
+
+    def report_empty_join(self, consumer: KafkaConsumer) -> None:
+        """Under cooperative rebalancing kafka-python calls ``on_partitions_assigned`` only
+        with partitions added, so a member that joins with none would never hear that it
+        joined: tell it once, with none, when its group membership is first stable."""
+        if self.heard:
+            return
+        if getattr(consumer.group_metadata(), "state", None) is MemberState.STABLE:
+            self.heard = True
+            self._on_assign([])
 
 
 class KafkaPythonConsumer:
@@ -216,8 +228,10 @@ class KafkaPythonConsumer:
         reset: OffsetReset,
         heartbeats_during_revoke: bool = False,
         monitor: ConnectionMonitor | None = None,
+        listener: _Listener | None = None,
     ) -> None:
         self._c = consumer
+        self._listener = listener
         self._settings = settings
         self._reset = reset
         # True: the revocation hook runs off the event loop (see _Listener), so a long
@@ -251,6 +265,8 @@ class KafkaPythonConsumer:
             self._settings,
             lambda: self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records),
         )
+        if self._listener is not None:
+            self._listener.report_empty_join(self._c)
         if not batches:
             self._probe()
             return []
@@ -527,6 +543,7 @@ class KafkaPythonFactory:
             options.auto_offset_reset,
             heartbeats_during_revoke=listener.loop_sleep() is not None,
             monitor=ConnectionMonitor(settings.describe()),
+            listener=listener,
         )
 
     def reader(self, settings: KafkaSettings, options: ReaderOptions) -> KafkaPythonReader:

@@ -99,6 +99,7 @@ class KafkaSource:
         self.committer: Committer = OffsetCommitter(self)
         self.pausing = Pausing(self.options.max_in_flight_per_partition)
         self._assigned: frozenset[TopicPartition] = frozenset()
+        self._joined = False  # the group gave this member an assignment (maybe empty)
         self._next_commit = 0.0
         self._listener: PartitionListener | None = None
 
@@ -195,7 +196,7 @@ class KafkaSource:
         for batch in batches:
             if batch.tp not in assigned:  # fetched before a revocation: the new owner reads it
                 continue
-            batch.span = tracker.add(batch.tp, batch.offsets)
+            batch.span = tracker.add(batch.tp, batch.offsets, batch.timestamps_ms)
             out.append(batch)
         pausing = self.pausing
         pausing.observe_in_flight(tracker.in_flight_by_partition())
@@ -283,12 +284,39 @@ class KafkaSource:
         """Current assignment (safe from any thread)."""
         return self._assigned
 
+    @property
+    def joined(self) -> bool:
+        """A rebalance completed for this member: its assignment, maybe empty, is known."""
+        return self._joined
+
     def in_flight(self) -> int:
         return self.tracker.in_flight()
 
     def lag(self) -> dict[TopicPartition, int]:
-        """Records behind the high watermark, per assigned partition (consumer thread)."""
+        """Records not yet consumed, per assigned partition with a position (consumer thread).
+
+        The client's high watermark minus its *fetch position*, not minus the committed
+        offset. Under exactly-once, each transaction ends with a commit marker (a control
+        record) that takes an offset but is never returned: the committed offset stops
+        at the last data record + 1, one short of the high watermark, so a lag measured
+        from it stays at 1 on a caught-up partition. Both clients move their position past
+        the control records they fetch, so a caught-up partition reports 0 here. Cost: no
+        request to the broker (the watermark cached from the last fetch, the position the
+        client keeps), a few dict operations per partition every export.
+        """
         return self.client.lag()
+
+    def lag_seconds(self, now_ms: int) -> dict[TopicPartition, float]:
+        """Per assigned partition: the age (s, from its record timestamp at ``now_ms``) of
+        the oldest record consumed but not yet resolved; 0 while none is in flight.
+
+        Records not consumed yet do not count (``lag`` counts them). Any thread.
+        """
+        oldest = self.tracker.oldest_unresolved_ms()
+        return {
+            tp: max(0.0, (now_ms - oldest[tp]) / 1e3) if tp in oldest else 0.0
+            for tp in self._assigned
+        }
 
     # -- rebalance hooks (inside the consumer's poll) ----------------------------------------
 
@@ -302,6 +330,7 @@ class KafkaSource:
 
     def _on_assign(self, tps: list[TopicPartition]) -> None:
         self._assigned = self._assigned | frozenset(tps)
+        self._joined = True
         if self._listener is not None:
             self._listener.assigned(tps)
 

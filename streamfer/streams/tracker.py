@@ -21,6 +21,12 @@ revocation, abort and rewind, close). Resolving a row of a dead span does
 nothing, so late work of an abandoned poll never resolves the re-polled copy
 of the same offsets (the copy comes with a new span). Resolving the same row
 twice does nothing either: each row counts once.
+
+A span keeps a reference to its poll's record timestamps (no copy, no work per
+record), so ``oldest_unresolved_ms`` can say, when lag is exported, how old the
+oldest record still in flight is: the first unresolved row of each partition's
+oldest span (spans are resolved out of order, but the oldest span is the one
+the commit position waits for).
 """
 
 from __future__ import annotations
@@ -47,10 +53,16 @@ class SpanGroup:
 class Span:
     """One poll's records of one partition: offsets ``first..end-1`` (gaps allowed)."""
 
-    __slots__ = ("alive", "done", "end", "first", "group", "held", "left", "size", "tp")
+    __slots__ = (
+        "alive", "done", "end", "first", "group", "held", "left", "size", "timestamps_ms", "tp",
+    )
 
-    def __init__(self, tp: TopicPartition, first: int, end: int, size: int) -> None:
+    def __init__(
+        self, tp: TopicPartition, first: int, end: int, size: int,
+        timestamps_ms: Sequence[int] | None = None,
+    ) -> None:  # fmt: skip
         self.tp = tp
+        self.timestamps_ms = timestamps_ms  # the poll's record timestamps, by row (a reference)
         self.first = first
         self.end = end  # the commit position once every row is resolved
         self.size = size
@@ -64,6 +76,13 @@ class Span:
     def passable(self) -> bool:
         """Every row resolved and nothing holds it: the position may pass it."""
         return self.left == 0 and self.held == 0
+
+    def oldest_ms(self) -> int | None:
+        """Timestamp of the first unresolved row (the first row while only holds are left)."""
+        if self.timestamps_ms is None:
+            return None
+        row = int(np.argmin(self.done)) if self.left else 0
+        return int(self.timestamps_ms[row])
 
     def pending(self, index: int) -> bool:
         """Row ``index`` is tracked and not resolved yet."""
@@ -103,11 +122,17 @@ class OffsetTracker:
         self._cond = threading.Condition(threading.Lock())
         self._in_flight = 0
 
-    def add(self, tp: TopicPartition, offsets: Sequence[int]) -> Span:
-        """Track one poll of ``tp`` (offsets increasing, gaps allowed); returns its span."""
+    def add(
+        self, tp: TopicPartition, offsets: Sequence[int],
+        timestamps_ms: Sequence[int] | None = None,
+    ) -> Span:  # fmt: skip
+        """Track one poll of ``tp`` (offsets increasing, gaps allowed); returns its span.
+
+        ``timestamps_ms`` (the records' timestamps, by row) is kept by reference for
+        ``oldest_unresolved_ms``."""
         if not offsets:
             raise ValueError(f"{tp} | a span needs at least one offset")
-        span = Span(tp, offsets[0], offsets[-1] + 1, len(offsets))
+        span = Span(tp, offsets[0], offsets[-1] + 1, len(offsets), timestamps_ms)
         with self._cond:
             part = self._parts.get(tp)
             if part is None:
@@ -208,6 +233,20 @@ class OffsetTracker:
     def in_flight_by_partition(self) -> dict[TopicPartition, int]:
         with self._cond:
             return {tp: p.in_flight() for tp, p in self._parts.items()}
+
+    def oldest_unresolved_ms(self) -> dict[TopicPartition, int]:
+        """Per partition with records in flight: the timestamp (ms) of its oldest one.
+
+        The oldest span is never passable (``advance`` pops passable spans from the
+        front), so it holds the partition's oldest unresolved record; one ``argmin`` over
+        its rows per partition, O(partitions + one poll's rows), for the lag exporter.
+        """
+        with self._cond:
+            out = {}
+            for tp, part in self._parts.items():
+                if part.spans and (ms := part.spans[0].oldest_ms()) is not None:
+                    out[tp] = ms
+            return out
 
     def positions(self) -> dict[TopicPartition, int]:
         """Commit positions that moved since the last ``mark_committed``."""

@@ -51,6 +51,8 @@ def populate(metrics: Metrics) -> None:
         s.observe_batch(16)
         s.set_queue_depth(5)
         s.set_lag(0, 12)
+        s.set_lag_seconds(0, 1.5)
+        s.set_partitions_assigned(1)
         s.state_restored(0, 1.5, 1000, "changelog")
         s.state_expired(3)
         metrics.engine_info(stream=name, model=name, engine=engine, precision="fp32",

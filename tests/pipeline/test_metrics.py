@@ -54,7 +54,7 @@ def test_counters_and_gauges_carry_the_stream_labels(m: Metrics) -> None:
     assert value(m, "streamfer_records_dropped_total", **BASE, reason="stale") == 2
     assert value(m, "streamfer_records_dead_lettered_total", **BASE, reason="bad_json") == 1
     assert value(m, "streamfer_queue_depth", **BASE) == 7
-    assert value(m, "streamfer_consumer_lag", **BASE, partition="3") == 120
+    assert value(m, "streamfer_consumer_lag_records", **BASE, partition="3") == 120
 
 
 def test_histogram_buckets_follow_prometheus_le_semantics(m: Metrics) -> None:
@@ -137,7 +137,7 @@ def test_forget_partition_removes_its_lag_series(m: Metrics) -> None:
     s.set_lag(1, 6)
     s.forget_partition(0)
     s.forget_partition(9)  # never assigned: nothing happens
-    assert [lab["partition"] for lab in series(m, "streamfer_consumer_lag")] == ["1"]
+    assert [lab["partition"] for lab in series(m, "streamfer_consumer_lag_records")] == ["1"]
 
 
 def test_engine_info_keeps_one_series_per_stream(m: Metrics) -> None:

@@ -90,12 +90,22 @@ class Recorder(StreamRecorder):
 
     def __init__(self) -> None:
         self.lag: dict[int, int] = {}
+        self.age: dict[int, float] = {}
+        self.assigned = -1
 
     def set_lag(self, partition: int, n: int) -> None:
         self.lag[partition] = n
 
+    def set_lag_seconds(self, partition: int, seconds: float) -> None:
+        self.age[partition] = seconds
+
+    def set_partitions_assigned(self, n: int) -> None:
+        self.assigned = n
+
     def forget_partition(self, partition: int) -> None:
-        del self.lag[partition]
+        assert partition in self.lag or partition in self.age
+        self.lag.pop(partition, None)
+        self.age.pop(partition, None)
 
 
 def test_revoked_partitions_stop_exporting_lag() -> None:
@@ -105,3 +115,12 @@ def test_revoked_partitions_stop_exporting_lag() -> None:
     assert recorder.lag == {0: 5, 1: 7} and book.snapshot().lag == 12
     lag.update({("tx", 1): 2}, {("tx", 1)})
     assert recorder.lag == {1: 2} and book.snapshot().lag == 2
+
+
+def test_lag_in_seconds_and_the_assignment_follow_the_partitions() -> None:
+    recorder, book = Recorder(), StatsBook("payments", "transaction")
+    lag = LagReporter(recorder, book)
+    lag.update({("tx", 0): 5}, {("tx", 0), ("tx", 1)}, {("tx", 0): 0.0, ("tx", 1): 2.5})
+    assert recorder.age == {0: 0.0, 1: 2.5} and recorder.assigned == 2
+    lag.update({}, set(), {})  # every partition revoked: idle
+    assert recorder.lag == {} and recorder.age == {} and recorder.assigned == 0

@@ -149,3 +149,26 @@ def test_a_re_polled_record_is_not_resolved_by_its_abandoned_copy() -> None:
     assert tracker.in_flight(TP) == 2 and tracker.positions() == {}
     assert tracker.resolve_rows(new, [0, 1]) == 2
     assert tracker.positions() == {TP: 2}
+
+
+def test_oldest_unresolved_is_the_first_pending_row_of_the_oldest_span() -> None:
+    tracker = OffsetTracker()
+    first = tracker.add(TP, [0, 1, 2], [1_000, 2_000, 3_000])
+    second = tracker.add(TP, [3, 4], [4_000, 5_000])
+    tracker.add(("t", 1), [7], [9_000])
+    assert tracker.oldest_unresolved_ms() == {TP: 1_000, ("t", 1): 9_000}
+    tracker.resolve(first, 0)
+    tracker.resolve_all(second)  # a newer span resolved first changes nothing
+    assert tracker.oldest_unresolved_ms()[TP] == 2_000
+    tracker.resolve_rows(first, [1, 2])  # all of TP resolved: no age left
+    assert TP not in tracker.oldest_unresolved_ms()
+
+
+def test_a_held_span_keeps_its_age_until_released() -> None:
+    tracker = OffsetTracker()
+    span = tracker.add(TP, [0, 1], [1_000, 2_000])
+    tracker.hold(span)
+    tracker.resolve_all(span)
+    assert tracker.oldest_unresolved_ms() == {TP: 1_000}  # its state is not durable yet
+    tracker.release(span)
+    assert tracker.oldest_unresolved_ms() == {}
