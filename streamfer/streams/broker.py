@@ -135,6 +135,16 @@ class LocalBroker:
             say(f"broker pid {pid} does not answer; restarting it")
             self._kill(pid)
         ports = (self.port, self.controller_port)
+        if (
+            self.sasl_ssl_port is None
+            and _port_in_use(self.port)
+            and broker_answers(self.bootstrap, timeout_s=5.0)
+        ):  # another checkout's or installation's broker: use it, leave it to its owner
+            say(
+                f"a Kafka broker started elsewhere already answers at {self.bootstrap}; using it "
+                f"(`streamfer broker stop` here does not stop it)"
+            )
+            return self.bootstrap
         for busy in (*ports, *([self.sasl_ssl_port] if self.sasl_ssl_port else [])):
             if _port_in_use(busy):
                 raise BrokerError(

@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from streamfer.errors import BrokerError
-from streamfer.streams.admin import BOOTSTRAP_ENV
+from streamfer.streams.admin import BOOTSTRAP_ENV, broker_answers
 from streamfer.streams.broker import LocalBroker, new_cluster_id
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,19 @@ def test_port_taken_by_another_process_gives_a_clear_error(tmp_path: Path) -> No
         broker = LocalBroker(port=port, controller_port=port + 1, data_dir=tmp_path)
         with pytest.raises(BrokerError, match=rf"127.0.0.1:{port} \| port already in use"):
             broker.start(timeout_s=10)
+
+
+def test_a_broker_started_elsewhere_is_used_and_left_running(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Another checkout's (or the installed package's) broker on the port: start uses it
+    instead of failing on the busy port, and stop from here does not stop it."""
+    port = int(kafka_bootstrap.rsplit(":", 1)[1])
+    here = LocalBroker(port=port, cache_dir=tmp_path / "cache")
+    assert here.start(timeout_s=10) == kafka_bootstrap
+    assert not here.status().running and not (tmp_path / "cache" / "lib").exists()
+    assert here.stop() is False
+    assert broker_answers(kafka_bootstrap, timeout_s=5.0)
 
 
 def test_stop_start_cycle_leaves_no_process(tmp_path: Path) -> None:
