@@ -74,13 +74,45 @@ class FakeLayer:
         return self.outputs[index]
 
 
+@dataclass
+class FakeInput:
+    """A network input as the parser saw it in the ONNX file (-1: a dynamic axis)."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+def onnx_inputs(model: str) -> list[FakeInput]:
+    """The graph inputs of an ONNX file (initializers excluded), as TensorRT's parser
+    makes network inputs of them."""
+    import onnx
+
+    graph = onnx.load(model, load_external_data=False).graph
+    constants = {t.name for t in graph.initializer}
+    out = []
+    for value in graph.input:
+        if value.name in constants:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        out.append(FakeInput(value.name, tuple(d.dim_value if d.dim_value else -1 for d in dims)))
+    return out
+
+
 class FakeNetwork:
-    __slots__ = ("flags", "layers", "parsed_from")
+    __slots__ = ("flags", "inputs", "layers", "parsed_from")
 
     def __init__(self, layers: list[FakeLayer], flags: int) -> None:
         self.layers = layers
         self.flags = flags
         self.parsed_from: str | None = None
+        self.inputs: list[FakeInput] = []
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.inputs)
+
+    def get_input(self, index: int) -> FakeInput:
+        return self.inputs[index]
 
     @property
     def num_layers(self) -> int:
@@ -102,6 +134,29 @@ class FakeProfile:
         if not all(len(d) == len(dims[0]) for d in dims):
             raise ValueError(f"profile shapes of different ranks for {input}: {dims}")
         self.shapes[input] = dims
+
+
+def profile_problems(network: FakeNetwork, profile: FakeProfile) -> list[str]:
+    """What TensorRT refuses in an optimization profile: an input of the network without
+    shapes, shapes for a name that is no input, a rank that differs from the input's, a
+    fixed axis given other sizes, or not min <= opt <= max."""
+    names = {i.name for i in network.inputs}
+    problems = [f"profile shapes for {n!r}, not an input" for n in profile.shapes if n not in names]
+    for spec in network.inputs:
+        dims = profile.shapes.get(spec.name)
+        if dims is None:
+            problems.append(f"optimization profile is missing values for input {spec.name!r}")
+            continue
+        low, opt, high = dims
+        if len(low) != len(spec.shape):
+            problems.append(f"{spec.name!r}: profile rank {len(low)}, input {spec.shape}")
+            continue
+        for axis, size in enumerate(spec.shape):
+            if size != -1 and not low[axis] == opt[axis] == high[axis] == size:
+                problems.append(f"{spec.name!r}: fixed axis {axis} ({size}) given {dims}")
+            if not 1 <= low[axis] <= opt[axis] <= high[axis]:
+                problems.append(f"{spec.name!r}: axis {axis} not 1 <= min <= opt <= max: {dims}")
+    return problems
 
 
 class FakeTimingCache:
@@ -168,6 +223,7 @@ class Script:
     engine: bytes | None = b"FAKE-ENGINE-NOT-BUILT-BY-TENSORRT"
     parsed: list[str] = field(default_factory=list)  # ONNX paths given to the parser
     built: list[Built] = field(default_factory=list)
+    build_errors: list[str] = field(default_factory=list)  # why a build returned None
     # runtime: the ONNX file the fake engine evaluates, and the memory it reads and writes
     model: Path | None = None
     memory: Memory | None = None
@@ -288,6 +344,7 @@ def make_fake_tensorrt(script: Script, version: str = "11.4.0") -> types.ModuleT
             self.num_errors = len(script.parse_errors)
             if not script.parse_errors:
                 self.network.parsed_from = model
+                self.network.inputs = onnx_inputs(model)
             return not script.parse_errors
 
         def get_error(self, index: int) -> str:
@@ -314,6 +371,11 @@ def make_fake_tensorrt(script: Script, version: str = "11.4.0") -> types.ModuleT
             if network not in self._networks or network.parsed_from is None:
                 raise ValueError("network not created by this builder or never parsed into")
             script.built.append(Built(network, config))
+            problems = [p for prof in config.profiles for p in profile_problems(network, prof)]
+            if problems or not config.profiles:
+                # TensorRT logs the problem and returns None, as the fake does
+                script.build_errors.extend(problems or ["no optimization profile"])
+                return None
             return script.engine
 
     class IProgressMonitor:

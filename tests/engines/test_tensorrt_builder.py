@@ -61,6 +61,38 @@ def test_the_build_gets_the_parsed_file_the_profile_the_workspace_and_the_timing
     assert built.config.timing_cache.data == b""
 
 
+def test_the_profile_gives_every_input_of_a_two_input_model_its_shapes(
+    script: Script, two_input_onnx: Path, tmp_path: Path
+) -> None:
+    """Each input gets the batch range on its first axis and its own fixed axes; the fake
+    TensorRT, like TensorRT, returns no engine when an input lacks profile shapes."""
+    engine = _build(script, two_input_onnx, tmp_path, profile=BatchProfile(1, 4, 16))
+    assert engine == script.engine and script.build_errors == []
+    (built,) = script.built
+    assert [i.name for i in built.network.inputs] == ["a", "b"]
+    (profile,) = built.config.profiles
+    assert profile.shapes == {
+        "a": ((1, 2, 3), (4, 2, 3), (16, 2, 3)),
+        "b": ((1, 1), (4, 1), (16, 1)),
+    }
+
+
+def test_the_fake_tensorrt_refuses_a_profile_missing_an_input(
+    script: Script, two_input_onnx: Path, tmp_path: Path
+) -> None:
+    """The double checks what it is given: shapes for the first input only build nothing."""
+    trt = sys.modules["tensorrt"]
+    builder = trt.Builder(trt.Logger())
+    network = builder.create_network(0)
+    assert trt.OnnxParser(network, trt.Logger()).parse_from_file(str(two_input_onnx))
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("a", (1, 2, 3), (4, 2, 3), (16, 2, 3))
+    config.add_optimization_profile(profile)
+    assert builder.build_serialized_network(network, config) is None
+    assert script.build_errors == ["optimization profile is missing values for input 'b'"]
+
+
 def test_timing_cache_is_persisted_and_reused(
     script: Script, mlp_onnx: Path, tmp_path: Path
 ) -> None:

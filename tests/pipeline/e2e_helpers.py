@@ -137,6 +137,116 @@ def trickle(
         thread.join(120)
 
 
+class Feeder:
+    """Produces ``messages`` in order from a background thread, about ``per_s`` a second,
+    but never past the count ``allow`` let through so far: the test, not the clock,
+    decides how far the input goes before each step (a kill, a worker joining)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        messages: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+        per_s: float,
+    ) -> None:
+        self.topic = topic
+        self.messages = list(messages)
+        self.per_s = per_s
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+        self._allowed = 0
+        self._sent = 0
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+        self._thread.start()
+
+    @property
+    def sent(self) -> int:
+        """Messages produced and flushed so far."""
+        with self._changed:
+            return self._sent
+
+    def allow(self, n: int) -> None:
+        """Let the feeder go on up to the first ``n`` messages."""
+        with self._changed:
+            self._allowed = max(self._allowed, min(n, len(self.messages)))
+            self._changed.notify_all()
+
+    def wait_sent(self, n: int, timeout_s: float = 60.0) -> None:
+        """Until the first ``n`` messages are produced (``allow`` them first)."""
+        wait_for(lambda: self._error is not None or self.sent >= n, timeout_s, f"{n} produced")
+        if self._error is not None:
+            raise AssertionError(f"the feeder failed: {self._error!r}")
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        self._thread.join(60)
+        self._producer.close()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self._changed:
+                    while self._allowed <= self._sent and not self._stop.is_set():
+                        self._changed.wait()
+                    start, end = self._sent, min(self._allowed, self._sent + 20)
+                if self._stop.is_set():
+                    return
+                for key, value, _ in self.messages[start:end]:
+                    self._producer.send(self.topic, value=value, key=key)
+                self._producer.flush(30)
+                with self._changed:
+                    self._sent = end
+                    self._changed.notify_all()
+                self._stop.wait((end - start) / self.per_s)  # pacing the load, not a wait
+        except BaseException as exc:  # reported by wait_sent
+            self._error = exc
+
+
+@contextmanager
+def feeding(
+    bootstrap: str,
+    topic: str,
+    messages: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+    per_s: float,
+) -> Iterator[Feeder]:
+    """A :class:`Feeder` for the body (nothing allowed yet), stopped on leaving."""
+    feeder = Feeder(bootstrap, topic, messages, per_s)
+    try:
+        yield feeder
+    finally:
+        feeder.close()
+
+
+def distinct_decided(bootstrap: str, topic: str, at_least: int, timeout_s: float = 5) -> int:
+    """Input records with a decision on ``topic``, read until ``at_least`` of them or the
+    time is up: replays after a restart repeat decisions, so records are counted, not
+    messages."""
+
+    def records(msgs: list[Any]) -> int:
+        return len({(d["source"]["partition"], d["source"]["offset"]) for d in decisions(msgs)})
+
+    return records(read_all(bootstrap, topic, lambda m: records(m) >= at_least, timeout_s))
+
+
+def restored_partitions(text: str, topic: str, source: str = "") -> set[int]:
+    """Partitions of ``topic`` that ``text`` (a run's log) says were restored (from
+    ``source``, if given: "changelog", "local", "local+changelog")."""
+    needle = f"| state restored from {source}" if source else "| state restored from "
+    out: set[int] = set()
+    for line in text.splitlines():
+        at = line.find(f"{topic}[")
+        if at < 0 or needle not in line:
+            continue
+        if source and not line[line.index(needle) + len(needle) :].startswith(":"):
+            continue  # "local" must not match "local+changelog"
+        out.add(int(line[at + len(topic) + 1 : line.index("]", at)]))
+    return out
+
+
 def read_all(
     bootstrap: str,
     topic: str,
@@ -189,7 +299,7 @@ def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.05)  # poll interval
 
 
-def wait_resolved(pipe: Any, stream: str, n: int, timeout_s: float = 60) -> None:
+def wait_resolved(pipe: Any, stream: str, n: int, timeout_s: float = 120) -> None:
     """Until ``n`` records of ``stream`` are resolved; the pipeline must not have failed."""
     wait_for(
         lambda: pipe.failure is not None or pipe.stats()[stream].resolved >= n,

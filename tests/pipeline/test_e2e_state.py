@@ -2,8 +2,10 @@
 
 A transaction stream with repeat cards is scored once by a pipeline that is
 never interrupted (state in memory, as without the store) and once by a
-pipeline with ``state.enabled`` that is killed with SIGKILL at random points
-(three times), or that a second worker joins and leaves mid-stream. The
+pipeline with ``state.enabled`` that is killed with SIGKILL three times
+mid-stream, or that a second worker joins and leaves mid-stream. The input is
+let through in steps and each step waits on what the runs log and decide
+(restores, distinct decisions), never on the clock. The
 decisions per transaction must be the same (scores within 1e-6): exactly
 one per transaction with exactly-once delivery, at least one with
 at-least-once (duplicates carrying the same score). Without the store, the
@@ -13,7 +15,6 @@ first decision after a restart of every card would read ``first_seen``.
 from __future__ import annotations
 
 import contextlib
-import random
 import shutil
 import signal
 import subprocess
@@ -27,10 +28,12 @@ from e2e_helpers import (
     MODELS,
     REPO,
     decisions,
+    distinct_decided,
+    feeding,
     produce,
     read_all,
+    restored_partitions,
     transactions,
-    trickle,
     wait_for,
     write_config,
 )
@@ -89,8 +92,8 @@ def reference(tmp_path: Path, bootstrap: str, src: str, n: int,
     out = unique_topic(1)
     cfg = config(tmp_path / "ref.yaml", bootstrap, group, stream(src, out, "at_least_once", None))
     with Pipeline(load_config(cfg), serve_http=False) as pipe:
-        pipe.wait_ready(30)
-        wait_for(lambda: pipe.stats()["payments"].resolved >= n, 90, "the reference run")
+        pipe.wait_ready(60)
+        wait_for(lambda: pipe.stats()["payments"].resolved >= n, 180, "the reference run")
     got = read_scores(bootstrap, out, n, "at_least_once")
     assert all(len(v) == 1 for v in got.values())
     return {c: v[0] for c, v in got.items()}
@@ -113,13 +116,6 @@ def start_run(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def decided(bootstrap: str, topic: str, at_least: int) -> int:
-    """Transactions with a decision, read until ``at_least`` (replays repeat some: the
-    output is read until that many distinct ones, not that many messages)."""
-    return len(scores(read_all(bootstrap, topic, lambda m: len(scores(m)) >= at_least,
-                               timeout_s=5)))  # fmt: skip
-
-
 def stuck(proc: subprocess.Popen[bytes], log: Path, why: str) -> AssertionError:
     """What a run that stopped deciding was doing: alive or not, and its threads' stacks
     (``streamfer run`` prints them on SIGUSR1)."""
@@ -128,8 +124,29 @@ def stuck(proc: subprocess.Popen[bytes], log: Path, why: str) -> AssertionError:
                               f"log: {log.read_text()[-4000:]}")  # fmt: skip
     proc.send_signal(signal.SIGUSR1)
     with contextlib.suppress(AssertionError):  # without the dump, the log says what it says
-        wait_for(lambda: "Thread 0x" in log.read_text(), 10, "the stack dump")
+        wait_for(lambda: "Thread 0x" in log.read_text(), 30, "the stack dump")
     return AssertionError(f"{why}; the run is alive; log: {log.read_text()[-12000:]}")
+
+
+def wait_restored(proc: subprocess.Popen[bytes], log: Path, since: int, topic: str,
+                  partitions: int) -> None:  # fmt: skip
+    """Until the run started when ``log`` was ``since`` bytes long says it restored every
+    partition of ``topic`` from the changelog (after a kill -9 no checkpoint is left)."""
+
+    def done() -> bool:
+        text = log.read_bytes()[since:].decode(errors="replace")
+        return len(restored_partitions(text, topic, "changelog")) == partitions
+
+    try:
+        wait_for(lambda: proc.poll() is not None or done(), 120, "every partition restored")
+    except AssertionError as exc:
+        raise stuck(proc, log, str(exc)) from None
+    if not done():
+        raise stuck(proc, log, "the run exited before restoring")
+
+
+PARTITIONS = 3
+STEP = N // 4  # input let through per run: a run is killed halfway through its step
 
 
 @pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
@@ -140,30 +157,38 @@ def test_kill_9_three_times_gives_the_uninterrupted_decisions(
     unique_topic: Callable[..., str],
     unique_group: Callable[[], str],
 ) -> None:
-    src, out, group = unique_topic(3), unique_topic(1), unique_group()
+    """Each run restores every partition before it may be killed, and is killed after
+    deciding at least STEP / 2 records no run before it decided, while the input it
+    was let through (paced) still arrives: no step depends on how fast the machine is."""
+    src, out, group = unique_topic(PARTITIONS), unique_topic(1), unique_group()
     cfg = config(tmp_path / "p.yaml", kafka_bootstrap, group,
                  stream(src, out, delivery, tmp_path / "state"))  # fmt: skip
     log = tmp_path / "run.log"
-    kills = sorted(random.Random().sample(range(N // 10, N - N // 5), 3))
+    log.touch()
     proc = start_run(cfg, log)
+    since = 0
     try:
-        with trickle(kafka_bootstrap, src, messages(), per_s=100):
-            for target in kills:
+        with feeding(kafka_bootstrap, src, messages(), per_s=100) as feeder:
+            for run in range(3):
+                wait_restored(proc, log, since, src, PARTITIONS)
+                feeder.allow((run + 1) * STEP)
+                target = run * STEP + STEP // 2  # >= STEP / 2 past the previous kill
                 try:
-                    wait_for(lambda t=target: decided(kafka_bootstrap, out, t) >= t, 120,
-                             f"{target} decisions")  # fmt: skip
+                    wait_for(lambda t=target: distinct_decided(kafka_bootstrap, out, t) >= t,
+                             120, f"{target} decisions")  # fmt: skip
                 except AssertionError as exc:
-                    have = decided(kafka_bootstrap, out, target)
+                    have = distinct_decided(kafka_bootstrap, out, target)
                     raise stuck(proc, log, f"{exc} ({have} read)") from None
                 proc.kill()  # SIGKILL: no drain, no final commit, no checkpoint
                 proc.wait(10)
+                since = log.stat().st_size
                 proc = start_run(cfg, log)
-        got = read_scores(kafka_bootstrap, out, N, delivery)
+            wait_restored(proc, log, since, src, PARTITIONS)
+            feeder.allow(N)
+            got = read_scores(kafka_bootstrap, out, N, delivery)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    text = log.read_text()
-    assert text.count("state restored from changelog") >= 3 * 3, text[-3000:]  # 3 partitions
     ref = reference(tmp_path, kafka_bootstrap, src, N, unique_topic, unique_group())
     assert_same_decisions(got, ref, delivery)
 
@@ -177,28 +202,60 @@ def test_a_worker_joining_and_leaving_gives_the_uninterrupted_decisions(
     unique_group: Callable[[], str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    src, out, group = unique_topic(3), unique_topic(1), unique_group()
+    """The input goes on in steps: a quarter before the second worker joins, a quarter
+    once it holds partitions (so it decides some), a quarter after it left and the
+    first worker restored what it took back, then the rest."""
+    src, out, group = unique_topic(PARTITIONS), unique_topic(1), unique_group()
     cfg = load_config(config(tmp_path / "p.yaml", kafka_bootstrap, group,
                              stream(src, out, delivery, tmp_path / "state")))  # fmt: skip
     caplog.set_level("INFO", logger="streamfer.streams.state.manager")
-    with Pipeline(cfg, serve_http=False) as first:
-        first.wait_ready(30)
-        with trickle(kafka_bootstrap, src, messages(), per_s=100):
-            wait_for(lambda: decided(kafka_bootstrap, out, N // 4) >= N // 4, 120, "a quarter")
-            with Pipeline(cfg, worker_index=1, serve_http=False) as second:
-                wait_for(lambda: second.stats()["payments"].resolved > 0, 60,
-                         "the second worker to take partitions")  # fmt: skip
-                wait_for(lambda: decided(kafka_bootstrap, out, N // 2) >= N // 2, 120, "half")
-            wait_for(lambda: decided(kafka_bootstrap, out, 3 * N // 4) >= 3 * N // 4, 120,
-                     "three quarters")  # fmt: skip
+
+    def restores() -> list[tuple[int | None, int, str]]:
+        """(thread, partition, message) of each restore so far, in order."""
+        out = []
+        for r in caplog.records:
+            msg = r.getMessage()
+            for p in restored_partitions(msg, src):
+                out.append((r.thread, p, msg))
+        return out
+
+    def decided(n: int) -> Callable[[], bool]:
+        return lambda: distinct_decided(kafka_bootstrap, out, n) >= n
+
+    def taken_back(second: int | None) -> bool:
+        """Every partition the second worker restored was restored again after that by
+        another thread: the first worker took it back."""
+        seen = restores()
+        last = {p: i for i, (t, p, _) in enumerate(seen) if t == second}
+        return bool(last) and all(
+            any(t != second and q == p for t, q, _ in seen[i + 1 :]) for p, i in last.items()
+        )
+
+    with Pipeline(cfg, serve_http=False) as first, \
+            feeding(kafka_bootstrap, src, messages(), per_s=100) as feeder:  # fmt: skip
+        first.wait_ready(60)
+        wait_for(lambda: len(restores()) >= PARTITIONS, 120, "the first worker's restores")
+        feeder.allow(N // 4)
+        wait_for(decided(N // 4), 120, "a quarter")
+        known = {t for t, _, _ in restores()}
+        with Pipeline(cfg, worker_index=1, serve_http=False) as second:
+            second.wait_ready(120)  # it holds partitions of the group
+            feeder.allow(N // 2)
+            wait_for(lambda: second.stats()["payments"].resolved > 0, 120,
+                     "the second worker to decide")  # fmt: skip
+            wait_for(decided(N // 2), 120, "half")
+            joiner = {t for t, _, _ in restores()} - known
+        assert len(joiner) == 1, restores()  # the second worker's consumer thread
+        second_thread = joiner.pop()
+        wait_for(lambda: taken_back(second_thread), 120, "the first worker to take them back")
+        feeder.allow(3 * N // 4)
+        wait_for(decided(3 * N // 4), 120, "three quarters")
+        feeder.allow(N)
         got = read_scores(kafka_bootstrap, out, N, delivery)
-    restores = [r.getMessage() for r in caplog.records if "state restored from" in r.getMessage()]
-    print("\n".join(restores))
-    # the joiner rebuilt what it took from the changelog, and the first worker restored
-    # the partitions it got back (from its own store and what the joiner wrote meanwhile,
-    # or from the changelog after an aborted transaction)
-    assert any("restored from changelog" in m and " 0 keys" not in m for m in restores), restores
-    assert len(restores) >= 3 + 2, restores
+    print("\n".join(m for _, _, m in restores()))
+    # the joiner rebuilt what it took from the changelog (only the first worker wrote it)
+    joined = [m for t, _, m in restores() if t == second_thread]
+    assert any("restored from changelog" in m and " 0 keys" not in m for m in joined), joined
     ref = reference(tmp_path, kafka_bootstrap, src, N, unique_topic, unique_group())
     assert_same_decisions(got, ref, delivery)
 
@@ -217,15 +274,15 @@ def test_restore_after_deleting_the_local_state_rebuilds_from_the_changelog(
     msgs = messages(600)
     produce(kafka_bootstrap, src, msgs[:300])
     with Pipeline(cfg, serve_http=False) as pipe:
-        pipe.wait_ready(30)
-        wait_for(lambda: pipe.stats()["payments"].resolved >= 300, 60, "the first half")
+        pipe.wait_ready(60)
+        wait_for(lambda: pipe.stats()["payments"].resolved >= 300, 120, "the first half")
     assert any(state.rglob("data.mdb"))
     shutil.rmtree(state)
     produce(kafka_bootstrap, src, msgs[300:])
     caplog.set_level("INFO", logger="streamfer.streams.state.manager")
     with Pipeline(cfg, serve_http=False) as pipe:
-        pipe.wait_ready(30)
-        wait_for(lambda: pipe.stats()["payments"].resolved >= 300, 60, "the second half")
+        pipe.wait_ready(60)
+        wait_for(lambda: pipe.stats()["payments"].resolved >= 300, 120, "the second half")
     restores = [r.getMessage() for r in caplog.records if "state restored from" in r.getMessage()]
     assert len(restores) == 3 and all("from changelog" in m for m in restores), restores
     restored_keys = sum(int(m.split(": ")[1].split(" keys")[0].replace(",", "")) for m in restores)

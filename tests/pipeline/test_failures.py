@@ -53,7 +53,7 @@ def transaction_stream(src: str, out: str, **extra: Any) -> dict[str, Any]:
             "output_topic": out, "batching": batching, **extra}  # fmt: skip
 
 
-def failed_run_error(tmp_path: Path, doc: dict[str, Any], timeout_s: float = 60) -> str:
+def failed_run_error(tmp_path: Path, doc: dict[str, Any], timeout_s: float = 180) -> str:
     """Run ``doc`` with ``streamfer run`` until it exits; it must exit 1 and print an
     ``error: `` line, which is returned."""
     config = tmp_path / "p.yaml"
@@ -110,7 +110,7 @@ def test_a_skipped_dead_letter_is_counted_and_the_stream_goes_on(
     doc = config_doc(kafka_bootstrap, group, [stream], {"fraud": MODELS / "fraud.onnx"},
                      kafka={"client": client_name})  # fmt: skip
     with Pipeline(parse_config(doc, "t", tmp_path)) as pipe:
-        pipe.wait_ready(30)
+        pipe.wait_ready(60)
         produce(kafka_bootstrap, src, messages)
         wait_resolved(pipe, "tx", len(messages))
         assert pipe.ready
@@ -166,7 +166,7 @@ def test_a_nan_result_is_dead_lettered_as_bad_decision(
         value, headers = encode_sensor(np.full((100, 6), sign, np.float32))
         messages.append((b"vehicle-1", value, headers))
     with Pipeline(parse_config(doc, "t", tmp_path)) as pipe:
-        pipe.wait_ready(30)
+        pipe.wait_ready(60)
         produce(kafka_bootstrap, src, messages)
         wait_resolved(pipe, "imu", len(messages))
         snap = pipe.stats()["imu"]

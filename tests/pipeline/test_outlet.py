@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 
-from streamfer.errors import CodecError, ProcessorError
+from streamfer.errors import CodecError, EngineError, ProcessorError
 from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity, SegmentTiming
+from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue
 from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.outlet import LogLimiter, Outlet
-from streamfer.pipeline.processors.base import Output, Prepared, Reject
+from streamfer.pipeline.processors.base import Output, Prepared, Reject, Result
 from streamfer.pipeline.stats import StatsBook
 from streamfer.streams.client import ProducerOptions
 from streamfer.streams.codecs import validate_decision
@@ -296,3 +298,57 @@ def test_bad_records_log_one_warning_each_within_a_rate_and_tracebacks_at_debug(
     assert all(r.exc_info is None for r in warnings)  # no traceback at WARNING
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
     assert len(debug) == 6 and all(r.exc_info for r in debug)
+
+
+def test_each_decision_carries_its_own_records_broker_latency() -> None:
+    """broker = the record's own Kafka timestamp -> the poll's consumption, per record."""
+    h = Harness()
+    b = h.batch(4)
+    wall = b.consumed_wall_ms
+    ages = [5, 50, 500, 5000]
+    b.timestamps_ms = [wall - age for age in ages]
+    bad = CodecError("tx[2]@11 | cannot decide", "engine_error")
+    h.outlet.publish(prepared(b), np.array([3, 1, 0, 2]), [score(0.1), bad, score(0.3),
+                     score(0.4)], 4, TIMING)  # fmt: skip
+    docs = {d["source"]["offset"]: d for d in map(json.loads, h.sink.sent("out"))}
+    assert {o: d["latency_ms"]["broker"] for o, d in docs.items()} == {13: 5000, 10: 5, 12: 500}
+    h.sink.deliver()  # acknowledged together: e2e = own broker age + the same time since
+    e2e = sorted(h.book.snapshot().e2e_ms)
+    assert [x - e2e[0] for x in e2e] == pytest.approx([0, 495, 4995])
+
+
+def test_an_engine_failure_reaches_the_dead_letter_topic_as_engine_error() -> None:
+    """The engine worker and the real outlet together: the reason the dead letter carries
+    is what the code gives it, not what a test double assumes."""
+    class Identity:
+        def prepare(self, b: RecordBatch) -> Prepared:
+            raise AssertionError("the worker never prepares")
+
+        def results(self, outputs: dict[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
+            return [score(float(x)) for x in outputs["y"][:, 0]]
+
+    def infer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if (feeds["x"] == 12).any():
+            raise EngineError("m | cannot run record 12")
+        return {"y": feeds["x"] / 100}
+
+    h = Harness()
+    b = h.batch(4)
+    inbox = RowQueue(100)
+    worker = EngineWorker(name="s", infer=infer, processor=Identity(), outlet=h.outlet,
+                          inbox=inbox, max_batch=4, max_wait_ms=1)  # fmt: skip
+    feed = np.asarray(b.offsets, dtype=np.float32)[:, None]
+    assert inbox.put(Prepared(b, np.arange(4), {"x": feed}), 4, 1.0)
+    inbox.put_nowait(STOP)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    (letter,) = [(k, hd) for t, _, k, hd, _ in h.sink.queued if t == "tx.dlq"]
+    assert letter[1]["error-reason"] == b"engine_error", letter
+    assert letter[1]["source-offset"] == b"12"
+    assert b"engine failed on this record alone" in letter[1]["error-message"]
+    assert sorted(json.loads(v)["source"]["offset"] for v in h.sink.sent("out")) == [10, 11, 13]
+    h.sink.deliver()
+    assert h.book.snapshot().dead_lettered == {"engine_error": 1}
+    assert h.tracker.positions() == {("tx", 2): 14}

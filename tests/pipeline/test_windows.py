@@ -146,3 +146,17 @@ def test_the_processor_hands_each_completed_window_to_the_engine(
 def test_a_window_the_model_cannot_take_fails_at_start() -> None:
     with pytest.raises(ConfigError, match=r"imu\.windows \| size 50 x channels 6.*Note"):
         SampleProcessor(stream(size=50), LABELS)
+
+
+def test_a_sample_at_exactly_the_last_released_time_is_not_late() -> None:
+    """Equal times are released in arrival order: one at the last released time can still
+    be put in order, so it is taken, not dropped as late; one older than it is late."""
+    asm = WindowAssembler(size=2, hop=1, channels=6, tolerance_ns=0)
+    state = asm.new()
+    first, second, third = (np.full(6, float(i), np.float32) for i in range(3))
+    assert asm.add(state, 10 * MS, first) == []  # released at once (no tolerance)
+    assert state.released_ts == 10 * MS
+    windows = asm.add(state, 10 * MS, second)  # the same time as the last released
+    assert windows is not None, "a sample at the last released time was dropped as late"
+    assert len(windows) == 1 and np.array_equal(windows[0], np.stack([first, second]))
+    assert asm.add(state, 10 * MS - 1, third) is None  # older than the last released: late

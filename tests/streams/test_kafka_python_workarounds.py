@@ -89,7 +89,7 @@ class SleepingListener(AsyncConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: object) -> None:
         try:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # whether sleeping works here is the test: not a wait
             self.outcome = "slept"
         except RuntimeError as exc:  # not asyncio's loop: nothing to sleep on
             self.outcome = f"{type(exc).__name__}: {exc}"

@@ -27,7 +27,7 @@ class FakeLoop:
         self.turns += 1
         if self.turns >= 3:
             self.turned.set()
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # a turn of the loop, the thing under test: not a wait
 
     def sleep(self, delay: float) -> Any:
         return self._turn()

@@ -256,3 +256,49 @@ def test_partitions_assigned_while_paused_are_paused_too() -> None:
     assert consumer.paused_ == {TP, ("in", 1)}
     src.resume()
     assert consumer.paused_ == set()
+
+
+def resolved_output(src: KafkaSource, sink: KafkaSink) -> list[Record]:
+    """Poll offsets 0 and 1, send their decisions into the open transaction, ack them."""
+    polled = records(src.poll())
+    assert all(publish(src, sink, r) for r in polled)
+    sink.flush()
+    assert not src.is_pending(polled[0]) and not src.is_pending(polled[1])
+    return polled
+
+
+def test_a_lost_partition_aborts_the_open_transaction_and_commits_nothing() -> None:
+    """Lost, not revoked: another member owns the partition already, so the output in the
+    open transaction must never commit, even though its records were all resolved."""
+    factory = FakeFactory()
+    src, sink, producer = start(factory=factory)
+    consumer = factory.consumer_client
+    resolved_output(src, sink)
+    assert consumer.on_revoke([TP], True) == {}  # what the client does inside a poll
+    assert producer.committed == [] and producer.offsets == []
+    src.poll()  # the next poll aborts before it fetches
+    assert producer.aborted == [[b"decision@0", b"decision@1"]]
+    assert producer.committed == [] and producer.offsets == []
+    assert consumer.rewinds == 1 and not sink.in_transaction
+
+
+def test_a_revoked_partition_commits_its_resolved_output_with_its_offsets() -> None:
+    """The counterpart of the lost case: a revocation commits the same transaction."""
+    factory = FakeFactory()
+    src, sink, producer = start(factory=factory)
+    resolved_output(src, sink)
+    assert factory.consumer_client.on_revoke([TP], False) == {}  # committed in the transaction
+    assert producer.committed == [[b"decision@0", b"decision@1"]]
+    assert producer.offsets == [{TP: 2}] and producer.aborted == []
+
+
+def test_at_least_once_commits_a_revoked_partition_but_not_a_lost_one() -> None:
+    for lost, expected in ((False, {TP: 2}), (True, {})):
+        factory = FakeFactory()
+        options = SourceOptions(commit_interval_s=1e9, revoke_timeout_s=0.01)
+        src = KafkaSource(SETTINGS, ["in"], ConsumerOptions("g"), options, factory=factory)
+        src.start()
+        for r in records(src.poll()):
+            src.resolve(r)
+        # the positions the hook returns are what the client commits before the handover
+        assert factory.consumer_client.on_revoke([TP], lost) == expected, lost

@@ -271,3 +271,28 @@ def test_changelog_topic_name_and_settings() -> None:
     assert changelog_topic("fraud-group", "payments") == "fraud-group.payments.state"
     conf = changelog_config(3600)
     assert conf["cleanup.policy"] == "compact" and conf["min.compaction.lag.ms"] == "3600000"
+
+
+def test_the_sweep_spares_a_key_whose_stored_entry_is_old_but_whose_cached_value_is_live(
+    store: LocalStore,
+) -> None:
+    """Write-behind: the store may hold an expired entry of a key the cache has updated
+    since; sweeping it would delete and tombstone a live key."""
+    v = view(store, ttl_ms=1000, cache_keys=2)
+    for i, key in enumerate("abc"):  # "a" leaves the cache: the store gets it, seen at 0
+        v.put(key, Count(1, 0))
+        v.updated([key], [i])
+        v.flush(i + 1)
+    assert unpack_entry(store.get(b"a"), "t")[1] == 0  # type: ignore[arg-type]
+    (a,) = v.get_many(["a"], now_ms=[500])  # read back into the cache, still live
+    assert a == Count(1, 0)
+    v.put("a", Count(2, 5000))  # updated at 5000: stream time moves on; "b" leaves the cache
+    v.updated(["a"], [3])
+    v.flush(4)
+    assert unpack_entry(store.get(b"a"), "t")[1] == 0  # the store still has the old entry
+    assert v.sweep(100) == [b"b"]  # "b" expired (seen 0, stream time 5000); "a" is live
+    assert store.get(b"a") is not None and store.get(b"b") is None
+    assert v.get_many(["a"], now_ms=[5500]) == [Count(2, 5000)]
+    v.close(changelog_end=None)
+    with LocalStore(store.path) as again:
+        assert unpack_entry(again.get(b"a"), "t") == (3, 5000, b"2,5000")  # type: ignore[arg-type]
