@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from streamfer.errors import CodecError
+from streamfer.models.preprocess import PAD_VALUE, letterbox_geometry
 from streamfer.pipeline.config import StreamConfig
-from streamfer.pipeline.processors.camera import CameraProcessor, camera_input
+from streamfer.pipeline.processors.camera import CameraProcessor
 from streamfer.streams.codecs import decode_camera, encode_camera
 from streamfer.streams.records import Record, RecordBatch
 
@@ -71,16 +72,28 @@ def mixed_frames() -> list[Record]:
     return out
 
 
+def blob_letterbox(image_bgr: np.ndarray) -> np.ndarray:
+    """The letterbox as it was built before: one ``blobFromImage`` pass per frame."""
+    lb, new_w, new_h = letterbox_geometry(image_bgr.shape[1], image_bgr.shape[0], SIZE)
+    interp = cv2.INTER_AREA if lb.scale < 1.0 else cv2.INTER_LINEAR
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
+    canvas = cv2.copyMakeBorder(
+        resized, lb.pad_y, SIZE - new_h - lb.pad_y, lb.pad_x, SIZE - new_w - lb.pad_x,
+        cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE),
+    )  # fmt: skip
+    return np.asarray(cv2.dnn.blobFromImage(canvas, 1.0 / 255.0, swapRB=True)[0])
+
+
 def reference(records: list[Record], proc: CameraProcessor) -> tuple[np.ndarray, list[int]]:
     """One frame at a time, then stacked: the input as it was built before."""
     rows, tensors = [], []
     for i, rec in enumerate(records):
         try:
-            tensor, _ = camera_input(decode_camera(rec, proc.limits, fit=proc.fit), SIZE)
-        except Exception:
+            frame = decode_camera(rec, proc.limits, fit=proc.fit)
+        except CodecError:
             continue
         rows.append(i)
-        tensors.append(tensor)
+        tensors.append(blob_letterbox(frame.image))
     return np.stack(tensors), rows
 
 

@@ -74,9 +74,12 @@ def with_frame(result: Result | BaseException, meta: CameraMeta) -> Result | Bas
     return Output(result, {"frame": frame})
 
 
-def camera_input(frame: Frame, size: int) -> tuple[np.ndarray, CameraMeta]:
-    """The detector input of a decoded frame and the meta that maps boxes back to it."""
-    tensor, lb = letterbox(frame.image, size)
+def camera_input(
+    frame: Frame, size: int, out: np.ndarray | None = None
+) -> tuple[np.ndarray, CameraMeta]:
+    """The detector input of a decoded frame (written into ``out`` where given, e.g. a
+    row of the batch's tensor) and the meta that maps boxes back to it."""
+    tensor, lb = letterbox(frame.image, size, out)
     if frame.reduction > 1:  # decoded smaller: boxes map back to the frame's own pixels
         lb = Letterbox(lb.scale / frame.reduction, lb.pad_x, lb.pad_y)
     return tensor, CameraMeta(lb, frame.width, frame.height, frame.frame_seq, frame.capture_ts_ns)
@@ -124,11 +127,9 @@ class CameraProcessor:
         for i in range(lo, hi):
             try:
                 frame = decode_camera(records[i], self.limits, fit=self.fit)
-                tensor, out[i] = camera_input(frame, self.size)
+                _, out[i] = camera_input(frame, self.size, feed[i])
             except CodecError as exc:
                 out[i] = exc
-                continue
-            feed[i] = tensor  # float16 detectors: rounded here, as astype would
 
     def _decode_all(self, records: Sequence[Record]) -> tuple[np.ndarray, list[Any]]:
         if self._procs is not None:

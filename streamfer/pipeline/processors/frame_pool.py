@@ -69,11 +69,11 @@ def _decode_run(slab: str, rows: int, lo: int, jobs: list[_Job]) -> list[Any]:
     for i, job in enumerate(jobs, lo):
         rec = Record(job.topic, job.partition, job.offset, None, job.value, job.headers, 0, 0)
         try:
-            tensor, meta = camera_input(decode_camera(rec, _worker["limits"], fit=_fit), size)
+            frame = decode_camera(rec, _worker["limits"], fit=_fit)
+            _, meta = camera_input(frame, size, feed[i])
         except CodecError as exc:
             out.append((exc.reason, str(exc)))
             continue
-        feed[i] = tensor
         out.append(meta)
     del feed
     return out
