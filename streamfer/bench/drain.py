@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import multiprocessing
-import os
 import resource
 import sys
 import time
@@ -36,18 +34,8 @@ REALTIME_ONLY = ("drop_stale", "deadline_ms", "latest_per_key")  # replay drops 
 
 
 def _cpu_s() -> float:
-    """CPU seconds of this process and of its live worker processes (a camera stream's
-    ``preprocess.workers``)."""
     r = resource.getrusage(resource.RUSAGE_SELF)
-    total = r.ru_utime + r.ru_stime
-    tick = os.sysconf("SC_CLK_TCK")
-    for child in multiprocessing.active_children():
-        try:
-            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
+    return r.ru_utime + r.ru_stime
 
 
 def load(kind: str, n: int, bootstrap: str) -> str:
@@ -64,9 +52,7 @@ def load(kind: str, n: int, bootstrap: str) -> str:
     return topic
 
 
-def run(
-    repo: Path, kind: str, topic: str, n: int, bootstrap: str, state: bool, workers: int | None
-) -> str:
+def run(repo: Path, kind: str, topic: str, n: int, bootstrap: str, state: bool) -> str:
     sys.path.insert(0, str(repo))
     import yaml
 
@@ -84,8 +70,6 @@ def run(
         stream.pop(key, None)
     if not state:  # the same work in every checkout, with or without a state store
         stream.pop("state", None)
-    if workers is not None:  # camera: decode in worker processes (0: threads)
-        stream.setdefault("preprocess", {})["workers"] = workers
     raw.setdefault("kafka", {})["bootstrap_servers"] = bootstrap
     raw["consumer"]["group_id"] = f"drain-{uuid.uuid4().hex[:8]}"
     raw["metrics"] = {"enabled": True, "port": 0}
@@ -121,32 +105,14 @@ def main() -> None:
     p_run.add_argument("--kind", choices=sorted(CONFIGS), required=True)
     p_run.add_argument("--topic", required=True)
     p_run.add_argument("--records", type=int, required=True)
-    p_run.add_argument(
-        "--state",
-        action="store_true",
-        help="keep the config's state store (default: off, as before it existed)",
-    )
-    p_run.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="camera: preprocess.workers (decode processes; 0: threads)",
-    )
+    p_run.add_argument("--state", action="store_true",
+                       help="keep the config's state store (default: off, as before it existed)")
     args = parser.parse_args()
     if args.command == "load":
         print(load(args.kind, args.records, args.bootstrap))
     else:
-        print(
-            run(
-                args.repo.resolve(),
-                args.kind,
-                args.topic,
-                args.records,
-                args.bootstrap,
-                args.state,
-                args.workers,
-            )
-        )
+        print(run(args.repo.resolve(), args.kind, args.topic, args.records, args.bootstrap,
+                  args.state))
 
 
 if __name__ == "__main__":

@@ -573,16 +573,6 @@ class PreprocessConfig(_Frozen):
             "when the engine is TensorRT and the GPU libraries are installed."
         ),
     )
-    workers: int = Field(
-        default=0,
-        ge=0,
-        le=64,
-        description=(
-            "CPU path: processes decoding and letterboxing a poll's frames into a "
-            "shared-memory tensor; 0: threads of the stream's own process "
-            "(runtime.preprocess_threads)."
-        ),
-    )
 
 
 class ShadowConfig(_Frozen):

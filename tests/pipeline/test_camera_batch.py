@@ -7,9 +7,7 @@ their codec reasons and rows, and the pool ends with ``close()``.
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
-from multiprocessing.shared_memory import SharedMemory
 
 import cv2
 import numpy as np
@@ -24,14 +22,6 @@ from streamfer.streams.records import Record, RecordBatch
 
 STREAM = StreamConfig(
     name="cams", kind="camera", input_topic="frames", output_topic="out", model="camera"
-)
-PROCESSES = StreamConfig(
-    name="cams",
-    kind="camera",
-    input_topic="frames",
-    output_topic="out",
-    model="camera",
-    preprocess={"workers": 2},
 )
 SIZE = 256
 
@@ -97,14 +87,13 @@ def reference(records: list[Record], proc: CameraProcessor) -> tuple[np.ndarray,
     return np.stack(tensors), rows
 
 
-@pytest.mark.parametrize(("stream", "threads"), [(STREAM, 1), (STREAM, 2), (STREAM, 3),
-                                                 (STREAM, 16), (PROCESSES, 1)])  # fmt: skip
+@pytest.mark.parametrize("threads", [1, 2, 3, 16])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_the_batch_tensor_is_bit_identical_to_one_frame_at_a_time(
-    stream: StreamConfig, threads: int, dtype: type
+    threads: int, dtype: type
 ) -> None:
     records = mixed_frames()
-    proc = CameraProcessor(stream, [], SIZE, threads=threads, dtype=np.dtype(dtype))
+    proc = CameraProcessor(STREAM, [], SIZE, threads=threads, dtype=np.dtype(dtype))
     try:
         prepared = proc.prepare(RecordBatch.of(records))
     finally:
@@ -118,10 +107,9 @@ def test_the_batch_tensor_is_bit_identical_to_one_frame_at_a_time(
     assert prepared.event_ns is not None and prepared.event_ns.tolist() == [11, 12, 13, 14, 15, 16]
 
 
-@pytest.mark.parametrize(("stream", "threads"), [(STREAM, 1), (STREAM, 2), (STREAM, 4),
-                                                 (PROCESSES, 1)])  # fmt: skip
-def test_rejects_keep_their_rows_and_codec_reasons(stream: StreamConfig, threads: int) -> None:
-    proc = CameraProcessor(stream, [], SIZE, threads=threads)
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_rejects_keep_their_rows_and_codec_reasons(threads: int) -> None:
+    proc = CameraProcessor(STREAM, [], SIZE, threads=threads)
     try:
         prepared = proc.prepare(RecordBatch.of(mixed_frames()))
     finally:
@@ -159,16 +147,3 @@ def test_close_ends_the_decode_threads() -> None:
     assert any(t.name.startswith("decode") for t in threading.enumerate())
     proc.close()
     assert not any(t.name.startswith("decode") and t.is_alive() for t in threading.enumerate())
-
-
-def test_close_ends_the_worker_processes_and_frees_the_slab() -> None:
-    proc = CameraProcessor(PROCESSES, [], SIZE, threads=1)
-    proc.prepare(RecordBatch.of(mixed_frames()))
-    assert proc._procs is not None and proc._procs._shm is not None
-    slab = proc._procs._shm.name
-    children = multiprocessing.active_children()
-    assert children
-    proc.close()
-    assert not any(c.is_alive() for c in children)
-    with pytest.raises(FileNotFoundError):
-        SharedMemory(slab)

@@ -39,7 +39,6 @@ from streamfer.pipeline.processors.base import (
     accepted,
     reject,
 )
-from streamfer.pipeline.processors.frame_pool import FramePool
 from streamfer.streams.codecs import Frame, decode_camera
 from streamfer.streams.records import Record, RecordBatch
 
@@ -108,11 +107,7 @@ class CameraProcessor:
             stream.detection, labels, output_name
         )
         self.threads = threads
-        self.workers = stream.preprocess.workers
         self._pool: ThreadPoolExecutor | None = None
-        self._procs: FramePool | None = None
-        if self.workers > 0:
-            self._procs = FramePool(self.workers, input_size, dtype, self.limits)
 
     def fit(self, width: int, height: int) -> tuple[int, int]:
         """The size letterbox shrinks a ``width x height`` frame to."""
@@ -132,8 +127,6 @@ class CameraProcessor:
                 out[i] = exc
 
     def _decode_all(self, records: Sequence[Record]) -> tuple[np.ndarray, list[Any]]:
-        if self._procs is not None:
-            return self._procs.decode(records)
         n = len(records)
         feed = np.empty((n, 3, self.size, self.size), self.dtype)
         out: list[Any] = [None] * n
@@ -190,5 +183,3 @@ class CameraProcessor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)  # a poll's frames at most
             self._pool = None
-        if self._procs is not None:
-            self._procs.close()
