@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,7 +10,13 @@ from hypothesis import strategies as st
 
 from streamfer.errors import CodecError
 from streamfer.models.detect import Detection, unletterbox
-from streamfer.models.preprocess import PAD_VALUE, letterbox, to_frame_boxes, to_input_boxes
+from streamfer.models.preprocess import (
+    PAD_VALUE,
+    letterbox,
+    letterbox_geometry,
+    to_frame_boxes,
+    to_input_boxes,
+)
 
 
 def test_letterbox_shape_range_and_padding() -> None:
@@ -74,3 +81,36 @@ def test_float_letterbox_is_the_uint8_letterbox_scaled(width: int, height: int) 
     assert lb == lb8 and chw.dtype == np.float32 and chw.shape == (3, 256, 256)
     want = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
     assert np.array_equal(chw, want)
+
+
+def blob_input(image_bgr: np.ndarray, size: int) -> np.ndarray:
+    """The letterbox input as OpenCV's blobFromImage builds it (the former implementation)."""
+    lb, new_w, new_h = letterbox_geometry(image_bgr.shape[1], image_bgr.shape[0], size)
+    interp = cv2.INTER_AREA if lb.scale < 1.0 else cv2.INTER_LINEAR
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
+    canvas = cv2.copyMakeBorder(
+        resized, lb.pad_y, size - new_h - lb.pad_y, lb.pad_x, size - new_w - lb.pad_x,
+        cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE),
+    )  # fmt: skip
+    return np.asarray(cv2.dnn.blobFromImage(canvas, 1.0 / 255.0, swapRB=True)[0])
+
+
+@pytest.mark.parametrize(("h", "w", "size"), [(16, 16, 16), (360, 640, 256), (300, 200, 64),
+                                              (1080, 1920, 640), (50, 70, 256)])  # fmt: skip
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_letterbox_is_bit_identical_to_blob_from_image(h: int, w: int, size: int,
+                                                       dtype: type) -> None:  # fmt: skip
+    rng = np.random.default_rng(h * w)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image.reshape(-1)[:768] = np.arange(768) % 256  # every byte value, in every channel
+    expected = blob_input(image, size).astype(dtype)
+    out = np.full((3, size, size), np.nan, dtype)  # nothing of it may be left unwritten
+    tensor, _ = letterbox(image, size, out)
+    assert tensor is out
+    assert np.array_equal(out, expected)
+    assert np.array_equal(letterbox(image, size)[0], blob_input(image, size))
+
+
+def test_letterbox_refuses_an_out_of_the_wrong_shape() -> None:
+    with pytest.raises(CodecError, match=r"letterbox \| out is float32 \(3, 32, 32\)"):
+        letterbox(np.zeros((10, 10, 3), np.uint8), 16, np.empty((3, 32, 32), np.float32))

@@ -1,9 +1,14 @@
 """Camera frames: JPEG/PNG/raw decode and letterbox in a thread pool, detections out.
 
-Decoding (libjpeg-turbo, OpenCV) releases the GIL, so the records of one
-batch are decoded by ``threads`` workers at once while the consumer thread
-waits for them; a JPEG larger than the detector input decodes at 1/2, 1/4 or
-1/8 of its size where that still covers the letterboxed size.
+A poll's frames are split into ``threads`` contiguous runs, one task each; a
+task decodes (libjpeg-turbo, Pillow) and letterboxes (OpenCV) its frames
+straight into their rows of the poll's input tensor, allocated once. The
+native calls release the GIL, so the engine thread's Python work (results,
+encoding, publishing) runs meanwhile; the consumer thread waits on the tasks
+without holding it, and the tensor is not copied again unless a frame was
+rejected (the accepted rows are then taken out). A JPEG larger than the
+detector input decodes at 1/2, 1/4 or 1/8 of its size where that still covers
+the letterboxed size.
 
 The deadline of a frame runs from its ``capture-ts-ns`` header. A frame
 without one falls back to the Kafka record timestamp (the default, counted in
@@ -13,6 +18,7 @@ reason ``missing_header`` (``frames.missing_capture_ts: dead_letter``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -67,9 +73,12 @@ def with_frame(result: Result | BaseException, meta: CameraMeta) -> Result | Bas
     return Output(result, {"frame": frame})
 
 
-def camera_input(frame: Frame, size: int) -> tuple[np.ndarray, CameraMeta]:
-    """The detector input of a decoded frame and the meta that maps boxes back to it."""
-    tensor, lb = letterbox(frame.image, size)
+def camera_input(
+    frame: Frame, size: int, out: np.ndarray | None = None
+) -> tuple[np.ndarray, CameraMeta]:
+    """The detector input of a decoded frame (written into ``out`` where given, e.g. a
+    row of the batch's tensor) and the meta that maps boxes back to it."""
+    tensor, lb = letterbox(frame.image, size, out)
     if frame.reduction > 1:  # decoded smaller: boxes map back to the frame's own pixels
         lb = Letterbox(lb.scale / frame.reduction, lb.pad_x, lb.pad_y)
     return tensor, CameraMeta(lb, frame.width, frame.height, frame.frame_seq, frame.capture_ts_ns)
@@ -105,41 +114,56 @@ class CameraProcessor:
         _, new_w, new_h = letterbox_geometry(width, height, self.size)
         return new_w, new_h
 
-    def _one(self, record: Record) -> tuple[np.ndarray, CameraMeta] | CodecError:
-        try:
-            return camera_input(decode_camera(record, self.limits, fit=self.fit), self.size)
-        except CodecError as exc:
-            return exc
+    def _into(
+        self, records: Sequence[Record], feed: np.ndarray, out: list[Any], lo: int, hi: int
+    ) -> None:
+        """Frames ``lo:hi`` decoded and letterboxed into ``feed[lo:hi]``; ``out[i]`` gets
+        each frame's meta, or its CodecError."""
+        for i in range(lo, hi):
+            try:
+                frame = decode_camera(records[i], self.limits, fit=self.fit)
+                _, out[i] = camera_input(frame, self.size, feed[i])
+            except CodecError as exc:
+                out[i] = exc
 
-    def _decode_all(self, records: list[Record]) -> list[Any]:
-        if self.threads <= 1 or len(records) < 2:
-            return [self._one(r) for r in records]
+    def _decode_all(self, records: Sequence[Record]) -> tuple[np.ndarray, list[Any]]:
+        n = len(records)
+        feed = np.empty((n, 3, self.size, self.size), self.dtype)
+        out: list[Any] = [None] * n
+        tasks = min(self.threads, n)
+        if tasks <= 1:
+            self._into(records, feed, out, 0, n)
+            return feed, out
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="decode")
-        return list(self._pool.map(self._one, records))
+        bounds = [n * k // tasks for k in range(tasks + 1)]
+        futures = [
+            self._pool.submit(self._into, records, feed, out, lo, hi)
+            for lo, hi in itertools.pairwise(bounds)
+        ]
+        for future in futures:
+            future.result()  # waits without the GIL; re-raises what is not a CodecError
+        return feed, out
 
     def prepare(self, batch: RecordBatch) -> Prepared:
+        records = list(batch)
+        feed, outcomes = self._decode_all(records)
         rows: list[int] = []
-        tensors: list[np.ndarray] = []
         metas: list[CameraMeta] = []
         events: list[int] = []
         rejects: list[Reject] = []
-        for i, got in enumerate(self._decode_all(list(batch))):
+        for i, got in enumerate(outcomes):
             if isinstance(got, CodecError):
                 rejects.append(Reject(i, got.reason, got))
                 continue
-            tensor, meta = got
-            if meta.capture_ts_ns is None and self.dead_letter_without_ts:
+            if got.capture_ts_ns is None and self.dead_letter_without_ts:
                 rejects.append(missing_capture_ts(batch, i))
                 continue
             rows.append(i)
-            tensors.append(tensor)
-            metas.append(meta)
-            events.append(NO_EVENT_TIME if meta.capture_ts_ns is None else meta.capture_ts_ns)
-        if tensors:
-            feed = np.stack(tensors).astype(self.dtype, copy=False)
-        else:
-            feed = np.empty((0, 3, self.size, self.size), self.dtype)
+            metas.append(got)
+            events.append(NO_EVENT_TIME if got.capture_ts_ns is None else got.capture_ts_ns)
+        if len(rows) < len(records):  # rejects leave holes: keep the accepted rows only
+            feed = feed[rows]
         return Prepared(
             batch,
             accepted(rows),
@@ -157,5 +181,5 @@ class CameraProcessor:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)  # a poll's frames at most
             self._pool = None
