@@ -109,7 +109,7 @@ def test_server_runs_profiles_side_by_side_shared_and_pinned(
     results = tmp_path / "RESULTS.md"
     _run(["server", "--bootstrap", kafka_bootstrap, "--results", str(results),
           "--profiles", "low,throughput", "--placements", "shared,pinned", "--probe-records",
-          "500", "--rates", "100", "--min-duration", "2", "--min-records", "10",
+          "3000", "--rates", "100", "--min-duration", "2", "--min-records", "10",
           "--budget", "20", "--warmup-max", "5"])  # fmt: skip
     text = _section(results, "Server scenario (transaction)")
     rows = [ln for ln in text.splitlines() if ln.startswith("| 100 | — |")]
