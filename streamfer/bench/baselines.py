@@ -82,10 +82,11 @@ class RdkafkaTuning:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> RdkafkaTuning:
+        knobs = cfg.streams[0].knobs
         return cls(
-            fetch_wait_max_ms=cfg.consumer.fetch_max_wait_ms,
+            fetch_wait_max_ms=knobs.fetch_max_wait_ms,
             max_partition_fetch_bytes=cfg.consumer.max_partition_fetch_bytes,
-            linger_ms=cfg.producer.linger_ms,
+            linger_ms=knobs.linger_ms,
             compression=cfg.producer.compression_type,
         )
 

@@ -64,7 +64,7 @@ def measure_gains(
         )  # fmt: skip
         with runner:
             one, many = batcher_gain(
-                runner, stream.batching.max_batch, stream.batching.max_wait_ms, bound,
+                runner, stream.batching.max_batch, stream.knobs.batch_wait_ms, bound,
                 seconds_per_point=seconds_per_point, steps=steps,
             )  # fmt: skip
         row = GainRow(model, bound, one, many)

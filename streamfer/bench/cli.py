@@ -197,7 +197,8 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
     help="Ladder as fractions of the maximum, run in this order (default: "
     "0.25,0.5,0.5,0.5,0.75,1: rising, the 50% point three times).",
 )
-@click.option("--rates", default=None, help="Explicit ladder in records/s (overrides fractions).")
+@click.option("--rates", default=None,
+              help="Explicit rates in records/s; with --fractions, these first.")
 @click.option(
     "--min-duration",
     "min_duration_s",
@@ -235,12 +236,32 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
     help="Run the ladder this many times, one after another (e.g. --fractions 0.5 "
     "--repeats 3 for the 50%-of-max target).",
 )
+@click.option(
+    "--profiles",
+    default=None,
+    help="Latency profiles side by side, interleaved (e.g. low,balanced,throughput); "
+    "default: the config's own.",
+)
+@click.option(
+    "--placements",
+    default=None,
+    help="shared and/or pinned (comma-separated); default: pinned on more than 2 cores, "
+    "both on 2.",
+)
+@click.option(
+    "--warmup-max",
+    "warmup_max_s",
+    type=click.FloatRange(min=0),
+    default=120.0,
+    show_default=True,
+    help="Longest broker warm-up (5 s windows at the first rate until two p99s agree).",
+)
 @click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
 def server(
     bootstrap: str | None, results: Path, no_record: bool, kind: str, config_path: Path | None,
     max_rate: float | None, fractions: str | None, rates: str | None, min_duration_s: float,
     min_records: int, budget_s: float | None, probe_records: int | None, repeats: int,
-    keep_topics: bool,
+    profiles: str | None, placements: str | None, warmup_max_s: float, keep_topics: bool,
 ) -> None:  # fmt: skip
     """Poisson arrivals at rising rates: p50/p99/p99.9 per rate and the highest rate within
     the p99 bound (default run: about 8 min)."""
@@ -253,6 +274,9 @@ def server(
         max_rate=max_rate, fractions=_floats(fractions), rates=_floats(rates),
         min_duration_s=min_duration_s, min_records=min_records, budget_s=budget_s,
         probe_records=probe_records, keep_topics=keep_topics, repeats=repeats,
+        profiles=_names(profiles, ("low", "balanced", "throughput"), "--profiles"),
+        placements=_names(placements, ("shared", "pinned"), "--placements"),
+        warmup_max_s=warmup_max_s,
     )  # fmt: skip
     report = run_server(_broker(bootstrap, config_path), opts, command_line(), _say)
     report.images.append(plot_server(report, results.parent))
@@ -381,3 +405,16 @@ def frames(
                              keep_topics)  # fmt: skip
     report = run_frames(_broker(bootstrap, config_path), opts, command_line(), _say)
     _finish(report, results, no_record)
+
+
+def _names(text: str | None, allowed: tuple[str, ...], option: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise click.BadParameter(
+            f"{option} | {', '.join(bad) or 'nothing'} (got {text!r}). "
+            f"Note: allowed: {', '.join(allowed)}"
+        )
+    return names

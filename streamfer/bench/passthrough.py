@@ -37,15 +37,15 @@ class ClientTuning:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> ClientTuning:
-        comp = cfg.producer.compression_type
+        comp, knobs = cfg.producer.compression_type, cfg.streams[0].knobs
         return cls(
             max_poll_records=cfg.consumer.max_poll_records,
-            fetch_max_wait_ms=cfg.consumer.fetch_max_wait_ms,
+            fetch_max_wait_ms=knobs.fetch_max_wait_ms,
             max_partition_fetch_bytes=cfg.consumer.max_partition_fetch_bytes,
-            linger_ms=cfg.producer.linger_ms,
+            linger_ms=knobs.linger_ms,
             compression_type=None if comp == "none" else comp,
             max_request_size=cfg.producer.max_request_size,
-            commit_interval_s=cfg.runtime.commit_interval_ms / 1000,
+            commit_interval_s=knobs.commit_interval_ms / 1000,
         )
 
     def consumer(self, bootstrap: str, topic: str, group: str, **over: Any) -> KafkaConsumer:

@@ -98,6 +98,10 @@ class PipelineProcess:
         )  # fmt: skip
         log.close()
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system, all threads) the pipeline process has used so far."""
         if self._proc is None:

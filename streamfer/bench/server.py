@@ -13,12 +13,27 @@
    and measures scheduled send -> decision read back. A record without a
    decision (dropped, lost, or later than the drain timeout) counts as
    infinitely late, so a p99 with more than 1 % missing is never met.
+
+Broker warm-up is measured on its own first: the first rate runs in 5 s windows
+until two consecutive windows' p99 are within 20 % of each other; that time and
+its p99s are reported, and the ladder starts after it.
+
+``--profiles low,balanced,throughput`` runs one pipeline per latency profile
+(each its own topics and group), the points interleaved (each rate runs on
+every profile before the next rate), with each profile's drain maximum
+measured too. Placement: with more than 2 cores the load generator and the
+read-back run on a core of their own (the pipeline on the others); on 2 cores
+each point runs twice, shared (everything on both cores) and pinned (the
+pipeline on one core, generator and read-back on the other). The broker is
+never pinned. CPU µs per record: the pipeline process's user + system time over
+the point divided by the point's records.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +54,7 @@ from streamfer.bench.loadgen import LoadSpec, Readback, run_point
 from streamfer.bench.machine import probe_machine
 from streamfer.bench.pipeline_proc import (
     CONFIG_DIR,
+    PipelineProcess,
     bench_config,
     load_raw,
     start_flowing,
@@ -87,7 +103,7 @@ class ServerOptions:
     config: Path | None = None
     max_rate: float | None = None  # skip the probe
     fractions: tuple[float, ...] | None = None
-    rates: tuple[float, ...] | None = None  # explicit ladder, overrides fractions
+    rates: tuple[float, ...] | None = None  # explicit rates, before any fractions
     min_duration_s: float = 60.0
     min_records: int = 25_000
     budget_s: float | None = None
@@ -96,6 +112,10 @@ class ServerOptions:
     settle_timeout_s: float = 90.0
     keep_topics: bool = False
     repeats: int = 1
+    profiles: tuple[str, ...] | None = None  # latency profiles side by side; None: the file's
+    placements: tuple[str, ...] | None = None  # "shared", "pinned"; None: by core count
+    warmup_window_s: float = 5.0
+    warmup_max_s: float = 120.0
 
 
 @dataclass
@@ -112,6 +132,9 @@ class PointResult:
     within_bound: bool
     fraction: float | None = None
     settled: bool = True
+    profile: str = "file"
+    placement: str = "shared"
+    cpu_us_per_record: float = math.nan
     stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # mean, p99
 
 
@@ -122,6 +145,11 @@ class ServerResult:
     max_rate: float
     max_rate_source: str
     points: list[PointResult] = field(default_factory=list)
+    drain_rates: dict[str, float] = field(default_factory=dict)  # per profile, records/s
+    warmup_s: float = math.nan
+    warmup_p99s_ms: list[float] = field(default_factory=list)
+    warmup_stable: bool = False
+    cores: dict[str, str] = field(default_factory=dict)  # placement -> who ran where
 
 
 def _pool(setup: KindSetup, n: int) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
@@ -132,21 +160,22 @@ def _pool(setup: KindSetup, n: int) -> list[tuple[bytes | None, bytes, list[tupl
 
 def probe_capacity(
     bootstrap: str, base: dict, setup: KindSetup, cfg_path: Path, n: int, rid: str, topics: object,
-    say: Say,
+    say: Say, profile: str | None = None,
 ) -> float:  # fmt: skip
     """Records/s of the pipeline (replay mode) draining a backlog of ``n`` records."""
     from streamfer.bench.kafka_io import TopicSet
 
     assert isinstance(topics, TopicSet)
-    in_topic = topics.input(f"bench-{rid}-{setup.kind}-probe")
+    tag = f"-{profile}" if profile else ""
+    in_topic = topics.input(f"bench-{rid}-{setup.kind}-probe{tag}")
     topics.track(f"{in_topic}.dlq")
-    out = topics.output(f"bench-{rid}-{setup.kind}-probe-out")
+    out = topics.output(f"bench-{rid}-{setup.kind}-probe{tag}-out")
     say(f"capacity probe: loading {n:,} {setup.kind} records")
     produce_all(bootstrap, in_topic, _pool(setup, n))
     raw, _ = bench_config(
         base, source=str(cfg_path), kind=setup.kind, bootstrap=bootstrap, input_topic=in_topic,
-        output_topic=out, group=f"bench-{rid}-probe", overrides={"mode": "replay",
-        "drop_stale": False, "latest_per_key": False},
+        output_topic=out, group=f"bench-{rid}-probe{tag}", overrides={"mode": "replay",
+        "drop_stale": False, "latest_per_key": False, **_profile_override(profile)},
     )  # fmt: skip
     with OffsetProbe(bootstrap, out) as probe:
         proc, _ = start_flowing(raw, probe.count, say)
@@ -162,8 +191,66 @@ def probe_capacity(
             f"capacity probe | {n} records were decided too quickly to time "
             f"(rate {rate}). Note: give more --probe-records or a --max-rate"
         )
-    say(f"capacity probe: {rate:,.0f} records/s")
+    say(f"capacity probe{f' ({profile})' if profile else ''}: {rate:,.0f} records/s")
     return rate
+
+
+def _profile_override(profile: str | None) -> dict[str, object]:
+    return {} if profile is None else {"latency": {"profile": profile}}
+
+
+# -- placement: which cores run the pipeline, and which the generator and read-back ----------
+def _tasks(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def _set_cores(pid: int, cores: set[int]) -> None:
+    """Every thread of process ``pid`` onto ``cores`` (threads made later inherit it)."""
+    for tid in _tasks(pid):
+        with contextlib.suppress(OSError):  # a thread that just ended
+            os.sched_setaffinity(tid, cores)
+
+
+@dataclass(frozen=True)
+class Placement:
+    name: str
+    pipeline: frozenset[int]
+    bench: frozenset[int]  # load generator (spawned per point) and read-back
+
+    def describe(self) -> str:
+        def cores(c: frozenset[int]) -> str:
+            return ",".join(str(i) for i in sorted(c))
+
+        if self.pipeline == self.bench:
+            return f"pipeline, generator and read-back share cores {cores(self.pipeline)}"
+        return (f"pipeline on core(s) {cores(self.pipeline)}; generator and read-back on "
+                f"core(s) {cores(self.bench)}; the broker unpinned")  # fmt: skip
+
+
+def placements(names: tuple[str, ...] | None) -> list[Placement]:
+    """Shared and/or pinned placements of this machine (see the module docstring)."""
+    every = frozenset(os.sched_getaffinity(0))
+    ordered = sorted(every)
+    if names is None:
+        names = ("pinned",) if len(every) > 2 else ("shared", "pinned") if len(every) == 2 \
+            else ("shared",)  # fmt: skip
+    out = []
+    for name in names:
+        if name == "shared" or len(every) < 2:
+            out.append(Placement("shared", every, every))
+        else:
+            last = frozenset(ordered[-1:])
+            out.append(Placement(name, every - last, last))
+    return out
+
+
+def _place(placement: Placement, pipelines: list[int]) -> None:
+    for pid in pipelines:
+        _set_cores(pid, set(placement.pipeline))
+    _set_cores(os.getpid(), set(placement.bench))
 
 
 def _point_duration(opts: ServerOptions, rate: float, budget_left: float, left: int) -> float:
@@ -187,6 +274,17 @@ def _evaluate(
     )  # fmt: skip
 
 
+@dataclass
+class _Lane:
+    """One pipeline under test: one latency profile, its own topics, group and read-back."""
+
+    profile: str
+    in_topic: str
+    readback: Readback
+    lag: GroupLag
+    proc: PipelineProcess | None = None
+
+
 def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> Report:
     setup = SETUPS[opts.kind]
     cfg_path = opts.config or setup.config
@@ -194,58 +292,94 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
     machine = probe_machine()
     rid = run_id()
     started = time.monotonic()
+    profiles: tuple[str | None, ...] = opts.profiles or (None,)
+    places = placements(opts.placements)
+    every = frozenset(os.sched_getaffinity(0))
     with topic_set(bootstrap, keep=opts.keep_topics) as topics:
+        drains: dict[str, float] = {}
         if opts.max_rate is not None:
             max_rate, source = opts.max_rate, "given (--max-rate)"
         else:
             n = opts.probe_records or setup.probe_records
-            max_rate = probe_capacity(bootstrap, base, setup, cfg_path, n, rid, topics, say)
-            source = f"measured: replay-mode drain of {n:,} preloaded records"
+            for profile in profiles:
+                drains[profile or "file"] = probe_capacity(
+                    bootstrap, base, setup, cfg_path, n, rid, topics, say, profile
+                )
+            max_rate = next(iter(drains.values()))
+            source = (f"measured: replay-mode drain of {n:,} preloaded records"
+                      + (f" ({profiles[0]} profile)" if profiles[0] else ""))  # fmt: skip
         result = ServerResult(setup.kind, setup.bound_ms, max_rate, source)
+        result.drain_rates = drains
+        result.cores = {p.name: p.describe() for p in places}
         ladder: list[tuple[float, float | None]]
-        if opts.rates:
+        if opts.rates:  # with fractions too: the rates first, then the fractions of max
             ladder = [(r, None) for r in opts.rates]
+            ladder += [(f * max_rate, f) for f in (opts.fractions or ())]
         else:
             ladder = [(f * max_rate, f) for f in (opts.fractions or setup.fractions)]
         ladder = ladder * opts.repeats  # repeated ladders interleave their points
-        in_topic = topics.input(f"bench-{rid}-{setup.kind}-in")
-        topics.track(f"{in_topic}.dlq")
-        out = topics.output(f"bench-{rid}-{setup.kind}-out")
-        raw, _ = bench_config(
-            base, source=str(cfg_path), kind=setup.kind, bootstrap=bootstrap,
-            input_topic=in_topic, output_topic=out, group=f"bench-{rid}-server",
-        )  # fmt: skip
-        readback = Readback(bootstrap, out)
-        readback.start()
-        lag = GroupLag(bootstrap, in_topic, f"bench-{rid}-server")
-        say("waiting for the pipeline to decide its first record")
-        with _Nudger(bootstrap, in_topic, setup) as nudge:
-            proc, _ = start_flowing(raw, readback.count, say, nudge=nudge)
-        with contextlib.closing(proc):
-            _warm_up(bootstrap, in_topic, setup, ladder[0][0], readback, lag.lag)
+        lanes: list[_Lane] = []
+        with contextlib.ExitStack() as stack:
+            for profile in profiles:
+                name = profile or "file"
+                in_topic = topics.input(f"bench-{rid}-{setup.kind}-{name}-in")
+                topics.track(f"{in_topic}.dlq")
+                out = topics.output(f"bench-{rid}-{setup.kind}-{name}-out")
+                group = f"bench-{rid}-server-{name}"
+                raw, _ = bench_config(
+                    base, source=str(cfg_path), kind=setup.kind, bootstrap=bootstrap,
+                    input_topic=in_topic, output_topic=out, group=group,
+                    overrides=_profile_override(profile),
+                )  # fmt: skip
+                readback = Readback(bootstrap, out)
+                readback.start()
+                stack.callback(readback.close)
+                lag = GroupLag(bootstrap, in_topic, group)
+                stack.callback(lag.close)
+                lane = _Lane(name, in_topic, readback, lag)
+                say(f"waiting for the pipeline ({name}) to decide its first record")
+                with _Nudger(bootstrap, in_topic, setup) as nudge:
+                    lane.proc, _ = start_flowing(raw, readback.count, say, nudge=nudge)
+                stack.enter_context(contextlib.closing(lane.proc))
+                lanes.append(lane)
+            pids = [p for lane in lanes if lane.proc and (p := lane.proc.pid) is not None]
+            _place(Placement("shared", every, every), pids)
+            _broker_warm_up(bootstrap, setup, ladder[0][0], lanes[0], opts, result, say)
+            for lane in lanes[1:]:
+                _warm_up(bootstrap, lane.in_topic, setup, ladder[0][0], lane.readback,
+                         lane.lag.lag)  # fmt: skip
+            runs = [(rate, frac, lane, place) for rate, frac in ladder for lane in lanes
+                    for place in places]  # fmt: skip
             budget = opts.budget_s or setup.budget_s
             t_ladder = time.monotonic()
-            for i, (rate, frac) in enumerate(ladder):
+            for i, (rate, frac, lane, place) in enumerate(runs):
+                assert lane.proc is not None
                 left = budget - (time.monotonic() - t_ladder)
-                duration = _point_duration(opts, rate, left, len(ladder) - i)
+                duration = _point_duration(opts, rate, left, len(runs) - i)
                 n = max(10, int(rate * duration))
-                say(f"point {i + 1}/{len(ladder)}: {rate:,.0f}/s for {duration:.0f} s ({n:,})")
+                _place(place, pids)
+                say(f"point {i + 1}/{len(runs)}: {rate:,.0f}/s for {duration:.0f} s ({n:,}), "
+                    f"profile {lane.profile}, {place.name}")  # fmt: skip
                 spec = LoadSpec(
-                    bootstrap, in_topic, rate, n, setup.pool, setup.pool_size, seed=i,
+                    bootstrap, lane.in_topic, rate, n, setup.pool, setup.pool_size, seed=i,
                     header_hook=setup.header_hook,
                 )  # fmt: skip
-                last = i == len(ladder) - 1  # nothing follows it: no need to settle
+                last = i == len(runs) - 1  # nothing follows it: no need to settle
+                cpu0 = lane.proc.cpu_seconds()
                 load, lat = run_point(
                     spec,
-                    readback,
+                    lane.readback,
                     opts.drain_timeout_s,
-                    lag.lag,
+                    lane.lag.lag,
                     settle_timeout_s=0 if last else opts.settle_timeout_s,
                 )
-                proc.check_alive()
+                cpu = lane.proc.cpu_seconds() - cpu0
+                lane.proc.check_alive()
                 pt = _evaluate(rate, lat, load.sent_late_ns, setup.bound_ms, duration)
                 pt.fraction = frac
                 pt.settled = load.settled
+                pt.profile, pt.placement = lane.profile, place.name
+                pt.cpu_us_per_record = cpu * 1e6 / max(pt.records, 1)
                 if not load.settled:
                     say("  the pipeline still had a backlog when the next point started")
                 pt.stages_ms = {
@@ -255,11 +389,37 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                 }
                 result.points.append(pt)
                 say(f"  p50 {fmt_ms(pt.p50_ms)} p99 {fmt_ms(pt.p99_ms)} ms, "
-                    f"decided {pt.decided:,}/{pt.records:,}")  # fmt: skip
-        readback.close()
-        lag.close()
+                    f"decided {pt.decided:,}/{pt.records:,}, "
+                    f"{pt.cpu_us_per_record:.0f} CPU µs/record")  # fmt: skip
+            _place(Placement("shared", every, every), pids)
     say(f"server scenario done in {time.monotonic() - started:.0f} s")
     return server_report(result, opts, command, machine)
+
+
+def _broker_warm_up(
+    bootstrap: str, setup: KindSetup, rate: float, lane: _Lane, opts: ServerOptions,
+    result: ServerResult, say: Say,
+) -> None:  # fmt: skip
+    """The first rate in windows of ``warmup_window_s`` until two consecutive p99s are
+    within 20 % of each other (or ``warmup_max_s`` passed); not part of the ladder."""
+    t0 = time.monotonic()
+    n = max(20, int(rate * opts.warmup_window_s))
+    for i in range(10_000):
+        spec = LoadSpec(bootstrap, lane.in_topic, rate, n, setup.pool, setup.pool_size,
+                        seed=1000 + i, header_hook=setup.header_hook)  # fmt: skip
+        load, lat = run_point(spec, lane.readback, drain_timeout_s=10, lag=lane.lag.lag,
+                              settle_timeout_s=30)  # fmt: skip
+        pt = _evaluate(rate, lat, load.sent_late_ns, setup.bound_ms, opts.warmup_window_s)
+        result.warmup_p99s_ms.append(pt.p99_ms)
+        say(f"  warm-up window {i + 1}: p99 {fmt_ms(pt.p99_ms)} ms")
+        p = result.warmup_p99s_ms
+        if len(p) >= 2 and math.isfinite(p[-1]) and math.isfinite(p[-2]) \
+                and abs(p[-1] - p[-2]) <= 0.2 * max(p[-1], p[-2]):  # fmt: skip
+            result.warmup_stable = True
+            break
+        if time.monotonic() - t0 > opts.warmup_max_s:
+            break
+    result.warmup_s = time.monotonic() - t0
 
 
 class _Nudger:
@@ -308,7 +468,8 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
     for p in result.points:
         frac = f"{p.fraction:.0%}" if p.fraction is not None else "—"
         rows.append((
-            fmt_rate(p.offered_rate), frac, f"{p.duration_s:.0f}", f"{p.records:,}",
+            fmt_rate(p.offered_rate), frac, p.profile, p.placement,
+            f"{p.cpu_us_per_record:.0f}", f"{p.duration_s:.0f}", f"{p.records:,}",
             f"{p.decided / p.records:.1%}", fmt_ms(p.p50_ms), fmt_ms(p.p99_ms),
             fmt_ms(p.p999_ms), fmt_ms(p.p99_decided_ms), fmt_ms(p.gen_late_p99_ms),
             "yes" if p.within_bound else "no", "" if p.settled else "backlog left",
@@ -317,7 +478,8 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
         f"{result.kind}: latency scheduled send -> decision read back (ms); bound "
         f"{result.bound_ms:g} ms; max throughput {result.max_rate:,.0f}/s "
         f"({result.max_rate_source})",
-        ("offered/s", "of max", "s", "records", "decided", "p50", "p99", "p99.9",
+        ("offered/s", "of max", "profile", "cores", "CPU µs/record", "s", "records", "decided",
+         "p50", "p99", "p99.9",
          "p99 decided only", "generator late p99", f"p99 <= {result.bound_ms:g}", "after"),
         tuple(rows),
     )  # fmt: skip
@@ -326,15 +488,22 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
         "Where the time goes: the decisions' own latency_ms per stage (mean / p99), and the "
         "rest (generator -> broker before, acknowledgement and read-back after: measured "
         "latency minus decision e2e, p99 of measured vs e2e)",
-        ("offered/s", *stage_names, "measured p99 - e2e p99"),
+        ("offered/s", "profile", "cores", *stage_names, "measured p99 - e2e p99"),
         tuple(
-            (fmt_rate(p.offered_rate),
+            (fmt_rate(p.offered_rate), p.profile, p.placement,
              *[f"{p.stages_ms[k][0]:.1f} / {p.stages_ms[k][1]:.1f}" if k in p.stages_ms else "—"
                for k in stage_names],
              fmt_ms(p.p99_decided_ms - p.stages_ms["e2e"][1]) if "e2e" in p.stages_ms else "—")
             for p in result.points
         ),
     )  # fmt: skip
+    tables = [table, stage_table]
+    if result.drain_rates:
+        tables.append(Table(
+            "Drain maximum per latency profile (replay mode, preloaded backlog)",
+            ("profile", "records/s"),
+            tuple((k, fmt_rate(v)) for k, v in result.drain_rates.items()),
+        ))  # fmt: skip
     ok = [p.offered_rate for p in result.points if p.within_bound]
     best = max(ok) if ok else math.nan
     half = [p for p in result.points if p.fraction == 0.5]
@@ -359,10 +528,13 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
         " records with no decision count as infinitely late",
         f"per point: max({opts.min_duration_s:g} s, {opts.min_records:,} records / rate), "
         "shortened where the command's time budget requires",
-        "generator, pipeline and read-back share the machine's cores",
+        *(f"cores, {name}: {text}" for name, text in result.cores.items()),
+        f"broker warm-up at the first rate before the ladder: {result.warmup_s:.0f} s, "
+        f"{'stable' if result.warmup_stable else 'NOT stable'} (two 5 s windows' p99 within "
+        f"20 %); window p99s (ms): {', '.join(fmt_ms(v) for v in result.warmup_p99s_ms)}",
         f"load average after the run: {'/'.join(f'{x:.2f}' for x in after.load_avg)}",
     ]
     return Report(
-        f"Server scenario ({result.kind})", command, machine, [table, stage_table], targets, notes,
+        f"Server scenario ({result.kind})", command, machine, tables, targets, notes,
         raw={"server": asdict(result)},
     )  # fmt: skip

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from streamfer.errors import ConfigError
 from streamfer.paths import shipped_config, shipped_config_names
@@ -48,6 +48,7 @@ from streamfer.pipeline.config_checks import (
     topic_problems,
 )
 from streamfer.pipeline.config_problems import Problem, format_problems, pydantic_problems
+from streamfer.pipeline.latency import PROFILES, LatencyKnobs, LatencyProfile, default_profile
 from streamfer.pipeline.metrics import DEFAULT_PORT
 from streamfer.streams.client import DEFAULT_CLIENT, ClientName, ConsumerOptions, ProducerOptions
 
@@ -206,11 +207,12 @@ class ConsumerConfig(_Frozen):
         ge=1,
         description=("Most records one poll returns (one poll of a partition stays one batch)."),
     )
-    fetch_max_wait_ms: int = Field(
-        default=_default(ConsumerOptions, "fetch_max_wait_ms"),
+    fetch_max_wait_ms: int | None = Field(
+        default=None,
         ge=0,
         description=(
-            "Longest the broker waits to fill a fetch; lower is lower latency at low rates."
+            "Longest the broker waits to fill a fetch, for every stream; unset: each "
+            "stream's latency profile (a stream's latency.fetch_max_wait_ms wins)."
         ),
     )
     max_partition_fetch_bytes: int = Field(
@@ -235,12 +237,15 @@ class ConsumerConfig(_Frozen):
         description="Where a group without a committed offset starts reading.",
     )
 
-    def options(self, *, isolation_level: Literal["read_uncommitted", "read_committed"]
-                = "read_uncommitted") -> ConsumerOptions:  # fmt: skip
+    def options(self, knobs: LatencyKnobs, *, isolation_level: Literal["read_uncommitted",
+                "read_committed"] = "read_uncommitted") -> ConsumerOptions:  # fmt: skip
+        """The options of one stream's consumer; its waits come from ``knobs`` (the stream's
+        resolved latency, ``StreamConfig.knobs``)."""
         return ConsumerOptions(
             group_id=self.group_id,
             max_poll_records=self.max_poll_records,
-            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            fetch_max_wait_ms=knobs.fetch_max_wait_ms,
+            fetch_min_bytes=knobs.fetch_min_bytes,
             max_partition_fetch_bytes=self.max_partition_fetch_bytes,
             session_timeout_ms=self.session_timeout_ms,
             max_poll_interval_ms=self.max_poll_interval_ms,
@@ -257,10 +262,13 @@ class ProducerConfig(_Frozen):
     a dead letter as ``dead_letter_failed``: ``dead_letters.on_failure``).
     """
 
-    linger_ms: int = Field(
-        default=_default(ProducerOptions, "linger_ms"),
+    linger_ms: int | None = Field(
+        default=None,
         ge=0,
-        description="How long the producer waits to fill a batch of decisions.",
+        description=(
+            "How long the producer waits to fill a batch of decisions, for every stream; "
+            "unset: each stream's latency profile (a stream's latency.linger_ms wins)."
+        ),
     )
     compression_type: Compression = Field(
         default=_default(ProducerOptions, "compression"),
@@ -287,9 +295,11 @@ class ProducerConfig(_Frozen):
         ),
     )
 
-    def options(self, *, transactional_id: str | None = None) -> ProducerOptions:
+    def options(self, knobs: LatencyKnobs, *, transactional_id: str | None = None
+                ) -> ProducerOptions:  # fmt: skip
+        """The options of one stream's producer; its linger comes from ``knobs``."""
         return ProducerOptions(
-            linger_ms=self.linger_ms,
+            linger_ms=knobs.linger_ms,
             compression=self.compression_type,
             max_request_size=self.max_request_size,
             delivery_timeout_ms=self.delivery_timeout_ms,
@@ -357,11 +367,52 @@ class BatchingConfig(_Frozen):
     max_batch: int = Field(
         default=32, ge=1, le=4096, description="Most records in one engine batch."
     )
-    max_wait_ms: float = Field(
-        default=5.0,
+    max_wait_ms: float | None = Field(
+        default=None,
         ge=0,
         description=(
-            "Longest a record waits for its batch to fill (less when its deadline is near)."
+            "Longest a record waits for its batch to fill (less when its deadline is near); "
+            "unset: the stream's latency profile."
+        ),
+    )
+
+
+class LatencyConfig(_Frozen):
+    """A stream's latency profile and the keys that override it (``streamfer.pipeline.latency``).
+
+    Every key left out comes from the profile; a pipeline-wide key (``producer.linger_ms``,
+    ``consumer.fetch_max_wait_ms``, ``runtime.commit_interval_ms``) sits between: it wins
+    over the profile, a key here wins over it. The batch wait is ``batching.max_wait_ms``.
+    """
+
+    profile: LatencyProfile | None = Field(
+        default=None,
+        description=(
+            "low, balanced or throughput: the waits of the producer, batcher, fetch and "
+            "commit; unset: low for transaction and camera streams, balanced otherwise."
+        ),
+    )
+    linger_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="How long the stream's producer waits to fill a batch of decisions.",
+    )
+    fetch_max_wait_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="Longest the broker holds the stream's fetch until fetch_min_bytes arrive.",
+    )
+    fetch_min_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Bytes the broker waits for (up to fetch_max_wait_ms) before answering.",
+    )
+    commit_interval_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "How often resolved offsets commit; under exactly_once the transaction commit, "
+            "which is when decisions become visible to read_committed readers."
         ),
     )
 
@@ -650,6 +701,7 @@ class StreamConfig(_Frozen):
         description=("exactly_once commits decisions and offsets in one Kafka transaction."),
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
     deadline_ms: float | None = Field(
         default=None,
         gt=0,
@@ -689,6 +741,28 @@ class StreamConfig(_Frozen):
     def decision_kind(self) -> str:
         """The kind of its decisions: windows of samples are decided as sensor windows."""
         return "sensor" if self.kind == "sensor-sample" else self.kind
+
+    @property
+    def latency_profile(self) -> LatencyProfile:
+        return self.latency.profile or default_profile(self.kind)
+
+    @property
+    def knobs(self) -> LatencyKnobs:
+        """The stream's waits: each key set on the stream (``latency``, ``batching.max_wait_ms``)
+        or else its profile's. Within a ``PipelineConfig`` the pipeline-wide keys are filled
+        in already (``PipelineConfig._resolve_latency``)."""
+        base, lat = PROFILES[self.latency_profile], self.latency
+
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        return LatencyKnobs(
+            linger_ms=pick(lat.linger_ms, base.linger_ms),
+            batch_wait_ms=pick(self.batching.max_wait_ms, base.batch_wait_ms),
+            fetch_max_wait_ms=pick(lat.fetch_max_wait_ms, base.fetch_max_wait_ms),
+            fetch_min_bytes=pick(lat.fetch_min_bytes, base.fetch_min_bytes),
+            commit_interval_ms=pick(lat.commit_interval_ms, base.commit_interval_ms),
+        )
 
     @property
     def resolved_dlq_topic(self) -> str:
@@ -763,8 +837,13 @@ class RuntimeConfig(_Frozen):
         ge=1,
         description=("Records a stream holds between poll and engine; more pauses fetching."),
     )
-    commit_interval_ms: int = Field(
-        default=200, ge=1, description="How often resolved offsets are committed."
+    commit_interval_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "How often resolved offsets are committed, for every stream; unset: each "
+            "stream's latency profile (a stream's latency.commit_interval_ms wins)."
+        ),
     )
     drain_timeout_s: float = Field(
         default=30.0,
@@ -790,6 +869,49 @@ class PipelineConfig(_Frozen):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_latency(cls, raw: Any) -> Any:
+        """Fill in each stream's latency keys and batch wait (a stream's key, else the
+        pipeline-wide key, else its profile's), so the parsed config (and ``streamfer
+        config show``) holds the values the stream runs with."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("streams"), list):
+            return raw
+
+        def section_key(section: str, key: str) -> Any:
+            value = raw.get(section)
+            return value.get(key) if isinstance(value, dict) else None
+
+        wide = {
+            "linger_ms": section_key("producer", "linger_ms"),
+            "fetch_max_wait_ms": section_key("consumer", "fetch_max_wait_ms"),
+            "commit_interval_ms": section_key("runtime", "commit_interval_ms"),
+        }
+        streams = []
+        for s in raw["streams"]:
+            latency = s.get("latency", {}) if isinstance(s, dict) else None
+            batching = s.get("batching", {}) if isinstance(s, dict) else None
+            kind = s.get("kind") if isinstance(s, dict) else None
+            if not isinstance(latency, dict) or not isinstance(batching, dict):
+                streams.append(s)
+                continue
+            profile = latency.get("profile") or default_profile(str(kind))
+            base = PROFILES.get(profile)
+            if base is None:  # reported by validation
+                streams.append(s)
+                continue
+            filled = {"profile": profile}
+            for key in ("linger_ms", "fetch_max_wait_ms", "fetch_min_bytes",
+                        "commit_interval_ms"):  # fmt: skip
+                for value in (latency.get(key), wide.get(key), getattr(base, key)):
+                    if value is not None:
+                        filled[key] = value
+                        break
+            wait = batching.get("max_wait_ms")
+            batching = {**batching, "max_wait_ms": base.batch_wait_ms if wait is None else wait}
+            streams.append({**s, "latency": {**latency, **filled}, "batching": batching})
+        return {**raw, "streams": streams}
+
     def stream(self, name: str) -> StreamConfig:
         for stream in self.streams:
             if stream.name == name:
@@ -809,7 +931,8 @@ class PipelineConfig(_Frozen):
             lines.append(
                 f"stream {s.name} ({kind}): {s.input_topic} -> {s.model} -> {s.output_topic}"
                 f" [{s.mode}, {s.delivery}, batch<={s.batching.max_batch}"
-                f" wait<={s.batching.max_wait_ms:g}ms, drops stale: {s.drops_stale}]"
+                f" wait<={s.knobs.batch_wait_ms:g}ms, latency {s.latency_profile},"
+                f" drops stale: {s.drops_stale}]"
             )
             if s.shadow is not None:
                 lines.append(

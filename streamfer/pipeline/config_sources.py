@@ -152,7 +152,35 @@ def load_resolved(
             label = f"{path} (with {', '.join(o.env for o in overrides)})"
         sources.update({p: "file" for p in _leaves(file_raw) if p not in sources})
     cfg = parse_config(raw, label, path.resolve().parent)
+    sources.update(_latency_sources(cfg, sources))
     return Resolved(path, cfg, sources)
+
+
+# a stream's latency key -> the pipeline-wide key that sets it for every stream
+_WIDE = {"linger_ms": ("producer", "linger_ms"),
+         "fetch_max_wait_ms": ("consumer", "fetch_max_wait_ms"),
+         "commit_interval_ms": ("runtime", "commit_interval_ms")}  # fmt: skip
+
+
+def _latency_sources(cfg: PipelineConfig, sources: Mapping[Path_, str]) -> dict[Path_, str]:
+    """Where each stream's latency values came from when the file did not set them: the
+    pipeline-wide key, else the stream's profile (``streamfer.pipeline.latency``)."""
+    out: dict[Path_, str] = {}
+    for i, s in enumerate(cfg.streams):
+        profile = s.latency_profile
+        if ("streams", i, "latency", "profile") not in sources:
+            out[("streams", i, "latency", "profile")] = f"default ({s.kind} stream)"
+        for key in ("linger_ms", "fetch_max_wait_ms", "fetch_min_bytes", "commit_interval_ms"):
+            if ("streams", i, "latency", key) in sources:
+                continue
+            wide = _WIDE.get(key)
+            if wide is not None and wide in sources:
+                out[("streams", i, "latency", key)] = f"{'.'.join(wide)} ({sources[wide]})"
+            else:
+                out[("streams", i, "latency", key)] = f"profile ({profile})"
+        if ("streams", i, "batching", "max_wait_ms") not in sources:
+            out[("streams", i, "batching", "max_wait_ms")] = f"profile ({profile})"
+    return out
 
 
 def _leaves(node: Any, prefix: Path_ = ()) -> list[Path_]:

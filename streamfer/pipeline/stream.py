@@ -312,7 +312,7 @@ class StreamRuntime:
         self._sink = KafkaSink(
             settings,
             within_limits(
-                cfg.producer.options(transactional_id=txn_id if exactly_once else None),
+                cfg.producer.options(s.knobs, transactional_id=txn_id if exactly_once else None),
                 (limits.get(s.output_topic), limits.get(s.resolved_dlq_topic)),
             ),
             factory,
@@ -321,6 +321,7 @@ class StreamRuntime:
             settings,
             [s.input_topic],
             cfg.consumer.options(
+                s.knobs,
                 isolation_level="read_committed" if exactly_once else "read_uncommitted"
             ),
             SourceOptions(
@@ -330,7 +331,7 @@ class StreamRuntime:
                 max_in_flight_per_partition=10 * max(
                     cfg.runtime.max_in_flight, cfg.consumer.max_poll_records
                 ),
-                commit_interval_s=cfg.runtime.commit_interval_ms / 1000,
+                commit_interval_s=s.knobs.commit_interval_ms / 1000,
                 revoke_timeout_s=cfg.runtime.drain_timeout_s,
             ),
             factory,
@@ -373,7 +374,7 @@ class StreamRuntime:
             outlet=outlet,
             inbox=self.inbox,
             max_batch=s.batching.max_batch,
-            max_wait_ms=s.batching.max_wait_ms,
+            max_wait_ms=s.knobs.batch_wait_ms,
             drop_stale=s.drops_stale,
             latest_per_key=s.latest_per_key,
             deadline_ms=s.deadline_ms,
@@ -410,7 +411,7 @@ class StreamRuntime:
             infer=engine_wiring(processor, served.runner)[0],
             processor=processor,
             encoder=DecisionEncoder(s.name, s.decision_kind, served.identity),
-            sink=KafkaSink(settings, self.config.producer.options(), factory),
+            sink=KafkaSink(settings, self.config.producer.options(s.knobs), factory),
             topic=shadow.output_topic,
             sample=shadow.sample,
             max_backlog=shadow.max_backlog,

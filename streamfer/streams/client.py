@@ -44,7 +44,9 @@ AssignHook = Callable[[list[TopicPartition]], None]
 @dataclass(frozen=True)
 class ConsumerOptions:
     """Consumer tuning. These defaults are the ones ``streamfer run`` uses: the pipeline
-    config takes each of its consumer defaults from here (written once)."""
+    config takes each of its consumer defaults from here (written once), except the fetch
+    waits (``fetch_max_wait_ms``, ``fetch_min_bytes``), which come from each stream's latency
+    profile (``streamfer.pipeline.latency``)."""
 
     group_id: str
     max_poll_records: int = 500
@@ -66,7 +68,8 @@ class ConsumerOptions:
 @dataclass(frozen=True)
 class ProducerOptions:
     """Producer tuning: idempotent, acks=all; linger/batch/compression for throughput.
-    The pipeline config takes each of its producer defaults from here (written once)."""
+    The pipeline config takes each of its producer defaults from here (written once), except
+    ``linger_ms``, which comes from each stream's latency profile (streamfer.pipeline.latency)."""
 
     linger_ms: int = 1  # librdkafka batches what queues while a request is out anyway
     batch_size: int = 256 * 1024

@@ -7,6 +7,7 @@ the result section names the machine, the command and the targets.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -93,11 +94,34 @@ def test_server_ladder_reports_percentiles_and_chart(kafka_bootstrap: str, tmp_p
           "--max-rate", "200", "--fractions", "0.25,0.5", "--min-duration", "2",
           "--min-records", "10", "--budget", "30"])  # fmt: skip
     text = _section(results, "Server scenario (transaction)")
-    assert "| 50 | 25% |" in text and "| 100 | 50% |" in text
+    assert "| 50 | 25% | file | " in text and "| 100 | 50% | file | " in text
     assert "p99 at 50% of max throughput" in text and len(VERDICT.findall(text)) == 1
     assert "![server-transaction](server-transaction.png)" in text
     assert (tmp_path / "server-transaction.png").stat().st_size > 0
     assert '"decided": ' in text
+
+
+@pytest.mark.integration
+def test_server_runs_profiles_side_by_side_shared_and_pinned(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    _needs("fraud")
+    results = tmp_path / "RESULTS.md"
+    _run(["server", "--bootstrap", kafka_bootstrap, "--results", str(results),
+          "--profiles", "low,throughput", "--placements", "shared,pinned", "--probe-records",
+          "3000", "--rates", "100", "--min-duration", "2", "--min-records", "10",
+          "--budget", "20", "--warmup-max", "5"])  # fmt: skip
+    text = _section(results, "Server scenario (transaction)")
+    rows = [ln for ln in text.splitlines() if ln.startswith("| 100 | — |")]
+    assert [r.split(" | ")[2:4] for r in rows] == [
+        ["low", "shared"], ["low", "pinned"], ["throughput", "shared"], ["throughput", "pinned"]
+    ]  # interleaved: every profile and placement at a rate before the next rate
+    assert all(float(r.split(" | ")[4]) > 0 for r in rows)  # CPU µs per record
+    assert "Drain maximum per latency profile" in text
+    assert "| low | " in text and "| throughput | " in text
+    assert "broker warm-up at the first rate before the ladder:" in text
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert "generator and read-back on core(s)" in text
 
 
 @pytest.mark.integration
@@ -108,7 +132,7 @@ def test_server_camera_counts_dropped_frames_as_late(kafka_bootstrap: str, tmp_p
           str(results), "--max-rate", "20", "--fractions", "0.5", "--min-duration", "2",
           "--min-records", "10", "--budget", "10"])  # fmt: skip
     text = _section(results, "Server scenario (camera)")
-    assert "| 10 | 50% |" in text and "bound 100 ms" in text
+    assert "| 10 | 50% | file | " in text and "bound 100 ms" in text
     assert (tmp_path / "server-camera.png").stat().st_size > 0
 
 

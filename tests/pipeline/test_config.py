@@ -239,11 +239,12 @@ def test_sasl_example_config_is_valid_once_the_secure_broker_made_its_files(
 def test_dead_letter_failures_and_the_delivery_timeout(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, base()))
     assert cfg.streams[0].dead_letters.on_failure == "stop"
-    assert cfg.producer.options().delivery_timeout_ms == cfg.producer.delivery_timeout_ms
+    knobs = cfg.streams[0].knobs
+    assert cfg.producer.options(knobs).delivery_timeout_ms == cfg.producer.delivery_timeout_ms
     doc = base(dead_letters={"on_failure": "skip"})
     doc["producer"] = {"delivery_timeout_ms": 5000}
     cfg = load_config(write(tmp_path, doc))
-    assert cfg.producer.options().delivery_timeout_ms == 5000
+    assert cfg.producer.options(cfg.streams[0].knobs).delivery_timeout_ms == 5000
     doc = base(delivery="exactly_once", dead_letters={"on_failure": "skip"})
     text = problems_of(tmp_path, doc)
     key = "streams[0].dead_letters.on_failure"

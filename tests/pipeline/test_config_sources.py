@@ -155,10 +155,14 @@ def test_show_yaml_has_every_default_and_each_values_source(
     assert "  port: 0  # env (STREAMFER__METRICS__PORT)" in lines
     assert "  max_poll_records: 500  # default" in lines  # a default filled in
     assert "  - name: pay  # file" in lines
-    assert "    batching:" in lines and "      max_wait_ms: 5.0  # default" in lines
+    # the latency profile's values are shown resolved, each naming the profile
+    assert "    batching:" in lines and "      max_wait_ms: 1.0  # profile (low)" in lines
+    assert "      profile: low  # default (transaction stream)" in lines
+    assert "      linger_ms: 0  # profile (low)" in lines
     # every value line says where it came from, and the whole is valid YAML of the config
     values = [ln for ln in lines[1:] if not ln.rstrip().endswith(":")]
-    sources = ("# file", "# default", "# env (", "# flag (--bootstrap)")
+    sources = ("# file", "# default", "# env (", "# flag (--bootstrap)", "# profile (low)",
+               "# default (transaction stream)")
     assert values and all(ln.rstrip().endswith(sources) or "# env (" in ln for ln in values)
     doc = yaml.safe_load(out)
     assert doc["kafka"]["bootstrap_servers"] == "flag-host:1"
@@ -210,3 +214,14 @@ def test_show_a_shipped_config_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "  bootstrap_servers: 'plain:3'  # env (STREAMFER_BOOTSTRAP)" in lines
     assert "  group_id: streamfer-fraud  # file" in lines
     assert yaml.safe_load(out)["streams"][0]["name"] == "payments"
+
+
+def test_show_names_a_pipeline_wide_key_over_the_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path)
+    monkeypatch.setenv("STREAMFER__PRODUCER__LINGER_MS", "7")
+    lines = show("-c", str(path)).splitlines()
+    env = "STREAMFER__PRODUCER__LINGER_MS"
+    assert f"      linger_ms: 7  # producer.linger_ms (env ({env}))" in lines
+    assert "      fetch_max_wait_ms: 5  # profile (low)" in lines
