@@ -72,6 +72,7 @@ PARTITIONS = 3
 POOL = "streamfer.bench.records:transaction_pool"
 POOL_SIZE = 20_000
 SWAP_TARGET_S = 2.0
+STAGES = ("broker", "queue", "preprocess", "infer", "postprocess", "publish", "e2e")
 _URL_RE = re.compile(r"metrics on (http://\S+?)\)")
 
 
@@ -189,6 +190,7 @@ class Decided:
     offset: int
     version: str
     append_ms: int  # the decision's LogAppendTime
+    stages_ms: tuple[float, ...] = ()  # the decision's own latency_ms, in STAGES order
 
 
 class Collector:
@@ -226,12 +228,14 @@ class Collector:
                         continue
                     d = json.loads(m.value() or b"{}")
                     src = d["source"]
+                    lat = d.get("latency_ms") or {}
                     batch.append(
                         Decided(
                             int(src["partition"]),
                             int(src["offset"]),
                             str(d["model"]["version"]),
                             int(m.timestamp()[1]),
+                            tuple(float(lat.get(k, math.nan)) for k in STAGES),
                         )
                     )
                 if batch:
@@ -515,6 +519,18 @@ class ShadowRun:
     cpu_us: float  # pipeline process CPU per record
     shadow_decisions: float
     shadow_infer_us: float  # shadow latency (inference + postprocess) per shadow decision
+    stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # mean, p99
+
+
+def _stages(got: list[Decided]) -> dict[str, tuple[float, float]]:
+    """Mean and p99 of each stage of the decisions' own latency_ms."""
+    table = np.array([d.stages_ms for d in got if d.stages_ms], dtype=np.float64)
+    out: dict[str, tuple[float, float]] = {}
+    for k, name in enumerate(STAGES):
+        col = table[:, k][~np.isnan(table[:, k])] if table.size else np.empty(0)
+        if col.size:
+            out[name] = (float(col.mean()), float(np.percentile(col, 99)))
+    return out
 
 
 def _shadow_numbers(proc: PipelineProcess) -> tuple[float, float]:
@@ -556,7 +572,7 @@ def shadow_rate_run(
                     >= warm_ms], dtype=np.float64)  # fmt: skip
     measured = max(got - done0, 1)
     return ShadowRun("rate", shadow, expected, got, _p99(lat), measured / opts.shadow_rate_s,
-                     cpu / measured * 1e6, sn, s_us)  # fmt: skip
+                     cpu / measured * 1e6, sn, s_us, _stages(col.got))  # fmt: skip
 
 
 def shadow_drain_run(
@@ -581,7 +597,8 @@ def shadow_drain_run(
     col.close()
     span = topic_span(bootstrap, out, PARTITIONS)
     measured = max(got - done0, 1)
-    return ShadowRun("drain", shadow, n, got, math.nan, span.rate, cpu / measured * 1e6, sn, s_us)
+    return ShadowRun("drain", shadow, n, got, math.nan, span.rate, cpu / measured * 1e6, sn, s_us,
+                     _stages(col.got))  # fmt: skip
 
 
 # --- the whole benchmark ----------------------------------------------------------------------
@@ -642,7 +659,7 @@ def models_report(result: ModelsResult, opts: ModelsOptions, command: str, machi
     swap_rows = tuple(
         (r.delivery, "swap + refusal" if r.swap else "no swap", f"{r.records:,}",
          f"{r.records - r.decided:,}", f"{r.duplicates:,}",
-         "yes" if all(r.switched_once.values()) else
+         ("yes" if r.swap else "none (no swap)") if all(r.switched_once.values()) else
          f"no ({', '.join(str(p) for p, ok in r.switched_once.items() if not ok)})",
          _f(r.sighup_to_v2_s, 2), fmt_ms(r.p99_steady_ms), fmt_ms(r.p99_swap_ms),
          ",".join(r.versions_after_refusal) or "—", _f(r.max_gap_steady_ms, 0),
@@ -690,6 +707,21 @@ def models_report(result: ModelsResult, opts: ModelsOptions, command: str, machi
         ("load", "run", "p99 / throughput", "CPU µs/record", "shadow's own µs/record",
          "decided/records"),
         tuple(shadow_rows),
+    ))  # fmt: skip
+    stage_rows = []
+    for kind, runs in (("fixed rate", rate), ("drain", drain)):
+        for on in (False, True):
+            picked = [s.stages_ms for s in runs if s.shadow == on]
+            cells = []
+            for name in STAGES:
+                means = [st[name][0] for st in picked if name in st]
+                p99s = [st[name][1] for st in picked if name in st]
+                cells.append(f"{np.median(means):.2f} / {np.median(p99s):.1f}" if means else "—")
+            stage_rows.append((kind, "shadow 1.0" if on else "no shadow", *cells))
+    tables.append(Table(
+        "Where the primary's time goes: its decisions' own latency_ms per stage, mean / p99 "
+        "(median over the runs)",
+        ("load", "run", *STAGES), tuple(stage_rows),
     ))  # fmt: skip
     targets = []
     for r in swaps:
