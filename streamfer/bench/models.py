@@ -203,14 +203,26 @@ class Collector:
         self._lock = threading.Lock()
         self.got: list[Decided] = []
         self._keys: set[tuple[int, int]] = set()
+        self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="bench-models-read", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
-        if not self._ready.wait(30):
+        if not self._ready.wait(30) or self._failure is not None:
             raise StreamError(f"{self.topic} | read-back consumer not ready within 30 s")
 
     def _run(self) -> None:
+        try:
+            self._read()
+        except BaseException as exc:  # count() raises it in the benchmark's thread
+            self._failure = exc
+            self._ready.set()
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise StreamError(f"{self.topic} | read-back failed: {self._failure!r}")
+
+    def _read(self) -> None:
         consumer = Consumer({
             "bootstrap.servers": self.bootstrap,
             "group.id": f"streamfer-bench-models-{uuid.uuid4().hex[:8]}",  # assign: no group
@@ -235,7 +247,7 @@ class Collector:
                             int(src["offset"]),
                             str(d["model"]["version"]),
                             int(m.timestamp()[1]),
-                            tuple(float(lat.get(k, math.nan)) for k in STAGES),
+                            tuple(_ms(lat.get(k)) for k in STAGES),
                         )
                     )
                 if batch:
@@ -246,16 +258,22 @@ class Collector:
             consumer.close()
 
     def distinct(self) -> int:
+        self._check()
         with self._lock:
             return len(self._keys)
 
     def count(self) -> int:
+        self._check()
         with self._lock:
             return len(self.got)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def _ms(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
 
 
 def _input_stamps(bootstrap: str, topic: str) -> dict[tuple[int, int], int]:
