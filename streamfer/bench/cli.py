@@ -387,7 +387,7 @@ def frames(
 @_common
 @_config_option("fraud")
 @click.option("--quick", is_flag=True,
-              help="A ~1-minute smoke run: 3 s phases, 4 s rate runs, 5,000-record drains, "
+              help="A smoke run (1-2 min): 3 s phases, 4 s rate runs, 5,000-record drains, "
               "one run each.")  # fmt: skip
 @click.option(
     "--rate",
@@ -410,7 +410,7 @@ def models(
     quick: bool, rate: float, steady_s: float | None, repeats: int | None,
 ) -> None:  # fmt: skip
     """A model version swapped under load (per delivery mode), a refused version, and the
-    cost of a shadow model, on the fraud stream (about 6 min; --quick about 1 min)."""
+    cost of a shadow model, on the fraud stream (about 4 min; --quick 1-2 min)."""
     import dataclasses
 
     from streamfer.bench.models import ModelsOptions, run_models
