@@ -407,6 +407,51 @@ def frames(
     _finish(report, results, no_record)
 
 
+@bench.command("models")
+@_common
+@_config_option("fraud")
+@click.option("--quick", is_flag=True,
+              help="A smoke run (1-2 min): 3 s phases, 4 s rate runs, 5,000-record drains, "
+              "one run each.")  # fmt: skip
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    default=1000.0,
+    show_default=True,
+    help="Transactions/s (Poisson) of the swap runs and the fixed-rate shadow runs.",
+)
+@click.option("--phase-seconds", "steady_s", type=click.FloatRange(min=1), default=None,
+              help="Seconds per phase of a swap run (steady, after the swap, after the "
+              "refusal; default 8, --quick 3).")  # fmt: skip
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=None,
+    help="Interleaved shadow / no-shadow runs of each kind (default 3, --quick 1).",
+)
+def models(
+    bootstrap: str | None, results: Path, no_record: bool, config_path: Path | None,
+    quick: bool, rate: float, steady_s: float | None, repeats: int | None,
+) -> None:  # fmt: skip
+    """A model version swapped under load (per delivery mode), a refused version, and the
+    cost of a shadow model, on the fraud stream (about 4 min; --quick 1-2 min)."""
+    import dataclasses
+
+    from streamfer.bench.models import ModelsOptions, run_models
+
+    config_path = _config(config_path)
+    opts = ModelsOptions.quick(config_path) if quick else ModelsOptions()
+    if config_path is not None:
+        opts = dataclasses.replace(opts, config=config_path)
+    opts = dataclasses.replace(opts, rate=rate)
+    if steady_s is not None:
+        opts = dataclasses.replace(opts, steady_s=steady_s)
+    if repeats is not None:
+        opts = dataclasses.replace(opts, repeats=repeats)
+    report = run_models(_broker(bootstrap, config_path), opts, command_line(), _say)
+    _finish(report, results, no_record)
+
+
 def _names(text: str | None, allowed: tuple[str, ...], option: str) -> tuple[str, ...] | None:
     if text is None:
         return None
