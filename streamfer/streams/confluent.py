@@ -15,6 +15,7 @@ callback returns, so they land before the partitions move.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _EOF = KafkaError._PARTITION_EOF
+_NOT_KNOWN_YET = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
+_METADATA_RETRY_S = 0.1
 # librdkafka backs off reconnecting up to 10 s: a broker back after an outage was found
 # up to 10 s late (the Java client waits at most 1 s)
 _RECONNECT_BACKOFF_MAX_MS = 1000
@@ -494,12 +497,25 @@ class ConfluentReader:
         self._settings = settings
 
     def offsets(self, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
-        low, high = _guard(
-            f"offsets of {tp[0]}[{tp[1]}]",
-            self._settings,
-            lambda: self._w.get_watermark_offsets(CTP(*tp), timeout=timeout_s, cached=False),
-        )
-        return int(low), int(high)
+        # A topic created a moment ago (a changelog made when a stream's input appeared) is
+        # not in this client's metadata yet: librdkafka answers _UNKNOWN_PARTITION at once
+        # and does not look it up. Ask for the topic's metadata and try again, until timeout.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = max(0.1, deadline - time.monotonic())
+            try:
+                low, high = self._w.get_watermark_offsets(CTP(*tp), timeout=left, cached=False)
+                return int(low), int(high)
+            except KafkaException as exc:
+                code = getattr(_error_of(exc), "code", lambda: None)()
+                if code not in _NOT_KNOWN_YET or time.monotonic() >= deadline:
+                    raise StreamError(
+                        f"{self._settings.describe()} | offsets of {tp[0]}[{tp[1]}] failed: "
+                        f"{_error_of(exc)}"
+                    ) from exc
+            with contextlib.suppress(KafkaException):  # a failed look-up: the loop tries again
+                self._w.list_topics(tp[0], timeout=left)
+            time.sleep(_METADATA_RETRY_S)  # a retry's backoff
 
     def assign(self, tp: TopicPartition, offset: int) -> None:
         _guard(f"assign {tp[0]}[{tp[1]}]", self._settings,

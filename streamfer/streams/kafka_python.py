@@ -548,7 +548,7 @@ class KafkaPythonFactory:
 
     def reader(self, settings: KafkaSettings, options: ReaderOptions) -> KafkaPythonReader:
         def make(isolation_level: str = "read_committed") -> KafkaConsumer:
-            return KafkaConsumer(
+            consumer = KafkaConsumer(
                 **settings.consumer_kwargs(),
                 group_id=None,
                 enable_auto_commit=False,
@@ -558,7 +558,11 @@ class KafkaPythonFactory:
                 max_partition_fetch_bytes=options.max_partition_fetch_bytes,
                 request_timeout_ms=options.request_timeout_ms,
                 bootstrap_timeout_ms=options.request_timeout_ms,
+                allow_auto_create_topics=False,  # asking a changelog's offsets never creates it
             )
+            if workaround("no-auto-create"):
+                consumer._cluster.config["allow_auto_create_topics"] = False
+            return consumer
 
         reader = _connect("state reader", settings, options.request_timeout_ms, make)
         watermarks = _connect("state reader", settings, options.request_timeout_ms,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
 
+from streamfer.errors import StreamError
+from streamfer.streams.admin import create_topics
 from streamfer.streams.client import ClientFactory, ProducerOptions, ReaderOptions
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
@@ -49,3 +52,21 @@ def test_reader_skips_aborted_entries_and_ends_past_the_markers(
     finally:
         reader.close()
     assert got == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3"), (b"b", None)]
+
+
+def test_reader_finds_a_topic_created_after_it_first_talked_to_the_cluster(
+    kafka_bootstrap: str, factory: ClientFactory
+) -> None:
+    """A changelog created when a stream's input appears is read at once: the reader's
+    metadata does not know it yet (librdkafka answered _UNKNOWN_PARTITION and the stream
+    stopped), so offsets looks it up and waits for it within its timeout."""
+    settings = KafkaSettings(kafka_bootstrap, client_id="reader-test")
+    topic = f"t-reader-late-{uuid.uuid4().hex[:10]}"
+    reader = factory.reader(settings, ReaderOptions())
+    try:
+        with pytest.raises(StreamError):
+            reader.offsets((topic, 0), 1.0)  # not there at all: fails within the timeout
+        create_topics(kafka_bootstrap, {topic: 2})
+        assert reader.offsets((topic, 1), 10) == (0, 0)
+    finally:
+        reader.close()
