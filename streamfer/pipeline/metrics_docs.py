@@ -39,8 +39,9 @@ class MetricDoc:
     help: str
 
 
-class _FakeNvml:
-    """Enough of pynvml for the GPU collector to describe its gauges (one GPU)."""
+class OneGpuNvml:
+    """Enough of pynvml for the GPU collector to describe its gauges (one GPU, idle): the
+    reference and the deploy tests see the GPU series without a GPU."""
 
     def nvmlInit(self) -> None:
         pass
@@ -62,7 +63,7 @@ def exported() -> Iterator[MetricDoc]:
     """Every metric family a pipeline process exports, sorted by name."""
     from streamfer.pipeline.metrics import Metrics
 
-    metrics = Metrics(process_collectors=False, nvml_loader=lambda: _FakeNvml())  # type: ignore[arg-type,return-value]
+    metrics = Metrics(process_collectors=False, nvml_loader=lambda: OneGpuNvml())  # type: ignore[arg-type,return-value]
     metrics.stream("s", model="m", engine="onnxruntime")
     metrics.engine_info(stream="s", model="m", engine="onnxruntime", precision="fp32",
                         device="cpu")  # fmt: skip

@@ -5,36 +5,17 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import click
 import pytest
 
 from streamfer.pipeline.metrics import STAGES, Metrics
+from streamfer.pipeline.metrics_docs import OneGpuNvml
 
 _KEYWORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
     "and", "or", "unless", "offset", "inf", "nan",
 }  # fmt: skip
-
-
-class _OneGpu:
-    """Stands in for pynvml so that the GPU series are part of the exported names."""
-
-    def nvmlInit(self) -> None:
-        pass
-
-    def nvmlDeviceGetCount(self) -> int:
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
-        return i
-
-    def nvmlDeviceGetUtilizationRates(self, h: int) -> SimpleNamespace:
-        return SimpleNamespace(gpu=50, memory=10)
-
-    def nvmlDeviceGetMemoryInfo(self, h: int) -> SimpleNamespace:
-        return SimpleNamespace(used=1 << 30, total=16 << 30, free=15 << 30)
 
 
 def populate(metrics: Metrics) -> None:
@@ -61,7 +42,7 @@ def populate(metrics: Metrics) -> None:
 
 
 def _populated_metrics() -> Metrics:
-    metrics = Metrics(nvml_loader=lambda: _OneGpu())  # type: ignore[arg-type,return-value]
+    metrics = Metrics(nvml_loader=lambda: OneGpuNvml())  # type: ignore[arg-type,return-value]
     populate(metrics)
     return metrics
 
