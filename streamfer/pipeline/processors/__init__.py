@@ -165,9 +165,7 @@ def make_processor(stream: StreamConfig, runner: Runner, threads: int = 2) -> Pr
         from streamfer.engines.gpu import GpuFramePreprocessor
         from streamfer.pipeline.processors.camera_gpu import GpuCameraProcessor
 
-        pre = GpuFramePreprocessor(
-            size, spec.dtype, runner.max_batch, limits=stream.limits.codec_limits()
-        )
+        pre = GpuFramePreprocessor(size, spec.dtype, runner.max_batch)
         return GpuCameraProcessor(stream, labels, pre, output_name, post)
     from streamfer.pipeline.processors.camera import CameraProcessor
 

@@ -1,4 +1,5 @@
-"""The GPU path rejects what the CPU codec rejects, with the same reason and message."""
+"""The GPU path rejects what the CPU codec rejects, with the same reason and message,
+before anything reaches the GPU preprocessor (``processors.camera_frames``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamfer.engines.gpu.inspect import EncodedFrame, FrameInfo, inspect_frame, jpeg_is_complete
+from streamfer.engines.gpu import GpuFrame
 from streamfer.errors import CodecError
+from streamfer.pipeline.processors.camera_frames import (
+    EncodedFrame,
+    gpu_frame,
+    inspect_frame,
+    jpeg_is_complete,
+)
 from streamfer.streams.codecs import CodecLimits, decode_camera, encode_camera
+from streamfer.streams.codecs.camera import FrameInfo
 from streamfer.streams.records import Record
 
 LIMITS = CodecLimits(max_message_bytes=64_000, max_image_pixels=100 * 100)
@@ -143,3 +151,51 @@ def test_an_eoi_before_the_scan_does_not_count() -> None:
     assert jpeg_is_complete(with_thumb) and _opencv_decodes(with_thumb)
     cut = with_thumb[: len(with_thumb) - 40]
     assert not jpeg_is_complete(cut) and not _opencv_decodes(cut)
+
+
+def _where(data: bytes, ctype: bytes | None) -> str:
+    return _record(data, ctype).coords
+
+
+def test_what_the_gpu_preprocessor_is_handed() -> None:
+    """JPEGs go as they are, raw frames as their pixels, PNGs decoded as the CPU codec
+    decodes them: the preprocessor gets plain values, checked here."""
+    jpeg, png = _jpeg(36, 64), _png(20, 30)
+    raw = RAW.format("2,4,1", "uint8").encode()
+    assert gpu_frame(EncodedFrame(jpeg), LIMITS, "w") == GpuFrame(jpeg, "jpeg", 64, 36)
+    assert gpu_frame(EncodedFrame(b"\x07" * 8, raw), LIMITS, "w") == GpuFrame(
+        b"\x07" * 8, "raw", 4, 2, 1
+    )
+    got = gpu_frame(EncodedFrame(png, b"image/png"), LIMITS, "w")
+    assert got[1:] == ("raw", 30, 20, 3)
+    cpu = decode_camera(_record(png, b"image/png"), LIMITS).image
+    assert isinstance(got.data, np.ndarray) and np.array_equal(got.data, cpu)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [_jpeg(64, 64)[:300], _png(20, 30)[:-40]],
+    ids=["jpeg cut short", "png cut short"],
+)
+def test_frames_cut_short_are_corrupt_before_the_gpu(data: bytes) -> None:
+    """nvJPEG would decode a cut JPEG (filling the gap): it is refused here instead, as the
+    CPU codec refuses it (corrupt_image), with the size the header promised."""
+    where = _where(data, None)
+    with pytest.raises(CodecError) as err:
+        gpu_frame(EncodedFrame(data), LIMITS, where)
+    assert err.value.reason == "corrupt_image"
+    cpu = _cpu(data, None)
+    assert cpu is not None and cpu.reason == "corrupt_image"
+    size = "64x64" if data[:2] == b"\xff\xd8" else "30x20"
+    assert str(err.value) == (
+        f"{where} | image decode gave nothing ({len(data)} bytes). "
+        f"Note: expected a decodable {size} image"
+    )
+
+
+@pytest.mark.parametrize(("data", "ctype", "reason"), BAD[:6])
+def test_header_rejects_reach_no_gpu(data: bytes, ctype: bytes | None, reason: str) -> None:
+    cpu = _cpu(data, ctype)
+    with pytest.raises(CodecError) as err:
+        gpu_frame(EncodedFrame(data, ctype), LIMITS, _where(data, ctype))
+    assert cpu is not None and (err.value.reason, str(err.value)) == (reason, str(cpu))
