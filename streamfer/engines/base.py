@@ -13,12 +13,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import numpy as np
 
 from streamfer.errors import EngineError
+from streamfer.lifecycle import Lifecycle
 
 EngineKind = Literal["onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
@@ -151,7 +151,7 @@ class FeedValidator:
         )
 
 
-class Runner(ABC):
+class Runner(Lifecycle, ABC, start="activate", stop="deactivate"):
     """Runs one model: lazy until ``activate()``, then ``infer()`` any number of times.
 
     Subclasses implement ``_activate_impl``, ``_deactivate_impl``, ``_infer_impl``
@@ -217,18 +217,6 @@ class Runner(ABC):
             self._active = False
             self._validate = None
             self._deactivate_impl()
-
-    def __enter__(self) -> Self:
-        self.activate()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.deactivate()
 
     # -- hot path -------------------------------------------------------------
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

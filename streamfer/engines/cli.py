@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import click
 from rich.console import Console
@@ -25,6 +24,7 @@ from streamfer.engines.host import resolve_cache_dir
 from streamfer.engines.onnx_model import OnnxModelInfo, check_model_path, read_onnx_info
 from streamfer.engines.select import TARGETS, refuse_low_precision_on_onnxruntime, resolve_target
 from streamfer.errors import EngineError
+from streamfer.lifecycle import Lifecycle
 
 _target = click.option(
     "--target",
@@ -48,7 +48,7 @@ _cache_dir = click.option(
 )
 
 
-class RichBuildProgress:
+class RichBuildProgress(Lifecycle, start="start", stop="stop"):
     """TensorRT build phases as rich progress bars (TensorRT calls from its threads)."""
 
     def __init__(self, console: Console) -> None:
@@ -63,16 +63,10 @@ class RichBuildProgress:
         self._tasks: dict[str, TaskID] = {}
         self._parents: dict[str, str | None] = {}
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
         self._progress.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._progress.stop()
 
     def note(self, text: str) -> None:
