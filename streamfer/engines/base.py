@@ -23,6 +23,9 @@ from streamfer.lifecycle import Lifecycle
 EngineKind = Literal["onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
+# The largest batch a runner takes when none is asked for (the TensorRT profile's max);
+# model configs and the engines CLI default to it.
+DEFAULT_MAX_BATCH = 64
 
 
 def check_precision(precision: str) -> None:

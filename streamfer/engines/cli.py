@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from streamfer.engines.base import PRECISIONS, TensorSpec
+from streamfer.engines.base import DEFAULT_MAX_BATCH, PRECISIONS, TensorSpec
 from streamfer.engines.host import resolve_cache_dir
 from streamfer.engines.onnx_model import OnnxModelInfo, check_model_path, read_onnx_info
 from streamfer.engines.select import TARGETS, refuse_low_precision_on_onnxruntime, resolve_target
@@ -103,7 +103,7 @@ def engines() -> None:
 @click.option(
     "--max-batch",
     type=click.IntRange(min=1),
-    default=64,
+    default=DEFAULT_MAX_BATCH,
     show_default=True,
     help="Largest batch: the TensorRT profile's max; checked batch size on ONNX Runtime.",
 )

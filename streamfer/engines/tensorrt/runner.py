@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from streamfer.engines.base import EngineInfo, Precision, TensorSpec
+from streamfer.engines.base import DEFAULT_MAX_BATCH, EngineInfo, Precision, TensorSpec
 from streamfer.engines.gpu.device import DeviceTensor, PrimaryContext
 from streamfer.engines.host import import_tensorrt
 from streamfer.engines.onnx_model import OnnxFileRunner
@@ -99,7 +99,7 @@ class TensorRTRunner(OnnxFileRunner):
         self,
         onnx_path: Path | str,
         *,
-        max_batch: int = 64,
+        max_batch: int = DEFAULT_MAX_BATCH,
         precision: Precision = "fp32",
         opt_batch: int | None = None,
         cache_dir: Path | None = None,
