@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +27,25 @@ from streamfer.engines.select import TARGETS, refuse_low_precision_on_onnxruntim
 from streamfer.errors import EngineError
 from streamfer.lifecycle import Lifecycle
 
-_target = click.option(
+
+def _choice(flag: str, choices: Sequence[str], default: str, help: str) -> Any:
+    """A ``--flag`` taking one of ``choices``, its default shown in ``--help``."""
+    return click.option(
+        flag, type=click.Choice(choices), default=default, show_default=True, help=help
+    )
+
+
+_target = _choice(
     "--target",
-    type=click.Choice(TARGETS),
-    default="auto",
-    show_default=True,
-    help="auto: TensorRT when it imports and a GPU is present, else ONNX Runtime.",
+    TARGETS,
+    "auto",
+    "auto: TensorRT when it imports and a GPU is present, else ONNX Runtime.",
 )
-_precision = click.option(
+_precision = _choice(
     "--precision",
-    type=click.Choice(PRECISIONS),
-    default="fp32",
-    show_default=True,
-    help="fp16/int8 need TensorRT (the ONNX graph is cast/quantized first).",
+    PRECISIONS,
+    "fp32",
+    "fp16/int8 need TensorRT (the ONNX graph is cast/quantized first).",
 )
 _cache_dir = click.option(
     "--cache-dir",

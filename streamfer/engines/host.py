@@ -93,15 +93,22 @@ def compute_capability(device: int = 0) -> str:
         ) from exc
 
 
+def import_optional(module: str, subject: str, how: str) -> ModuleType:
+    """``import module`` (an optional GPU library), or an EngineError naming ``subject``
+    and saying ``how`` to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineError(f"{subject} | not importable ({exc}). Note: expected {how}") from exc
+
+
 def import_tensorrt() -> ModuleType:
     """``import tensorrt`` or an EngineError saying how to get it."""
-    try:
-        return importlib.import_module("tensorrt")
-    except ImportError as exc:
-        raise EngineError(
-            f"tensorrt | not importable ({exc}). Note: expected the `gpu` extra "
-            "(pip install 'streamfer[gpu]' with NVIDIA's package index) on a GPU host"
-        ) from exc
+    return import_optional(
+        "tensorrt",
+        "tensorrt",
+        "the `gpu` extra (pip install 'streamfer[gpu]' with NVIDIA's package index) on a GPU host",
+    )
 
 
 def tensorrt_usable() -> bool:

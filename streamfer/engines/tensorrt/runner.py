@@ -69,13 +69,18 @@ class _Worker:
             self.context.set_input_shape(spec.name, shape)
             self._allocate(cuda, spec, math.prod(shape))
         for spec in outputs:
-            shape = tuple(self.context.get_tensor_shape(spec.name))
-            if any(d < 0 for d in shape):
-                raise EngineError(
-                    f"tensorrt output '{spec.name}' | shape {shape} at max batch {max_batch}. "
-                    "Note: expected output shapes fixed by the input shapes"
-                )
+            shape = self.output_shape(spec, f"tensorrt at max batch {max_batch}")
             self._allocate(cuda, spec, math.prod(shape))
+
+    def output_shape(self, spec: TensorSpec, subject: str) -> tuple[int, ...]:
+        """``spec``'s shape for the input shapes now set; EngineError while they leave it open."""
+        shape = tuple(self.context.get_tensor_shape(spec.name))
+        if any(d < 0 for d in shape):
+            raise EngineError(
+                f"{subject} output '{spec.name}' | unresolved shape {shape}. "
+                "Note: expected output shapes fixed by the input shapes"
+            )
+        return shape
 
     def _allocate(self, cuda: Any, spec: TensorSpec, elements: int) -> None:
         host = cuda.pagelocked_empty(elements, spec.dtype)
@@ -233,12 +238,7 @@ class TensorRTRunner(OnnxFileRunner):
             )
         views: dict[str, np.ndarray] = {}
         for spec in outputs:
-            shape = tuple(w.context.get_tensor_shape(spec.name))
-            if any(d < 0 for d in shape):
-                raise EngineError(
-                    f"{self.name} output '{spec.name}' | unresolved shape {shape}. "
-                    "Note: expected output shapes fixed by the input shapes"
-                )
+            shape = w.output_shape(spec, self.name)
             view = w.host[spec.name][: math.prod(shape)].reshape(shape)
             self._cuda.memcpy_dtoh_async(view, w.device[spec.name], w.stream)
             views[spec.name] = view

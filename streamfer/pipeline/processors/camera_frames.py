@@ -82,9 +82,7 @@ def jpeg_is_complete(data: bytes) -> bool:
     return scan is not None and data.rfind(b"\xff\xd9") > scan
 
 
-def decode_failure(
-    where: str, frame: FrameInfo | GpuFrame, size: int, got: str
-) -> CodecError:
+def decode_failure(where: str, frame: FrameInfo | GpuFrame, size: int, got: str) -> CodecError:
     """The ``corrupt_image`` error of a frame whose header passed but whose pixels did not:
     the decoder gave ``got`` (``nothing``, or the size it found) for ``size`` bytes."""
     return fail_at(
