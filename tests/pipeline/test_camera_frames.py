@@ -11,14 +11,9 @@ from hypothesis import strategies as st
 
 from streamfer.engines.gpu import GpuFrame
 from streamfer.errors import CodecError
-from streamfer.pipeline.processors.camera_frames import (
-    EncodedFrame,
-    gpu_frame,
-    inspect_frame,
-    jpeg_is_complete,
-)
+from streamfer.pipeline.processors.camera_frames import EncodedFrame, gpu_frame, jpeg_is_complete
 from streamfer.streams.codecs import CodecLimits, decode_camera, encode_camera
-from streamfer.streams.codecs.camera import FrameInfo
+from streamfer.streams.codecs.camera import frame_info
 from streamfer.streams.records import Record
 
 LIMITS = CodecLimits(max_message_bytes=64_000, max_image_pixels=100 * 100)
@@ -50,11 +45,13 @@ def _cpu(data: bytes, ctype: bytes | None) -> CodecError | None:
     return None
 
 
-def _gpu(data: bytes, ctype: bytes | None) -> CodecError | FrameInfo:
+def _gpu(data: bytes, ctype: bytes | None) -> CodecError | tuple[str, int, int, int]:
+    """What the GPU path makes of a frame before the GPU: an error, or what it hands over."""
     try:
-        return inspect_frame(EncodedFrame(data, ctype), LIMITS, _record(data, ctype).coords)
+        frame = gpu_frame(EncodedFrame(data, ctype), LIMITS, _record(data, ctype).coords)
     except CodecError as exc:
         return exc
+    return frame.kind, frame.width, frame.height, frame.channels
 
 
 BAD = [
@@ -87,28 +84,30 @@ def test_header_rejects_match_the_cpu_codec(data: bytes, ctype: bytes | None, re
 
 
 @pytest.mark.parametrize(
-    ("data", "ctype", "info"),
+    ("data", "ctype", "handed"),
     [
-        (_jpeg(36, 64), None, FrameInfo("jpeg", 64, 36, 3)),
-        (_jpeg(36, 64), b"image/jpg", FrameInfo("jpeg", 64, 36, 3)),
-        (_png(20, 30), b" IMAGE/PNG ", FrameInfo("png", 30, 20, 3)),
-        (b"\x00" * 24, RAW.format("2,4,3", "uint8").encode(), FrameInfo("raw", 4, 2, 3, (2, 4, 3))),
-        (b"\x00" * 8, RAW.format("2,4,1", "uint8").encode(), FrameInfo("raw", 4, 2, 1, (2, 4, 1))),
+        (_jpeg(36, 64), None, ("jpeg", 64, 36, 3)),
+        (_jpeg(36, 64), b"image/jpg", ("jpeg", 64, 36, 3)),
+        (_png(20, 30), b" IMAGE/PNG ", ("raw", 30, 20, 3)),  # decoded on the host
+        (b"\x00" * 24, RAW.format("2,4,3", "uint8").encode(), ("raw", 4, 2, 3)),
+        (b"\x00" * 8, RAW.format("2,4,1", "uint8").encode(), ("raw", 4, 2, 1)),
     ],
 )
-def test_good_frames_are_described_without_decoding(
-    data: bytes, ctype: bytes | None, info: FrameInfo
+def test_good_frames_go_to_the_gpu_with_their_header_size(
+    data: bytes, ctype: bytes | None, handed: tuple[str, int, int, int]
 ) -> None:
     assert _cpu(data, ctype) is None
-    assert _gpu(data, ctype) == info
+    assert _gpu(data, ctype) == handed
 
 
-def test_a_truncated_jpeg_passes_the_header_and_is_left_to_the_decoder() -> None:
-    """Its header is intact: only the decoder can tell, on either path (corrupt_image)."""
+def test_a_truncated_jpeg_passes_the_header_and_is_refused_before_the_gpu() -> None:
+    """Its header is intact: only the decoder can tell on the CPU path, and nvJPEG would
+    not (it fills the gap), so the GPU path refuses it first (corrupt_image on both)."""
     data = _jpeg(64, 64)[:300]
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None
-    assert _gpu(data, None) == FrameInfo("jpeg", 64, 64, 3)
-    cpu = _cpu(data, None)
+    assert frame_info(data, None, LIMITS, "w")[:3] == ("jpeg", 64, 64)
+    gpu, cpu = _gpu(data, None), _cpu(data, None)
+    assert isinstance(gpu, CodecError) and gpu.reason == "corrupt_image"
     assert cpu is not None and cpu.reason == "corrupt_image"
 
 
@@ -118,11 +117,13 @@ def test_a_truncated_jpeg_passes_the_header_and_is_left_to_the_decoder() -> None
 )
 @settings(max_examples=300, deadline=None)
 def test_any_reject_before_decode_is_the_cpu_codecs(data: bytes, ctype: bytes | None) -> None:
-    """Where the header checks reject, the CPU codec rejects alike; where they pass, the
-    CPU codec either decodes or finds the pixels corrupt."""
+    """Where the GPU path rejects before the GPU, the CPU codec rejects alike (with the
+    same message at the header, the same reason at decode); where it passes, the CPU codec
+    either decodes or finds the pixels corrupt."""
     cpu, gpu = _cpu(data, ctype), _gpu(data, ctype)
     if isinstance(gpu, CodecError):
-        assert cpu is not None and (gpu.reason, str(gpu)) == (cpu.reason, str(cpu))
+        assert cpu is not None and gpu.reason == cpu.reason
+        assert "image decode gave" in str(gpu) or str(gpu) == str(cpu)
     else:
         assert cpu is None or cpu.reason == "corrupt_image"
 

@@ -24,7 +24,7 @@ from streamfer.errors import CodecError
 from streamfer.streams.codecs.camera import FrameInfo, decode_png, frame_info, jpeg_segments
 from streamfer.streams.codecs.limits import CodecLimits, fail_at
 
-__all__ = ["EncodedFrame", "decode_failure", "gpu_frame", "inspect_frame", "jpeg_is_complete"]
+__all__ = ["EncodedFrame", "decode_failure", "gpu_frame", "jpeg_is_complete"]
 
 
 class EncodedFrame(NamedTuple):
@@ -34,21 +34,13 @@ class EncodedFrame(NamedTuple):
     content_type: bytes | None = None
 
 
-def inspect_frame(frame: EncodedFrame, limits: CodecLimits, where: str) -> FrameInfo:
-    """The frame's kind and size, or CodecError with the CPU codec's reason code: the
-    CPU codec's own header checks (``streamfer.streams.codecs.camera.frame_info``).
-
-    ``where`` names the frame in the message (``topic[partition]@offset``).
-    """
-    return frame_info(frame.data, frame.content_type, limits, where)
-
-
 def gpu_frame(frame: EncodedFrame, limits: CodecLimits, where: str) -> GpuFrame:
     """What the GPU preprocessor takes for ``frame``, or the CodecError the CPU path
-    would give it: a header reject (``inspect_frame``), a JPEG cut short, a PNG that
-    does not decode to its header's size (``corrupt_image``)."""
-    info = inspect_frame(frame, limits, where)
+    would give it: a header reject (the CPU codec's own ``frame_info``, with its reason
+    and message), a JPEG cut short, a PNG that does not decode to its header's size
+    (``corrupt_image``). ``where`` names the frame (``topic[partition]@offset``)."""
     data = frame.data
+    info = frame_info(data, frame.content_type, limits, where)
     if info.kind == "jpeg":
         if not jpeg_is_complete(data):  # the CPU decoder refuses these; nvJPEG fills them in
             raise decode_failure(where, info, len(data), "nothing")
