@@ -155,7 +155,8 @@ class FeedValidator:
 
 
 class Runner(Lifecycle, ABC, start="activate", stop="deactivate"):
-    """Runs one model: lazy until ``activate()``, then ``infer()`` any number of times.
+    """Runs one model: lazy until ``activate()``, then ``infer()`` any number of times;
+    ``with runner:`` activates it and deactivates it on the way out.
 
     Subclasses implement ``_activate_impl``, ``_deactivate_impl``, ``_infer_impl``
     and the spec/metadata properties. ``infer`` may be called from several

@@ -1,7 +1,10 @@
-"""What this host offers engines: GPUs, TensorRT, and where caches live.
+"""What this host offers engines: GPUs, TensorRT and the other GPU libraries, and where
+caches live.
 
 Every probe is lazy (GPU libraries are optional extras) and answers once per
-process: the answer does not change while a pipeline runs.
+process: the answer does not change while a pipeline runs. An optional library
+is imported on first use (``import_optional``), or refused with an EngineError
+that says how to install it.
 """
 
 from __future__ import annotations
