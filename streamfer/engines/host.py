@@ -13,6 +13,7 @@ import functools
 import importlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -35,6 +36,19 @@ def default_cache_dir() -> Path:
 def resolve_cache_dir(cache_dir: Path | str | None) -> Path:
     """``cache_dir`` when given, else ``default_cache_dir()``."""
     return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a cache file whole or not at all (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @functools.cache

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from streamfer.engines.host import import_optional, resolve_cache_dir
-from streamfer.engines.tensorrt.cache import atomic_write
+from streamfer.engines.host import atomic_write, import_optional, resolve_cache_dir
 from streamfer.errors import EngineError
 from streamfer.models.preprocess import PAD_VALUE
 
