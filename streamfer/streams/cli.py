@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.console import Console
@@ -15,11 +15,12 @@ from rich.text import Text
 
 from streamfer.streams.admin import create_topics
 from streamfer.streams.bootstrap import bootstrap_option, resolve_bootstrap
+from streamfer.streams.client import Compression
 from streamfer.streams.feeds import Message, camera_feed, sample_feed, sensor_feed, transaction_feed
 from streamfer.streams.producers import ProduceStats, producer_sink
 from streamfer.streams.producers import produce as produce_messages
 
-COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
+COMPRESSIONS: tuple[str, ...] = get_args(Compression)
 
 
 def _common(default_topic: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
