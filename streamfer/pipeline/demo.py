@@ -30,7 +30,7 @@ from rich.text import Text
 from streamfer.errors import StreamferError
 from streamfer.pipeline.app import Pipeline
 from streamfer.pipeline.config import PipelineConfig
-from streamfer.pipeline.config_sources import load_resolved
+from streamfer.pipeline.config.sources import load_resolved
 from streamfer.pipeline.demo_view import FrameKeeper, stats_table, write_annotated
 from streamfer.pipeline.run_cli import metrics_options, with_metrics
 from streamfer.streams.admin import create_topics, wait_for_broker

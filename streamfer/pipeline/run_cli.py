@@ -19,7 +19,7 @@ import click
 
 from streamfer import logs
 from streamfer.pipeline.config import PipelineConfig, load_config
-from streamfer.pipeline.config_sources import load_resolved
+from streamfer.pipeline.config.sources import load_resolved
 from streamfer.streams.bootstrap import bootstrap_option
 
 log = logging.getLogger(__name__)

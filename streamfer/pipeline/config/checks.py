@@ -9,16 +9,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, get_args
 
-from streamfer.pipeline.config_problems import Problem
+from streamfer.engines.versions import select
+from streamfer.errors import EngineError
+from streamfer.pipeline.config import plugins
+from streamfer.pipeline.config.kafka import KafkaConfig
+from streamfer.pipeline.config.model import ModelConfig
+from streamfer.pipeline.config.problems import Problem
+from streamfer.pipeline.config.stream import Kind, StreamConfig
+from streamfer.streams.settings import SaslMechanism
 
 STATEFUL_KINDS: tuple[str, ...] = ("transaction", "sensor-sample")  # processors with per-key state
 _STATEFUL_METHODS = ("state_codec", "prepare_with_state")  # StatefulProcessor's
 _STATEFUL_PLUGIN = "kind: custom with a StatefulProcessor (state_codec, prepare_with_state)"
-
-if TYPE_CHECKING:
-    from streamfer.pipeline.config import KafkaConfig, Kind, ModelConfig, StreamConfig
 
 TOPIC_MAX_LENGTH = 249  # Kafka's limit on a topic name
 _TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]")
@@ -155,8 +159,6 @@ def plugin_problems(i: int, s: StreamConfig) -> Iterator[Problem]:
 
     Imports the plug-in's module (its code runs, as it would at start) but builds nothing.
     """
-    from streamfer.pipeline.processors import plugins
-
     loc = f"streams[{i}]"
     if s.kind == "custom" and s.processor is None:
         yield Problem(
@@ -256,7 +258,7 @@ def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
             "kafka.sasl_mechanism",
             f"required with security_protocol {k.security_protocol}",
             None,
-            ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+            list(get_args(SaslMechanism)),
         )
     has_password = k.sasl_password is not None or k.sasl_password_file is not None
     if sasl and (k.sasl_username is None or not has_password):
@@ -287,9 +289,6 @@ def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
 
 
 def model_problems(name: str, m: ModelConfig) -> Iterator[Problem]:
-    from streamfer.engines.versions import select
-    from streamfer.errors import EngineError
-
     if not m.path.is_file() and not m.path.is_dir():
         yield Problem(
             f"models.{name}.path", "file not found", str(m.path),
