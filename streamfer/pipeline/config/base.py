@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Frozen(BaseModel):
-    """A config section: immutable once parsed, an unknown key is a problem."""
+    """A config section: immutable once parsed, an unknown key is a problem. A field's
+    description is the docstring under it (``streamfer config docs`` prints it)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 def client_default(options: Any, name: str) -> Any:

@@ -210,16 +210,22 @@ def plugin_problems(i: int, s: StreamConfig) -> Iterator[Problem]:
             )
 
 
+# keys no two streams may share: the problem (given the first stream's index) and the rule
+_UNIQUE = {
+    "name": ("duplicate of streams[{}].name", "unique names"),
+    "input_topic": ("already consumed by streams[{}]", "one stream per input topic"),
+}
+
+
 def reference_problems(
     raw_streams: Sequence[Any], model_names: Sequence[str] | None
 ) -> Iterator[Problem]:
     """Checks that need only a few raw values, so they run even on streams that failed."""
-    seen_names: dict[str, int] = {}
-    seen_inputs: dict[str, int] = {}
+    first: dict[str, dict[str, int]] = {key: {} for key in _UNIQUE}  # value -> first stream
     for i, s in enumerate(raw_streams):
         if not isinstance(s, Mapping):
             continue
-        model, name, topic = s.get("model"), s.get("name"), s.get("input_topic")
+        model = s.get("model")
         if model_names is not None and isinstance(model, str) and model not in model_names:
             yield Problem(f"streams[{i}].model", "unknown model", model, sorted(model_names))
         shadow = s.get("shadow")
@@ -231,24 +237,13 @@ def reference_problems(
             elif shadow_model == model:
                 yield Problem(f"streams[{i}].shadow.model", "the stream's own model",
                               shadow_model, ["another model"])  # fmt: skip
-        if isinstance(name, str):
-            if name in seen_names:
-                yield Problem(
-                    f"streams[{i}].name",
-                    f"duplicate of streams[{seen_names[name]}].name",
-                    name,
-                    ["unique names"],
-                )
-            seen_names.setdefault(name, i)
-        if isinstance(topic, str):
-            if topic in seen_inputs:
-                yield Problem(
-                    f"streams[{i}].input_topic",
-                    f"already consumed by streams[{seen_inputs[topic]}]",
-                    topic,
-                    ["one stream per input topic"],
-                )
-            seen_inputs.setdefault(topic, i)
+        for key, (problem, allowed) in _UNIQUE.items():
+            value, seen = s.get(key), first[key]
+            if isinstance(value, str):
+                if value in seen:
+                    yield Problem(f"streams[{i}].{key}", problem.format(seen[value]), value,
+                                  [allowed])  # fmt: skip
+                seen.setdefault(value, i)
 
 
 def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:

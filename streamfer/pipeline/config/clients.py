@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 from pydantic import Field
@@ -11,50 +12,28 @@ from streamfer.pipeline.config.base import Frozen, client_default
 from streamfer.pipeline.latency import LatencyKnobs
 from streamfer.streams.client import Compression, ConsumerOptions, ProducerOptions
 
+_consumer = partial(client_default, ConsumerOptions)
+_producer = partial(client_default, ProducerOptions)
+
 
 class ConsumerConfig(Frozen):
     """Consumer settings; each default is the client option's own (``streamfer.streams.client``)."""
 
-    group_id: str = Field(
-        default="streamfer",
-        description=(
-            "Consumer group of every stream of the pipeline; also names state changelog topics."
-        ),
-    )
-    max_poll_records: int = Field(
-        default=client_default(ConsumerOptions, "max_poll_records"),
-        ge=1,
-        description=("Most records one poll returns (one poll of a partition stays one batch)."),
-    )
-    fetch_max_wait_ms: int | None = Field(
-        default=None,
-        ge=0,
-        description=(
-            "Longest the broker waits to fill a fetch, for every stream; unset: each "
-            "stream's latency profile (a stream's latency.fetch_max_wait_ms wins)."
-        ),
-    )
-    max_partition_fetch_bytes: int = Field(
-        default=client_default(ConsumerOptions, "max_partition_fetch_bytes"),
-        ge=1024,
-        description=("Most bytes one fetch returns per partition; must exceed the largest record."),
-    )
-    session_timeout_ms: int = Field(
-        default=client_default(ConsumerOptions, "session_timeout_ms"),
-        ge=1000,
-        description=(
-            "A worker silent this long is dropped from the group and its partitions reassigned."
-        ),
-    )
-    max_poll_interval_ms: int = Field(
-        default=client_default(ConsumerOptions, "max_poll_interval_ms"),
-        ge=1000,
-        description="A worker that does not poll for this long leaves the group.",
-    )
-    auto_offset_reset: Literal["earliest", "latest"] = Field(
-        default=client_default(ConsumerOptions, "auto_offset_reset"),
-        description="Where a group without a committed offset starts reading.",
-    )
+    group_id: str = "streamfer"
+    """Consumer group of every stream of the pipeline; also names state changelog topics."""
+    max_poll_records: int = Field(default=_consumer("max_poll_records"), ge=1)
+    """Most records one poll returns (one poll of a partition stays one batch)."""
+    fetch_max_wait_ms: int | None = Field(default=None, ge=0)
+    """Longest the broker waits to fill a fetch, for every stream; unset: each stream's latency
+    profile (a stream's latency.fetch_max_wait_ms wins)."""
+    max_partition_fetch_bytes: int = Field(default=_consumer("max_partition_fetch_bytes"), ge=1024)
+    """Most bytes one fetch returns per partition; must exceed the largest record."""
+    session_timeout_ms: int = Field(default=_consumer("session_timeout_ms"), ge=1000)
+    """A worker silent this long is dropped from the group and its partitions reassigned."""
+    max_poll_interval_ms: int = Field(default=_consumer("max_poll_interval_ms"), ge=1000)
+    """A worker that does not poll for this long leaves the group."""
+    auto_offset_reset: Literal["earliest", "latest"] = _consumer("auto_offset_reset")
+    """Where a group without a committed offset starts reading."""
 
     def options(self, knobs: LatencyKnobs, *, isolation_level: Literal["read_uncommitted",
                 "read_committed"] = "read_uncommitted") -> ConsumerOptions:  # fmt: skip
@@ -77,47 +56,26 @@ class ProducerConfig(Frozen):
     a dead letter as ``dead_letter_failed``: ``dead_letters.on_failure``).
     """
 
-    linger_ms: int | None = Field(
-        default=None,
-        ge=0,
-        description=(
-            "How long the producer waits to fill a batch of decisions, for every stream; "
-            "unset: each stream's latency profile (a stream's latency.linger_ms wins)."
-        ),
-    )
-    compression_type: Compression = Field(
-        default=client_default(ProducerOptions, "compression"),
-        description="Compression of produced batches.",
-    )
-    max_request_size: int = Field(
-        default=client_default(ProducerOptions, "max_request_size"),
-        ge=1024,
-        description="Largest produce request; also caps a decision or dead letter.",
-    )
-    delivery_timeout_ms: int = Field(
-        default=client_default(ProducerOptions, "delivery_timeout_ms"),
-        ge=1000,
-        description=(
-            "How long the client retries a publish the cluster does not take "
-            "before it counts as failed."
-        ),
-    )
-    transaction_timeout_ms: int = Field(
-        default=client_default(ProducerOptions, "transaction_timeout_ms"),
-        ge=1000,
-        description=(
-            "With delivery: exactly_once, the broker aborts a transaction open longer than this."
-        ),
-    )
+    linger_ms: int | None = Field(default=None, ge=0)
+    """How long the producer waits to fill a batch of decisions, for every stream; unset: each
+    stream's latency profile (a stream's latency.linger_ms wins)."""
+    compression_type: Compression = _producer("compression")
+    """Compression of produced batches."""
+    max_request_size: int = Field(default=_producer("max_request_size"), ge=1024)
+    """Largest produce request; also caps a decision or dead letter."""
+    delivery_timeout_ms: int = Field(default=_producer("delivery_timeout_ms"), ge=1000)
+    """How long the client retries a publish the cluster does not take before it counts as
+    failed."""
+    transaction_timeout_ms: int = Field(default=_producer("transaction_timeout_ms"), ge=1000)
+    """With delivery: exactly_once, the broker aborts a transaction open longer than this."""
 
     def options(self, knobs: LatencyKnobs, *, transactional_id: str | None = None
                 ) -> ProducerOptions:  # fmt: skip
         """The options of one stream's producer; its linger comes from ``knobs``."""
+        own = self.model_dump(exclude={"linger_ms", "compression_type"})  # named as the option
         return ProducerOptions(
+            **own,
             linger_ms=knobs.linger_ms,
             compression=self.compression_type,
-            max_request_size=self.max_request_size,
-            delivery_timeout_ms=self.delivery_timeout_ms,
             transactional_id=transactional_id,
-            transaction_timeout_ms=self.transaction_timeout_ms,
         )

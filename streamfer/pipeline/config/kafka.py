@@ -34,71 +34,39 @@ class KafkaConfig(Frozen):
     (unset: the system's CA store).
     """
 
-    bootstrap_servers: str | None = Field(
-        default=None,
-        description=(
-            "Brokers to connect to (host:port[,host:port]); unset: "
-            "$STREAMFER_BOOTSTRAP, else 127.0.0.1:9092."
-        ),
-    )
-    client: ClientName = Field(
-        default=DEFAULT_CLIENT,
-        description=(
-            "The Kafka client library: librdkafka (confluent-kafka) or the "
-            "pure-Python kafka-python."
-        ),
-    )
-    client_id: str = Field(
-        default="streamfer", description="Client id the brokers see in their logs and quotas."
-    )
-    security_protocol: SecurityProtocol = Field(
-        default="PLAINTEXT",
-        description="How to reach the brokers: plain, TLS, SASL, or SASL over TLS.",
-    )
-    sasl_mechanism: SaslMechanism | None = Field(
-        default=None, description="SASL mechanism; required with SASL_PLAINTEXT and SASL_SSL."
-    )
-    sasl_username: str | None = Field(default=None, description="SASL login name.")
-    sasl_password: SecretStr | None = Field(
-        default=None, description="SASL password inline (never printed); prefer sasl_password_file."
-    )
-    sasl_password_file: Path | None = Field(
-        default=None,
-        description=(
-            "A file holding only the SASL password (one trailing line break "
-            "ignored); relative to the config file."
-        ),
-    )
-    ssl_cafile: Path | None = Field(
-        default=None,
-        description=(
-            "CA certificate (PEM) that signed the brokers' certificates; unset: "
-            "the system's CA store. Relative to the config file."
-        ),
-    )
-    ssl_certfile: Path | None = Field(
-        default=None,
-        description=(
-            "Client certificate (PEM) for brokers that ask for one; relative to the config file."
-        ),
-    )
-    ssl_keyfile: Path | None = Field(
-        default=None, description="Private key (PEM) of ssl_certfile; relative to the config file."
-    )
-    create_topics: bool = Field(
-        default=True,
-        description=(
-            "At start, create missing output and dead-letter topics (partitions "
-            "as the input topic); false: a missing topic fails the start."
-        ),
-    )
+    bootstrap_servers: str | None = None
+    """Brokers to connect to (host:port[,host:port]); unset: $STREAMFER_BOOTSTRAP, else
+    127.0.0.1:9092."""
+    client: ClientName = DEFAULT_CLIENT
+    """The Kafka client library: librdkafka (confluent-kafka) or the pure-Python kafka-python."""
+    client_id: str = "streamfer"
+    """Client id the brokers see in their logs and quotas."""
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    """How to reach the brokers: plain, TLS, SASL, or SASL over TLS."""
+    sasl_mechanism: SaslMechanism | None = None
+    """SASL mechanism; required with SASL_PLAINTEXT and SASL_SSL."""
+    sasl_username: str | None = None
+    """SASL login name."""
+    sasl_password: SecretStr | None = None
+    """SASL password inline (never printed); prefer sasl_password_file."""
+    sasl_password_file: Path | None = None
+    """A file holding only the SASL password (one trailing line break ignored); relative to the
+    config file."""
+    ssl_cafile: Path | None = None
+    """CA certificate (PEM) that signed the brokers' certificates; unset: the system's CA store.
+    Relative to the config file."""
+    ssl_certfile: Path | None = None
+    """Client certificate (PEM) for brokers that ask for one; relative to the config file."""
+    ssl_keyfile: Path | None = None
+    """Private key (PEM) of ssl_certfile; relative to the config file."""
+    create_topics: bool = True
+    """At start, create missing output and dead-letter topics (partitions as the input topic);
+    false: a missing topic fails the start."""
     topic_replication_factor: int | None = Field(
-        default=None,
-        ge=1,
-        le=32767,  # Kafka's limit (int16)
-        description="Replicas of each topic streamfer creates; unset: the broker's "
-        "default.replication.factor (1 on a default broker; 3 is usual in production).",
-    )
+        default=None, ge=1, le=32767
+    )  # Kafka's limit (int16)
+    """Replicas of each topic streamfer creates; unset: the broker's default.replication.factor (1
+    on a default broker; 3 is usual in production)."""
 
     def resolved_bootstrap(self) -> str:
         """The configured servers, else ``$STREAMFER_BOOTSTRAP``, else the local broker."""

@@ -18,13 +18,9 @@ class FramesConfig(Frozen):
     counted in ``streamfer_deadline_fallbacks_total``) or goes to the dead-letter topic
     with reason ``missing_header`` (``dead_letter``)."""
 
-    missing_capture_ts: Literal["record_timestamp", "dead_letter"] = Field(
-        default="record_timestamp",
-        description=(
-            "A frame without capture-ts-ns: deadline from the Kafka timestamp, "
-            "or dead letter missing_header."
-        ),
-    )
+    missing_capture_ts: Literal["record_timestamp", "dead_letter"] = "record_timestamp"
+    """A frame without capture-ts-ns: deadline from the Kafka timestamp, or dead letter
+    missing_header."""
 
 
 class DeadLettersConfig(Frozen):
@@ -32,33 +28,20 @@ class DeadLettersConfig(Frozen):
     retries) stops the stream with an error naming the record (``stop``), or is counted
     as dropped with reason ``dead_letter_failed`` and skipped (``skip``)."""
 
-    on_failure: Literal["stop", "skip"] = Field(
-        default="stop",
-        description=(
-            "A dead letter the cluster refuses: stop the stream, or count it as "
-            "dropped (dead_letter_failed) and go on."
-        ),
-    )
+    on_failure: Literal["stop", "skip"] = "stop"
+    """A dead letter the cluster refuses: stop the stream, or count it as dropped
+    (dead_letter_failed) and go on."""
 
 
 class LimitsConfig(Frozen):
     """Checked before any expensive decode; a record over a limit goes to the DLQ."""
 
-    max_message_bytes: int = Field(
-        default=8 * 1024 * 1024,
-        ge=1,
-        description=("Larger record values (frames, raw windows) are dead-lettered as too_large."),
-    )
-    max_image_pixels: int = Field(
-        default=4096 * 4096,
-        ge=1,
-        description=(
-            "Images with more pixels (read from the header) are dead-lettered as image_too_large."
-        ),
-    )
-    max_json_bytes: int = Field(
-        default=64 * 1024, ge=1, description="Larger JSON values are dead-lettered as too_large."
-    )
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    """Larger record values (frames, raw windows) are dead-lettered as too_large."""
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1)
+    """Images with more pixels (read from the header) are dead-lettered as image_too_large."""
+    max_json_bytes: int = Field(default=64 * 1024, ge=1)
+    """Larger JSON values are dead-lettered as too_large."""
 
     def codec_limits(self, sensor_shape: tuple[int, int] = (100, 6)) -> CodecLimits:
         """These limits as the codecs take them."""
@@ -77,36 +60,20 @@ class WindowsConfig(Frozen):
     order by less than that are put in order; older ones are dropped as ``late``.
     ``size`` and ``channels`` must match the sensor model's input window."""
 
-    size: int = Field(
-        default=100,
-        ge=1,
-        le=100_000,
-        description="Samples per window; must match the sensor model's input.",
-    )
-    hop: int = Field(default=50, ge=1, description="A new window every this many samples.")
-    channels: int = Field(
-        default=6,
-        ge=1,
-        le=1024,
-        description="Values per sample; must match the sensor model's input.",
-    )
-    reorder_ms: float = Field(
-        default=200.0,
-        ge=0,
-        description=(
-            "Samples late by less than this are put in order; older ones are dropped as late."
-        ),
-    )
+    size: int = Field(default=100, ge=1, le=100_000)
+    """Samples per window; must match the sensor model's input."""
+    hop: int = Field(default=50, ge=1)
+    """A new window every this many samples."""
+    channels: int = Field(default=6, ge=1, le=1024)
+    """Values per sample; must match the sensor model's input."""
+    reorder_ms: float = Field(default=200.0, ge=0)
+    """Samples late by less than this are put in order; older ones are dropped as late."""
 
 
 class PreprocessConfig(Frozen):
     """Where camera frames are decoded and letterboxed: ``auto`` is the GPU when the
     engine is TensorRT and the GPU libraries are installed (streamfer.engines.gpu)."""
 
-    device: PreprocessDevice = Field(
-        default="auto",
-        description=(
-            "Where camera frames are decoded and letterboxed; auto: the GPU "
-            "when the engine is TensorRT and the GPU libraries are installed."
-        ),
-    )
+    device: PreprocessDevice = "auto"
+    """Where camera frames are decoded and letterboxed; auto: the GPU when the engine is TensorRT
+    and the GPU libraries are installed."""

@@ -21,24 +21,14 @@ class MetricsConfig(Frozen):
     worker *i* of ``--workers`` uses ``port + i``.
     """
 
-    enabled: bool = Field(default=True, description="Serve /metrics, /healthz and /readyz.")
-    host: str = Field(
-        default="0.0.0.0",
-        min_length=1,
-        description=(
-            "Address the HTTP port binds; 127.0.0.1 keeps it local. streamfer "
-            "run --metrics-host overrides it."
-        ),
-    )
-    port: int = Field(
-        default=DEFAULT_PORT,
-        ge=0,
-        le=65535,
-        description=(
-            "Port of /metrics, /healthz and /readyz; 0 picks a free one; worker "
-            "i of --workers uses port + i."
-        ),
-    )
+    enabled: bool = True
+    """Serve /metrics, /healthz and /readyz."""
+    host: str = Field(default="0.0.0.0", min_length=1)
+    """Address the HTTP port binds; 127.0.0.1 keeps it local. streamfer run --metrics-host overrides
+    it."""
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    """Port of /metrics, /healthz and /readyz; 0 picks a free one; worker i of --workers uses port +
+    i."""
 
 
 class RuntimeConfig(Frozen):
@@ -46,35 +36,15 @@ class RuntimeConfig(Frozen):
     fetching); ``broker_timeout_s``: readiness turns false once the cluster has been
     unreachable (no fetch, commit, acknowledgement or broker report) that long."""
 
-    preprocess_threads: int = Field(
-        default=2,
-        ge=1,
-        le=64,
-        description="Threads of each stream's preprocessing pool (decoding records).",
-    )
-    max_in_flight: int = Field(
-        default=2000,
-        ge=1,
-        description=("Records a stream holds between poll and engine; more pauses fetching."),
-    )
-    commit_interval_ms: int | None = Field(
-        default=None,
-        ge=1,
-        description=(
-            "How often resolved offsets are committed, for every stream; unset: each "
-            "stream's latency profile (a stream's latency.commit_interval_ms wins)."
-        ),
-    )
-    drain_timeout_s: float = Field(
-        default=30.0,
-        gt=0,
-        description=(
-            "On stop (SIGTERM) or a partition revoke, how long records in "
-            "flight may take to finish and commit."
-        ),
-    )
-    broker_timeout_s: float = Field(
-        default=10.0,
-        gt=0,
-        description=("Readiness turns false once the cluster has been unreachable this long."),
-    )
+    preprocess_threads: int = Field(default=2, ge=1, le=64)
+    """Threads of each stream's preprocessing pool (decoding records)."""
+    max_in_flight: int = Field(default=2000, ge=1)
+    """Records a stream holds between poll and engine; more pauses fetching."""
+    commit_interval_ms: int | None = Field(default=None, ge=1)
+    """How often resolved offsets are committed, for every stream; unset: each stream's latency
+    profile (a stream's latency.commit_interval_ms wins)."""
+    drain_timeout_s: float = Field(default=30.0, gt=0)
+    """On stop (SIGTERM) or a partition revoke, how long records in flight may take to finish and
+    commit."""
+    broker_timeout_s: float = Field(default=10.0, gt=0)
+    """Readiness turns false once the cluster has been unreachable this long."""

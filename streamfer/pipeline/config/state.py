@@ -27,42 +27,20 @@ class StateConfig(Frozen):
     restore that makes no progress that long fails the stream.
     """
 
-    enabled: bool = Field(
-        default=False,
-        description=(
-            "Keep per-key state in a local store backed by a compacted "
-            "changelog topic; false: in memory only."
-        ),
-    )
-    dir: Path | None = Field(
-        default=None,
-        description=(
-            "Where the local stores live; unset: <system temp>/streamfer-state. "
-            "Relative to the config file."
-        ),
-    )
-    ttl_s: float | None = Field(
-        default=30 * 86_400.0,
-        gt=0,
-        description="A key not updated this long (event time) is deleted; null: never.",
-    )
-    cache_keys: int = Field(
-        default=100_000,
-        ge=1,
-        description=(
-            "Decoded values held in memory per partition; the rest is read from the store."
-        ),
-    )
-    min_compaction_lag_s: float = Field(
-        default=3_600.0,
-        gt=0,
-        description=("The changelog keeps every entry at least this long before compaction."),
-    )
-    restore_timeout_s: float = Field(
-        default=300.0,
-        gt=0,
-        description="A state restore without progress this long fails the stream.",
-    )
+    enabled: bool = False
+    """Keep per-key state in a local store backed by a compacted changelog topic; false: in memory
+    only."""
+    dir: Path | None = None
+    """Where the local stores live; unset: <system temp>/streamfer-state. Relative to the config
+    file."""
+    ttl_s: float | None = Field(default=30 * 86_400.0, gt=0)
+    """A key not updated this long (event time) is deleted; null: never."""
+    cache_keys: int = Field(default=100_000, ge=1)
+    """Decoded values held in memory per partition; the rest is read from the store."""
+    min_compaction_lag_s: float = Field(default=3_600.0, gt=0)
+    """The changelog keeps every entry at least this long before compaction."""
+    restore_timeout_s: float = Field(default=300.0, gt=0)
+    """A state restore without progress this long fails the stream."""
 
     def resolved_dir(self) -> Path:
         return self.dir or Path(tempfile.gettempdir()) / "streamfer-state"

@@ -31,17 +31,11 @@ DEFAULT_BATCH = 32  # records in one engine batch, unless batching.max_batch say
 
 
 class BatchingConfig(Frozen):
-    max_batch: int = Field(
-        default=DEFAULT_BATCH, ge=1, le=4096, description="Most records in one engine batch."
-    )
-    max_wait_ms: float | None = Field(
-        default=None,
-        ge=0,
-        description=(
-            "Longest a record waits for its batch to fill (less when its deadline is near); "
-            "unset: the stream's latency profile."
-        ),
-    )
+    max_batch: int = Field(default=DEFAULT_BATCH, ge=1, le=4096)
+    """Most records in one engine batch."""
+    max_wait_ms: float | None = Field(default=None, ge=0)
+    """Longest a record waits for its batch to fill (less when its deadline is near); unset: the
+    stream's latency profile."""
 
 
 class LatencyConfig(Frozen):
@@ -52,36 +46,18 @@ class LatencyConfig(Frozen):
     over the profile, a key here wins over it. The batch wait is ``batching.max_wait_ms``.
     """
 
-    profile: LatencyProfile | None = Field(
-        default=None,
-        description=(
-            "low, balanced or throughput: the waits of the producer, batcher, fetch and "
-            "commit; unset: low for transaction and camera streams, balanced otherwise."
-        ),
-    )
-    linger_ms: int | None = Field(
-        default=None,
-        ge=0,
-        description="How long the stream's producer waits to fill a batch of decisions.",
-    )
-    fetch_max_wait_ms: int | None = Field(
-        default=None,
-        ge=0,
-        description="Longest the broker holds the stream's fetch until fetch_min_bytes arrive.",
-    )
-    fetch_min_bytes: int | None = Field(
-        default=None,
-        ge=1,
-        description="Bytes the broker waits for (up to fetch_max_wait_ms) before answering.",
-    )
-    commit_interval_ms: int | None = Field(
-        default=None,
-        ge=1,
-        description=(
-            "How often resolved offsets commit; under exactly_once the transaction commit, "
-            "which is when decisions become visible to read_committed readers."
-        ),
-    )
+    profile: LatencyProfile | None = None
+    """low, balanced or throughput: the waits of the producer, batcher, fetch and commit; unset: low
+    for transaction and camera streams, balanced otherwise."""
+    linger_ms: int | None = Field(default=None, ge=0)
+    """How long the stream's producer waits to fill a batch of decisions."""
+    fetch_max_wait_ms: int | None = Field(default=None, ge=0)
+    """Longest the broker holds the stream's fetch until fetch_min_bytes arrive."""
+    fetch_min_bytes: int | None = Field(default=None, ge=1)
+    """Bytes the broker waits for (up to fetch_max_wait_ms) before answering."""
+    commit_interval_ms: int | None = Field(default=None, ge=1)
+    """How often resolved offsets commit; under exactly_once the transaction commit, which is when
+    decisions become visible to read_committed readers."""
 
 
 class ShadowConfig(Frozen):
@@ -97,16 +73,14 @@ class ShadowConfig(Frozen):
     ``model`` names a model of ``models`` with the primary's inputs and outputs.
     """
 
-    model: str = Field(min_length=1, description="The shadow model, a model of `models`.")
-    output_topic: str = Field(
-        min_length=1, description="Side topic for the shadow's decisions (best effort)."
-    )
-    sample: float = Field(
-        default=1.0, ge=0, le=1, description="Share of each batch's rows the shadow scores."
-    )
-    max_backlog: int = Field(
-        default=64, ge=1, le=10_000, description="Batches queued for the shadow; more are shed."
-    )
+    model: str = Field(min_length=1)
+    """The shadow model, a model of `models`."""
+    output_topic: str = Field(min_length=1)
+    """Side topic for the shadow's decisions (best effort)."""
+    sample: float = Field(default=1.0, ge=0, le=1)
+    """Share of each batch's rows the shadow scores."""
+    max_backlog: int = Field(default=64, ge=1, le=10_000)
+    """Batches queued for the shadow; more are shed."""
 
 
 class StreamConfig(Frozen):
@@ -119,68 +93,38 @@ class StreamConfig(Frozen):
     ``streamfer.pipeline.processors.plugins``).
     """
 
-    name: str = Field(
-        min_length=1,
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="The stream's name, in logs, metrics labels and decisions.",
-    )
-    kind: Kind = Field(
-        description=("What the records are: a built-in kind, or custom for a processor plug-in.")
-    )
-    processor: str | None = Field(
-        default=None,
-        min_length=1,
-        description=(
-            "kind: custom: the plug-in, package.module:Name or a "
-            "streamfer.processors entry point name."
-        ),
-    )
-    postprocessor: str | None = Field(
-        default=None,
-        min_length=1,
-        description="Built-in kinds: a plug-in that replaces the kind's results step.",
-    )
-    processor_config: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Free-form settings handed to the plug-in and checked by it.",
-    )
-    input_topic: str = Field(min_length=1, description="Topic the stream consumes.")
-    output_topic: str = Field(min_length=1, description="Topic its decisions go to.")
-    dlq_topic: str | None = Field(
-        default=None, description="Dead-letter topic; unset: <input_topic>.dlq."
-    )
-    model: str = Field(description="Name of a model under models.")
-    mode: Mode = Field(
-        default="realtime",
-        description=("realtime drops per the deadline settings; replay drops nothing (backfills)."),
-    )
-    delivery: Delivery = Field(
-        default="at_least_once",
-        description=("exactly_once commits decisions and offsets in one Kafka transaction."),
-    )
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """The stream's name, in logs, metrics labels and decisions."""
+    kind: Kind
+    """What the records are: a built-in kind, or custom for a processor plug-in."""
+    processor: str | None = Field(default=None, min_length=1)
+    """kind: custom: the plug-in, package.module:Name or a streamfer.processors entry point name."""
+    postprocessor: str | None = Field(default=None, min_length=1)
+    """Built-in kinds: a plug-in that replaces the kind's results step."""
+    processor_config: dict[str, Any] = Field(default_factory=dict)
+    """Free-form settings handed to the plug-in and checked by it."""
+    input_topic: str = Field(min_length=1)
+    """Topic the stream consumes."""
+    output_topic: str = Field(min_length=1)
+    """Topic its decisions go to."""
+    dlq_topic: str | None = None
+    """Dead-letter topic; unset: <input_topic>.dlq."""
+    model: str
+    """Name of a model under models."""
+    mode: Mode = "realtime"
+    """realtime drops per the deadline settings; replay drops nothing (backfills)."""
+    delivery: Delivery = "at_least_once"
+    """exactly_once commits decisions and offsets in one Kafka transaction."""
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
-    deadline_ms: float | None = Field(
-        default=None,
-        gt=0,
-        description=(
-            "A record's time budget from its event time; past it, a camera frame is stale."
-        ),
-    )
-    drop_stale: bool | None = Field(
-        default=None,
-        description=(
-            "Drop records past deadline_ms before the engine; unset: true for "
-            "camera streams in realtime mode."
-        ),
-    )
-    latest_per_key: bool = Field(
-        default=False,
-        description=(
-            "Keep only the newest record per key waiting for the engine (older "
-            "ones dropped as superseded)."
-        ),
-    )
+    deadline_ms: float | None = Field(default=None, gt=0)
+    """A record's time budget from its event time; past it, a camera frame is stale."""
+    drop_stale: bool | None = None
+    """Drop records past deadline_ms before the engine; unset: true for camera streams in realtime
+    mode."""
+    latest_per_key: bool = False
+    """Keep only the newest record per key waiting for the engine (older ones dropped as
+    superseded)."""
     fraud: FraudThresholds = Field(default_factory=FraudThresholds)
     detection: DetectionThresholds = Field(default_factory=DetectionThresholds)
     sensor: SensorThresholds = Field(default_factory=SensorThresholds)
@@ -190,10 +134,8 @@ class StreamConfig(Frozen):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     windows: WindowsConfig = Field(default_factory=WindowsConfig)
-    shadow: ShadowConfig | None = Field(
-        default=None,
-        description="A second model scoring the same batches to a side topic (docs/models.md).",
-    )
+    shadow: ShadowConfig | None = None
+    """A second model scoring the same batches to a side topic (docs/models.md)."""
 
     @property
     def decision_kind(self) -> str:
