@@ -15,6 +15,7 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
-def client_default(options: Any, name: str) -> Any:
-    """A client option's default, written once in ``streamfer.streams.client``."""
+def option_default(options: Any, name: str) -> Any:
+    """The default of a dataclass option of a lower layer (a client option of
+    ``streamfer.streams.client``, a codec limit), written once there."""
     return next(f.default for f in fields(options) if f.name == name)

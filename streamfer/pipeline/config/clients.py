@@ -8,12 +8,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from streamfer.pipeline.config.base import Frozen, client_default
+from streamfer.pipeline.config.base import Frozen, option_default
 from streamfer.pipeline.latency import LatencyKnobs
 from streamfer.streams.client import Compression, ConsumerOptions, ProducerOptions
 
-_consumer = partial(client_default, ConsumerOptions)
-_producer = partial(client_default, ProducerOptions)
+_consumer = partial(option_default, ConsumerOptions)
+_producer = partial(option_default, ProducerOptions)
 
 
 class ConsumerConfig(Frozen):

@@ -8,8 +8,11 @@ from typing import Literal
 from pydantic import Field
 
 from streamfer.engines.gpu import PreprocessDevice
-from streamfer.pipeline.config.base import Frozen
+from streamfer.pipeline.config.base import Frozen, option_default
 from streamfer.streams.codecs import CodecLimits
+
+# samples x channels of a sensor window, unless the model says otherwise: the codecs' default
+SENSOR_WINDOW: tuple[int, int] = option_default(CodecLimits, "sensor_shape")
 
 
 class FramesConfig(Frozen):
@@ -43,7 +46,7 @@ class LimitsConfig(Frozen):
     max_json_bytes: int = Field(default=64 * 1024, ge=1)
     """Larger JSON values are dead-lettered as too_large."""
 
-    def codec_limits(self, sensor_shape: tuple[int, int] = (100, 6)) -> CodecLimits:
+    def codec_limits(self, sensor_shape: tuple[int, int] = SENSOR_WINDOW) -> CodecLimits:
         """These limits as the codecs take them."""
         return CodecLimits(
             max_message_bytes=self.max_message_bytes,
@@ -60,11 +63,11 @@ class WindowsConfig(Frozen):
     order by less than that are put in order; older ones are dropped as ``late``.
     ``size`` and ``channels`` must match the sensor model's input window."""
 
-    size: int = Field(default=100, ge=1, le=100_000)
+    size: int = Field(default=SENSOR_WINDOW[0], ge=1, le=100_000)
     """Samples per window; must match the sensor model's input."""
     hop: int = Field(default=50, ge=1)
     """A new window every this many samples."""
-    channels: int = Field(default=6, ge=1, le=1024)
+    channels: int = Field(default=SENSOR_WINDOW[1], ge=1, le=1024)
     """Values per sample; must match the sensor model's input."""
     reorder_ms: float = Field(default=200.0, ge=0)
     """Samples late by less than this are put in order; older ones are dropped as late."""

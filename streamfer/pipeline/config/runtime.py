@@ -8,6 +8,8 @@ from pydantic import Field
 from streamfer.pipeline.config.base import Frozen
 from streamfer.pipeline.metrics import DEFAULT_PORT
 
+PREPROCESS_THREADS = 2  # of each stream's preprocessing pool, unless runtime says otherwise
+
 
 class MetricsConfig(Frozen):
     """Where ``/metrics``, ``/healthz`` and ``/readyz`` are served (one HTTP port).
@@ -36,7 +38,7 @@ class RuntimeConfig(Frozen):
     fetching); ``broker_timeout_s``: readiness turns false once the cluster has been
     unreachable (no fetch, commit, acknowledgement or broker report) that long."""
 
-    preprocess_threads: int = Field(default=2, ge=1, le=64)
+    preprocess_threads: int = Field(default=PREPROCESS_THREADS, ge=1, le=64)
     """Threads of each stream's preprocessing pool (decoding records)."""
     max_in_flight: int = Field(default=2000, ge=1)
     """Records a stream holds between poll and engine; more pauses fetching."""

@@ -14,6 +14,8 @@ from streamfer.engines.gpu import GpuFramePreprocessor, resolve_preprocess_devic
 from streamfer.errors import ConfigError, EngineError
 from streamfer.models.detect import detect_layout
 from streamfer.pipeline.config import StreamConfig
+from streamfer.pipeline.config.records import SENSOR_WINDOW
+from streamfer.pipeline.config.runtime import PREPROCESS_THREADS
 from streamfer.pipeline.postprocess import detector_labels, labels_from_metadata
 from streamfer.pipeline.processors import plugins
 from streamfer.pipeline.processors.base import Postprocessor, Processor
@@ -29,7 +31,9 @@ if TYPE_CHECKING:
     from streamfer.pipeline.engine import InferFn  # engine imports processors.base
 
 
-def processor_context(stream: StreamConfig, runner: Runner, threads: int = 2) -> ProcessorContext:
+def processor_context(
+    stream: StreamConfig, runner: Runner, threads: int = PREPROCESS_THREADS
+) -> ProcessorContext:
     """The context a plug-in of ``stream`` is built with (``config``: the raw mapping)."""
     return ProcessorContext(
         stream=stream.name,
@@ -59,7 +63,9 @@ def engine_wiring(processor: Processor, runner: Runner) -> tuple[InferFn, Prepar
     return runner.infer, PreparedCheck(name, runner.input_specs)
 
 
-def make_processor(stream: StreamConfig, runner: Runner, threads: int = 2) -> Processor:
+def make_processor(
+    stream: StreamConfig, runner: Runner, threads: int = PREPROCESS_THREADS
+) -> Processor:
     """The processor of ``stream``, wired to ``runner``'s tensors."""
     context = processor_context(stream, runner, threads)
     if stream.kind == "custom":
@@ -77,7 +83,8 @@ def make_processor(stream: StreamConfig, runner: Runner, threads: int = 2) -> Pr
     if stream.kind in ("sensor", "sensor-sample"):
         labels = labels_from_metadata(runner.metadata, runner.name) if post is None else []
         shape = runner.input_specs[0].shape[1:]
-        window = (int(shape[0] or 100), int(shape[1] or 6)) if len(shape) == 2 else (100, 6)
+        rows, cols = SENSOR_WINDOW
+        window = (int(shape[0] or rows), int(shape[1] or cols)) if len(shape) == 2 else (rows, cols)
         if stream.kind == "sensor-sample":
             return SampleProcessor(stream, labels, input_name, output_name, window, post)
         return SensorProcessor(stream, labels, input_name, output_name, window, post)
