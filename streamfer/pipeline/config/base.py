@@ -1,4 +1,5 @@
-"""What every config section is: a frozen pydantic model that refuses unknown keys."""
+"""What every config section is (a frozen pydantic model that refuses unknown keys), and how a
+section takes a default that a lower layer owns (``option_default``)."""
 
 from __future__ import annotations
 
