@@ -30,6 +30,7 @@ from streamfer.engines.select import TARGETS, create_runner
 from streamfer.errors import CodecError, ConfigError
 from streamfer.pipeline.config import StreamConfig
 from streamfer.pipeline.config.checks import plugin_problems
+from streamfer.pipeline.config.model import MAX_BATCH
 from streamfer.pipeline.config.problems import format_problems
 from streamfer.pipeline.config.stream import DEFAULT_BATCH
 from streamfer.pipeline.decisions import RESERVED, DecisionEncoder, ModelIdentity, SegmentTiming
@@ -82,7 +83,7 @@ class Tally:
               help="One processor_config entry (the value read as YAML); repeatable.")
 @click.option("--postprocessor", default=None, metavar="REF",
               help="With a built-in kind as NAME: a plug-in in place of its results step.")
-@click.option("--batch", "batch_size", type=click.IntRange(1, 4096), default=DEFAULT_BATCH,
+@click.option("--batch", "batch_size", type=click.IntRange(1, MAX_BATCH), default=DEFAULT_BATCH,
               show_default=True, help="Records per batch.")
 @click.option("--target", type=click.Choice(TARGETS),
               default="auto", show_default=True,

@@ -10,6 +10,8 @@ from streamfer.engines.base import DEFAULT_MAX_BATCH, Precision
 from streamfer.engines.select import Target
 from streamfer.pipeline.config.base import Frozen
 
+MAX_BATCH = 4096  # the largest batch a model or a stream may be configured for
+
 
 class ModelConfig(Frozen):
     """``path``: one ONNX file, or a directory of versions (``<dir>/<version>/model.onnx``,
@@ -30,7 +32,7 @@ class ModelConfig(Frozen):
     GPU are there)."""
     precision: Precision = "fp32"
     """TensorRT build precision (ONNX Runtime runs the file as it is)."""
-    max_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1, le=4096)
+    max_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1, le=MAX_BATCH)
     """Largest batch the engine is built for; a stream's batching.max_batch may not exceed it."""
     intra_op_threads: int | None = Field(default=None, ge=1)
     """ONNX Runtime threads per inference; unset: the runtime's choice."""

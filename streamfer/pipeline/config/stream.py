@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from streamfer.pipeline.config.base import Frozen
+from streamfer.pipeline.config.model import MAX_BATCH
 from streamfer.pipeline.config.records import (
     DeadLettersConfig,
     FramesConfig,
@@ -31,7 +32,7 @@ DEFAULT_BATCH = 32  # records in one engine batch, unless batching.max_batch say
 
 
 class BatchingConfig(Frozen):
-    max_batch: int = Field(default=DEFAULT_BATCH, ge=1, le=4096)
+    max_batch: int = Field(default=DEFAULT_BATCH, ge=1, le=MAX_BATCH)
     """Most records in one engine batch."""
     max_wait_ms: float | None = Field(default=None, ge=0)
     """Longest a record waits for its batch to fill (less when its deadline is near); unset: the
