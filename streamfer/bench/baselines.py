@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from streamfer.bench.passthrough import LoopResult
+from streamfer.bench.passthrough import Job, LoopResult
 from streamfer.engines.base import Runner
 from streamfer.engines.select import create_runner
 from streamfer.errors import StreamError
@@ -130,18 +130,6 @@ class RdkafkaTuning:
 
 def _log_error(err: KafkaError) -> None:
     log.warning("bench baseline | librdkafka: %s", err)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run of a loop: copy or score the first ``records`` of ``in_topic`` into ``out_topic``."""
-
-    bootstrap: str
-    in_topic: str
-    out_topic: str
-    records: int
-    group: str
-    timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)
