@@ -117,6 +117,12 @@ class RdkafkaTuning:
             "error_cb": _log_error,
         }
 
+    def clients(self, job: Job) -> tuple[Consumer, Producer]:
+        """A loop's consumer, subscribed to ``job.in_topic``, and its producer."""
+        consumer = Consumer(self.consumer_config(job.bootstrap, job.group))
+        consumer.subscribe([job.in_topic])
+        return consumer, Producer(self.producer_config(job.bootstrap))
+
     def describe(self) -> str:
         return (
             f"consumer fetch.wait.max.ms={self.fetch_wait_max_ms}, "
@@ -330,9 +336,7 @@ def run_confluent_passthrough(
     job: Job, tuning: RdkafkaTuning, batch: int = PASSTHROUGH_BATCH
 ) -> LoopResult:
     """Copy the first ``job.records`` records (key, value, headers) to ``job.out_topic``."""
-    consumer = Consumer(tuning.consumer_config(job.bootstrap, job.group))
-    producer = Producer(tuning.producer_config(job.bootstrap))
-    consumer.subscribe([job.in_topic])
+    consumer, producer = tuning.clients(job)
     commits = AckedCommits(consumer, job.out_topic)
     clock = _Clock(job, "confluent pass-through")
     out, produce, done = job.out_topic, producer.produce, 0
@@ -361,9 +365,7 @@ def run_confluent_passthrough(
 def run_plain_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
                    batch: int = PLAIN_BATCH) -> LoopResult:  # fmt: skip
     """Consume ``batch`` → json → featurize → one model call → produce → flush → commit."""
-    consumer = Consumer(tuning.consumer_config(job.bootstrap, job.group))
-    producer = Producer(tuning.producer_config(job.bootstrap))
-    consumer.subscribe([job.in_topic])
+    consumer, producer = tuning.clients(job)
     featurizer = FraudFeaturizer()
     failed: list[KafkaError] = []
 
@@ -407,9 +409,7 @@ def run_tuned_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
     """Consume ``batch`` → orjson → featurize → one model call → produce; commit what is acked."""
     import orjson
 
-    consumer = Consumer(tuning.consumer_config(job.bootstrap, job.group))
-    producer = Producer(tuning.producer_config(job.bootstrap))
-    consumer.subscribe([job.in_topic])
+    consumer, producer = tuning.clients(job)
     featurizer = FraudFeaturizer()
     commits = AckedCommits(consumer, job.out_topic)
     ident = model.identity
