@@ -48,11 +48,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as CTP
 
 from streamfer.bench.kafka_io import TopicSet, produce_all, run_id, topic_set, topic_span
-from streamfer.bench.loadgen import _resolve, _wait_until
+from streamfer.bench.loadgen import _resolve, _wait_until, readback_consumer
 from streamfer.bench.machine import Machine, probe_machine
 from streamfer.bench.pipeline_proc import (
     CONFIG_DIR,
@@ -224,15 +224,9 @@ class Collector:
             raise StreamError(f"{self.topic} | read-back failed: {self._failure!r}")
 
     def _read(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
-            "group.id": f"streamfer-bench-models-{uuid.uuid4().hex[:8]}",  # assign: no group
-            "enable.auto.commit": False, "fetch.wait.max.ms": 5,
-            "isolation.level": "read_committed" if self.committed else "read_uncommitted",
-        })  # fmt: skip
+        isolation = "read_committed" if self.committed else "read_uncommitted"
+        consumer = readback_consumer(self.bootstrap, self.topic, {"isolation.level": isolation})
         try:
-            meta = consumer.list_topics(self.topic, timeout=30).topics[self.topic]
-            consumer.assign([CTP(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
             self._ready.set()
             while not self._stop.is_set():
                 batch = []
@@ -279,15 +273,12 @@ def _ms(value: object) -> float:
 
 def _input_stamps(bootstrap: str, topic: str) -> dict[tuple[int, int], int]:
     """(partition, offset) -> record timestamp (ms) of every record in ``topic``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "enable.auto.commit": False,
-                         "group.id": f"streamfer-bench-models-{uuid.uuid4().hex[:8]}"})  # fmt: skip
+    consumer = readback_consumer(bootstrap, topic, {})
     out: dict[tuple[int, int], int] = {}
     try:
-        meta = consumer.list_topics(topic, timeout=30).topics[topic]
-        ends = {p: consumer.get_watermark_offsets(CTP(topic, p), timeout=10)[1]
-                for p in meta.partitions}  # fmt: skip
-        consumer.assign([CTP(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        want = sum(ends.values())
+        ends = [consumer.get_watermark_offsets(CTP(topic, tp.partition), timeout=10)[1]
+                for tp in consumer.assignment()]  # fmt: skip
+        want = sum(ends)
         deadline = time.monotonic() + 60
         while len(out) < want and time.monotonic() < deadline:
             for m in consumer.consume(10_000, 0.2):
