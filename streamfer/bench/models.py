@@ -407,14 +407,19 @@ def _max_gap(stamps: np.ndarray, lo: float, hi: float) -> float:
     return float(np.diff(inside).max()) if inside.size > 1 else math.nan
 
 
+def _open_loop_topics(topics: TopicSet, name: str) -> tuple[str, str, str]:
+    """A fresh run id, and its input (with the dead-letter topic tracked) and output topics."""
+    rid = run_id()
+    src = topics.input(f"bench-{rid}-{name}-in", PARTITIONS)
+    topics.track(f"{src}.dlq")
+    return rid, src, topics.output(f"bench-{rid}-{name}-out", PARTITIONS)
+
+
 def swap_run(
     bootstrap: str, base: dict[str, Any], opts: ModelsOptions, topics: TopicSet, delivery: str,
     swap: bool, say: Say,
 ) -> SwapRun:  # fmt: skip
-    rid = run_id()
-    src = topics.input(f"bench-{rid}-models-in", PARTITIONS)
-    topics.track(f"{src}.dlq")
-    out = topics.output(f"bench-{rid}-models-out", PARTITIONS)
+    rid, src, out = _open_loop_topics(topics, "models")
     model_file = Path(base["models"]["fraud"]["path"])
     with tempfile.TemporaryDirectory(prefix="streamfer-bench-models-") as tmp:
         versions = _versions_dir(Path(tmp), model_file)
@@ -554,10 +559,7 @@ def shadow_rate_run(
     bootstrap: str, base: dict[str, Any], opts: ModelsOptions, topics: TopicSet, shadow: bool,
     seed: int, say: Say,
 ) -> ShadowRun:  # fmt: skip
-    rid = run_id()
-    src = topics.input(f"bench-{rid}-shadow-in", PARTITIONS)
-    topics.track(f"{src}.dlq")
-    out = topics.output(f"bench-{rid}-shadow-out", PARTITIONS)
+    rid, src, out = _open_loop_topics(topics, "shadow")
     if shadow:
         topics.output(f"{out}.shadow", PARTITIONS)
     raw = _stream_config(base, opts, bootstrap, src, out, f"bench-{rid}-shadow", {}, shadow)
