@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from streamfer.streams.admin import BOOTSTRAP_ENV, create_topics, wait_for_broker
-from streamfer.streams.client import CLIENTS, ClientFactory, ClientName, client_factory
+from streamfer.streams.client import CLIENTS, ClientFactory, ClientName
+from streamfer.streams.factory import client_factory
 
 if TYPE_CHECKING:
     from streamfer.streams.broker import LocalBroker

@@ -76,9 +76,10 @@ from streamfer.pipeline.processors.checks import PreparedCheck
 from streamfer.pipeline.stats import StatsBook, StreamStats
 from streamfer.pipeline.topics import ensure_output_topics, message_limits, within_limits
 from streamfer.streams.admin import topic_partitions
-from streamfer.streams.client import ClientFactory, ReaderOptions, client_factory
+from streamfer.streams.client import ClientFactory, ReaderOptions
 from streamfer.streams.connection import ConnectionMonitor
 from streamfer.streams.dlq import DeadLetterWriter
+from streamfer.streams.factory import client_factory
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
@@ -595,7 +596,10 @@ class StreamRuntime:
     def _input_partitions(self) -> int | None:
         topic = self.stream.input_topic
         settings = self.config.kafka.to_settings()
-        return topic_partitions(settings, [topic], timeout_s=_INPUT_CHECK_TIMEOUT_S).get(topic)
+        client = self.config.kafka.client
+        return topic_partitions(
+            settings, [topic], timeout_s=_INPUT_CHECK_TIMEOUT_S, client=client
+        ).get(topic)
 
     def _wait_for_input(self, source: KafkaSource) -> None:
         """One step of waiting for the missing input topic; start consuming once it is
@@ -719,7 +723,9 @@ class StreamRuntime:
 
     def _why_idle(self, topic: str) -> str:
         try:
-            known = topic_partitions(self.config.kafka.to_settings(), [topic], timeout_s=2.0)
+            kafka = self.config.kafka
+            settings = kafka.to_settings()
+            known = topic_partitions(settings, [topic], timeout_s=2.0, client=kafka.client)
         except StreamferError:
             known = {}
         n = known.get(topic)

@@ -14,8 +14,8 @@ from streamfer.streams.client import (
     ProducerClient,
     ProducerOptions,
     TopicPartition,
-    client_factory,
 )
+from streamfer.streams.factory import client_factory
 from streamfer.streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)

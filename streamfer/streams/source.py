@@ -41,10 +41,10 @@ from streamfer.streams.client import (
     ConsumerOptions,
     DeliveryCallback,
     TopicPartition,
-    client_factory,
 )
 from streamfer.streams.committer import Committer, OffsetCommitter, TransactionCommitter
 from streamfer.streams.connection import ConnectionMonitor
+from streamfer.streams.factory import client_factory
 from streamfer.streams.pausing import Pausing
 from streamfer.streams.records import Record, RecordBatch
 from streamfer.streams.settings import KafkaSettings
