@@ -345,7 +345,7 @@ class StreamRuntime:
         self._processor = processor
         if s.state.enabled:
             self._state = self._state_manager(processor, settings, factory, self._source)
-            self._source.listen(self._state)
+            self._source.membership.listen(self._state)
             # entries are written once per commit interval, just before the commit
             self._source.committer = StateCommitter(self._source.committer, self._state)
         infer, self._check = engine_wiring(processor, self.runner)
@@ -505,7 +505,7 @@ class StreamRuntime:
 
     def stats(self) -> StreamStats:
         source = self._source
-        in_flight = source.in_flight() if source is not None else 0
+        in_flight = source.tracker.in_flight() if source is not None else 0
         return self.book.snapshot(in_flight=in_flight)
 
     # -- model swaps (streamfer.pipeline.reload) ----------------------------------------
@@ -625,7 +625,7 @@ class StreamRuntime:
         find the topic again only at its next metadata refresh, minutes later) and wait
         for it. Records of the deleted topic still in the engine resolve nowhere."""
         try:
-            source.discard()
+            source.close(discard=True)
         except StreamferError as exc:
             log.warning("%s | closing the consumer: %s", self.stream.name, exc)
         self.lag.update({}, ())

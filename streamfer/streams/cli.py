@@ -15,9 +15,15 @@ from rich.text import Text
 
 from streamfer.streams.admin import create_topics
 from streamfer.streams.bootstrap import bootstrap_option, resolve_bootstrap
-from streamfer.streams.feeds import Message, camera_feed, sample_feed, sensor_feed, transaction_feed
-from streamfer.streams.producers import ProduceStats, producer_sink
-from streamfer.streams.producers import produce as produce_messages
+from streamfer.streams.local.feeds import (
+    Message,
+    camera_feed,
+    sample_feed,
+    sensor_feed,
+    transaction_feed,
+)
+from streamfer.streams.local.producers import ProduceStats, producer_sink
+from streamfer.streams.local.producers import produce as produce_messages
 
 COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
 

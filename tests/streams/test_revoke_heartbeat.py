@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 
 import pytest
-from kafkakit import fast_options, produce, records
+from kafkakit import fast_options, produce, records, resolve_many
 
 from streamfer.streams.client import ClientFactory, ClientName, TopicPartition
 from streamfer.streams.records import Record
@@ -69,7 +69,7 @@ def test_heartbeats_continue_while_the_revocation_waits_for_in_flight_records(
     def run_b() -> None:
         with b:
             while not stop.is_set():
-                b.resolve_many(records(b.poll(0.1)))
+                resolve_many(b, records(b.poll(0.1)))
 
     b_thread = threading.Thread(target=run_b, daemon=True)
     b_thread.start()
@@ -79,7 +79,7 @@ def test_heartbeats_continue_while_the_revocation_waits_for_in_flight_records(
         timer.start()
         while not waits or len(a.assigned) != 1 or len(b.assigned) != 1:
             assert time.monotonic() < deadline, f"no stable split: {a.assigned} / {b.assigned}"
-            a.resolve_many(records(a.poll(0.1)))
+            resolve_many(a, records(a.poll(0.1)))
     finally:
         timer.cancel()
         stop.set()

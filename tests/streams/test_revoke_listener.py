@@ -13,7 +13,7 @@ from kafka.structs import TopicPartition as KTP
 from streamfer.streams.client import ConsumerOptions, TopicPartition
 from streamfer.streams.kafka_python.consumer import Listener
 from streamfer.streams.settings import KafkaSettings
-from streamfer.streams.source import KafkaSource, SourceOptions
+from streamfer.streams.source import KafkaSource, SourceOptions, revoke_wait
 
 
 class FakeLoop:
@@ -73,5 +73,5 @@ def test_revoke_wait_is_capped_at_half_the_session_without_heartbeats() -> None:
     consumer = ConsumerOptions("g", session_timeout_ms=10_000)
     src = KafkaSource(KafkaSettings("127.0.0.1:1"), ["t"], consumer, options)
     assert src.revoke_wait_s == 5.0  # an inline hook would block heartbeats past the session
-    src._client = SimpleNamespace(heartbeats_during_revoke=True)  # type: ignore[assignment]
-    assert src.revoke_wait_s == 30.0
+    assert revoke_wait(options, consumer, heartbeats=False) == 5.0
+    assert revoke_wait(options, consumer, heartbeats=True) == 30.0
