@@ -74,7 +74,7 @@ def test_heartbeats_continue_while_the_revocation_waits_for_in_flight_records(
     b_thread = threading.Thread(target=run_b, daemon=True)
     b_thread.start()
     # as in the pipeline, records resolve on other threads (acks) while the hook waits
-    timer = threading.Timer(HOLD_S[client_name], a.resolve_many, args=(held,))
+    timer = threading.Timer(HOLD_S[client_name], resolve_many, args=(a, held))
     try:
         timer.start()
         while not waits or len(a.assigned) != 1 or len(b.assigned) != 1:
