@@ -12,7 +12,7 @@ kafka-python is never imported. Each call opens one admin client
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from streamfer.errors import StreamError
@@ -57,6 +57,21 @@ def _admin(cluster: Cluster, timeout_s: float, client: ClientName) -> Iterator[T
         admin.close()
 
 
+def _per_topic(
+    cluster: Cluster,
+    topics: Iterable[str],
+    timeout_s: float,
+    client: ClientName,
+    ask: Callable[[TopicAdmin, list[str]], dict[str, int]],
+) -> dict[str, int]:
+    """``ask`` one admin client about the topics (each once, sorted); none: no client."""
+    names = sorted(set(topics))
+    if not names:
+        return {}
+    with _admin(cluster, timeout_s, client) as admin:
+        return ask(admin, names)
+
+
 def broker_answers(
     bootstrap: str, timeout_s: float = 2.0, *, client: ClientName = DEFAULT_CLIENT
 ) -> bool:
@@ -95,11 +110,7 @@ def topic_partitions(
     Topics the cluster does not know, or does not let this client describe, are
     left out. The request never auto-creates a topic, whatever the broker allows.
     """
-    names = sorted(set(topics))
-    if not names:
-        return {}
-    with _admin(cluster, timeout_s, client) as admin:
-        return admin.partitions(names)
+    return _per_topic(cluster, topics, timeout_s, client, lambda a, names: a.partitions(names))
 
 
 def create_topics(
@@ -135,11 +146,9 @@ def max_message_bytes(
 ) -> dict[str, int]:
     """Each topic's ``max.message.bytes`` (the largest record batch it accepts), from one
     DescribeConfigs request; topics the cluster does not describe are left out."""
-    names = sorted(set(topics))
-    if not names:
-        return {}
-    with _admin(cluster, timeout_s, client) as admin:
-        return admin.max_message_bytes(names)
+    return _per_topic(
+        cluster, topics, timeout_s, client, lambda a, names: a.max_message_bytes(names)
+    )
 
 
 def delete_topics(
@@ -151,7 +160,6 @@ def delete_topics(
 ) -> None:
     """Delete the topics; ones already gone count as deleted."""
     names = sorted(set(topics))
-    if not names:
-        return
-    with _admin(cluster, timeout_s, client) as admin:
-        admin.delete(names)
+    if names:
+        with _admin(cluster, timeout_s, client) as admin:
+            admin.delete(names)

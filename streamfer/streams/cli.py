@@ -150,15 +150,20 @@ def produce() -> None:
     """
 
 
+def _rate(default: float, text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--rate`` option of a feed (per second; 0: as fast as possible)."""
+    return click.option("--rate", type=float, default=default, show_default=True, help=text)
+
+
+def _file(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--file`` option of a feed that can replay a file instead of its generator."""
+    path = click.Path(exists=True, dir_okay=False, path_type=Path)
+    return click.option("--file", "path", type=path, default=None, help=text)
+
+
 @produce.command("transactions")
 @_common("payments.tx")
-@click.option(
-    "--rate",
-    type=float,
-    default=1000.0,
-    show_default=True,
-    help="Target messages per second (open loop); 0 = as fast as possible.",
-)
+@_rate(1000.0, "Target messages per second (open loop); 0 = as fast as possible.")
 @click.option(
     "--pacing",
     type=click.Choice(["fixed", "poisson"]),
@@ -181,13 +186,7 @@ def produce() -> None:
     help="Share of deliberately broken records (bad JSON, missing or bad fields), "
     "marked with a 'malformed' header, for exercising the dead-letter path.",
 )
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Replay a CSV (header row) or JSONL file instead of the generator.",
-)
+@_file("Replay a CSV (header row) or JSONL file instead of the generator.")
 def transactions_cmd(
     rate: float,
     pacing: str,
@@ -205,13 +204,7 @@ def transactions_cmd(
 
 @produce.command("sensor")
 @_common("sensor.windows")
-@click.option(
-    "--rate",
-    type=float,
-    default=100.0,
-    show_default=True,
-    help="Target windows per second; 0 = as fast as possible.",
-)
+@_rate(100.0, "Target windows per second; 0 = as fast as possible.")
 @click.option(
     "--vehicles",
     type=click.IntRange(1),
@@ -227,13 +220,7 @@ def transactions_cmd(
     show_default=True,
     help="raw = little-endian float32 with shape header; json = {vehicle_id, window}.",
 )
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="CSV of samples (ax,ay,az,gx,gy,gz[,vehicle_id]); 100-sample windows.",
-)
+@_file("CSV of samples (ax,ay,az,gx,gy,gz[,vehicle_id]); 100-sample windows.")
 @click.option(
     "--samples",
     is_flag=True,
@@ -279,20 +266,10 @@ def sensor_cmd(rate: float, vehicles: int, fmt: str, path: Path | None, samples:
 @click.option(
     "--quality", type=click.IntRange(1, 100), default=85, show_default=True, help="JPEG quality."
 )
-@click.option(
-    "--width",
-    type=click.IntRange(16),
-    default=640,
-    show_default=True,
-    help="Synthetic frame width.",
-)
-@click.option(
-    "--height",
-    type=click.IntRange(16),
-    default=360,
-    show_default=True,
-    help="Synthetic frame height.",
-)
+@click.option("--width", type=click.IntRange(16), default=640, show_default=True,
+              help="Synthetic frame width.")  # fmt: skip
+@click.option("--height", type=click.IntRange(16), default=360, show_default=True,
+              help="Synthetic frame height.")  # fmt: skip
 @click.option(
     "--encoding",
     type=click.Choice(["jpeg", "png", "raw"]),

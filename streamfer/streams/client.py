@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from streamfer.errors import StreamError
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.settings import KafkaSettings
 
@@ -84,6 +85,13 @@ class ProducerOptions:
     transactional_id: str | None = None
     transaction_timeout_ms: int = 60_000
     stats_interval_ms: int = 1_000
+
+
+def not_started(who: str) -> StreamError:
+    """The error of a source or sink used before ``start()`` (``who``: ``<where> | <class>``)."""
+    return StreamError(
+        f"{who} used before start(). Note: call start() or use it as a context manager"
+    )
 
 
 class ConsumerClient(Protocol):
@@ -261,28 +269,9 @@ class AdapterFactory:
     """A ``ClientFactory`` made of one opening function per client role (each client
     library's package has a module per role)."""
 
-    open_consumer: Callable[
+    consumer: Callable[
         [KafkaSettings, Sequence[str], ConsumerOptions, RevokeHook, AssignHook], ConsumerClient
     ]
-    open_producer: Callable[[KafkaSettings, ProducerOptions], ProducerClient]
-    open_reader: Callable[[KafkaSettings, ReaderOptions], ReaderClient]
-    open_admin: Callable[[KafkaSettings, float], TopicAdmin]
-
-    def consumer(
-        self,
-        settings: KafkaSettings,
-        topics: Sequence[str],
-        options: ConsumerOptions,
-        on_revoke: RevokeHook,
-        on_assign: AssignHook,
-    ) -> ConsumerClient:
-        return self.open_consumer(settings, topics, options, on_revoke, on_assign)
-
-    def producer(self, settings: KafkaSettings, options: ProducerOptions) -> ProducerClient:
-        return self.open_producer(settings, options)
-
-    def reader(self, settings: KafkaSettings, options: ReaderOptions) -> ReaderClient:
-        return self.open_reader(settings, options)
-
-    def admin(self, settings: KafkaSettings, timeout_s: float) -> TopicAdmin:
-        return self.open_admin(settings, timeout_s)
+    producer: Callable[[KafkaSettings, ProducerOptions], ProducerClient]
+    reader: Callable[[KafkaSettings, ReaderOptions], ReaderClient]
+    admin: Callable[[KafkaSettings, float], TopicAdmin]

@@ -41,6 +41,7 @@ from streamfer.streams.client import (
     ConsumerClient,
     ConsumerOptions,
     TopicPartition,
+    not_started,
 )
 from streamfer.streams.committer import Committer, OffsetCommitter, TransactionCommitter
 from streamfer.streams.connection import ConnectionMonitor
@@ -125,12 +126,10 @@ class KafkaSource:
 
     @property
     def client(self) -> ConsumerClient:
-        if self._client is None:
-            raise StreamError(
-                f"{self.topics} | KafkaSource used before start(). "
-                "Note: call start() or use it as a context manager"
-            )
-        return self._client
+        client = self._client
+        if client is None:
+            raise not_started(f"{self.topics} | KafkaSource")
+        return client
 
     @property
     def monitor(self) -> object | None:
