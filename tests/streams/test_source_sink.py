@@ -50,6 +50,25 @@ def commit_settled(source: KafkaSource, timeout_s: float = 10) -> dict[tuple[str
             assert source.poll(0.1) == []  # everything was consumed already
 
 
+def test_a_discarding_close_commits_nothing(
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    factory: ClientFactory,
+) -> None:
+    """A deleted input topic's offsets must not be committed: they would apply to a topic
+    created again under the same name (skipping its first records)."""
+    topic, group = unique_topic(1), unique_group()
+    produce(kafka_bootstrap, topic, 10)
+    options = SourceOptions(commit_interval_s=3600)
+    src = KafkaSource(KafkaSettings(kafka_bootstrap), [topic], fast_options(group), options,
+                      factory).start()  # fmt: skip
+    assert resolve_many(src, poll_until(src, 10)) == 10
+    src.close(discard=True)
+    assert not src.started and src.tracker.in_flight() == 0
+    assert committed(kafka_bootstrap, group, topic) == {0: None}
+
+
 def test_out_of_order_resolution_commits_only_the_resolved_prefix(
     kafka_bootstrap: str,
     unique_topic: Callable[..., str],
