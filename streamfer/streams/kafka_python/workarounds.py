@@ -6,9 +6,9 @@ active); tests/streams/test_kafka_python_workarounds.py reproduces each
 behaviour on the installed version and fails once the library no longer has it:
 
 * ``parked-records``: a partition resumed after a pause never gets the records
-  fetched for it before the pause (``_unstick_parked_records``, private fields);
+  fetched for it before the pause (``KafkaPythonConsumer._unstick_parked_records``, private fields);
 * ``listener-sleep``: a rebalance listener has no public way to wait without
-  blocking the client's event loop, heartbeats included (``_Listener.loop_sleep``,
+  blocking the client's event loop, heartbeats included (``Listener.loop_sleep``,
   a private field);
 * ``producer-idempotence``: a non-transactional idempotent producer turns any
   batch the broker refuses for good (a record too large, a keyless record on a
@@ -19,6 +19,10 @@ behaviour on the installed version and fails once the library no longer has it:
 * ``no-auto-create``: a consumer's ``allow_auto_create_topics=False`` never reaches
   its metadata requests, so a consumer would create its missing (or just deleted)
   input topic with the broker's default partition count; the flag is set on the
+  consumer's cluster metadata (a private field).
+
+The code of each lives with the client role it concerns (``consumer``, ``producer``,
+``reader``); ``workaround(name)`` here says whether it applies.
 """
 
 from __future__ import annotations
