@@ -76,9 +76,10 @@ from streamfer.pipeline.processors.checks import PreparedCheck
 from streamfer.pipeline.stats import StatsBook, StreamStats
 from streamfer.pipeline.topics import ensure_output_topics, message_limits, within_limits
 from streamfer.streams.admin import topic_partitions
-from streamfer.streams.client import ClientFactory, ReaderOptions, client_factory
+from streamfer.streams.client import ClientFactory, ReaderOptions
 from streamfer.streams.connection import ConnectionMonitor
 from streamfer.streams.dlq import DeadLetterWriter
+from streamfer.streams.factory import client_factory
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
@@ -344,7 +345,7 @@ class StreamRuntime:
         self._processor = processor
         if s.state.enabled:
             self._state = self._state_manager(processor, settings, factory, self._source)
-            self._source.listen(self._state)
+            self._source.membership.listen(self._state)
             # entries are written once per commit interval, just before the commit
             self._source.committer = StateCommitter(self._source.committer, self._state)
         infer, self._check = engine_wiring(processor, self.runner)
@@ -504,7 +505,7 @@ class StreamRuntime:
 
     def stats(self) -> StreamStats:
         source = self._source
-        in_flight = source.in_flight() if source is not None else 0
+        in_flight = source.tracker.in_flight() if source is not None else 0
         return self.book.snapshot(in_flight=in_flight)
 
     # -- model swaps (streamfer.pipeline.reload) ----------------------------------------
@@ -595,7 +596,10 @@ class StreamRuntime:
     def _input_partitions(self) -> int | None:
         topic = self.stream.input_topic
         settings = self.config.kafka.to_settings()
-        return topic_partitions(settings, [topic], timeout_s=_INPUT_CHECK_TIMEOUT_S).get(topic)
+        client = self.config.kafka.client
+        return topic_partitions(
+            settings, [topic], timeout_s=_INPUT_CHECK_TIMEOUT_S, client=client
+        ).get(topic)
 
     def _wait_for_input(self, source: KafkaSource) -> None:
         """One step of waiting for the missing input topic; start consuming once it is
@@ -621,7 +625,7 @@ class StreamRuntime:
         find the topic again only at its next metadata refresh, minutes later) and wait
         for it. Records of the deleted topic still in the engine resolve nowhere."""
         try:
-            source.discard()
+            source.close(discard=True)
         except StreamferError as exc:
             log.warning("%s | closing the consumer: %s", self.stream.name, exc)
         self.lag.update({}, ())
@@ -719,7 +723,9 @@ class StreamRuntime:
 
     def _why_idle(self, topic: str) -> str:
         try:
-            known = topic_partitions(self.config.kafka.to_settings(), [topic], timeout_s=2.0)
+            kafka = self.config.kafka
+            settings = kafka.to_settings()
+            known = topic_partitions(settings, [topic], timeout_s=2.0, client=kafka.client)
         except StreamferError:
             known = {}
         n = known.get(topic)
