@@ -22,7 +22,8 @@ What is left out, and how it is told apart:
   records a second instead, and then records only while the stream has records in flight
   (``stats().in_flight``, sampled every millisecond), which drops most idle polls, not all;
 - the metrics HTTP server and its scrape threads: threads whose target function lives in
-  ``socketserver`` or ``http.server`` are not recorded;
+  ``socketserver`` or ``http.server`` are not recorded (``--scrape-every-s`` reads ``/metrics``
+  meanwhile, to see that what a scrape runs stays out);
 - this script's own thread (which starts the pipeline and reads its stats) is not recorded.
 
 A caller is the nearest streamfer frame below the callee: a callback that a library (the
@@ -46,6 +47,7 @@ import tempfile
 import threading
 import time
 import types
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -191,6 +193,7 @@ class Run:
     partitions: int
     rate: float
     timeout_s: float
+    scrape_every_s: float
 
 
 def config_for(run: Run, run_id: str, state_dir: Path, out: Path) -> tuple[Path, str, str]:
@@ -263,7 +266,8 @@ def trace(run: Run) -> tuple[Route, dict[str, float]]:
                 with pipe:
                     if producer is not None:
                         producer.start()
-                    timing = record_window(run, recorder, lambda: pipe.stats()[name])
+                    scrape = scraper(pipe.http_url) if run.scrape_every_s > 0 else None
+                    timing = record_window(run, recorder, lambda: pipe.stats()[name], scrape)
         finally:
             if producer is not None:
                 producer.join(60)
@@ -272,8 +276,24 @@ def trace(run: Run) -> tuple[Route, dict[str, float]]:
     return recorder.route, timing
 
 
-def record_window(run: Run, recorder: RouteRecorder, snap: Callable[[], Any]) -> dict[str, float]:
-    """Turn recording on between ``warmup`` and ``records - tail`` resolved records."""
+def scraper(url: str | None) -> Callable[[], None]:
+    """Reads ``/metrics`` once a call, as Prometheus would (to see its threads left out)."""
+    if url is None:
+        raise SystemExit("route trace | --scrape-every-s needs metrics served. Note: the "
+                         "config's metrics.enabled is false")  # fmt: skip
+
+    def scrape() -> None:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=10) as response:
+            response.read()
+
+    return scrape
+
+
+def record_window(
+    run: Run, recorder: RouteRecorder, snap: Callable[[], Any], scrape: Callable[[], None] | None
+) -> dict[str, float]:
+    """Turn recording on between ``warmup`` and ``records - tail`` resolved records; ``scrape``
+    (if any) runs every ``run.scrape_every_s`` meanwhile."""
     t0 = time.monotonic()
     wait_for(f"{run.warmup} records resolved", lambda: snap().resolved >= run.warmup,
              run.timeout_s, 0.001)  # fmt: skip
@@ -283,7 +303,13 @@ def record_window(run: Run, recorder: RouteRecorder, snap: Callable[[], Any]) ->
     gated = run.rate > 0
     recorder.recording.set()
     deadline = start + run.timeout_s
+    next_scrape = start
+    scrapes = 0
     while (current := snap()).resolved < stop_at:
+        if scrape is not None and time.monotonic() >= next_scrape:
+            scrape()
+            scrapes += 1
+            next_scrape += run.scrape_every_s
         if time.monotonic() > deadline:
             raise SystemExit(f"route trace | {stop_at} records not resolved in {run.timeout_s} s")
         if gated:
@@ -298,6 +324,7 @@ def record_window(run: Run, recorder: RouteRecorder, snap: Callable[[], Any]) ->
         "startup_s": start - t0,
         "window_s": end - start,
         "window_records": float(snap().resolved - first),
+        "scrapes": float(scrapes),
     }
 
 
@@ -318,7 +345,7 @@ def report(run: Run, route: Route, timing: dict[str, float]) -> str:
         f"{'backlog' if run.rate <= 0 else f'{run.rate:.0f}/s'} input, "
         f"{run.partitions} partition(s)",
         f"startup {timing['startup_s']:.1f} s; recorded window {timing['window_s']:.2f} s, "
-        f"{timing['window_records']:.0f} records resolved in it; "
+        f"{timing['window_records']:.0f} records resolved in it, {timing['scrapes']:.0f} scrapes; "
         f"threads recorded: {', '.join(sorted(route.threads))}",
         "",
         f"files ({len(route.files)}; {len(runtime_files)} in pipeline/streams/engines), "
@@ -391,6 +418,8 @@ def main() -> None:
         help="records a second; 0 (default): all produced before the start",
     )
     ap.add_argument("--timeout-s", type=float, default=120.0)
+    ap.add_argument("--scrape-every-s", type=float, default=0.0,
+                    help="also read /metrics this often while recording (0: never)")  # fmt: skip
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args()  # fmt: skip
     run = Run(
@@ -403,6 +432,7 @@ def main() -> None:
         partitions=args.partitions,
         rate=args.rate,
         timeout_s=args.timeout_s,
+        scrape_every_s=args.scrape_every_s,
     )
     route, timing = trace(run)
     print(report(run, route, timing))
