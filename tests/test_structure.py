@@ -6,8 +6,10 @@ included): no ``.py`` file longer than ``MAX_FILE_LINES`` lines; no class with m
 ``pipeline`` and of ``streams``: no import circle, counting every import statement, also those
 inside functions, ``from x import y`` where ``y`` is a submodule, and relative imports; a
 package's ``__init__`` counts as the package module; imports under ``if TYPE_CHECKING:`` are
-left out (they never run). A failure lists every offender as ``path:line`` with its numbers, so
-the reader knows what to split. Needs no broker: only the source is parsed.
+left out (they never run). ``engines`` imports neither ``streams`` nor ``pipeline`` (type-only
+imports count there: they still tie the packages). A failure lists every offender as
+``path:line`` with its numbers, so the reader knows what to split. Needs no broker: only the
+source is parsed; the last tests check the checker on a small made-up package.
 """
 
 from __future__ import annotations
@@ -89,14 +91,14 @@ def _is_type_checking(test: ast.expr) -> bool:
     return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
-def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Every import statement that can run: at any depth, skipping ``if TYPE_CHECKING:``."""
+def _imports(tree: ast.AST, type_checking: bool = False) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement at any depth; under ``if TYPE_CHECKING:`` only if asked."""
     stack: list[ast.AST] = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
+        if not type_checking and isinstance(node, ast.If) and _is_type_checking(node.test):
             stack.extend(node.orelse)  # the else branch is what runs
             continue
         stack.extend(ast.iter_child_nodes(node))
@@ -111,6 +113,18 @@ def _longest_known(name: str, known: set[str]) -> str | None:
     return None
 
 
+def _imported(node: ast.Import | ast.ImportFrom, package: str) -> list[tuple[str, str]]:
+    """Per name the statement imports: (the module it names, that module or its submodule
+    named in ``from x import y``), relative imports made absolute from ``package``."""
+    if isinstance(node, ast.Import):
+        return [(alias.name, alias.name) for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        parts = package.split(".")
+        base = ".".join(parts[: len(parts) - (node.level - 1)] + ([base] if base else []))
+    return [(base, f"{base}.{alias.name}") for alias in node.names]
+
+
 def import_edges(paths: list[Path], src_root: Path) -> list[Edge]:
     """Edges between the given modules, one per import statement and target."""
     names = {path: module_name(path, src_root) for path in paths}
@@ -120,19 +134,10 @@ def import_edges(paths: list[Path], src_root: Path) -> list[Edge]:
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in _imports(tree):
-            targets: list[str | None] = []
-            if isinstance(node, ast.Import):
-                targets = [_longest_known(alias.name, known) for alias in node.names]
-            else:
-                if node.level:
-                    base_parts = package.split(".")
-                    base_parts = base_parts[: len(base_parts) - (node.level - 1)]
-                    base = ".".join(base_parts + ([node.module] if node.module else []))
-                else:
-                    base = node.module or ""
-                for alias in node.names:
-                    submodule = f"{base}.{alias.name}"
-                    targets.append(submodule if submodule in known else _longest_known(base, known))
+            targets = [
+                sub if sub in known else _longest_known(base, known)
+                for base, sub in _imported(node, package)
+            ]
             for target in dict.fromkeys(targets):
                 if target is not None and target != name:
                     edges.append(Edge(name, target, where(path, node.lineno)))
@@ -213,6 +218,28 @@ def import_circles(edges: list[Edge]) -> list[str]:
     return reports
 
 
+def _within(name: str, roots: tuple[str, ...]) -> bool:
+    return any(name == root or name.startswith(f"{root}.") for root in roots)
+
+
+def forbidden_imports(paths: list[Path], src_root: Path, forbidden: tuple[str, ...]) -> list[str]:
+    """Import statements (type-only ones too: they still tie the packages) naming a module in
+    or under one of ``forbidden``."""
+    out: list[tuple[Path, int, str]] = []
+    for path in paths:
+        name = module_name(path, src_root)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in _imports(tree, type_checking=True):
+            hits = {
+                base if _within(base, forbidden) else sub
+                for base, sub in _imported(node, package)
+                if _within(sub, forbidden)
+            }
+            out += [(path, node.lineno, f"{name} imports {hit}") for hit in sorted(hits)]
+    return [f"{where(path, line)} {text}" for path, line, text in sorted(out)]
+
+
 def _failure(title: str, offenders: list[str]) -> str:
     return f"{len(offenders)} {title}:\n" + "\n".join(f"  {o}" for o in offenders)
 
@@ -236,6 +263,12 @@ def test_no_import_circle(package: str) -> None:
     assert not offenders, _failure(f"import circles in streamfer/{package}", offenders)
 
 
+def test_engines_import_neither_streams_nor_pipeline() -> None:
+    forbidden = ("streamfer.streams", "streamfer.pipeline")
+    offenders = forbidden_imports(python_files(ROOT / "engines"), REPO, forbidden)
+    assert not offenders, _failure("imports of streams/ or pipeline/ in engines/", offenders)
+
+
 # The checker itself, on a small made-up package: each form of import it must see.
 
 FAKE_PACKAGE = {
@@ -250,6 +283,10 @@ FAKE_PACKAGE = {
         "else:\n    from fake import a\n"
     ),
     "e.py": "from fake.d import x\n",  # d -> e only under TYPE_CHECKING: no circle
+    "low.py": (
+        "import typing\nif typing.TYPE_CHECKING:\n    import fake.sub.b\n"
+        "def f():\n    from .sub import b\n"
+    ),
     "big.py": "class Big:\n" + "".join(f"    def m{i}(self): ...\n" for i in range(5)),
 }
 
@@ -285,3 +322,12 @@ def test_checker_counts_lines_and_methods(tmp_path: Path) -> None:
     assert large_classes(paths, 5) == []
     assert long_files(paths, 5) == [f"{tmp_path}/fake/big.py:1 has 6 lines (limit 5)"]
     assert long_files(paths, 6) == []
+
+
+def test_checker_finds_forbidden_imports_type_only_ones_too(tmp_path: Path) -> None:
+    offenders = forbidden_imports(_write_fake(tmp_path), tmp_path, ("fake.sub",))
+    assert offenders == [
+        f"{tmp_path}/fake/a.py:3 fake.a imports fake.sub",
+        f"{tmp_path}/fake/low.py:3 fake.low imports fake.sub.b",
+        f"{tmp_path}/fake/low.py:5 fake.low imports fake.sub",
+    ]
