@@ -28,9 +28,11 @@ What is left out, and how it is told apart:
 
 A caller is the nearest streamfer frame below the callee: a callback that a library (the
 Kafka client, a thread pool) runs on streamfer's behalf counts as called by the streamfer
-function that entered the library (marked ``via library``). Generator resumptions count as
-calls. Modules are found by package (the file's path under the ``streamfer`` package), so
-renames need no change here; the only project names used are in ``ENTRY`` below.
+function that entered the library (marked ``via library``); one that C code runs (librdkafka's
+delivery reports, inside the producer's ``poll``) has no frame between and reads as a direct
+call. Generator resumptions count as calls. Modules are found by package (the file's path
+under the ``streamfer`` package), so renames need no change here; the only project names used
+are in ``ENTRY`` below.
 
     STREAMFER_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python scripts/route_trace.py
     .venv/bin/python scripts/route_trace.py --state off --records 5000 --json /tmp/off.json
@@ -107,8 +109,8 @@ class RouteRecorder:
         self.route = Route()
         self._places: dict[types.CodeType, Place | None] = {}
         self._lock = threading.Lock()
-        self._skip = {threading.get_ident()}  # the driver: starts the pipeline, reads stats
-        self._checked: set[int] = set()
+        self._driver = threading.current_thread()  # starts the pipeline, reads its stats
+        self._thread = threading.local()  # .excluded, judged on the thread's first call
 
     def place(self, code: types.CodeType) -> Place | None:
         try:
@@ -129,16 +131,15 @@ class RouteRecorder:
         self._places[code] = found
         return found
 
-    def _thread_excluded(self, ident: int) -> bool:
-        if ident in self._checked:
-            return ident in self._skip
-        with self._lock:
-            self._checked.add(ident)
-            target = getattr(threading.current_thread(), "_target", None)
+    def _thread_excluded(self) -> bool:
+        excluded: bool | None = getattr(self._thread, "excluded", None)
+        if excluded is None:
+            thread = threading.current_thread()
+            target = getattr(thread, "_target", None)  # the function the thread was started on
             module = getattr(target, "__module__", "") or ""
-            if module in EXCLUDED_THREAD_MODULES:
-                self._skip.add(ident)
-        return ident in self._skip
+            excluded = thread is self._driver or module in EXCLUDED_THREAD_MODULES
+            self._thread.excluded = excluded
+        return excluded
 
     def __call__(self, frame: types.FrameType, event: str, arg: object) -> None:
         if event != "call" or not self.recording.is_set():
@@ -146,8 +147,7 @@ class RouteRecorder:
         callee = self.place(frame.f_code)
         if callee is None:
             return
-        ident = threading.get_ident()
-        if self._thread_excluded(ident):
+        if self._thread_excluded():
             return
         caller, via_library = None, False
         back = frame.f_back
