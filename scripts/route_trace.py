@@ -339,6 +339,7 @@ def report(run: Run, route: Route, timing: dict[str, float]) -> str:
     runtime_files = [
         f for f in route.files if f.split("/")[1] in ("pipeline", "streams", "engines")
     ]
+    per_k = 1000 / max(timing["window_records"], 1)
     lines = [
         f"route trace: {run.config.name}, state store {mode}, {run.records} records "
         f"(warm-up {run.warmup}, tail {run.tail}), "
@@ -349,9 +350,9 @@ def report(run: Run, route: Route, timing: dict[str, float]) -> str:
         f"threads recorded: {', '.join(sorted(route.threads))}",
         "",
         f"files ({len(route.files)}; {len(runtime_files)} in pipeline/streams/engines), "
-        "calls, calls per 1,000 records:",
+        f"calls, calls per 1,000 records (all: {sum(route.files.values())}, "
+        f"{sum(route.files.values()) * per_k / 1000:.1f} a record):",
     ]
-    per_k = 1000 / max(timing["window_records"], 1)
     lines += [
         f"  {calls:>9} {calls * per_k:>9.1f}  {f}" for f, calls in sorted(route.files.items())
     ]
