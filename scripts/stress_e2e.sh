@@ -71,7 +71,7 @@ for round in $(seq "$rounds"); do
     status=0
     "$python" -m pytest -q -x -p no:cacheprovider "${tests[@]}" "$@" >"$log" 2>&1 || status=$?
     seconds=$(echo "$(date +%s.%N) - $start" | bc)
-    summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$log" | tail -1 | tr -d '=' | xargs || true)
+    summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$log" | tail -1 | sed -E 's/^=+ | =+$//g' || true)
     if [ "$status" -ne 0 ]; then
         printf 'round %d/%d: FAILED in %.0f s (%s)\n' "$round" "$rounds" "$seconds" "$summary"
         tail -n 60 "$log"
