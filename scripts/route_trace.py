@@ -97,7 +97,7 @@ class Route:
 
     files: Counter[str] = field(default_factory=Counter)
     edges: Counter[tuple[str, str, bool]] = field(default_factory=Counter)  # caller, callee, lib
-    threads: set[str] = field(default_factory=set)
+    threads: dict[str, set[str]] = field(default_factory=dict)  # file -> thread names
 
 
 class RouteRecorder:
@@ -159,7 +159,7 @@ class RouteRecorder:
             back = back.f_back
         with self._lock:
             self.route.files[callee.file] += 1
-            self.route.threads.add(threading.current_thread().name)
+            self.route.threads.setdefault(callee.file, set()).add(threading.current_thread().name)
             if (
                 caller is not None
                 and caller.package != callee.package
@@ -347,14 +347,15 @@ def report(run: Run, route: Route, timing: dict[str, float]) -> str:
         f"{run.partitions} partition(s)",
         f"startup {timing['startup_s']:.1f} s; recorded window {timing['window_s']:.2f} s, "
         f"{timing['window_records']:.0f} records resolved in it, {timing['scrapes']:.0f} scrapes; "
-        f"threads recorded: {', '.join(sorted(route.threads))}",
+        f"threads recorded: {', '.join(sorted(set().union(*route.threads.values())))}",
         "",
         f"files ({len(route.files)}; {len(runtime_files)} in pipeline/streams/engines), "
-        f"calls, calls per 1,000 records (all: {sum(route.files.values())}, "
+        f"calls, calls per 1,000 records, threads (all: {sum(route.files.values())}, "
         f"{sum(route.files.values()) * per_k / 1000:.1f} a record):",
     ]
     lines += [
-        f"  {calls:>9} {calls * per_k:>9.1f}  {f}" for f, calls in sorted(route.files.items())
+        f"  {calls:>9} {calls * per_k:>9.1f}  {f}  [{', '.join(sorted(route.threads[f]))}]"
+        for f, calls in sorted(route.files.items())
     ]
     pairs = Counter[str]()
     modules: set[tuple[str, str]] = set()
@@ -391,6 +392,7 @@ def as_json(run: Run, route: Route, timing: dict[str, float]) -> dict[str, Any]:
         "records": run.records,
         "timing": timing,
         "files": dict(sorted(route.files.items())),
+        "threads": {f: sorted(names) for f, names in sorted(route.threads.items())},
         "edges": [
             {"caller": a, "callee": b, "via_library": lib, "calls": n}
             for (a, b, lib), n in sorted(route.edges.items())
