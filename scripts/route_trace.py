@@ -70,7 +70,7 @@ DEFAULT_CONFIG = REPO / "deploy" / "configs" / "fraud.yaml"
 ENTRY = {
     "pipeline": "streamfer.pipeline.app:Pipeline",
     "load_config": "streamfer.pipeline.config:load_config",
-    "feed": "streamfer.streams.feeds:transaction_feed",
+    "feed": "streamfer.streams.local.feeds:transaction_feed",
 }
 PACKAGES = ("pipeline", "streams", "engines", "models")
 EXCLUDED_THREAD_MODULES = ("socketserver", "http.server")
