@@ -17,7 +17,7 @@ from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue
 from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.outlet import LogLimiter, Outlet
 from streamfer.pipeline.processors.base import Output, Prepared, Reject, Result
-from streamfer.pipeline.stats import StatsBook
+from streamfer.streams.acks import Resolver
 from streamfer.streams.client import ProducerOptions
 from streamfer.streams.codecs import validate_decision
 from streamfer.streams.dlq import DeadLetterWriter
@@ -73,16 +73,16 @@ class Harness:
         self.sink = Sink()
         self.fatal: list[BaseException] = []
         self.metrics = Metrics(process_collectors=False)
-        self.book = StatsBook("s", kind)
+        recorder = self.metrics.stream("s", model="m", engine="onnxruntime", kind=kind)
+        self.book = recorder.book
         self.outlet = Outlet(
             stream="s",
             output_topic="out",
             sink=self.sink,  # type: ignore[arg-type]
             dead_letters=DeadLetterWriter(self.sink),  # type: ignore[arg-type]
-            tracker=self.tracker,
+            resolver=Resolver(self.tracker, recorder),
             encoder=DecisionEncoder("s", kind, ModelIdentity("m", "3", "onnxruntime", "fp32")),
-            recorder=self.metrics.stream("s", model="m", engine="onnxruntime"),
-            book=self.book,
+            recorder=recorder,
             on_fatal=self.fatal.append,
             on_dead_letter_failure=on_failure,  # type: ignore[arg-type]
             log_limiter=limiter,
