@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, NamedTuple
 
@@ -97,33 +98,24 @@ class _Unpacked(NamedTuple):
     headers: list[Headers] | None
 
 
+@dataclass(kw_only=True, eq=False)
 class Outlet:
-    """Publishes decisions and dead letters of one stream and resolves their records."""
+    """Publishes decisions and dead letters of one stream and hands their records over to
+    be resolved (``encoder`` is replaced when the model is swapped)."""
 
-    def __init__(
-        self,
-        *,
-        stream: str,
-        output_topic: str,
-        sink: KafkaSink,
-        dead_letters: DeadLetterWriter,
-        resolver: Resolver,
-        encoder: DecisionEncoder,
-        recorder: StreamRecorder,
-        on_fatal: Fatal,
-        on_dead_letter_failure: OnFailure = "stop",
-        log_limiter: LogLimiter | None = None,
-    ) -> None:
-        self.stream = stream
-        self.output_topic = output_topic
-        self.sink = sink
-        self.dead_letters = dead_letters
-        self.resolver = resolver
-        self.encoder = encoder
-        self.recorder = recorder
-        self.on_fatal = on_fatal
-        self.on_dead_letter_failure = on_dead_letter_failure
-        self._limiter = log_limiter or LogLimiter()
+    stream: str
+    output_topic: str
+    sink: KafkaSink
+    dead_letters: DeadLetterWriter
+    resolver: Resolver
+    encoder: DecisionEncoder
+    recorder: StreamRecorder
+    on_fatal: Fatal
+    on_dead_letter_failure: OnFailure = "stop"
+    log_limiter: LogLimiter | None = None  # None: at most 10 bad-record lines a second
+
+    def __post_init__(self) -> None:
+        self._limiter = self.log_limiter or LogLimiter()
 
     # -- decisions -------------------------------------------------------------------------
     def publish(

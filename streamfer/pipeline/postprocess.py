@@ -24,7 +24,7 @@ import ast
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from streamfer.pipeline.decisions import ModelIdentity
 __all__ = ["ModelIdentity"]  # where the benchmarks and plug-ins have found it
 
 UNCERTAIN = "uncertain"
+T = TypeVar("T")
+USUAL = "<usual>"  # output argument left out: the kind's usual output name
+Result = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,7 @@ class FraudPostprocessor:
             s >= decline, "decline", np.where(s >= review, "review", "approve")
         ).tolist()
 
-    def results(
-        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> list[dict[str, Any]]:
+    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
         scores = _single_output(outputs, self.output).reshape(len(metas), -1)[:, 0]
         return [
             {"fraud_score": s, "action": a}
@@ -120,17 +121,21 @@ class FraudPostprocessor:
         ]
 
 
-class SensorPostprocessor:
-    def __init__(
-        self, thresholds: SensorThresholds, labels: Sequence[str], output: str | None = "probs"
-    ) -> None:
+class _Labelled(Generic[T]):
+    """A postprocessor of class scores: its thresholds, the class labels, the output read."""
+
+    usual_output = ""  # the output a model of this kind names its scores
+
+    def __init__(self, thresholds: T, labels: Sequence[str], output: str | None = USUAL) -> None:
         self.t = thresholds
         self.labels = list(labels)
-        self.output = output
+        self.output = self.usual_output if output == USUAL else output
 
-    def results(
-        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> list[dict[str, Any]]:
+
+class SensorPostprocessor(_Labelled[SensorThresholds]):
+    usual_output = "probs"
+
+    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
         probs = _single_output(outputs, self.output).reshape(len(metas), -1).astype(float)
         if probs.shape[1] != len(self.labels):
             raise EngineError(
@@ -145,17 +150,10 @@ class SensorPostprocessor:
         return out
 
 
-class DetectionPostprocessor:
-    def __init__(
-        self, thresholds: DetectionThresholds, labels: Sequence[str], output: str | None = "output0"
-    ) -> None:
-        self.t = thresholds
-        self.labels = list(labels)
-        self.output = output
+class DetectionPostprocessor(_Labelled[DetectionThresholds]):
+    usual_output = "output0"
 
-    def results(
-        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> list[dict[str, Any]]:
+    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
         from streamfer.models.detect import decode_detections, unletterbox
 
         raw = _single_output(outputs, self.output)

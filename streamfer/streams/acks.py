@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -101,18 +102,15 @@ class _Decisions(AckCount):
         self.on_failure(error)
 
 
+@dataclass(slots=True, eq=False)
 class _DeadLetter:
     """One dead letter: its row resolves when the dead-letter topic acknowledged it."""
 
-    __slots__ = ("on_failure", "reason", "resolver", "row", "span")
-
-    def __init__(self, resolver: Resolver, span: Span, row: int, reason: str,
-                 on_failure: OnFailure) -> None:  # fmt: skip
-        self.resolver = resolver
-        self.span = span
-        self.row = row
-        self.reason = reason
-        self.on_failure = on_failure
+    resolver: Resolver
+    span: Span
+    row: int
+    reason: str
+    on_failure: OnFailure
 
     def __call__(self, error: object | None, _message: object) -> None:
         if error is not None:
