@@ -317,6 +317,24 @@ def test_each_decision_carries_its_own_records_broker_latency() -> None:
     assert [x - e2e[0] for x in e2e] == pytest.approx([0, 495, 4995])
 
 
+def test_the_broker_stage_is_observed_once_per_record_that_leaves() -> None:
+    """The broker latency is read in the outlet: each record published (or failed in the
+    engine), dropped or absorbed is observed once, with its own age."""
+    h = Harness()
+    b = h.batch(6)
+    b.timestamps_ms = [b.consumed_wall_ms - 40] * 6
+    h.outlet.publish(prepared(b), np.array([0, 1, 2]), [score(0.1)] * 3, 3, TIMING)
+    h.outlet.dropped(b, np.array([3]), "stale")
+    h.outlet.absorbed(b, np.array([4, 5]))
+    h.outlet.dropped(b, np.array([3]), "stale")  # resolved already: not observed again
+    labels = {"stream": "s", "model": "m", "engine": "onnxruntime", "stage": "broker"}
+    get = h.metrics.registry.get_sample_value
+    assert get("streamfer_stage_latency_seconds_count", labels) == 6
+    assert get("streamfer_stage_latency_seconds_sum", labels) == pytest.approx(6 * 0.04)
+    h.sink.deliver()
+    assert h.tracker.positions() == {("tx", 2): 16} and h.book.snapshot().absorbed == 2
+
+
 def test_an_engine_failure_reaches_the_dead_letter_topic_as_engine_error() -> None:
     """The engine worker and the real outlet together: the reason the dead letter carries
     is what the code gives it, not what a test double assumes."""
