@@ -128,6 +128,7 @@ class Outlet:
     ) -> None:
         """Publish the decisions of ``rows`` (rows of ``prepared.batch``), one result each."""
         batch = prepared.batch
+        handoff_ns = time.monotonic_ns()
         n = len(rows)
         broker_ms = batch.broker_ms()  # the one reading: stage metric, documents, e2e
         rec = self.recorder
@@ -173,7 +174,7 @@ class Outlet:
         sent = np.asarray(sent_rows, dtype=np.intp)
         callback = self.resolver.decisions(
             span, sent, broker if len(sent) == len(good) else broker_ms[sent], batch.consumed_ns,
-            partial(self._publish_failed, batch, sent),
+            handoff_ns, partial(self._publish_failed, batch, sent),
         )  # fmt: skip
         try:
             queued = self.sink.send_many(

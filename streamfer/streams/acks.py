@@ -85,14 +85,14 @@ class _Decisions(AckCount):
                  "span")  # fmt: skip
 
     def __init__(self, resolver: Resolver, span: Span, rows: np.ndarray, broker_ms: np.ndarray,
-                 consumed_ns: int, on_failure: OnFailure) -> None:  # fmt: skip
+                 consumed_ns: int, handoff_ns: int, on_failure: OnFailure) -> None:  # fmt: skip
         super().__init__(len(rows))
         self.resolver = resolver
         self.span = span
         self.rows = rows
         self.broker_ms = broker_ms
         self.consumed_ns = consumed_ns
-        self.handoff_ns = time.monotonic_ns()
+        self.handoff_ns = handoff_ns
         self.on_failure = on_failure
 
     def acked(self) -> None:
@@ -134,11 +134,13 @@ class Resolver:
         self.listener = listener
 
     def decisions(self, span: Span, rows: np.ndarray, broker_ms: np.ndarray, consumed_ns: int,
-                  on_failure: OnFailure) -> AckCount:  # fmt: skip
+                  handoff_ns: int, on_failure: OnFailure) -> AckCount:  # fmt: skip
         """The callback of the decisions of ``rows`` of ``span`` (one message per row, in
-        order; ``broker_ms`` per row): the rows resolve when every one is acknowledged;
-        ``on_failure`` runs once at the first failure and nothing resolves."""
-        return _Decisions(self, span, rows, broker_ms, consumed_ns, on_failure)
+        order; ``broker_ms`` per row; ``handoff_ns``: monotonic, when the engine handed them
+        to be published, where the ``publish`` stage starts): the rows resolve when every
+        one is acknowledged; ``on_failure`` runs once at the first failure and nothing
+        resolves."""
+        return _Decisions(self, span, rows, broker_ms, consumed_ns, handoff_ns, on_failure)
 
     def dead_letter(self, span: Span, row: int, reason: str,
                     on_failure: OnFailure) -> Callable[[object | None, object], None]:  # fmt: skip
