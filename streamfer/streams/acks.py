@@ -78,22 +78,20 @@ class AckCount:
 OnFailure = Callable[[object], None]  # called with the delivery error
 
 
+@dataclass(slots=True, eq=False)
 class _Decisions(AckCount):
     """One segment's decisions: their rows resolve at the last acknowledgement."""
 
-    __slots__ = ("broker_ms", "consumed_ns", "handoff_ns", "on_failure", "resolver", "rows",
-                 "span")  # fmt: skip
+    resolver: Resolver
+    span: Span
+    rows: np.ndarray
+    broker_ms: np.ndarray
+    consumed_ns: int
+    handoff_ns: int
+    on_failure: OnFailure
 
-    def __init__(self, resolver: Resolver, span: Span, rows: np.ndarray, broker_ms: np.ndarray,
-                 consumed_ns: int, handoff_ns: int, on_failure: OnFailure) -> None:  # fmt: skip
-        super().__init__(len(rows))
-        self.resolver = resolver
-        self.span = span
-        self.rows = rows
-        self.broker_ms = broker_ms
-        self.consumed_ns = consumed_ns
-        self.handoff_ns = handoff_ns
-        self.on_failure = on_failure
+    def __post_init__(self) -> None:
+        AckCount.__init__(self, len(self.rows))
 
     def acked(self) -> None:
         self.resolver._decided(self)
