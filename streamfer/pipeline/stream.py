@@ -75,6 +75,7 @@ from streamfer.pipeline.processors.base import NO_EVENT_TIME, Reject, StatefulPr
 from streamfer.pipeline.processors.checks import PreparedCheck
 from streamfer.pipeline.stats import StatsBook, StreamStats
 from streamfer.pipeline.topics import ensure_output_topics, message_limits, within_limits
+from streamfer.streams.acks import Resolver
 from streamfer.streams.admin import topic_partitions
 from streamfer.streams.client import ClientFactory, ReaderOptions
 from streamfer.streams.connection import ConnectionMonitor
@@ -272,7 +273,9 @@ class StreamRuntime:
         info = runner.info
         self.identity = identity or ModelIdentity.of(stream.model, runner)
         self._metrics = metrics
-        self.recorder = metrics.stream(stream.name, model=stream.model, engine=info.kind)
+        self.recorder = metrics.stream(
+            stream.name, model=stream.model, engine=info.kind, kind=stream.kind
+        )
         metrics.engine_info(
             stream=stream.name,
             model=stream.model,
@@ -281,7 +284,7 @@ class StreamRuntime:
             device=info.device,
             version=self.identity.version,
         )
-        self.book = StatsBook(stream.name, stream.kind)
+        self.book = self.recorder.book
         self.inbox = RowQueue(config.runtime.max_in_flight)
         self._processor = processor
         self._check: PreparedCheck | None = None
@@ -358,10 +361,9 @@ class StreamRuntime:
                 topic=s.resolved_dlq_topic,
                 max_message_bytes=limits.get(s.resolved_dlq_topic),
             ),
-            tracker=self._source.tracker,
+            resolver=Resolver(self._source.tracker, self.recorder),
             encoder=DecisionEncoder(s.name, s.decision_kind, self.identity),
             recorder=self.recorder,
-            book=self.book,
             on_fatal=self._fatal,
             on_dead_letter_failure=s.dead_letters.on_failure,
         )
@@ -752,8 +754,6 @@ class StreamRuntime:
     def _hand_over(self, batch: RecordBatch) -> None:
         n = len(batch)
         self.recorder.consumed(n)
-        self.book.consumed(n)
-        self.recorder.observe_stage_many("broker", batch.broker_ms() / 1e3)
         processor, state = self._processor, self._state
         assert processor is not None
         start = time.perf_counter_ns()
@@ -782,8 +782,7 @@ class StreamRuntime:
         """Rows that ended in ``prepare``: absorbed into state, or dropped (e.g. late)."""
         batch = prepared.batch
         if prepared.absorbed is not None and len(prepared.absorbed) and batch.span is not None:
-            n = self.outlet.tracker.resolve_rows(batch.span, prepared.absorbed)
-            self.book.absorbed(n)
+            self.outlet.absorbed(batch, prepared.absorbed)
         for reason, rows in (prepared.dropped or {}).items():
             if len(rows):
                 self.outlet.dropped(batch, rows, reason)
