@@ -31,7 +31,7 @@ from streamfer.bench.kafka_io import topic_set
 from streamfer.bench.machine import probe_machine
 from streamfer.bench.report import Report, Table
 from streamfer.models.features import CARD_CODEC, _CardState
-from streamfer.streams.client import ProducerOptions, ReaderOptions
+from streamfer.streams.client import Outgoing, ProducerOptions, ReaderOptions
 from streamfer.streams.factory import client_factory
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
@@ -67,8 +67,14 @@ def _fill(bootstrap: str, topic: str, keys: range, first_offset: int, say: Say) 
         for start in range(keys.start, keys.stop, chunk):
             stop = min(start + chunk, keys.stop)
             pairs = [_entry(i, first_offset + i) for i in range(start, stop)]
-            sink.send_many(topic, [v for _, v in pairs], [k for k, _ in pairs], on_delivery,
-                           partition=0)  # fmt: skip
+            out = Outgoing(
+                topic=topic,
+                values=[v for _, v in pairs],
+                keys=[k for k, _ in pairs],
+                on_delivery=on_delivery,
+                partition=0,
+            )
+            sink.send_many(out)
         sink.flush(300)
     if failed:
         raise RuntimeError(f"{topic} | {len(failed)} changelog entries not written: {failed[0]}")

@@ -47,7 +47,7 @@ from streamfer.pipeline.decisions import DecisionEncoder, SegmentTiming
 from streamfer.pipeline.processors.base import Output, Prepared, Result
 from streamfer.pipeline.recorder import StreamRecorder
 from streamfer.streams.acks import Resolver
-from streamfer.streams.client import Headers
+from streamfer.streams.client import Headers, Outgoing
 from streamfer.streams.dlq import DeadLetterWriter, short
 from streamfer.streams.reasons import dead_letter_reason
 from streamfer.streams.records import RecordBatch
@@ -177,14 +177,14 @@ class Outlet:
             handoff_ns, partial(self._publish_failed, batch, sent),
         )  # fmt: skip
         try:
-            queued = self.sink.send_many(
-                self.output_topic,
-                values,
-                sent_keys,
-                callback,
-                only_if=lambda: span.alive,
+            out = Outgoing(
+                topic=self.output_topic,
+                values=values,
+                keys=sent_keys,
+                on_delivery=callback,
                 headers=sent_headers,
             )
+            queued = self.sink.send_many(out, only_if=lambda: span.alive)
         except StreamError as exc:
             self.on_fatal(exc)
             return

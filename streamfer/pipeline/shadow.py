@@ -32,6 +32,7 @@ from streamfer.pipeline.decisions import DecisionEncoder, SegmentTiming
 from streamfer.pipeline.engine import InferFn, results_isolated
 from streamfer.pipeline.metrics import ShadowRecorder
 from streamfer.pipeline.processors.base import Prepared, Processor, Result
+from streamfer.streams.client import Outgoing
 from streamfer.streams.sink import KafkaSink
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,9 @@ class ShadowScorer:
             if len(values) < len(docs):
                 self.recorder.shed("failed", len(docs) - len(values))
             if values:
-                self.sink.send_many(self.topic, values, keys, self._delivered)
+                delivered = self._delivered
+                out = Outgoing(topic=self.topic, values=values, keys=keys, on_delivery=delivered)
+                self.sink.send_many(out)
                 self.recorder.decided(len(values))
 
     def _delivered(self, error: Any, message: Any) -> None:

@@ -87,6 +87,21 @@ class ProducerOptions:
     stats_interval_ms: int = 1_000
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    """The messages of one ``send_many`` call (one value a call, never one a message: this
+    is the hot path of every decision and changelog entry). A None value is a tombstone;
+    ``partition`` None: each key's partition; ``headers``: one sequence per message, or
+    None when no message has any (the fast path)."""
+
+    topic: str
+    values: Sequence[bytes | None]
+    keys: Sequence[bytes | None]
+    on_delivery: DeliveryCallback
+    partition: int | None = None
+    headers: Sequence[Headers] | None = None
+
+
 def not_started(who: str) -> StreamError:
     """The error of a source or sink used before ``start()`` (``who``: ``<where> | <class>``)."""
     return StreamError(
@@ -146,18 +161,8 @@ class ProducerClient(Protocol):
         partition: int | None = None,
     ) -> None: ...
 
-    def send_many(
-        self,
-        topic: str,
-        values: Sequence[bytes | None],
-        keys: Sequence[bytes | None],
-        on_delivery: DeliveryCallback,
-        partition: int | None = None,
-        headers: Sequence[Headers] | None = None,
-    ) -> None:
-        """``send`` for many messages, the same callback for each (a None value is a
-        tombstone; ``partition`` None: the key's partition); ``headers``: one sequence
-        per message, or None for messages without headers (the fast path)."""
+    def send_many(self, out: Outgoing) -> None:
+        """``send`` for each message of ``out``, the same callback for each."""
         ...
 
     def poll(self, timeout_s: float) -> None:

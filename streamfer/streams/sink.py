@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from streamfer.errors import StreamError
 from streamfer.streams.client import (
     ClientFactory,
     DeliveryCallback,
     Headers,
+    Outgoing,
     ProducerClient,
     ProducerOptions,
     TopicPartition,
@@ -121,23 +122,9 @@ class KafkaSink:
             only_if, lambda client: client.send(topic, value, key, headers, on_delivery, partition)
         )
 
-    def send_many(
-        self,
-        topic: str,
-        values: Sequence[bytes | None],
-        keys: Sequence[bytes | None],
-        on_delivery: DeliveryCallback,
-        only_if: Callable[[], bool] | None = None,
-        partition: int | None = None,
-        headers: Sequence[Headers] | None = None,
-    ) -> bool:
-        """Queue one message per value (None: a tombstone), all under one ``only_if``
-        check; ``partition`` None: each key's partition; ``headers``: one sequence per
-        message, or None when none has any (the fast path)."""
-        return self._queue(
-            only_if,
-            lambda client: client.send_many(topic, values, keys, on_delivery, partition, headers),
-        )
+    def send_many(self, out: Outgoing, only_if: Callable[[], bool] | None = None) -> bool:
+        """Queue every message of ``out``, all under one ``only_if`` check (see ``send``)."""
+        return self._queue(only_if, lambda client: client.send_many(out))
 
     def _queue(
         self, only_if: Callable[[], bool] | None, enqueue: Callable[[ProducerClient], None]

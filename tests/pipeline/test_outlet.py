@@ -18,7 +18,7 @@ from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.outlet import LogLimiter, Outlet
 from streamfer.pipeline.processors.base import Output, Prepared, Reject, Result
 from streamfer.streams.acks import Resolver
-from streamfer.streams.client import ProducerOptions
+from streamfer.streams.client import Outgoing, ProducerOptions
 from streamfer.streams.codecs import validate_decision
 from streamfer.streams.dlq import DeadLetterWriter
 from streamfer.streams.records import RecordBatch
@@ -44,15 +44,15 @@ class Sink:
         self.queued.append((topic, value, key, dict(headers), on_delivery))
         return True
 
-    def send_many(self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None],
-                  on_delivery: Callable[..., None], only_if: Any = None,
-                  headers: Sequence[Any] | None = None) -> bool:  # fmt: skip
-        assert len(values) == len(keys)
-        assert headers is None or (len(headers) == len(values) and any(headers))
+    def send_many(self, out: Outgoing, only_if: Any = None) -> bool:
+        headers = out.headers
+        assert len(out.values) == len(out.keys)
+        assert headers is None or (len(headers) == len(out.values) and any(headers))
         if only_if is not None and not only_if():
             return False
-        for i, (value, key) in enumerate(zip(values, keys, strict=True)):
-            self.send(topic, value, key, headers[i] if headers else (), on_delivery)
+        for i, (value, key) in enumerate(zip(out.values, out.keys, strict=True)):
+            assert value is not None
+            self.send(out.topic, value, key, headers[i] if headers else (), out.on_delivery)
         return True
 
     def deliver(self, error: object | None = None, topic: str | None = None) -> None:

@@ -20,6 +20,7 @@ from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity
 from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.processors.base import Prepared, Result
 from streamfer.pipeline.shadow import ShadowScorer
+from streamfer.streams.client import Outgoing
 
 
 class Processor:
@@ -43,10 +44,9 @@ class Sink:
     def close(self, timeout_s: float = 10.0) -> None:
         pass
 
-    def send_many(self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None],
-                  on_delivery: Any) -> bool:  # fmt: skip
+    def send_many(self, out: Outgoing) -> bool:
         with self.lock:
-            self.sent += [(topic, v, k) for v, k in zip(values, keys, strict=True)]
+            self.sent += [(out.topic, v, k) for v, k in zip(out.values, out.keys, strict=True)]
         return True
 
 

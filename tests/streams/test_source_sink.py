@@ -20,7 +20,7 @@ from kafkakit import (
 )
 
 from streamfer.errors import CodecError, StreamError
-from streamfer.streams.client import ClientFactory, ProducerOptions
+from streamfer.streams.client import ClientFactory, Outgoing, ProducerOptions
 from streamfer.streams.dlq import DeadLetterWriter
 from streamfer.streams.records import Record
 from streamfer.streams.settings import KafkaSettings
@@ -233,10 +233,15 @@ def test_send_many_carries_headers_per_message_or_none_at_all(
     topic = unique_topic(1)
     acks: list[object] = []
     with KafkaSink(KafkaSettings(kafka_bootstrap), factory=factory) as sink:
-        on_delivery = lambda err, _msg: acks.append(err)  # noqa: E731
-        assert sink.send_many(topic, [b"a", b"b"], [b"k", None], on_delivery)
+        acks_to = lambda err, _msg: acks.append(err)  # noqa: E731
+        plain = Outgoing(topic=topic, values=[b"a", b"b"], keys=[b"k", None], on_delivery=acks_to)
+        assert sink.send_many(plain)
         headers = [[("severity", b"high"), ("n", b"1")], []]
-        assert sink.send_many(topic, [b"c", b"d"], [b"k2", b"k3"], on_delivery, headers=headers)
+        keyed = [b"k2", b"k3"]
+        with_headers = Outgoing(
+            topic=topic, values=[b"c", b"d"], keys=keyed, on_delivery=acks_to, headers=headers
+        )
+        assert sink.send_many(with_headers)
         sink.flush(30)
     assert acks == [None] * 4
     got = [(m.value, m.key, list(m.headers or [])) for m in read_all(kafka_bootstrap, topic)]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
 from streamfer.errors import StateError
+from streamfer.streams.client import Outgoing
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.state import Checkpoint, LocalStore, StateView
 from streamfer.streams.state.changelog import (
@@ -222,15 +222,12 @@ class RecordingSink:
         self.sent: list[tuple[str, list[Any], list[Any], int | None]] = []
         self.callbacks: list[Any] = []
 
-    def send_many(
-        self, topic: str, values: Sequence[bytes | None], keys: Sequence[bytes | None],
-        on_delivery: Any, only_if: Any = None, partition: int | None = None,
-    ) -> bool:  # fmt: skip
-        assert len(values) == len(keys) and callable(on_delivery)
+    def send_many(self, out: Outgoing, only_if: Any = None) -> bool:
+        assert len(out.values) == len(out.keys) and callable(out.on_delivery)
         if only_if is not None and not only_if():
             return False
-        self.sent.append((topic, list(keys), list(values), partition))
-        self.callbacks += [on_delivery] * len(values)
+        self.sent.append((out.topic, list(out.keys), list(out.values), out.partition))
+        self.callbacks += [out.on_delivery] * len(out.values)
         return True
 
 

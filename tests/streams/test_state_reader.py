@@ -10,7 +10,7 @@ import pytest
 
 from streamfer.errors import StreamError
 from streamfer.streams.admin import create_topics
-from streamfer.streams.client import ClientFactory, ProducerOptions, ReaderOptions
+from streamfer.streams.client import ClientFactory, Outgoing, ProducerOptions, ReaderOptions
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
 
@@ -27,13 +27,16 @@ def test_reader_skips_aborted_entries_and_ends_past_the_markers(
     def on_delivery(error: object | None, _message: object) -> None:
         acked.append(error)
 
+    def to_partition_1(values: list[bytes | None], keys: list[bytes | None]) -> Outgoing:
+        return Outgoing(topic=topic, values=values, keys=keys, on_delivery=on_delivery, partition=1)
+
     with KafkaSink(settings, ProducerOptions(transactional_id=f"txn-{topic}"), factory) as sink:
-        sink.send_many(topic, [b"1", b"2"], [b"a", b"b"], on_delivery, partition=1)
+        sink.send_many(to_partition_1([b"1", b"2"], [b"a", b"b"]))
         sink.commit_transaction({}, None)
-        sink.send_many(topic, [b"lost"], [b"a"], on_delivery, partition=1)
+        sink.send_many(to_partition_1([b"lost"], [b"a"]))
         sink.flush(10)
         sink.abort_transaction()
-        sink.send_many(topic, [b"3", None], [b"c", b"b"], on_delivery, partition=1)
+        sink.send_many(to_partition_1([b"3", None], [b"c", b"b"]))
         sink.commit_transaction({}, None)
     assert acked == [None] * 5
     reader = factory.reader(settings, ReaderOptions())

@@ -9,12 +9,13 @@ then would: the state must equal the state after exactly the committed records.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from streamfer.streams.client import Outgoing
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.state import LocalStore, StateCommitter, StateManager, StateOptions
 from streamfer.streams.state.changelog import ChangelogWriter
@@ -71,13 +72,11 @@ class Sink:
         self.sent: list[tuple[bytes, bytes | None]] = []
         self.unacked: list[Any] = []
 
-    def send_many(self, topic: str, values: Sequence[bytes | None], keys: Sequence[bytes],
-                  on_delivery: Any, only_if: Any = None, partition: int | None = None,
-                  ) -> bool:  # fmt: skip
+    def send_many(self, out: Outgoing, only_if: Any = None) -> bool:
         if only_if is not None and not only_if():
             return False
-        self.sent += zip(keys, values, strict=True)
-        self.unacked += [on_delivery] * len(keys)
+        self.sent += zip(out.keys, out.values, strict=True)
+        self.unacked += [out.on_delivery] * len(out.keys)
         return True
 
     def ack(self, n: int) -> None:

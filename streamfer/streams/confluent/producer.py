@@ -8,13 +8,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException, Producer
 
 from streamfer.errors import StreamError
-from streamfer.streams.client import DeliveryCallback, Headers, ProducerOptions, TopicPartition
+from streamfer.streams.client import (
+    DeliveryCallback,
+    Headers,
+    Outgoing,
+    ProducerOptions,
+    TopicPartition,
+)
 from streamfer.streams.confluent.common import (
     RECONNECT_BACKOFF_MAX_MS,
     check_reachable,
@@ -25,12 +31,15 @@ from streamfer.streams.confluent.common import (
 from streamfer.streams.connection import ConnectionMonitor
 from streamfer.streams.security import LOGIN_CHECK_TIMEOUT_S, check_login
 from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.transactions import TransactionalProducer
+
+T = TypeVar("T")
 
 _BUFFER_WAIT_S = 0.05  # a full local queue: serve delivery reports, then retry
 _COMPRESSION = {"none": "none", "gzip": "gzip", "lz4": "lz4", "zstd": "zstd"}
 
 
-class ConfluentProducer:
+class ConfluentProducer(TransactionalProducer):
     """``ProducerClient`` over ``confluent_kafka.Producer``."""
 
     needs_polling = True
@@ -45,7 +54,9 @@ class ConfluentProducer:
         self._p = producer
         self._settings = settings
         self._max_block_s = options.max_block_ms / 1000
-        self._txn_timeout_s = options.transaction_timeout_ms / 1000
+        txn_timeout_s = options.transaction_timeout_ms / 1000
+        self._txn_args = (txn_timeout_s,)
+        self._init_args = (self._max_block_s + txn_timeout_s,)
         self.monitor = monitor
 
     def send(
@@ -82,24 +93,17 @@ class ConfluentProducer:
                     f"{topic} | send to {self._settings.describe()} failed: {error_of(exc)}"
                 ) from exc
 
-    def send_many(
-        self,
-        topic: str,
-        values: Sequence[bytes | None],
-        keys: Sequence[bytes | None],
-        on_delivery: DeliveryCallback,
-        partition: int | None = None,
-        headers: Sequence[Headers] | None = None,
-    ) -> None:
+    def send_many(self, out: Outgoing) -> None:
         """``send`` for many messages (decisions, state changelog entries): one call each,
         no extras on the fast path (no headers)."""
-        if headers is not None:
-            for value, key, hdrs in zip(values, keys, headers, strict=True):
+        topic, on_delivery, partition = out.topic, out.on_delivery, out.partition
+        if out.headers is not None:
+            for value, key, hdrs in zip(out.values, out.keys, out.headers, strict=True):
                 self.send(topic, value, key, hdrs, on_delivery, partition)  # type: ignore[arg-type]
             return
         produce = self._p.produce
         where: dict[str, Any] = {} if partition is None else {"partition": partition}
-        for value, key in zip(values, keys, strict=True):
+        for value, key in zip(out.values, out.keys, strict=True):
             try:
                 produce(topic, value, key, on_delivery=on_delivery, **where)
             except BufferError:  # full: the slow path waits for room, or fails clearly
@@ -120,41 +124,11 @@ class ConfluentProducer:
                 f"after {timeout_s:g} s. Note: is the cluster reachable?"
             )
 
-    def init_transactions(self) -> None:
-        guard(
-            "init_transactions",
-            self._settings,
-            lambda: self._p.init_transactions(self._max_block_s + self._txn_timeout_s),
-        )
+    def _guard(self, what: str, call: Callable[[], T]) -> T:
+        return guard(what, self._settings, call)
 
-    def begin_transaction(self) -> None:
-        guard("begin_transaction", self._settings, self._p.begin_transaction)
-
-    def send_offsets_to_transaction(
-        self, positions: Mapping[TopicPartition, int], group_metadata: object
-    ) -> None:
-        offsets = positions_of(positions)
-        guard(
-            "send_offsets_to_transaction",
-            self._settings,
-            lambda: self._p.send_offsets_to_transaction(
-                offsets, group_metadata, self._txn_timeout_s
-            ),
-        )
-
-    def commit_transaction(self) -> None:
-        guard(
-            "commit_transaction",
-            self._settings,
-            lambda: self._p.commit_transaction(self._txn_timeout_s),
-        )
-
-    def abort_transaction(self) -> None:
-        guard(
-            "abort_transaction",
-            self._settings,
-            lambda: self._p.abort_transaction(self._txn_timeout_s),
-        )
+    def _offsets(self, positions: Mapping[TopicPartition, int]) -> object:
+        return positions_of(positions)
 
     def close(self, timeout_s: float) -> None:
         self._p.flush(timeout_s)

@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from streamfer.errors import StreamError
-from streamfer.streams.client import DeliveryCallback, Headers, ProducerOptions, TopicPartition
+from streamfer.streams.client import (
+    DeliveryCallback,
+    Headers,
+    Outgoing,
+    ProducerOptions,
+    TopicPartition,
+)
 from streamfer.streams.connection import ConnectionMonitor
 from streamfer.streams.kafka_python.common import (
     RECONNECT_BACKOFF_MAX_MS,
@@ -20,11 +26,14 @@ from streamfer.streams.kafka_python.common import (
 )
 from streamfer.streams.kafka_python.workarounds import summarise_library_logs, workaround
 from streamfer.streams.settings import KafkaSettings
+from streamfer.streams.transactions import TransactionalProducer
+
+T = TypeVar("T")
 
 _COMPRESSION = {"none": None, "gzip": "gzip", "lz4": "lz4", "zstd": "zstd"}
 
 
-class KafkaPythonProducer:
+class KafkaPythonProducer(TransactionalProducer):
     """``ProducerClient`` over ``kafka.KafkaProducer`` (thread-safe send; delivery callbacks
     run on the client's own I/O thread, so nothing needs to poll)."""
 
@@ -65,17 +74,10 @@ class KafkaPythonProducer:
             fut.add_callback(self._on_ok, on_delivery)
             fut.add_errback(self._on_err, on_delivery)
 
-    def send_many(
-        self,
-        topic: str,
-        values: Sequence[bytes | None],
-        keys: Sequence[bytes | None],
-        on_delivery: DeliveryCallback,
-        partition: int | None = None,
-        headers: Sequence[Headers] | None = None,
-    ) -> None:
-        every = headers if headers is not None else [()] * len(values)
-        for value, key, hdrs in zip(values, keys, every, strict=True):
+    def send_many(self, out: Outgoing) -> None:
+        every = out.headers if out.headers is not None else [()] * len(out.values)
+        topic, on_delivery, partition = out.topic, out.on_delivery, out.partition
+        for value, key, hdrs in zip(out.values, out.keys, every, strict=True):
             self.send(topic, value, key, hdrs, on_delivery, partition)  # type: ignore[arg-type]
 
     def poll(self, timeout_s: float) -> None:
@@ -84,27 +86,11 @@ class KafkaPythonProducer:
     def flush(self, timeout_s: float) -> None:
         guard("flush", self._settings, lambda: self._p.flush(timeout=timeout_s))
 
-    def init_transactions(self) -> None:
-        guard("init_transactions", self._settings, self._p.init_transactions)
+    def _guard(self, what: str, call: Callable[[], T]) -> T:
+        return guard(what, self._settings, call)
 
-    def begin_transaction(self) -> None:
-        guard("begin_transaction", self._settings, self._p.begin_transaction)
-
-    def send_offsets_to_transaction(
-        self, positions: Mapping[TopicPartition, int], group_metadata: object
-    ) -> None:
-        offsets = offsets_of(positions)
-        guard(
-            "send_offsets_to_transaction",
-            self._settings,
-            lambda: self._p.send_offsets_to_transaction(offsets, group_metadata),
-        )
-
-    def commit_transaction(self) -> None:
-        guard("commit_transaction", self._settings, self._p.commit_transaction)
-
-    def abort_transaction(self) -> None:
-        guard("abort_transaction", self._settings, self._p.abort_transaction)
+    def _offsets(self, positions: Mapping[TopicPartition, int]) -> object:
+        return offsets_of(positions)
 
     def close(self, timeout_s: float) -> None:
         self._p.close(timeout=timeout_s)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from streamfer.errors import StateError
 from streamfer.streams.acks import AckCount
+from streamfer.streams.client import Outgoing
 from streamfer.streams.sink import KafkaSink
 from streamfer.streams.tracker import OffsetTracker, Span, SpanGroup
 
@@ -121,9 +122,10 @@ class ChangelogWriter:
         where = f"{self.topic}[{partition}]"
         acks = _Acks(self.tracker, spans, len(keys), where, self.on_failure)
         alive = spans[-1]  # abandoned together: the partition stopped being tracked
-        sent = self.sink.send_many(
-            self.topic, values, keys, acks, only_if=lambda: alive.alive, partition=partition
+        out = Outgoing(
+            topic=self.topic, values=values, keys=keys, on_delivery=acks, partition=partition
         )
+        sent = self.sink.send_many(out, only_if=lambda: alive.alive)
         if not sent:
             log.debug("%s | %d entries of an abandoned poll not sent", where, len(keys))
         return sent
