@@ -60,7 +60,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -99,36 +99,32 @@ class StateListener(Protocol):
     def state_expired(self, n: int) -> None: ...
 
 
+@dataclass(eq=False, slots=True, kw_only=True)
 class StateManager(Generic[T]):
-    """Views of the assigned partitions of one stream (see the module docstring)."""
+    """Views of the assigned partitions of one stream (see the module docstring).
 
-    def __init__(
-        self,
-        *,
-        stream: str,
-        input_topic: str,
-        codec: StateCodec[T],
-        options: StateOptions,
-        writer: ChangelogWriter,
-        reader: Callable[[], ReaderClient],
-        committed: Callable[[TopicPartition], int | None],
-        listener: StateListener,
-    ) -> None:
-        self.stream = stream
-        self.input_topic = input_topic
-        self.codec = codec
-        self.options = options
-        self.writer = writer
-        self.changelog_topic = writer.topic
-        self._make_reader = reader
-        self._committed = committed
-        self.listener = listener
-        self._reader: ReaderClient | None = None
-        self._views: dict[int, StateView[T]] = {}
-        self._windows: dict[int, Window] = {}
-        self._pending: set[int] = set()
-        self._lock = threading.RLock()  # revocation may come on a client's listener thread
-        self._next_sweep = 0.0
+    ``reader`` opens the changelog reader (on the first restore); ``committed`` gives the
+    input partition's committed offset (the restore's stop point)."""
+
+    stream: str
+    input_topic: str
+    codec: StateCodec[T]
+    options: StateOptions
+    writer: ChangelogWriter
+    reader: Callable[[], ReaderClient]
+    committed: Callable[[TopicPartition], int | None]
+    listener: StateListener
+    _reader: ReaderClient | None = field(default=None, init=False)
+    _views: dict[int, StateView[T]] = field(default_factory=dict, init=False)
+    _windows: dict[int, Window] = field(default_factory=dict, init=False)
+    _pending: set[int] = field(default_factory=set, init=False)
+    # revocation may come on a client's listener thread
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False)
+    _next_sweep: float = field(default=0.0, init=False)
+
+    @property
+    def changelog_topic(self) -> str:
+        return self.writer.topic
 
     def path(self, partition: int) -> Path:
         return self.options.dir / f"p{partition}"
@@ -228,7 +224,7 @@ class StateManager(Generic[T]):
     # -- internals -------------------------------------------------------------------------
     def _reader_client(self) -> ReaderClient:
         if self._reader is None:
-            self._reader = self._make_reader()
+            self._reader = self.reader()
         return self._reader
 
     def _restore(self, partition: int) -> StateView[T]:
@@ -238,7 +234,7 @@ class StateManager(Generic[T]):
         if old is not None:
             old.discard()
         tp = (self.input_topic, partition)
-        committed = self._committed(tp)
+        committed = self.committed(tp)
         # no committed offset: nothing was committed, every entry is ahead of it
         start = 0 if committed is None else committed
         store = LocalStore(self.path(partition), self.options.map_size_bytes).open()
