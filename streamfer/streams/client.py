@@ -97,7 +97,7 @@ class Outgoing:
     topic: str
     values: Sequence[bytes | None]
     keys: Sequence[bytes | None]
-    on_delivery: DeliveryCallback
+    on_delivery: DeliveryCallback | None
     partition: int | None = None
     headers: Sequence[Headers] | None = None
 
@@ -142,7 +142,7 @@ class ConsumerClient(Protocol):
 
 
 class ProducerClient(Protocol):
-    """An idempotent producer; ``send`` may be called from many threads.
+    """An idempotent producer; ``send_many`` may be called from many threads.
 
     ``needs_polling``: delivery callbacks run only inside ``poll``/``flush``
     (librdkafka), so the sink keeps a thread polling; False when the client runs
@@ -151,18 +151,8 @@ class ProducerClient(Protocol):
 
     needs_polling: bool
 
-    def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None,
-        headers: Headers,
-        on_delivery: DeliveryCallback | None,
-        partition: int | None = None,
-    ) -> None: ...
-
     def send_many(self, out: Outgoing) -> None:
-        """``send`` for each message of ``out``, the same callback for each."""
+        """Queue each message of ``out`` (StreamError if one cannot even be queued)."""
         ...
 
     def poll(self, timeout_s: float) -> None:

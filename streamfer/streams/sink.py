@@ -118,9 +118,15 @@ class KafkaSink:
         ``only_if`` (e.g. "its source record is still pending") is checked first, under
         the transaction lock in transactional mode; False: nothing is sent.
         """
-        return self._queue(
-            only_if, lambda client: client.send(topic, value, key, headers, on_delivery, partition)
+        out = Outgoing(
+            topic=topic,
+            values=(value,),
+            keys=(key,),
+            on_delivery=on_delivery,
+            partition=partition,
+            headers=(headers,) if headers else None,
         )
+        return self._queue(only_if, lambda client: client.send_many(out))
 
     def send_many(self, out: Outgoing, only_if: Callable[[], bool] | None = None) -> bool:
         """Queue every message of ``out``, all under one ``only_if`` check (see ``send``)."""

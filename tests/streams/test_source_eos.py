@@ -10,7 +10,7 @@ from kafkakit import is_pending, resolve
 from streamfer.streams.client import (
     ConsumerOptions,
     DeliveryCallback,
-    Headers,
+    Outgoing,
     ProducerOptions,
     RevokeHook,
     TopicPartition,
@@ -90,18 +90,12 @@ class FakeProducer:
     def begin_transaction(self) -> None:
         self.open = []
 
-    def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None,
-        headers: Headers,
-        on_delivery: DeliveryCallback | None,
-        partition: int | None = None,
-    ) -> None:
-        self.open.append(value)
-        if on_delivery is not None:
-            self.unacked.append(on_delivery)
+    def send_many(self, out: Outgoing) -> None:
+        for value in out.values:
+            assert value is not None
+            self.open.append(value)
+            if out.on_delivery is not None:
+                self.unacked.append(out.on_delivery)
 
     def poll(self, timeout_s: float) -> None:
         raise AssertionError("a client that needs no polling is never polled")

@@ -2,7 +2,7 @@
 
 ``produce`` only enqueues; delivery reports are served by ``poll``/``flush``
 (``KafkaSink`` keeps a thread polling). A full local queue is backpressure:
-``send`` serves delivery reports and retries for up to ``max_block_ms``.
+``send_many`` serves delivery reports and retries for up to ``max_block_ms``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from confluent_kafka import KafkaException, Producer
 
 from streamfer.errors import StreamError
 from streamfer.streams.client import (
-    DeliveryCallback,
     Headers,
     Outgoing,
     ProducerOptions,
@@ -59,47 +58,13 @@ class ConfluentProducer(TransactionalProducer):
         self._init_args = (self._max_block_s + txn_timeout_s,)
         self.monitor = monitor
 
-    def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None,
-        headers: Headers,
-        on_delivery: DeliveryCallback | None,
-        partition: int | None = None,
-    ) -> None:
-        produce = self._p.produce
-        kwargs: dict[str, Any] = {"on_delivery": on_delivery}
-        if headers:
-            kwargs["headers"] = list(headers)
-        if partition is not None:
-            kwargs["partition"] = partition
-        deadline = 0.0
-        while True:
-            try:
-                produce(topic, value, key, **kwargs)
-                return
-            except BufferError:  # the local queue is full: backpressure, not failure
-                now = time.monotonic()
-                deadline = deadline or now + self._max_block_s
-                if now >= deadline:
-                    raise StreamError(
-                        f"{topic} | the producer queue stayed full for {self._max_block_s:g} s. "
-                        f"Note: is {self._settings.describe()} accepting writes?"
-                    ) from None
-                self._p.poll(_BUFFER_WAIT_S)
-            except KafkaException as exc:
-                raise StreamError(
-                    f"{topic} | send to {self._settings.describe()} failed: {error_of(exc)}"
-                ) from exc
-
     def send_many(self, out: Outgoing) -> None:
-        """``send`` for many messages (decisions, state changelog entries): one call each,
-        no extras on the fast path (no headers)."""
+        """One ``produce`` a message, no extras on the fast path (no headers); a full local
+        queue falls back to ``_produce_waiting``."""
         topic, on_delivery, partition = out.topic, out.on_delivery, out.partition
         if out.headers is not None:
-            for value, key, hdrs in zip(out.values, out.keys, out.headers, strict=True):
-                self.send(topic, value, key, hdrs, on_delivery, partition)  # type: ignore[arg-type]
+            for value, key, headers in zip(out.values, out.keys, out.headers, strict=True):
+                self._produce_waiting(out, value, key, headers)
             return
         produce = self._p.produce
         where: dict[str, Any] = {} if partition is None else {"partition": partition}
@@ -107,11 +72,40 @@ class ConfluentProducer(TransactionalProducer):
             try:
                 produce(topic, value, key, on_delivery=on_delivery, **where)
             except BufferError:  # full: the slow path waits for room, or fails clearly
-                self.send(topic, value, key, (), on_delivery, partition)  # type: ignore[arg-type]
+                self._produce_waiting(out, value, key, ())
             except KafkaException as exc:
-                raise StreamError(
-                    f"{topic} | send to {self._settings.describe()} failed: {error_of(exc)}"
-                ) from exc
+                raise self._failed(topic, exc) from exc
+
+    def _produce_waiting(
+        self, out: Outgoing, value: bytes | None, key: bytes | None, headers: Headers
+    ) -> None:
+        """``produce`` one message of ``out``; a full local queue is backpressure, not
+        failure: serve delivery reports and retry, for up to ``max_block_ms``."""
+        kwargs: dict[str, Any] = {"on_delivery": out.on_delivery}
+        if headers:
+            kwargs["headers"] = list(headers)
+        if out.partition is not None:
+            kwargs["partition"] = out.partition
+        deadline = 0.0
+        while True:
+            try:
+                self._p.produce(out.topic, value, key, **kwargs)
+                return
+            except BufferError:
+                now = time.monotonic()
+                deadline = deadline or now + self._max_block_s
+                if now >= deadline:
+                    raise StreamError(
+                        f"{out.topic} | the producer queue stayed full for "
+                        f"{self._max_block_s:g} s. "
+                        f"Note: is {self._settings.describe()} accepting writes?"
+                    ) from None
+                self._p.poll(_BUFFER_WAIT_S)
+            except KafkaException as exc:
+                raise self._failed(out.topic, exc) from exc
+
+    def _failed(self, topic: str, exc: KafkaException) -> StreamError:
+        return StreamError(f"{topic} | send to {self._settings.describe()} failed: {error_of(exc)}")
 
     def poll(self, timeout_s: float) -> None:
         self._p.poll(timeout_s)

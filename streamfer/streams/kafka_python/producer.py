@@ -12,7 +12,6 @@ from kafka.errors import KafkaError
 from streamfer.errors import StreamError
 from streamfer.streams.client import (
     DeliveryCallback,
-    Headers,
     Outgoing,
     ProducerOptions,
     TopicPartition,
@@ -53,32 +52,19 @@ class KafkaPythonProducer(TransactionalProducer):
     def _on_err(self, cb: DeliveryCallback, exc: Exception) -> None:
         cb(exc, None)
 
-    def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None,
-        headers: Headers,
-        on_delivery: DeliveryCallback | None,
-        partition: int | None = None,
-    ) -> None:
-        try:
-            fut = self._p.send(
-                topic, value=value, key=key, headers=list(headers), partition=partition
-            )
-        except KafkaError as exc:
-            raise StreamError(
-                f"{topic} | send to {self._settings.describe()} failed: {exc!r}"
-            ) from exc
-        if on_delivery is not None:
-            fut.add_callback(self._on_ok, on_delivery)
-            fut.add_errback(self._on_err, on_delivery)
-
     def send_many(self, out: Outgoing) -> None:
+        send, topic, on_delivery = self._p.send, out.topic, out.on_delivery
         every = out.headers if out.headers is not None else [()] * len(out.values)
-        topic, on_delivery, partition = out.topic, out.on_delivery, out.partition
-        for value, key, hdrs in zip(out.values, out.keys, every, strict=True):
-            self.send(topic, value, key, hdrs, on_delivery, partition)  # type: ignore[arg-type]
+        for value, key, headers in zip(out.values, out.keys, every, strict=True):
+            try:
+                fut = send(topic, value=value, key=key, headers=[*headers], partition=out.partition)
+            except KafkaError as exc:
+                raise StreamError(
+                    f"{topic} | send to {self._settings.describe()} failed: {exc!r}"
+                ) from exc
+            if on_delivery is not None:
+                fut.add_callback(self._on_ok, on_delivery)
+                fut.add_errback(self._on_err, on_delivery)
 
     def poll(self, timeout_s: float) -> None:
         """Nothing to serve: callbacks run on the client's I/O thread."""
