@@ -34,7 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
@@ -185,29 +185,26 @@ def warm_up(model: str, version: str, infer: InferFn, feeds: Mapping[str, np.nda
             )
 
 
+@dataclass(eq=False, slots=True)
 class ModelReloader:
     """The thread that loads, checks and swaps in new model versions (module docstring)."""
 
-    def __init__(
-        self,
-        served: dict[str, Served],
-        consumers: Callable[[str], Sequence[Consumer]],
-        metrics: Metrics,
-        models_source: Callable[[], Mapping[str, ModelConfig]],
-        on_swapped: Callable[[Served, Served, bool], None] = lambda old, new, free: None,
-    ) -> None:
-        self.served = served
-        self.consumers = consumers
-        self.metrics = metrics
-        self.models_source = models_source
-        self.on_swapped = on_swapped
-        self._models: dict[str, ModelConfig] = {n: s.config for n, s in served.items()}
-        self._requests: queue.Queue[str] = queue.Queue(maxsize=1)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._seen = {n: listing(s.config.path) for n, s in served.items()}
-        self._outcomes: list[ReloadOutcome] = []
-        self._lock = threading.Lock()
+    served: dict[str, Served]
+    consumers: Callable[[str], Sequence[Consumer]]
+    metrics: Metrics
+    models_source: Callable[[], Mapping[str, ModelConfig]]
+    on_swapped: Callable[[Served, Served, bool], None] = lambda old, new, free: None
+    _models: dict[str, ModelConfig] = field(init=False)
+    _seen: dict[str, tuple[tuple[str | None, int, int], ...]] = field(init=False)
+    _requests: queue.Queue[str] = field(default_factory=lambda: queue.Queue(maxsize=1), init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _outcomes: list[ReloadOutcome] = field(default_factory=list, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self._models = {n: s.config for n, s in self.served.items()}
+        self._seen = {n: listing(s.config.path) for n, s in self.served.items()}
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
