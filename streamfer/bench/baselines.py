@@ -31,7 +31,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -312,19 +312,30 @@ class _Clock:
         self.deadline = time.monotonic() + job.timeout_s
         self.t0 = 0
         self.cpu0 = 0.0
+        self.done = 0
 
-    def tick(self, done: int, got: int) -> None:
+    def polls(self, consumer: Consumer, batch: int) -> Iterator[list[Message]]:
+        """Each poll's records (none where a poll got none), at most ``batch`` a poll,
+        until ``job.records`` were handled: a record counts once the loop asks for more."""
+        job = self.job
+        while self.done < job.records:
+            msgs = _consume(consumer, min(batch, job.records - self.done), job.in_topic)
+            self.tick(len(msgs))
+            yield msgs
+            self.done += len(msgs)
+
+    def tick(self, got: int) -> None:
         if got and not self.t0:
             self.t0, self.cpu0 = time.perf_counter_ns(), time.process_time()
         if time.monotonic() > self.deadline:
             raise StreamError(
-                f"{self.job.in_topic} | {self.what} handled {done}/{self.job.records} in "
+                f"{self.job.in_topic} | {self.what} handled {self.done}/{self.job.records} in "
                 f"{self.job.timeout_s:g} s. Note: expected the whole topic within the timeout"
             )
 
-    def result(self, done: int) -> LoopResult:
+    def result(self) -> LoopResult:
         return LoopResult(
-            done, (time.perf_counter_ns() - self.t0) / 1e9, time.process_time() - self.cpu0
+            self.done, (time.perf_counter_ns() - self.t0) / 1e9, time.process_time() - self.cpu0
         )
 
 
@@ -348,11 +359,9 @@ def run_confluent_passthrough(
     consumer, producer = tuning.clients(job)
     commits = AckedCommits(consumer, job.out_topic)
     clock = _Clock(job, "confluent pass-through")
-    out, produce, done = job.out_topic, producer.produce, 0
+    out, produce = job.out_topic, producer.produce
     try:
-        while done < job.records:
-            msgs = _consume(consumer, min(batch, job.records - done), job.in_topic)
-            clock.tick(done, len(msgs))
+        for msgs in clock.polls(consumer, batch):
             if msgs:
                 on_delivery = commits.track(msgs)
                 for m in msgs:
@@ -362,11 +371,10 @@ def run_confluent_passthrough(
                     except BufferError:
                         _produce_blocking(producer, out, m.value() or b"", m.key(), on_delivery,
                                           m.headers())  # fmt: skip
-                done += len(msgs)
             producer.poll(0)
             commits.commit_acked()
         _finish(producer, commits, job)
-        return clock.result(done)
+        return clock.result()
     finally:
         consumer.close()
 
@@ -383,11 +391,8 @@ def run_plain_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
             failed.append(err)
 
     clock = _Clock(job, "plain batch loop")
-    done = 0
     try:
-        while done < job.records:
-            msgs = _consume(consumer, min(batch, job.records - done), job.in_topic)
-            clock.tick(done, len(msgs))
+        for msgs in clock.polls(consumer, batch):
             if not msgs:
                 continue
             txs = [json.loads(m.value() or b"") for m in msgs]
@@ -401,8 +406,7 @@ def run_plain_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
                     f"({failed[:1]}). Note: the batch's offsets stay uncommitted"
                 )
             consumer.commit(offsets=_commit_list(_next_offsets(msgs)), asynchronous=False)
-            done += len(msgs)
-        return clock.result(done)
+        return clock.result()
     finally:
         consumer.close()
 
@@ -418,26 +422,21 @@ def run_tuned_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
     out, loads = job.out_topic, orjson.loads
     produce = producer.produce
     clock = _Clock(job, "tuned batch loop")
-    done = 0
     try:
-        while done < job.records:
-            msgs = _consume(consumer, min(batch, job.records - done), job.in_topic)
-            clock.tick(done, len(msgs))
+        for msgs in clock.polls(consumer, batch):
             if msgs:
                 txs = [loads(m.value() or b"") for m in msgs]
                 values = model.decisions(msgs, model.scores(featurizer, txs))
                 on_delivery = commits.track(msgs)
-                size = len(msgs)
                 for m, value in zip(msgs, values, strict=True):
                     key = m.key()
                     try:
                         produce(out, value, key, on_delivery=on_delivery)
                     except BufferError:
                         _produce_blocking(producer, out, value, key, on_delivery)
-                done += size
             producer.poll(0)
             commits.commit_acked()
         _finish(producer, commits, job)
-        return clock.result(done)
+        return clock.result()
     finally:
         consumer.close()

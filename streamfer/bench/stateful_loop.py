@@ -30,7 +30,6 @@ from streamfer.bench.baselines import (
     Job,
     RdkafkaTuning,
     _Clock,
-    _consume,
     _produce_blocking,
 )
 from streamfer.bench.passthrough import LoopResult
@@ -59,11 +58,8 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
     consumed: dict[tuple[str, int], int] = {}
     clock = _Clock(job, "per-message stateful loop")
     next_commit = time.monotonic() + commit_interval_s
-    done = 0
     try:
-        while done < job.records:
-            msgs = _consume(consumer, 1, job.in_topic)
-            clock.tick(done, len(msgs))
+        for msgs in clock.polls(consumer, 1):
             for m in msgs:
                 tx = loads(m.value() or b"")
                 feats = featurizer.transform(tx)[None, :]
@@ -75,12 +71,11 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
                 (value,) = model.decisions([m], [result])
                 _produce(producer, out, value, m.key(), on_delivery)
                 consumed[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
-                done += 1
             producer.poll(0)
-            if time.monotonic() >= next_commit or done >= job.records:
+            if time.monotonic() >= next_commit or clock.done + len(msgs) >= job.records:
                 _checkpoint(consumer, producer, consumed, failed, job)
                 next_commit = time.monotonic() + commit_interval_s
-        return clock.result(done)
+        return clock.result()
     finally:
         consumer.close()
 
