@@ -78,8 +78,8 @@ from streamfer.pipeline.config import ModelConfig, PipelineConfig
 from streamfer.pipeline.health import HealthServer, HealthState
 from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.reload import ModelReloader, ReloadOutcome, Served, load
+from streamfer.pipeline.runtime import StreamRuntime
 from streamfer.pipeline.stats import StreamStats
-from streamfer.pipeline.stream import StreamRuntime
 from streamfer.pipeline.topics import ensure_output_topics, message_limits
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,8 @@ from collections.abc import Callable
 
 from streamfer.pipeline.health import HealthState
 from streamfer.pipeline.metrics import StreamRecorder
+from streamfer.streams.admin import topic_partitions
+from streamfer.streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,13 @@ CHECK_EVERY_S = 1.0  # while missing: how often the cluster is asked
 REMIND_EVERY_S = 60.0  # while missing: one log line this often
 UNASSIGNED_FIRST_S = 1.0  # no partitions: the first check for a deleted topic
 UNASSIGNED_MOST_S = 30.0  # ... then doubling up to this
+CHECK_TIMEOUT_S = 5.0  # one metadata request about the input topic
+
+
+def partition_count(settings: Callable[[], KafkaSettings], topic: str) -> Callable[[], int | None]:
+    """``exists`` of :class:`InputTopic`: ``topic``'s partition count, asked of the
+    cluster (None: no such topic; StreamError: the cluster cannot be asked)."""
+    return lambda: topic_partitions(settings(), [topic], timeout_s=CHECK_TIMEOUT_S).get(topic)
 
 
 class InputTopic:

@@ -63,7 +63,7 @@ from streamfer.pipeline.processors.record import RecordProcessor, StatefulRecord
 from streamfer.streams.records import Record, RecordBatch
 
 if TYPE_CHECKING:
-    from streamfer.pipeline.engine import InferFn
+    from streamfer.pipeline.handoff import InferFn
 
 __all__ = [
     "ENTRY_POINT_GROUP",
