@@ -25,14 +25,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from streamfer.errors import EngineError, ProcessorError, RecordInferenceError
-from streamfer.pipeline.processors.base import (
-    NO_EVENT_TIME,
-    Prepared,
-    Processor,
-    Reject,
-    Result,
-    processor_error,
-)
+from streamfer.pipeline.processors import processor_error
+from streamfer.pipeline.processors.base import NO_EVENT_TIME, Prepared, Processor, Reject, Result
 from streamfer.pipeline.processors.checks import PreparedCheck
 from streamfer.streams.records import RecordBatch
 

@@ -5,9 +5,8 @@ per record; each part has one owner and data flows down:
 
 * the *consumer thread* (``pipeline.consumer``): ``Source.poll`` -> RecordBatch ->
   processor ``prepare`` (``pipeline.isolation``) -> state view -> the engine queue
-  (``pipeline.handoff``); it stops polling while the queue is full, commits through
-  the source's committer, exports lag and keeps readiness (``pipeline.readiness``) and
-  the input topic (``pipeline.inputs``) up to date;
+  (``pipeline.handoff``); commits, lag, readiness (``pipeline.readiness``) and the
+  input topic (``pipeline.inputs``) are kept up on it;
 * the *engine thread* (``pipeline.worker``): batcher -> runner -> processor results
   -> :class:`~pipeline.outlet.Outlet`.
 
@@ -105,13 +104,9 @@ class StreamRuntime:
         self._metrics = metrics
         self.recorder = metrics.stream(stream.name, model=stream.model, engine=info.kind)
         metrics.engine_info(
-            stream=stream.name,
-            model=stream.model,
-            engine=info.kind,
-            precision=info.precision,
-            device=info.device,
-            version=self.identity.version,
-        )
+            stream=stream.name, model=stream.model, engine=info.kind, precision=info.precision,
+            device=info.device, version=self.identity.version,
+        )  # fmt: skip
         self.book = StatsBook(stream.name, stream.kind)
         self.inbox = RowQueue(config.runtime.max_in_flight)
         self._processor = processor
@@ -130,12 +125,9 @@ class StreamRuntime:
             lambda: [self._source and self._source.monitor, self._sink and self._sink.monitor],
         )  # fmt: skip
         self.input = InputTopic(
-            stream.name,
-            stream.input_topic,
-            partition_count(config.kafka.to_settings, stream.input_topic),
-            health,
-            self.recorder,
-        )
+            stream.name, stream.input_topic,
+            partition_count(config.kafka.to_settings, stream.input_topic), health, self.recorder,
+        )  # fmt: skip
 
     # -- assembly ------------------------------------------------------------------------
     def start(self) -> None:
@@ -249,9 +241,8 @@ class StreamRuntime:
     def _start_threads(self, consumer: ConsumerLoop, engine: threading.Thread) -> None:
         started = threading.Event()
         errors: list[BaseException] = []
-        thread = threading.Thread(
-            target=consumer.run, args=(started, errors), name=f"consume-{self.stream.name}"
-        )
+        name = f"consume-{self.stream.name}"
+        thread = threading.Thread(target=consumer.run, args=(started, errors), name=name)
         self._threads = [thread, engine]
         engine.start()
         thread.start()

@@ -105,15 +105,10 @@ class EngineWorker:
         clock: Callable[[], int] = time.monotonic_ns,
         after_batch: AfterBatch | None = None,
     ) -> None:
-        self.name = name
-        self.infer = infer
-        self.processor = processor
-        self.outlet = outlet
-        self.inbox = inbox
-        self.deadline_ms = deadline_ms
-        self.latest_per_key = latest_per_key
-        self.on_batch = on_batch
-        self.on_fallbacks = on_fallbacks
+        self.name, self.infer, self.processor = name, infer, processor
+        self.outlet, self.inbox = outlet, inbox
+        self.deadline_ms, self.latest_per_key = deadline_ms, latest_per_key
+        self.on_batch, self.on_fallbacks = on_batch, on_fallbacks
         self.error_reason = error_reason  # for an exception escaping the processor
         self.after_batch = after_batch  # a shadow: sees each batch once it is published
         self.clock = clock
