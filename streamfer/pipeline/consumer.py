@@ -135,7 +135,7 @@ class ConsumerLoop:
         started.set()
         hb = self.watching.health.heartbeat(f"consumer-{self.name}", max_age_s=60)
         try:
-            self._loop(source, hb.beat)
+            self._consume_loop(source, hb.beat)
             self._finish(source)
         except BaseException as exc:
             log.exception("%s | consumer failed", self.name)
@@ -145,7 +145,7 @@ class ConsumerLoop:
         finally:
             hb.close()
 
-    def _loop(self, source: KafkaSource, beat: Callable[[], None]) -> None:
+    def _consume_loop(self, source: KafkaSource, beat: Callable[[], None]) -> None:
         """Poll while the engine's queue has room; while it has none, do not poll."""
         inbox, worker, state = self.inbox, self.worker, self.preparing.state
         watching = self.watching
