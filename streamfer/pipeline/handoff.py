@@ -25,6 +25,8 @@ _PUT_WAIT_S = 0.2  # a full queue: how often the consumer checks the engine is a
 
 
 class InferFn(Protocol):
+    """How a stream's batches reach its runner: feeds in, outputs out (``engine_wiring``)."""
+
     def __call__(self, feeds: dict[str, np.ndarray], /) -> dict[str, np.ndarray]: ...
 
 

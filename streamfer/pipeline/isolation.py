@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from streamfer.errors import EngineError, ProcessorError, RecordInferenceError
+from streamfer.pipeline.handoff import InferFn
 from streamfer.pipeline.processors import processor_error
 from streamfer.pipeline.processors.base import NO_EVENT_TIME, Prepared, Processor, Reject, Result
 from streamfer.pipeline.processors.checks import PreparedCheck
@@ -158,7 +159,7 @@ def _joined(
 # -- the engine thread: inference and results ----------------------------------------------
 def infer_isolated(
     name: str,
-    infer: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    infer: InferFn,
     processor: Processor,
     feeds: Mapping[str, np.ndarray],
     metas: Sequence[Any],
