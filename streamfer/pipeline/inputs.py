@@ -75,12 +75,16 @@ class InputTopic:
         self._exists, self._health, self._recorder = exists, health, recorder
         self._clock = clock
         self.check_every_s, self.remind_every_s = check_every_s, remind_every_s
-        self.missing = False
+        self._missing = threading.Event()  # set on the consumer thread, read from any
         self._missing_since = 0.0
         self._next_remind = 0.0
         self._next_unassigned = 0.0
         self._unassigned_wait = UNASSIGNED_FIRST_S
         self._was_assigned = True  # the first unassigned check waits UNASSIGNED_FIRST_S
+
+    @property
+    def missing(self) -> bool:
+        return self._missing.is_set()
 
     @property
     def problem(self) -> str:
@@ -165,6 +169,9 @@ class InputTopic:
         )
 
     def _set(self, missing: bool) -> None:
-        self.missing = missing
+        if missing:
+            self._missing.set()
+        else:
+            self._missing.clear()
         self._health.set_problem(self.problem, missing)
         self._recorder.set_input_topic_missing(self.topic, missing)
