@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from streamfer.streams.admin import BOOTSTRAP_ENV, create_topics, wait_for_broker
-from streamfer.streams.client import CLIENTS, ClientFactory, ClientName, client_factory
+from streamfer.streams.client import CLIENTS, ClientFactory, ClientName
+from streamfer.streams.factory import client_factory
 
 if TYPE_CHECKING:
-    from streamfer.streams.broker import LocalBroker
+    from streamfer.streams.local.broker import LocalBroker
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +31,7 @@ def kafka_bootstrap() -> Iterator[str]:
         wait_for_broker(external, timeout_s=30)
         yield external
         return
-    from streamfer.streams.broker import LocalBroker
+    from streamfer.streams.local.broker import LocalBroker
 
     broker = LocalBroker()
     was_running = broker.status().running
@@ -82,7 +83,7 @@ def sasl_ssl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalB
     the end. ``broker.sasl_ssl`` has the listener and its files, ``broker.bootstrap``
     its PLAINTEXT listener (for checks that must not depend on the secure path).
     """
-    from streamfer.streams.broker import LocalBroker
+    from streamfer.streams.local.broker import LocalBroker
 
     port = _free_port_run(3)  # as `streamfer broker start --port P --sasl-ssl` lays them out
     broker = LocalBroker(
@@ -101,7 +102,7 @@ def sasl_ssl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalB
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A local broker of this session's own (free ports, own data dir), for tests that stop
     and start it; the shared broker is never touched. Stopped at the end."""
-    from streamfer.streams.broker import LocalBroker
+    from streamfer.streams.local.broker import LocalBroker
 
     broker = LocalBroker(port=_free_port_run(2), data_dir=tmp_path_factory.mktemp("own-broker"))
     broker.start()

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from streamfer.bench.passthrough import LoopResult
+from streamfer.bench.passthrough import Job, LoopResult
 from streamfer.engines.base import Runner
 from streamfer.engines.select import create_runner
 from streamfer.errors import StreamError
@@ -117,6 +117,12 @@ class RdkafkaTuning:
             "error_cb": _log_error,
         }
 
+    def clients(self, job: Job) -> tuple[Consumer, Producer]:
+        """A loop's consumer, subscribed to ``job.in_topic``, and its producer."""
+        consumer = Consumer(self.consumer_config(job.bootstrap, job.group))
+        consumer.subscribe([job.in_topic])
+        return consumer, Producer(self.producer_config(job.bootstrap))
+
     def describe(self) -> str:
         return (
             f"consumer fetch.wait.max.ms={self.fetch_wait_max_ms}, "
@@ -130,18 +136,6 @@ class RdkafkaTuning:
 
 def _log_error(err: KafkaError) -> None:
     log.warning("bench baseline | librdkafka: %s", err)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run of a loop: copy or score the first ``records`` of ``in_topic`` into ``out_topic``."""
-
-    bootstrap: str
-    in_topic: str
-    out_topic: str
-    records: int
-    group: str
-    timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -342,9 +336,7 @@ def run_confluent_passthrough(
     job: Job, tuning: RdkafkaTuning, batch: int = PASSTHROUGH_BATCH
 ) -> LoopResult:
     """Copy the first ``job.records`` records (key, value, headers) to ``job.out_topic``."""
-    consumer = Consumer(tuning.consumer_config(job.bootstrap, job.group))
-    producer = Producer(tuning.producer_config(job.bootstrap))
-    consumer.subscribe([job.in_topic])
+    consumer, producer = tuning.clients(job)
     commits = AckedCommits(consumer, job.out_topic)
     clock = _Clock(job, "confluent pass-through")
     out, produce, done = job.out_topic, producer.produce, 0
@@ -373,9 +365,7 @@ def run_confluent_passthrough(
 def run_plain_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
                    batch: int = PLAIN_BATCH) -> LoopResult:  # fmt: skip
     """Consume ``batch`` → json → featurize → one model call → produce → flush → commit."""
-    consumer = Consumer(tuning.consumer_config(job.bootstrap, job.group))
-    producer = Producer(tuning.producer_config(job.bootstrap))
-    consumer.subscribe([job.in_topic])
+    consumer, producer = tuning.clients(job)
     featurizer = FraudFeaturizer()
     failed: list[KafkaError] = []
 
@@ -419,9 +409,7 @@ def run_tuned_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
     """Consume ``batch`` → orjson → featurize → one model call → produce; commit what is acked."""
     import orjson
 
-    consumer = Consumer(tuning.consumer_config(job.bootstrap, job.group))
-    producer = Producer(tuning.producer_config(job.bootstrap))
-    consumer.subscribe([job.in_topic])
+    consumer, producer = tuning.clients(job)
     featurizer = FraudFeaturizer()
     commits = AckedCommits(consumer, job.out_topic)
     ident = model.identity

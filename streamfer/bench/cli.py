@@ -13,6 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from streamfer.bench.engine_curve import curve_options
 from streamfer.bench.report import RESULTS_PATH, Report, append_results, command_line, print_report
 from streamfer.pipeline.config import config_file, read_config
 from streamfer.streams.admin import wait_for_broker
@@ -55,6 +56,24 @@ def _recording(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _option(
+    name: str, kind: click.ParamType, default: object, help: str, dest: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An option of ``kind`` (a click range or choice), its default shown where it has one."""
+    decls = (name, dest) if dest else (name,)
+    return click.option(*decls, type=kind, default=default, show_default=default is not None,
+                        help=help)  # fmt: skip
+
+
+def _repeats(default: int | None, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return _option("--repeats", click.IntRange(1), default, help)
+
+
+_keep_topics = click.option(
+    "--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker."
+)
+
+
 def _finish(report: Report, results: Path, no_record: bool) -> None:
     print_report(report, Console())
     if not no_record:
@@ -85,27 +104,11 @@ def bench() -> None:
 
 @bench.command()
 @_common
-@click.option(
-    "--records",
-    type=click.IntRange(100),
-    default=100_000,
-    show_default=True,
-    help="Transactions per run of every system but naive (all of the input topic).",
-)
-@click.option(
-    "--naive-records",
-    type=click.IntRange(10),
-    default=2_000,
-    show_default=True,
-    help="Transactions per naive run (the first ones of the same topic).",
-)
-@click.option(
-    "--repeats",
-    type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Interleaved repetitions of all systems (rotated order).",
-)
+@_option("--records", click.IntRange(100), 100_000,
+         "Transactions per run of every system but naive (all of the input topic).")  # fmt: skip
+@_option("--naive-records", click.IntRange(10), 2_000,
+         "Transactions per naive run (the first ones of the same topic).")  # fmt: skip
+@_repeats(3, "Interleaved repetitions of all systems (rotated order).")
 @click.option(
     "--systems",
     "systems_text",
@@ -122,7 +125,7 @@ def bench() -> None:
     is_flag=True,
     help="Also run the pipeline with metrics disabled (metrics overhead; ~1 min more).",
 )
-@click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
+@_keep_topics
 def scoring(
     bootstrap: str | None, results: Path, no_record: bool, records: int, naive_records: int,
     repeats: int, systems_text: str | None, config_path: Path | None, metrics_off: bool,
@@ -176,21 +179,12 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 
 @bench.command()
 @_common
-@click.option(
-    "--stream",
-    "kind",
-    type=click.Choice(["transactions", "camera"]),
-    default="transactions",
-    show_default=True,
-    help="Which stream: transactions (bound 25 ms) or camera frames (bound 100 ms).",
-)
+@_option("--stream", click.Choice(["transactions", "camera"]), "transactions",
+         "Which stream: transactions (bound 25 ms) or camera frames (bound 100 ms).",
+         "kind")  # fmt: skip
 @_config_option("fraud or camera")
-@click.option(
-    "--max-rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Maximum throughput to scale the ladder to (default: measured first).",
-)
+@_option("--max-rate", click.FloatRange(min=0, min_open=True), None,
+         "Maximum throughput to scale the ladder to (default: measured first).")  # fmt: skip
 @click.option(
     "--fractions",
     default=None,
@@ -198,44 +192,18 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
     "0.25,0.5,0.5,0.5,0.75,1: rising, the 50% point three times).",
 )
 @click.option("--rates", default=None,
-              help="Explicit rates in records/s; with --fractions, these first.")
-@click.option(
-    "--min-duration",
-    "min_duration_s",
-    type=click.FloatRange(min=1),
-    default=60.0,
-    show_default=True,
-    help="Seconds per point at least (budget permitting).",
-)
-@click.option(
-    "--min-records",
-    type=click.IntRange(min=10),
-    default=25_000,
-    show_default=True,
-    help="Records per point at least (budget permitting).",
-)
-@click.option(
-    "--budget",
-    "budget_s",
-    type=click.FloatRange(min=1),
-    default=None,
-    help="Seconds for the whole ladder; points are shortened to fit (default: 400, "
-    "so the command ends within 10 minutes).",
-)
-@click.option(
-    "--probe-records",
-    type=click.IntRange(min=10),
-    default=None,
-    help="Backlog drained to measure the maximum (default: 30000 transactions, 1200 frames).",
-)
-@click.option(
-    "--repeats",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Run the ladder this many times, one after another (e.g. --fractions 0.5 "
-    "--repeats 3 for the 50%-of-max target).",
-)
+              help="Explicit rates in records/s; with --fractions, these first.")  # fmt: skip
+@_option("--min-duration", click.FloatRange(min=1), 60.0,
+         "Seconds per point at least (budget permitting).", "min_duration_s")  # fmt: skip
+@_option("--min-records", click.IntRange(min=10), 25_000,
+         "Records per point at least (budget permitting).")  # fmt: skip
+@_option("--budget", click.FloatRange(min=1), None, "Seconds for the whole ladder; points are "
+         "shortened to fit (default: 400, so the command ends within 10 minutes).",
+         "budget_s")  # fmt: skip
+@_option("--probe-records", click.IntRange(min=10), None, "Backlog drained to measure the "
+         "maximum (default: 30000 transactions, 1200 frames).")  # fmt: skip
+@_repeats(1, "Run the ladder this many times, one after another (e.g. --fractions 0.5 "
+          "--repeats 3 for the 50%-of-max target).")  # fmt: skip
 @click.option(
     "--profiles",
     default=None,
@@ -245,18 +213,12 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 @click.option(
     "--placements",
     default=None,
-    help="shared and/or pinned (comma-separated); default: pinned on more than 2 cores, "
-    "both on 2.",
+    help="shared and/or pinned (comma-separated); default: pinned on more than 2 cores, both on 2.",
 )
-@click.option(
-    "--warmup-max",
-    "warmup_max_s",
-    type=click.FloatRange(min=0),
-    default=120.0,
-    show_default=True,
-    help="Longest broker warm-up (5 s windows at the first rate until two p99s agree).",
-)
-@click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
+@_option("--warmup-max", click.FloatRange(min=0), 120.0,
+         "Longest broker warm-up (5 s windows at the first rate until two p99s agree).",
+         "warmup_max_s")  # fmt: skip
+@_keep_topics
 def server(
     bootstrap: str | None, results: Path, no_record: bool, kind: str, config_path: Path | None,
     max_rate: float | None, fractions: str | None, rates: str | None, min_duration_s: float,
@@ -285,39 +247,10 @@ def server(
 
 @bench.command()
 @_recording
-@click.option(
-    "--models",
-    default="fraud,sensor,camera",
-    show_default=True,
-    help="Reference models (models/<name>.onnx), comma-separated.",
-)
-@click.option(
-    "--batches",
-    default="1,2,4,8,16,32,64",
-    show_default=True,
-    help="Batch sizes of the engine curve, comma-separated.",
-)
-@click.option(
-    "--seconds",
-    type=click.FloatRange(min=0.01),
-    default=1.5,
-    show_default=True,
-    help="Measuring time per (model, batch) point of the curve.",
-)
-@click.option(
-    "--gain-seconds",
-    type=click.FloatRange(min=0.01),
-    default=2.0,
-    show_default=True,
-    help="Seconds per trial rate of the batcher-gain search.",
-)
-@click.option(
-    "--steps",
-    type=click.IntRange(1, 20),
-    default=6,
-    show_default=True,
-    help="Bisection steps of the batcher-gain search.",
-)
+@curve_options
+@_option("--gain-seconds", click.FloatRange(min=0.01), 2.0,
+         "Seconds per trial rate of the batcher-gain search.")  # fmt: skip
+@_option("--steps", click.IntRange(1, 20), 6, "Bisection steps of the batcher-gain search.")
 def batching(
     results: Path, no_record: bool, models: str, batches: str,
     seconds: float, gain_seconds: float, steps: int,
@@ -335,52 +268,20 @@ def batching(
 
 @bench.command()
 @_common
-@click.option(
-    "--frames",
-    type=click.IntRange(10),
-    default=1500,
-    show_default=True,
-    help="Preloaded frames the pipeline drains per run.",
-)
-@click.option(
-    "--repeats",
-    type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Interleaved repetitions of decode limit, engine limit and pipeline.",
-)
-@click.option(
-    "--split-frames",
-    type=click.IntRange(1),
-    default=300,
-    show_default=True,
-    help="Frames through the instrumented one-thread loop (time split).",
-)
-@click.option(
-    "--limit-seconds",
-    type=click.FloatRange(min=0.1),
-    default=3.0,
-    show_default=True,
-    help="Seconds per decode-limit and engine-limit measurement.",
-)
+@_option("--frames", click.IntRange(10), 1500, "Preloaded frames the pipeline drains per run.")
+@_repeats(3, "Interleaved repetitions of decode limit, engine limit and pipeline.")
+@_option("--split-frames", click.IntRange(1), 300,
+         "Frames through the instrumented one-thread loop (time split).")  # fmt: skip
+@_option("--limit-seconds", click.FloatRange(min=0.1), 3.0,
+         "Seconds per decode-limit and engine-limit measurement.")  # fmt: skip
 @_config_option("camera")
-@click.option("--keep-topics", is_flag=True, help="Leave the benchmark topics on the broker.")
-@click.option(
-    "--preprocess",
-    type=click.Choice(["cpu", "gpu"]),
-    default="cpu",
-    show_default=True,
-    help="gpu: the GPU frame path's stages per process (nvImageCodec decode, letterbox kernel, "
-    "TensorRT where installed, postprocess) on frames in memory; needs no broker.",
-)
-@click.option(
-    "--gpu-batch", type=click.IntRange(1, 1024), default=64, show_default=True,
-    help="Frames per GPU batch (--preprocess gpu).",
-)  # fmt: skip
-@click.option(
-    "--gpu-threads", type=click.IntRange(1, 64), default=2, show_default=True,
-    help="Preprocessing threads, one GPU preprocessor each (--preprocess gpu).",
-)  # fmt: skip
+@_keep_topics
+@_option("--preprocess", click.Choice(["cpu", "gpu"]), "cpu", "gpu: the GPU frame path's "
+         "stages per process (nvImageCodec decode, letterbox kernel, TensorRT where installed, "
+         "postprocess) on frames in memory; needs no broker.")  # fmt: skip
+@_option("--gpu-batch", click.IntRange(1, 1024), 64, "Frames per GPU batch (--preprocess gpu).")
+@_option("--gpu-threads", click.IntRange(1, 64), 2,
+         "Preprocessing threads, one GPU preprocessor each (--preprocess gpu).")  # fmt: skip
 def frames(
     bootstrap: str | None, results: Path, no_record: bool, frames: int, repeats: int,
     split_frames: int, limit_seconds: float, config_path: Path | None, keep_topics: bool,
@@ -413,22 +314,12 @@ def frames(
 @click.option("--quick", is_flag=True,
               help="A smoke run (1-2 min): 3 s phases, 4 s rate runs, 5,000-record drains, "
               "one run each.")  # fmt: skip
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=1),
-    default=1000.0,
-    show_default=True,
-    help="Transactions/s (Poisson) of the swap runs and the fixed-rate shadow runs.",
-)
-@click.option("--phase-seconds", "steady_s", type=click.FloatRange(min=1), default=None,
-              help="Seconds per phase of a swap run (steady, after the swap, after the "
-              "refusal; default 8, --quick 3).")  # fmt: skip
-@click.option(
-    "--repeats",
-    type=click.IntRange(1),
-    default=None,
-    help="Interleaved shadow / no-shadow runs of each kind (default 3, --quick 1).",
-)
+@_option("--rate", click.FloatRange(min=1), 1000.0,
+         "Transactions/s (Poisson) of the swap runs and the fixed-rate shadow runs.")  # fmt: skip
+@_option("--phase-seconds", click.FloatRange(min=1), None, "Seconds per phase of a swap run "
+         "(steady, after the swap, after the refusal; default 8, --quick 3).",
+         "steady_s")  # fmt: skip
+@_repeats(None, "Interleaved shadow / no-shadow runs of each kind (default 3, --quick 1).")
 def models(
     bootstrap: str | None, results: Path, no_record: bool, config_path: Path | None,
     quick: bool, rate: float, steady_s: float | None, repeats: int | None,

@@ -41,7 +41,7 @@ def _cpu_s() -> float:
 def load(kind: str, n: int, bootstrap: str) -> str:
     from streamfer.bench.kafka_io import produce_all
     from streamfer.streams.admin import create_topics
-    from streamfer.streams.feeds import camera_feed, sensor_feed, transaction_feed
+    from streamfer.streams.local.feeds import camera_feed, sensor_feed, transaction_feed
 
     topic = f"drain-{kind}-{uuid.uuid4().hex[:6]}"
     create_topics(bootstrap, {topic: 1})

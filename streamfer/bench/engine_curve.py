@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -167,32 +168,35 @@ def _csv(kind: type, text: str) -> list:  # type: ignore[type-arg]
         raise click.BadParameter(f"{text!r}: expected a comma-separated list") from exc
 
 
+def curve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--models, --batches and --seconds: the curve's points (``streamfer bench batching``
+    takes them too)."""
+    fn = click.option(
+        "--seconds",
+        type=click.FloatRange(min=0.01),
+        default=DEFAULT_SECONDS,
+        show_default=True,
+        help="Measuring time per (model, batch) point of the curve.",
+    )(fn)
+    fn = click.option(
+        "--batches",
+        default=",".join(map(str, DEFAULT_BATCHES)),
+        show_default=True,
+        help="Batch sizes of the engine curve, comma-separated.",
+    )(fn)
+    fn = click.option(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        show_default=True,
+        help="Reference models (models/<name>.onnx), comma-separated.",
+    )(fn)
+    return fn  # fmt: skip
+
+
 @click.command(name="engine-curve")
-@click.option(
-    "--models",
-    default=",".join(DEFAULT_MODELS),
-    show_default=True,
-    help="Reference models (models/<name>.onnx), comma-separated.",
-)
-@click.option(
-    "--batches",
-    default=",".join(map(str, DEFAULT_BATCHES)),
-    show_default=True,
-    help="Batch sizes, comma-separated.",
-)
-@click.option(
-    "--seconds",
-    type=click.FloatRange(min=0.01),
-    default=DEFAULT_SECONDS,
-    show_default=True,
-    help="Measuring time per (model, batch) point.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="ONNX Runtime intra-op threads (default: onnxruntime's).",
-)
+@curve_options
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="ONNX Runtime intra-op threads (default: onnxruntime's).")  # fmt: skip
 @click.option(
     "--record/--no-record",
     default=True,

@@ -29,27 +29,23 @@ import numpy as np
 
 from streamfer.bench.engine_curve import measure_engine_curve
 from streamfer.bench.kafka_io import (
-    OffsetProbe,
     produce_all,
     read_n,
     reader,
     run_id,
     topic_set,
-    topic_span,
 )
 from streamfer.bench.machine import probe_machine
 from streamfer.bench.passthrough import ClientTuning
 from streamfer.bench.pipeline_proc import (
     CONFIG_DIR,
     bench_config,
+    drain_rate,
     load_raw,
-    start_flowing,
-    wait_decisions,
 )
 from streamfer.bench.records import PoolItem, camera_pool, stamped
 from streamfer.bench.report import Report, Table, Target
 from streamfer.bench.stats import Spread
-from streamfer.errors import StreamferError
 from streamfer.pipeline.config import PipelineConfig
 from streamfer.streams.records import Record
 
@@ -134,15 +130,7 @@ def pipeline_rate(
         output_topic=out, group=group,
         overrides={"mode": "replay", "drop_stale": False, "latest_per_key": False},
     )  # fmt: skip
-    with OffsetProbe(bootstrap, out) as probe:
-        proc, _ = start_flowing(raw, probe.count, lambda text: None)
-        try:
-            got = wait_decisions(proc, probe.count, n, timeout_s=300)
-        finally:
-            proc.stop()
-    if got < n:
-        raise StreamferError(f"camera pipeline | {got} of {n} decisions. Note: expected all")
-    return topic_span(bootstrap, out).rate
+    return drain_rate(raw, bootstrap, out, n, "camera pipeline", 300, lambda text: None)
 
 
 def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, group: str

@@ -4,9 +4,10 @@ No broker: the GPU path's stages are measured on frames held in memory
 (the demo's 640x360 scenes, and the same scenes at 1920x1080), JPEG quality 85:
 
 * decode: nvImageCodec batch decode into device memory, synchronised;
-* decode + preprocess: ``GpuFramePreprocessor.preprocess`` (header checks,
-  decode, one letterbox launch) until the batch is ready, on one thread and
-  on several threads with a preprocessor each (per process);
+* decode + preprocess: the header checks (``camera_frames.gpu_frame``), then
+  ``GpuFramePreprocessor.preprocess`` (decode, one letterbox launch) until the
+  batch is ready, on one thread and on several threads with a preprocessor
+  each (per process);
 * preprocess (kernel): the letterbox launch's own GPU time (CUDA events);
 * inference: ``TensorRTRunner.infer_device`` on the batch in place, where
   TensorRT is installed; otherwise reported as not run;
@@ -147,7 +148,7 @@ def _preprocessor(batch: int, dtype: Any = np.float32) -> Any:
 
 def preprocess_rate(pool: list[bytes], batch: int, seconds: float, threads: int) -> float:
     """Frames/s of decode + letterbox over ``threads`` threads, one preprocessor each."""
-    from streamfer.engines.gpu.inspect import EncodedFrame
+    from streamfer.pipeline.processors.camera_frames import EncodedFrame
 
     frames = [[EncodedFrame(d, b"image/jpeg") for d in b] for b in _batches(pool, batch)]
     rates = [0.0] * threads
@@ -159,7 +160,7 @@ def preprocess_rate(pool: list[bytes], batch: int, seconds: float, threads: int)
             with _preprocessor(batch) as pre:
 
                 def step(i: int) -> int:
-                    with pre.preprocess(frames[(i + t) % 4]) as out:
+                    with pre.preprocess(_checked(frames[(i + t) % 4])) as out:
                         return len(out)  # leaving the block waits for the batch
 
                 step(0)
@@ -179,12 +180,26 @@ def preprocess_rate(pool: list[bytes], batch: int, seconds: float, threads: int)
     return sum(rates)
 
 
+def _checked(frames: list[Any]) -> list[Any]:
+    """The GPU frames of encoded ones: the header checks the camera processor runs first."""
+    from streamfer.pipeline.processors.camera_frames import gpu_frame
+    from streamfer.streams.codecs import CodecLimits
+
+    limits = CodecLimits()
+    return [gpu_frame(f, limits, "bench") for f in frames]
+
+
+def _jpeg_frames(pool: list[bytes], batch: int) -> list[Any]:
+    from streamfer.pipeline.processors.camera_frames import EncodedFrame
+
+    return _checked([EncodedFrame(d, b"image/jpeg") for d in _batches(pool, batch)[0]])
+
+
 def kernel_and_accuracy(pool: list[bytes], batch: int) -> tuple[float, float, np.ndarray]:
     """Mean letterbox kernel ms per batch, mean |GPU - CPU| in levels, and the GPU batch."""
-    from streamfer.engines.gpu.inspect import EncodedFrame
     from streamfer.models.preprocess import letterbox
 
-    frames = [EncodedFrame(d, b"image/jpeg") for d in _batches(pool, batch)[0]]
+    frames = _jpeg_frames(pool, batch)
     with _preprocessor(batch) as pre:
         times = []
         for _ in range(10):
@@ -272,12 +287,11 @@ def postprocess_cost(host_batch: np.ndarray, batch: int) -> tuple[float, float]:
 
 
 def infer_rate(pool: list[bytes], batch: int, seconds: float) -> float:
-    from streamfer.engines.gpu.inspect import EncodedFrame
     from streamfer.engines.tensorrt.runner import TensorRTRunner
     from streamfer.models import __file__ as models_init
 
     path = os.path.join(os.path.dirname(models_init), "camera.onnx")
-    frames = [EncodedFrame(d, b"image/jpeg") for d in _batches(pool, batch)[0]]
+    frames = _jpeg_frames(pool, batch)
     with (
         TensorRTRunner(path, max_batch=batch) as runner,
         _preprocessor(batch) as pre,
@@ -347,8 +361,8 @@ def gpu_frames_report(res: GpuFramesResult, opts: GpuFramesOptions, command: str
     )  # fmt: skip
     notes = [
         "decode = nvImageCodec batch decode into device memory until the stream is idle; decode"
-        " + preprocess = GpuFramePreprocessor.preprocess (header checks, decode, one letterbox "
-        "launch writing the engine's fp32 NCHW input) until the batch's ready event",
+        " + preprocess = header checks, then GpuFramePreprocessor.preprocess (decode, one "
+        "letterbox launch writing the engine's fp32 NCHW input) until the batch's ready event",
         "the letterbox kernel time is its own GPU time (CUDA events); postprocess is detection "
         "decoding on the host from the camera model's output (computed by ONNX Runtime on the "
         "GPU-preprocessed batch when TensorRT is absent)",

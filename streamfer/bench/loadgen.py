@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
@@ -148,6 +149,25 @@ def _generate(spec: LoadSpec, conn: object) -> None:
         pipe.send(("error", f"{type(exc).__name__}: {exc}", None, None))  # type: ignore[attr-defined]
 
 
+def readback_consumer(bootstrap: str, topic: str, settings: dict[str, Any]) -> Consumer:
+    """A consumer of every partition of ``topic`` from its beginning, assigned (its group id
+    is a throwaway: nothing is committed); ``settings`` add librdkafka settings."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"streamfer-bench-readback-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": 5,
+        **settings,
+    })  # fmt: skip
+    try:
+        meta = consumer.list_topics(topic, timeout=30).topics[topic]
+        consumer.assign([CTP(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer
+
+
 class Readback:
     """Reads decisions off ``topic`` in a thread; records each one's arrival time."""
 
@@ -167,16 +187,8 @@ class Readback:
             raise StreamError(f"{self.topic} | read-back consumer not ready within 30 s")
 
     def _run(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
-            "group.id": f"streamfer-bench-readback-{uuid.uuid4().hex[:8]}",  # assign: no group
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 5,
-            "fetch.queue.backoff.ms": 10,
-        })  # fmt: skip
+        consumer = readback_consumer(self.bootstrap, self.topic, {"fetch.queue.backoff.ms": 10})
         try:
-            meta = consumer.list_topics(self.topic, timeout=30).topics[self.topic]
-            consumer.assign([CTP(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
             self._ready.set()
             while not self._stop.is_set():
                 msgs = consumer.consume(10_000, 0) or consumer.consume(1, 0.05)

@@ -2,10 +2,11 @@
 
 The fraud stream (``deploy/configs/fraud.yaml``) runs as ``streamfer run`` with
 its model turned into a version directory (``1/model.onnx``; the shipped model,
-copied). Open-loop Poisson transactions go to a 3-partition input topic; each
-record's timestamp is its *scheduled* send time, so the end-to-end latency of a
-record (its timestamp -> its decision's LogAppendTime, both wall clock, ms) also
-counts any wait of the generator (no coordinated omission).
+copied). Open-loop Poisson transactions go to a 3-partition input topic and
+every decision is read back (the traffic: ``streamfer.bench.models_traffic``); a
+record's end-to-end latency runs from its scheduled send time to its decision's
+LogAppendTime. This module runs the pipeline under test, the runs below and the
+report.
 
 1. Swap under load, per delivery mode: a steady phase, then version 2 is written
    (hidden name, renamed when complete) and the pipeline gets SIGHUP, then
@@ -30,15 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
-import multiprocessing as mp
 import os
 import re
 import shutil
 import signal
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
@@ -48,12 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as CTP
 
 from streamfer.bench.kafka_io import TopicSet, produce_all, run_id, topic_set, topic_span
-from streamfer.bench.loadgen import _resolve, _wait_until
 from streamfer.bench.machine import Machine, probe_machine
+from streamfer.bench.models_traffic import STAGES, Collector, Decided, Generator, Load, input_stamps
 from streamfer.bench.pipeline_proc import (
     CONFIG_DIR,
     PipelineProcess,
@@ -64,16 +62,12 @@ from streamfer.bench.pipeline_proc import (
 from streamfer.bench.records import transaction_pool
 from streamfer.bench.report import Report, Table, Target
 from streamfer.bench.stats import Spread, fmt_ms
-from streamfer.errors import StreamError, StreamferError
+from streamfer.errors import StreamferError
 from streamfer.pipeline.config import parse_config
 
 Say = Callable[[str], None]
 PARTITIONS = 3
-POOL = "streamfer.bench.records:transaction_pool"
-POOL_SIZE = 20_000
 SWAP_TARGET_S = 2.0
-# the stages a decision times itself, then its batch size
-STAGES = ("broker", "queue", "preprocess", "infer", "postprocess", "batch_size")
 _URL_RE = re.compile(r"metrics on (http://\S+?)\)")
 
 
@@ -91,211 +85,6 @@ class ModelsOptions:
     def quick(cls, config: Path | None = None) -> ModelsOptions:
         return cls(steady_s=3.0, shadow_rate_s=4.0, drain_records=5_000, repeats=1,
                    config=config or CONFIG_DIR / "fraud.yaml")  # fmt: skip
-
-
-# --- load: Poisson arrivals over every partition, timestamp = scheduled time -------------
-
-
-@dataclass(frozen=True)
-class Load:
-    bootstrap: str
-    topic: str
-    rate: float
-    n: int
-    seed: int = 0
-
-
-def _generate(load: Load, conn: Any) -> None:
-    """Child process body: send ``n`` transactions at their scheduled (Poisson) times."""
-    try:
-        pool = _resolve(POOL)(min(POOL_SIZE, load.n), load.seed)
-        assert isinstance(pool, list)
-        producer = Producer({
-            "bootstrap.servers": load.bootstrap, "client.id": "streamfer-bench-models-load",
-            "linger.ms": 0, "enable.idempotence": True,
-            "queue.buffering.max.messages": 2_000_000,
-        })  # fmt: skip
-        producer.list_topics(load.topic, timeout=30)
-        gaps = np.random.default_rng(load.seed + 7).exponential(1e9 / load.rate, load.n)
-        wall_minus_mono = time.time_ns() - time.monotonic_ns()
-        conn.send("ready")
-        t0 = int(conn.recv())
-        sched = (t0 + np.cumsum(gaps.astype(np.int64)) - int(gaps[0])).tolist()
-        late_ns = 0
-        for i, s in enumerate(sched):
-            _wait_until(s)
-            late_ns = max(late_ns, time.monotonic_ns() - s)
-            key, value, _ = pool[i % len(pool)]
-            while True:
-                try:
-                    producer.produce(load.topic, value, key,
-                                     timestamp=(s + wall_minus_mono) // 1_000_000)  # fmt: skip
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-            if i % 500 == 499:
-                producer.poll(0)
-        if producer.flush(60):
-            raise StreamError(f"{load.topic} | records still unacknowledged after 60 s")
-        conn.send(("ok", late_ns))
-    except BaseException as exc:  # the parent re-raises it with context
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
-class Generator:
-    """The load in its own process: ``start()`` returns the wall-clock ns of t0."""
-
-    def __init__(self, load: Load) -> None:
-        self.load = load
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_generate, args=(load, child), daemon=True,
-                                 name="bench-models-load")  # fmt: skip
-
-    def start(self) -> int:
-        self._proc.start()
-        deadline = time.monotonic() + 120
-        while not self._conn.poll(0.2):
-            if not self._proc.is_alive() or time.monotonic() > deadline:
-                raise StreamError(f"{self.load.topic} | load generator not ready")
-        msg = self._conn.recv()
-        if msg != "ready":
-            raise StreamError(f"{self.load.topic} | load generator failed: {msg[1]}")
-        lead_ns = 200_000_000
-        self._conn.send(time.monotonic_ns() + lead_ns)
-        return time.time_ns() + lead_ns
-
-    def finish(self) -> float:
-        """Wait for the last send; returns how late the generator ever was (ms)."""
-        deadline = time.monotonic() + self.load.n / self.load.rate + 90
-        try:
-            while not self._conn.poll(0.2):
-                if time.monotonic() > deadline or not self._proc.is_alive():
-                    raise StreamError(f"{self.load.topic} | load generator stopped answering")
-            status, detail = self._conn.recv()
-            if status != "ok":
-                raise StreamError(f"{self.load.topic} | load generator failed: {detail}")
-            return float(detail) / 1e6
-        finally:
-            self._proc.join(timeout=10)
-            if self._proc.is_alive():
-                self._proc.terminate()
-
-
-# --- read-back: every decision with its source coordinates, version and append time ------
-
-
-@dataclass(frozen=True)
-class Decided:
-    partition: int  # source partition and offset
-    offset: int
-    version: str
-    append_ms: int  # the decision's LogAppendTime
-    stages_ms: tuple[float, ...] = ()  # its own latency_ms and batch_size, in STAGES order
-
-
-class Collector:
-    """Reads a decisions topic from the beginning in a thread (read_committed if asked)."""
-
-    def __init__(self, bootstrap: str, topic: str, committed: bool) -> None:
-        self.bootstrap, self.topic, self.committed = bootstrap, topic, committed
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._lock = threading.Lock()
-        self.got: list[Decided] = []
-        self._keys: set[tuple[int, int]] = set()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="bench-models-read", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(30) or self._failure is not None:
-            raise StreamError(f"{self.topic} | read-back consumer not ready within 30 s")
-
-    def _run(self) -> None:
-        try:
-            self._read()
-        except BaseException as exc:  # count() raises it in the benchmark's thread
-            self._failure = exc
-            self._ready.set()
-
-    def _check(self) -> None:
-        if self._failure is not None:
-            raise StreamError(f"{self.topic} | read-back failed: {self._failure!r}")
-
-    def _read(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
-            "group.id": f"streamfer-bench-models-{uuid.uuid4().hex[:8]}",  # assign: no group
-            "enable.auto.commit": False, "fetch.wait.max.ms": 5,
-            "isolation.level": "read_committed" if self.committed else "read_uncommitted",
-        })  # fmt: skip
-        try:
-            meta = consumer.list_topics(self.topic, timeout=30).topics[self.topic]
-            consumer.assign([CTP(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-            self._ready.set()
-            while not self._stop.is_set():
-                batch = []
-                for m in consumer.consume(5_000, 0.05):
-                    if m.error() is not None:
-                        continue
-                    d = json.loads(m.value() or b"{}")
-                    src = d["source"]
-                    lat = d.get("latency_ms") or {}
-                    batch.append(
-                        Decided(
-                            int(src["partition"]),
-                            int(src["offset"]),
-                            str(d["model"]["version"]),
-                            int(m.timestamp()[1]),
-                            tuple(_ms(lat.get(k, d.get(k))) for k in STAGES),
-                        )
-                    )
-                if batch:
-                    with self._lock:
-                        self.got.extend(batch)
-                        self._keys.update((b.partition, b.offset) for b in batch)
-        finally:
-            consumer.close()
-
-    def distinct(self) -> int:
-        self._check()
-        with self._lock:
-            return len(self._keys)
-
-    def count(self) -> int:
-        self._check()
-        with self._lock:
-            return len(self.got)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-def _ms(value: object) -> float:
-    return float(value) if isinstance(value, int | float) else math.nan
-
-
-def _input_stamps(bootstrap: str, topic: str) -> dict[tuple[int, int], int]:
-    """(partition, offset) -> record timestamp (ms) of every record in ``topic``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "enable.auto.commit": False,
-                         "group.id": f"streamfer-bench-models-{uuid.uuid4().hex[:8]}"})  # fmt: skip
-    out: dict[tuple[int, int], int] = {}
-    try:
-        meta = consumer.list_topics(topic, timeout=30).topics[topic]
-        ends = {p: consumer.get_watermark_offsets(CTP(topic, p), timeout=10)[1]
-                for p in meta.partitions}  # fmt: skip
-        consumer.assign([CTP(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        want = sum(ends.values())
-        deadline = time.monotonic() + 60
-        while len(out) < want and time.monotonic() < deadline:
-            for m in consumer.consume(10_000, 0.2):
-                if m.error() is None:
-                    out[(int(m.partition() or 0), int(m.offset() or 0))] = int(m.timestamp()[1])
-    finally:
-        consumer.close()
-    return out
 
 
 # --- the pipeline under test ---------------------------------------------------------------
@@ -416,14 +205,19 @@ def _max_gap(stamps: np.ndarray, lo: float, hi: float) -> float:
     return float(np.diff(inside).max()) if inside.size > 1 else math.nan
 
 
+def _open_loop_topics(topics: TopicSet, name: str) -> tuple[str, str, str]:
+    """A fresh run id, and its input (with the dead-letter topic tracked) and output topics."""
+    rid = run_id()
+    src = topics.input(f"bench-{rid}-{name}-in", PARTITIONS)
+    topics.track(f"{src}.dlq")
+    return rid, src, topics.output(f"bench-{rid}-{name}-out", PARTITIONS)
+
+
 def swap_run(
     bootstrap: str, base: dict[str, Any], opts: ModelsOptions, topics: TopicSet, delivery: str,
     swap: bool, say: Say,
 ) -> SwapRun:  # fmt: skip
-    rid = run_id()
-    src = topics.input(f"bench-{rid}-models-in", PARTITIONS)
-    topics.track(f"{src}.dlq")
-    out = topics.output(f"bench-{rid}-models-out", PARTITIONS)
+    rid, src, out = _open_loop_topics(topics, "models")
     model_file = Path(base["models"]["fraud"]["path"])
     with tempfile.TemporaryDirectory(prefix="streamfer-bench-models-") as tmp:
         versions = _versions_dir(Path(tmp), model_file)
@@ -456,7 +250,7 @@ def swap_run(
             got = _wait_all(proc, col, expected, opts.drain_timeout_s)
             log_text = proc.log_path.read_text(errors="replace") if proc.log_path else ""
         col.close()
-    stamps = _input_stamps(bootstrap, src)
+    stamps = input_stamps(bootstrap, src)
     return _evaluate_swap(delivery, swap, col.got, stamps, expected, got, hups, t0, opts,
                           "version 3 refused" in log_text, late_ms)  # fmt: skip
 
@@ -563,10 +357,7 @@ def shadow_rate_run(
     bootstrap: str, base: dict[str, Any], opts: ModelsOptions, topics: TopicSet, shadow: bool,
     seed: int, say: Say,
 ) -> ShadowRun:  # fmt: skip
-    rid = run_id()
-    src = topics.input(f"bench-{rid}-shadow-in", PARTITIONS)
-    topics.track(f"{src}.dlq")
-    out = topics.output(f"bench-{rid}-shadow-out", PARTITIONS)
+    rid, src, out = _open_loop_topics(topics, "shadow")
     if shadow:
         topics.output(f"{out}.shadow", PARTITIONS)
     raw = _stream_config(base, opts, bootstrap, src, out, f"bench-{rid}-shadow", {}, shadow)
@@ -584,7 +375,7 @@ def shadow_rate_run(
         cpu = proc.cpu_seconds() - cpu0
         sn, s_us = _shadow_numbers(proc) if shadow else (0.0, math.nan)
     col.close()
-    stamps = _input_stamps(bootstrap, src)
+    stamps = input_stamps(bootstrap, src)
     warm_ms = t0 / 1e6 + 1000
     lat = np.array([d.append_ms - stamps[(d.partition, d.offset)] for d in col.got
                     if (d.partition, d.offset) in stamps and stamps[(d.partition, d.offset)]

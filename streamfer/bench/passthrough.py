@@ -82,6 +82,18 @@ class ClientTuning:
 
 
 @dataclass(frozen=True)
+class Job:
+    """One run of a loop: copy or score the first ``records`` of ``in_topic`` into ``out_topic``."""
+
+    bootstrap: str
+    in_topic: str
+    out_topic: str
+    records: int
+    group: str
+    timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class LoopResult:
     """What a reference loop did; the rate itself is read from the output topic."""
 
@@ -90,23 +102,15 @@ class LoopResult:
     cpu_s: float  # CPU time of this process (all its threads) over the same span
 
 
-def run_passthrough(
-    bootstrap: str,
-    in_topic: str,
-    out_topic: str,
-    n: int,
-    group: str,
-    tuning: ClientTuning,
-    timeout_s: float = 300.0,
-) -> LoopResult:
-    """Copy ``n`` records from ``in_topic`` to ``out_topic`` as fast as the client allows.
+def run_passthrough(job: Job, tuning: ClientTuning) -> LoopResult:
+    """Copy ``job.records`` records from ``in_topic`` to ``out_topic`` as fast as the client allows.
 
     Sends never wait for acks (the producer pipelines them, as the pipeline's
     sink does); offsets are committed every ``commit_interval_s`` up to what
     has been acked, so nothing is committed before its copy is in Kafka.
     """
-    consumer = tuning.consumer(bootstrap, in_topic, group)
-    producer = tuning.producer(bootstrap)
+    consumer = tuning.consumer(job.bootstrap, job.in_topic, job.group)
+    producer = tuning.producer(job.bootstrap)
     acked: dict[TopicPartition, int] = {}
     lock = threading.Lock()
 
@@ -124,18 +128,21 @@ def run_passthrough(
             consumer.commit_async(offsets)
 
     done, t0, cpu0 = 0, 0, 0.0
+    n, timeout_s = job.records, job.timeout_s
     deadline = time.monotonic() + timeout_s
     next_commit = time.monotonic() + tuning.commit_interval_s
     try:
         while done < n:
             if time.monotonic() > deadline:
-                raise StreamError(f"{in_topic} | pass-through copied {done}/{n} in {timeout_s} s")
+                raise StreamError(
+                    f"{job.in_topic} | pass-through copied {done}/{n} in {timeout_s} s"
+                )
             want = min(tuning.max_poll_records, n - done)
             for tp, recs in consumer.poll(timeout_ms=200, max_records=want).items():
                 if not t0:
                     t0, cpu0 = time.perf_counter_ns(), time.process_time()
                 for r in recs:
-                    fut = producer.send(out_topic, key=r.key, value=r.value,
+                    fut = producer.send(job.out_topic, key=r.key, value=r.value,
                                         headers=r.headers or None)  # fmt: skip
                 fut.add_callback(on_ack(tp, recs[-1].offset))
                 done += len(recs)
@@ -153,31 +160,25 @@ def run_passthrough(
     return LoopResult(done, wall, cpu)
 
 
-def run_naive(
-    bootstrap: str,
-    in_topic: str,
-    out_topic: str,
-    n: int,
-    group: str,
-    tuning: ClientTuning,
-    handle: Callable[[Any], bytes],
-    timeout_s: float = 300.0,
-) -> LoopResult:
+def run_naive(job: Job, tuning: ClientTuning, handle: Callable[[Any], bytes]) -> LoopResult:
     """One record at a time: ``handle(record) -> decision bytes``, produce, wait, commit."""
-    consumer = tuning.consumer(bootstrap, in_topic, group, max_poll_records=1)
+    consumer = tuning.consumer(job.bootstrap, job.in_topic, job.group, max_poll_records=1)
     # linger 0: waiting for a batch to fill makes no sense when every send is awaited
-    producer = tuning.producer(bootstrap, linger_ms=0)
+    producer = tuning.producer(job.bootstrap, linger_ms=0)
     done, t0, cpu0 = 0, 0, 0.0
+    n, timeout_s = job.records, job.timeout_s
     deadline = time.monotonic() + timeout_s
     try:
         while done < n:
             if time.monotonic() > deadline:
-                raise StreamError(f"{in_topic} | naive loop handled {done}/{n} in {timeout_s} s")
+                raise StreamError(
+                    f"{job.in_topic} | naive loop handled {done}/{n} in {timeout_s} s"
+                )
             for tp, recs in consumer.poll(timeout_ms=200, max_records=1).items():
                 if not t0:
                     t0, cpu0 = time.perf_counter_ns(), time.process_time()
                 r = recs[0]
-                producer.send(out_topic, key=r.key, value=handle(r)).get(timeout=30)
+                producer.send(job.out_topic, key=r.key, value=handle(r)).get(timeout=30)
                 consumer.commit({tp: OffsetAndMetadata(r.offset + 1, "", -1)})
                 done += 1
         wall = (time.perf_counter_ns() - t0) / 1e9

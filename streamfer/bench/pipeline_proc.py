@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from streamfer.bench.kafka_io import OffsetProbe, topic_span
 from streamfer.errors import ConfigError, StreamferError
 from streamfer.paths import PACKAGE_DIR, shipped
 from streamfer.pipeline.config import PipelineConfig, parse_config
@@ -207,3 +208,21 @@ def start_flowing(
         f"pipeline | no output after {attempts} starts of {stall_s:g} s each. "
         "Note: is the input topic there and does the pipeline log show an assignment?"
     )
+
+
+def drain_rate(
+    raw_config: dict[str, Any], bootstrap: str, out: str, n: int, what: str, timeout_s: float,
+    say: Callable[[str], None],
+) -> float:  # fmt: skip
+    """Run the pipeline over a backlog already waiting until ``n`` decisions are in ``out``
+    (``what`` fails when fewer come within ``timeout_s``); their rate in records/s, from the
+    output's append times."""
+    with OffsetProbe(bootstrap, out) as probe:
+        proc, _ = start_flowing(raw_config, probe.count, say)
+        try:
+            got = wait_decisions(proc, probe.count, n, timeout_s)
+        finally:
+            proc.stop()
+    if got < n:
+        raise StreamferError(f"{what} | {got} of {n} decisions. Note: expected all")
+    return topic_span(bootstrap, out).rate

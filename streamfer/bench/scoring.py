@@ -43,7 +43,6 @@ from streamfer.bench.baselines import (
     PLAIN_BATCH,
     TUNED_BATCH,
     FraudModel,
-    Job,
     RdkafkaTuning,
     baseline_runner,
     run_confluent_passthrough,
@@ -53,7 +52,7 @@ from streamfer.bench.baselines import (
 from streamfer.bench.kafka_io import OffsetProbe, produce_all, run_id, topic_set, topic_span
 from streamfer.bench.machine import Machine, probe_machine
 from streamfer.bench.naive import fraud_handler, fraud_runner
-from streamfer.bench.passthrough import ClientTuning, run_naive, run_passthrough
+from streamfer.bench.passthrough import ClientTuning, Job, run_naive, run_passthrough
 from streamfer.bench.pipeline_proc import (
     CONFIG_DIR,
     bench_config,
@@ -157,13 +156,12 @@ class _Systems:
     def run(self, system: str, out: str, group: str, n: int) -> float:
         """Run ``system`` on the first ``n`` records into ``out``; its CPU seconds."""
         job = Job(self.bootstrap, self.in_topic, out, n, group, self.opts.timeout_s)
-        args = (self.bootstrap, self.in_topic, out, n, group, self.kp_tuning)
         if system == KP_PASS:
-            return run_passthrough(*args, self.opts.timeout_s).cpu_s
+            return run_passthrough(job, self.kp_tuning).cpu_s
         if system == NAIVE:  # a fresh handler: featurizer state starts empty, as everywhere
             assert self.naive_runner is not None  # set up by run_scoring whenever naive runs
             handle = fraud_handler(self.cfg, self.naive_runner)
-            return run_naive(*args, handle, self.opts.timeout_s).cpu_s
+            return run_naive(job, self.kp_tuning, handle).cpu_s
         if system == RK_PASS:
             return run_confluent_passthrough(job, self.rk_tuning).cpu_s
         if system in (PLAIN, TUNED):

@@ -43,12 +43,10 @@ import numpy as np
 
 from streamfer.bench.kafka_io import (
     GroupLag,
-    OffsetProbe,
     bulk_producer,
     produce_all,
     run_id,
     topic_set,
-    topic_span,
 )
 from streamfer.bench.loadgen import LoadSpec, Readback, run_point
 from streamfer.bench.machine import probe_machine
@@ -56,9 +54,9 @@ from streamfer.bench.pipeline_proc import (
     CONFIG_DIR,
     PipelineProcess,
     bench_config,
+    drain_rate,
     load_raw,
     start_flowing,
-    wait_decisions,
 )
 from streamfer.bench.records import camera_headers, camera_pool, stamped, transaction_pool
 from streamfer.bench.report import Report, Table, Target
@@ -177,15 +175,7 @@ def probe_capacity(
         output_topic=out, group=f"bench-{rid}-probe{tag}", overrides={"mode": "replay",
         "drop_stale": False, "latest_per_key": False, **_profile_override(profile)},
     )  # fmt: skip
-    with OffsetProbe(bootstrap, out) as probe:
-        proc, _ = start_flowing(raw, probe.count, say)
-        try:
-            got = wait_decisions(proc, probe.count, n, timeout_s=240)
-        finally:
-            proc.stop()
-    if got < n:
-        raise StreamferError(f"capacity probe | {got} of {n} decisions. Note: expected all")
-    rate = topic_span(bootstrap, out).rate
+    rate = drain_rate(raw, bootstrap, out, n, "capacity probe", 240, say)
     if not rate > 0:
         raise StreamferError(
             f"capacity probe | {n} records were decided too quickly to time "

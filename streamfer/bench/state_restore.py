@@ -31,7 +31,8 @@ from streamfer.bench.kafka_io import topic_set
 from streamfer.bench.machine import probe_machine
 from streamfer.bench.report import Report, Table
 from streamfer.models.features import CARD_CODEC, _CardState
-from streamfer.streams.client import ProducerOptions, ReaderOptions, client_factory
+from streamfer.streams.client import ProducerOptions, ReaderOptions
+from streamfer.streams.factory import client_factory
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
 from streamfer.streams.state import Checkpoint, LocalStore

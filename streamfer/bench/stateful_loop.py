@@ -47,9 +47,7 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
     """One message at a time through its own state store, one model call each (see above)."""
     import orjson
 
-    consumer = Consumer(tuning.consumer_config(job.bootstrap, job.group))
-    producer = Producer(tuning.producer_config(job.bootstrap))
-    consumer.subscribe([job.in_topic])
+    consumer, producer = tuning.clients(job)
     failed: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:

@@ -13,16 +13,19 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import numpy as np
 
 from streamfer.errors import EngineError
+from streamfer.lifecycle import Lifecycle
 
 EngineKind = Literal["onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
+# The largest batch a runner takes when none is asked for (the TensorRT profile's max);
+# model configs and the engines CLI default to it.
+DEFAULT_MAX_BATCH = 64
 
 
 def check_precision(precision: str) -> None:
@@ -151,8 +154,9 @@ class FeedValidator:
         )
 
 
-class Runner(ABC):
-    """Runs one model: lazy until ``activate()``, then ``infer()`` any number of times.
+class Runner(Lifecycle, ABC, start="activate", stop="deactivate"):
+    """Runs one model: lazy until ``activate()``, then ``infer()`` any number of times;
+    ``with runner:`` activates it and deactivates it on the way out.
 
     Subclasses implement ``_activate_impl``, ``_deactivate_impl``, ``_infer_impl``
     and the spec/metadata properties. ``infer`` may be called from several
@@ -217,18 +221,6 @@ class Runner(ABC):
             self._active = False
             self._validate = None
             self._deactivate_impl()
-
-    def __enter__(self) -> Self:
-        self.activate()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.deactivate()
 
     # -- hot path -------------------------------------------------------------
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

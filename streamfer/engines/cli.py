@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import click
 from rich.console import Console
@@ -20,25 +20,32 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from streamfer.engines.base import PRECISIONS, TensorSpec
+from streamfer.engines.base import DEFAULT_MAX_BATCH, PRECISIONS, TensorSpec
 from streamfer.engines.host import resolve_cache_dir
 from streamfer.engines.onnx_model import OnnxModelInfo, check_model_path, read_onnx_info
 from streamfer.engines.select import TARGETS, refuse_low_precision_on_onnxruntime, resolve_target
 from streamfer.errors import EngineError
+from streamfer.lifecycle import Lifecycle
 
-_target = click.option(
+
+def _choice(flag: str, choices: Sequence[str], default: str, help: str) -> Any:
+    """A ``--flag`` taking one of ``choices``, its default shown in ``--help``."""
+    return click.option(
+        flag, type=click.Choice(choices), default=default, show_default=True, help=help
+    )
+
+
+_target = _choice(
     "--target",
-    type=click.Choice(TARGETS),
-    default="auto",
-    show_default=True,
-    help="auto: TensorRT when it imports and a GPU is present, else ONNX Runtime.",
+    TARGETS,
+    "auto",
+    "auto: TensorRT when it imports and a GPU is present, else ONNX Runtime.",
 )
-_precision = click.option(
+_precision = _choice(
     "--precision",
-    type=click.Choice(PRECISIONS),
-    default="fp32",
-    show_default=True,
-    help="fp16/int8 need TensorRT (the ONNX graph is cast/quantized first).",
+    PRECISIONS,
+    "fp32",
+    "fp16/int8 need TensorRT (the ONNX graph is cast/quantized first).",
 )
 _cache_dir = click.option(
     "--cache-dir",
@@ -48,7 +55,7 @@ _cache_dir = click.option(
 )
 
 
-class RichBuildProgress:
+class RichBuildProgress(Lifecycle, start="start", stop="stop"):
     """TensorRT build phases as rich progress bars (TensorRT calls from its threads)."""
 
     def __init__(self, console: Console) -> None:
@@ -63,16 +70,10 @@ class RichBuildProgress:
         self._tasks: dict[str, TaskID] = {}
         self._parents: dict[str, str | None] = {}
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
         self._progress.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._progress.stop()
 
     def note(self, text: str) -> None:
@@ -109,7 +110,7 @@ def engines() -> None:
 @click.option(
     "--max-batch",
     type=click.IntRange(min=1),
-    default=64,
+    default=DEFAULT_MAX_BATCH,
     show_default=True,
     help="Largest batch: the TensorRT profile's max; checked batch size on ONNX Runtime.",
 )

@@ -1,7 +1,10 @@
-"""What this host offers engines: GPUs, TensorRT, and where caches live.
+"""What this host offers engines: GPUs, TensorRT and the other GPU libraries, and where
+caches live.
 
 Every probe is lazy (GPU libraries are optional extras) and answers once per
-process: the answer does not change while a pipeline runs.
+process: the answer does not change while a pipeline runs. An optional library
+is imported on first use (``import_optional``), or refused with an EngineError
+that says how to install it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import functools
 import importlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -32,6 +36,19 @@ def default_cache_dir() -> Path:
 def resolve_cache_dir(cache_dir: Path | str | None) -> Path:
     """``cache_dir`` when given, else ``default_cache_dir()``."""
     return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a cache file whole or not at all (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @functools.cache
@@ -93,15 +110,22 @@ def compute_capability(device: int = 0) -> str:
         ) from exc
 
 
+def import_optional(module: str, subject: str, how: str) -> ModuleType:
+    """``import module`` (an optional GPU library), or an EngineError naming ``subject``
+    and saying ``how`` to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineError(f"{subject} | not importable ({exc}). Note: expected {how}") from exc
+
+
 def import_tensorrt() -> ModuleType:
     """``import tensorrt`` or an EngineError saying how to get it."""
-    try:
-        return importlib.import_module("tensorrt")
-    except ImportError as exc:
-        raise EngineError(
-            f"tensorrt | not importable ({exc}). Note: expected the `gpu` extra "
-            "(pip install 'streamfer[gpu]' with NVIDIA's package index) on a GPU host"
-        ) from exc
+    return import_optional(
+        "tensorrt",
+        "tensorrt",
+        "the `gpu` extra (pip install 'streamfer[gpu]' with NVIDIA's package index) on a GPU host",
+    )
 
 
 def tensorrt_usable() -> bool:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, get_args
 
-from streamfer.engines.base import EngineKind, Precision, Runner, check_precision
+from streamfer.engines.base import (
+    DEFAULT_MAX_BATCH,
+    EngineKind,
+    Precision,
+    Runner,
+    check_precision,
+)
 from streamfer.engines.host import tensorrt_usable
 from streamfer.engines.onnx_model import check_model_path
 from streamfer.errors import EngineError
@@ -38,7 +44,7 @@ def create_runner(
     *,
     target: Target = "auto",
     precision: Precision = "fp32",
-    max_batch: int = 64,
+    max_batch: int = DEFAULT_MAX_BATCH,
     intra_op_threads: int | None = None,
     cache_dir: Path | None = None,
 ) -> Runner:

@@ -74,10 +74,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
 
 from streamfer.engines.base import Runner
 from streamfer.errors import StreamferError
+from streamfer.lifecycle import Lifecycle
 from streamfer.pipeline.config import ModelConfig, PipelineConfig
 from streamfer.pipeline.health import HealthServer, HealthState
 from streamfer.pipeline.metrics import Metrics
@@ -89,7 +89,7 @@ from streamfer.pipeline.topics import ensure_output_topics, message_limits
 log = logging.getLogger(__name__)
 
 
-class Pipeline:
+class Pipeline(Lifecycle, start="start", stop="stop", clean_flag="drain"):
     def __init__(
         self,
         config: PipelineConfig,
@@ -244,18 +244,6 @@ class Pipeline:
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until the pipeline has stopped; False on timeout."""
         return self._stopped.wait(timeout_s)
-
-    def __enter__(self) -> Pipeline:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop(drain=exc_type is None)
 
     # -- state -------------------------------------------------------------------
     @property

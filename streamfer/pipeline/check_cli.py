@@ -26,11 +26,13 @@ import numpy as np
 import yaml
 
 from streamfer.engines.base import Runner, TensorSpec
-from streamfer.engines.select import create_runner
+from streamfer.engines.select import TARGETS, create_runner
 from streamfer.errors import CodecError, ConfigError
 from streamfer.pipeline.config import StreamConfig
-from streamfer.pipeline.config_checks import plugin_problems
-from streamfer.pipeline.config_problems import format_problems
+from streamfer.pipeline.config.checks import plugin_problems
+from streamfer.pipeline.config.model import MAX_BATCH
+from streamfer.pipeline.config.problems import format_problems
+from streamfer.pipeline.config.stream import DEFAULT_BATCH
 from streamfer.pipeline.decisions import RESERVED, DecisionEncoder, ModelIdentity, SegmentTiming
 from streamfer.pipeline.isolation import prepare_isolated, results_isolated
 from streamfer.pipeline.outlet import output_problem
@@ -80,9 +82,9 @@ class Tally:
               help="One processor_config entry (the value read as YAML); repeatable.")
 @click.option("--postprocessor", default=None, metavar="REF",
               help="With a built-in kind as NAME: a plug-in in place of its results step.")
-@click.option("--batch", "batch_size", type=click.IntRange(1, 4096), default=32,
+@click.option("--batch", "batch_size", type=click.IntRange(1, MAX_BATCH), default=DEFAULT_BATCH,
               show_default=True, help="Records per batch.")
-@click.option("--target", type=click.Choice(["auto", "onnxruntime", "tensorrt"]),
+@click.option("--target", type=click.Choice(TARGETS),
               default="auto", show_default=True,
               help="The engine. auto: TensorRT when it imports and a GPU is present, else "
               "ONNX Runtime.")

@@ -24,7 +24,8 @@ from streamfer.errors import StreamferError
 # name -> ("module:attribute" of a click command or group, one line of help)
 _COMMANDS: dict[str, tuple[str, str]] = {
     "broker": (
-        "streamfer.streams.broker_cli:broker", "Start, stop or inspect the local Kafka broker.",
+        "streamfer.streams.local.broker_cli:broker",
+        "Start, stop or inspect the local Kafka broker.",
     ),
     "config": (
         "streamfer.pipeline.config_cli:config",

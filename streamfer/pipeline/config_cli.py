@@ -10,8 +10,8 @@ from typing import Any
 import click
 import yaml
 
+from streamfer.pipeline.config.sources import Path_, Resolved, load_resolved, masked
 from streamfer.pipeline.config_docs import docs
-from streamfer.pipeline.config_sources import Path_, Resolved, load_resolved, masked
 from streamfer.streams.bootstrap import bootstrap_option
 
 CONFIG_OPTION = click.option(

@@ -259,7 +259,7 @@ class ConsumerLoop:
         find the topic again only at its next metadata refresh, minutes later) and wait
         for it. Records of the deleted topic still in the engine resolve nowhere."""
         try:
-            source.discard()
+            source.close(discard=True)
         except StreamferError as exc:
             log.warning("%s | closing the consumer: %s", self.name, exc)
         self.watching.lag.update({}, ())
@@ -286,7 +286,9 @@ class ConsumerLoop:
     def _why_idle(self) -> str:
         topic = self.stream.input_topic
         try:
-            known = topic_partitions(self.config.kafka.to_settings(), [topic], timeout_s=2.0)
+            kafka = self.config.kafka
+            settings = kafka.to_settings()
+            known = topic_partitions(settings, [topic], timeout_s=2.0, client=kafka.client)
         except StreamferError:
             known = {}
         n = known.get(topic)

@@ -30,13 +30,13 @@ from rich.text import Text
 from streamfer.errors import StreamferError
 from streamfer.pipeline.app import Pipeline
 from streamfer.pipeline.config import PipelineConfig
-from streamfer.pipeline.config_sources import load_resolved
+from streamfer.pipeline.config.sources import load_resolved
 from streamfer.pipeline.demo_view import FrameKeeper, stats_table, write_annotated
 from streamfer.pipeline.run_cli import metrics_options, with_metrics
 from streamfer.streams.admin import create_topics, wait_for_broker
 from streamfer.streams.bootstrap import bootstrap_option
-from streamfer.streams.feeds import Message, camera_feed, sensor_feed, transaction_feed
-from streamfer.streams.producers import produce, producer_sink
+from streamfer.streams.local.feeds import Message, camera_feed, sensor_feed, transaction_feed
+from streamfer.streams.local.producers import produce, producer_sink
 
 OUTLET_LOGGER = "streamfer.pipeline.outlet"  # its per-record dead-letter warnings
 DRAIN_TIMEOUT_S = 60.0
@@ -204,7 +204,7 @@ def demo(
     address = config.kafka.resolved_bootstrap()
     broker = None
     if resolved.source("kafka", "bootstrap_servers") == "default":
-        from streamfer.streams.broker import LocalBroker
+        from streamfer.streams.local.broker import LocalBroker
 
         broker = LocalBroker()
         started_here = not broker.status().running

@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 
 from prometheus_client.exposition import choose_encoder
 
 from streamfer.errors import ConfigError, StreamferError
+from streamfer.lifecycle import Lifecycle
 from streamfer.pipeline.metrics import DEFAULT_PORT, Metrics
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("health | %s " + format, self.address_string(), *args)
 
 
-class HealthServer:
+class HealthServer(Lifecycle, start="start", stop="close"):
     """HTTP server for ``/metrics``, ``/healthz`` and ``/readyz``; a context manager.
 
     ``streamfer_ready`` in ``metrics`` follows ``state`` from construction on.
@@ -261,15 +261,3 @@ class HealthServer:
         if thread is not None:
             thread.join()
         self._server = self._thread = None
-
-    def __enter__(self) -> HealthServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

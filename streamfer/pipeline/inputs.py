@@ -31,10 +31,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from streamfer.pipeline.config.kafka import KafkaConfig
 from streamfer.pipeline.health import HealthState
 from streamfer.pipeline.metrics import StreamRecorder
 from streamfer.streams.admin import topic_partitions
-from streamfer.streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,18 @@ UNASSIGNED_MOST_S = 30.0  # ... then doubling up to this
 CHECK_TIMEOUT_S = 5.0  # one metadata request about the input topic
 
 
-def partition_count(settings: Callable[[], KafkaSettings], topic: str) -> Callable[[], int | None]:
+def partition_count(kafka: KafkaConfig, topic: str) -> Callable[[], int | None]:
     """``exists`` of :class:`InputTopic`: ``topic``'s partition count, asked of the
-    cluster (None: no such topic; StreamError: the cluster cannot be asked)."""
-    return lambda: topic_partitions(settings(), [topic], timeout_s=CHECK_TIMEOUT_S).get(topic)
+    cluster through the configured client (None: no such topic; StreamError: the cluster
+    cannot be asked)."""
+
+    def count() -> int | None:
+        settings = kafka.to_settings()
+        return topic_partitions(
+            settings, [topic], timeout_s=CHECK_TIMEOUT_S, client=kafka.client
+        ).get(topic)
+
+    return count
 
 
 class InputTopic:

@@ -9,6 +9,7 @@ import click
 from streamfer.engines.versions import discover, select
 from streamfer.errors import EngineError
 from streamfer.pipeline.config import PipelineConfig, load_config
+from streamfer.pipeline.config_cli import CONFIG_OPTION
 
 
 @click.group()
@@ -17,14 +18,7 @@ def models() -> None:
 
 
 @models.command()
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Pipeline YAML file, or the name of a shipped one (fraud, camera, ...).",
-)
+@CONFIG_OPTION
 def status(config_path: Path) -> None:
     """Print each model's versions and the one each stream would serve.
 

@@ -19,19 +19,12 @@ import click
 
 from streamfer import logs
 from streamfer.pipeline.config import PipelineConfig, load_config
-from streamfer.pipeline.config_sources import load_resolved
+from streamfer.pipeline.config.sources import load_resolved
+from streamfer.pipeline.config_cli import CONFIG_OPTION
 from streamfer.streams.bootstrap import bootstrap_option
 
 log = logging.getLogger(__name__)
 
-_CONFIG = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Pipeline YAML file, or the name of a shipped one (fraud, camera, sensor, demo, ...).",
-)
 
 
 def metrics_options(
@@ -62,7 +55,7 @@ def metrics_options(
 
 
 @click.command()
-@_CONFIG
+@CONFIG_OPTION
 @bootstrap_option
 def validate(config_path: Path, bootstrap: str | None) -> None:
     """Check a pipeline config file, with the STREAMFER__<SECTION>__<KEY> environment
@@ -77,7 +70,7 @@ def validate(config_path: Path, bootstrap: str | None) -> None:
 
 
 @click.command()
-@_CONFIG
+@CONFIG_OPTION
 @bootstrap_option
 @metrics_options
 @click.option(

@@ -59,8 +59,9 @@ from streamfer.pipeline.readiness import BrokerWatch, LagReporter, PartitionsSet
 from streamfer.pipeline.stats import StatsBook, StreamStats
 from streamfer.pipeline.topics import within_limits
 from streamfer.pipeline.worker import EngineWorker
-from streamfer.streams.client import ClientFactory, ReaderOptions, client_factory
+from streamfer.streams.client import ClientFactory, ReaderOptions
 from streamfer.streams.dlq import DeadLetterWriter
+from streamfer.streams.factory import client_factory
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
 from streamfer.streams.source import KafkaSource, SourceOptions
@@ -126,7 +127,7 @@ class StreamRuntime:
         )  # fmt: skip
         self.input = InputTopic(
             stream.name, stream.input_topic,
-            partition_count(config.kafka.to_settings, stream.input_topic), health, self.recorder,
+            partition_count(config.kafka, stream.input_topic), health, self.recorder,
         )  # fmt: skip
 
     # -- assembly ------------------------------------------------------------------------
@@ -141,7 +142,7 @@ class StreamRuntime:
         self._processor = processor
         if s.state.enabled:
             self._state = state_manager(self, processor, settings, factory, sink, source)
-            source.listen(self._state)
+            source.membership.listen(self._state)
             # entries are written once per commit interval, just before the commit
             source.committer = StateCommitter(source.committer, self._state)
         infer, check = engine_wiring(processor, self.runner)
@@ -286,7 +287,7 @@ class StreamRuntime:
 
     def stats(self) -> StreamStats:
         source = self._source
-        in_flight = source.in_flight() if source is not None else 0
+        in_flight = source.tracker.in_flight() if source is not None else 0
         return self.book.snapshot(in_flight=in_flight)
 
     # -- model swaps (streamfer.pipeline.reload) ----------------------------------------

@@ -31,8 +31,6 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from kafka.errors import BrokerResponseError
-
 from streamfer.errors import ConfigError, StreamError
 from streamfer.pipeline.config import PipelineConfig
 from streamfer.streams.admin import create_topics, max_message_bytes, topic_partitions
@@ -114,7 +112,7 @@ def ensure_output_topics(
     topics |= {s.resolved_dlq_topic for s in config.streams}
     topics |= {s.shadow.output_topic for s in config.streams if s.shadow is not None}
     topics |= {s.state_topic(group) for s in config.streams if s.state.enabled}
-    partitions = topic_partitions(settings, topics, timeout_s=timeout_s)
+    partitions = topic_partitions(settings, topics, timeout_s=timeout_s, client=kafka.client)
     short = short_changelogs(config, partitions, streams)
     if short:
         raise ConfigError(
@@ -139,7 +137,11 @@ def ensure_output_topics(
     plain = {t: n for t, n in wanted.items() if t not in lags}
     try:
         create_topics(
-            settings, plain, replication_factor=kafka.topic_replication_factor, timeout_s=timeout_s
+            settings,
+            plain,
+            replication_factor=kafka.topic_replication_factor,
+            timeout_s=timeout_s,
+            client=kafka.client,
         )
         for topic, n in wanted.items():
             if topic in lags:
@@ -149,6 +151,7 @@ def ensure_output_topics(
                     config=changelog_config(lags[topic]),
                     replication_factor=kafka.topic_replication_factor,
                     timeout_s=timeout_s,
+                    client=kafka.client,
                 )
     except StreamError as exc:
         raise StreamError(
@@ -163,11 +166,9 @@ def ensure_output_topics(
 
 
 def _reason(exc: StreamError) -> str:
-    """The broker's error code and its meaning, not the whole request kafka-python echoes."""
-    cause = exc.__cause__
-    if isinstance(cause, BrokerResponseError):
-        return f"{cause.message}: {cause.description}"
-    return str(exc)
+    """The broker's error code and its meaning (what the admin adapters put after
+    ``failed: ``), not the whole request."""
+    return str(exc).rpartition(" failed: ")[2]
 
 
 def message_limits(config: PipelineConfig, timeout_s: float = 10.0) -> dict[str, int]:
@@ -177,7 +178,7 @@ def message_limits(config: PipelineConfig, timeout_s: float = 10.0) -> dict[str,
     topics = {t for s in config.streams for t in (s.output_topic, s.resolved_dlq_topic)}
     settings = config.kafka.to_settings()
     try:
-        return max_message_bytes(settings, topics, timeout_s=timeout_s)
+        return max_message_bytes(settings, topics, timeout_s=timeout_s, client=config.kafka.client)
     except StreamError as exc:
         log.warning(
             "%s | topic limits unknown (%s); dead letters are cut to the producer's "

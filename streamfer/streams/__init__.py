@@ -1,17 +1,29 @@
 """Kafka in and out for streamfer.
 
-- ``records.Record``: one consumed message (``coords`` = ``topic[partition]@offset``).
-- ``settings.KafkaSettings``: brokers, SASL (PLAIN, SCRAM) and SSL; secrets hidden.
-- ``source.KafkaSource``: consumer-group member (cooperative sticky) whose commits
-  never pass an unresolved record; ``poll`` on one thread, ``resolve`` from any thread,
-  ``ack_callback(record)`` for the sink; exactly-once via ``use_transactions(sink)``.
-- ``sink.KafkaSink``: idempotent producer, delivery callbacks, transactional mode.
-- ``dlq.DeadLetterWriter``: original bytes and headers plus error/source headers.
-- ``codecs``: camera, sensor, transaction decoders; the decision schema and encoder.
-- ``producers`` / ``feeds``: paced load producers (``streamfer produce``).
-- ``client``: the Protocols the above use; ``kafka_python`` implements them.
-- ``security``: TLS/SASL connection failures explained (listener, protocol, mechanism,
-  never the password) and a login check that reports them at start.
-- ``broker`` / ``broker_secure``: the local broker, optionally with a SASL_SSL
-  listener (SCRAM-SHA-512, a certificate from the project's own CA).
+Consuming (one consumer thread):
+
+- ``records``: ``RecordBatch`` (one poll's records of one partition, columns plus the
+  span the tracker follows) and ``Record`` (one message, ``coords`` = ``topic[partition]@offset``).
+- ``source.KafkaSource``: a consumer-group member (cooperative sticky); ``poll`` returns a
+  batch per partition, each tracked as one span of ``tracker.OffsetTracker``, which any
+  thread resolves (rows or whole spans) once their outcome is final.
+- ``committer``: commits only the resolved prefix, through the consumer (at-least-once) or
+  the sink's transaction (exactly-once, ``KafkaSource.use_transactions(sink)``);
+  ``membership``: the assignment and who hears of rebalances; ``pausing``: backpressure.
+
+Producing: ``sink.KafkaSink`` (idempotent producer, delivery callbacks, transactional
+mode); ``dlq.DeadLetterWriter`` (original bytes and headers plus error/source headers,
+``reasons``: the closed sets of dead-letter and drop reasons).
+
+Clients: ``client`` holds the Protocols and options the above are written against;
+``confluent`` (librdkafka, the default) and ``kafka_python`` implement them, a module per
+role (consumer, producer, reader, admin); ``factory.client_factory(name)`` picks one.
+``admin``: topics created, described and deleted through the configured client;
+``settings.KafkaSettings``: brokers, SASL (PLAIN, SCRAM) and SSL, secrets hidden;
+``security``: TLS/SASL failures explained; ``connection``: is the cluster reachable.
+
+Also: ``codecs`` (camera, sensor, transaction decoders; the decision schema and
+encoder), ``state`` (per-key state restored from a changelog), ``local`` (the local
+broker and the sample feeds and producers), ``cli`` / ``tail_cli`` / ``bootstrap``
+(``streamfer produce``, ``streamfer tail``, where the cluster is).
 """

@@ -1,110 +1,95 @@
-"""Small administrative helpers: where the broker is, is it up, which topics exist, make topics.
+"""Topic administration and broker probes, through the configured Kafka client.
 
-``topic_partitions`` and ``create_topics`` take the cluster either as a
-bootstrap address (a plaintext cluster such as the local broker) or as the
-:class:`~streams.settings.KafkaSettings` every consumer and producer of a
-pipeline uses, SASL and SSL included.
+``topic_partitions``, ``create_topics``, ``max_message_bytes`` and ``delete_topics``
+take the cluster either as a bootstrap address (a plaintext cluster such as the
+local broker) or as the :class:`~streamfer.streams.settings.KafkaSettings` every
+consumer and producer of a pipeline uses, SASL and SSL included, and the client
+library by name (``kafka.client``; confluent-kafka by default): with confluent-kafka,
+kafka-python is never imported. Each call opens one admin client
+(``ClientFactory.admin``) and closes it.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
-
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
-from kafka.errors import (
-    KafkaError,
-    TopicAlreadyExistsError,
-    TopicAuthorizationFailedError,
-    UnknownTopicOrPartitionError,
-)
 
 from streamfer.errors import StreamError
-from streamfer.streams.security import LOGIN_CHECK_TIMEOUT_S, PasswordFilter, check_login
+from streamfer.streams.client import DEFAULT_CLIENT, ClientName, TopicAdmin
+from streamfer.streams.factory import client_factory
+from streamfer.streams.security import LOGIN_CHECK_TIMEOUT_S, check_login
+from streamfer.streams.settings import (
+    BOOTSTRAP_ENV,
+    DEFAULT_BOOTSTRAP,
+    KafkaSettings,
+    default_bootstrap,
+)
 
-if TYPE_CHECKING:
-    from streamfer.streams.settings import KafkaSettings
+__all__ = [
+    "BOOTSTRAP_ENV",
+    "DEFAULT_BOOTSTRAP",
+    "broker_answers",
+    "create_topics",
+    "default_bootstrap",
+    "delete_topics",
+    "max_message_bytes",
+    "topic_partitions",
+    "wait_for_broker",
+]
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-BOOTSTRAP_ENV = "STREAMFER_BOOTSTRAP"
-
-# KafkaAdminClient logs its whole configuration, SASL password included, at DEBUG (-vv).
-logging.getLogger("kafka.admin.client").addFilter(PasswordFilter())
-
-
-def default_bootstrap() -> str:
-    """The bootstrap address every command uses unless told otherwise."""
-    return os.environ.get(BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP)
+Cluster = str | KafkaSettings
 
 
 @contextmanager
-def _quiet_kafka_logs() -> Iterator[None]:
-    """kafka-python logs every refused connection at ERROR; a probe expects refusals."""
-    logger = logging.getLogger("kafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+def _admin(cluster: Cluster, timeout_s: float, client: ClientName) -> Iterator[TopicAdmin]:
+    """An admin client on ``cluster``, closed on exit. A refused TLS or SASL login fails
+    at once, explained (``streamfer.streams.security``)."""
+    if isinstance(cluster, str):
+        settings = KafkaSettings(bootstrap_servers=cluster)
+    else:
+        settings = cluster
+        check_login(settings, timeout_s=min(timeout_s, LOGIN_CHECK_TIMEOUT_S))
+    admin = client_factory(client).admin(settings, timeout_s)
     try:
-        yield
+        yield admin
     finally:
-        logger.setLevel(level)
+        admin.close()
 
 
-def _admin(bootstrap: str | list[str], timeout_s: float, **kwargs: Any) -> KafkaAdminClient:
-    timeout_ms = max(int(timeout_s * 1000), 500)
-    options: dict[str, Any] = {"client_id": "streamfer-admin", **kwargs}
-    return KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        request_timeout_ms=timeout_ms,
-        bootstrap_timeout_ms=timeout_ms,
-        **options,
-    )
+def _per_topic(
+    cluster: Cluster,
+    topics: Iterable[str],
+    timeout_s: float,
+    client: ClientName,
+    ask: Callable[[TopicAdmin, list[str]], dict[str, int]],
+) -> dict[str, int]:
+    """``ask`` one admin client about the topics (each once, sorted); none: no client."""
+    names = sorted(set(topics))
+    if not names:
+        return {}
+    with _admin(cluster, timeout_s, client) as admin:
+        return ask(admin, names)
 
 
-def _name(cluster: str | KafkaSettings) -> str:
-    """The cluster as messages name it (no secret)."""
-    return cluster if isinstance(cluster, str) else cluster.describe()
-
-
-def _connect(cluster: str | KafkaSettings, timeout_s: float, what: str) -> KafkaAdminClient:
-    """An admin client on ``cluster``; StreamError naming it when no broker answers.
-
-    A refused TLS or SASL login fails at once, explained (``streamfer.streams.security``).
-    """
-    if not isinstance(cluster, str):
-        check_login(cluster, timeout_s=min(timeout_s, LOGIN_CHECK_TIMEOUT_S))
-    try:
-        if isinstance(cluster, str):
-            return _admin(cluster, timeout_s)
-        kwargs = cluster.admin_kwargs()
-        return _admin(kwargs.pop("bootstrap_servers"), timeout_s, **kwargs)
-    except (KafkaError, OSError) as exc:
-        raise StreamError(f"{_name(cluster)} | cannot reach the broker to {what}: {exc}") from exc
-
-
-def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
+def broker_answers(
+    bootstrap: str, timeout_s: float = 2.0, *, client: ClientName = DEFAULT_CLIENT
+) -> bool:
     """True when a broker at ``bootstrap`` answers a metadata request in time."""
-    with _quiet_kafka_logs():
-        try:
-            admin = _admin(bootstrap, timeout_s)
-        except (KafkaError, OSError, ValueError):
-            return False
-        try:
-            admin.describe_cluster()
-            return True
-        except (KafkaError, OSError, ValueError):
-            return False
-        finally:
-            admin.close()
+    try:
+        with _admin(bootstrap, timeout_s, client) as admin:
+            admin.ping()
+    except (StreamError, ValueError):
+        return False
+    return True
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float) -> None:
+def wait_for_broker(
+    bootstrap: str, timeout_s: float, *, client: ClientName = DEFAULT_CLIENT
+) -> None:
     """Return once the broker answers; StreamError naming the address if it never does."""
     deadline = time.monotonic() + timeout_s
-    while not broker_answers(bootstrap, timeout_s=min(2.0, timeout_s)):
+    while not broker_answers(bootstrap, timeout_s=min(2.0, timeout_s), client=client):
         if time.monotonic() >= deadline:
             raise StreamError(
                 f"{bootstrap} | no Kafka broker answered within {timeout_s:.0f} s. "
@@ -113,38 +98,29 @@ def wait_for_broker(bootstrap: str, timeout_s: float) -> None:
         time.sleep(0.2)  # poll interval
 
 
-# a topic the cluster does not know, or will not describe to this client
-_UNSEEN = frozenset((UnknownTopicOrPartitionError.errno, TopicAuthorizationFailedError.errno))
-
-
 def topic_partitions(
-    cluster: str | KafkaSettings, topics: Iterable[str], *, timeout_s: float = 30.0
+    cluster: Cluster,
+    topics: Iterable[str],
+    *,
+    timeout_s: float = 30.0,
+    client: ClientName = DEFAULT_CLIENT,
 ) -> dict[str, int]:
     """Partition count of each of ``topics`` that exists, from one metadata request.
 
     Topics the cluster does not know, or does not let this client describe, are
     left out. The request never auto-creates a topic, whatever the broker allows.
     """
-    names = sorted(set(topics))
-    if not names:
-        return {}
-    admin = _connect(cluster, timeout_s, "describe topics")
-    try:
-        described = admin.describe_topics(names)
-    except KafkaError as exc:
-        raise StreamError(f"{_name(cluster)} | describing topics {names} failed: {exc!r}") from exc
-    finally:
-        admin.close()
-    return {t["name"]: len(t["partitions"]) for t in described if t["error_code"] not in _UNSEEN}
+    return _per_topic(cluster, topics, timeout_s, client, lambda a, names: a.partitions(names))
 
 
 def create_topics(
-    cluster: str | KafkaSettings,
+    cluster: Cluster,
     topics: Mapping[str, int],
     *,
     config: Mapping[str, str] | None = None,
     replication_factor: int | None = None,
     timeout_s: float = 30.0,
+    client: ClientName = DEFAULT_CLIENT,
 ) -> None:
     """Create each topic with the given partition count; existing topics are left alone.
 
@@ -156,55 +132,34 @@ def create_topics(
     """
     if not topics:
         return
-    new = [
-        NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=-1 if replication_factor is None else replication_factor,
-            topic_configs=dict(config or {}),
-        )
-        for name, partitions in topics.items()
-    ]
-    admin = _connect(cluster, timeout_s, "create topics")
-    try:
-        for topic in new:  # one by one so an existing topic never hides a failed one
-            try:
-                admin.create_topics([topic], timeout_ms=int(timeout_s * 1000))
-            except TopicAlreadyExistsError:
-                continue
-        admin.wait_for_topics(list(topics), timeout_ms=int(timeout_s * 1000))
-    except KafkaError as exc:
-        raise StreamError(
-            f"{_name(cluster)} | creating topics {sorted(topics)} failed: {exc!r}"
-        ) from exc
-    finally:
-        admin.close()
+    replicas = -1 if replication_factor is None else replication_factor
+    with _admin(cluster, timeout_s, client) as admin:
+        admin.create(topics, config or {}, replicas)
 
 
 def max_message_bytes(
-    cluster: str | KafkaSettings, topics: Iterable[str], *, timeout_s: float = 30.0
+    cluster: Cluster,
+    topics: Iterable[str],
+    *,
+    timeout_s: float = 30.0,
+    client: ClientName = DEFAULT_CLIENT,
 ) -> dict[str, int]:
     """Each topic's ``max.message.bytes`` (the largest record batch it accepts), from one
     DescribeConfigs request; topics the cluster does not describe are left out."""
+    return _per_topic(
+        cluster, topics, timeout_s, client, lambda a, names: a.max_message_bytes(names)
+    )
+
+
+def delete_topics(
+    cluster: Cluster,
+    topics: Iterable[str],
+    *,
+    timeout_s: float = 30.0,
+    client: ClientName = DEFAULT_CLIENT,
+) -> None:
+    """Delete the topics; ones already gone count as deleted."""
     names = sorted(set(topics))
-    if not names:
-        return {}
-    wanted = [ConfigResource(ConfigResourceType.TOPIC, n, configs=[_MAX_BYTES]) for n in names]
-    admin = _connect(cluster, timeout_s, "describe topic configs")
-    try:
-        described = admin.describe_configs(wanted, config_filter="all")
-    except KafkaError as exc:
-        raise StreamError(
-            f"{_name(cluster)} | describing the configs of topics {names} failed: {exc!r}"
-        ) from exc
-    finally:
-        admin.close()
-    out: dict[str, int] = {}
-    for name, configs in described.get("topic", {}).items():
-        value = configs.get(_MAX_BYTES, {}).get("value")
-        if value is not None:
-            out[name] = int(value)
-    return out
-
-
-_MAX_BYTES = "max.message.bytes"
+    if names:
+        with _admin(cluster, timeout_s, client) as admin:
+            admin.delete(names)

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.console import Console
@@ -15,11 +15,18 @@ from rich.text import Text
 
 from streamfer.streams.admin import create_topics
 from streamfer.streams.bootstrap import bootstrap_option, resolve_bootstrap
-from streamfer.streams.feeds import Message, camera_feed, sample_feed, sensor_feed, transaction_feed
-from streamfer.streams.producers import ProduceStats, producer_sink
-from streamfer.streams.producers import produce as produce_messages
+from streamfer.streams.client import Compression
+from streamfer.streams.local.feeds import (
+    Message,
+    camera_feed,
+    sample_feed,
+    sensor_feed,
+    transaction_feed,
+)
+from streamfer.streams.local.producers import ProduceStats, producer_sink
+from streamfer.streams.local.producers import produce as produce_messages
 
-COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
+COMPRESSIONS: tuple[str, ...] = get_args(Compression)
 
 
 def _common(default_topic: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -144,15 +151,20 @@ def produce() -> None:
     """
 
 
+def _rate(default: float, text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--rate`` option of a feed (per second; 0: as fast as possible)."""
+    return click.option("--rate", type=float, default=default, show_default=True, help=text)
+
+
+def _file(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--file`` option of a feed that can replay a file instead of its generator."""
+    path = click.Path(exists=True, dir_okay=False, path_type=Path)
+    return click.option("--file", "path", type=path, default=None, help=text)
+
+
 @produce.command("transactions")
 @_common("payments.tx")
-@click.option(
-    "--rate",
-    type=float,
-    default=1000.0,
-    show_default=True,
-    help="Target messages per second (open loop); 0 = as fast as possible.",
-)
+@_rate(1000.0, "Target messages per second (open loop); 0 = as fast as possible.")
 @click.option(
     "--pacing",
     type=click.Choice(["fixed", "poisson"]),
@@ -175,13 +187,7 @@ def produce() -> None:
     help="Share of deliberately broken records (bad JSON, missing or bad fields), "
     "marked with a 'malformed' header, for exercising the dead-letter path.",
 )
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Replay a CSV (header row) or JSONL file instead of the generator.",
-)
+@_file("Replay a CSV (header row) or JSONL file instead of the generator.")
 def transactions_cmd(
     rate: float,
     pacing: str,
@@ -199,13 +205,7 @@ def transactions_cmd(
 
 @produce.command("sensor")
 @_common("sensor.windows")
-@click.option(
-    "--rate",
-    type=float,
-    default=100.0,
-    show_default=True,
-    help="Target windows per second; 0 = as fast as possible.",
-)
+@_rate(100.0, "Target windows per second; 0 = as fast as possible.")
 @click.option(
     "--vehicles",
     type=click.IntRange(1),
@@ -221,13 +221,7 @@ def transactions_cmd(
     show_default=True,
     help="raw = little-endian float32 with shape header; json = {vehicle_id, window}.",
 )
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="CSV of samples (ax,ay,az,gx,gy,gz[,vehicle_id]); 100-sample windows.",
-)
+@_file("CSV of samples (ax,ay,az,gx,gy,gz[,vehicle_id]); 100-sample windows.")
 @click.option(
     "--samples",
     is_flag=True,
@@ -273,20 +267,10 @@ def sensor_cmd(rate: float, vehicles: int, fmt: str, path: Path | None, samples:
 @click.option(
     "--quality", type=click.IntRange(1, 100), default=85, show_default=True, help="JPEG quality."
 )
-@click.option(
-    "--width",
-    type=click.IntRange(16),
-    default=640,
-    show_default=True,
-    help="Synthetic frame width.",
-)
-@click.option(
-    "--height",
-    type=click.IntRange(16),
-    default=360,
-    show_default=True,
-    help="Synthetic frame height.",
-)
+@click.option("--width", type=click.IntRange(16), default=640, show_default=True,
+              help="Synthetic frame width.")  # fmt: skip
+@click.option("--height", type=click.IntRange(16), default=360, show_default=True,
+              help="Synthetic frame height.")  # fmt: skip
 @click.option(
     "--encoding",
     type=click.Choice(["jpeg", "png", "raw"]),

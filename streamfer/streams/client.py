@@ -2,8 +2,11 @@
 
 Everything Kafka-library specific lives behind these Protocols. Two clients
 implement them: librdkafka through confluent-kafka (``streamfer.streams.confluent``, the
-default) and kafka-python (``streamfer.streams.kafka_python``); ``client_factory(name)``
-returns either, and both pass the same contract tests.
+default) and kafka-python (``streamfer.streams.kafka_python``), each a package with one
+module per role (consumer, producer, reader, admin). ``streamfer.streams.factory``
+``client_factory(name)`` returns either; both pass the same contract tests. The adapters
+import only this module (and the shared settings, records and security helpers), never
+each other nor the factory.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from streamfer.errors import ConfigError
+from streamfer.errors import StreamError
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.settings import KafkaSettings
 
@@ -82,6 +85,13 @@ class ProducerOptions:
     transactional_id: str | None = None
     transaction_timeout_ms: int = 60_000
     stats_interval_ms: int = 1_000
+
+
+def not_started(who: str) -> StreamError:
+    """The error of a source or sink used before ``start()`` (``who``: ``<where> | <class>``)."""
+    return StreamError(
+        f"{who} used before start(). Note: call start() or use it as a context manager"
+    )
 
 
 class ConsumerClient(Protocol):
@@ -204,6 +214,37 @@ class ReaderClient(Protocol):
     def close(self) -> None: ...
 
 
+class TopicAdmin(Protocol):
+    """Topic administration on one cluster; ``close`` after use. Failures raise
+    StreamError naming the cluster."""
+
+    def ping(self) -> None:
+        """One metadata request: StreamError when no broker answers."""
+        ...
+
+    def partitions(self, topics: Sequence[str]) -> dict[str, int]:
+        """Partition count of each of ``topics`` the cluster knows (and lets this client
+        see); never creates a topic."""
+        ...
+
+    def create(
+        self, topics: Mapping[str, int], config: Mapping[str, str], replication_factor: int
+    ) -> None:
+        """Create each topic (``replication_factor`` -1: the broker's default); existing
+        topics count as created. Returns once every partition has a leader."""
+        ...
+
+    def max_message_bytes(self, topics: Sequence[str]) -> dict[str, int]:
+        """Each known topic's ``max.message.bytes``."""
+        ...
+
+    def delete(self, topics: Sequence[str]) -> None:
+        """Delete the topics; ones already gone count as deleted."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class ClientFactory(Protocol):
     """Creates connected clients (this is where I/O starts)."""
 
@@ -220,15 +261,17 @@ class ClientFactory(Protocol):
 
     def reader(self, settings: KafkaSettings, options: ReaderOptions) -> ReaderClient: ...
 
+    def admin(self, settings: KafkaSettings, timeout_s: float) -> TopicAdmin: ...
 
-def client_factory(name: ClientName = DEFAULT_CLIENT) -> ClientFactory:
-    """The factory of the named client library (imported on first use)."""
-    if name == "confluent-kafka":
-        from streamfer.streams.confluent import ConfluentFactory
 
-        return ConfluentFactory()
-    if name == "kafka-python":
-        from streamfer.streams.kafka_python import KafkaPythonFactory
+@dataclass(frozen=True)
+class AdapterFactory:
+    """A ``ClientFactory`` made of one opening function per client role (each client
+    library's package has a module per role)."""
 
-        return KafkaPythonFactory()
-    raise ConfigError(f"kafka.client | got {name!r}. Note: expected one of {', '.join(CLIENTS)}")
+    consumer: Callable[
+        [KafkaSettings, Sequence[str], ConsumerOptions, RevokeHook, AssignHook], ConsumerClient
+    ]
+    producer: Callable[[KafkaSettings, ProducerOptions], ProducerClient]
+    reader: Callable[[KafkaSettings, ReaderOptions], ReaderClient]
+    admin: Callable[[KafkaSettings, float], TopicAdmin]

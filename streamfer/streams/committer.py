@@ -14,7 +14,8 @@ what a revocation, a lost partition and a close commit. Two of them:
 
 Both are driven by :class:`~streams.source.KafkaSource` from the consumer
 thread (``commit_due``/``commit``/``close``) and from the rebalance hook
-(``on_revoke``); the source is what they commit through.
+(``on_revoke``); the source is what they commit through (``CommitSource``: its
+consumer, tracker and membership).
 """
 
 from __future__ import annotations
@@ -26,14 +27,43 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from streamfer.errors import StreamError
+from streamfer.streams.client import ConsumerClient
+from streamfer.streams.membership import Membership
+from streamfer.streams.tracker import OffsetTracker
 
 if TYPE_CHECKING:
     from streamfer.streams.sink import KafkaSink
-    from streamfer.streams.source import KafkaSource
 
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+
+
+class CommitTimeouts(Protocol):
+    @property
+    def commit_timeout_s(self) -> float: ...
+
+
+class CommitSource(Protocol):
+    """What a committer commits through: a ``streamfer.streams.source.KafkaSource``."""
+
+    @property
+    def topics(self) -> tuple[str, ...]: ...
+
+    @property
+    def options(self) -> CommitTimeouts: ...
+
+    @property
+    def tracker(self) -> OffsetTracker: ...
+
+    @property
+    def client(self) -> ConsumerClient: ...
+
+    @property
+    def membership(self) -> Membership: ...
+
+    @property
+    def revoke_wait_s(self) -> float: ...
 
 
 class Committer(Protocol):
@@ -61,7 +91,7 @@ class Committer(Protocol):
 class OffsetCommitter:
     """At-least-once: resolved positions are committed through the consumer."""
 
-    def __init__(self, source: KafkaSource) -> None:
+    def __init__(self, source: CommitSource) -> None:
         self.source = source
 
     def commit(self) -> dict[TopicPartition, int]:
@@ -104,13 +134,13 @@ class OffsetCommitter:
         tracker.remove(tracker.partitions())
         assignment = self.source.client.assignment()
         self.source.client.rewind(assignment, self.source.options.commit_timeout_s)
-        self.source.rewound(assignment)
+        self.source.membership.rewound(assignment)
 
 
 class TransactionCommitter:
     """Exactly-once: offsets and outputs commit together in the sink's transaction."""
 
-    def __init__(self, source: KafkaSource, sink: KafkaSink) -> None:
+    def __init__(self, source: CommitSource, sink: KafkaSink) -> None:
         if not sink.transactional:
             raise StreamError(
                 f"{source.topics} | exactly-once needs a transactional sink. "
@@ -218,4 +248,4 @@ class TransactionCommitter:
         client = self.source.client
         assignment = client.assignment()
         client.rewind(assignment, self.source.options.commit_timeout_s)
-        self.source.rewound(assignment)
+        self.source.membership.rewound(assignment)

@@ -1,18 +1,27 @@
-"""Connection settings shared by every Kafka client streamfer creates."""
+"""Connection settings shared by every Kafka client streamfer creates, and the default
+cluster address (``$STREAMFER_BOOTSTRAP`` or ``127.0.0.1:9092``)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from streamfer.errors import ConfigError
-from streamfer.streams.admin import default_bootstrap
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+BOOTSTRAP_ENV = "STREAMFER_BOOTSTRAP"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 _PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
 _MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
+
+
+def default_bootstrap() -> str:
+    """The bootstrap address every command uses unless told otherwise."""
+    return os.environ.get(BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP)
 
 
 @dataclass(frozen=True)

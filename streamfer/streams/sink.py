@@ -14,8 +14,9 @@ from streamfer.streams.client import (
     ProducerClient,
     ProducerOptions,
     TopicPartition,
-    client_factory,
+    not_started,
 )
+from streamfer.streams.factory import client_factory
 from streamfer.streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,10 @@ class KafkaSink:
 
     @property
     def client(self) -> ProducerClient:
-        if self._client is None:
-            raise StreamError(
-                f"{self.settings.describe()} | KafkaSink used before start(). "
-                "Note: call start() or use it as a context manager"
-            )
-        return self._client
+        client = self._client
+        if client is None:
+            raise not_started(f"{self.settings.describe()} | KafkaSink")
+        return client
 
     @property
     def monitor(self) -> object | None:

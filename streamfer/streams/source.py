@@ -5,9 +5,10 @@ One thread (the *consumer thread*) calls ``start``, ``poll``, ``commit``,
 thread-safe. ``poll`` returns one :class:`~streams.records.RecordBatch` per
 partition, each tracked as one span of the :class:`~streams.tracker.OffsetTracker`.
 Any thread resolves records once their outcome is final (decision
-acknowledged, counted drop, dead-lettered), a row or many rows of a span at a
-time. ``poll`` also applies backpressure (a partition with too many unresolved
-records is paused until half of them resolve, through the one
+acknowledged, counted drop, dead-lettered) through ``source.tracker``, a row or
+many rows of a span at a time (``streamfer.pipeline.outlet`` does). ``poll``
+also applies backpressure (a partition with too many unresolved records is
+paused until half of them resolve, through the one
 :class:`~streams.pausing.Pausing` owner) and commits every
 ``commit_interval_s`` through its :class:`~streams.committer.Committer`.
 
@@ -21,51 +22,38 @@ false) gets the wait capped at half the session timeout.
 Exactly-once: ``use_transactions(sink)`` switches to the
 :class:`~streams.committer.TransactionCommitter`.
 
-``listen(listener)`` reports partition events to one more party (a stream's
-state): assignments, revocations (after the committer is done with them) and
-rewinds to the committed offsets (after an abort).
+``membership`` (:class:`~streams.membership.Membership`) holds the assignment;
+``membership.listen(listener)`` reports partition events to one more party (a
+stream's state): assignments, revocations (after the committer is done with them)
+and rewinds to the committed offsets (after an abort).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from streamfer.errors import StreamError
 from streamfer.streams.client import (
     ClientFactory,
     ConsumerClient,
     ConsumerOptions,
-    DeliveryCallback,
     TopicPartition,
-    client_factory,
+    not_started,
 )
 from streamfer.streams.committer import Committer, OffsetCommitter, TransactionCommitter
 from streamfer.streams.connection import ConnectionMonitor
+from streamfer.streams.factory import client_factory
+from streamfer.streams.membership import Membership
 from streamfer.streams.pausing import Pausing
-from streamfer.streams.records import Record, RecordBatch
+from streamfer.streams.records import RecordBatch
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
 from streamfer.streams.tracker import OffsetTracker
 
 log = logging.getLogger(__name__)
-
-
-class PartitionListener(Protocol):
-    """Told of partition events, on whichever thread the client reports them."""
-
-    def assigned(self, tps: Collection[TopicPartition]) -> None: ...
-
-    def revoked(self, tps: Collection[TopicPartition], lost: bool) -> None:
-        """After the committer waited for the partitions' records and committed them."""
-        ...
-
-    def rewound(self, tps: Collection[TopicPartition]) -> None:
-        """The partitions will be consumed again from their committed offsets."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -98,10 +86,10 @@ class KafkaSource:
         self.tracker = OffsetTracker()
         self.committer: Committer = OffsetCommitter(self)
         self.pausing = Pausing(self.options.max_in_flight_per_partition)
-        self._assigned: frozenset[TopicPartition] = frozenset()
-        self._joined = False  # the group gave this member an assignment (maybe empty)
+        self.membership = Membership()
         self._next_commit = 0.0
-        self._listener: PartitionListener | None = None
+        # how long the revocation hook waits for in-flight records (see the module doc)
+        self.revoke_wait_s = revoke_wait(self.options, consumer, heartbeats=False)
 
     # -- lifecycle (consumer thread) --------------------------------------------------------
 
@@ -110,8 +98,14 @@ class KafkaSource:
         if self._client is None:
             factory = self._factory or client_factory()
             self._client = factory.consumer(
-                self.settings, self.topics, self.consumer_options, self._on_revoke, self._on_assign
+                self.settings,
+                self.topics,
+                self.consumer_options,
+                self._on_revoke,
+                self.membership.gained,
             )
+            heartbeats = bool(getattr(self._client, "heartbeats_during_revoke", False))
+            self.revoke_wait_s = revoke_wait(self.options, self.consumer_options, heartbeats)
             self._next_commit = time.monotonic() + self.options.commit_interval_s
         return self
 
@@ -120,10 +114,6 @@ class KafkaSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def listen(self, listener: PartitionListener) -> None:
-        """Report partition events to ``listener`` too (see the module docstring)."""
-        self._listener = listener
 
     def use_transactions(self, sink: KafkaSink) -> None:
         """Commit through ``sink``'s transactions (exactly-once) instead of the consumer."""
@@ -136,42 +126,33 @@ class KafkaSource:
 
     @property
     def client(self) -> ConsumerClient:
-        if self._client is None:
-            raise StreamError(
-                f"{self.topics} | KafkaSource used before start(). "
-                "Note: call start() or use it as a context manager"
-            )
-        return self._client
+        client = self._client
+        if client is None:
+            raise not_started(f"{self.topics} | KafkaSource")
+        return client
 
     @property
     def monitor(self) -> object | None:
         """The client's connection monitor (``streamfer.streams.connection.ConnectionMonitor``)."""
         return getattr(self._client, "monitor", None)
 
-    def close(self, timeout_s: float | None = None) -> None:
-        """Wait (bounded) for in-flight records, commit what is resolved, leave the group."""
+    def close(self, timeout_s: float | None = None, *, discard: bool = False) -> None:
+        """Wait (bounded) for in-flight records, commit what is resolved, leave the group.
+
+        ``discard``: close without committing, forgetting every record in flight: the
+        topic was deleted. Its offsets mean nothing now, and committed they would apply
+        to a topic created again under the same name (skipping its first records).
+        """
         client = self._client
         if client is None:
             return
         wait = self.options.revoke_timeout_s if timeout_s is None else timeout_s
         try:
-            self.committer.close(wait)
+            if not discard:
+                self.committer.close(wait)
         finally:
             self.tracker.remove(self.tracker.partitions())
             client.close()  # its revocation hook finds nothing left to commit
-            self._client = None
-
-    def discard(self) -> None:
-        """Close without committing, forgetting every record in flight: the topic was
-        deleted. Its offsets mean nothing now, and committed they would apply to a topic
-        created again under the same name (skipping its first records)."""
-        client = self._client
-        if client is None:
-            return
-        self.tracker.remove(self.tracker.partitions())
-        try:
-            client.close()  # its revocation hook finds nothing to commit
-        finally:
             self._client = None
 
     # -- consuming (consumer thread) --------------------------------------------------------
@@ -191,7 +172,7 @@ class KafkaSource:
         if not self.committer.before_poll():  # a partition was lost inside that poll
             return []
         out = []
-        assigned = self._assigned
+        assigned = self.membership.assigned
         tracker = self.tracker
         for batch in batches:
             if batch.tp not in assigned:  # fetched before a revocation: the new owner reads it
@@ -206,12 +187,12 @@ class KafkaSource:
     def pause(self) -> None:
         """Stop fetching every assigned partition (e.g. a downstream queue is full)."""
         self.pausing.set_downstream(True)
-        self.pausing.apply(self.client, self._assigned)
+        self.pausing.apply(self.client, self.membership.assigned)
 
     def resume(self) -> None:
         """Undo ``pause``; partitions paused for in-flight backpressure stay paused."""
         self.pausing.set_downstream(False)
-        self.pausing.apply(self.client, self._assigned)
+        self.pausing.apply(self.client, self.membership.assigned)
 
     def commit_if_due(self) -> None:
         """Commit if ``commit_interval_s`` has passed (``poll`` does it before fetching; a
@@ -239,58 +220,17 @@ class KafkaSource:
         """Exactly-once: abort the open transaction and rewind every partition."""
         self.committer.abort()
 
-    # -- resolving (any thread) -------------------------------------------------------------
-
-    def resolve(self, record: Record) -> bool:
-        """Mark one record's outcome final; False if it was not in flight."""
-        span = record.span
-        return span is not None and self.tracker.resolve(span, record.row)
-
-    def resolve_batch(self, batch: RecordBatch) -> int:
-        """Mark every record of ``batch`` final; how many were still in flight."""
-        return self.tracker.resolve_all(batch.span) if batch.span is not None else 0
-
-    def resolve_many(self, records: Iterable[Record]) -> int:
-        return sum(self.resolve(r) for r in records)
-
-    def is_pending(self, record: Record) -> bool:
-        """False once a record was resolved, or abandoned by a revocation or an abort
-        (a re-polled copy of the same offset comes with a new span).
-
-        With transactions, check it inside ``KafkaSink.send(..., only_if=...)``: work for
-        an abandoned record must not land in the next transaction (it will be re-polled).
-        """
-        span = record.span
-        return span is not None and self.tracker.is_pending(span, record.row)
-
-    def ack_callback(self, record: Record) -> DeliveryCallback:
-        """A sink ``on_delivery`` that resolves ``record`` once its output is acknowledged.
-
-        A failed delivery leaves the record unresolved, so it is never committed past.
-        """
-
-        def on_delivery(error: object | None, _message: object) -> None:
-            if error is None:
-                self.resolve(record)
-            else:
-                log.warning("%s | output not delivered: %s", record.coords, error)
-
-        return on_delivery
-
     # -- state ------------------------------------------------------------------------------
 
     @property
     def assigned(self) -> frozenset[TopicPartition]:
         """Current assignment (safe from any thread)."""
-        return self._assigned
+        return self.membership.assigned
 
     @property
     def joined(self) -> bool:
         """A rebalance completed for this member: its assignment, maybe empty, is known."""
-        return self._joined
-
-    def in_flight(self) -> int:
-        return self.tracker.in_flight()
+        return self.membership.joined
 
     def lag(self) -> dict[TopicPartition, int]:
         """Records not yet consumed, per assigned partition with a position (consumer thread).
@@ -315,36 +255,25 @@ class KafkaSource:
         oldest = self.tracker.oldest_unresolved_ms()
         return {
             tp: max(0.0, (now_ms - oldest[tp]) / 1e3) if tp in oldest else 0.0
-            for tp in self._assigned
+            for tp in self.membership.assigned
         }
 
     # -- rebalance hooks (inside the consumer's poll) ----------------------------------------
 
-    @property
-    def revoke_wait_s(self) -> float:
-        """How long the revocation hook waits for in-flight records (see the module doc)."""
-        wait = self.options.revoke_timeout_s
-        if self._client is not None and getattr(self._client, "heartbeats_during_revoke", False):
-            return wait
-        return min(wait, self.consumer_options.session_timeout_ms / 2000)
-
-    def _on_assign(self, tps: list[TopicPartition]) -> None:
-        self._assigned = self._assigned | frozenset(tps)
-        self._joined = True
-        if self._listener is not None:
-            self._listener.assigned(tps)
-
     def _on_revoke(self, tps: list[TopicPartition], lost: bool) -> Mapping[TopicPartition, int]:
-        self._assigned = self._assigned - frozenset(tps)
+        self.membership.leaving(tps)
         self.pausing.forget(tps)
         if lost:
             log.warning("%s | partitions lost (not revoked): %s", self.topics, sorted(tps))
         positions = self.committer.on_revoke(tps, lost)
-        if self._listener is not None:
-            self._listener.revoked(tps, lost)
+        self.membership.revoked(tps, lost)
         return positions
 
-    def rewound(self, tps: Collection[TopicPartition]) -> None:
-        """The committer rewound ``tps`` to their committed offsets."""
-        if self._listener is not None and tps:
-            self._listener.rewound(tps)
+
+def revoke_wait(options: SourceOptions, consumer: ConsumerOptions, heartbeats: bool) -> float:
+    """How long the revocation hook waits for in-flight records: ``revoke_timeout_s``, capped
+    at half the session timeout for a client that cannot heartbeat meanwhile."""
+    if heartbeats:
+        return options.revoke_timeout_s
+    return min(options.revoke_timeout_s, consumer.session_timeout_ms / 2000)
+

@@ -64,12 +64,12 @@ def preprocessor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.mark.parametrize(("width", "height"), [(640, 360), (1920, 1080), (160, 90)])
 def test_gpu_letterbox_equals_the_cpu_letterbox(preprocessor: Any, width: int, height: int) -> None:
-    from streamfer.engines.gpu.inspect import EncodedFrame
+    from streamfer.engines.gpu import GpuFrame
     from streamfer.models.preprocess import letterbox
 
     jpegs = _jpegs(_scenes(width, height, 8))
-    with preprocessor.preprocess([EncodedFrame(j, b"image/jpeg") for j in jpegs]) as batch:
-        assert batch.kept == list(range(8)) and batch.rejects == []
+    with preprocessor.preprocess([GpuFrame(j, "jpeg", width, height) for j in jpegs]) as batch:
+        assert batch.kept == list(range(8)) and batch.failed == []
         got = batch.host_tensor()
     for row, data in enumerate(jpegs):
         want, lb = letterbox(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), SIZE)
@@ -78,39 +78,36 @@ def test_gpu_letterbox_equals_the_cpu_letterbox(preprocessor: Any, width: int, h
         assert diff.mean() < 1 / 255, f"row {row}: mean {diff.mean() * 255:.3f} levels"
 
 
-def test_raw_png_and_rejected_frames_on_the_gpu(preprocessor: Any) -> None:
-    from streamfer.engines.gpu.inspect import EncodedFrame
+def test_raw_png_and_undecodable_frames_on_the_gpu(preprocessor: Any) -> None:
+    from streamfer.engines.gpu import DecodeFailure, GpuFrame
     from streamfer.models.preprocess import letterbox
+    from streamfer.pipeline.processors.camera_frames import EncodedFrame, gpu_frame
+    from streamfer.streams.codecs import CodecLimits
 
     image = _scenes(320, 240, 1)[0]
     png = cv2.imencode(".png", image)[1].tobytes()
     jpeg = _jpegs([image])[0]
-    raw_type = b"application/x-raw;shape=240,320,3;dtype=uint8"
+    garbage = b"\xff\xd8\xff\xdb" + b"\x00" * 64
     frames = [
-        EncodedFrame(image.tobytes(), raw_type),
-        EncodedFrame(jpeg[: len(jpeg) // 3], b"image/jpeg"),
-        EncodedFrame(png, b"image/png"),
-        EncodedFrame(b"\xff\xd8\xff\xdb" + b"\x00" * 64, None),
+        GpuFrame(image.tobytes(), "raw", 320, 240),
+        GpuFrame(garbage, "jpeg", 320, 240),  # a header the caller should have refused
+        gpu_frame(EncodedFrame(png, b"image/png"), CodecLimits(), "png"),  # host-decoded
+        GpuFrame(jpeg, "jpeg", 320, 200),  # decodes, but not to the size promised
     ]
     with preprocessor.preprocess(frames) as batch:
         assert batch.kept == [0, 2]
-        assert [(r.index, r.reason) for r in batch.rejects] == [
-            (1, "corrupt_image"),  # cut short: nvJPEG would decode it, OpenCV refuses it
-            (3, "corrupt_image"),
-        ]
+        assert batch.failed == [DecodeFailure(1, "nothing"), DecodeFailure(3, "320x240")]
         got = batch.host_tensor()
-    for r in batch.rejects:  # the CPU codec's verdict on the same bytes
-        assert _cpu_reason(frames[r.index]) == r.reason
     want, _ = letterbox(image, SIZE)
     for row in range(2):  # lossless inputs: the same levels as the CPU path, up to rounding
         assert np.abs(got[row] - want).mean() < 0.25 / 255
 
 
 def test_fp16_input_is_the_fp32_input_rounded(tmp_path: Path) -> None:
-    from streamfer.engines.gpu.inspect import EncodedFrame
+    from streamfer.engines.gpu import GpuFrame
     from streamfer.engines.gpu.preprocessor import GpuFramePreprocessor
 
-    frames = [EncodedFrame(j) for j in _jpegs(_scenes(640, 360, 4))]
+    frames = [GpuFrame(j, "jpeg", 640, 360) for j in _jpegs(_scenes(640, 360, 4))]
     outs = []
     for dtype in (np.float32, np.float16):
         with (
@@ -120,19 +117,6 @@ def test_fp16_input_is_the_fp32_input_rounded(tmp_path: Path) -> None:
             outs.append(batch.host_tensor())
     assert outs[1].dtype == np.float16
     np.testing.assert_allclose(outs[1].astype(np.float32), outs[0], atol=1e-3)
-
-
-def _cpu_reason(frame: Any) -> str | None:
-    from streamfer.errors import CodecError
-    from streamfer.streams.codecs import CodecLimits, decode_camera
-    from streamfer.streams.records import Record
-
-    headers = (("content-type", frame.content_type),) if frame.content_type else ()
-    try:
-        decode_camera(Record("camera", 0, 0, None, frame.data, headers, 0, 0), CodecLimits())
-    except CodecError as exc:
-        return exc.reason
-    return None
 
 
 class _CudaMemory:
@@ -196,7 +180,7 @@ def test_detections_from_the_gpu_path_equal_the_cpu_paths(
 ) -> None:
     """Same frames through the CPU pipeline path (reduced JPEG decode, OpenCV letterbox,
     ONNX Runtime) and the GPU path (nvImageCodec, kernel, runner.infer_device)."""
-    from streamfer.engines.gpu.inspect import EncodedFrame
+    from streamfer.engines.gpu import GpuFrame
     from streamfer.engines.onnxruntime.runner import OnnxRuntimeRunner
     from streamfer.pipeline.config import DetectionThresholds
     from streamfer.pipeline.postprocess import (
@@ -221,7 +205,7 @@ def test_detections_from_the_gpu_path_equal_the_cpu_paths(
         cpu_metas.append(meta)
     with OnnxRuntimeRunner(REFERENCE_DIR / "camera.onnx", max_batch=16) as ort_runner:
         cpu = post.results(ort_runner.infer({"images": np.stack(cpu_inputs)}), cpu_metas)
-    with preprocessor.preprocess([EncodedFrame(j, b"image/jpeg") for j in jpegs]) as batch:
+    with preprocessor.preprocess([GpuFrame(j, "jpeg", 640, 360) for j in jpegs]) as batch:
         outputs = runner.infer_device({"images": batch.tensor}, outputs=["output0"])
         metas = [
             CameraMeta(lb, w, h, None, None)

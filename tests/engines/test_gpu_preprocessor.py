@@ -23,13 +23,12 @@ from letterbox_reference import resize_reference
 pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings not installed (extra `dev`)")
 
 from streamfer.engines.gpu.decoder import DecodedImage
-from streamfer.engines.gpu.inspect import EncodedFrame
 from streamfer.engines.gpu.kernels import FRAME_DESC
-from streamfer.engines.gpu.preprocessor import GpuFramePreprocessor, Reject
+from streamfer.engines.gpu.preprocessor import DecodeFailure, GpuFrame, GpuFramePreprocessor
 from streamfer.errors import EngineError
 from streamfer.models.generators.scenes import SceneGenerator
 from streamfer.models.preprocess import PAD_VALUE, letterbox, letterbox_geometry
-from streamfer.streams.codecs import CodecLimits, encode_camera
+from streamfer.streams.codecs import encode_camera
 
 SIZE = 64
 
@@ -146,20 +145,19 @@ def _scene(width: int, height: int) -> np.ndarray:
     )
 
 
-def _frames() -> tuple[list[EncodedFrame], list[np.ndarray | None]]:
-    """Mixed frames and the BGR image the CPU path would letterbox (None: rejected)."""
+def _frames() -> tuple[list[GpuFrame], list[np.ndarray | None]]:
+    """Mixed frames and the BGR image the CPU path would letterbox (None: not decoded)."""
     jpeg = encode_camera(_scene(640, 360), quality=85)[0]
-    png_image = _scene(100, 150)
+    png_image = _scene(100, 150)  # a PNG, as the caller decodes it: BGR pixels
     raw_image = _scene(40, 24)  # grows: bilinear
     gray = _scene(48, 32)[:, :, :1].copy()
-    raw = "application/x-raw;shape={},{},{};dtype=uint8"
     frames = [
-        EncodedFrame(jpeg, b"image/jpeg"),
-        EncodedFrame(encode_camera(png_image, content_type="image/png")[0], b"image/png"),
-        EncodedFrame(jpeg[:400], None),  # header intact, pixels cut: corrupt_image
-        EncodedFrame(raw_image.tobytes(), raw.format(24, 40, 3).encode()),
-        EncodedFrame(b"GIF89a", b"image/gif"),
-        EncodedFrame(gray.tobytes(), raw.format(32, 48, 1).encode()),
+        GpuFrame(jpeg, "jpeg", 640, 360),
+        GpuFrame(png_image, "raw", 100, 150),
+        GpuFrame(jpeg[:400], "jpeg", 640, 360),  # header intact, pixels cut: no image
+        GpuFrame(raw_image.tobytes(), "raw", 40, 24),
+        GpuFrame(encode_camera(_scene(64, 48))[0], "jpeg", 64, 40),  # not the size promised
+        GpuFrame(gray.tobytes(), "raw", 48, 32, 1),
     ]
     expected = [
         cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR),
@@ -177,14 +175,9 @@ def test_a_mixed_batch_matches_the_cpu_letterbox_row_for_row(
     cuda: Any, memory: FakeDeviceMemory, tmp_path: Any, dtype: type
 ) -> None:
     frames, expected = _frames()
-    where = [f"camera.frames[0]@{i}" for i in range(len(frames))]
-    with _make(cuda, memory, tmp_path, dtype=dtype) as pre, pre.preprocess(frames, where) as batch:
+    with _make(cuda, memory, tmp_path, dtype=dtype) as pre, pre.preprocess(frames) as batch:
         assert batch.kept == [0, 1, 3, 5]
-        assert [(r.index, r.reason) for r in batch.rejects] == [
-            (2, "corrupt_image"),
-            (4, "bad_content_type"),
-        ]
-        assert batch.rejects[0].message.startswith("camera.frames[0]@2 | image decode gave")
+        assert batch.failed == [DecodeFailure(2, "nothing"), DecodeFailure(4, "64x48")]
         assert batch.tensor.shape == (4, 3, SIZE, SIZE) and batch.tensor.dtype == dtype
         got = batch.host_tensor()
         for row, i in enumerate(batch.kept):
@@ -206,9 +199,9 @@ def test_one_kernel_launch_per_batch_and_none_for_an_empty_one(
     with _make(cuda, memory, tmp_path) as pre:
         with pre.preprocess(frames):
             pass
-        with pre.preprocess([EncodedFrame(b"", None)]) as empty:
+        with pre.preprocess([GpuFrame(b"\xff\xd8", "jpeg", 8, 8)]) as empty:
             assert empty.kept == [] and empty.tensor.shape == (0, 3, SIZE, SIZE)
-            assert empty.rejects == [Reject(0, "empty", empty.rejects[0].message)]
+            assert empty.failed == [DecodeFailure(0, "nothing")]
             assert empty.host_tensor().shape == (0, 3, SIZE, SIZE)
         kernel = cuda.modules[0].kernels["letterbox_f32"]
         assert [grid for grid, _ in kernel.launches] == [(2, 8, 4)]
@@ -230,14 +223,13 @@ def test_batches_hold_their_buffer_until_released(
             assert second.tensor.ptr == first.tensor.ptr  # the same slot again
 
 
-def test_limits_and_sizes_are_checked(cuda: Any, memory: FakeDeviceMemory, tmp_path: Any) -> None:
+def test_sizes_are_checked(cuda: Any, memory: FakeDeviceMemory, tmp_path: Any) -> None:
     frames, _ = _frames()
-    limits = CodecLimits(max_image_pixels=640 * 360 - 1)
-    with _make(cuda, memory, tmp_path, limits=limits, max_batch=2) as pre:
+    with _make(cuda, memory, tmp_path, max_batch=2) as pre:
         with pytest.raises(EngineError, match=r"batch of 3 frames. Note: expected at most"):
             pre.preprocess(frames[:3])
         with pre.preprocess(frames[:1]) as batch:
-            assert [r.reason for r in batch.rejects] == ["image_too_large"]
+            assert batch.kept == [0] and batch.failed == []
     with pytest.raises(EngineError, match="input dtype int8"):
         GpuFramePreprocessor(SIZE, np.int8, 4)  # type: ignore[arg-type]
 
@@ -252,8 +244,8 @@ def test_nothing_happens_before_activate_and_everything_is_freed_after(
     frames, _ = _frames()
     with pre, pre.preprocess(frames):
         pass
-    decoded = {p for p in memory.blocks}  # the fake decoder's images only
-    assert len(decoded) == 1 and memory.pushed == 0
+    decoded = {p for p in memory.blocks}  # the fake decoder's images only (two JPEGs decode)
+    assert len(decoded) == 2 and memory.pushed == 0
     monkeypatch.setitem(sys.modules, "pycuda.driver", None)
     with pytest.raises(EngineError, match=r"pycuda \| not importable"):
         GpuFramePreprocessor(SIZE, np.float32, 4).activate()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamfer.engines.gpu import EncodedFrame
+from streamfer.engines.gpu import DecodeFailure, GpuFrame
 from streamfer.engines.select import create_runner
 from streamfer.errors import CodecError
 from streamfer.models.generators.scenes import SceneGenerator
@@ -46,25 +46,24 @@ class HostTensor:
 
 class Batch:
     def __init__(self, tensor: HostTensor, kept: list[int], letterboxes: list[Any],
-                 sizes: list[tuple[int, int]], rejects: list[Any]) -> None:  # fmt: skip
+                 sizes: list[tuple[int, int]], failed: list[DecodeFailure]) -> None:  # fmt: skip
         self.tensor, self.kept, self.letterboxes = tensor, kept, letterboxes
-        self.sizes, self.rejects = sizes, rejects
+        self.sizes, self.failed = sizes, failed
         self.released = False
 
     def release(self) -> None:
         self.released = True
 
 
-class Reject:
-    def __init__(self, index: int, reason: str, message: str) -> None:
-        self.index, self.reason, self.message = index, reason, message
-
-
 class StandInPreprocessor:
-    """Letterboxes as the CPU path does; checks it gets encoded frames and their names."""
+    """Letterboxes as the CPU path does; checks it gets checked, complete JPEGs only.
 
-    def __init__(self, size: int) -> None:
+    ``refuse``: indices (into what it is handed) whose decode it pretends gave nothing.
+    """
+
+    def __init__(self, size: int, refuse: frozenset[int] = frozenset()) -> None:
         self.size = size
+        self.refuse = refuse
         self.is_active = False
         self.batches: list[Batch] = []
 
@@ -74,25 +73,25 @@ class StandInPreprocessor:
     def deactivate(self) -> None:
         self.is_active = False
 
-    def preprocess(self, frames: Sequence[Any], where: Sequence[str] | None = None) -> Batch:
-        assert self.is_active and where is not None and len(where) == len(frames)
-        rows, kept, letterboxes, sizes, rejects = [], [], [], [], []
+    def preprocess(self, frames: Sequence[Any]) -> Batch:
+        assert self.is_active
+        rows, kept, letterboxes, sizes, failed = [], [], [], [], []
         cpu = CameraProcessor(STREAM, [], self.size, threads=1)
-        for i, (frame, name) in enumerate(zip(frames, where, strict=True)):
-            assert isinstance(frame, EncodedFrame) and isinstance(frame.data, bytes)
-            assert name.startswith("frames[0]@")
-            headers = () if frame.content_type is None else (("content-type", frame.content_type),)
-            record = Record("frames", 0, 0, None, frame.data, headers, 0, 0)
-            try:
-                tensor, meta = camera_input(decode_camera(record, cpu.limits, fit=cpu.fit), 256)
-            except CodecError as exc:
-                rejects.append(Reject(i, exc.reason, f"{name} | {exc}"))
+        for i, frame in enumerate(frames):
+            assert isinstance(frame, GpuFrame) and frame.kind == "jpeg"
+            assert isinstance(frame.data, bytes)
+            if i in self.refuse:
+                failed.append(DecodeFailure(i, "nothing"))
                 continue
+            record = Record("frames", 0, 0, None, frame.data, (), 0, 0)
+            decoded = decode_camera(record, cpu.limits, fit=cpu.fit)  # the caller checked it
+            assert (decoded.width, decoded.height) == (frame.width, frame.height)
+            tensor, meta = camera_input(decoded, 256)
             rows.append(tensor)
             kept.append(i)
             letterboxes.append(meta.letterbox)
             sizes.append((meta.width, meta.height))
-        batch = Batch(HostTensor(np.stack(rows)), kept, letterboxes, sizes, rejects)
+        batch = Batch(HostTensor(np.stack(rows)), kept, letterboxes, sizes, failed)
         self.batches.append(batch)
         return batch
 
@@ -164,3 +163,28 @@ def test_gpu_path_decides_as_the_cpu_path_and_rejects_with_the_same_reasons() ->
         assert got.extra == want.extra  # the frame block: seq, capture time, size
         assert got.result == want.result  # the same boxes in frame pixels
     assert any(d for r in by_row_gpu.values() for d in r.result["detections"])  # type: ignore[union-attr]
+
+
+def test_a_frame_the_gpu_cannot_decode_is_dead_lettered_on_its_own_row() -> None:
+    """Row 2 never reaches the device (cut short), so the device's third frame is row 3:
+    its decode failure comes back on row 3, worded as a codec error."""
+    with create_runner(MODEL, target="onnxruntime", intra_op_threads=1) as runner:
+        labels = labels_from_metadata(runner.metadata, runner.name)
+        batch = frames()
+        pre = StandInPreprocessor(256, refuse=frozenset({2}))
+        gpu = GpuCameraProcessor(STREAM, labels, pre, runner.output_specs[0].name)
+        prepared = gpu.prepare(batch)
+        results = gpu.infer_with(DeviceRunner(runner))(prepared.feeds)
+        decided = gpu.results(results, prepared.metas or [])
+    by_row = dict(zip(prepared.rows.tolist(), decided, strict=True))
+    failed = {row: r for row, r in by_row.items() if isinstance(r, BaseException)}
+    assert sorted(failed) == [2, 3]
+    value = batch.record(3).value
+    assert value is not None
+    width, height = decode_camera(batch.record(3), gpu.limits).image.shape[1::-1]
+    assert isinstance(failed[3], CodecError) and failed[3].reason == "corrupt_image"
+    assert str(failed[3]) == (
+        f"frames[0]@13 | image decode gave nothing ({len(value)} bytes). "
+        f"Note: expected a decodable {width}x{height} image"
+    )
+    assert all(isinstance(by_row[row], Output) for row in (0, 1, 4, 5))

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from streamfer.errors import ConfigError
 from streamfer.pipeline.cli import cli
-from streamfer.pipeline.config_sources import env_overrides, load_resolved, masked
+from streamfer.pipeline.config.sources import env_overrides, load_resolved, masked
 
 OVERRIDE = "STREAMFER__KAFKA__BOOTSTRAP_SERVERS"
 

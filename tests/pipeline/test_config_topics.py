@@ -1,4 +1,4 @@
-"""Config: every topic a stream names is one Kafka would accept (config_checks.topic_problems)."""
+"""Config: every topic a stream names is one Kafka would accept (config.checks.topic_problems)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import yaml
 
 from streamfer.errors import ConfigError
 from streamfer.pipeline.config import load_config
-from streamfer.pipeline.config_checks import topic_name_problem
+from streamfer.pipeline.config.checks import topic_name_problem
 
 
 def write(tmp_path: Path, doc: dict) -> Path:

@@ -14,7 +14,7 @@ from streamfer.pipeline.app import Pipeline
 from streamfer.pipeline.config import load_config
 from streamfer.streams.codecs import validate_decision
 from streamfer.streams.codecs.sample import encode_sample
-from streamfer.streams.feeds import sample_feed
+from streamfer.streams.local.feeds import sample_feed
 
 pytestmark = [
     pytest.mark.integration,

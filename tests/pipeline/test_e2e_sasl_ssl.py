@@ -27,10 +27,10 @@ from streamfer.errors import StreamError
 from streamfer.pipeline.app import Pipeline
 from streamfer.pipeline.config import PipelineConfig, parse_config
 from streamfer.streams.admin import create_topics
-from streamfer.streams.broker import LocalBroker
-from streamfer.streams.broker_secure import SaslSslListener, ensure_tls_material
-from streamfer.streams.feeds import transaction_feed
-from streamfer.streams.producers import produce
+from streamfer.streams.local.broker import LocalBroker
+from streamfer.streams.local.feeds import transaction_feed
+from streamfer.streams.local.producers import produce
+from streamfer.streams.local.secure import SaslSslListener, ensure_tls_material
 from streamfer.streams.sink import KafkaSink
 
 pytestmark = [

@@ -11,6 +11,10 @@ import pytest
 from streamfer.pipeline.config import PipelineConfig, parse_config
 from streamfer.pipeline.latency import PROFILES, LatencyKnobs, LatencyProfile
 from streamfer.streams import confluent, kafka_python
+from streamfer.streams.confluent import consumer as confluent_consumer
+from streamfer.streams.confluent import producer as confluent_producer
+from streamfer.streams.kafka_python import consumer as kafka_python_consumer
+from streamfer.streams.kafka_python import producer as kafka_python_producer
 
 REPO = Path(__file__).resolve().parents[2]
 FRAUD = REPO / "streamfer" / "models" / "fraud.onnx"
@@ -37,11 +41,12 @@ def recorder(*args: Any, **kwargs: Any) -> None:
 
 @pytest.fixture
 def doubles(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for module, names in ((confluent, ("Consumer", "Producer")),
-                          (kafka_python, ("KafkaConsumer", "KafkaProducer"))):  # fmt: skip
-        for name in names:
-            monkeypatch.setattr(module, name, recorder)
-    monkeypatch.setattr(confluent, "check_login", lambda *a, **k: None)
+    for module, name in ((confluent_consumer, "Consumer"), (confluent_producer, "Producer"),
+                         (kafka_python_consumer, "KafkaConsumer"),
+                         (kafka_python_producer, "KafkaProducer")):  # fmt: skip
+        monkeypatch.setattr(module, name, recorder)
+    for module in (confluent_consumer, confluent_producer):
+        monkeypatch.setattr(module, "check_login", lambda *a, **k: None)
     yield
 
 

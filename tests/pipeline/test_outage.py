@@ -27,9 +27,9 @@ from streamfer.models.generators.transactions import TransactionGenerator
 from streamfer.pipeline.app import Pipeline
 from streamfer.pipeline.config import parse_config
 from streamfer.streams.admin import create_topics
-from streamfer.streams.broker import LocalBroker
 from streamfer.streams.client import ClientFactory, ConsumerOptions
 from streamfer.streams.codecs import encode_transaction
+from streamfer.streams.local.broker import LocalBroker
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.source import KafkaSource, SourceOptions
@@ -146,7 +146,7 @@ def test_a_commit_while_the_broker_is_down_returns_within_its_timeout(
         deadline = time.monotonic() + 30
         while sum(map(len, got)) < 10 and time.monotonic() < deadline:
             got += source.poll(0.1)
-        assert sum(source.resolve_batch(b) for b in got) == 10
+        assert sum(source.tracker.resolve_all(b.span) for b in got) == 10
         own_broker.stop()
         try:
             start = time.monotonic()

@@ -29,9 +29,9 @@ from tiny_models import camera_model, sensor_model
 
 from streamfer.models.generators.transactions import TransactionGenerator
 from streamfer.streams.admin import create_topics
-from streamfer.streams.broker import LocalBroker
 from streamfer.streams.codecs import encode_camera, encode_sensor, encode_transaction
 from streamfer.streams.dlq import ERROR_REASON, SOURCE_OFFSET, SOURCE_PARTITION, VALUE_NULL
+from streamfer.streams.local.broker import LocalBroker
 from streamfer.streams.reasons import DEAD_LETTER_REASONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

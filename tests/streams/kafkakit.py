@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streamfer.streams.client import ConsumerOptions
+from streamfer.streams.client import ConsumerOptions, DeliveryCallback
 from streamfer.streams.records import Record, RecordBatch
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
+from streamfer.streams.source import KafkaSource
 
 
 def produce(bootstrap: str, topic: str, n: int, keys: int = 16) -> None:
@@ -86,3 +88,29 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def resolve(source: KafkaSource, record: Record) -> bool:
+    """Mark one record's outcome final through the source's tracker, as the pipeline's
+    outlet does; False if it was not in flight."""
+    return record.span is not None and source.tracker.resolve(record.span, record.row)
+
+
+def resolve_many(source: KafkaSource, records: Iterable[Record]) -> int:
+    return sum(resolve(source, r) for r in records)
+
+
+def is_pending(source: KafkaSource, record: Record) -> bool:
+    """False once a record was resolved, or abandoned by a revocation or an abort."""
+    return record.span is not None and source.tracker.is_pending(record.span, record.row)
+
+
+def resolve_on_delivery(source: KafkaSource, record: Record) -> DeliveryCallback:
+    """A sink ``on_delivery`` that resolves ``record`` once its output is acknowledged
+    (a failed delivery leaves it unresolved)."""
+
+    def on_delivery(error: object | None, _message: object) -> None:
+        if error is None:
+            resolve(source, record)
+
+    return on_delivery

@@ -12,7 +12,8 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from streamfer.errors import BrokerError
 from streamfer.streams.admin import BOOTSTRAP_ENV, broker_answers
-from streamfer.streams.broker import LocalBroker, new_cluster_id
+from streamfer.streams.local.broker import LocalBroker
+from streamfer.streams.local.files import new_cluster_id
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from streamfer.streams.broker import LocalBroker
-from streamfer.streams.broker_secure import (
+from streamfer.streams.local.broker import LocalBroker
+from streamfer.streams.local.secure import (
     CERT_VALID_DAYS,
     SCRAM_ITERATIONS,
     SaslSslListener,

@@ -12,7 +12,7 @@ from recordkit import make_record
 
 from streamfer.errors import CodecError, ConfigError
 from streamfer.streams.codecs import CodecLimits, decode_camera, decode_sensor, decode_transaction
-from streamfer.streams.feeds import camera_feed, sensor_feed, transaction_feed
+from streamfer.streams.local.feeds import camera_feed, sensor_feed, transaction_feed
 
 LIMITS = CodecLimits()
 

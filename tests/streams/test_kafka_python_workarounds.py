@@ -24,8 +24,9 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from streamfer.streams.admin import create_topics
-from streamfer.streams.client import ClientFactory, ConsumerOptions, ProducerOptions, client_factory
-from streamfer.streams.kafka_python import workaround
+from streamfer.streams.client import ClientFactory, ConsumerOptions, ProducerOptions
+from streamfer.streams.factory import client_factory
+from streamfer.streams.kafka_python.workarounds import workaround
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
 
@@ -192,7 +193,7 @@ def test_an_active_workaround_says_so_once() -> None:
     script = (
         "import logging\n"
         "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
-        "from streamfer.streams.kafka_python import workaround\n"
+        "from streamfer.streams.kafka_python.workarounds import workaround\n"
         "for _ in range(3):\n"
         "    workaround('parked-records')\n"
     )

@@ -16,7 +16,15 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from kafkakit import committed, fast_options, produce, read_all, records
+from kafkakit import (
+    committed,
+    fast_options,
+    is_pending,
+    produce,
+    read_all,
+    records,
+    resolve_on_delivery,
+)
 
 from streamfer.streams.client import ClientFactory, ProducerOptions
 from streamfer.streams.records import Record
@@ -46,8 +54,9 @@ def member(settings: KafkaSettings, topic: str, group: str, name: str,
 def decide(source: KafkaSource, sink: KafkaSink, out: str, record: Record) -> bool:
     """As the outlet does: send only while the record is pending, resolve on the ack."""
     value = b"decision " + (record.value or b"")
-    pending = lambda: source.is_pending(record)  # noqa: E731
-    return sink.send(out, value, record.key, (), source.ack_callback(record), only_if=pending)
+    pending = lambda: is_pending(source, record)  # noqa: E731
+    acked = resolve_on_delivery(source, record)
+    return sink.send(out, value, record.key, (), acked, only_if=pending)
 
 
 def poll_until(source: KafkaSource, n: int, timeout_s: float = 30) -> list[Record]:
@@ -74,7 +83,8 @@ def test_a_lost_partition_aborts_the_open_transaction_and_nothing_is_visible_twi
         for record in held[: N // 2]:  # half decided into A's open transaction ...
             assert decide(a_source, a_sink, out, record)
         a_sink.flush()
-        assert a_sink.in_transaction and a_source.in_flight() == N // 2  # ... half in flight
+        in_flight = a_source.tracker.in_flight()
+        assert a_sink.in_transaction and in_flight == N // 2  # ... half in flight
         # A stalls past max.poll.interval.ms: the group throws it out, B takes over
         b_source, b_sink = member(settings, topic, group, "b", factory)
         with b_sink, b_source:
@@ -89,9 +99,9 @@ def test_a_lost_partition_aborts_the_open_transaction_and_nothing_is_visible_twi
             assert sum(v or 0 for v in committed(kafka_bootstrap, group, topic).values()) == N
             # A polls again: it learns its partitions were lost and rejoins the group
             deadline = time.monotonic() + 40
-            while a_source.in_flight() or a_sink.in_transaction or not a_source.assigned:
+            while a_source.tracker.in_flight() or a_sink.in_transaction or not a_source.assigned:
                 assert time.monotonic() < deadline, (
-                    f"A kept {a_source.in_flight()} in flight, transaction open: "
+                    f"A kept {a_source.tracker.in_flight()} in flight, transaction open: "
                     f"{a_sink.in_transaction}, assigned {sorted(a_source.assigned)}"
                 )
                 for record in records(a_source.poll(0.2)):  # nothing new: B committed all
@@ -99,7 +109,7 @@ def test_a_lost_partition_aborts_the_open_transaction_and_nothing_is_visible_twi
                 b_source.poll(0.05)  # B takes part in the rebalance that gives A a partition
             # its abandoned copies resolve nothing and open no transaction
             for record in held:
-                assert not a_source.is_pending(record)
+                assert not is_pending(a_source, record)
                 assert not decide(a_source, a_sink, out, record)
             a_source.commit()
     visible = Counter(m.value for m in read_all(kafka_bootstrap, out))

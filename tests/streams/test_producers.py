@@ -13,8 +13,8 @@ from kafkakit import read_all, unused_port
 
 from streamfer.errors import StreamError
 from streamfer.streams.cli import produce as produce_cli
-from streamfer.streams.feeds import transaction_feed
-from streamfer.streams.producers import produce, producer_sink
+from streamfer.streams.local.feeds import transaction_feed
+from streamfer.streams.local.producers import produce, producer_sink
 
 
 @pytest.mark.integration

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from kafkakit import committed, fast_options, produce, read_all, records
+from kafkakit import committed, fast_options, produce, read_all, records, resolve
 
 from streamfer.streams.client import ClientFactory, ProducerOptions
 from streamfer.streams.records import Record
@@ -107,7 +107,7 @@ class Member:
             self.processed += 1
 
             def on_delivery(err: object | None, _msg: object, record: Record = record) -> None:
-                if err is None and self.source.resolve(record):
+                if err is None and resolve(self.source, record):
                     self.ledger.resolved(record)
 
             self.sink.send(self.out, record.value, record.key, (), on_delivery)
@@ -137,8 +137,8 @@ def test_rebalance_mid_stream_loses_nothing_and_resolves_nothing_twice(
     first = Member(kafka_bootstrap, topic, out, group, ledger, exactly_once, gate, factory, 0)
     first.start()
     deadline = time.monotonic() + 30
-    while first.source.in_flight() < 400:  # mid-stream, with records in flight
-        assert time.monotonic() < deadline and not first.errors, first.source.in_flight()
+    while first.source.tracker.in_flight() < 400:  # mid-stream, with records in flight
+        assert time.monotonic() < deadline and not first.errors, first.source.tracker.in_flight()
         ledger.all_done.wait(0.01)
     second = Member(kafka_bootstrap, topic, out, group, ledger, exactly_once, gate, factory)
     second.start()
@@ -149,7 +149,7 @@ def test_rebalance_mid_stream_loses_nothing_and_resolves_nothing_twice(
             f"second {sorted(second.source.assigned)} {second.errors} polled {second.polled}"
         )
         ledger.all_done.wait(0.005)
-    assert first.source.in_flight() >= 400  # revoked with records in flight ...
+    assert first.source.tracker.in_flight() >= 400  # revoked with records in flight ...
     gate.set()  # ... which resolve while the hook waits, then get committed
     assert ledger.all_done.wait(60), f"{len(ledger.counts)} of {N} resolved"
     # both members took part, and the partitions were split between them

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 
 import pytest
-from kafkakit import fast_options, produce, records
+from kafkakit import fast_options, produce, records, resolve_many
 
 from streamfer.streams.client import ClientFactory, ClientName, TopicPartition
 from streamfer.streams.records import Record
@@ -69,17 +69,17 @@ def test_heartbeats_continue_while_the_revocation_waits_for_in_flight_records(
     def run_b() -> None:
         with b:
             while not stop.is_set():
-                b.resolve_many(records(b.poll(0.1)))
+                resolve_many(b, records(b.poll(0.1)))
 
     b_thread = threading.Thread(target=run_b, daemon=True)
     b_thread.start()
     # as in the pipeline, records resolve on other threads (acks) while the hook waits
-    timer = threading.Timer(HOLD_S[client_name], a.resolve_many, args=(held,))
+    timer = threading.Timer(HOLD_S[client_name], resolve_many, args=(a, held))
     try:
         timer.start()
         while not waits or len(a.assigned) != 1 or len(b.assigned) != 1:
             assert time.monotonic() < deadline, f"no stable split: {a.assigned} / {b.assigned}"
-            a.resolve_many(records(a.poll(0.1)))
+            resolve_many(a, records(a.poll(0.1)))
     finally:
         timer.cancel()
         stop.set()

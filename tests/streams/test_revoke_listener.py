@@ -11,9 +11,9 @@ from typing import Any
 from kafka.structs import TopicPartition as KTP
 
 from streamfer.streams.client import ConsumerOptions, TopicPartition
-from streamfer.streams.kafka_python import _Listener
+from streamfer.streams.kafka_python.consumer import Listener
 from streamfer.streams.settings import KafkaSettings
-from streamfer.streams.source import KafkaSource, SourceOptions
+from streamfer.streams.source import KafkaSource, SourceOptions, revoke_wait
 
 
 class FakeLoop:
@@ -43,7 +43,7 @@ def test_the_revocation_hook_waits_off_the_event_loop() -> None:
         assert loop.turned.wait(10), "the event loop did not run while the hook waited"
         return {}
 
-    listener = _Listener(hook, lambda tps: None)
+    listener = Listener(hook, lambda tps: None)
     listener.consumer = SimpleNamespace(_net=loop)  # type: ignore[assignment]
     asyncio.run(listener.on_partitions_revoked([KTP("t", 0)]))
     assert calls == [([("t", 0)], False)]
@@ -54,7 +54,7 @@ def test_hook_errors_reach_the_client_and_inline_hooks_still_run() -> None:
     def failing(tps: list[TopicPartition], lost: bool) -> Mapping[TopicPartition, int]:
         raise RuntimeError("hook failed")
 
-    listener = _Listener(failing, lambda tps: None)
+    listener = Listener(failing, lambda tps: None)
     listener.consumer = SimpleNamespace(_net=FakeLoop())  # type: ignore[assignment]
     try:
         asyncio.run(listener.on_partitions_lost([KTP("t", 0)]))
@@ -63,7 +63,7 @@ def test_hook_errors_reach_the_client_and_inline_hooks_still_run() -> None:
     else:
         raise AssertionError("the hook's error was swallowed")
     seen: list[bool] = []
-    inline = _Listener(lambda tps, lost: seen.append(lost) or {}, lambda tps: None)
+    inline = Listener(lambda tps, lost: seen.append(lost) or {}, lambda tps: None)
     asyncio.run(inline.on_partitions_lost([KTP("t", 0)]))  # no loop to yield to
     assert seen == [True]
 
@@ -73,5 +73,5 @@ def test_revoke_wait_is_capped_at_half_the_session_without_heartbeats() -> None:
     consumer = ConsumerOptions("g", session_timeout_ms=10_000)
     src = KafkaSource(KafkaSettings("127.0.0.1:1"), ["t"], consumer, options)
     assert src.revoke_wait_s == 5.0  # an inline hook would block heartbeats past the session
-    src._client = SimpleNamespace(heartbeats_during_revoke=True)  # type: ignore[assignment]
-    assert src.revoke_wait_s == 30.0
+    assert revoke_wait(options, consumer, heartbeats=False) == 5.0
+    assert revoke_wait(options, consumer, heartbeats=True) == 30.0

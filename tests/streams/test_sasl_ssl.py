@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from kafkakit import fast_options, records, unused_port
+from kafkakit import fast_options, records, resolve_many, unused_port
 
 from streamfer.errors import BrokerError, StreamError
 from streamfer.streams.admin import create_topics, topic_partitions
-from streamfer.streams.broker import LocalBroker
-from streamfer.streams.broker_cli import broker as broker_cli
-from streamfer.streams.broker_secure import SaslSslListener, ensure_tls_material
 from streamfer.streams.client import ClientFactory, ProducerOptions
+from streamfer.streams.local.broker import LocalBroker
+from streamfer.streams.local.broker_cli import broker as broker_cli
+from streamfer.streams.local.secure import SaslSslListener, ensure_tls_material
 from streamfer.streams.records import Record
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
@@ -69,7 +69,7 @@ def test_produce_and_consume_over_sasl_ssl(
             assert time.monotonic() < deadline, f"{len(received)} of {len(sent)} records"
             batch = records(source.poll(0.2))
             received += batch
-            source.resolve_many(batch)
+            resolve_many(source, batch)
     assert {r.key: r.value for r in received} == sent
 
 

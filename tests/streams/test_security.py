@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from streamfer.errors import ConfigError, StreamError
-from streamfer.streams.broker_secure import SaslSslListener, ensure_tls_material
+from streamfer.streams.local.secure import SaslSslListener, ensure_tls_material
 from streamfer.streams.security import (
     PasswordFilter,
     check_login,

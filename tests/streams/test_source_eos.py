@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Mapping
 
+from kafkakit import is_pending, resolve
+
 from streamfer.streams.client import (
     ConsumerOptions,
     DeliveryCallback,
@@ -163,10 +165,13 @@ def publish(src: KafkaSource, sink: KafkaSink, r: Record) -> bool:
     """What StreamRuntime.publish does: send only while the record is pending."""
 
     def acked(_err: object | None, _message: object) -> None:
-        src.resolve(r)
+        resolve(src, r)
 
     return sink.send(
-        "out", f"decision@{r.offset}".encode(), on_delivery=acked, only_if=lambda: src.is_pending(r)
+        "out",
+        f"decision@{r.offset}".encode(),
+        on_delivery=acked,
+        only_if=lambda: is_pending(src, r),
     )
 
 
@@ -176,9 +181,9 @@ def test_output_of_a_record_abandoned_by_an_abort_never_joins_the_next_transacti
     src.abort_transaction()  # e.g. a barrier timeout: abort and rewind
     again = records(src.poll())  # 0, 1 polled again: a new span
     assert [r.offset for r in again] == [0, 1]
-    assert not src.is_pending(first[0]) and src.is_pending(again[0])
-    assert not src.resolve(first[0])  # the stale copy does not resolve the new one
-    assert src.is_pending(again[0])
+    assert not is_pending(src, first[0]) and is_pending(src, again[0])
+    assert not resolve(src, first[0])  # the stale copy does not resolve the new one
+    assert is_pending(src, again[0])
     assert not publish(src, sink, first[0])  # the engine finishes the stale copy: not sent
     assert publish(src, sink, again[0]) and publish(src, sink, again[1])
     sink.flush()
@@ -263,7 +268,7 @@ def resolved_output(src: KafkaSource, sink: KafkaSink) -> list[Record]:
     polled = records(src.poll())
     assert all(publish(src, sink, r) for r in polled)
     sink.flush()
-    assert not src.is_pending(polled[0]) and not src.is_pending(polled[1])
+    assert not is_pending(src, polled[0]) and not is_pending(src, polled[1])
     return polled
 
 
@@ -299,6 +304,6 @@ def test_at_least_once_commits_a_revoked_partition_but_not_a_lost_one() -> None:
         src = KafkaSource(SETTINGS, ["in"], ConsumerOptions("g"), options, factory=factory)
         src.start()
         for r in records(src.poll()):
-            src.resolve(r)
+            resolve(src, r)
         # the positions the hook returns are what the client commits before the handover
         assert factory.consumer_client.on_revoke([TP], lost) == expected, lost

@@ -6,7 +6,18 @@ import time
 from collections.abc import Callable
 
 import pytest
-from kafkakit import committed, fast_options, produce, read_all, records, unused_port
+from kafkakit import (
+    committed,
+    fast_options,
+    is_pending,
+    produce,
+    read_all,
+    records,
+    resolve,
+    resolve_many,
+    resolve_on_delivery,
+    unused_port,
+)
 
 from streamfer.errors import CodecError, StreamError
 from streamfer.streams.client import ClientFactory, ProducerOptions
@@ -39,6 +50,25 @@ def commit_settled(source: KafkaSource, timeout_s: float = 10) -> dict[tuple[str
             assert source.poll(0.1) == []  # everything was consumed already
 
 
+def test_a_discarding_close_commits_nothing(
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    factory: ClientFactory,
+) -> None:
+    """A deleted input topic's offsets must not be committed: they would apply to a topic
+    created again under the same name (skipping its first records)."""
+    topic, group = unique_topic(1), unique_group()
+    produce(kafka_bootstrap, topic, 10)
+    options = SourceOptions(commit_interval_s=3600)
+    src = KafkaSource(KafkaSettings(kafka_bootstrap), [topic], fast_options(group), options,
+                      factory).start()  # fmt: skip
+    assert resolve_many(src, poll_until(src, 10)) == 10
+    src.close(discard=True)
+    assert not src.started and src.tracker.in_flight() == 0
+    assert committed(kafka_bootstrap, group, topic) == {0: None}
+
+
 def test_out_of_order_resolution_commits_only_the_resolved_prefix(
     kafka_bootstrap: str,
     unique_topic: Callable[..., str],
@@ -56,11 +86,11 @@ def test_out_of_order_resolution_commits_only_the_resolved_prefix(
         first = [r for r in polled if r.span is polled[0].span]
         rest = [r for r in polled if r.span is not polled[0].span]
         for r in rest + first[1:]:
-            assert src.resolve(r)
+            assert resolve(src, r)
         assert commit_settled(src) == {}
-        assert src.resolve(first[0])
+        assert resolve(src, first[0])
         assert commit_settled(src) == {(topic, 0): 20}
-        assert not src.resolve(first[0])
+        assert not resolve(src, first[0])
     assert committed(kafka_bootstrap, group, topic) == {0: 20}
 
 
@@ -81,14 +111,14 @@ def test_unresolved_records_are_redelivered_to_the_next_member(
         held = {r.offset for r in polled if r.span is polled[4].span}
         for r in polled:
             if r.offset != 4:
-                src.resolve(r)
+                resolve(src, r)
     # close committed up to the poll holding 4 and abandoned that poll's records
     start = min(held)
     assert committed(kafka_bootstrap, group, topic) == {0: start}
     with KafkaSource(settings, [topic], fast_options(group), factory=factory) as src:
         again = poll_until(src, 10 - start)
         assert [r.offset for r in again] == list(range(start, 10))
-        src.resolve_many(again)
+        resolve_many(src, again)
 
 
 def test_backpressure_pauses_a_partition_until_records_resolve(
@@ -106,19 +136,19 @@ def test_backpressure_pauses_a_partition_until_records_resolve(
         first = poll_until(src, 30)
         assert src.client.paused() == {(topic, 0)}
         assert src.poll(0.3) == []
-        assert src.in_flight() == 30
+        assert src.tracker.in_flight() == 30
         assert src.lag() == {(topic, 0): 70}  # paused: the lag stays where it is
-        src.resolve_many(first[:15])  # down to half the limit: fetching resumes
+        resolve_many(src, first[:15])  # down to half the limit: fetching resumes
         rest: list[Record] = []
         deadline = time.monotonic() + 30
         while len(rest) < 70:
             assert time.monotonic() < deadline, f"only {len(rest)} of 70 after resuming"
             batch = records(src.poll(0.2))
-            assert src.in_flight() <= 30 + 30  # never more than the limit plus one poll
-            src.resolve_many(batch)
+            assert src.tracker.in_flight() <= 30 + 30  # never more than the limit plus one poll
+            resolve_many(src, batch)
             rest.extend(batch)
         assert [r.offset for r in first + rest] == list(range(100))
-        src.resolve_many(first[15:])
+        resolve_many(src, first[15:])
 
 
 def test_transactions_commit_decisions_and_offsets_atomically(
@@ -138,14 +168,14 @@ def test_transactions_commit_decisions_and_offsets_atomically(
 
         def transform(records: list[Record]) -> None:
             for r in records:
-                sink.send(out_topic, b"decision " + r.value, r.key, (), src.ack_callback(r))
+                sink.send(out_topic, b"decision " + r.value, r.key, (), resolve_on_delivery(src, r))
             sink.flush()
 
         first = poll_until(src, 40)
         transform(first[:30])
-        assert src.is_pending(first[35]) and not src.is_pending(first[0])
+        assert is_pending(src, first[35]) and not is_pending(src, first[0])
         src.abort_transaction()
-        assert not src.is_pending(first[35])  # abandoned: it will be polled again
+        assert not is_pending(src, first[35])  # abandoned: it will be polled again
         assert read_all(kafka_bootstrap, out_topic) == []
         assert len(read_all(kafka_bootstrap, out_topic, "read_uncommitted")) == 30
         assert set(committed(kafka_bootstrap, group, src_topic).values()) == {None}

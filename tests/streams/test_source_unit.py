@@ -19,19 +19,6 @@ def record(offset: int, value: bytes | None = b"") -> Record:
     return Record("t", 0, offset, None, value, (), 0, 0)
 
 
-def test_ack_callback_resolves_only_delivered_output() -> None:
-    src = KafkaSource(SETTINGS, ["t"], ConsumerOptions("g"))
-    span = src.tracker.add(("t", 0), [0, 1])
-    first = record(0)._replace(span=span, row=0)
-    src.ack_callback(first)("broker said no", None)
-    assert src.is_pending(first)
-    assert src.tracker.positions() == {}
-    src.ack_callback(first)(None, "message")
-    assert not src.is_pending(first)
-    src.ack_callback(record(1)._replace(span=span, row=1))(None, "message")
-    assert src.tracker.positions() == {("t", 0): 2}
-
-
 def test_clients_used_before_start_or_in_the_wrong_mode_say_so() -> None:
     src = KafkaSource(SETTINGS, ["t"], ConsumerOptions("g"))
     with pytest.raises(StreamError, match="before start"):

@@ -1,23 +1,25 @@
 """GPU frame path (extra `gpu`): camera frames decoded and letterboxed on the GPU.
 
-Nothing here imports a GPU library at import time. How the camera stream
-wires it in (one batch at a time)::
+Nothing here imports a GPU library at import time, and nothing here reads
+records: the caller checks each frame's header (``streamfer.pipeline.processors.
+camera_frames`` runs the CPU codec's checks) and hands over plain
+:class:`GpuFrame` values. How the camera stream wires it in (one batch at a
+time)::
 
-    from streamfer.engines.gpu import EncodedFrame, GpuFramePreprocessor, resolve_preprocess_device
+    from streamfer.engines.gpu import GpuFrame, GpuFramePreprocessor, resolve_preprocess_device
 
     device = resolve_preprocess_device(stream.preprocess.device, runner.info.kind)
     if device == "gpu":
         spec = runner.input_specs[0]                      # e.g. images float32 [N, 3, 256, 256]
         pre = GpuFramePreprocessor(
-            input_size=spec.shape[-1], dtype=spec.dtype, max_batch=runner.max_batch,
-            limits=stream.limits.codec_limits(),           # the stream's CodecLimits
+            input_size=spec.shape[-1], dtype=spec.dtype, max_batch=runner.max_batch
         )
         pre.activate()                                    # at start, beside runner.activate()
         ...
-        frames = [EncodedFrame(value, header(ctype)) for ...]   # bytes + raw content-type
-        with pre.preprocess(frames, where=[coords...]) as batch:
-            for r in batch.rejects:                       # index into frames, codec reason
-                dead_letter(r.index, r.reason, r.message)
+        frames = [GpuFrame(jpeg, "jpeg", width, height) for ...]  # header sizes, checked
+        with pre.preprocess(frames) as batch:
+            for f in batch.failed:                        # index into frames, what decoded
+                dead_letter(f.index, f.got)
             if batch.kept:
                 outputs = runner.infer_device({spec.name: batch.tensor}, outputs=["output0"])
                 metas = [CameraMeta(lb, w, h, seq, ts) for lb, (w, h) in
@@ -40,20 +42,24 @@ import importlib.util
 from typing import Literal
 
 from streamfer.engines.gpu.device import DeviceTensor
-from streamfer.engines.gpu.inspect import EncodedFrame
-from streamfer.engines.gpu.preprocessor import GpuFrameBatch, GpuFramePreprocessor, Reject
+from streamfer.engines.gpu.preprocessor import (
+    DecodeFailure,
+    GpuFrame,
+    GpuFrameBatch,
+    GpuFramePreprocessor,
+)
 from streamfer.errors import EngineError
 
 PreprocessDevice = Literal["auto", "gpu", "cpu"]
 _GPU_MODULES = ("pycuda.driver", "nvidia.nvimgcodec", "cuda.bindings.nvrtc")
 
 __all__ = [
+    "DecodeFailure",
     "DeviceTensor",
-    "EncodedFrame",
+    "GpuFrame",
     "GpuFrameBatch",
     "GpuFramePreprocessor",
     "PreprocessDevice",
-    "Reject",
     "gpu_libraries_missing",
     "resolve_preprocess_device",
 ]

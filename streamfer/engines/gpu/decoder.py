@@ -11,10 +11,10 @@ completed.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+from streamfer.engines.host import import_optional
 from streamfer.errors import EngineError
 
 
@@ -43,13 +43,11 @@ class BatchDecoder(Protocol):
 
 def import_nvimgcodec() -> Any:
     """``nvidia.nvimgcodec`` or an EngineError saying how to get it."""
-    try:
-        return importlib.import_module("nvidia.nvimgcodec")
-    except ImportError as exc:
-        raise EngineError(
-            f"nvimgcodec | not importable ({exc}). Note: expected the `gpu` extra "
-            "(nvidia-nvimgcodec-cu13 and nvidia-nvjpeg)"
-        ) from exc
+    return import_optional(
+        "nvidia.nvimgcodec",
+        "nvimgcodec",
+        "the `gpu` extra (nvidia-nvimgcodec-cu13 and nvidia-nvjpeg)",
+    )
 
 
 def device_image(image: Any) -> DecodedImage:

@@ -17,19 +17,17 @@ from typing import Any
 
 import numpy as np
 
+from streamfer.engines.host import import_optional
 from streamfer.errors import EngineError
 
 
 def import_cuda() -> Any:
     """``pycuda.driver`` or an EngineError saying how to get it."""
-    try:
-        import pycuda.driver as cuda
-    except ImportError as exc:
-        raise EngineError(
-            f"pycuda | not importable ({exc}). Note: expected the `gpu` extra "
-            "(pip install 'streamfer[gpu]', builds against the CUDA toolkit)"
-        ) from exc
-    return cuda
+    return import_optional(
+        "pycuda.driver",
+        "pycuda",
+        "the `gpu` extra (pip install 'streamfer[gpu]', builds against the CUDA toolkit)",
+    )
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from streamfer.engines.host import resolve_cache_dir
-from streamfer.engines.tensorrt.cache import atomic_write
+from streamfer.engines.host import atomic_write, import_optional, resolve_cache_dir
 from streamfer.errors import EngineError
 from streamfer.models.preprocess import PAD_VALUE
 
@@ -180,14 +179,9 @@ def arch_of(compute_capability: str) -> str:
 
 
 def _nvrtc() -> Any:
-    try:
-        from cuda.bindings import nvrtc
-    except ImportError as exc:
-        raise EngineError(
-            f"nvrtc | not importable ({exc}). Note: expected cuda-bindings and "
-            "nvidia-cuda-nvrtc (extra `gpu`)"
-        ) from exc
-    return nvrtc
+    return import_optional(
+        "cuda.bindings.nvrtc", "nvrtc", "cuda-bindings and nvidia-cuda-nvrtc (extra `gpu`)"
+    )
 
 
 def _ok(nvrtc: Any, result: tuple[Any, ...], what: str) -> Any:

@@ -1,15 +1,17 @@
 """Camera frames -> the detector's input tensor, on the GPU, one batch at a time.
 
-``GpuFramePreprocessor.preprocess(frames)`` takes a batch of encoded frames
-(JPEG, PNG or raw uint8 pixels, with their content-type headers) and returns
-a :class:`GpuFrameBatch` whose ``tensor`` is the letterboxed, normalised
-batch ``[n, 3, size, size]`` in device memory, in the engine's input dtype:
+``GpuFramePreprocessor.preprocess(frames)`` takes a batch of :class:`GpuFrame`
+(complete JPEGs, or uint8 pixels, each with the size its header gave; the
+caller has checked the headers, e.g. ``streamfer.pipeline.processors.camera_frames``)
+and returns a :class:`GpuFrameBatch` whose ``tensor`` is the letterboxed,
+normalised batch ``[n, 3, size, size]`` in device memory, in the engine's input
+dtype:
 
-1. every frame's header is checked as the CPU codec checks it
-   (``streamfer.engines.gpu.inspect``); rejects leave with the codec's reason;
-2. JPEGs are decoded together by nvImageCodec into device memory, on this
-   batch's stream; PNGs (rare, and decoded on the CPU by every library) and
-   raw frames are packed into pinned memory and go up as uint8 in one copy;
+1. JPEGs are decoded together by nvImageCodec into device memory, on this
+   batch's stream; one that does not decode to its header's size leaves the
+   batch as a :class:`DecodeFailure` (what the decoder gave);
+2. pixel frames (raw frames, PNGs the caller decoded) are packed into pinned
+   memory and go up as uint8 in one copy;
 3. one kernel launch letterboxes every frame into the output buffer, which
    the TensorRT runner reads in place (``TensorRTRunner.infer_device``):
    nothing comes back to the host between decode and inference.
@@ -33,38 +35,44 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from streamfer.engines.gpu.decoder import BatchDecoder, DecodedImage, JpegBatchDecoder
 from streamfer.engines.gpu.device import DeviceTensor, PrimaryContext
-from streamfer.engines.gpu.inspect import (
-    EncodedFrame,
-    FrameInfo,
-    decode_failure,
-    inspect_frame,
-    jpeg_is_complete,
-)
 from streamfer.engines.gpu.kernels import BLOCK, FRAME_DESC, KERNELS, arch_of, letterbox_cubin
-from streamfer.errors import CodecError, EngineError
+from streamfer.errors import EngineError
+from streamfer.lifecycle import Lifecycle
 from streamfer.models.preprocess import Letterbox, letterbox_geometry
-from streamfer.streams.codecs.camera import decode_png
-from streamfer.streams.codecs.limits import CodecLimits
 
 log = logging.getLogger(__name__)
 
 _ALIGN = 256  # staging offsets: aligned rows read faster and any dtype view stays legal
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Reject:
-    """A frame that cannot go to the model: its index in the batch and the codec's reason."""
+class GpuFrame(NamedTuple):
+    """One frame for the GPU path, its header already checked by the caller.
+
+    ``kind`` ``jpeg``: ``data`` is a complete JPEG of ``width`` x ``height``; ``raw``:
+    ``data`` is its ``height`` x ``width`` x ``channels`` uint8 pixels (BGR, or gray when
+    ``channels`` is 1), as bytes or a contiguous array.
+    """
+
+    data: bytes | np.ndarray
+    kind: Literal["jpeg", "raw"]
+    width: int
+    height: int
+    channels: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeFailure:
+    """A JPEG the decoder refused: its index in the batch and what the decoder gave
+    (``nothing``, or the ``WxH`` it found instead of the header's size)."""
 
     index: int
-    reason: str
-    message: str
+    got: str
 
 
 class _Slot:
@@ -104,11 +112,11 @@ class _Slot:
 
 
 @dataclass
-class GpuFrameBatch:
+class GpuFrameBatch(Lifecycle, start=None, stop="release"):
     """One preprocessed batch: rows of ``tensor`` are the frames ``kept`` (input indices).
 
     ``letterboxes[r]`` and ``sizes[r]`` (frame width, height) belong to row ``r``;
-    ``rejects`` name the frames that have no row. Release it (or leave its
+    ``failed`` name the frames that have no row. Release it (or leave its
     ``with`` block) once the engine has read ``tensor``.
     """
 
@@ -116,7 +124,7 @@ class GpuFrameBatch:
     kept: list[int]
     letterboxes: list[Letterbox]
     sizes: list[tuple[int, int]]
-    rejects: list[Reject]
+    failed: list[DecodeFailure]
     _owner: GpuFramePreprocessor | None = field(repr=False, default=None)
     _slot: _Slot | None = field(repr=False, default=None)
 
@@ -143,19 +151,8 @@ class GpuFrameBatch:
         if owner is not None and slot is not None:
             owner._release(slot)
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-
-class GpuFramePreprocessor:
+class GpuFramePreprocessor(Lifecycle, start="activate", stop="deactivate"):
     """Letterboxes batches of camera frames into device memory; lazy until ``activate()``."""
 
     def __init__(
@@ -164,7 +161,6 @@ class GpuFramePreprocessor:
         dtype: np.dtype | type[np.floating[Any]],
         max_batch: int,
         *,
-        limits: CodecLimits | None = None,
         device: int = 0,
         depth: int = 2,
         decoder_threads: int = 0,
@@ -185,7 +181,6 @@ class GpuFramePreprocessor:
             )
         self.size = input_size
         self.max_batch = max_batch
-        self.limits = limits or CodecLimits()
         self.depth = depth
         self.acquire_timeout_s = acquire_timeout_s
         self.cache_dir = cache_dir
@@ -244,24 +239,9 @@ class GpuFramePreprocessor:
         self._free = queue.Queue()
         self._context.release()
 
-    def __enter__(self) -> Self:
-        self.activate()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.deactivate()
-
     # -- hot path -------------------------------------------------------------------
-    def preprocess(
-        self, frames: Sequence[EncodedFrame], where: Sequence[str] | None = None
-    ) -> GpuFrameBatch:
-        """Letterbox ``frames`` into one device batch; ``where[i]`` names frame i in messages
-        (``topic[partition]@offset``; default ``frame i``)."""
+    def preprocess(self, frames: Sequence[GpuFrame]) -> GpuFrameBatch:
+        """Letterbox ``frames`` into one device batch (JPEGs that do not decode: ``failed``)."""
         if not self.is_active:
             raise EngineError(
                 "gpu preprocess | preprocess() on an inactive preprocessor. "
@@ -272,11 +252,10 @@ class GpuFramePreprocessor:
                 f"gpu preprocess | batch of {len(frames)} frames. "
                 f"Note: expected at most max_batch={self.max_batch}"
             )
-        names = list(where) if where is not None else [f"frame {i}" for i in range(len(frames))]
         slot = self._acquire()
         try:
             with self._lock, self._context.current():
-                return self._run(slot, frames, names)
+                return self._run(slot, frames)
         except BaseException:
             self._release(slot)
             raise
@@ -299,18 +278,11 @@ class GpuFramePreprocessor:
             slot.images.clear()
         self._free.put(slot)
 
-    def _run(self, slot: _Slot, frames: Sequence[EncodedFrame], names: list[str]) -> GpuFrameBatch:
-        rejects: list[Reject] = []
-        infos: dict[int, FrameInfo] = {}
-        for i, frame in enumerate(frames):
-            try:
-                infos[i] = inspect_frame(frame, self.limits, names[i])
-            except CodecError as exc:
-                rejects.append(Reject(i, exc.reason, str(exc)))
+    def _run(self, slot: _Slot, frames: Sequence[GpuFrame]) -> GpuFrameBatch:
         slot.start.record(slot.stream)
         pixels: dict[int, tuple[DecodedImage, bool]] = {}  # index -> (image, is BGR)
-        self._decode_jpegs(slot, frames, infos, names, pixels, rejects)
-        self._upload_host_frames(slot, frames, infos, names, pixels, rejects)
+        failed = self._decode_jpegs(slot, frames, pixels)
+        self._upload_host_frames(slot, frames, pixels)
         kept = sorted(pixels)
         slot.images = [pixels[i][0] for i in kept]
         letterboxes = self._describe(slot, [pixels[i] for i in kept])
@@ -323,61 +295,34 @@ class GpuFramePreprocessor:
                 grid, BLOCK, slot.stream, int(slot.desc_dev), int(slot.out), np.int32(self.size)
             )
         slot.ready.record(slot.stream)
-        rejects.sort()
-        sizes = [(infos[i].width, infos[i].height) for i in kept]
+        sizes = [(frames[i].width, frames[i].height) for i in kept]
         tensor = DeviceTensor(int(slot.out), (n, 3, self.size, self.size), self.dtype, slot.ready)
-        return GpuFrameBatch(tensor, kept, letterboxes, sizes, rejects, self, slot)
+        return GpuFrameBatch(tensor, kept, letterboxes, sizes, failed, self, slot)
 
     def _decode_jpegs(
-        self,
-        slot: _Slot,
-        frames: Sequence[EncodedFrame],
-        infos: dict[int, FrameInfo],
-        names: list[str],
-        pixels: dict[int, tuple[DecodedImage, bool]],
-        rejects: list[Reject],
-    ) -> None:
-        jpegs: list[int] = []
-        truncated: list[int] = []
-        for i, info in infos.items():
-            if info.kind == "jpeg":
-                (jpegs if jpeg_is_complete(frames[i].data) else truncated).append(i)
-        for i in truncated:  # the CPU decoder refuses these; nvJPEG would fill them in
-            exc = decode_failure(names[i], infos[i], len(frames[i].data), "nothing")
-            rejects.append(Reject(i, exc.reason, str(exc)))
-        decoded = self._decoder.decode([frames[i].data for i in jpegs], slot.stream.handle)
-        for i, image in zip(jpegs, decoded, strict=True):
-            info = infos[i]
-            if image is not None and (image.width, image.height) == (info.width, info.height):
+        self, slot: _Slot, frames: Sequence[GpuFrame], pixels: dict[int, tuple[DecodedImage, bool]]
+    ) -> list[DecodeFailure]:
+        """Decode the JPEGs into ``pixels``; those that do not decode to their size fail."""
+        jpegs = [i for i, frame in enumerate(frames) if frame.kind == "jpeg"]
+        datas: list[Any] = [frames[i].data for i in jpegs]  # a JPEG's data is bytes
+        failed = []
+        for i, image in zip(jpegs, self._decoder.decode(datas, slot.stream.handle), strict=True):
+            frame = frames[i]
+            if image is not None and (image.width, image.height) == (frame.width, frame.height):
                 pixels[i] = (image, False)
                 continue
             got = "nothing" if image is None else f"{image.width}x{image.height}"
-            exc = decode_failure(names[i], info, len(frames[i].data), got)
-            rejects.append(Reject(i, exc.reason, str(exc)))
+            failed.append(DecodeFailure(i, got))
+        return failed
 
     def _upload_host_frames(
-        self,
-        slot: _Slot,
-        frames: Sequence[EncodedFrame],
-        infos: dict[int, FrameInfo],
-        names: list[str],
-        pixels: dict[int, tuple[DecodedImage, bool]],
-        rejects: list[Reject],
+        self, slot: _Slot, frames: Sequence[GpuFrame], pixels: dict[int, tuple[DecodedImage, bool]]
     ) -> None:
-        """Raw frames as they are and PNGs decoded on the host (BGR, as the CPU codec does),
-        packed and sent in one copy."""
+        """Pixel frames (BGR or gray, as the CPU codec has them), packed and sent in one copy."""
         arrays: dict[int, np.ndarray] = {}
-        for i, info in infos.items():
-            if info.kind == "raw":
-                arrays[i] = np.frombuffer(frames[i].data, np.uint8)
-            elif info.kind == "png":
-                image = decode_png(frames[i].data)
-                if image is None or image.shape[:2] != (info.height, info.width):
-                    got = "nothing" if image is None else f"{image.shape[1]}x{image.shape[0]}"
-                    exc = decode_failure(names[i], info, len(frames[i].data), got)
-                    rejects.append(Reject(i, exc.reason, str(exc)))
-                    continue
-                arrays[i] = image.reshape(-1)
+        for i, frame in enumerate(frames):
+            if frame.kind == "raw":
+                arrays[i] = np.frombuffer(frame.data, np.uint8)
         if not arrays:
             return
         offsets, total = {}, 0
@@ -387,11 +332,10 @@ class GpuFramePreprocessor:
         host, dev = slot.staging(self._cuda, total)
         for i, arr in arrays.items():
             host[offsets[i] : offsets[i] + arr.size] = arr
-            info = infos[i]
-            channels = info.channels if info.kind == "raw" else 3
-            pitch = info.width * channels
+            frame = frames[i]
+            pitch = frame.width * frame.channels
             staged = DecodedImage(
-                int(dev) + offsets[i], pitch, info.width, info.height, channels, None
+                int(dev) + offsets[i], pitch, frame.width, frame.height, frame.channels, None
             )
             pixels[i] = (staged, True)
         self._cuda.memcpy_htod_async(dev, host[:total], slot.stream)

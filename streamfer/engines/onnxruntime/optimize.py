@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from streamfer.engines.base import random_feeds
+from streamfer.engines.base import DEFAULT_MAX_BATCH, random_feeds
 from streamfer.engines.host import resolve_cache_dir
 from streamfer.engines.onnx_model import OnnxModelInfo, load_onnx, read_onnx_info
 from streamfer.engines.onnxruntime.loader import GraphOptimization, SessionFromOnnx, SessionSettings
@@ -58,7 +58,7 @@ def optimize_onnx(
     onnx_path: Path | str,
     *,
     cache_dir: Path | None = None,
-    max_batch: int = 64,
+    max_batch: int = DEFAULT_MAX_BATCH,
     intra_op_threads: int | None = None,
     note: Callable[[str], None] = lambda _text: None,
 ) -> OptimizedModel:

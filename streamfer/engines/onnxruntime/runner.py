@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from streamfer.engines.base import EngineInfo
+from streamfer.engines.base import DEFAULT_MAX_BATCH, EngineInfo
 from streamfer.engines.onnx_model import OnnxFileRunner
 from streamfer.engines.onnxruntime.loader import CUDA, SessionFromOnnx, SessionSettings
 from streamfer.errors import EngineError
@@ -21,7 +21,7 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         self,
         onnx_path: Path | str,
         *,
-        max_batch: int = 64,
+        max_batch: int = DEFAULT_MAX_BATCH,
         settings: SessionSettings | None = None,
         name: str | None = None,
     ) -> None:

@@ -20,9 +20,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from streamfer.engines.base import Precision, check_precision
-from streamfer.engines.host import compute_capability, import_tensorrt, resolve_cache_dir
+from streamfer.engines.host import (
+    atomic_write,
+    compute_capability,
+    import_tensorrt,
+    resolve_cache_dir,
+)
 from streamfer.engines.onnx_model import OnnxModelInfo, read_onnx_info
-from streamfer.engines.tensorrt.cache import BatchProfile, EngineCache, EngineKey, atomic_write
+from streamfer.engines.tensorrt.cache import BatchProfile, EngineCache, EngineKey
 from streamfer.engines.tensorrt.precision import precision_recipe, prepare_onnx
 from streamfer.errors import EngineError
 

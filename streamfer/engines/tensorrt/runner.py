@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from streamfer.engines.base import EngineInfo, Precision, TensorSpec
+from streamfer.engines.base import DEFAULT_MAX_BATCH, EngineInfo, Precision, TensorSpec
 from streamfer.engines.gpu.device import DeviceTensor, PrimaryContext
 from streamfer.engines.host import import_tensorrt
 from streamfer.engines.onnx_model import OnnxFileRunner
@@ -69,13 +69,18 @@ class _Worker:
             self.context.set_input_shape(spec.name, shape)
             self._allocate(cuda, spec, math.prod(shape))
         for spec in outputs:
-            shape = tuple(self.context.get_tensor_shape(spec.name))
-            if any(d < 0 for d in shape):
-                raise EngineError(
-                    f"tensorrt output '{spec.name}' | shape {shape} at max batch {max_batch}. "
-                    "Note: expected output shapes fixed by the input shapes"
-                )
+            shape = self.output_shape(spec, f"tensorrt at max batch {max_batch}")
             self._allocate(cuda, spec, math.prod(shape))
+
+    def output_shape(self, spec: TensorSpec, subject: str) -> tuple[int, ...]:
+        """``spec``'s shape for the input shapes now set; EngineError while they leave it open."""
+        shape = tuple(self.context.get_tensor_shape(spec.name))
+        if any(d < 0 for d in shape):
+            raise EngineError(
+                f"{subject} output '{spec.name}' | unresolved shape {shape}. "
+                "Note: expected output shapes fixed by the input shapes"
+            )
+        return shape
 
     def _allocate(self, cuda: Any, spec: TensorSpec, elements: int) -> None:
         host = cuda.pagelocked_empty(elements, spec.dtype)
@@ -99,7 +104,7 @@ class TensorRTRunner(OnnxFileRunner):
         self,
         onnx_path: Path | str,
         *,
-        max_batch: int = 64,
+        max_batch: int = DEFAULT_MAX_BATCH,
         precision: Precision = "fp32",
         opt_batch: int | None = None,
         cache_dir: Path | None = None,
@@ -233,12 +238,7 @@ class TensorRTRunner(OnnxFileRunner):
             )
         views: dict[str, np.ndarray] = {}
         for spec in outputs:
-            shape = tuple(w.context.get_tensor_shape(spec.name))
-            if any(d < 0 for d in shape):
-                raise EngineError(
-                    f"{self.name} output '{spec.name}' | unresolved shape {shape}. "
-                    "Note: expected output shapes fixed by the input shapes"
-                )
+            shape = w.output_shape(spec, self.name)
             view = w.host[spec.name][: math.prod(shape)].reshape(shape)
             self._cuda.memcpy_dtoh_async(view, w.device[spec.name], w.stream)
             views[spec.name] = view

@@ -1,13 +1,14 @@
-"""Shared training plumbing: seeding, ONNX export with metadata, export checks, cards."""
+"""Shared training plumbing: seeding, the mini-batch epoch, ONNX export with metadata, export
+checks, cards."""
 
 from __future__ import annotations
 
 import json
 import platform
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -25,6 +26,45 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+class Classifier(Protocol):
+    """A reference model in training: raw scores from ``logits``, train/eval modes."""
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+
+def train_epoch(
+    model: Classifier,
+    opt: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor],
+    batch: int,
+    gen: torch.Generator,
+    after_step: Callable[[], object] | None = None,
+) -> float:
+    """One shuffled pass over ``data`` (inputs, targets) in mini-batches of ``logits``;
+    ``after_step`` runs after every optimizer step (a per-batch scheduler). Leaves the
+    model in eval mode and returns the epoch's mean loss."""
+    x, y = data
+    model.train()
+    perm = torch.randperm(len(x), generator=gen)
+    total = 0.0
+    for i in range(0, len(perm), batch):
+        idx = perm[i : i + batch]
+        opt.zero_grad()
+        loss = loss_fn(model.logits(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step()
+        total += loss.item() * len(idx)
+    model.eval()
+    return total / len(perm)
 
 
 def export_onnx(

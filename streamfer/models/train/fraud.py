@@ -19,6 +19,7 @@ from streamfer.models.train.common import (
     fmt,
     metadata,
     seed_everything,
+    train_epoch,
 )
 
 SEED = 7
@@ -65,24 +66,12 @@ def train(out_dir: Path = MODELS_DIR) -> dict[str, float]:
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))[:, None]
     loss_fn = nn.BCEWithLogitsLoss()  # unweighted: the score stays a calibrated P(fraud)
     for epoch in range(EPOCHS):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), BATCH):
-            idx = perm[i : i + BATCH]
-            opt.zero_grad()
-            loss = loss_fn(model.logits(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+        loss = train_epoch(model, opt, loss_fn, (xt, yt), BATCH, gen)
         sched.step()
-        model.eval()
         with torch.no_grad():
             sv = model(torch.from_numpy(xv)).numpy()[:, 0]
         auc = roc_auc(yv, sv)
-        print(
-            f"fraud | epoch {epoch + 1}/{EPOCHS} loss {total / len(perm):.4f} valid AUC {auc:.4f}"
-        )
+        print(f"fraud | epoch {epoch + 1}/{EPOCHS} loss {loss:.4f} valid AUC {auc:.4f}")
     path = out_dir / "fraud.onnx"
     meta = metadata("fraud", "fraud", ["fraud"])
     meta["streamfer.features"] = ",".join(FEATURE_NAMES)

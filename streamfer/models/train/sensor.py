@@ -18,6 +18,7 @@ from streamfer.models.train.common import (
     fmt,
     metadata,
     seed_everything,
+    train_epoch,
 )
 
 SEED = 11
@@ -70,23 +71,10 @@ def train(out_dir: Path = MODELS_DIR) -> dict[str, float]:
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(EPOCHS):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), BATCH):
-            idx = perm[i : i + BATCH]
-            opt.zero_grad()
-            loss = loss_fn(model.logits(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        model.eval()
+        loss = train_epoch(model, opt, loss_fn, (xt, yt), BATCH, gen, sched.step)
         with torch.no_grad():
             acc = float((model(torch.from_numpy(xv)).argmax(1).numpy() == yv).mean())
-        print(
-            f"sensor | epoch {epoch + 1}/{EPOCHS} loss {total / len(perm):.4f} valid acc {acc:.4f}"
-        )
+        print(f"sensor | epoch {epoch + 1}/{EPOCHS} loss {loss:.4f} valid acc {acc:.4f}")
     path = out_dir / "sensor.onnx"
     meta = metadata("sensor", "sensor", list(SENSOR_LABELS))
     export_onnx(model, torch.from_numpy(xv[:64]), path, "window", "probs", meta)

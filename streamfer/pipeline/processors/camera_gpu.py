@@ -3,13 +3,15 @@
 The consumer thread only reads headers (``prepare``: size limits, the
 ``capture-ts-ns``/``frame-seq`` headers; no decoding); the frames travel to the
 engine thread as encoded bytes. There :class:`GpuCameraInfer`, the stream's
-inference step, decodes and letterboxes the whole engine batch on the GPU
-(``streamfer.engines.gpu.GpuFramePreprocessor``: nvImageCodec, one kernel launch) straight
-into the TensorRT input and runs the engine on it (``infer_device``); only the
-outputs postprocessing needs come back. Frames the GPU path rejects come back
-as per-row errors with the CPU codec's reasons and go to the dead-letter topic;
-the letterbox geometry of every kept frame comes back with them, so boxes map
-to frame pixels exactly as on the CPU path.
+inference step, checks each frame's header as the CPU codec does
+(``camera_frames.gpu_frame``), then decodes and letterboxes the whole engine
+batch on the GPU (``streamfer.engines.gpu.GpuFramePreprocessor``: nvImageCodec, one
+kernel launch) straight into the TensorRT input and runs the engine on it
+(``infer_device``); only the outputs postprocessing needs come back. Frames the
+GPU path rejects (at the header, or at decode) come back as per-row errors with
+the CPU codec's reasons and go to the dead-letter topic; the letterbox geometry
+of every kept frame comes back with them, so boxes map to frame pixels exactly
+as on the CPU path.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from streamfer.pipeline.processors.base import (
     accepted,
 )
 from streamfer.pipeline.processors.camera import missing_capture_ts, with_frame
-from streamfer.streams.codecs.limits import check_size, int_header
+from streamfer.pipeline.processors.camera_frames import EncodedFrame, decode_failure, gpu_frame
+from streamfer.streams.codecs.limits import CodecLimits, check_size, int_header
 from streamfer.streams.records import RecordBatch
 
 FRAMES = "__frames__"  # feed: encoded frames (object array of EncodedFrame)
@@ -48,7 +51,7 @@ class FrameBatch(Protocol):
     kept: list[int]
     letterboxes: list[Letterbox]
     sizes: list[tuple[int, int]]
-    rejects: Sequence[Any]
+    failed: Sequence[Any]  # DecodeFailure: index, got
 
     def release(self) -> None: ...
 
@@ -61,7 +64,7 @@ class FramePreprocessor(Protocol):
     @property
     def is_active(self) -> bool: ...
 
-    def preprocess(self, frames: Sequence[Any], where: Sequence[str] | None = None) -> Any: ...
+    def preprocess(self, frames: Sequence[Any]) -> Any: ...
 
 
 class DeviceRunner(Protocol):
@@ -85,11 +88,16 @@ class GpuCameraInfer:
     """
 
     def __init__(
-        self, runner: DeviceRunner, preprocessor: FramePreprocessor, outputs: Sequence[str]
+        self,
+        runner: DeviceRunner,
+        preprocessor: FramePreprocessor,
+        outputs: Sequence[str],
+        limits: CodecLimits,
     ) -> None:
         self.runner = runner
         self.pre = preprocessor
         self.outputs = list(outputs)
+        self.limits = limits
         self.input_name = runner.input_specs[0].name
         self._shapes = {s.name: s for s in runner.output_specs}
 
@@ -100,14 +108,25 @@ class GpuCameraInfer:
             self.pre.activate()
         rejects = np.full(n, None, dtype=object)
         geometry = np.full(n, None, dtype=object)
-        batch = self.pre.preprocess(list(frames), where=[str(w) for w in where])
+        fed: list[int] = []  # the feed row of each frame handed to the preprocessor
+        ready = []
+        for i in range(n):
+            try:
+                ready.append(gpu_frame(frames[i], self.limits, where[i]))
+            except CodecError as exc:
+                rejects[i] = exc
+                continue
+            fed.append(i)
+        batch = self.pre.preprocess(ready)
         try:
-            for r in batch.rejects:
-                rejects[r.index] = CodecError(r.message, r.reason)
+            for f in batch.failed:
+                row, frame = fed[f.index], ready[f.index]
+                rejects[row] = decode_failure(where[row], frame, len(frame.data), f.got)
+            kept = [fed[k] for k in batch.kept]
             got: dict[str, np.ndarray] = {}
-            if batch.kept:
+            if kept:
                 got = self.runner.infer_device({self.input_name: batch.tensor}, self.outputs)
-            for row, lb, size in zip(batch.kept, batch.letterboxes, batch.sizes, strict=True):
+            for row, lb, size in zip(kept, batch.letterboxes, batch.sizes, strict=True):
                 geometry[row] = (lb, size)
         finally:
             batch.release()
@@ -117,7 +136,7 @@ class GpuCameraInfer:
             tail = rows.shape[1:] if rows is not None else self._tail(name)
             full = np.zeros((n, *tail), dtype=rows.dtype if rows is not None else np.float32)
             if rows is not None:
-                full[batch.kept] = rows
+                full[kept] = rows
             out[name] = full
         out[REJECTS] = rejects
         out[GEOMETRY] = geometry
@@ -147,8 +166,6 @@ class GpuCameraProcessor:
         self.preprocessor = preprocessor
 
     def prepare(self, batch: RecordBatch) -> Prepared:
-        from streamfer.engines.gpu import EncodedFrame
-
         rows: list[int] = []
         frames: list[Any] = []
         metas: list[tuple[int | None, int | None]] = []
@@ -179,7 +196,7 @@ class GpuCameraProcessor:
     def infer_with(self, runner: Any) -> GpuCameraInfer:
         """The inference step this processor needs instead of ``runner.infer``."""
         name = self.output_name or runner.output_specs[0].name
-        return GpuCameraInfer(runner, self.preprocessor, [name])
+        return GpuCameraInfer(runner, self.preprocessor, [name], self.limits)
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]

@@ -11,42 +11,26 @@ memory, or with ``state.enabled`` in the partition's state store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from streamfer.errors import CodecError, ConfigError
 from streamfer.pipeline.config import StreamConfig
-from streamfer.pipeline.postprocess import SensorPostprocessor
-from streamfer.pipeline.processors.base import (
-    Postprocessor,
-    Prepared,
-    Reject,
-    Result,
-    StateCodec,
-    StateView,
-    accepted,
-)
+from streamfer.pipeline.processors.base import Prepared, Reject, StateCodec, StateView, accepted
+from streamfer.pipeline.processors.sensor import SensorProcessor
 from streamfer.pipeline.windows import KeyWindows, KeyWindowsCodec, WindowAssembler
 from streamfer.streams.codecs.limits import fail
 from streamfer.streams.codecs.sample import decode_sample
 from streamfer.streams.records import RecordBatch
 
 
-class SampleProcessor:
-    """``kind: sensor-sample``: samples in, windows assembled per key, event class out."""
+class SampleProcessor(SensorProcessor):
+    """``kind: sensor-sample``: samples in, windows assembled per key, the sensor model's
+    event class out (model inputs, postprocessing and results as :class:`SensorProcessor`)."""
 
-    def __init__(
-        self,
-        stream: StreamConfig,
-        labels: Sequence[str],
-        input_name: str = "window",
-        output_name: str | None = "probs",
-        shape: tuple[int, int] = (100, 6),
-        post: Postprocessor | None = None,
-    ) -> None:
-        w = stream.windows
+    def _configure(self, stream: StreamConfig) -> None:
+        w, shape = stream.windows, self.shape
         if (w.size, w.channels) != shape:
             raise ConfigError(
                 f"{stream.name}.windows | size {w.size} x channels {w.channels}, the model "
@@ -55,9 +39,6 @@ class SampleProcessor:
             )
         self.assembler = WindowAssembler(w.size, w.hop, w.channels, int(w.reorder_ms * 1e6))
         self.codec = KeyWindowsCodec(w.size, w.channels)
-        self.input_name = input_name
-        self.shape = shape
-        self.post: Postprocessor = post or SensorPostprocessor(stream.sensor, labels, output_name)
         self._keys: dict[str, KeyWindows] = {}  # without a state store
 
     def prepare(self, batch: RecordBatch) -> Prepared:
@@ -133,6 +114,3 @@ class SampleProcessor:
                 view.put(key, state)
             states[key] = state
         return states
-
-    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
-        return self.post.results(outputs, metas)  # type: ignore[return-value]

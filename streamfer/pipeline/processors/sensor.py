@@ -36,6 +36,10 @@ class SensorProcessor:
         self.input_name = input_name
         self.shape = shape
         self.post: Postprocessor = post or SensorPostprocessor(stream.sensor, labels, output_name)
+        self._configure(stream)
+
+    def _configure(self, stream: StreamConfig) -> None:
+        """What a subclass builds from its stream's config once the model's side is set."""
 
     def prepare(self, batch: RecordBatch) -> Prepared:
         rows, windows, rejects = codec_rejects(batch, decode_sensor, self.limits)

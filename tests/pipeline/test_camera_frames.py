@@ -1,4 +1,5 @@
-"""The GPU path rejects what the CPU codec rejects, with the same reason and message."""
+"""The GPU path rejects what the CPU codec rejects, with the same reason and message,
+before anything reaches the GPU preprocessor (``processors.camera_frames``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamfer.engines.gpu.inspect import EncodedFrame, FrameInfo, inspect_frame, jpeg_is_complete
+from streamfer.engines.gpu import GpuFrame
 from streamfer.errors import CodecError
+from streamfer.pipeline.processors.camera_frames import EncodedFrame, gpu_frame, jpeg_is_complete
 from streamfer.streams.codecs import CodecLimits, decode_camera, encode_camera
+from streamfer.streams.codecs.camera import frame_info
 from streamfer.streams.records import Record
 
 LIMITS = CodecLimits(max_message_bytes=64_000, max_image_pixels=100 * 100)
@@ -42,11 +45,13 @@ def _cpu(data: bytes, ctype: bytes | None) -> CodecError | None:
     return None
 
 
-def _gpu(data: bytes, ctype: bytes | None) -> CodecError | FrameInfo:
+def _gpu(data: bytes, ctype: bytes | None) -> CodecError | tuple[str, int, int, int]:
+    """What the GPU path makes of a frame before the GPU: an error, or what it hands over."""
     try:
-        return inspect_frame(EncodedFrame(data, ctype), LIMITS, _record(data, ctype).coords)
+        frame = gpu_frame(EncodedFrame(data, ctype), LIMITS, _record(data, ctype).coords)
     except CodecError as exc:
         return exc
+    return frame.kind, frame.width, frame.height, frame.channels
 
 
 BAD = [
@@ -79,28 +84,30 @@ def test_header_rejects_match_the_cpu_codec(data: bytes, ctype: bytes | None, re
 
 
 @pytest.mark.parametrize(
-    ("data", "ctype", "info"),
+    ("data", "ctype", "handed"),
     [
-        (_jpeg(36, 64), None, FrameInfo("jpeg", 64, 36, 3)),
-        (_jpeg(36, 64), b"image/jpg", FrameInfo("jpeg", 64, 36, 3)),
-        (_png(20, 30), b" IMAGE/PNG ", FrameInfo("png", 30, 20, 3)),
-        (b"\x00" * 24, RAW.format("2,4,3", "uint8").encode(), FrameInfo("raw", 4, 2, 3, (2, 4, 3))),
-        (b"\x00" * 8, RAW.format("2,4,1", "uint8").encode(), FrameInfo("raw", 4, 2, 1, (2, 4, 1))),
+        (_jpeg(36, 64), None, ("jpeg", 64, 36, 3)),
+        (_jpeg(36, 64), b"image/jpg", ("jpeg", 64, 36, 3)),
+        (_png(20, 30), b" IMAGE/PNG ", ("raw", 30, 20, 3)),  # decoded on the host
+        (b"\x00" * 24, RAW.format("2,4,3", "uint8").encode(), ("raw", 4, 2, 3)),
+        (b"\x00" * 8, RAW.format("2,4,1", "uint8").encode(), ("raw", 4, 2, 1)),
     ],
 )
-def test_good_frames_are_described_without_decoding(
-    data: bytes, ctype: bytes | None, info: FrameInfo
+def test_good_frames_go_to_the_gpu_with_their_header_size(
+    data: bytes, ctype: bytes | None, handed: tuple[str, int, int, int]
 ) -> None:
     assert _cpu(data, ctype) is None
-    assert _gpu(data, ctype) == info
+    assert _gpu(data, ctype) == handed
 
 
-def test_a_truncated_jpeg_passes_the_header_and_is_left_to_the_decoder() -> None:
-    """Its header is intact: only the decoder can tell, on either path (corrupt_image)."""
+def test_a_truncated_jpeg_passes_the_header_and_is_refused_before_the_gpu() -> None:
+    """Its header is intact: only the decoder can tell on the CPU path, and nvJPEG would
+    not (it fills the gap), so the GPU path refuses it first (corrupt_image on both)."""
     data = _jpeg(64, 64)[:300]
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None
-    assert _gpu(data, None) == FrameInfo("jpeg", 64, 64, 3)
-    cpu = _cpu(data, None)
+    assert frame_info(data, None, LIMITS, "w")[:3] == ("jpeg", 64, 64)
+    gpu, cpu = _gpu(data, None), _cpu(data, None)
+    assert isinstance(gpu, CodecError) and gpu.reason == "corrupt_image"
     assert cpu is not None and cpu.reason == "corrupt_image"
 
 
@@ -110,11 +117,13 @@ def test_a_truncated_jpeg_passes_the_header_and_is_left_to_the_decoder() -> None
 )
 @settings(max_examples=300, deadline=None)
 def test_any_reject_before_decode_is_the_cpu_codecs(data: bytes, ctype: bytes | None) -> None:
-    """Where the header checks reject, the CPU codec rejects alike; where they pass, the
-    CPU codec either decodes or finds the pixels corrupt."""
+    """Where the GPU path rejects before the GPU, the CPU codec rejects alike (with the
+    same message at the header, the same reason at decode); where it passes, the CPU codec
+    either decodes or finds the pixels corrupt."""
     cpu, gpu = _cpu(data, ctype), _gpu(data, ctype)
     if isinstance(gpu, CodecError):
-        assert cpu is not None and (gpu.reason, str(gpu)) == (cpu.reason, str(cpu))
+        assert cpu is not None and gpu.reason == cpu.reason
+        assert "image decode gave" in str(gpu) or str(gpu) == str(cpu)
     else:
         assert cpu is None or cpu.reason == "corrupt_image"
 
@@ -143,3 +152,51 @@ def test_an_eoi_before_the_scan_does_not_count() -> None:
     assert jpeg_is_complete(with_thumb) and _opencv_decodes(with_thumb)
     cut = with_thumb[: len(with_thumb) - 40]
     assert not jpeg_is_complete(cut) and not _opencv_decodes(cut)
+
+
+def _where(data: bytes, ctype: bytes | None) -> str:
+    return _record(data, ctype).coords
+
+
+def test_what_the_gpu_preprocessor_is_handed() -> None:
+    """JPEGs go as they are, raw frames as their pixels, PNGs decoded as the CPU codec
+    decodes them: the preprocessor gets plain values, checked here."""
+    jpeg, png = _jpeg(36, 64), _png(20, 30)
+    raw = RAW.format("2,4,1", "uint8").encode()
+    assert gpu_frame(EncodedFrame(jpeg), LIMITS, "w") == GpuFrame(jpeg, "jpeg", 64, 36)
+    assert gpu_frame(EncodedFrame(b"\x07" * 8, raw), LIMITS, "w") == GpuFrame(
+        b"\x07" * 8, "raw", 4, 2, 1
+    )
+    got = gpu_frame(EncodedFrame(png, b"image/png"), LIMITS, "w")
+    assert got[1:] == ("raw", 30, 20, 3)
+    cpu = decode_camera(_record(png, b"image/png"), LIMITS).image
+    assert isinstance(got.data, np.ndarray) and np.array_equal(got.data, cpu)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [_jpeg(64, 64)[:300], _png(20, 30)[:-40]],
+    ids=["jpeg cut short", "png cut short"],
+)
+def test_frames_cut_short_are_corrupt_before_the_gpu(data: bytes) -> None:
+    """nvJPEG would decode a cut JPEG (filling the gap): it is refused here instead, as the
+    CPU codec refuses it (corrupt_image), with the size the header promised."""
+    where = _where(data, None)
+    with pytest.raises(CodecError) as err:
+        gpu_frame(EncodedFrame(data), LIMITS, where)
+    assert err.value.reason == "corrupt_image"
+    cpu = _cpu(data, None)
+    assert cpu is not None and cpu.reason == "corrupt_image"
+    size = "64x64" if data[:2] == b"\xff\xd8" else "30x20"
+    assert str(err.value) == (
+        f"{where} | image decode gave nothing ({len(data)} bytes). "
+        f"Note: expected a decodable {size} image"
+    )
+
+
+@pytest.mark.parametrize(("data", "ctype", "reason"), BAD[:6])
+def test_header_rejects_reach_no_gpu(data: bytes, ctype: bytes | None, reason: str) -> None:
+    cpu = _cpu(data, ctype)
+    with pytest.raises(CodecError) as err:
+        gpu_frame(EncodedFrame(data, ctype), LIMITS, _where(data, ctype))
+    assert cpu is not None and (err.value.reason, str(err.value)) == (reason, str(cpu))

@@ -18,7 +18,7 @@ from typing import Literal
 
 from streamfer.errors import ConfigError, StreamError
 from streamfer.streams.client import Compression, ProducerOptions
-from streamfer.streams.feeds import Message
+from streamfer.streams.local.feeds import Message
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
 

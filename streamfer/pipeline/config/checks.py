@@ -9,16 +9,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, get_args
 
-from streamfer.pipeline.config_problems import Problem
+from streamfer.engines.versions import select
+from streamfer.errors import EngineError
+from streamfer.pipeline.config import plugins
+from streamfer.pipeline.config.kafka import KafkaConfig
+from streamfer.pipeline.config.model import ModelConfig
+from streamfer.pipeline.config.problems import Problem
+from streamfer.pipeline.config.stream import Kind, StreamConfig
+from streamfer.streams.settings import SaslMechanism
 
 STATEFUL_KINDS: tuple[str, ...] = ("transaction", "sensor-sample")  # processors with per-key state
 _STATEFUL_METHODS = ("state_codec", "prepare_with_state")  # StatefulProcessor's
 _STATEFUL_PLUGIN = "kind: custom with a StatefulProcessor (state_codec, prepare_with_state)"
-
-if TYPE_CHECKING:
-    from streamfer.pipeline.config import KafkaConfig, Kind, ModelConfig, StreamConfig
 
 TOPIC_MAX_LENGTH = 249  # Kafka's limit on a topic name
 _TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]")
@@ -155,8 +159,6 @@ def plugin_problems(i: int, s: StreamConfig) -> Iterator[Problem]:
 
     Imports the plug-in's module (its code runs, as it would at start) but builds nothing.
     """
-    from streamfer.pipeline.processors import plugins
-
     loc = f"streams[{i}]"
     if s.kind == "custom" and s.processor is None:
         yield Problem(
@@ -208,16 +210,22 @@ def plugin_problems(i: int, s: StreamConfig) -> Iterator[Problem]:
             )
 
 
+# keys no two streams may share: the problem (given the first stream's index) and the rule
+_UNIQUE = {
+    "name": ("duplicate of streams[{}].name", "unique names"),
+    "input_topic": ("already consumed by streams[{}]", "one stream per input topic"),
+}
+
+
 def reference_problems(
     raw_streams: Sequence[Any], model_names: Sequence[str] | None
 ) -> Iterator[Problem]:
     """Checks that need only a few raw values, so they run even on streams that failed."""
-    seen_names: dict[str, int] = {}
-    seen_inputs: dict[str, int] = {}
+    first: dict[str, dict[str, int]] = {key: {} for key in _UNIQUE}  # value -> first stream
     for i, s in enumerate(raw_streams):
         if not isinstance(s, Mapping):
             continue
-        model, name, topic = s.get("model"), s.get("name"), s.get("input_topic")
+        model = s.get("model")
         if model_names is not None and isinstance(model, str) and model not in model_names:
             yield Problem(f"streams[{i}].model", "unknown model", model, sorted(model_names))
         shadow = s.get("shadow")
@@ -229,24 +237,13 @@ def reference_problems(
             elif shadow_model == model:
                 yield Problem(f"streams[{i}].shadow.model", "the stream's own model",
                               shadow_model, ["another model"])  # fmt: skip
-        if isinstance(name, str):
-            if name in seen_names:
-                yield Problem(
-                    f"streams[{i}].name",
-                    f"duplicate of streams[{seen_names[name]}].name",
-                    name,
-                    ["unique names"],
-                )
-            seen_names.setdefault(name, i)
-        if isinstance(topic, str):
-            if topic in seen_inputs:
-                yield Problem(
-                    f"streams[{i}].input_topic",
-                    f"already consumed by streams[{seen_inputs[topic]}]",
-                    topic,
-                    ["one stream per input topic"],
-                )
-            seen_inputs.setdefault(topic, i)
+        for key, (problem, allowed) in _UNIQUE.items():
+            value, seen = s.get(key), first[key]
+            if isinstance(value, str):
+                if value in seen:
+                    yield Problem(f"streams[{i}].{key}", problem.format(seen[value]), value,
+                                  [allowed])  # fmt: skip
+                seen.setdefault(value, i)
 
 
 def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
@@ -256,7 +253,7 @@ def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
             "kafka.sasl_mechanism",
             f"required with security_protocol {k.security_protocol}",
             None,
-            ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+            list(get_args(SaslMechanism)),
         )
     has_password = k.sasl_password is not None or k.sasl_password_file is not None
     if sasl and (k.sasl_username is None or not has_password):
@@ -287,9 +284,6 @@ def kafka_problems(k: KafkaConfig) -> Iterator[Problem]:
 
 
 def model_problems(name: str, m: ModelConfig) -> Iterator[Problem]:
-    from streamfer.engines.versions import select
-    from streamfer.errors import EngineError
-
     if not m.path.is_file() and not m.path.is_dir():
         yield Problem(
             f"models.{name}.path", "file not found", str(m.path),

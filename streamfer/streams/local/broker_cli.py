@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from streamfer.streams.broker import DEFAULT_CACHE_DIR, DEFAULT_PORT, LocalBroker
+from streamfer.streams.local.broker import DEFAULT_CACHE_DIR, DEFAULT_PORT, LocalBroker
 
 _port = click.option(
     "--port",

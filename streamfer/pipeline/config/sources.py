@@ -24,7 +24,8 @@ import yaml
 from pydantic import BaseModel
 
 from streamfer.errors import ConfigError
-from streamfer.pipeline.config import PipelineConfig, parse_config, read_config
+from streamfer.pipeline.config.load import parse_config, read_config
+from streamfer.pipeline.config.pipeline import PipelineConfig
 from streamfer.streams.bootstrap import resolve_bootstrap
 
 ENV_PREFIX = "STREAMFER__"
@@ -86,7 +87,7 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> list[EnvOverride]
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX):
             continue
-        section, sep, key = name[len(ENV_PREFIX):].lower().partition("__")
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
         model = known.get(section)
         if model is None or not sep:
             raise ConfigError(
@@ -208,9 +209,7 @@ def is_secret(key: str | int) -> bool:
 def masked(node: Any) -> Any:
     """``node`` with the value of every secret key (at any depth) replaced by ``***``."""
     if isinstance(node, dict):
-        return {
-            k: (MASK if is_secret(k) and v is not None else masked(v)) for k, v in node.items()
-        }
+        return {k: (MASK if is_secret(k) and v is not None else masked(v)) for k, v in node.items()}
     if isinstance(node, list):
         return [masked(v) for v in node]
     return node
