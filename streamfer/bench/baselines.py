@@ -7,22 +7,22 @@ runtime inside:
 * pass-through: consume 1,000 and produce the same key, value and headers, no
   model. The ceiling of this client on this machine.
 * plain batch loop: consume 500 → ``json.loads`` each → featurize each → one
-  model call for the batch → build each decision, ``json.dumps`` it → produce
-  → ``flush()`` → synchronous commit of the batch's offsets.
+  model call for the batch → encode the decisions → produce → ``flush()`` →
+  synchronous commit of the batch's offsets.
 * tuned batch loop: consume 1,000 → ``orjson.loads`` each → featurize each →
-  one model call → build each decision, ``orjson.dumps`` it → produce with a
-  delivery callback that counts the batch's acknowledgements; no flush per
-  batch: a batch's offsets are committed (asynchronously) once all its
-  decisions, and those of every batch before it, are acknowledged.
+  one model call → encode the decisions → produce with a delivery callback
+  that counts the batch's acknowledgements; no flush per batch: a batch's
+  offsets are committed (asynchronously) once all its decisions, and those of
+  every batch before it, are acknowledged.
 
 All three are at-least-once: no input offset is committed before its output
 is acknowledged by the broker, and a failed delivery stops the loop with
 nothing after it committed. The model loops use the config's featurizer,
-model file, engine target and thresholds, and write decisions in
-:func:`streamfer.pipeline.postprocess.build_decision`'s shape (latencies null), so their
-results equal streamfer's for the same records. Unlike streamfer they do not
-validate fields or dead-letter bad input: a record that does not decode stops
-the loop (nothing after it committed).
+model file, engine target and thresholds, and encode their decisions with
+streamfer's own encoder (:class:`streamfer.pipeline.decisions.DecisionEncoder`, latencies
+null: they measure none), so their documents are streamfer's for the same records.
+Unlike streamfer they do not validate fields or dead-letter bad input: a record
+that does not decode stops the loop (nothing after it committed).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
@@ -43,14 +43,8 @@ from streamfer.engines.select import create_runner
 from streamfer.errors import StreamError
 from streamfer.models.features import FraudFeaturizer
 from streamfer.pipeline.config import PipelineConfig
-from streamfer.pipeline.postprocess import (
-    SCHEMA,
-    FraudPostprocessor,
-    ModelIdentity,
-    build_decision,
-    key_text,
-)
-from streamfer.streams.codecs.decision import LATENCY_STAGES
+from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity
+from streamfer.pipeline.postprocess import FraudPostprocessor
 
 log = logging.getLogger(__name__)
 
@@ -147,23 +141,26 @@ class FraudModel:
     input_name: str
     post: FraudPostprocessor
     identity: ModelIdentity
+    encoder: DecisionEncoder
 
     @classmethod
     def of(cls, cfg: PipelineConfig, runner: Runner) -> FraudModel:
         """``runner`` must be active (its specs and metadata are read here)."""
         stream = cfg.streams[0]
         meta = runner.metadata
+        identity = ModelIdentity(
+            meta.get("streamfer.name", runner.name),
+            meta.get("streamfer.version", "unknown"),
+            runner.info.kind,
+            runner.info.precision,
+        )
         return cls(
             stream.name,
             runner,
             runner.input_specs[0].name,
             FraudPostprocessor(stream.fraud),
-            ModelIdentity(
-                meta.get("streamfer.name", runner.name),
-                meta.get("streamfer.version", "unknown"),
-                runner.info.kind,
-                runner.info.precision,
-            ),
+            identity,
+            DecisionEncoder(stream.name, "transaction", identity),
         )
 
     def scores(
@@ -172,6 +169,30 @@ class FraudModel:
         """Featurize each, one model call for all, one ``{fraud_score, action}`` per input."""
         outputs = self.runner.infer({self.input_name: featurizer.transform_many(txs)})
         return self.post.results(outputs, txs)
+
+    def decisions(self, msgs: Sequence[Message], results: Sequence[Mapping[str, Any]],
+                  batch_size: int | None = None) -> list[bytes]:  # fmt: skip
+        """The decision documents of ``msgs`` (one result each), as streamfer encodes them:
+        one segment per run of messages from one partition; StreamError for a result
+        that does not encode (the loop stops)."""
+        size = len(msgs) if batch_size is None else batch_size
+        out: list[bytes] = []
+        start = 0
+        while start < len(msgs):
+            partition = msgs[start].partition() or 0
+            end = start + 1
+            while end < len(msgs) and msgs[end].partition() == partition:
+                end += 1
+            run = msgs[start:end]
+            for doc in self.encoder.encode_segment(
+                run[0].topic() or "", partition, [m.offset() or 0 for m in run],
+                [m.key() for m in run], results[start:end], None, None, size, None,
+            ):  # fmt: skip
+                if not isinstance(doc, bytes):
+                    raise StreamError(str(doc))
+                out.append(doc)
+            start = end
+        return out
 
 
 def baseline_runner(cfg: PipelineConfig, max_batch: int = TUNED_BATCH) -> Runner:
@@ -189,18 +210,6 @@ def baseline_runner(cfg: PipelineConfig, max_batch: int = TUNED_BATCH) -> Runner
         max_batch=max_batch,
         intra_op_threads=model.intra_op_threads or 1,
     )
-
-
-class _Source(NamedTuple):
-    """The record coordinates ``build_decision`` reads."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-
-
-_NO_LATENCY: dict[str, float | None] = dict.fromkeys(LATENCY_STAGES)
 
 
 def _next_offsets(msgs: Sequence[Message]) -> dict[tuple[str, int], int]:
@@ -382,15 +391,9 @@ def run_plain_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
             if not msgs:
                 continue
             txs = [json.loads(m.value() or b"") for m in msgs]
-            for m, result in zip(msgs, model.scores(featurizer, txs), strict=True):
-                source = _Source(m.topic() or "", m.partition() or 0, m.offset() or 0, m.key())
-                decision = build_decision(
-                    stream=model.stream, kind="transaction", record=source,
-                    model=model.identity, result=result, batch_size=len(msgs),
-                    latency_ms=_NO_LATENCY,
-                )  # fmt: skip
-                value = json.dumps(decision, separators=(",", ":")).encode()
-                producer.produce(job.out_topic, value, source.key, on_delivery=on_delivery)
+            values = model.decisions(msgs, model.scores(featurizer, txs))
+            for m, value in zip(msgs, values, strict=True):
+                producer.produce(job.out_topic, value, m.key(), on_delivery=on_delivery)
             left = producer.flush(job.timeout_s)
             if left or failed:
                 raise StreamError(
@@ -412,10 +415,7 @@ def run_tuned_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
     consumer, producer = tuning.clients(job)
     featurizer = FraudFeaturizer()
     commits = AckedCommits(consumer, job.out_topic)
-    ident = model.identity
-    model_doc = {"name": ident.name, "version": ident.version, "engine": ident.engine,
-                 "precision": ident.precision}  # fmt: skip
-    out, stream, loads, dumps = job.out_topic, model.stream, orjson.loads, orjson.dumps
+    out, loads = job.out_topic, orjson.loads
     produce = producer.produce
     clock = _Clock(job, "tuned batch loop")
     done = 0
@@ -425,18 +425,11 @@ def run_tuned_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel,
             clock.tick(done, len(msgs))
             if msgs:
                 txs = [loads(m.value() or b"") for m in msgs]
-                results = model.scores(featurizer, txs)
+                values = model.decisions(msgs, model.scores(featurizer, txs))
                 on_delivery = commits.track(msgs)
                 size = len(msgs)
-                for m, result in zip(msgs, results, strict=True):
+                for m, value in zip(msgs, values, strict=True):
                     key = m.key()
-                    value = dumps({
-                        "schema": SCHEMA, "stream": stream, "kind": "transaction",
-                        "source": {"topic": m.topic(), "partition": m.partition(),
-                                   "offset": m.offset(), "key": key_text(key)},
-                        "model": model_doc, "result": result, "batch_size": size,
-                        "latency_ms": _NO_LATENCY,
-                    })  # fmt: skip
                     try:
                         produce(out, value, key, on_delivery=on_delivery)
                     except BufferError:

@@ -53,7 +53,6 @@ CAMERA_INPUT = 256  # the reference detector's input (streamfer.input_size in it
 
 Say = Callable[[str], None]
 STAGES = ("kafka I/O", "decode", "preprocess", "inference", "postprocess", "publish")
-DECISION_STAGES = ("broker", "queue", "preprocess", "infer", "postprocess", "publish", "e2e")
 WORK_STAGES = ("preprocess", "infer", "postprocess")  # broker/queue/e2e only say "backlog" here
 
 
@@ -137,14 +136,10 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
                 ) -> dict[str, int]:  # fmt: skip
     """The camera path's work on one thread, timed per stage (ns in total over ``n`` frames)."""
     from streamfer.engines.select import create_runner
-    from streamfer.pipeline.postprocess import (
-        DetectionPostprocessor,
-        ModelIdentity,
-        build_decision,
-        labels_from_metadata,
-    )
+    from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity, SegmentTiming
+    from streamfer.pipeline.postprocess import DetectionPostprocessor, labels_from_metadata
     from streamfer.pipeline.processors.camera import CameraProcessor, camera_input
-    from streamfer.streams.codecs import decode_camera, encode_decision
+    from streamfer.streams.codecs import decode_camera
 
     stream = cfg.streams[0]
     mcfg = cfg.models[stream.model]
@@ -162,7 +157,8 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
         output_name = runner.output_specs[0].name
         pre = CameraProcessor(stream, labels, size, threads=1, output_name=output_name)
         limits, post = pre.limits, DetectionPostprocessor(stream.detection, labels, output_name)
-        ident = ModelIdentity.of(stream.model, runner)
+        encoder = DecisionEncoder(stream.name, "camera", ModelIdentity.of(stream.model, runner))
+        zero = SegmentTiming(0.0, 0.0, 0.0, 0.0)
         name = runner.input_specs[0].name
         pending: list[tuple[Record, np.ndarray, Any]] = []
 
@@ -175,10 +171,8 @@ def stage_split(bootstrap: str, in_topic: str, cfg: PipelineConfig, n: int, grou
             results = post.results(out, [p[2] for p in pending])
             d = time.perf_counter_ns()
             for (rec, _, _), res in zip(pending, results, strict=True):
-                doc = build_decision(stream=stream.name, kind="camera", record=rec, model=ident,
-                                     result=res, batch_size=len(pending),
-                                     latency_ms=dict.fromkeys(DECISION_STAGES, 0.0))  # fmt: skip
-                producer.send(stream.output_topic, key=rec.key, value=encode_decision(doc))
+                doc = encoder.encode(rec, res, batch_size=len(pending), broker_ms=0.0, timing=zero)
+                producer.send(stream.output_topic, key=rec.key, value=doc)
             e = time.perf_counter_ns()
             t["preprocess"] += b - a
             t["inference"] += c - b

@@ -16,7 +16,8 @@ import numpy as np
 from streamfer.engines.base import Runner
 from streamfer.engines.select import create_runner
 from streamfer.pipeline.config import PipelineConfig
-from streamfer.pipeline.postprocess import FraudPostprocessor, ModelIdentity, build_decision
+from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity, SegmentTiming
+from streamfer.pipeline.postprocess import FraudPostprocessor
 from streamfer.streams.records import Record
 
 
@@ -36,7 +37,7 @@ def fraud_runner(cfg: PipelineConfig) -> Runner:
 def fraud_handler(cfg: PipelineConfig, runner: Runner) -> Callable[[Any], bytes]:
     """``handle(kafka-python ConsumerRecord) -> decision bytes`` on an active ``runner``."""
     from streamfer.models.features import FraudFeaturizer
-    from streamfer.streams.codecs import decode_transaction, encode_decision
+    from streamfer.streams.codecs import decode_transaction
 
     stream = cfg.streams[0]
     limits = stream.limits.codec_limits()
@@ -49,6 +50,7 @@ def fraud_handler(cfg: PipelineConfig, runner: Runner) -> Callable[[Any], bytes]
         runner.info.kind,
         runner.info.precision,
     )
+    encoder = DecisionEncoder(stream.name, stream.kind, ident)
 
     def handle(msg: Any) -> bytes:
         t0 = time.perf_counter_ns()
@@ -62,23 +64,17 @@ def fraud_handler(cfg: PipelineConfig, runner: Runner) -> Callable[[Any], bytes]
         outputs = runner.infer({input_name: row})
         t2 = time.perf_counter_ns()
         result = post.results(outputs, [{"tx_id": tx.get("tx_id")}])[0]
-        decision = build_decision(
-            stream=stream.name,
-            kind=stream.kind,
-            record=rec,
-            model=ident,
-            result=result,
+        return encoder.encode(
+            rec,
+            result,
             batch_size=1,
-            latency_ms={
-                "broker": max(0.0, rec.consumed_wall_ms - rec.timestamp_ms),
-                "queue": 0.0,
-                "preprocess": (t1 - t0) / 1e6,
-                "infer": (t2 - t1) / 1e6,
-                "postprocess": (time.perf_counter_ns() - t2) / 1e6,
-                "publish": None,
-                "e2e": None,
-            },
+            broker_ms=max(0.0, rec.consumed_wall_ms - rec.timestamp_ms),
+            timing=SegmentTiming(
+                queue_ms=0.0,
+                preprocess_ms=(t1 - t0) / 1e6,
+                infer_ms=(t2 - t1) / 1e6,
+                postprocess_ms=(time.perf_counter_ns() - t2) / 1e6,
+            ),
         )
-        return encode_decision(decision)
 
     return handle

@@ -385,10 +385,10 @@ def _notes(opts: ScoringOptions, after: Machine, rk: RdkafkaTuning) -> list[str]
         "produce and wait for the ack, commit synchronously; runs on the first "
         f"{opts.records_for(NAIVE):,} of the same records (context only).",
         PLAIN: f"plain-loop: confluent-kafka, consume {PLAIN_BATCH} → json.loads each → "
-        "FraudFeaturizer.transform each → one model call → build_decision + json.dumps each → "
+        "FraudFeaturizer.transform each → one model call → DecisionEncoder per partition run → "
         "produce → flush() → synchronous commit of the batch's offsets.",
         TUNED: f"tuned-loop: confluent-kafka, consume {TUNED_BATCH:,} → orjson.loads each → "
-        "featurize each → one model call → decision dict + orjson.dumps each → produce with a "
+        "featurize each → one model call → DecisionEncoder per partition run → produce with a "
         "per-batch delivery callback counting acks; no flush per batch; a batch's offsets "
         "committed (async) once its decisions and every earlier batch's are acked.",
         STATEFUL: "stateful-loop: confluent-kafka, consume 1 → orjson.loads → "

@@ -26,7 +26,6 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from streamfer.bench.baselines import (
-    _NO_LATENCY,
     FraudModel,
     Job,
     RdkafkaTuning,
@@ -37,7 +36,6 @@ from streamfer.bench.baselines import (
 from streamfer.bench.passthrough import LoopResult
 from streamfer.errors import StreamError
 from streamfer.models.features import CARD_CODEC, FraudFeaturizer
-from streamfer.pipeline.postprocess import SCHEMA, key_text
 
 COMMIT_INTERVAL_S = 0.2  # the pipeline config's default commit interval
 
@@ -55,10 +53,7 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
             failed.append(err)
 
     featurizer = FraudFeaturizer()
-    ident = model.identity
-    model_doc = {"name": ident.name, "version": ident.version, "engine": ident.engine,
-                 "precision": ident.precision}  # fmt: skip
-    out, stream, loads, dumps = job.out_topic, model.stream, orjson.loads, orjson.dumps
+    out, loads = job.out_topic, orjson.loads
     encode = CARD_CODEC.encode
     infer, post, input_name = model.runner.infer, model.post, model.input_name
     consumed: dict[tuple[str, int], int] = {}
@@ -77,15 +72,8 @@ def run_stateful_loop(job: Job, tuning: RdkafkaTuning, model: FraudModel, change
                 if state is not None:  # always: it forgets cards only past max_cards
                     _produce(producer, changelog, encode(state), card_id.encode(), on_delivery)
                 (result,) = post.results(infer({input_name: feats}), [tx])
-                key = m.key()
-                value = dumps({
-                    "schema": SCHEMA, "stream": stream, "kind": "transaction",
-                    "source": {"topic": m.topic(), "partition": m.partition(),
-                               "offset": m.offset(), "key": key_text(key)},
-                    "model": model_doc, "result": result, "batch_size": 1,
-                    "latency_ms": _NO_LATENCY,
-                })  # fmt: skip
-                _produce(producer, out, value, key, on_delivery)
+                (value,) = model.decisions([m], [result])
+                _produce(producer, out, value, m.key(), on_delivery)
                 consumed[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
                 done += 1
             producer.poll(0)

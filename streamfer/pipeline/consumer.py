@@ -43,7 +43,6 @@ from streamfer.pipeline.outlet import Outlet
 from streamfer.pipeline.processors import Prepared, Processor
 from streamfer.pipeline.processors.checks import PreparedCheck
 from streamfer.pipeline.readiness import BrokerWatch, LagReporter, PartitionsSettled, safe_lag
-from streamfer.pipeline.stats import StatsBook
 from streamfer.pipeline.topics import ensure_output_topics, message_limits
 from streamfer.pipeline.worker import EngineWorker
 from streamfer.streams.admin import topic_partitions
@@ -104,7 +103,6 @@ class ConsumerLoop:
         engine: threading.Thread,
         outlet: Outlet,
         recorder: StreamRecorder,
-        book: StatsBook,
         watching: Watching,
         stop: threading.Event,
         stop_now: threading.Event,
@@ -113,7 +111,7 @@ class ConsumerLoop:
         self.config, self.stream, self.name = config, stream, stream.name
         self.source, self.sink = source, sink
         self.preparing, self.inbox, self.worker, self.engine = preparing, inbox, worker, engine
-        self.outlet, self.recorder, self.book = outlet, recorder, book
+        self.outlet, self.recorder = outlet, recorder
         self.watching, self.on_fatal = watching, on_fatal
         self.stop = stop
         self.stop_now = stop_now  # with stop: abandon what is queued, do not drain
@@ -197,8 +195,6 @@ class ConsumerLoop:
     def _hand_over(self, batch: RecordBatch) -> None:
         n = len(batch)
         self.recorder.consumed(n)
-        self.book.consumed(n)
-        self.recorder.observe_stage_many("broker", batch.broker_ms() / 1e3)
         processor, check, reason, state = (
             self.preparing.processor, self.preparing.check, self.preparing.error_reason,
             self.preparing.state,
@@ -227,8 +223,7 @@ class ConsumerLoop:
         """Rows that ended in ``prepare``: absorbed into state, or dropped (e.g. late)."""
         batch = prepared.batch
         if prepared.absorbed is not None and len(prepared.absorbed) and batch.span is not None:
-            n = self.outlet.tracker.resolve_rows(batch.span, prepared.absorbed)
-            self.book.absorbed(n)
+            self.outlet.absorbed(batch, prepared.absorbed)
         for reason, rows in (prepared.dropped or {}).items():
             if len(rows):
                 self.outlet.dropped(batch, rows, reason)

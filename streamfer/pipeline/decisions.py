@@ -1,4 +1,8 @@
-"""Decision documents (``streamfer.decision.v1``) encoded a segment at a time.
+"""Decision documents (``streamfer.decision.v1``): the one encoder of a decision.
+
+Every decision streamfer writes, and every decision the benchmarks' own loops
+write, is encoded here (its schema and validator are
+``streamfer.streams.codecs.decision``, which also holds the schema id).
 
 Most of a decision is the same for every record of one engine batch from one
 partition: the stream, kind, model identity, source topic and partition, the
@@ -12,9 +16,11 @@ much as encoding the result alone. The output follows
 for the engine, preprocessing excluded), ``preprocess``, ``infer`` and
 ``postprocess`` are measured before the decision is written; ``publish`` and
 ``e2e`` end at the broker's acknowledgement of the decision itself, which a
-document cannot contain: they are null here and measured in
+document cannot contain: they are always null here and measured in
 ``streamfer_stage_latency_seconds{stage="publish"}``,
-``streamfer_e2e_latency_seconds`` and the run summaries.
+``streamfer_e2e_latency_seconds`` and the run summaries (e2e is defined in
+:mod:`streamfer.streams.acks`). A segment encoded without timing (the
+benchmark baselines, which measure none) has every latency null.
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from streamfer.errors import CodecError
+from streamfer.streams.codecs.decision import SCHEMA_ID as SCHEMA
 
 if TYPE_CHECKING:
     from streamfer.engines.base import Runner
-
-SCHEMA = "streamfer.decision.v1"
+    from streamfer.streams.records import Record
 
 _encode = msgspec.json.Encoder().encode
 _KEY_CACHE = 100_000  # keys whose JSON is kept (then forgotten all at once)
@@ -82,6 +88,24 @@ def _ms(value: float) -> bytes:
     return b"%.3f" % max(0.0, value)
 
 
+def _latency_rest(timing: SegmentTiming | None) -> bytes:
+    """The latencies after ``broker`` (shared by a segment's records)."""
+    if timing is None:
+        return b',"queue":null,"preprocess":null,"infer":null,"postprocess":null,' \
+            b'"publish":null,"e2e":null}'
+    return (
+        b',"queue":'
+        + _ms(timing.queue_ms)
+        + b',"preprocess":'
+        + _ms(timing.preprocess_ms)
+        + b',"infer":'
+        + _ms(timing.infer_ms)
+        + b',"postprocess":'
+        + _ms(timing.postprocess_ms)
+        + b',"publish":null,"e2e":null}'
+    )
+
+
 class DecisionEncoder:
     """Encodes the decisions of one stream (one per stream; used by its engine thread only:
     it keeps the JSON of recent keys)."""
@@ -114,28 +138,18 @@ class DecisionEncoder:
         keys: Sequence[bytes | None],
         results: Sequence[Mapping[str, Any]],
         extras: Sequence[Mapping[str, Any] | None] | None,
-        broker_ms: Sequence[float],
+        broker_ms: Sequence[float] | None,
         batch_size: int,
-        timing: SegmentTiming,
+        timing: SegmentTiming | None,
     ) -> list[bytes | CodecError]:
         """One document per record; a CodecError (``bad_decision``) for a result that is
-        not JSON or holds NaN/infinity. ``broker_ms`` must not be negative."""
+        not JSON or holds NaN/infinity. ``broker_ms`` must not be negative; ``timing``
+        None: no latency measured (``broker_ms`` is then not read)."""
         prefix = self._head + _encode(topic) + b',"partition":%d,"offset":' % partition
-        tail = (
-            b',"batch_size":%d,"latency_ms":{"broker":' % batch_size,
-            b',"queue":'
-            + _ms(timing.queue_ms)
-            + b',"preprocess":'
-            + _ms(timing.preprocess_ms)
-            + b',"infer":'
-            + _ms(timing.infer_ms)
-            + b',"postprocess":'
-            + _ms(timing.postprocess_ms)
-            + b',"publish":null,"e2e":null}',
-        )
+        broker_tail = b',"batch_size":%d,"latency_ms":{"broker":' % batch_size
+        rest = _latency_rest(timing)
         model = self._model
         keyed = self._key_json
-        broker_tail, rest = tail
         out: list[bytes | CodecError] = []
         for i, offset in enumerate(offsets):
             result = results[i]
@@ -180,13 +194,34 @@ class DecisionEncoder:
                         encoded,
                         more,
                         broker_tail,
-                        b"%.3f" % broker_ms[i],
+                        b"null" if broker_ms is None else b"%.3f" % broker_ms[i],
                         rest,
                         b"}",
                     )
                 )
             )
         return out
+
+    def encode(
+        self,
+        record: Record,
+        result: Mapping[str, Any],
+        *,
+        batch_size: int,
+        extra: Mapping[str, Any] | None = None,
+        broker_ms: float | None = None,
+        timing: SegmentTiming | None = None,
+    ) -> bytes:
+        """The document of one record (benchmarks that decide a record at a time);
+        CodecError as :meth:`encode_segment` says."""
+        (doc,) = self.encode_segment(
+            record.topic, record.partition, [record.offset], [record.key], [result],
+            None if extra is None else [extra], None if broker_ms is None else [broker_ms],
+            batch_size, timing,
+        )  # fmt: skip
+        if isinstance(doc, CodecError):
+            raise doc
+        return doc
 
     def _remember_key(self, key: bytes | None) -> bytes:
         """The JSON of a key's text, kept: ids (cards, cameras) come again and again."""

@@ -1,19 +1,23 @@
 """Prometheus metrics of a streamfer process (names as in DESIGN.md, base units).
 
 One :class:`Metrics` per process owns its own ``CollectorRegistry`` (tests make
-isolated ones). The hot path never touches label dictionaries: it asks once
-for a per-stream handle and calls small methods on it::
+isolated ones) and the metric families. The hot path never touches label
+dictionaries: it asks once for a stream's recorder (the interface of
+``streamfer.pipeline.recorder``; the Prometheus side in
+``streamfer.pipeline.stream_metrics``) and calls small methods on it::
 
     metrics = Metrics()                       # or Metrics(enabled=False)
-    fraud = metrics.stream("fraud", model="fraud", engine="onnxruntime")
+    fraud = metrics.stream("fraud", model="fraud", engine="onnxruntime", kind="transaction")
     fraud.consumed(len(batch))
     fraud.observe_stage("infer", seconds)
-    fraud.observe_e2e_many(e2e_seconds)       # one lock for a whole batch
+    fraud.decided(e2e_ms, publish_s)          # one lock for a whole group of decisions
+    fraud.book.snapshot()                     # the same counts, for people and the demo
 
 The counters, gauges and histograms are the small collectors of
 ``streamfer.pipeline.collectors`` (one ``bisect`` and one lock per observation, one lock
-per batch of observations). ``Metrics(enabled=False)`` hands out :class:`StreamRecorder`,
-whose methods do nothing, for the metrics on/off benchmark.
+per batch of observations). ``Metrics(enabled=False)`` hands out the base
+:class:`StreamRecorder`, which counts in the stream's book only, for the metrics on/off
+benchmark.
 
 Several worker processes: each runs its own :class:`Metrics` and its own
 ``streamfer.pipeline.health.HealthServer`` on its own port (base port + worker index),
@@ -27,27 +31,27 @@ Labels come only from bounded sets: ``stream``, ``model``, ``engine``, ``topic``
 
 from __future__ import annotations
 
-import logging
-import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from streamfer.errors import ConfigError
-from streamfer.pipeline.collectors import (
-    CounterChild,
-    Family,
-    GaugeChild,
-    GpuCollector,
-    HistogramChild,
-    ReadyCollector,
-    import_pynvml,
-)
+from streamfer.pipeline.collectors import Family, GpuCollector, ReadyCollector, import_pynvml
+from streamfer.pipeline.recorder import STAGES, ShadowRecorder, StreamRecorder
+from streamfer.pipeline.stats import StatsBook
+from streamfer.pipeline.stream_metrics import MAX_REASONS, ShadowMetrics, StreamMetrics
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "MAX_REASONS",
+    "STAGES",
+    "Metrics",
+    "ShadowMetrics",
+    "ShadowRecorder",
+    "StreamMetrics",
+    "StreamRecorder",
+]
 
 # p99 against the 50 ms (fraud) and 100 ms (camera, sensor) bounds reads within one
 # bucket: 45/50/55 ms and 90/100/110 ms, with a spread from 100 us to 10 s around them.
@@ -64,270 +68,9 @@ RESTORE_BUCKETS_S: tuple[float, ...] = (
     0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 )  # fmt: skip
 DELTA_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-STAGES: tuple[str, ...] = ("broker", "queue", "preprocess", "infer", "postprocess", "publish")
 DEFAULT_PORT = 9464  # as pipeline.config MetricsConfig.port; worker i serves on port + i
-MAX_REASONS = 32  # distinct reason codes per counter; later ones are counted as "other"
 
-_REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _BASE_LABELS = ("stream", "model", "engine")
-
-
-class StreamRecorder:
-    """What the hot path calls for one stream. This base records nothing (metrics off);
-    :class:`StreamMetrics` records. Counts are records, durations are seconds."""
-
-    __slots__ = ()
-
-    def consumed(self, n: int = 1) -> None:
-        """``n`` records were polled from Kafka."""
-
-    def published(self, n: int = 1) -> None:
-        """``n`` decisions were acknowledged by Kafka."""
-
-    def dropped(self, reason: str, n: int = 1) -> None:
-        """``n`` records were dropped on purpose (e.g. ``reason="stale"``)."""
-
-    def dead_lettered(self, reason: str, n: int = 1) -> None:
-        """``n`` records went to the DLQ (``reason`` a short code, e.g. ``bad_json``)."""
-
-    def observe_stage(self, stage: str, seconds: float) -> None:
-        """One duration of ``stage`` (one of :data:`STAGES`)."""
-
-    def observe_stage_many(self, stage: str, seconds: Sequence[float] | Any) -> None:
-        """Many durations of ``stage`` (a sequence or numpy array) at once."""
-
-    def observe_stage_n(self, stage: str, seconds: float, n: int) -> None:
-        """``n`` records spent ``seconds`` in ``stage`` (a batch's shared stage time)."""
-
-    def observe_e2e(self, seconds: float) -> None:
-        """Record timestamp -> decision acked, for one record."""
-
-    def observe_e2e_many(self, seconds: Sequence[float] | Any) -> None:
-        """End-to-end latencies of many records (a sequence or numpy array) at once."""
-
-    def observe_batch(self, size: int) -> None:
-        """One batch of ``size`` items went to the engine."""
-
-    def deadline_fallbacks(self, n: int) -> None:
-        """``n`` records had no event-time header: their deadline runs from the timestamp."""
-
-    def set_broker_reachable(self, reachable: bool) -> None:
-        """Whether the stream's Kafka clients reach the cluster (see runtime.broker_timeout_s)."""
-
-    def set_input_topic_missing(self, topic: str, missing: bool) -> None:
-        """Whether the stream's input topic is missing (the stream waits for it)."""
-
-    def set_queue_depth(self, n: int) -> None:
-        """Items waiting for the engine now."""
-
-    def set_lag(self, partition: int, n: int) -> None:
-        """Consumer lag (records not yet consumed) of one assigned partition."""
-
-    def set_lag_seconds(self, partition: int, seconds: float) -> None:
-        """Age of the partition's oldest record consumed but not yet resolved (0: none)."""
-
-    def set_partitions_assigned(self, n: int) -> None:
-        """Partitions of the input topic assigned to this member now (0: idle)."""
-
-    def forget_partition(self, partition: int) -> None:
-        """The partition was revoked: stop exporting its lag."""
-
-    def state_restored(self, partition: int, seconds: float, keys: int, source: str) -> None:
-        """A partition's state was restored (``source``: local, local+changelog, changelog)."""
-
-    def state_expired(self, n: int) -> None:
-        """``n`` keys outlived the state TTL and were deleted."""
-
-
-class StreamMetrics(StreamRecorder):
-    """Pre-bound children of one (stream, model, engine); get it from :meth:`Metrics.stream`."""
-
-    __slots__ = (
-        "_assigned",
-        "_base",
-        "_batch",
-        "_broker",
-        "_consumed",
-        "_dead",
-        "_dead_f",
-        "_drop_f",
-        "_drops",
-        "_e2e",
-        "_expired",
-        "_fallbacks",
-        "_lag",
-        "_lag_f",
-        "_lag_s",
-        "_lag_s_f",
-        "_published",
-        "_queue",
-        "_restore_f",
-        "_restored",
-        "_stage_f",
-        "_stages",
-        "_topic_f",
-        "_warned",
-    )  # fmt: skip
-
-    def __init__(self, families: dict[str, Family], base: tuple[str, str, str]) -> None:
-        self._base = base
-        self._consumed: CounterChild = families["consumed"].child(*base)
-        self._published: CounterChild = families["published"].child(*base)
-        self._e2e: HistogramChild = families["e2e"].child(*base)
-        self._batch: HistogramChild = families["batch"].child(*base)
-        self._queue: GaugeChild = families["queue"].child(*base)
-        self._fallbacks: CounterChild = families["fallbacks"].child(*base)
-        self._broker: GaugeChild = families["broker"].child(*base)
-        self._broker.set(1.0)
-        self._drop_f, self._dead_f = families["dropped"], families["dead"]
-        self._stage_f, self._lag_f = families["stage"], families["lag"]
-        self._lag_s_f = families["lag_seconds"]
-        self._lag_s: dict[int, GaugeChild] = {}
-        self._assigned: GaugeChild = families["assigned"].child(*base)
-        self._drops: dict[str, CounterChild] = {}
-        self._dead: dict[str, CounterChild] = {}
-        self._stages = {s: self._stage_f.child(*base, s) for s in STAGES}
-        self._lag: dict[int, GaugeChild] = {}
-        self._warned = False
-        self._restore_f = families["restore"]
-        self._topic_f = families["topic_missing"]
-        self._restored: CounterChild = families["restored"].child(*base)
-        self._expired: CounterChild = families["expired"].child(*base)
-
-    def consumed(self, n: int = 1) -> None:
-        self._consumed.inc(n)
-
-    def published(self, n: int = 1) -> None:
-        self._published.inc(n)
-
-    def dropped(self, reason: str, n: int = 1) -> None:
-        child = self._drops.get(reason) or self._reason_child(self._drops, self._drop_f, reason)
-        child.inc(n)
-
-    def dead_lettered(self, reason: str, n: int = 1) -> None:
-        child = self._dead.get(reason) or self._reason_child(self._dead, self._dead_f, reason)
-        child.inc(n)
-
-    def observe_stage(self, stage: str, seconds: float) -> None:
-        self._stage(stage).observe(seconds)
-
-    def observe_stage_many(self, stage: str, seconds: Sequence[float] | Any) -> None:
-        self._stage(stage).observe_many(seconds)
-
-    def observe_stage_n(self, stage: str, seconds: float, n: int) -> None:
-        self._stage(stage).observe_n(seconds, n)
-
-    def observe_e2e(self, seconds: float) -> None:
-        self._e2e.observe(seconds)
-
-    def observe_e2e_many(self, seconds: Sequence[float] | Any) -> None:
-        self._e2e.observe_many(seconds)
-
-    def observe_batch(self, size: int) -> None:
-        self._batch.observe(size)
-
-    def deadline_fallbacks(self, n: int) -> None:
-        self._fallbacks.inc(n)
-
-    def set_broker_reachable(self, reachable: bool) -> None:
-        self._broker.set(1.0 if reachable else 0.0)
-
-    def set_input_topic_missing(self, topic: str, missing: bool) -> None:
-        self._topic_f.child(*self._base, topic).set(1.0 if missing else 0.0)
-
-    def set_queue_depth(self, n: int) -> None:
-        self._queue.set(n)
-
-    def set_lag(self, partition: int, n: int) -> None:
-        gauge = self._lag.get(partition)
-        if gauge is None:
-            gauge = self._lag[partition] = self._lag_f.child(*self._base, str(partition))
-        gauge.set(n)
-
-    def set_lag_seconds(self, partition: int, seconds: float) -> None:
-        gauge = self._lag_s.get(partition)
-        if gauge is None:
-            gauge = self._lag_s[partition] = self._lag_s_f.child(*self._base, str(partition))
-        gauge.set(seconds)
-
-    def set_partitions_assigned(self, n: int) -> None:
-        self._assigned.set(n)
-
-    def forget_partition(self, partition: int) -> None:
-        if self._lag.pop(partition, None) is not None:
-            self._lag_f.remove(*self._base, str(partition))
-        if self._lag_s.pop(partition, None) is not None:
-            self._lag_s_f.remove(*self._base, str(partition))
-
-    def state_restored(self, partition: int, seconds: float, keys: int, source: str) -> None:
-        self._restore_f.child(*self._base, source).observe(seconds)
-        self._restored.inc(keys)
-
-    def state_expired(self, n: int) -> None:
-        self._expired.inc(n)
-
-    def _stage(self, stage: str) -> HistogramChild:
-        try:
-            return self._stages[stage]
-        except KeyError:
-            raise ConfigError(
-                f"metrics | unknown stage {stage!r}. Note: expected one of {', '.join(STAGES)}"
-            ) from None
-
-    def _reason_child(
-        self, cache: dict[str, CounterChild], family: Family, reason: str
-    ) -> CounterChild:
-        if _REASON_RE.fullmatch(reason) and len(cache) < MAX_REASONS:
-            child: CounterChild = family.child(*self._base, reason)
-            cache[reason] = child
-            return child
-        # Not cached: a stream of free-text reasons must not grow memory either.
-        if not self._warned:
-            self._warned = True
-            log.warning(
-                "metrics | %s reason %r counted as 'other'. Note: expected a short snake_case "
-                "code, at most %d distinct per stream",
-                family.name,
-                reason,
-                MAX_REASONS,
-            )
-        return family.child(*self._base, "other")  # type: ignore[no-any-return]
-
-
-class ShadowRecorder:
-    """What a stream's shadow scorer records; this base records nothing (metrics off)."""
-
-    def decided(self, n: int) -> None: ...
-
-    def disagreed(self, field: str, n: int) -> None: ...
-
-    def delta(self, field: str, values: Sequence[float]) -> None: ...
-
-    def latency(self, seconds: float) -> None: ...
-
-    def shed(self, reason: str, n: int) -> None: ...
-
-
-class ShadowMetrics(ShadowRecorder):
-    def __init__(self, families: dict[str, Family], stream: str, model: str) -> None:
-        self._f, self._stream = families, stream
-        self._decided: CounterChild = families["shadow"].child(stream, model)
-        self._latency: HistogramChild = families["shadow_s"].child(stream, model)
-
-    def decided(self, n: int) -> None:
-        self._decided.inc(n)
-
-    def disagreed(self, field: str, n: int) -> None:
-        self._f["disagree"].child(self._stream, field).inc(n)
-
-    def delta(self, field: str, values: Sequence[float]) -> None:
-        self._f["delta"].child(self._stream, field).observe_many(values)
-
-    def latency(self, seconds: float) -> None:
-        self._latency.observe(seconds)
-
-    def shed(self, reason: str, n: int) -> None:
-        self._f["shed"].child(self._stream, reason).inc(n)
 
 
 class Metrics:
@@ -343,9 +86,7 @@ class Metrics:
     ) -> None:
         self.enabled = enabled
         self.registry = CollectorRegistry()
-        self._streams: dict[tuple[str, str, str], StreamRecorder] = {}
-        self._engine_labels: dict[str, tuple[str, ...]] = {}
-        self._model_labels: dict[str, tuple[str, ...]] = {}
+        self._info_labels: dict[str, dict[str, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
         self._ready = ReadyCollector()
         base = _BASE_LABELS
@@ -445,22 +186,18 @@ class Metrics:
             PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)
 
-    def stream(self, name: str, *, model: str, engine: str) -> StreamRecorder:
-        """The recorder for one stream; the same object for the same arguments."""
-        key = (name, model, engine)
-        recorder = self._streams.get(key)
-        if recorder is None:
-            if not all(key):
-                raise ConfigError(
-                    f"metrics | empty label in stream={name!r} model={model!r} "
-                    f"engine={engine!r}. Note: expected non-empty names from the config"
-                )
-            with self._lock:
-                recorder = self._streams.get(key)
-                if recorder is None:
-                    recorder = StreamMetrics(self._f, key) if self.enabled else StreamRecorder()
-                    self._streams[key] = recorder
-        return recorder
+    def stream(self, name: str, *, model: str, engine: str, kind: str = "") -> StreamRecorder:
+        """The recorder of one stream run (``kind``: the stream's kind, for its stats), with
+        a book of its own; recorders of the same labels share their Prometheus series."""
+        if not (name and model and engine):
+            raise ConfigError(
+                f"metrics | empty label in stream={name!r} model={model!r} "
+                f"engine={engine!r}. Note: expected non-empty names from the config"
+            )
+        book = StatsBook(name, kind)
+        if not self.enabled:
+            return StreamRecorder(book)
+        return StreamMetrics(self._f, (name, model, engine), book)
 
     def engine_info(
         self,
@@ -473,29 +210,24 @@ class Metrics:
         version: str = "",
     ) -> None:
         """Export ``streamfer_engine_info`` = 1 for the engine now serving ``stream``."""
-        if not self.enabled:
-            return
-        labels = (stream, model, engine, precision, device, version)
-        family = self._f["engine"]
-        with self._lock:
-            old = self._engine_labels.get(stream)
-            if old is not None and old != labels:
-                family.remove(*old)
-            self._engine_labels[stream] = labels
-        family.child(*labels).set(1)
+        self._info("engine", stream, (stream, model, engine, precision, device, version))
 
     def model_info(self, *, model: str, version: str, engine: str) -> None:
         """Export ``streamfer_model_info`` = 1 for what serves ``model`` now (the series of
         the version it replaces is removed)."""
+        self._info("model", model, (model, version, engine))
+
+    def _info(self, family_key: str, owner: str, labels: tuple[str, ...]) -> None:
+        """One info series (value 1) per ``owner``: a new one replaces the old."""
         if not self.enabled:
             return
-        labels = (model, version, engine)
-        family = self._f["model"]
+        family = self._f[family_key]
         with self._lock:
-            old = self._model_labels.get(model)
+            shown = self._info_labels.setdefault(family_key, {})
+            old = shown.get(owner)
             if old is not None and old != labels:
                 family.remove(*old)
-            self._model_labels[model] = labels
+            shown[owner] = labels
         family.child(*labels).set(1)
 
     def shadow(self, stream: str, model: str) -> ShadowRecorder:

@@ -1,20 +1,26 @@
-"""The outlet of one stream: where every consumed record ends, and is resolved.
+"""The outlet of one stream: where every consumed record ends.
 
-Three ends, each resolving the record's row in its span only when it is final:
+The outlet decides what a record becomes and sends it; resolving the record
+is left to ``streams/`` (:class:`~streams.acks.Resolver`): each send carries
+the delivery callback the resolver made for it, and the sink's acknowledgement
+resolves the row in its span there, without coming back here.
 
 * :meth:`Outlet.publish` encodes a segment's decisions and queues them; the
-  rows resolve when the broker has acknowledged *all* of them (one callback
-  object per segment counts acknowledgements), and the e2e latency (record
-  timestamp -> acknowledged) is observed then. A decision that cannot be
-  published stops the stream (nothing is committed past it); one that cannot
-  be encoded (NaN, not JSON) is dead-lettered as ``bad_decision``.
-* :meth:`Outlet.dropped` resolves rows dropped on purpose (stale, superseded)
-  and counts them.
+  rows resolve when the broker has acknowledged *all* of them. A decision that
+  cannot be published stops the stream (nothing is committed past it); one that
+  cannot be encoded (NaN, not JSON) is dead-lettered as ``bad_decision``.
+* :meth:`Outlet.dropped` resolves rows dropped on purpose (stale, superseded),
+  :meth:`Outlet.absorbed` rows held in state without a decision of their own.
 * :meth:`Outlet.dead_letter` writes a record to the dead-letter topic with its
   reason; the row resolves when the dead letter is acknowledged. A dead letter
   that cannot be published stops the stream with an error naming the record
   (``dead_letters.on_failure: stop``, the default) or is counted as a drop
   (``skip``, reason ``dead_letter_failed``).
+
+The records' broker latency (timestamp -> consumed) is read here, once per
+segment: the ``broker`` stage metric (of records published, dropped or
+absorbed), the decision documents and, at the acknowledgement, the e2e latency
+(defined in :mod:`streamfer.streams.acks`) all use that reading.
 
 With exactly-once delivery, each send checks under the transaction lock that
 its span is still alive: output of records an abort abandoned never lands in
@@ -26,26 +32,27 @@ second (the rest summarised); tracebacks only at DEBUG.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from streamfer.errors import CodecError, RecordInferenceError, StreamError
 from streamfer.pipeline.decisions import DecisionEncoder, SegmentTiming
-from streamfer.pipeline.metrics import StreamRecorder
 from streamfer.pipeline.processors.base import Output, Prepared, Result
-from streamfer.pipeline.stats import StatsBook
+from streamfer.pipeline.recorder import StreamRecorder
+from streamfer.streams.acks import Resolver
 from streamfer.streams.client import Headers
 from streamfer.streams.dlq import DeadLetterWriter, short
 from streamfer.streams.reasons import dead_letter_reason
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.sink import KafkaSink
-from streamfer.streams.tracker import OffsetTracker, Span
+from streamfer.streams.tracker import Span
 
 log = logging.getLogger(__name__)
 
@@ -79,30 +86,6 @@ class LogLimiter:
             return False
 
 
-class _Published:
-    """The delivery callback of one segment's decisions: resolves them all at the last ack."""
-
-    __slots__ = ("acks", "batch", "failed", "handoff_ns", "outlet", "rows", "size")
-
-    def __init__(self, outlet: Outlet, batch: RecordBatch, rows: np.ndarray, handoff_ns: int):
-        self.outlet = outlet
-        self.batch = batch
-        self.rows = rows
-        self.size = len(rows)
-        self.handoff_ns = handoff_ns
-        self.acks = itertools.count(1)  # next() is atomic: callbacks may run on two threads
-        self.failed = False
-
-    def __call__(self, error: object | None, _message: object) -> None:
-        if error is not None:
-            if not self.failed:
-                self.failed = True
-                self.outlet._publish_failed(self, error)
-            return
-        if next(self.acks) == self.size:
-            self.outlet._published(self)
-
-
 class _Unpacked(NamedTuple):
     """Per decided row: result, row, source key, output key; extras and headers per row,
     or None where no row has any (then the segment is encoded and sent the fast way)."""
@@ -115,35 +98,24 @@ class _Unpacked(NamedTuple):
     headers: list[Headers] | None
 
 
+@dataclass(kw_only=True, eq=False)
 class Outlet:
-    """Publishes decisions and dead letters of one stream and resolves their records."""
+    """Publishes decisions and dead letters of one stream and hands their records over to
+    be resolved (``encoder`` is replaced when the model is swapped)."""
 
-    def __init__(
-        self,
-        *,
-        stream: str,
-        output_topic: str,
-        sink: KafkaSink,
-        dead_letters: DeadLetterWriter,
-        tracker: OffsetTracker,
-        encoder: DecisionEncoder,
-        recorder: StreamRecorder,
-        book: StatsBook,
-        on_fatal: Fatal,
-        on_dead_letter_failure: OnFailure = "stop",
-        log_limiter: LogLimiter | None = None,
-    ) -> None:
-        self.stream = stream
-        self.output_topic = output_topic
-        self.sink = sink
-        self.dead_letters = dead_letters
-        self.tracker = tracker
-        self.encoder = encoder
-        self.recorder = recorder
-        self.book = book
-        self.on_fatal = on_fatal
-        self.on_dead_letter_failure = on_dead_letter_failure
-        self._limiter = log_limiter or LogLimiter()
+    stream: str
+    output_topic: str
+    sink: KafkaSink
+    dead_letters: DeadLetterWriter
+    resolver: Resolver
+    encoder: DecisionEncoder
+    recorder: StreamRecorder
+    on_fatal: Fatal
+    on_dead_letter_failure: OnFailure = "stop"
+    log_limiter: LogLimiter | None = None  # None: at most 10 bad-record lines a second
+
+    def __post_init__(self) -> None:
+        self._limiter = self.log_limiter or LogLimiter()
 
     # -- decisions -------------------------------------------------------------------------
     def publish(
@@ -158,8 +130,11 @@ class Outlet:
         batch = prepared.batch
         handoff_ns = time.monotonic_ns()
         n = len(rows)
-        self.recorder.observe_stage_n("queue", timing.queue_ms / 1e3, n)
-        self.recorder.observe_stage_n("preprocess", timing.preprocess_ms / 1e3, n)
+        broker_ms = batch.broker_ms()  # the one reading: stage metric, documents, e2e
+        rec = self.recorder
+        rec.observe_stage_many("broker", broker_ms[rows] / 1e3)
+        rec.observe_stage_n("queue", timing.queue_ms / 1e3, n)
+        rec.observe_stage_n("preprocess", timing.preprocess_ms / 1e3, n)
         if all(type(r) is dict for r in results):  # the usual case: one plain result a row
             plain: list[Any] = list(results)
             good: list[int] = rows.tolist()
@@ -171,10 +146,11 @@ class Outlet:
         if not good:
             return
         offsets = [batch.offsets[r] for r in good]
-        broker = batch.broker_ms()[good].tolist()
+        broker = broker_ms[good]
         encoded = self.encoder.encode_segment(
-            batch.topic, batch.partition, offsets, keys, plain, extras, broker, batch_size, timing
-        )
+            batch.topic, batch.partition, offsets, keys, plain, extras, broker.tolist(),
+            batch_size, timing,
+        )  # fmt: skip
         if not any(isinstance(doc, CodecError) for doc in encoded):
             values: list[bytes] = encoded  # type: ignore[assignment]
             sent_rows, sent_keys, sent_headers = good, out_keys, headers
@@ -195,9 +171,13 @@ class Outlet:
         if not values:
             return
         span = _span(batch)
-        callback = _Published(self, batch, np.asarray(sent_rows, dtype=np.intp), handoff_ns)
+        sent = np.asarray(sent_rows, dtype=np.intp)
+        callback = self.resolver.decisions(
+            span, sent, broker if len(sent) == len(good) else broker_ms[sent], batch.consumed_ns,
+            handoff_ns, partial(self._publish_failed, batch, sent),
+        )  # fmt: skip
         try:
-            sent = self.sink.send_many(
+            queued = self.sink.send_many(
                 self.output_topic,
                 values,
                 sent_keys,
@@ -208,7 +188,7 @@ class Outlet:
         except StreamError as exc:
             self.on_fatal(exc)
             return
-        if not sent:
+        if not queued:
             log.debug("%s | %d decisions of an abandoned poll not sent", batch.tp, len(values))
 
     def _unpack(
@@ -265,26 +245,12 @@ class Outlet:
             headers if has_headers else None,
         )
 
-    def _published(self, group: _Published) -> None:
-        now = time.monotonic_ns()
-        batch = group.batch
-        n = self.tracker.resolve_rows(_span(batch), group.rows)
-        if not n:  # abandoned meanwhile (revocation): the next owner decides them again
-            return
-        e2e_ms = batch.broker_ms()[group.rows] + (now - batch.consumed_ns) / 1e6
-        rec = self.recorder
-        rec.published(n)
-        rec.observe_stage_n("publish", (now - group.handoff_ns) / 1e9, n)
-        rec.observe_e2e_many(e2e_ms / 1e3)
-        self.book.decided(e2e_ms)
-
-    def _publish_failed(self, group: _Published, error: object) -> None:
+    def _publish_failed(self, batch: RecordBatch, rows: np.ndarray, error: object) -> None:
         """Never commit past it: the stream stops (what follows the last commit is read again)."""
-        batch, row = group.batch, int(group.rows[0])
         err = StreamError(
-            f"{batch.coords(row)} | decision not published to {self.output_topic} ({error}); "
-            f"{group.size} decisions of {batch.tp[0]}[{batch.tp[1]}] left uncommitted. "
-            "Note: the stream stops; a restart reads them again"
+            f"{batch.coords(int(rows[0]))} | decision not published to {self.output_topic} "
+            f"({error}); {len(rows)} decisions of {batch.tp[0]}[{batch.tp[1]}] left "
+            "uncommitted. Note: the stream stops; a restart reads them again"
         )
         log.error("%s | %s", self.stream, err)
         self.on_fatal(err)
@@ -299,10 +265,14 @@ class Outlet:
 
     # -- drops -----------------------------------------------------------------------------
     def dropped(self, batch: RecordBatch, rows: np.ndarray, reason: str) -> None:
-        n = self.tracker.resolve_rows(_span(batch), rows)
-        if n:
-            self.recorder.dropped(reason, n)
-            self.book.dropped(reason, n)
+        """Resolve ``rows`` of ``batch`` dropped on purpose (stale, superseded, late)."""
+        if self.resolver.drop(_span(batch), rows, reason):
+            self.recorder.observe_stage_many("broker", batch.broker_ms()[rows] / 1e3)
+
+    def absorbed(self, batch: RecordBatch, rows: np.ndarray) -> None:
+        """Resolve ``rows`` of ``batch`` held in state without a decision of their own."""
+        if self.resolver.absorb(_span(batch), rows):
+            self.recorder.observe_stage_many("broker", batch.broker_ms()[rows] / 1e3)
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_letter(self, batch: RecordBatch, row: int, error: BaseException, reason: str) -> None:
@@ -331,14 +301,9 @@ class Outlet:
         )
         span = _span(batch)
         record = batch.record(row)
-
-        def on_delivery(err: object | None, _message: object) -> None:
-            if err is not None:
-                self._dead_letter_failed(batch, row, reason, err)
-            elif self.tracker.resolve(span, row):
-                self.recorder.dead_lettered(reason)
-                self.book.dead_lettered(reason)
-
+        on_delivery = self.resolver.dead_letter(
+            span, row, reason, partial(self._dead_letter_failed, batch, row, reason)
+        )
         try:
             self.dead_letters.write(
                 record, error, on_delivery, reason=reason, only_if=lambda: span.alive
@@ -365,9 +330,7 @@ class Outlet:
                 error,
                 extra=self._log_fields(batch, row, reason),
             )
-            if self.tracker.resolve(_span(batch), row):
-                self.recorder.dropped("dead_letter_failed")
-                self.book.dropped("dead_letter_failed")
+            self.resolver.drop_row(_span(batch), row, "dead_letter_failed")
             return
         err = StreamError(
             f"{where} | dead letter ({reason}) not published to {topic}: {error}. "

@@ -1,10 +1,10 @@
-"""Model outputs -> decisions (``schema: streamfer.decision.v1``).
+"""Model outputs -> decision results, one per item of a batch.
 
 One postprocessor per stream kind (a
 :class:`~pipeline.processors.base.Postprocessor`) turns a whole batch of model
-outputs into one result dict per item; :func:`build_decision` wraps a result
-with the source coordinates, the model identity, the batch size and the
-latency of every stage. The result shapes are:
+outputs into one result dict per item; the decision document around a result
+(source, model identity, batch size, latencies) is encoded by
+:class:`streamfer.pipeline.decisions.DecisionEncoder` alone. The result shapes are:
 
 * transaction: ``{"fraud_score", "action": "approve" | "review" | "decline"}``
   (score >= decline threshold -> decline; >= review -> review; else approve);
@@ -14,13 +14,8 @@ latency of every stage. The result shapes are:
   frame pixels, plus a top-level ``"frame": {"seq", "capture_ts_ns", "width",
   "height"}``.
 
-Every decision also carries a top-level ``"stream"`` (the config's stream
-name). Latencies are what is known when the decision is encoded: ``publish``
-is null (it ends at the broker's acknowledgement, which the
-``streamfer_stage_latency_seconds{stage="publish"}`` metric records) and
-``e2e`` runs from the record timestamp to the hand-off to the producer (the
-``streamfer_e2e_latency_seconds`` metric runs to the acknowledgement). The
-document follows ``streamfer.streams.codecs.DECISION_SCHEMA``.
+Model labels come from the ONNX metadata (``streamfer.labels``, or the
+``names`` an Ultralytics export writes), unless the config names them.
 """
 
 from __future__ import annotations
@@ -29,17 +24,20 @@ import ast
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from streamfer.errors import EngineError
 from streamfer.pipeline.config import DetectionThresholds, FraudThresholds, SensorThresholds
-from streamfer.pipeline.decisions import SCHEMA, ModelIdentity, key_text
+from streamfer.pipeline.decisions import ModelIdentity
 
-__all__ = ["SCHEMA", "ModelIdentity", "build_decision", "key_text"]
+__all__ = ["ModelIdentity"]  # where the benchmarks and plug-ins have found it
 
 UNCERTAIN = "uncertain"
+T = TypeVar("T")
+USUAL = "<usual>"  # output argument left out: the kind's usual output name
+Result = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -115,9 +113,7 @@ class FraudPostprocessor:
             s >= decline, "decline", np.where(s >= review, "review", "approve")
         ).tolist()
 
-    def results(
-        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> list[dict[str, Any]]:
+    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
         scores = _single_output(outputs, self.output).reshape(len(metas), -1)[:, 0]
         return [
             {"fraud_score": s, "action": a}
@@ -125,17 +121,21 @@ class FraudPostprocessor:
         ]
 
 
-class SensorPostprocessor:
-    def __init__(
-        self, thresholds: SensorThresholds, labels: Sequence[str], output: str | None = "probs"
-    ) -> None:
+class _Labelled(Generic[T]):
+    """A postprocessor of class scores: its thresholds, the class labels, the output read."""
+
+    usual_output = ""  # the output a model of this kind names its scores
+
+    def __init__(self, thresholds: T, labels: Sequence[str], output: str | None = USUAL) -> None:
         self.t = thresholds
         self.labels = list(labels)
-        self.output = output
+        self.output = self.usual_output if output == USUAL else output
 
-    def results(
-        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> list[dict[str, Any]]:
+
+class SensorPostprocessor(_Labelled[SensorThresholds]):
+    usual_output = "probs"
+
+    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
         probs = _single_output(outputs, self.output).reshape(len(metas), -1).astype(float)
         if probs.shape[1] != len(self.labels):
             raise EngineError(
@@ -150,17 +150,10 @@ class SensorPostprocessor:
         return out
 
 
-class DetectionPostprocessor:
-    def __init__(
-        self, thresholds: DetectionThresholds, labels: Sequence[str], output: str | None = "output0"
-    ) -> None:
-        self.t = thresholds
-        self.labels = list(labels)
-        self.output = output
+class DetectionPostprocessor(_Labelled[DetectionThresholds]):
+    usual_output = "output0"
 
-    def results(
-        self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
-    ) -> list[dict[str, Any]]:
+    def results(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]) -> list[Result]:
         from streamfer.models.detect import decode_detections, unletterbox
 
         raw = _single_output(outputs, self.output)
@@ -187,45 +180,3 @@ class DetectionPostprocessor:
                 }
             )
         return out
-
-
-def build_decision(
-    *,
-    stream: str,
-    kind: str,
-    record: Any,
-    model: ModelIdentity,
-    result: Mapping[str, Any],
-    batch_size: int,
-    latency_ms: Mapping[str, float | None],
-    meta: Any = None,
-) -> dict[str, Any]:
-    """The decision document for one record (``record`` is a ``streams.records.Record``)."""
-    decision = {
-        "schema": SCHEMA,
-        "stream": stream,
-        "kind": kind,
-        "source": {
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "key": key_text(record.key),
-        },
-        "model": {
-            "name": model.name,
-            "version": model.version,
-            "engine": model.engine,
-            "precision": model.precision,
-        },
-        "result": dict(result),
-        "batch_size": batch_size,
-        "latency_ms": {k: None if v is None else round(v, 3) for k, v in latency_ms.items()},
-    }
-    if isinstance(meta, CameraMeta):
-        decision["frame"] = {
-            "seq": meta.frame_seq,
-            "capture_ts_ns": meta.capture_ts_ns,
-            "width": meta.width,
-            "height": meta.height,
-        }
-    return decision

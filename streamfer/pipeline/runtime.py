@@ -56,9 +56,10 @@ from streamfer.pipeline.outlet import Outlet
 from streamfer.pipeline.processors import Processor, engine_wiring, make_processor
 from streamfer.pipeline.processors.base import StatefulProcessor
 from streamfer.pipeline.readiness import BrokerWatch, LagReporter, PartitionsSettled
-from streamfer.pipeline.stats import StatsBook, StreamStats
+from streamfer.pipeline.stats import StreamStats
 from streamfer.pipeline.topics import within_limits
 from streamfer.pipeline.worker import EngineWorker
+from streamfer.streams.acks import Resolver
 from streamfer.streams.client import ClientFactory, ReaderOptions
 from streamfer.streams.dlq import DeadLetterWriter
 from streamfer.streams.factory import client_factory
@@ -103,12 +104,14 @@ class StreamRuntime:
         info = runner.info
         self.identity = identity or ModelIdentity.of(stream.model, runner)
         self._metrics = metrics
-        self.recorder = metrics.stream(stream.name, model=stream.model, engine=info.kind)
+        self.recorder = metrics.stream(
+            stream.name, model=stream.model, engine=info.kind, kind=stream.kind
+        )
         metrics.engine_info(
             stream=stream.name, model=stream.model, engine=info.kind, precision=info.precision,
             device=info.device, version=self.identity.version,
         )  # fmt: skip
-        self.book = StatsBook(stream.name, stream.kind)
+        self.book = self.recorder.book
         self.inbox = RowQueue(config.runtime.max_in_flight)
         self._processor = processor
         self._builtin = processor is None and stream.plugin is None
@@ -157,7 +160,7 @@ class StreamRuntime:
             cfg, s, source=source, sink=sink,
             preparing=Preparing(processor, check, self._error_reason, self._state),
             inbox=self.inbox, worker=worker, engine=engine, outlet=self.outlet,
-            recorder=self.recorder, book=self.book,
+            recorder=self.recorder,
             watching=Watching(self.health, self.lag, self.broker, self.settled, self.input),
             stop=self._stop, stop_now=self._stop_now, on_fatal=self._fatal,
         )  # fmt: skip
@@ -212,10 +215,9 @@ class StreamRuntime:
                 topic=s.resolved_dlq_topic,
                 max_message_bytes=self.topic_limits.get(s.resolved_dlq_topic),
             ),
-            tracker=source.tracker,
+            resolver=Resolver(source.tracker, self.recorder),
             encoder=DecisionEncoder(s.name, s.decision_kind, self.identity),
             recorder=self.recorder,
-            book=self.book,
             on_fatal=self._fatal,
             on_dead_letter_failure=s.dead_letters.on_failure,
         )

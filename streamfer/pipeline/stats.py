@@ -1,4 +1,9 @@
-"""Per-stream counters for people and the demo (Prometheus gets the same through metrics)."""
+"""Per-stream counts for people, the demo and the run summary (:class:`StatsBook`).
+
+The book is fed by the stream's recorder (``streamfer.pipeline.recorder``): the
+runtime records an event once, on the recorder, which counts it here and, with
+metrics on, in Prometheus. ``StreamRuntime.stats()`` reads a snapshot.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Each poll of a partition becomes one :class:`Span` (its first offset, the
 offset after its last record, and which of its rows are resolved). Records
 are *resolved* in any order by any thread (decision acknowledged, counted
-drop, dead letter), one row or many rows of a span at a time. A partition's
+drop, dead letter; :class:`streamfer.streams.acks.Resolver` does it for a
+stream), one row or many rows of a span at a time. A partition's
 commit position is the end of the longest run of fully resolved spans from
 the oldest one on, so out-of-order completion never lets a commit pass a
 record still in flight, and the per-record cost is a counter, not a set.

@@ -123,10 +123,14 @@ def test_reason_labels_stay_bounded(m: Metrics, caplog: pytest.LogCaptureFixture
     assert "counted as 'other'" in caplog.text
 
 
-def test_stream_handles_are_cached_and_labels_checked(m: Metrics) -> None:
-    a = m.stream("fraud", model="fraud", engine="onnxruntime")
-    assert m.stream("fraud", model="fraud", engine="onnxruntime") is a
-    assert isinstance(a, StreamMetrics)
+def test_each_stream_run_has_its_own_book_and_shares_the_series(m: Metrics) -> None:
+    a = m.stream("fraud", model="fraud", engine="onnxruntime", kind="transaction")
+    b = m.stream("fraud", model="fraud", engine="onnxruntime", kind="transaction")
+    assert isinstance(a, StreamMetrics) and a.book is not b.book
+    a.consumed(2)
+    b.consumed(3)
+    assert value(m, "streamfer_records_consumed_total", **BASE) == 5
+    assert (a.book.snapshot().consumed, b.book.snapshot().consumed) == (2, 3)
     with pytest.raises(ConfigError, match="empty label"):
         m.stream("", model="fraud", engine="onnxruntime")
 
@@ -186,10 +190,32 @@ def test_ready_gauge_follows_its_source(m: Metrics) -> None:
     assert value(m, "streamfer_ready") == 0
 
 
-def test_disabled_metrics_record_and_export_nothing() -> None:
+def test_one_call_per_event_counts_in_the_book_and_in_prometheus(m: Metrics) -> None:
+    s = m.stream("fraud", model="fraud", engine="onnxruntime", kind="transaction")
+    s.consumed(6)
+    s.decided(np.array([10.0, 30.0]), publish_s=0.004)
+    s.dropped("stale", 2)
+    s.dead_lettered("bad_json")
+    s.absorbed(1)
+    snap = s.book.snapshot()
+    assert (snap.name, snap.kind, snap.consumed, snap.decided) == ("fraud", "transaction", 6, 2)
+    assert snap.dropped == {"stale": 2} and snap.dead_lettered == {"bad_json": 1}
+    assert snap.absorbed == 1 and snap.resolved == 6 and sorted(snap.e2e_ms) == [10.0, 30.0]
+    assert value(m, "streamfer_records_consumed_total", **BASE) == 6
+    assert value(m, "streamfer_decisions_published_total", **BASE) == 2
+    assert value(m, "streamfer_e2e_latency_seconds_count", **BASE) == 2
+    assert value(m, "streamfer_e2e_latency_seconds_sum", **BASE) == pytest.approx(0.04)
+    publish = {**BASE, "stage": "publish"}
+    assert value(m, "streamfer_stage_latency_seconds_count", **publish) == 2
+    assert value(m, "streamfer_records_dropped_total", **BASE, reason="stale") == 2
+    assert value(m, "streamfer_records_dead_lettered_total", **BASE, reason="bad_json") == 1
+
+
+def test_disabled_metrics_count_in_the_book_and_export_nothing() -> None:
     off = Metrics(enabled=False)
     s = off.stream("fraud", model="fraud", engine="onnxruntime")
     assert type(s) is StreamRecorder
+    s.decided(np.array([5.0]), publish_s=0.001)
     s.consumed(3)
     s.published()
     s.dropped("stale")
@@ -205,6 +231,10 @@ def test_disabled_metrics_record_and_export_nothing() -> None:
     off.engine_info(stream="fraud", model="fraud", engine="onnxruntime", precision="fp32",
                     device="cpu")  # fmt: skip
     assert generate_latest(off.registry) == b""
+    snap = s.book.snapshot()
+    assert (snap.consumed, snap.decided, snap.dropped, snap.dead_lettered) == (
+        3, 1, {"stale": 1}, {"bad_json": 1}
+    )
 
 
 def test_process_collectors_are_on_by_default() -> None:

@@ -17,8 +17,8 @@ from streamfer.pipeline.handoff import STOP, RowQueue
 from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.outlet import LogLimiter, Outlet
 from streamfer.pipeline.processors.base import Output, Prepared, Reject, Result
-from streamfer.pipeline.stats import StatsBook
 from streamfer.pipeline.worker import EngineWorker
+from streamfer.streams.acks import Resolver
 from streamfer.streams.client import ProducerOptions
 from streamfer.streams.codecs import validate_decision
 from streamfer.streams.dlq import DeadLetterWriter
@@ -74,16 +74,16 @@ class Harness:
         self.sink = Sink()
         self.fatal: list[BaseException] = []
         self.metrics = Metrics(process_collectors=False)
-        self.book = StatsBook("s", kind)
+        recorder = self.metrics.stream("s", model="m", engine="onnxruntime", kind=kind)
+        self.book = recorder.book
         self.outlet = Outlet(
             stream="s",
             output_topic="out",
             sink=self.sink,  # type: ignore[arg-type]
             dead_letters=DeadLetterWriter(self.sink),  # type: ignore[arg-type]
-            tracker=self.tracker,
+            resolver=Resolver(self.tracker, recorder),
             encoder=DecisionEncoder("s", kind, ModelIdentity("m", "3", "onnxruntime", "fp32")),
-            recorder=self.metrics.stream("s", model="m", engine="onnxruntime"),
-            book=self.book,
+            recorder=recorder,
             on_fatal=self.fatal.append,
             on_dead_letter_failure=on_failure,  # type: ignore[arg-type]
             log_limiter=limiter,
@@ -316,6 +316,24 @@ def test_each_decision_carries_its_own_records_broker_latency() -> None:
     h.sink.deliver()  # acknowledged together: e2e = own broker age + the same time since
     e2e = sorted(h.book.snapshot().e2e_ms)
     assert [x - e2e[0] for x in e2e] == pytest.approx([0, 495, 4995])
+
+
+def test_the_broker_stage_is_observed_once_per_record_that_leaves() -> None:
+    """The broker latency is read in the outlet: each record published (or failed in the
+    engine), dropped or absorbed is observed once, with its own age."""
+    h = Harness()
+    b = h.batch(6)
+    b.timestamps_ms = [b.consumed_wall_ms - 40] * 6
+    h.outlet.publish(prepared(b), np.array([0, 1, 2]), [score(0.1)] * 3, 3, TIMING)
+    h.outlet.dropped(b, np.array([3]), "stale")
+    h.outlet.absorbed(b, np.array([4, 5]))
+    h.outlet.dropped(b, np.array([3]), "stale")  # resolved already: not observed again
+    labels = {"stream": "s", "model": "m", "engine": "onnxruntime", "stage": "broker"}
+    get = h.metrics.registry.get_sample_value
+    assert get("streamfer_stage_latency_seconds_count", labels) == 6
+    assert get("streamfer_stage_latency_seconds_sum", labels) == pytest.approx(6 * 0.04)
+    h.sink.deliver()
+    assert h.tracker.positions() == {("tx", 2): 16} and h.book.snapshot().absorbed == 2
 
 
 def test_an_engine_failure_reaches_the_dead_letter_topic_as_engine_error() -> None:

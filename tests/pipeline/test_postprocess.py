@@ -1,25 +1,28 @@
-"""Postprocessing: thresholds to actions, probabilities to labels, the decision document."""
+"""Postprocessing: thresholds to actions, probabilities to labels; the decision document."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import json
 
 import numpy as np
 import pytest
 
 from streamfer.errors import EngineError
 from streamfer.pipeline.config import FraudThresholds, SensorThresholds
-from streamfer.pipeline.postprocess import (
+from streamfer.pipeline.decisions import (
     SCHEMA,
-    FraudPostprocessor,
+    DecisionEncoder,
     ModelIdentity,
-    SensorPostprocessor,
-    build_decision,
+    SegmentTiming,
     key_text,
+)
+from streamfer.pipeline.postprocess import (
+    FraudPostprocessor,
+    SensorPostprocessor,
     labels_from_metadata,
 )
-from streamfer.streams.codecs import validate_decision
-from streamfer.streams.codecs.decision import LATENCY_STAGES
+from streamfer.streams.codecs import SCHEMA_ID, validate_decision
+from streamfer.streams.records import Record
 
 LABELS = ["normal", "hard_brake", "swerve", "impact"]
 
@@ -54,21 +57,15 @@ def test_labels_come_from_model_metadata() -> None:
 
 
 def test_decision_document_carries_source_model_and_latencies() -> None:
-    record = SimpleNamespace(
-        topic="payments.tx", partition=2, offset=41, key=b"card-7", timestamp_ms=1_700_000
-    )
-    model = ModelIdentity("fraud", "3", "onnxruntime", "fp32")
-    decision = build_decision(
-        stream="payments",
-        kind="transaction",
-        record=record,
-        model=model,
-        result={"fraud_score": 0.2, "action": "approve"},
-        batch_size=8,
-        latency_ms={s: 1.23456 for s in LATENCY_STAGES} | {"publish": None},
-    )
+    record = Record("payments.tx", 2, 41, b"card-7", b"{}", (), 1_700_000, 0)
+    encoder = DecisionEncoder("payments", "transaction", ModelIdentity("fraud", "3",
+                                                                       "onnxruntime", "fp32"))
+    timing = SegmentTiming(queue_ms=1.23456, preprocess_ms=1.0, infer_ms=2.0, postprocess_ms=0.1)
+    raw = encoder.encode(record, {"fraud_score": 0.2, "action": "approve"}, batch_size=8,
+                         broker_ms=1.23456, timing=timing)  # fmt: skip
+    decision = json.loads(raw)
     validate_decision(decision)
-    assert decision["schema"] == SCHEMA
+    assert decision["schema"] == SCHEMA == SCHEMA_ID and decision["stream"] == "payments"
     assert decision["source"] == {
         "topic": "payments.tx",
         "partition": 2,
@@ -76,8 +73,28 @@ def test_decision_document_carries_source_model_and_latencies() -> None:
         "key": "card-7",
     }
     assert decision["model"]["engine"] == "onnxruntime"
-    assert decision["latency_ms"]["broker"] == 1.235 and decision["latency_ms"]["publish"] is None
+    latency = decision["latency_ms"]
+    assert latency["broker"] == 1.235 and latency["queue"] == 1.235
+    assert latency["publish"] is None and latency["e2e"] is None
     assert decision["batch_size"] == 8
+
+
+def test_a_document_without_timing_is_the_same_document_with_null_latencies() -> None:
+    """What the benchmark baselines write: streamfer's bytes, but for the latencies."""
+    encoder = DecisionEncoder("payments", "transaction", ModelIdentity("fraud", "3",
+                                                                       "onnxruntime", "fp32"))
+    results = [{"fraud_score": 0.2, "action": "approve"},
+               {"fraud_score": 0.95, "action": "decline"}]  # fmt: skip
+    args = ("payments.tx", 1, [7, 9], [b"card-1", None], results, None)
+    timed = encoder.encode_segment(*args, [1.0, 2.0], 2, SegmentTiming(1.0, 2.0, 3.0, 4.0))
+    bare = encoder.encode_segment(*args, None, 2, None)
+    for t, b in zip(timed, bare, strict=True):
+        assert isinstance(t, bytes) and isinstance(b, bytes)
+        t_doc, b_doc = json.loads(t), json.loads(b)
+        validate_decision(b_doc)
+        assert set(b_doc["latency_ms"].values()) == {None}
+        assert {**t_doc, "latency_ms": None} == {**b_doc, "latency_ms": None}
+        assert b.split(b',"batch_size"')[0] == t.split(b',"batch_size"')[0]
 
 
 def test_non_utf8_keys_are_hex() -> None:

@@ -13,11 +13,11 @@ newest entry (see :mod:`streamfer.streams.state.restore` for the guarantee and i
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 
 from streamfer.errors import StateError
+from streamfer.streams.acks import AckCount
 from streamfer.streams.sink import KafkaSink
 from streamfer.streams.tracker import OffsetTracker, Span, SpanGroup
 
@@ -53,37 +53,32 @@ class Window:
         self.spans: list[Span] = []
 
 
-class _Acks:
+class _Acks(AckCount):
     """The delivery callback of one flush's entries: releases the window's spans at the
-    last ack (the only Python work per entry is a counter step)."""
+    last ack."""
 
-    __slots__ = ("count", "failed", "on_failure", "size", "spans", "tracker", "where")
+    __slots__ = ("on_failure", "spans", "tracker", "where")
 
     def __init__(self, tracker: OffsetTracker, spans: list[Span], size: int, where: str,
                  on_failure: Callable[[BaseException], None]) -> None:  # fmt: skip
+        super().__init__(size)
         self.tracker = tracker
         self.spans = spans
-        self.size = size
         self.where = where
         self.on_failure = on_failure
-        self.count = itertools.count(1)  # next() is atomic: callbacks may run on two threads
-        self.failed = False
 
-    def __call__(self, error: object | None, _message: object) -> None:
-        if error is not None:
-            if not self.failed:
-                self.failed = True
-                first, last = self.spans[0].first, self.spans[-1].end - 1
-                self.on_failure(
-                    StateError(
-                        f"{self.where} | state changelog entry not written ({error}); records "
-                        f"{first}..{last} stay uncommitted. Note: the stream stops; a restart "
-                        "consumes them again"
-                    )
-                )
-            return
-        if next(self.count) == self.size:
-            self.tracker.release_many(self.spans)
+    def acked(self) -> None:
+        self.tracker.release_many(self.spans)
+
+    def failed(self, error: object) -> None:
+        first, last = self.spans[0].first, self.spans[-1].end - 1
+        self.on_failure(
+            StateError(
+                f"{self.where} | state changelog entry not written ({error}); records "
+                f"{first}..{last} stay uncommitted. Note: the stream stops; a restart "
+                "consumes them again"
+            )
+        )
 
 
 class ChangelogWriter:
