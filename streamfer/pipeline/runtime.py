@@ -25,13 +25,11 @@ A new model version reaches the engine thread between two batches
 scores the decided batches on a thread of its own (``streamfer.pipeline.shadow``).
 
 ``state.enabled`` (a :class:`~pipeline.processors.base.StatefulProcessor`) adds a
-:class:`~streams.state.StateManager`: it hears the source's partition events,
-restores an assigned partition on the consumer thread before its first batch is
-prepared, hands the processor the partition's view, and after ``prepare`` holds the
-batch's span in its partition's window; before each commit the windows' entries (one
-per updated key) go to the changelog through the same sink (so through the same
-transaction), and the spans are released when they are acknowledged: no commit
-passes a record whose state is not durable.
+:class:`~streams.state.StateManager`: it restores an assigned partition on the
+consumer thread before its first batch is prepared and hands the processor the
+partition's view; before each commit the updated keys go to the changelog through the
+same sink (so the same transaction), and no commit passes a record whose state is not
+durable.
 """
 
 from __future__ import annotations
