@@ -86,7 +86,7 @@ def entry(name: str) -> Any:
 class Place:
     """Where a function lives: its file under the streamfer package, its package, its name."""
 
-    file: str  # e.g. streamfer/pipeline/stream.py
+    file: str  # e.g. streamfer/pipeline/consumer.py
     package: str  # pipeline, streams, engines, models, or "" for streamfer's own modules
     function: str  # module.qualname
 

@@ -57,11 +57,15 @@ Public API (what ``streamfer run`` and ``streamfer demo`` use)::
 * ``failure`` is the first fatal error of a stream (the pipeline then stops
   itself, without draining); ``wait(timeout_s)`` blocks until it stopped.
 
-Threads per stream: one consumer thread (poll, backpressure by pausing
-partitions, commits), a preprocessing thread pool (``runtime.preprocess_threads``,
-decode and letterbox release the GIL), one engine worker (batcher, inference,
-postprocess, hand-off to the producer); the producer's I/O thread runs the
-acknowledgement callbacks that resolve offsets.
+Threads per stream (``streamfer.pipeline.runtime``): one consumer thread
+(``pipeline.consumer``: poll, prepare, hand to the engine's queue, commits;
+backpressure by not polling while that queue is full, so lag grows and memory does
+not; a partition is paused only as a safety net, while too many of its records wait
+for acknowledgement), a thread pool for processors that decode in one
+(``runtime.preprocess_threads``, decode and letterbox release the GIL), one engine
+thread (``pipeline.worker``: batcher, inference, results, hand-off to the producer);
+the producer's delivery thread runs the acknowledgement callbacks that
+resolve offsets.
 """
 
 from __future__ import annotations
@@ -78,8 +82,8 @@ from streamfer.pipeline.config import ModelConfig, PipelineConfig
 from streamfer.pipeline.health import HealthServer, HealthState
 from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.reload import ModelReloader, ReloadOutcome, Served, load
+from streamfer.pipeline.runtime import StreamRuntime
 from streamfer.pipeline.stats import StreamStats
-from streamfer.pipeline.stream import StreamRuntime
 from streamfer.pipeline.topics import ensure_output_topics, message_limits
 
 log = logging.getLogger(__name__)

@@ -34,10 +34,9 @@ from streamfer.pipeline.config.model import MAX_BATCH
 from streamfer.pipeline.config.problems import format_problems
 from streamfer.pipeline.config.stream import DEFAULT_BATCH
 from streamfer.pipeline.decisions import RESERVED, DecisionEncoder, ModelIdentity, SegmentTiming
-from streamfer.pipeline.engine import results_isolated
+from streamfer.pipeline.isolation import prepare_isolated, results_isolated
 from streamfer.pipeline.outlet import output_problem
 from streamfer.pipeline.processors import Output, Prepared, Processor, engine_wiring, make_processor
-from streamfer.pipeline.stream import prepare_isolated
 from streamfer.streams.records import Record, RecordBatch
 
 BUILTIN_KINDS = ("camera", "sensor", "transaction")

@@ -31,8 +31,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from streamfer.pipeline.config.kafka import KafkaConfig
 from streamfer.pipeline.health import HealthState
 from streamfer.pipeline.metrics import StreamRecorder
+from streamfer.streams.admin import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,21 @@ CHECK_EVERY_S = 1.0  # while missing: how often the cluster is asked
 REMIND_EVERY_S = 60.0  # while missing: one log line this often
 UNASSIGNED_FIRST_S = 1.0  # no partitions: the first check for a deleted topic
 UNASSIGNED_MOST_S = 30.0  # ... then doubling up to this
+CHECK_TIMEOUT_S = 5.0  # one metadata request about the input topic
+
+
+def partition_count(kafka: KafkaConfig, topic: str) -> Callable[[], int | None]:
+    """``exists`` of :class:`InputTopic`: ``topic``'s partition count, asked of the
+    cluster through the configured client (None: no such topic; StreamError: the cluster
+    cannot be asked)."""
+
+    def count() -> int | None:
+        settings = kafka.to_settings()
+        return topic_partitions(
+            settings, [topic], timeout_s=CHECK_TIMEOUT_S, client=kafka.client
+        ).get(topic)
+
+    return count
 
 
 class InputTopic:
@@ -66,12 +83,16 @@ class InputTopic:
         self._exists, self._health, self._recorder = exists, health, recorder
         self._clock = clock
         self.check_every_s, self.remind_every_s = check_every_s, remind_every_s
-        self.missing = False
+        self._missing = threading.Event()  # set on the consumer thread, read from any
         self._missing_since = 0.0
         self._next_remind = 0.0
         self._next_unassigned = 0.0
         self._unassigned_wait = UNASSIGNED_FIRST_S
         self._was_assigned = True  # the first unassigned check waits UNASSIGNED_FIRST_S
+
+    @property
+    def missing(self) -> bool:
+        return self._missing.is_set()
 
     @property
     def problem(self) -> str:
@@ -156,6 +177,9 @@ class InputTopic:
         )
 
     def _set(self, missing: bool) -> None:
-        self.missing = missing
+        if missing:
+            self._missing.set()
+        else:
+            self._missing.clear()
         self._health.set_problem(self.problem, missing)
         self._recorder.set_input_topic_missing(self.topic, missing)

@@ -45,7 +45,7 @@ from streamfer.engines.select import create_runner
 from streamfer.engines.versions import LATEST, ModelVersion, listing, select
 from streamfer.errors import EngineError, StreamferError
 from streamfer.pipeline.decisions import ModelIdentity
-from streamfer.pipeline.engine import InferFn, Swap
+from streamfer.pipeline.handoff import InferFn, Swap
 
 if TYPE_CHECKING:
     from streamfer.pipeline.config import ModelConfig

@@ -29,7 +29,8 @@ import numpy as np
 
 from streamfer.pipeline.batcher import Segment
 from streamfer.pipeline.decisions import DecisionEncoder, SegmentTiming
-from streamfer.pipeline.engine import InferFn, results_isolated
+from streamfer.pipeline.handoff import InferFn
+from streamfer.pipeline.isolation import results_isolated
 from streamfer.pipeline.metrics import ShadowRecorder
 from streamfer.pipeline.processors.base import Prepared, Processor, Result
 from streamfer.streams.client import Outgoing

@@ -103,6 +103,11 @@ class KafkaSink:
             raise not_started(f"{self.settings.describe()} | KafkaSink")
         return client
 
+    @property
+    def monitor(self) -> object | None:
+        """The producer's connection monitor (``streamfer.streams.connection``), once started."""
+        return getattr(self._client, "monitor", None)
+
     def send(
         self,
         topic: str,

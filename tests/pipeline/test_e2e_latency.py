@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from e2e_helpers import MODELS, committed, config_doc, produce, transactions, wait_for
 
-from streamfer.pipeline import stream as stream_module
+from streamfer.pipeline import runtime as runtime_module
 from streamfer.pipeline.app import Pipeline
 from streamfer.pipeline.config import parse_config
 from streamfer.pipeline.latency import PROFILES
@@ -51,13 +51,13 @@ def test_a_low_latency_stream_decides_everything_and_commits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made: list[RecordingFactory] = []
-    real = stream_module.client_factory
+    real = runtime_module.client_factory
 
     def recording(name: Any) -> Any:
         made.append(RecordingFactory(real(name)))
         return made[-1]
 
-    monkeypatch.setattr(stream_module, "client_factory", recording)
+    monkeypatch.setattr(runtime_module, "client_factory", recording)
     src, out, group = unique_topic(3), unique_topic(1), unique_group()
     n = produce(kafka_bootstrap, src, transactions(150, seed=3))
     stream = {"name": "payments", "kind": "transaction", "input_topic": src,

@@ -11,8 +11,9 @@ import pytest
 
 from streamfer.errors import CodecError, EngineError, RecordInferenceError, StreamError
 from streamfer.pipeline.decisions import SegmentTiming
-from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue, deadlines_ns
+from streamfer.pipeline.handoff import STOP, RowQueue
 from streamfer.pipeline.processors.base import Prepared, Result
+from streamfer.pipeline.worker import EngineWorker, deadlines_ns
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.tracker import OffsetTracker
 

@@ -10,8 +10,9 @@ import numpy as np
 from test_engine import batch, prepared
 
 from streamfer.pipeline.decisions import SegmentTiming
-from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue, Swap
+from streamfer.pipeline.handoff import STOP, RowQueue, Swap
 from streamfer.pipeline.processors.base import Prepared, Result
+from streamfer.pipeline.worker import EngineWorker
 
 
 class Models:

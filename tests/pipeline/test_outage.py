@@ -84,7 +84,7 @@ def test_readiness_follows_the_broker_and_every_record_is_decided(
     for _ in range(BEFORE + AFTER):
         tx, _ = gen.next()
         messages.append((tx["card_id"].encode(), encode_transaction(tx), []))
-    caplog.set_level(logging.WARNING, logger="streamfer.pipeline.stream")
+    caplog.set_level(logging.WARNING, logger="streamfer.pipeline.readiness")
     with Pipeline(parse_config(doc, "t", tmp_path)) as pipe:
         pipe.wait_ready(30)
         base = pipe.http_url

@@ -13,10 +13,11 @@ import pytest
 
 from streamfer.errors import CodecError, EngineError, ProcessorError
 from streamfer.pipeline.decisions import DecisionEncoder, ModelIdentity, SegmentTiming
-from streamfer.pipeline.engine import STOP, EngineWorker, RowQueue
+from streamfer.pipeline.handoff import STOP, RowQueue
 from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.outlet import LogLimiter, Outlet
 from streamfer.pipeline.processors.base import Output, Prepared, Reject, Result
+from streamfer.pipeline.worker import EngineWorker
 from streamfer.streams.acks import Resolver
 from streamfer.streams.client import Outgoing, ProducerOptions
 from streamfer.streams.codecs import validate_decision

@@ -18,6 +18,7 @@ from streamfer.engines.base import Runner, TensorSpec
 from streamfer.engines.select import create_runner
 from streamfer.errors import CodecError, ConfigError, EngineError, ProcessorError
 from streamfer.pipeline.config import StreamConfig, load_config
+from streamfer.pipeline.isolation import prepare_isolated
 from streamfer.pipeline.processors import (
     Output,
     Prepared,
@@ -28,7 +29,6 @@ from streamfer.pipeline.processors import (
     processor_context,
 )
 from streamfer.pipeline.processors.checks import PreparedCheck
-from streamfer.pipeline.stream import prepare_isolated
 from streamfer.streams.codecs import CodecLimits, encode_camera
 from streamfer.streams.records import Record, RecordBatch
 

@@ -20,7 +20,7 @@ from tiny_models import constant_fraud_model
 
 from streamfer.engines.base import Runner
 from streamfer.pipeline.config import ModelConfig
-from streamfer.pipeline.engine import InferFn, Swap
+from streamfer.pipeline.handoff import InferFn, Swap
 from streamfer.pipeline.metrics import Metrics
 from streamfer.pipeline.reload import ModelReloader, Served, load
 

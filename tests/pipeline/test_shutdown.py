@@ -9,10 +9,10 @@ from typing import Any
 
 from streamfer.pipeline.app import Pipeline
 from streamfer.pipeline.config import parse_config
-from streamfer.pipeline.engine import RowQueue
+from streamfer.pipeline.handoff import RowQueue, hand_over
 from streamfer.pipeline.metrics import StreamRecorder
+from streamfer.pipeline.readiness import LagReporter
 from streamfer.pipeline.stats import StatsBook
-from streamfer.pipeline.stream import LagReporter, hand_over
 
 
 def config(tmp_path: Path) -> Any:

@@ -28,7 +28,7 @@ from streamfer.pipeline.processors.sensor import SensorProcessor
 from streamfer.pipeline.processors.transaction import TransactionProcessor
 
 if TYPE_CHECKING:
-    from streamfer.pipeline.engine import InferFn  # engine imports processors.base
+    from streamfer.pipeline.handoff import InferFn
 
 
 def processor_context(

@@ -1,22 +1,24 @@
-"""The engine worker of one stream: inbox -> batcher -> runner -> processor results -> outlet.
+"""The engine thread of one stream: batcher -> runner -> processor results -> outlet.
 
-It owns the stream's :class:`~pipeline.batcher.Batcher` (one thread, so the
-batcher stays lock-free) and knows nothing about Kafka: prepared record
-batches (:class:`~pipeline.processors.base.Prepared`) arrive in consume order
-on a bounded :class:`RowQueue`; every row leaves through the
-:class:`~pipeline.outlet.Outlet`:
+:class:`EngineWorker` owns the stream's :class:`~pipeline.batcher.Batcher` (one
+thread, so the batcher stays lock-free) and knows nothing about Kafka: prepared
+record batches (:class:`~pipeline.processors.base.Prepared`) arrive in consume
+order on the bounded :class:`~pipeline.handoff.RowQueue`; every row leaves
+through the :class:`~pipeline.outlet.Outlet`:
 
 * a result -> ``outlet.publish`` (a segment of rows at a time, with its stage times);
 * a drop (stale, superseded) -> ``outlet.dropped``;
 * a row whose inference or results failed -> ``outlet.dead_letter``.
 
-Failures are isolated: a batch whose inference or ``results`` raises is run
+Failures are isolated (``pipeline.isolation``, the same rule as the consumer
+thread's ``prepare``): a batch whose inference or ``results`` raises is run
 again record by record; rows that fail alone are dead-lettered
 (``engine_error``, or the processor's reason), the others decided. When every
 row fails alone the engine itself is broken, not the input: the worker stops
 with the error and nothing of the batch is resolved (so nothing is committed
-past it). A ``STOP`` sentinel on the inbox drains the batcher and ends the
-thread.
+past it). A :data:`~pipeline.handoff.STOP` sentinel on the queue drains the
+batcher and ends the thread; a model :class:`~pipeline.handoff.Swap` is taken
+between two batches.
 """
 
 from __future__ import annotations
@@ -25,27 +27,21 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from streamfer.errors import EngineError, ProcessorError, RecordInferenceError
 from streamfer.pipeline.batcher import Batch, Batcher, Chunk, Segment
 from streamfer.pipeline.decisions import SegmentTiming
-from streamfer.pipeline.processors.base import Prepared, Processor, Result, processor_error
+from streamfer.pipeline.handoff import STOP, InferFn, RowQueue, Swap
+from streamfer.pipeline.isolation import infer_isolated, results_isolated
+from streamfer.pipeline.processors.base import Prepared, Processor, Result
 from streamfer.streams.records import RecordBatch
 
 log = logging.getLogger(__name__)
 
-STOP: Final = object()
 _IDLE_WAIT_S = 0.05
-
-
-class InferFn(Protocol):
-    def __call__(self, feeds: dict[str, np.ndarray], /) -> dict[str, np.ndarray]: ...
 
 
 class AfterBatch(Protocol):
@@ -66,70 +62,6 @@ class Outcomes(Protocol):
 
     def dead_letter(self, batch: RecordBatch, row: int, error: BaseException,
                     reason: str) -> None: ...  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Swap:
-    """A new model for the engine thread: ``infer`` replaces the worker's between two
-    batches; ``applied()`` runs right then on the engine thread (the stream switches its
-    decisions' model identity there), then ``done`` is set."""
-
-    infer: InferFn
-    applied: Callable[[], None]
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-class RowQueue:
-    """A FIFO of prepared batches bounded by the rows it holds (not the batches).
-
-    ``put`` blocks while ``max_rows`` rows wait (a single batch larger than that is
-    taken when the queue is empty); ``get`` blocks until an item arrives.
-    """
-
-    def __init__(self, max_rows: int) -> None:
-        self.max_rows = max(1, max_rows)
-        self._items: deque[Any] = deque()
-        self._rows = 0
-        self._cond = threading.Condition()
-
-    @property
-    def rows(self) -> int:
-        return self._rows
-
-    def put(self, item: Any, rows: int, timeout_s: float) -> bool:
-        """False if there was no room within ``timeout_s``."""
-        with self._cond:
-            fits = lambda: not self._rows or self._rows + rows <= self.max_rows  # noqa: E731
-            if not fits() and not self._cond.wait_for(fits, timeout_s):
-                return False
-            self._items.append((item, rows))
-            self._rows += rows
-            self._cond.notify_all()
-            return True
-
-    def wait_room(self, rows: int, timeout_s: float) -> bool:
-        """Wait until ``rows`` more rows fit (or the queue is empty); False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: not self._rows or self._rows + rows <= self.max_rows, timeout_s
-            )
-
-    def put_nowait(self, item: Any) -> None:
-        """Put without waiting for room (the STOP sentinel)."""
-        with self._cond:
-            self._items.append((item, 0))
-            self._cond.notify_all()
-
-    def get(self, timeout_s: float) -> Any | None:
-        with self._cond:
-            if not self._items and (
-                timeout_s <= 0 or not self._cond.wait_for(lambda: bool(self._items), timeout_s)
-            ):
-                return None
-            item, rows = self._items.popleft()
-            self._rows -= rows
-            self._cond.notify_all()
-            return item
 
 
 def deadlines_ns(prepared: Prepared, deadline_ms: float) -> tuple[np.ndarray, int]:
@@ -173,19 +105,14 @@ class EngineWorker:
         clock: Callable[[], int] = time.monotonic_ns,
         after_batch: AfterBatch | None = None,
     ) -> None:
-        self.name = name
-        self.infer = infer
-        self.processor = processor
-        self.outlet = outlet
-        self.inbox = inbox
-        self.deadline_ms = deadline_ms
-        self.latest_per_key = latest_per_key
-        self.on_batch = on_batch
-        self.on_fallbacks = on_fallbacks
+        self.name, self.infer, self.processor = name, infer, processor
+        self.outlet, self.inbox = outlet, inbox
+        self.deadline_ms, self.latest_per_key = deadline_ms, latest_per_key
+        self.on_batch, self.on_fallbacks = on_batch, on_fallbacks
         self.error_reason = error_reason  # for an exception escaping the processor
         self.after_batch = after_batch  # a shadow: sees each batch once it is published
         self.clock = clock
-        self._abandoned = False
+        self._abandoned = threading.Event()  # set by the stopping thread, read here
         # a model swap waiting for the next batch boundary: one slot, handed over by the
         # reloading thread, taken by this one (streamfer.pipeline.reload)
         self._swaps: queue.Queue[Swap] = queue.Queue(maxsize=1)
@@ -203,7 +130,7 @@ class EngineWorker:
     def abandon(self) -> None:
         """On the next STOP, return without running what is queued (it stays unresolved,
         so it is never committed and is consumed again after a restart)."""
-        self._abandoned = True
+        self._abandoned.set()
 
     def offer_swap(self, swap: Swap) -> bool:
         """Have ``swap`` applied between two batches (never inside one); False if one is
@@ -254,14 +181,14 @@ class EngineWorker:
             raise
 
     def _loop(self) -> None:
-        batcher = self.batcher
+        batcher, abandoned = self.batcher, self._abandoned
         while True:
             self.beat()
             self._take_swap()
             entry = self.inbox.get(self._wait_s())
             stop = False
             while entry is not None:
-                if self._abandoned:  # checked per entry: nothing more is admitted or run
+                if abandoned.is_set():  # checked per entry: nothing more is admitted or run
                     return
                 if entry is STOP:
                     stop = True
@@ -270,7 +197,7 @@ class EngineWorker:
                 if len(batcher) >= batcher.max_batch:
                     break
                 entry = self.inbox.get(0)
-            if self._abandoned:
+            if abandoned.is_set():
                 return
             while (batch := batcher.poll()) is not None:
                 self._run(batch)
@@ -359,28 +286,11 @@ class EngineWorker:
     ) -> None:
         """Inference failed for a batch: run each row alone to find the rows at fault."""
         n = sum(len(s) for s in segments)
-        outcomes: list[Result | BaseException] = []
-        for i in range(n):
-            try:
-                out = self.infer({k: v[i : i + 1] for k, v in feeds.items()})
-            except Exception as exc:
-                outcomes.append(
-                    RecordInferenceError(
-                        f"engine failed on this record alone ({type(exc).__name__}: {exc}). "
-                        "Note: the other records of its batch were run without it"
-                    )
-                )
-                continue
-            alone = _one_result(self.processor, out, metas[i : i + 1], 0, self.error_reason)
-            outcomes.append(alone)
-        if n > 1 and all(isinstance(o, RecordInferenceError) for o in outcomes):
-            raise EngineError(
-                f"{self.name} | every record of a batch of {n} fails alone in the engine "
-                f"({error}). Note: the engine is broken, not the input; the stream stops "
-                "with the batch uncommitted"
-            ) from error
-        now = self.clock()
-        self._publish(segments, outcomes, n, now, 0, 0)
+        outcomes = infer_isolated(
+            self.name, self.infer, self.processor, feeds, metas, error,
+            error_reason=self.error_reason,
+        )  # fmt: skip
+        self._publish(segments, outcomes, n, self.clock(), 0, 0)
 
     def _publish(
         self,
@@ -402,63 +312,6 @@ class EngineWorker:
             rows = prepared.rows[seg.rows]
             self.outlet.publish(prepared, rows, results[i : i + k], n, timing)
             i += k
-
-
-def results_isolated(
-    processor: Processor,
-    outputs: Mapping[str, np.ndarray],
-    metas: Sequence[Any],
-    *,
-    error_reason: str = "processor_error",
-    on_fault: Callable[[str, BaseException | None], None] = lambda problem, error: None,
-) -> list[Result | BaseException]:
-    """``processor.results`` with one result (or the error of that row) per row.
-
-    A whole-batch failure is retried row by row (a row that fails alone gets a
-    ProcessorError with ``error_reason``); a wrong number of results fails every row of
-    the batch, so nothing of it is published. ``on_fault(problem, error)`` hears of each
-    (``error`` None for a wrong count).
-    """
-    n = len(metas)
-    name = type(processor).__name__
-    try:
-        results: list[Result | BaseException] = list(processor.results(outputs, metas))
-    except Exception as exc:
-        on_fault(
-            f"{name}.results of a batch of {n} failed ({type(exc).__name__}: {exc}); "
-            "retrying record by record",
-            exc,
-        )
-        return [_one_result(processor, outputs, metas, i, error_reason) for i in range(n)]
-    if len(results) != n:
-        err = ProcessorError(
-            f"{name}.results | returned {len(results)} results for a batch of {n} records; "
-            "none of the batch is published. Note: expected one result per record, in order"
-        )
-        on_fault(str(err), None)
-        return [err] * n
-    return results
-
-
-def _one_result(
-    processor: Processor,
-    outputs: Mapping[str, np.ndarray],
-    metas: Sequence[Any],
-    i: int,
-    error_reason: str,
-) -> Result | BaseException:
-    name = type(processor).__name__
-    try:
-        row = {k: v[i : i + 1] for k, v in outputs.items()}
-        one = list(processor.results(row, metas[i : i + 1]))
-    except Exception as exc:
-        return processor_error(f"{name}.results", exc, reason=error_reason)
-    if len(one) != 1:
-        return ProcessorError(
-            f"{name}.results | returned {len(one)} results for 1 record. "
-            "Note: expected one result per record"
-        )
-    return one[0]
 
 
 def _feeds(segments: list[Segment[Prepared]]) -> dict[str, np.ndarray]:
