@@ -38,7 +38,7 @@ def verdict(name: str, still_there: bool, what: str) -> None:
     if workaround(name):
         assert still_there, (
             f"kafka-python {VERSION} no longer {what}: the {name} workaround in "
-            "streams/kafka_python.py is not needed any more; remove it"
+            "streams/kafka_python/workarounds.py is not needed any more; remove it"
         )
     else:
         assert not still_there, (
