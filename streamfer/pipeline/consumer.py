@@ -124,7 +124,7 @@ class ConsumerLoop:
         source = self.source
         try:  # an unreachable cluster fails the start here, as the consumer's start would
             if self.watching.input.present():
-                source.start()
+                self._begin(source)
         except BaseException as exc:
             errors.append(exc)
             self._abandon()
@@ -240,8 +240,14 @@ class ConsumerLoop:
         except StreamError as exc:  # the cluster out of reach: readiness says so already
             log.debug("%s | input topic check failed: %s", self.name, exc)
             return
-        if not appeared:
-            return
+        if appeared:
+            self._begin(source)
+
+    def _begin(self, source: KafkaSource) -> None:
+        """The input topic exists: create this stream's output topics sized like it (the
+        pipeline's own check leaves a stream out whose input was missing then, and the
+        input may have appeared since, a producer being quicker than the start), then
+        start consuming."""
         ensure_output_topics(self.config, streams=[self.name])
         limit = message_limits(self.config).get(self.stream.resolved_dlq_topic)
         letters = self.outlet.dead_letters

@@ -40,6 +40,7 @@ from e2e_helpers import (
 from kafka.admin import KafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamfer.pipeline import app
 from streamfer.pipeline.app import Pipeline
 from streamfer.pipeline.config import parse_config
 from streamfer.streams.admin import create_topics, topic_partitions
@@ -269,3 +270,35 @@ def test_sigterm_while_waiting_exits_0_at_once(
     assert took < 5.0, f"stopped {took:.1f} s after SIGTERM"
     assert text.count(WAITING) == 1, text[-3000:]
     assert topic_partitions(kafka_bootstrap, [src]) == {}  # nothing created it
+
+
+def test_an_input_created_between_the_topic_check_and_the_stream_start_gets_its_outputs(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_group: Callable[[], str],
+    client_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipeline's topic check leaves out a stream whose input is missing; when the input
+    appears before that stream's consumer first looks (a producer quicker than the start),
+    the stream still creates its outputs sized like the input before it consumes."""
+    src, out = fresh("in"), fresh("out")
+    checked = app.ensure_output_topics
+
+    def check_then_create(config: Any, *args: Any, **kwargs: Any) -> list[str]:
+        created = checked(config, *args, **kwargs)
+        create_topics(kafka_bootstrap, {src: 3})  # in the window before the stream starts
+        return created
+
+    monkeypatch.setattr(app, "ensure_output_topics", check_then_create)
+    pipe = pipeline(tmp_path, kafka_bootstrap, unique_group(), [stream("payments", src, out)],
+                    client_name)  # fmt: skip
+    pipe.start()
+    try:
+        produced = produce_and_time(kafka_bootstrap, src, seed=9)
+        assert_decided_in_time(pipe, "payments", N, produced)
+    finally:
+        pipe.stop()
+    assert topic_partitions(kafka_bootstrap, [src, out, f"{src}.dlq"]) == {
+        src: 3, out: 3, f"{src}.dlq": 3,
+    }  # fmt: skip
