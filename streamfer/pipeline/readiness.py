@@ -24,7 +24,6 @@ from collections.abc import Callable, Collection, Mapping
 
 from streamfer.errors import StreamferError
 from streamfer.pipeline.metrics import StreamRecorder
-from streamfer.pipeline.stats import StatsBook
 from streamfer.streams.connection import ConnectionMonitor
 from streamfer.streams.source import KafkaSource
 
@@ -41,21 +40,18 @@ class LagReporter:
     member is idle).
     """
 
-    def __init__(self, recorder: StreamRecorder, book: StatsBook) -> None:
+    def __init__(self, recorder: StreamRecorder) -> None:
         self.recorder = recorder
-        self.book = book
         self._partitions: set[int] = set()  # partitions with an exported lag
 
     def update(
         self, lags: Mapping[tuple[str, int], int], assigned: Collection[tuple[str, int]],
         ages: Mapping[tuple[str, int], float] | None = None,
     ) -> None:  # fmt: skip
-        for (_, partition), n in lags.items():
-            self.recorder.set_lag(partition, n)
+        self.recorder.set_lags({partition: n for (_, partition), n in lags.items()})
         for (_, partition), seconds in (ages or {}).items():
             self.recorder.set_lag_seconds(partition, seconds)
         self.recorder.set_partitions_assigned(len(assigned))
-        self.book.set_lag(sum(lags.values()))
         self._partitions.update(p for _, p in lags)
         self._partitions.update(p for _, p in ages or {})
         gone = self._partitions - {p for _, p in assigned}

@@ -18,7 +18,7 @@ Counts are records, durations are seconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -125,6 +125,13 @@ class StreamRecorder(FlowRecorder, StandingRecorder):
     """What the runtime calls for one stream; get it from ``Metrics.stream``."""
 
     __slots__ = ()
+
+    def set_lags(self, lags: Mapping[int, int]) -> None:
+        """Consumer lag of each assigned partition, by partition: one gauge each, and their
+        total in the run summary."""
+        for partition, n in lags.items():
+            self.set_lag(partition, n)
+        self.book.set_lag(sum(lags.values()))
 
 
 class ShadowRecorder:

@@ -120,7 +120,7 @@ class StreamRuntime:
         self._sink: KafkaSink | None = None
         self._worker: EngineWorker | None = None
         self._state: StateManager[Any] | None = None
-        self.lag = LagReporter(self.recorder, self.book)
+        self.lag = LagReporter(self.recorder)
         self.settled = PartitionsSettled(stream.name, lambda: self._source)
         self.broker = BrokerWatch(
             stream.name, config.runtime.broker_timeout_s, self.recorder,

@@ -88,7 +88,8 @@ def test_a_live_engine_gets_the_item_once_there_is_room() -> None:
 class Recorder(StreamRecorder):
     """Keeps the exported lag series and refuses to forget one never exported."""
 
-    def __init__(self) -> None:
+    def __init__(self, book: StatsBook) -> None:
+        super().__init__(book)
         self.lag: dict[int, int] = {}
         self.age: dict[int, float] = {}
         self.assigned = -1
@@ -109,8 +110,9 @@ class Recorder(StreamRecorder):
 
 
 def test_revoked_partitions_stop_exporting_lag() -> None:
-    recorder, book = Recorder(), StatsBook("payments", "transaction")
-    lag = LagReporter(recorder, book)
+    book = StatsBook("payments", "transaction")
+    recorder = Recorder(book)
+    lag = LagReporter(recorder)
     lag.update({("tx", 0): 5, ("tx", 1): 7}, {("tx", 0), ("tx", 1)})
     assert recorder.lag == {0: 5, 1: 7} and book.snapshot().lag == 12
     lag.update({("tx", 1): 2}, {("tx", 1)})
@@ -118,8 +120,9 @@ def test_revoked_partitions_stop_exporting_lag() -> None:
 
 
 def test_lag_in_seconds_and_the_assignment_follow_the_partitions() -> None:
-    recorder, book = Recorder(), StatsBook("payments", "transaction")
-    lag = LagReporter(recorder, book)
+    book = StatsBook("payments", "transaction")
+    recorder = Recorder(book)
+    lag = LagReporter(recorder)
     lag.update({("tx", 0): 5}, {("tx", 0), ("tx", 1)}, {("tx", 0): 0.0, ("tx", 1): 2.5})
     assert recorder.age == {0: 0.0, 1: 2.5} and recorder.assigned == 2
     lag.update({}, set(), {})  # every partition revoked: idle
