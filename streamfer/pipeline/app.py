@@ -125,6 +125,12 @@ class Pipeline(Lifecycle, start="start", stop="stop", clean_flag="drain"):
         if self._started:
             return
         self._started = True
+        kafka = self.config.kafka
+        log.debug(
+            "starting %d stream(s) on %s through %s (worker %d)",
+            len(self.config.streams), kafka.to_settings().describe(), kafka.client,
+            self.worker_index,
+        )  # fmt: skip
         try:
             ensure_output_topics(self.config)  # before loading engines: fail fast
             limits = message_limits(self.config)
