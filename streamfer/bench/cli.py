@@ -241,7 +241,8 @@ def server(
         warmup_max_s=warmup_max_s,
     )  # fmt: skip
     report = run_server(_broker(bootstrap, config_path), opts, command_line(), _say)
-    report.images.append(plot_server(report, results.parent))
+    if not no_record:  # the chart goes beside the results it belongs to, or nowhere
+        report.images.append(plot_server(report, results.parent))
     _finish(report, results, no_record)
 
 

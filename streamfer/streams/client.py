@@ -37,6 +37,8 @@ DEFAULT_CLIENT: ClientName = "confluent-kafka"
 # delivery reports, possibly two threads at once (a flush and the poller): keep it
 # short and thread-safe.
 DeliveryCallback = Callable[[object | None, object], None]
+# an asynchronous commit's outcome: the positions sent, and None or what went wrong
+CommitDone = Callable[[Mapping[TopicPartition, int], str | None], None]
 
 # Revocation hook: (partitions, lost) -> positions to commit before the rebalance
 # completes (empty when the partitions are abandoned or were lost).
@@ -116,7 +118,14 @@ class ConsumerClient(Protocol):
         """At most ``max_records`` records, one batch per partition, each in offset order."""
         ...
 
-    def commit(self, positions: Mapping[TopicPartition, int], timeout_s: float) -> None: ...
+    def commit(self, positions: Mapping[TopicPartition, int], timeout_s: float) -> None:
+        """Commit and return once the group's offsets say so (StreamError otherwise)."""
+        ...
+
+    def commit_async(self, positions: Mapping[TopicPartition, int], done: CommitDone) -> None:
+        """Send a commit and return at once; ``done(positions, error)`` follows from a later
+        ``poll`` (error None: the group's offsets say so). No wait on this thread."""
+        ...
 
     def committed(self, tp: TopicPartition, timeout_s: float) -> int | None: ...
 

@@ -67,8 +67,9 @@ class CommitSource(Protocol):
 
 
 class Committer(Protocol):
-    def commit(self) -> dict[TopicPartition, int]:
-        """Commit what is resolved now; returns what was committed."""
+    def commit(self, wait: bool = True) -> dict[TopicPartition, int]:
+        """Commit what is resolved now; returns what was committed (``wait`` False: what
+        was sent, confirmed later where the committer can do that without waiting)."""
         ...
 
     def on_revoke(self, tps: list[TopicPartition], lost: bool) -> Mapping[TopicPartition, int]:
@@ -89,18 +90,49 @@ class Committer(Protocol):
 
 
 class OffsetCommitter:
-    """At-least-once: resolved positions are committed through the consumer."""
+    """At-least-once: resolved positions are committed through the consumer.
+
+    The periodic commit (``wait=False``) is sent and not waited for: a wait is a round
+    trip to the coordinator on the consumer thread every commit interval, and every
+    record fetched meanwhile waits with it. Positions count as committed once the
+    group confirms them; a commit that failed or is still unanswered leaves them
+    uncommitted, so the next commit, the revocation's and the final one (which wait)
+    send them again. Committing less than is resolved is always safe here: it only
+    means records read again after a restart, which at-least-once allows.
+    """
 
     def __init__(self, source: CommitSource) -> None:
         self.source = source
+        self._lock = threading.Lock()
+        self._sent: Mapping[TopicPartition, int] | None = None  # unconfirmed, asynchronous
 
-    def commit(self) -> dict[TopicPartition, int]:
+    def commit(self, wait: bool = True) -> dict[TopicPartition, int]:
         tracker = self.source.tracker
         positions = tracker.positions()
-        if positions:
+        if not positions:
+            return positions
+        if wait:
             self.source.client.commit(positions, self.source.options.commit_timeout_s)
             tracker.mark_committed(positions)
+            return positions
+        with self._lock:
+            if positions == self._sent:  # on its way already
+                return {}
+            self._sent = positions
+        self.source.client.commit_async(positions, self._confirmed)
         return positions
+
+    def _confirmed(self, positions: Mapping[TopicPartition, int], error: str | None) -> None:
+        with self._lock:
+            if self._sent == positions:
+                self._sent = None
+        if error is None:
+            self.source.tracker.mark_committed(positions)
+        else:
+            log.warning(
+                "%s | commit %s failed: %s. Note: sent again at the next commit",
+                self.source.topics, sorted(positions.items()), error,
+            )  # fmt: skip
 
     def before_poll(self) -> bool:
         return True
@@ -156,7 +188,8 @@ class TransactionCommitter:
             return False
         return True
 
-    def commit(self) -> dict[TopicPartition, int]:
+    def commit(self, wait: bool = True) -> dict[TopicPartition, int]:
+        """Commits the open transaction; it always waits (``wait`` is not used)."""
         if self._abort_needed.is_set():  # a partition was lost: its output must not commit
             self.abort()
             return {}

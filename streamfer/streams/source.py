@@ -207,14 +207,15 @@ class KafkaSource:
             self._next_commit = time.monotonic() + self.options.commit_interval_s
             return
         try:
-            self.commit()
+            self.commit(wait=False)
         except StreamError as exc:  # e.g. a rebalance in progress: the next interval retries
             log.warning("%s | periodic commit skipped: %s", self.topics, exc)
 
-    def commit(self) -> dict[TopicPartition, int]:
-        """Commit resolved positions now; returns what was committed."""
+    def commit(self, wait: bool = True) -> dict[TopicPartition, int]:
+        """Commit resolved positions now; returns what was committed (``wait`` False: sent,
+        confirmed from a later poll where the committer allows, see ``OffsetCommitter``)."""
         self._next_commit = time.monotonic() + self.options.commit_interval_s
-        return self.committer.commit()
+        return self.committer.commit(wait)
 
     def abort_transaction(self) -> None:
         """Exactly-once: abort the open transaction and rewind every partition."""

@@ -94,6 +94,34 @@ def test_out_of_order_resolution_commits_only_the_resolved_prefix(
     assert committed(kafka_bootstrap, group, topic) == {0: 20}
 
 
+def test_the_periodic_commit_lands_from_later_polls_without_a_blocking_commit(
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    unique_group: Callable[[], str],
+    factory: ClientFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The at-least-once periodic commit is sent asynchronously: the group's offsets reach
+    what is resolved while the consumer only polls, and no blocking commit is made."""
+    topic, group = unique_topic(1), unique_group()
+    produce(kafka_bootstrap, topic, 12)
+    options = SourceOptions(commit_interval_s=0.05)
+    with KafkaSource(KafkaSettings(kafka_bootstrap), [topic], fast_options(group), options,
+                     factory) as src:  # fmt: skip
+        resolve_many(src, poll_until(src, 12))
+
+        def no_blocking_commit(*_: object) -> None:
+            raise AssertionError("the periodic commit waited for the coordinator")
+
+        monkeypatch.setattr(src.client, "commit", no_blocking_commit)
+        deadline = time.monotonic() + 30
+        while src.tracker.positions():  # confirmed: nothing left to commit
+            assert time.monotonic() < deadline, f"not confirmed: {src.tracker.positions()}"
+            assert src.poll(0.05) == []
+        assert committed(kafka_bootstrap, group, topic) == {0: 12}
+        monkeypatch.undo()
+
+
 def test_unresolved_records_are_redelivered_to_the_next_member(
     kafka_bootstrap: str,
     unique_topic: Callable[..., str],

@@ -92,7 +92,7 @@ class Inner:
         self.tracker = tracker
         self.committed = 0
 
-    def commit(self) -> dict[tuple[str, int], int]:
+    def commit(self, wait: bool = True) -> dict[tuple[str, int], int]:
         positions = self.tracker.positions()
         self.tracker.mark_committed(positions)
         self.committed = positions.get(TP, self.committed)

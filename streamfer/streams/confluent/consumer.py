@@ -5,12 +5,15 @@ partition. Rebalance callbacks (cooperative-sticky, incremental) run inside
 ``consume`` on the consumer thread. The revocation hook may wait there for
 in-flight records and commit; heartbeats go on meanwhile (they are librdkafka's).
 Offsets returned by the hook are committed synchronously before the callback
-returns, so they land before the partitions move.
+returns, so they land before the partitions move. Periodic commits are sent
+asynchronously (``commit_async``); librdkafka's ``on_commit`` reports them from a
+later ``consume``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -19,7 +22,13 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Consum
 from confluent_kafka import TopicPartition as CTP
 
 from streamfer.errors import StreamError
-from streamfer.streams.client import ConsumerOptions, OffsetReset, RevokeHook, TopicPartition
+from streamfer.streams.client import (
+    CommitDone,
+    ConsumerOptions,
+    OffsetReset,
+    RevokeHook,
+    TopicPartition,
+)
 from streamfer.streams.confluent.common import (
     EOF,
     RECONNECT_BACKOFF_MAX_MS,
@@ -37,6 +46,34 @@ from streamfer.streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+_CommitKey = frozenset[tuple[str, int, int]]
+
+
+class CommitResults:
+    """librdkafka's ``on_commit`` reports, handed to the ``done`` of the ``commit_async``
+    that sent the same offsets. Reports of other commits (the confirmed ones, the
+    revocation hook's) match nothing and are dropped: those callers learn the outcome
+    themselves."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[_CommitKey, tuple[Mapping[TopicPartition, int], CommitDone]] = {}
+
+    def expect(self, positions: Mapping[TopicPartition, int], done: CommitDone) -> None:
+        key = frozenset((t, p, o) for (t, p), o in positions.items())
+        with self._lock:
+            self._pending[key] = (positions, done)
+
+    def on_commit(self, err: Any, partitions: list[Any]) -> None:
+        key = frozenset((tp.topic, tp.partition, tp.offset) for tp in partitions)
+        with self._lock:
+            waiting = self._pending.pop(key, None)
+        if waiting is None:
+            return
+        failed = err if err is not None else next((tp.error for tp in partitions if tp.error), None)
+        positions, done = waiting
+        done(positions, None if failed is None else str(failed))
+
 
 class ConfluentConsumer:
     """``ConsumerClient`` over ``confluent_kafka.Consumer`` (cooperative sticky, manual commit)."""
@@ -50,8 +87,10 @@ class ConfluentConsumer:
         reset: OffsetReset,
         monitor: ConnectionMonitor,
         one_topic: bool = False,
+        commits: CommitResults | None = None,
     ) -> None:
         self._c = consumer
+        self._commits = commits
         self._settings = settings
         self._reset = reset
         self._paused: set[TopicPartition] = set()
@@ -126,6 +165,12 @@ class ConfluentConsumer:
             )
         self.monitor.ok()
 
+    def commit_async(self, positions: Mapping[TopicPartition, int], done: CommitDone) -> None:
+        if self._commits is None:
+            raise StreamError(f"{self._settings.describe()} | consumer built without on_commit")
+        self._commits.expect(positions, done)
+        self._c.commit(offsets=positions_of(positions), asynchronous=True)
+
     def committed(self, tp: TopicPartition, timeout_s: float) -> int | None:
         (got,) = guard(
             f"committed offset of {tp[0]}[{tp[1]}]",
@@ -197,6 +242,7 @@ def open_consumer(
     # librdkafka retries a refused login for ever: fail at once, explained
     check_login(settings, min(options.request_timeout_ms / 1000, LOGIN_CHECK_TIMEOUT_S))
     monitor = ConnectionMonitor(settings.describe())
+    commits = CommitResults()
     conf: dict[str, Any] = {
         **settings.librdkafka_config(),
         "group.id": options.group_id,
@@ -222,6 +268,7 @@ def open_consumer(
         "stats_cb": monitor.on_stats,
         "statistics.interval.ms": options.stats_interval_ms,
         "logger": monitor,
+        "on_commit": commits.on_commit,
     }
     consumer = Consumer(conf)
     hooks = _RebalanceHooks(consumer, on_revoke, on_assign, settings)
@@ -236,8 +283,9 @@ def open_consumer(
         list(topics), on_assign=hooks.assign, on_revoke=hooks.revoke, on_lost=hooks.lost
     )
     return ConfluentConsumer(
-        consumer, settings, options.auto_offset_reset, monitor, one_topic=len(topics) == 1
-    )
+        consumer, settings, options.auto_offset_reset, monitor, one_topic=len(topics) == 1,
+        commits=commits,
+    )  # fmt: skip
 
 
 class _RebalanceHooks:

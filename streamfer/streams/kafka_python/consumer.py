@@ -17,7 +17,13 @@ from kafka.errors import KafkaError
 from kafka.structs import MemberState
 from kafka.structs import TopicPartition as KTP
 
-from streamfer.streams.client import ConsumerOptions, OffsetReset, RevokeHook, TopicPartition
+from streamfer.streams.client import (
+    CommitDone,
+    ConsumerOptions,
+    OffsetReset,
+    RevokeHook,
+    TopicPartition,
+)
 from streamfer.streams.connection import ConnectionMonitor
 from streamfer.streams.kafka_python.common import (
     RECONNECT_BACKOFF_MAX_MS,
@@ -200,6 +206,15 @@ class KafkaPythonConsumer:
             lambda: self._c.commit(offsets, timeout_ms=int(timeout_s * 1000)),
         )
         self.monitor.ok()
+
+    def commit_async(self, positions: Mapping[TopicPartition, int], done: CommitDone) -> None:
+        def report(_offsets: object, response: object) -> None:  # from a later poll
+            done(positions, str(response) if isinstance(response, Exception) else None)
+
+        try:
+            self._c.commit_async(offsets_of(positions), callback=report)
+        except KafkaError as exc:  # e.g. no coordinator known: the next interval retries
+            done(positions, str(exc))
 
     def committed(self, tp: TopicPartition, timeout_s: float) -> int | None:
         result: int | None = guard(

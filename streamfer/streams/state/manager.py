@@ -297,9 +297,9 @@ class StateCommitter:
         self.inner = inner
         self.state = state
 
-    def commit(self) -> dict[TopicPartition, int]:
+    def commit(self, wait: bool = True) -> dict[TopicPartition, int]:
         self.state.flush()
-        return self.inner.commit()
+        return self.inner.commit(wait)
 
     def on_revoke(self, tps: list[TopicPartition], lost: bool) -> Mapping[TopicPartition, int]:
         # lost partitions belong to another worker already: their windows are not sent
