@@ -44,6 +44,19 @@ class OutRecord:
     read_ns: int  # time.monotonic_ns() when this process got it
 
 
+# More partitions than this on the broker and its GC pauses set the latency tail (a broker
+# left with 10,114 partitions by test runs paused every second; see bench/RESULTS.md).
+BUSY_BROKER_PARTITIONS = 1_000
+
+
+def broker_partitions(bootstrap: str) -> int:
+    """How many partitions the cluster holds, internal topics included (one metadata call)."""
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
+    return sum(len(t.partitions) for t in meta.topics.values())
+
+
 def run_id() -> str:
     """A short id that keeps one run's topics and groups apart from every other run."""
     return f"{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"

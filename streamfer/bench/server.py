@@ -42,7 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from streamfer.bench.kafka_io import (
+    BUSY_BROKER_PARTITIONS,
     GroupLag,
+    broker_partitions,
     bulk_producer,
     produce_all,
     run_id,
@@ -148,6 +150,7 @@ class ServerResult:
     warmup_p99s_ms: list[float] = field(default_factory=list)
     warmup_stable: bool = False
     cores: dict[str, str] = field(default_factory=dict)  # placement -> who ran where
+    broker_partitions: int = 0  # on the broker before the run (its own topics not yet made)
 
 
 def _pool(setup: KindSetup, n: int) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
@@ -280,6 +283,11 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
     cfg_path = opts.config or setup.config
     base = load_raw(cfg_path)
     machine = probe_machine()
+    partitions = broker_partitions(bootstrap)
+    if partitions > BUSY_BROKER_PARTITIONS:
+        say(f"warning: the broker holds {partitions:,} partitions; its GC pauses will set the "
+            "tail. Note: for numbers to compare, use a fresh broker (streamfer broker start "
+            "--port P --data-dir NEW_DIR)")  # fmt: skip
     rid = run_id()
     started = time.monotonic()
     profiles: tuple[str | None, ...] = opts.profiles or (None,)
@@ -301,6 +309,7 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
         result = ServerResult(setup.kind, setup.bound_ms, max_rate, source)
         result.drain_rates = drains
         result.cores = {p.name: p.describe() for p in places}
+        result.broker_partitions = partitions
         ladder: list[tuple[float, float | None]]
         if opts.rates:  # with fractions too: the rates first, then the fractions of max
             ladder = [(r, None) for r in opts.rates]
@@ -523,6 +532,10 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
         f"{'stable' if result.warmup_stable else 'NOT stable'} (two 5 s windows' p99 within "
         f"20 %); window p99s (ms): {', '.join(fmt_ms(v) for v in result.warmup_p99s_ms)}",
         f"load average after the run: {'/'.join(f'{x:.2f}' for x in after.load_avg)}",
+        f"broker: {result.broker_partitions:,} partitions before the run"
+        + (f" (**over {BUSY_BROKER_PARTITIONS:,}: its GC pauses set the tail; compare only "
+           "with runs on a broker holding about as many**)"
+           if result.broker_partitions > BUSY_BROKER_PARTITIONS else ""),
     ]
     return Report(
         f"Server scenario ({result.kind})", command, machine, tables, targets, notes,

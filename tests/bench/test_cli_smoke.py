@@ -99,6 +99,22 @@ def test_server_ladder_reports_percentiles_and_chart(kafka_bootstrap: str, tmp_p
     assert "![server-transaction](server-transaction.png)" in text
     assert (tmp_path / "server-transaction.png").stat().st_size > 0
     assert '"decided": ' in text
+    counted = re.search(r"- broker: ([\d,]+) partitions before the run", text)
+    assert counted and int(counted.group(1).replace(",", "")) >= 1, "the broker's size is named"
+
+
+@pytest.mark.integration
+def test_server_no_record_writes_neither_results_nor_chart(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    _needs("fraud")
+    results = tmp_path / "RESULTS.md"
+    out = _run(["server", "--bootstrap", kafka_bootstrap, "--results", str(results), "--no-record",
+                "--max-rate", "100", "--fractions", "0.5", "--min-duration", "1",
+                "--min-records", "10", "--budget", "10", "--placements", "shared",
+                "--warmup-max", "0"])  # fmt: skip
+    assert "p99" in out.output
+    assert list(tmp_path.iterdir()) == [], "--no-record: nothing written beside the results"
 
 
 @pytest.mark.integration
