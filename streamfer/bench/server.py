@@ -173,11 +173,13 @@ def probe_capacity(
     out = topics.output(f"bench-{rid}-{setup.kind}-probe{tag}-out")
     say(f"capacity probe: loading {n:,} {setup.kind} records")
     produce_all(bootstrap, in_topic, _pool(setup, n))
-    raw, _ = bench_config(
+    group = f"bench-{rid}-probe{tag}"
+    raw, cfg = bench_config(
         base, source=str(cfg_path), kind=setup.kind, bootstrap=bootstrap, input_topic=in_topic,
-        output_topic=out, group=f"bench-{rid}-probe{tag}", overrides={"mode": "replay",
+        output_topic=out, group=group, overrides={"mode": "replay",
         "drop_stale": False, "latest_per_key": False, **_profile_override(profile)},
     )  # fmt: skip
+    topics.track(cfg.streams[0].state_topic(group))  # made by a stateful pipeline
     rate = drain_rate(raw, bootstrap, out, n, "capacity probe", 240, say)
     if not rate > 0:
         raise StreamferError(
@@ -325,11 +327,12 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                 topics.track(f"{in_topic}.dlq")
                 out = topics.output(f"bench-{rid}-{setup.kind}-{name}-out")
                 group = f"bench-{rid}-server-{name}"
-                raw, _ = bench_config(
+                raw, cfg = bench_config(
                     base, source=str(cfg_path), kind=setup.kind, bootstrap=bootstrap,
                     input_topic=in_topic, output_topic=out, group=group,
                     overrides=_profile_override(profile),
                 )  # fmt: skip
+                topics.track(cfg.streams[0].state_topic(group))  # made by a stateful pipeline
                 readback = Readback(bootstrap, out)
                 readback.start()
                 stack.callback(readback.close)

@@ -34,6 +34,12 @@ def _section(path: Path, title: str) -> str:
     return text
 
 
+def _topics(bootstrap: str) -> set[str]:
+    from confluent_kafka.admin import AdminClient
+
+    return set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics)
+
+
 def _needs(model: str) -> None:
     if not (MODELS / f"{model}.onnx").exists():
         pytest.skip(f"models/{model}.onnx not there yet")
@@ -109,12 +115,15 @@ def test_server_no_record_writes_neither_results_nor_chart(
 ) -> None:
     _needs("fraud")
     results = tmp_path / "RESULTS.md"
+    before = _topics(kafka_bootstrap)
     out = _run(["server", "--bootstrap", kafka_bootstrap, "--results", str(results), "--no-record",
                 "--max-rate", "100", "--fractions", "0.5", "--min-duration", "1",
                 "--min-records", "10", "--budget", "10", "--placements", "shared",
                 "--warmup-max", "0"])  # fmt: skip
     assert "p99" in out.output
     assert list(tmp_path.iterdir()) == [], "--no-record: nothing written beside the results"
+    left = {t for t in _topics(kafka_bootstrap) - before if t.startswith("bench-")}
+    assert not left, f"topics the run made and left (the changelog included): {left}"
 
 
 @pytest.mark.integration
