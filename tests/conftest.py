@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from streamfer.streams.admin import BOOTSTRAP_ENV, create_topics, wait_for_broker
+from streamfer.streams.admin import BOOTSTRAP_ENV, create_topics, delete_topics, wait_for_broker
 from streamfer.streams.client import CLIENTS, ClientFactory, ClientName
 from streamfer.streams.factory import client_factory
 
@@ -19,17 +20,49 @@ if TYPE_CHECKING:
     from streamfer.streams.local.broker import LocalBroker
 
 
+# Names ``unique_topic`` and ``unique_group`` handed out this session: every topic named
+# after one of them (the topic itself, its .dlq, a group's changelog) is this session's.
+_MADE: set[str] = set()
+_GROUP = re.compile(r"g-[0-9a-f]{12}")
+_TOPIC_END = re.compile(r"-[0-9a-f]{10}")  # where a unique_topic name may end
+
+
+def _made_here(name: str) -> bool:
+    """``name`` is a made topic, one with more after it (.dlq), or holds a made group."""
+    if any(g in _MADE for g in _GROUP.findall(name)):
+        return True
+    return any(name[: m.end()] in _MADE for m in _TOPIC_END.finditer(name))
+
+
+def _delete_made(bootstrap: str) -> None:
+    """Delete the topics this session made, and only those (other sessions may share the
+    broker). Left behind, they pile up run after run on a developer's broker: one that
+    held 10,114 partitions paused for GC every second and slowed every test on it."""
+    if not _MADE:
+        return
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        names = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics
+        delete_topics(bootstrap, [n for n in names if _made_here(n)], timeout_s=60)
+    except Exception as exc:  # cleanup only: never fail the session for it
+        print(f"conftest: topics of this session not deleted: {exc}")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """A broker that answers: $STREAMFER_BOOTSTRAP if set, else the local one.
 
     The local broker is started if needed and stopped at the end only if this
-    session started it.
+    session started it. The topics this session made are deleted at its end.
     """
     external = os.environ.get(BOOTSTRAP_ENV)
     if external:
         wait_for_broker(external, timeout_s=30)
-        yield external
+        try:
+            yield external
+        finally:
+            _delete_made(external)
         return
     from streamfer.streams.local.broker import LocalBroker
 
@@ -39,6 +72,7 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         yield bootstrap
     finally:
+        _delete_made(bootstrap)  # its data stays even when stopped
         if not was_running:
             broker.stop()
 
@@ -50,6 +84,7 @@ def unique_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callab
 
     def make(partitions: int = 1) -> str:
         name = f"t-{stem}-{uuid.uuid4().hex[:10]}"
+        _MADE.add(name)
         create_topics(kafka_bootstrap, {name: partitions})
         return name
 
@@ -59,7 +94,13 @@ def unique_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callab
 @pytest.fixture
 def unique_group() -> Callable[[], str]:
     """``unique_group()`` returns a consumer group name no other test uses."""
-    return lambda: f"g-{uuid.uuid4().hex[:12]}"
+
+    def make() -> str:
+        name = f"g-{uuid.uuid4().hex[:12]}"
+        _MADE.add(name)  # its changelog topics are named after it
+        return name
+
+    return make
 
 
 @pytest.fixture(params=CLIENTS)
