@@ -86,7 +86,8 @@ class PipelineProcess:
     def start(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="streamfer-bench-")
         cfg_path = Path(self._tmp.name) / "pipeline.yaml"
-        cfg_path.write_text(yaml.safe_dump(self.raw_config, sort_keys=False), encoding="utf-8")
+        raw = _own_state_dir(self.raw_config, Path(self._tmp.name) / "state")
+        cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
         self.log_path = Path(self.log_dir or self._tmp.name) / "pipeline.log"
         log = self.log_path.open("wb")
         cmd = [sys.executable, "-m", "streamfer.pipeline.cli", "run", "-c", str(cfg_path)]
@@ -154,6 +155,21 @@ class PipelineProcess:
     def close(self) -> None:
         """``stop()`` for ``contextlib.closing``."""
         self.stop()
+
+
+def _own_state_dir(raw: dict[str, Any], where: Path) -> dict[str, Any]:
+    """``raw`` with each stream that names no state directory given ``where``: the default
+    (the system temp dir) would keep every run's stores (a new group each run) for good.
+    The directory lives as long as the process's temporary directory."""
+    streams = raw.get("streams") or []
+    if not any(isinstance(s.get("state"), dict) and not s["state"].get("dir") for s in streams):
+        return raw
+    raw = copy.deepcopy(raw)
+    for stream in raw["streams"]:
+        state = stream.get("state")
+        if isinstance(state, dict) and not state.get("dir"):
+            state["dir"] = str(where)
+    return raw
 
 
 def wait_decisions(proc: PipelineProcess, count: Any, expected: int, timeout_s: float) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,8 @@ def test_server_no_record_writes_neither_results_nor_chart(
     _needs("fraud")
     results = tmp_path / "RESULTS.md"
     before = _topics(kafka_bootstrap)
+    stores = Path(tempfile.gettempdir()) / "streamfer-state"  # the shipped configs' default
+    stores_before = set(stores.iterdir()) if stores.is_dir() else set()
     out = _run(["server", "--bootstrap", kafka_bootstrap, "--results", str(results), "--no-record",
                 "--max-rate", "100", "--fractions", "0.5", "--min-duration", "1",
                 "--min-records", "10", "--budget", "10", "--placements", "shared",
@@ -124,6 +127,8 @@ def test_server_no_record_writes_neither_results_nor_chart(
     assert list(tmp_path.iterdir()) == [], "--no-record: nothing written beside the results"
     left = {t for t in _topics(kafka_bootstrap) - before if t.startswith("bench-")}
     assert not left, f"topics the run made and left (the changelog included): {left}"
+    stores_after = set(stores.iterdir()) if stores.is_dir() else set()
+    assert stores_after <= stores_before, f"state stores left: {stores_after - stores_before}"
 
 
 @pytest.mark.integration
