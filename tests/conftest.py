@@ -40,10 +40,10 @@ def _delete_made(bootstrap: str) -> None:
     held 10,114 partitions paused for GC every second and slowed every test on it."""
     if not _MADE:
         return
-    from confluent_kafka.admin import AdminClient
+    from streamfer.bench.kafka_io import broker_topics
 
     try:
-        names = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics
+        names = broker_topics(bootstrap)
         delete_topics(bootstrap, [n for n in names if _made_here(n)], timeout_s=60)
     except Exception as exc:  # cleanup only: never fail the session for it
         print(f"conftest: topics of this session not deleted: {exc}")

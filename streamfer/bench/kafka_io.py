@@ -49,12 +49,18 @@ class OutRecord:
 BUSY_BROKER_PARTITIONS = 1_000
 
 
-def broker_partitions(bootstrap: str) -> int:
-    """How many partitions the cluster holds, internal topics included (one metadata call)."""
+def broker_topics(bootstrap: str) -> dict[str, int]:
+    """Every topic the cluster holds, internal ones included, with its partition count (one
+    metadata call)."""
     from confluent_kafka.admin import AdminClient
 
     meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
-    return sum(len(t.partitions) for t in meta.topics.values())
+    return {name: len(t.partitions) for name, t in meta.topics.items()}
+
+
+def broker_partitions(bootstrap: str) -> int:
+    """How many partitions the cluster holds, internal topics included."""
+    return sum(broker_topics(bootstrap).values())
 
 
 def run_id() -> str:

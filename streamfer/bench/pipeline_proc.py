@@ -161,11 +161,8 @@ def _own_state_dir(raw: dict[str, Any], where: Path) -> dict[str, Any]:
     """``raw`` with each stream that names no state directory given ``where``: the default
     (the system temp dir) would keep every run's stores (a new group each run) for good.
     The directory lives as long as the process's temporary directory."""
-    streams = raw.get("streams") or []
-    if not any(isinstance(s.get("state"), dict) and not s["state"].get("dir") for s in streams):
-        return raw
     raw = copy.deepcopy(raw)
-    for stream in raw["streams"]:
+    for stream in raw.get("streams") or []:
         state = stream.get("state")
         if isinstance(state, dict) and not state.get("dir"):
             state["dir"] = str(where)

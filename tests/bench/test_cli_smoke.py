@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from streamfer.bench.cli import bench
+from streamfer.bench.kafka_io import broker_topics
 
 MODELS = Path(__file__).resolve().parents[2] / "streamfer" / "models"
 VERDICT = re.compile(r"\| \*\*(met|MISSED|not measured)\*\* \|")
@@ -33,12 +34,6 @@ def _section(path: Path, title: str) -> str:
     assert f"## {title}" in text
     assert "- machine: " in text and "- commit: `" in text and "- command: `" in text
     return text
-
-
-def _topics(bootstrap: str) -> set[str]:
-    from confluent_kafka.admin import AdminClient
-
-    return set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics)
 
 
 def _needs(model: str) -> None:
@@ -116,7 +111,7 @@ def test_server_no_record_writes_neither_results_nor_chart(
 ) -> None:
     _needs("fraud")
     results = tmp_path / "RESULTS.md"
-    before = _topics(kafka_bootstrap)
+    before = set(broker_topics(kafka_bootstrap))
     stores = Path(tempfile.gettempdir()) / "streamfer-state"  # the shipped configs' default
     stores_before = set(stores.iterdir()) if stores.is_dir() else set()
     out = _run(["server", "--bootstrap", kafka_bootstrap, "--results", str(results), "--no-record",
@@ -125,7 +120,7 @@ def test_server_no_record_writes_neither_results_nor_chart(
                 "--warmup-max", "0"])  # fmt: skip
     assert "p99" in out.output
     assert list(tmp_path.iterdir()) == [], "--no-record: nothing written beside the results"
-    left = {t for t in _topics(kafka_bootstrap) - before if t.startswith("bench-")}
+    left = {t for t in set(broker_topics(kafka_bootstrap)) - before if t.startswith("bench-")}
     assert not left, f"topics the run made and left (the changelog included): {left}"
     stores_after = set(stores.iterdir()) if stores.is_dir() else set()
     assert stores_after <= stores_before, f"state stores left: {stores_after - stores_before}"

@@ -86,8 +86,8 @@ class ConfluentConsumer:
         settings: KafkaSettings,
         reset: OffsetReset,
         monitor: ConnectionMonitor,
+        commits: CommitResults,
         one_topic: bool = False,
-        commits: CommitResults | None = None,
     ) -> None:
         self._c = consumer
         self._commits = commits
@@ -166,8 +166,6 @@ class ConfluentConsumer:
         self.monitor.ok()
 
     def commit_async(self, positions: Mapping[TopicPartition, int], done: CommitDone) -> None:
-        if self._commits is None:
-            raise StreamError(f"{self._settings.describe()} | consumer built without on_commit")
         self._commits.expect(positions, done)
         self._c.commit(offsets=positions_of(positions), asynchronous=True)
 
@@ -283,9 +281,8 @@ def open_consumer(
         list(topics), on_assign=hooks.assign, on_revoke=hooks.revoke, on_lost=hooks.lost
     )
     return ConfluentConsumer(
-        consumer, settings, options.auto_offset_reset, monitor, one_topic=len(topics) == 1,
-        commits=commits,
-    )  # fmt: skip
+        consumer, settings, options.auto_offset_reset, monitor, commits, one_topic=len(topics) == 1
+    )
 
 
 class _RebalanceHooks:
