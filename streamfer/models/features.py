@@ -95,6 +95,7 @@ class _CardState:
 
 
 _RECENT = 64  # timestamps a card remembers (the 1 h count needs no more)
+_ROW_BY_ROW = 16  # batches up to this size skip the array path (bench/RESULTS.md, 2026-12-07)
 
 
 def _push(recent: array[int], ts: int) -> None:
@@ -110,6 +111,60 @@ def _prune(recent: array[int], ts: int) -> None:
         i += 1
     if i:
         del recent[:i]
+
+
+def _row_features(
+    state: _CardState | None,
+    ts: int,
+    lat: float,
+    lon: float,
+    log_usd: float,
+    mcc: str,
+    channel: str,
+) -> list[float]:
+    """One transaction's features given its card's state before it (None: first seen).
+
+    The state is only pruned (timestamps more than an hour old), not advanced."""
+    if state is None:
+        rel, first, log_count = 0.0, 1.0, 0.0
+        dt_s, km, kmh, n10, n60 = _NEVER_S, 0.0, 0.0, 0, 0
+    else:
+        rel, first, log_count = log_usd - state.mean_log_usd, 0.0, math.log1p(state.count)
+        dt_s = max(0.0, (ts - state.last_ts) / 1000.0)
+        km = haversine_km(state.last_lat, state.last_lon, lat, lon)
+        kmh = km / max(dt_s / 3600.0, _MIN_TRAVEL_H)
+        _prune(state.recent, ts)
+        n60 = len(state.recent)
+        n10 = sum(1 for t in state.recent if ts - t <= _WINDOW_10MIN_MS)
+    hour = local_hour(ts, lon)
+    angle = 2.0 * math.pi * hour / 24.0
+    group = MCC_RISK.get(mcc, "unknown")
+    return [
+        log_usd,
+        rel,
+        first,
+        log_count,
+        math.log1p(dt_s),
+        math.log1p(km),
+        math.log1p(kmh),
+        1.0 if kmh > _IMPOSSIBLE_KMH and km > 100.0 else 0.0,
+        math.log1p(n10),
+        math.log1p(n60),
+        math.sin(angle),
+        math.cos(angle),
+        1.0 if hour < 5.0 else 0.0,
+        *(1.0 if group == g else 0.0 for g in _MCC_GROUPS),
+        1.0 if group == "unknown" else 0.0,
+        *(1.0 if channel == c else 0.0 for c in _CHANNELS),
+    ]
+
+
+def _advance(state: _CardState, ts: int, lat: float, lon: float, log_usd: float) -> None:
+    """A known card's state after a transaction, but for its count and timestamps."""
+    alpha = max(1.0 / (state.count + 1), 0.1)
+    state.mean_log_usd += alpha * (log_usd - state.mean_log_usd)
+    state.last_ts = max(state.last_ts, ts)
+    state.last_lat, state.last_lon = lat, lon
 
 
 _CARD_V1 = struct.Struct("<qdddqH")  # then H int64 timestamps (one struct value each)
@@ -244,43 +299,17 @@ class FraudFeaturizer:
         usd = float(tx["amount"]) * USD_PER_UNIT.get(str(tx["currency"]), 1.0)
         log_usd = math.log1p(max(usd, 0.0))
         state = self._cards.get(card_id)
-
-        if state is None:
-            rel, first, log_count = 0.0, 1.0, 0.0
-            dt_s, km, kmh, n10, n60 = _NEVER_S, 0.0, 0.0, 0, 0
-        else:
+        if state is not None:
             self._cards.move_to_end(card_id)
-            rel, first, log_count = log_usd - state.mean_log_usd, 0.0, math.log1p(state.count)
-            dt_s = max(0.0, (ts - state.last_ts) / 1000.0)
-            km = haversine_km(state.last_lat, state.last_lon, lat, lon)
-            kmh = km / max(dt_s / 3600.0, _MIN_TRAVEL_H)
-            _prune(state.recent, ts)
-            n60 = len(state.recent)
-            n10 = sum(1 for t in state.recent if ts - t <= _WINDOW_10MIN_MS)
-
-        hour = local_hour(ts, lon)
-        angle = 2.0 * math.pi * hour / 24.0
-        group = MCC_RISK.get(str(tx["mcc"]), "unknown")
-        channel = str(tx["channel"])
-        values = [
-            log_usd,
-            rel,
-            first,
-            log_count,
-            math.log1p(dt_s),
-            math.log1p(km),
-            math.log1p(kmh),
-            1.0 if kmh > _IMPOSSIBLE_KMH and km > 100.0 else 0.0,
-            math.log1p(n10),
-            math.log1p(n60),
-            math.sin(angle),
-            math.cos(angle),
-            1.0 if hour < 5.0 else 0.0,
-            *(1.0 if group == g else 0.0 for g in _MCC_GROUPS),
-            1.0 if group == "unknown" else 0.0,
-            *(1.0 if channel == c else 0.0 for c in _CHANNELS),
-        ]
-        self._remember(card_id, state, ts, lat, lon, log_usd)
+        values = _row_features(state, ts, lat, lon, log_usd, str(tx["mcc"]), str(tx["channel"]))
+        if state is None:
+            self._cards[card_id] = state = _CardState(ts, lat, lon, log_usd)
+            if len(self._cards) > self.max_cards:
+                self._cards.popitem(last=False)
+        else:
+            _advance(state, ts, lat, lon, log_usd)
+        state.count += 1
+        _push(state.recent, ts)
         return np.asarray(values, dtype=np.float32)
 
     def transform_many(self, txs: list[Mapping[str, Any]]) -> np.ndarray:
@@ -296,7 +325,9 @@ class FraudFeaturizer:
         Rows are taken in rounds: round k holds each card's k-th transaction in the
         batch, so within a round no card repeats and everything but the card's short
         list of recent timestamps is computed on whole arrays; the state then advances
-        round by round, which is the order ``transform`` would see the rows in.
+        round by round, which is the order ``transform`` would see the rows in. A batch of
+        at most ``_ROW_BY_ROW`` rows (a poll at a low rate) is computed row by row as
+        ``transform`` does: numpy's fixed cost per call would be most of its time.
 
         ``memory``: where card state is read and written (default: this featurizer's
         own LRU of ``max_cards``). A memory that forgets nothing mid-batch gives the
@@ -317,6 +348,10 @@ class FraudFeaturizer:
             log1p(max(a * rates.get(c, 1.0), 0.0))
             for a, c in zip(cols.amount, cols.currency, strict=True)
         ]
+        if n <= _ROW_BY_ROW:
+            for rows in _rounds(cols.card_id):
+                _round_by_row(memory, rows, cols, log_usd, out)
+            return out
         ts = np.asarray(cols.ts, dtype=np.int64)
         lat = np.asarray(cols.lat, dtype=np.float64)
         lon = np.asarray(cols.lon, dtype=np.float64)
@@ -367,27 +402,26 @@ class FraudFeaturizer:
             out[i] = self.transform(tx)
         return out
 
-    def _remember(
-        self,
-        card_id: str,
-        state: _CardState | None,
-        ts: int,
-        lat: float,
-        lon: float,
-        log_usd: float,
-    ) -> None:
+
+def _round_by_row(
+    memory: CardMemory, rows: list[int], cols: TxColumns, log_usd: list[float], out: np.ndarray
+) -> None:
+    """One round (no card twice) row by row, as ``transform`` computes each row."""
+    ids = [cols.card_id[i] for i in rows]
+    ts_l, lat_l, lon_l = cols.ts, cols.lat, cols.lon
+    states = memory.get_many(ids, [ts_l[i] for i in rows])
+    fresh = [s is None for s in states]
+    for j, i in enumerate(rows):
+        t, lat, lon, lu = ts_l[i], lat_l[i], lon_l[i], log_usd[i]
+        state = states[j]
+        out[i] = _row_features(state, t, lat, lon, lu, cols.mcc[i], cols.channel[i])
         if state is None:
-            state = _CardState(last_ts=ts, last_lat=lat, last_lon=lon, mean_log_usd=log_usd)
-            self._cards[card_id] = state
-            if len(self._cards) > self.max_cards:
-                self._cards.popitem(last=False)
+            state = states[j] = _CardState(t, lat, lon, lu)
         else:
-            alpha = max(1.0 / (state.count + 1), 0.1)
-            state.mean_log_usd += alpha * (log_usd - state.mean_log_usd)
-            state.last_ts = max(state.last_ts, ts)
-            state.last_lat, state.last_lon = lat, lon
+            _advance(state, t, lat, lon, lu)
         state.count += 1
-        _push(state.recent, ts)
+        _push(state.recent, t)
+    memory.remember(ids, states, fresh)
 
 
 def _round(
@@ -427,7 +461,7 @@ def _round(
         history[idx, 3] = dt
         history[idx, 4] = km
         history[idx, 5] = km / np.maximum(dt / 3600.0, _MIN_TRAVEL_H)
-        # the state's next mean and last time, as _remember computes them
+        # the state's next mean and last time, as _advance computes them
         alpha = np.maximum(1.0 / (count + 1), 0.1)
         new_mean = (mean + alpha * (lu - mean)).tolist()
         new_last = np.maximum(last_ts, ts[idx]).tolist()

@@ -100,8 +100,22 @@ def _columns(txs: list[dict]) -> TxColumns:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("max_cards", [200_000, 50])
-def test_batches_give_exactly_the_features_of_one_record_at_a_time(max_cards: int) -> None:
+SMALL_POLLS = [1, 7, 16, 3, 2, 11] * 100  # each batch row by row (at most _ROW_BY_ROW)
+MIXED_POLLS = [1, 7, 500, 3, 1000, 2489]
+
+
+@pytest.mark.parametrize(
+    ("max_cards", "sizes"),
+    [
+        (200_000, MIXED_POLLS),
+        (50, MIXED_POLLS),
+        (200_000, SMALL_POLLS),
+        (200_000, [17] * 235 + [5]),  # just above: the array path
+    ],
+)
+def test_batches_give_exactly_the_features_of_one_record_at_a_time(
+    max_cards: int, sizes: list[int]
+) -> None:
     gen = TransactionGenerator(seed=11, n_cards=300)
     txs = [gen.next()[0] for _ in range(4000)]
     txs[100:110] = [{**txs[100], "ts": txs[100]["ts"] - 1000 * k} for k in range(10)]  # one
@@ -109,7 +123,6 @@ def test_batches_give_exactly_the_features_of_one_record_at_a_time(max_cards: in
     one = FraudFeaturizer(max_cards=max_cards)
     expected = np.stack([one.transform(t) for t in txs])
     many = FraudFeaturizer(max_cards=max_cards)
-    sizes = [1, 7, 500, 3, 1000, 2489]
     got, at = [], 0
     for size in sizes:
         got.append(many.transform_columns(_columns(txs[at : at + size])))

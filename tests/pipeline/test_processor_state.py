@@ -59,13 +59,14 @@ def test_card_codec_is_exact(store: LocalStore) -> None:
     assert len(back.recent) == 64 and CARD_CODEC.encode(back) == CARD_CODEC.encode(state)
 
 
-def test_features_through_a_view_equal_the_in_memory_ones(store: LocalStore) -> None:
+@pytest.mark.parametrize("poll", [64, 5])  # the array path, and row by row
+def test_features_through_a_view_equal_the_in_memory_ones(store: LocalStore, poll: int) -> None:
     gen = TransactionGenerator(seed=3, n_cards=25)
     txs = [gen.next()[0] for _ in range(600)]
     memory, stored = FraudFeaturizer(), FraudFeaturizer()
     v = StateView("in[0]", store, CARD_CODEC, ttl_ms=None, cache_keys=10, next_offset=0)
-    for start in range(0, 600, 64):  # a small cache: most cards come back from the store
-        chunk = txs[start : start + 64]
+    for start in range(0, 600, poll):  # a small cache: most cards come back from the store
+        chunk = txs[start : start + poll]
         cols = columns(chunk)
         want = memory.transform_columns(cols)
         got = stored.transform_columns(cols, memory=StoredCards(v))
