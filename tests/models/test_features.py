@@ -53,6 +53,25 @@ def test_impossible_travel_and_bursts() -> None:
     assert f(later, "log_tx_count_1h") == 0.0 and f(later, "log_tx_count_10min") == 0.0
 
 
+@pytest.mark.parametrize("path", ["transform", "row by row", "arrays"])
+def test_the_windows_hold_their_edges(path: str) -> None:
+    """10 min and 1 h back are in the counts, a millisecond more is not, on every path."""
+    gaps = [600_000, 600_001, 3_600_000, 3_600_001]
+    txs = [t for g in gaps for t in (tx(f"c{g}", ts=T0), tx(f"c{g}", ts=T0 + g))]
+    feat = FraudFeaturizer()
+    if path == "transform":
+        rows = np.stack([feat.transform(t) for t in txs])
+    else:
+        padding = [tx(f"pad{i}", ts=T0) for i in range(40 if path == "arrays" else 0)]
+        rows = feat.transform_columns(_columns(txs + padding))[: len(txs)]
+    seconds = rows[1::2]  # each card's second transaction
+    in10 = [f(v, "log_tx_count_10min") for v in seconds]
+    in60 = [f(v, "log_tx_count_1h") for v in seconds]
+    one = pytest.approx(np.log1p(1))
+    assert in10 == [one, 0.0, 0.0, 0.0]
+    assert in60 == [one, one, one, 0.0]
+
+
 def test_amount_is_relative_to_the_card_and_currency() -> None:
     feat = FraudFeaturizer()
     for i in range(5):
