@@ -28,6 +28,7 @@ from prometheus_client.utils import floatToGoString
 log = logging.getLogger(__name__)
 
 Kind = Literal["counter", "gauge", "histogram"]
+_FEW = 16  # observe_many buckets an array longer than this with numpy
 
 
 class CounterChild:
@@ -82,16 +83,17 @@ class HistogramChild:
             self._sum += value * n
 
     def observe_many(self, values: Sequence[float] | Any) -> None:
-        if isinstance(values, np.ndarray):  # a batch: bucket it in C
-            if not len(values):
+        if isinstance(values, np.ndarray):
+            if len(values) <= _FEW:  # numpy's fixed cost per call exceeds bisect's work
+                values = values.tolist()
+            else:  # a batch: bucket it in C
+                where = np.searchsorted(self._np_bounds, values, side="left")
+                binned: list[int] = np.bincount(where, minlength=len(self._counts)).tolist()
+                total = float(values.sum())
+                with self._lock:
+                    self._counts = [a + b for a, b in zip(self._counts, binned, strict=True)]
+                    self._sum += total
                 return
-            where = np.searchsorted(self._np_bounds, values, side="left")
-            binned: list[int] = np.bincount(where, minlength=len(self._counts)).tolist()
-            total = float(values.sum())
-            with self._lock:
-                self._counts = [a + b for a, b in zip(self._counts, binned, strict=True)]
-                self._sum += total
-            return
         bounds = self._bounds
         slots = [bisect_left(bounds, v) for v in values]
         total = float(sum(values))

@@ -78,8 +78,10 @@ def test_observe_many_equals_one_by_one() -> None:
     for v in values:
         one.stream("camera", model="camera", engine="tensorrt").observe_stage("infer", float(v))
     rec = many.stream("camera", model="camera", engine="tensorrt")
-    rec.observe_stage_many("infer", values[:200])  # numpy array
-    rec.observe_stage_many("infer", values[200:].tolist())  # list
+    rec.observe_stage_many("infer", values[:200])  # numpy array, bucketed by numpy
+    rec.observe_stage_many("infer", values[200:203])  # a short one, bucketed by bisect
+    rec.observe_stage_many("infer", values[203:203])  # an empty one
+    rec.observe_stage_many("infer", values[203:].tolist())  # list
     buckets = ("streamfer_stage_latency_seconds_bucket", "streamfer_stage_latency_seconds_count")
     exact = [s for s in samples(one) if s[0] in buckets]
     assert len(exact) == (len(LATENCY_BUCKETS_S) + 2) * len(STAGES)
