@@ -36,3 +36,14 @@ def test_only_recent_latencies_are_kept() -> None:
     assert snap.run_percentile_ms(0.001) is not None and snap.run_percentile_ms(0.001) < 1
     assert StatsBook("empty", "sensor").snapshot().p99_ms is None
     assert StatsBook("empty", "sensor").snapshot().run_percentile_ms(99) is None
+
+
+def test_the_run_counts_are_the_same_for_short_and_long_arrays() -> None:
+    values = np.random.default_rng(5).exponential(20.0, size=300)
+    values[:4] = [0.01, 0.0, 1e7, 1e9]  # an edge itself, below the first, the last, beyond
+    short, long = StatsBook("s", "transaction"), StatsBook("s", "transaction")
+    for at in range(0, 300, 3):
+        short.decided(values[at : at + 3])  # bisect
+    long.decided(values)  # numpy
+    assert short.snapshot().run_e2e_counts == long.snapshot().run_e2e_counts
+    assert sum(short.snapshot().run_e2e_counts) == 300
