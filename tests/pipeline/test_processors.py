@@ -422,3 +422,14 @@ def test_state_on_a_custom_stream_needs_a_stateful_processor(tmp_path: Path) -> 
         "(state_codec, prepare_with_state)",
     ]
     # a stateful one (the telemetry example's) is accepted: tests/pipeline/test_example_*
+
+
+@pytest.mark.parametrize("n", [3, 40])  # checked without numpy, and with it
+def test_rows_out_of_order_or_range_are_named_at_any_poll_size(n: int) -> None:
+    b = batch([b"v"] * n)
+    ok = np.arange(n)
+    for bad in (ok[::-1].copy(), np.concatenate([ok[:-1], [n]]), np.concatenate([[-1], ok[1:]]),
+                np.concatenate([ok[:2], ok[1:-1]])):  # fmt: skip
+        with pytest.raises(ProcessorError, match=f"for {n} records. Note: expected increasing"):
+            PreparedCheck("P", [X])(b, Prepared(b, bad, {"x": np.zeros((n, 3), np.float32)}))
+    PreparedCheck("P", [X])(b, Prepared(b, ok, {"x": np.zeros((n, 3), np.float32)}))
