@@ -114,6 +114,10 @@ class PipelineProcess:
             return float("nan")
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU time so far per live thread of the pipeline, by OS name (see thread_cpu)."""
+        return {} if self._proc is None else thread_cpu(self._proc.pid)
+
     def check_alive(self) -> None:
         """StreamferError with the log's tail when the pipeline exited on its own."""
         if self._proc is not None and self._proc.poll() is not None:
@@ -239,3 +243,24 @@ def drain_rate(
     if got < n:
         raise StreamferError(f"{what} | {got} of {n} decisions. Note: expected all")
     return topic_span(bootstrap, out).rate
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of ``pid``, summed by the thread's
+    OS name: the pipeline names its own (``streamfer.threadnames``), librdkafka's
+    ``rdk:*`` threads count as ``librdkafka``. Empty when the process is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        key = "librdkafka" if name.startswith("rdk:") else name
+        out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out

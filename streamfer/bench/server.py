@@ -136,6 +136,7 @@ class PointResult:
     placement: str = "shared"
     cpu_us_per_record: float = math.nan
     stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # mean, p99
+    thread_cpu_us: dict[str, float] = field(default_factory=dict)  # per record, by thread
 
 
 @dataclass
@@ -367,7 +368,7 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                     header_hook=setup.header_hook,
                 )  # fmt: skip
                 last = i == len(runs) - 1  # nothing follows it: no need to settle
-                cpu0 = lane.proc.cpu_seconds()
+                cpu0, threads0 = lane.proc.cpu_seconds(), lane.proc.thread_cpu_seconds()
                 load, lat = run_point(
                     spec,
                     lane.readback,
@@ -376,12 +377,18 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                     settle_timeout_s=0 if last else opts.settle_timeout_s,
                 )
                 cpu = lane.proc.cpu_seconds() - cpu0
+                threads = lane.proc.thread_cpu_seconds()
                 lane.proc.check_alive()
                 pt = _evaluate(rate, lat, load.sent_late_ns, setup.bound_ms, duration)
                 pt.fraction = frac
                 pt.settled = load.settled
                 pt.profile, pt.placement = lane.profile, place.name
                 pt.cpu_us_per_record = cpu * 1e6 / max(pt.records, 1)
+                pt.thread_cpu_us = {
+                    name: (s - threads0.get(name, 0.0)) * 1e6 / max(pt.records, 1)
+                    for name, s in threads.items()
+                    if s > threads0.get(name, 0.0)  # a thread that ended is left out
+                }
                 if not load.settled:
                     say("  the pipeline still had a backlog when the next point started")
                 pt.stages_ms = {
@@ -460,6 +467,28 @@ def _warm_up(
     run_point(spec, readback, drain_timeout_s=10, lag=lag)
 
 
+def _thread_table(points: list[PointResult], shown: int = 6) -> Table:
+    """CPU µs a record per thread: the busiest ``shown`` names over all points, the rest
+    as one column."""
+    total: dict[str, float] = {}
+    for p in points:
+        for name, us in p.thread_cpu_us.items():
+            total[name] = total.get(name, 0.0) + us
+    names = sorted(total, key=lambda k: -total[k])[:shown]
+    rows = tuple(
+        (fmt_rate(p.offered_rate), p.profile, p.placement,
+         *[f"{p.thread_cpu_us[k]:.0f}" if k in p.thread_cpu_us else "—" for k in names],
+         f"{sum(v for k, v in p.thread_cpu_us.items() if k not in names):.0f}")
+        for p in points
+    )  # fmt: skip
+    return Table(
+        "CPU µs per record by thread of the pipeline (its OS name, cut to 15 bytes; "
+        "librdkafka's threads summed)",
+        ("offered/s", "profile", "cores", *names, "other"),
+        rows,
+    )
+
+
 def server_report(result: ServerResult, opts: ServerOptions, command: str, machine: object
                   ) -> Report:  # fmt: skip
     from streamfer.bench.machine import Machine
@@ -499,7 +528,7 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
             for p in result.points
         ),
     )  # fmt: skip
-    tables = [table, stage_table]
+    tables = [table, stage_table, _thread_table(result.points)]
     if result.drain_rates:
         tables.append(Table(
             "Drain maximum per latency profile (replay mode, preloaded backlog)",

@@ -51,6 +51,7 @@ from streamfer.streams.records import RecordBatch
 from streamfer.streams.sink import KafkaSink
 from streamfer.streams.source import KafkaSource
 from streamfer.streams.state import StateManager
+from streamfer.threadnames import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class ConsumerLoop:
         return self.engine.is_alive()
 
     def run(self, started: threading.Event, errors: list[BaseException]) -> None:
+        name_this_thread()
         source = self.source
         try:  # an unreachable cluster fails the start here, as the consumer's start would
             if self.watching.input.present():

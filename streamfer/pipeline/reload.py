@@ -46,6 +46,7 @@ from streamfer.engines.versions import LATEST, ModelVersion, listing, select
 from streamfer.errors import EngineError, StreamferError
 from streamfer.pipeline.decisions import ModelIdentity
 from streamfer.pipeline.handoff import InferFn, Swap
+from streamfer.threadnames import name_this_thread
 
 if TYPE_CHECKING:
     from streamfer.pipeline.config import ModelConfig
@@ -235,6 +236,7 @@ class ModelReloader:
         return min(polls, default=_IDLE_S)
 
     def _run(self) -> None:
+        name_this_thread()
         while not self._stop.is_set():
             reason: str | None
             try:

@@ -35,6 +35,7 @@ from streamfer.pipeline.metrics import ShadowRecorder
 from streamfer.pipeline.processors.base import Prepared, Processor, Result
 from streamfer.streams.client import Outgoing
 from streamfer.streams.sink import KafkaSink
+from streamfer.threadnames import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class ShadowScorer:
 
     # -- the shadow's thread -------------------------------------------------------------
     def _run(self) -> None:
+        name_this_thread()
         while not self._stop.is_set():
             item = self._queue.get()
             if item is None:

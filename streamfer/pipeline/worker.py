@@ -38,6 +38,7 @@ from streamfer.pipeline.handoff import STOP, InferFn, RowQueue, Swap
 from streamfer.pipeline.isolation import infer_isolated, results_isolated
 from streamfer.pipeline.processors.base import Prepared, Processor, Result
 from streamfer.streams.records import RecordBatch
+from streamfer.threadnames import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class EngineWorker:
         again after a restart, never dead-lettered as if the input were bad) and the
         error propagates, so the stream stops as fatal.
         """
+        name_this_thread()
         try:
             self._loop()
         except BaseException:

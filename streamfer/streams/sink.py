@@ -19,6 +19,7 @@ from streamfer.streams.client import (
 )
 from streamfer.streams.factory import client_factory
 from streamfer.streams.settings import KafkaSettings
+from streamfer.threadnames import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class KafkaSink:
         return self
 
     def _serve_deliveries(self, client: ProducerClient) -> None:
+        name_this_thread()
         while not self._stop.is_set():
             try:
                 client.poll(_POLL_S)

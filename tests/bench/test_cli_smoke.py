@@ -103,6 +103,10 @@ def test_server_ladder_reports_percentiles_and_chart(kafka_bootstrap: str, tmp_p
     assert '"decided": ' in text
     counted = re.search(r"- broker: ([\d,]+) partitions before the run", text)
     assert counted and int(counted.group(1).replace(",", "")) >= 1, "the broker's size is named"
+    by_thread = re.search(r"CPU µs per record by thread[^\n]*\n\n(\|[^\n]*\|)\n", text)
+    assert by_thread, "CPU per thread reported"
+    header = by_thread.group(1)  # the pipeline names its threads in the OS
+    assert "consume-" in header and "engine-" in header and "librdkafka" in header, header
 
 
 @pytest.mark.integration
