@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from streamfer.bench.cpu import process_cpu_seconds
 from streamfer.bench.kafka_io import OffsetProbe, topic_span
 from streamfer.errors import ConfigError, StreamferError
 from streamfer.paths import PACKAGE_DIR, shipped
@@ -106,13 +107,7 @@ class PipelineProcess:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system, all threads) the pipeline process has used so far."""
-        if self._proc is None:
-            return float("nan")
-        try:
-            fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def thread_cpu_seconds(self) -> dict[str, float]:
         """CPU time so far per live thread of the pipeline, by OS name (see thread_cpu)."""

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamfer.bench.cpu import CpuMeter
 from streamfer.bench.kafka_io import (
     BUSY_BROKER_PARTITIONS,
     GroupLag,
@@ -137,6 +138,7 @@ class PointResult:
     cpu_us_per_record: float = math.nan
     stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # mean, p99
     thread_cpu_us: dict[str, float] = field(default_factory=dict)  # per record, by thread
+    machine_cpu_us: dict[str, float] = field(default_factory=dict)  # per record, by party
 
 
 @dataclass
@@ -152,6 +154,7 @@ class ServerResult:
     warmup_stable: bool = False
     cores: dict[str, str] = field(default_factory=dict)  # placement -> who ran where
     broker_partitions: int = 0  # on the broker before the run (its own topics not yet made)
+    broker_pid: int | None = None  # the local broker process whose CPU is counted
 
 
 def _pool(setup: KindSetup, n: int) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
@@ -313,6 +316,8 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
         result.drain_rates = drains
         result.cores = {p.name: p.describe() for p in places}
         result.broker_partitions = partitions
+        meter = CpuMeter(bootstrap)
+        result.broker_pid = meter.broker_pid
         ladder: list[tuple[float, float | None]]
         if opts.rates:  # with fractions too: the rates first, then the fractions of max
             ladder = [(r, None) for r in opts.rates]
@@ -369,6 +374,7 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                 )  # fmt: skip
                 last = i == len(runs) - 1  # nothing follows it: no need to settle
                 cpu0, threads0 = lane.proc.cpu_seconds(), lane.proc.thread_cpu_seconds()
+                cpu_start = meter.read(lane.proc.pid)
                 load, lat = run_point(
                     spec,
                     lane.readback,
@@ -378,12 +384,14 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                 )
                 cpu = lane.proc.cpu_seconds() - cpu0
                 threads = lane.proc.thread_cpu_seconds()
+                cpu_end = meter.read(lane.proc.pid)
                 lane.proc.check_alive()
                 pt = _evaluate(rate, lat, load.sent_late_ns, setup.bound_ms, duration)
                 pt.fraction = frac
                 pt.settled = load.settled
                 pt.profile, pt.placement = lane.profile, place.name
                 pt.cpu_us_per_record = cpu * 1e6 / max(pt.records, 1)
+                pt.machine_cpu_us = cpu_end.per_record_us(cpu_start, pt.records)
                 pt.thread_cpu_us = {
                     name: (s - threads0.get(name, 0.0)) * 1e6 / max(pt.records, 1)
                     for name, s in threads.items()
@@ -489,6 +497,30 @@ def _thread_table(points: list[PointResult], shown: int = 6) -> Table:
     )
 
 
+def _machine_table(result: ServerResult) -> Table:
+    """Who used the machine's CPU during each point, per record, and its busy cores."""
+    parties = ("pipeline", "broker", "generator and read-back", "rest of the machine")
+    cores = len(os.sched_getaffinity(0))
+    broker = (f"the broker (pid {result.broker_pid})" if result.broker_pid is not None
+              else "the broker (not a local process: counted in the rest)")  # fmt: skip
+    return Table(
+        f"Where the machine's CPU went: µs a record of the pipeline, {broker}, the load "
+        "generator and read-back (this bench process and its children) and the rest; busy "
+        f"cores of the {cores} (all of them together over the point's wall time)",
+        ("offered/s", "profile", "cores", *parties, f"busy cores of {cores}"),
+        tuple(
+            (fmt_rate(p.offered_rate), p.profile, p.placement,
+             *[_us(p.machine_cpu_us.get(k, math.nan)) for k in parties],
+             f"{p.machine_cpu_us.get('busy_cores', math.nan):.2f}")
+            for p in result.points
+        ),
+    )  # fmt: skip
+
+
+def _us(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.0f}"
+
+
 def server_report(result: ServerResult, opts: ServerOptions, command: str, machine: object
                   ) -> Report:  # fmt: skip
     from streamfer.bench.machine import Machine
@@ -528,7 +560,7 @@ def server_report(result: ServerResult, opts: ServerOptions, command: str, machi
             for p in result.points
         ),
     )  # fmt: skip
-    tables = [table, stage_table, _thread_table(result.points)]
+    tables = [table, stage_table, _thread_table(result.points), _machine_table(result)]
     if result.drain_rates:
         tables.append(Table(
             "Drain maximum per latency profile (replay mode, preloaded backlog)",
