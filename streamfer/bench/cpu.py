@@ -7,8 +7,9 @@ the start and the end of a point, the CPU time of each party:
 
 - the pipeline process (``pipeline_proc.PipelineProcess``);
 - the broker: the local process listening on the bootstrap port, when there is one;
-- the bench itself: this process (read-back, lag probe) and its reaped children
-  (the load generator's process of each point);
+- the bench itself: this process (read-back, lag probe) and the load generator's
+  process, which reports its own CPU from t0 to its last acknowledgement (its set-up
+  left out);
 - the whole machine (``/proc/stat``), so the rest is what none of the three used.
 
 Linux only: elsewhere every reading is NaN and the report says so.
@@ -80,16 +81,19 @@ class CpuReading:
     machine_s: float
     pipeline_s: float
     broker_s: float
-    bench_s: float
+    bench_s: float  # this process
 
-    def per_record_us(self, before: CpuReading, records: int) -> dict[str, float]:
-        """CPU µs a record of each party between ``before`` and this reading, the rest of
-        the machine, and ``busy_cores`` (the machine's busy time over the wall time)."""
+    def per_record_us(
+        self, before: CpuReading, records: int, generator_s: float = 0.0
+    ) -> dict[str, float]:
+        """CPU µs a record of each party between ``before`` and this reading (with the
+        generator process's ``generator_s`` in that time), the rest of the machine, and
+        ``busy_cores`` (the machine's busy time over the wall time)."""
         n = max(records, 1)
         used = {
             "pipeline": self.pipeline_s - before.pipeline_s,
             "broker": self.broker_s - before.broker_s,
-            "generator and read-back": self.bench_s - before.bench_s,
+            "generator and read-back": self.bench_s - before.bench_s + generator_s,
         }
         machine = self.machine_s - before.machine_s
         known = sum(v for v in used.values() if not math.isnan(v))
@@ -109,11 +113,10 @@ class CpuMeter:
         self.broker_pid = listening_pid(int(port)) if local and port.isdigit() else None
 
     def read(self, pipeline_pid: int | None) -> CpuReading:
-        t = os.times()
         return CpuReading(
             time.monotonic(),
             machine_busy_seconds(),
             process_cpu_seconds(pipeline_pid),
             process_cpu_seconds(self.broker_pid),
-            t.user + t.system + t.children_user + t.children_system,
+            time.process_time(),  # this process only: the generator reports its own
         )

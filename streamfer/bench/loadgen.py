@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import multiprocessing as mp
 import re
 import threading
@@ -64,6 +65,7 @@ class LoadOutcome:
     base_offset: int
     stage_ms: dict[str, np.ndarray]  # the decisions' own latency_ms per stage
     settled: bool = True  # nothing left in flight before the next point
+    generator_cpu_s: float = math.nan  # the generator process's CPU from t0 to its last ack
 
 
 def _resolve(ref: str) -> Callable[..., object]:
@@ -124,6 +126,7 @@ def _generate(spec: LoadSpec, conn: object) -> None:
         wall_minus_mono = time.time_ns() - time.monotonic_ns()
         pipe.send("ready")  # type: ignore[attr-defined]
         t0 = int(pipe.recv())  # type: ignore[attr-defined]
+        cpu0 = time.process_time()  # its setup (imports, pool, connection) left out
         sched = t0 + np.cumsum(gaps) - gaps[0]
         late = np.zeros(spec.n, dtype=np.int64)
         acks: dict[str, tuple[object, int]] = {}
@@ -165,9 +168,10 @@ def _generate(spec: LoadSpec, conn: object) -> None:
                 f"{spec.topic}[0]@{base} | {spec.n} sends spread over offsets {base}..{end}. "
                 "Note: expected one partition and consecutive offsets"
             )
-        pipe.send(("ok", sched.astype(np.int64), late, base))  # type: ignore[attr-defined]
+        cpu = time.process_time() - cpu0
+        pipe.send(("ok", sched.astype(np.int64), late, base, cpu))  # type: ignore[attr-defined]
     except BaseException as exc:  # the parent re-raises it with context
-        pipe.send(("error", f"{type(exc).__name__}: {exc}", None, None))  # type: ignore[attr-defined]
+        pipe.send(("error", f"{type(exc).__name__}: {exc}", None, None, None))  # type: ignore[attr-defined]
 
 
 def readback_consumer(bootstrap: str, topic: str, settings: dict[str, Any]) -> Consumer:
@@ -248,6 +252,7 @@ def run_point(
     drain_timeout_s: float,
     lag: Callable[[], int] | None = None,
     settle_timeout_s: float = 120.0,
+    on_start: Callable[[], None] | None = None,
 ) -> tuple[LoadOutcome, np.ndarray]:
     """Run one rate; returns the load and each record's latency in ns (-1: no decision).
 
@@ -256,7 +261,8 @@ def run_point(
     what comes later counts as lost. Then, with ``lag``, waits up to
     ``settle_timeout_s`` more until the system under test has nothing left in
     flight, so the next point starts from an empty queue; ``settled`` says
-    whether it did.
+    whether it did. ``on_start`` is called as t0 is handed to the generator (its set-up
+    done): a caller's measurement of the point starts there.
     """
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -273,12 +279,14 @@ def run_point(
         if msg != "ready":
             raise StreamError(f"{spec.topic} | load generator failed: {msg[1]}")
         readback.take()
+        if on_start is not None:
+            on_start()
         parent.send(time.monotonic_ns() + 200_000_000)
         expected_end = time.monotonic() + spec.n / spec.rate + 60 + drain_timeout_s
         while not parent.poll(0.2):
             if time.monotonic() > expected_end or not proc.is_alive():
                 raise StreamError(f"{spec.topic} | load generator stopped answering")
-        status, sched, late, base = parent.recv()
+        status, sched, late, base, generator_cpu_s = parent.recv()
         if status != "ok":
             raise StreamError(f"{spec.topic} | load generator failed: {sched}")
     finally:
@@ -312,7 +320,7 @@ def run_point(
                 break
             time.sleep(0.2)  # poll interval
         readback.take()  # late decisions of this point: already counted as lost
-    return LoadOutcome(sched, late, base, stage_ms, settled), latency
+    return LoadOutcome(sched, late, base, stage_ms, settled, generator_cpu_s), latency
 
 
 def _stage_latencies(decision: bytes) -> list[tuple[str, float]]:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamfer.bench.cpu import CpuMeter
+from streamfer.bench.cpu import CpuMeter, CpuReading
 from streamfer.bench.kafka_io import (
     BUSY_BROKER_PARTITIONS,
     GroupLag,
@@ -246,6 +246,23 @@ def placements(names: tuple[str, ...] | None) -> list[Placement]:
     return out
 
 
+@dataclass
+class _PointStart:
+    """What is read as a point's load starts (``run_point``'s ``on_start``: the generator
+    set up, t0 handed over), so the point's CPU leaves the set-up out."""
+
+    proc: PipelineProcess
+    meter: CpuMeter
+    cpu_s: float = math.nan
+    threads: dict[str, float] = field(default_factory=dict)
+    machine: CpuReading | None = None
+
+    def __call__(self) -> None:
+        self.cpu_s = self.proc.cpu_seconds()
+        self.threads = self.proc.thread_cpu_seconds()
+        self.machine = self.meter.read(self.proc.pid)
+
+
 def _place(placement: Placement, pipelines: list[int]) -> None:
     for pid in pipelines:
         _set_cores(pid, set(placement.pipeline))
@@ -373,15 +390,16 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                     header_hook=setup.header_hook,
                 )  # fmt: skip
                 last = i == len(runs) - 1  # nothing follows it: no need to settle
-                cpu0, threads0 = lane.proc.cpu_seconds(), lane.proc.thread_cpu_seconds()
-                cpu_start = meter.read(lane.proc.pid)
+                start = _PointStart(lane.proc, meter)
                 load, lat = run_point(
                     spec,
                     lane.readback,
                     opts.drain_timeout_s,
                     lane.lag.lag,
                     settle_timeout_s=0 if last else opts.settle_timeout_s,
+                    on_start=start,
                 )
+                cpu0, threads0 = start.cpu_s, start.threads
                 cpu = lane.proc.cpu_seconds() - cpu0
                 threads = lane.proc.thread_cpu_seconds()
                 cpu_end = meter.read(lane.proc.pid)
@@ -391,7 +409,10 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                 pt.settled = load.settled
                 pt.profile, pt.placement = lane.profile, place.name
                 pt.cpu_us_per_record = cpu * 1e6 / max(pt.records, 1)
-                pt.machine_cpu_us = cpu_end.per_record_us(cpu_start, pt.records)
+                if start.machine is not None:
+                    pt.machine_cpu_us = cpu_end.per_record_us(
+                        start.machine, pt.records, load.generator_cpu_s
+                    )
                 pt.thread_cpu_us = {
                     name: (s - threads0.get(name, 0.0)) * 1e6 / max(pt.records, 1)
                     for name, s in threads.items()

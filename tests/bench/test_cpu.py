@@ -30,10 +30,10 @@ def test_the_process_listening_on_a_port_is_found_and_a_closed_port_has_none() -
 def test_per_record_split_and_the_rest_of_the_machine() -> None:
     before = CpuReading(at=10.0, machine_s=100.0, pipeline_s=5.0, broker_s=7.0, bench_s=1.0)
     after = CpuReading(at=12.0, machine_s=103.0, pipeline_s=6.0, broker_s=7.5, bench_s=1.25)
-    got = after.per_record_us(before, 1000)
+    got = after.per_record_us(before, 1000, generator_s=0.5)  # the generator's own report
     assert got == pytest.approx({
-        "pipeline": 1000.0, "broker": 500.0, "generator and read-back": 250.0,
-        "rest of the machine": 1250.0, "busy_cores": 1.5,
+        "pipeline": 1000.0, "broker": 500.0, "generator and read-back": 750.0,
+        "rest of the machine": 750.0, "busy_cores": 1.5,
     })  # fmt: skip
     no_broker = CpuReading(12.0, 103.0, 6.0, math.nan, 1.25).per_record_us(
         CpuReading(10.0, 100.0, 5.0, math.nan, 1.0), 1000
