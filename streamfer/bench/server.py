@@ -525,9 +525,10 @@ def _machine_table(result: ServerResult) -> Table:
     broker = (f"the broker (pid {result.broker_pid})" if result.broker_pid is not None
               else "the broker (not a local process: counted in the rest)")  # fmt: skip
     return Table(
-        f"Where the machine's CPU went: µs a record of the pipeline, {broker}, the load "
-        "generator and read-back (this bench process and its children) and the rest; busy "
-        f"cores of the {cores} (all of them together over the point's wall time)",
+        f"Where the machine's CPU went from t0 to the point's end: µs a record of the "
+        f"pipeline, {broker}, the load generator (its own report) with the read-back (this "
+        f"bench process) and the rest; busy cores of the {cores} (all of them together over "
+        "that wall time)",
         ("offered/s", "profile", "cores", *parties, f"busy cores of {cores}"),
         tuple(
             (fmt_rate(p.offered_rate), p.profile, p.placement,
