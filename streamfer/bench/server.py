@@ -413,10 +413,9 @@ def run_server(bootstrap: str, opts: ServerOptions, command: str, say: Say) -> R
                     pt.machine_cpu_us = cpu_end.per_record_us(
                         start.machine, pt.records, load.generator_cpu_s
                     )
-                pt.thread_cpu_us = {
-                    name: (s - threads0.get(name, 0.0)) * 1e6 / max(pt.records, 1)
+                pt.thread_cpu_us = {  # live at the end (zero too: under a clock tick)
+                    name: max(0.0, s - threads0.get(name, 0.0)) * 1e6 / max(pt.records, 1)
                     for name, s in threads.items()
-                    if s > threads0.get(name, 0.0)  # a thread that ended is left out
                 }
                 if not load.settled:
                     say("  the pipeline still had a backlog when the next point started")
@@ -496,24 +495,22 @@ def _warm_up(
     run_point(spec, readback, drain_timeout_s=10, lag=lag)
 
 
-def _thread_table(points: list[PointResult], shown: int = 6) -> Table:
-    """CPU µs a record per thread: the busiest ``shown`` names over all points, the rest
-    as one column."""
+def _thread_table(points: list[PointResult]) -> Table:
+    """CPU µs a record per thread name, the busiest first (a few names per pipeline)."""
     total: dict[str, float] = {}
     for p in points:
         for name, us in p.thread_cpu_us.items():
             total[name] = total.get(name, 0.0) + us
-    names = sorted(total, key=lambda k: -total[k])[:shown]
+    names = sorted(total, key=lambda k: (-total[k], k))
     rows = tuple(
         (fmt_rate(p.offered_rate), p.profile, p.placement,
-         *[f"{p.thread_cpu_us[k]:.0f}" if k in p.thread_cpu_us else "—" for k in names],
-         f"{sum(v for k, v in p.thread_cpu_us.items() if k not in names):.0f}")
+         *[f"{p.thread_cpu_us[k]:.0f}" if k in p.thread_cpu_us else "—" for k in names])
         for p in points
     )  # fmt: skip
     return Table(
         "CPU µs per record by thread of the pipeline (its OS name, cut to 15 bytes; "
-        "librdkafka's threads summed)",
-        ("offered/s", "profile", "cores", *names, "other"),
+        "librdkafka's threads summed; —: the thread was not running)",
+        ("offered/s", "profile", "cores", *names),
         rows,
     )
 

@@ -177,7 +177,7 @@ class StreamRuntime:
                 cfg.producer.options(s.knobs, transactional_id=txn_id if exactly_once else None),
                 (limits.get(s.output_topic), limits.get(s.resolved_dlq_topic)),
             ),
-            factory,
+            factory, thread_name=f"acks-{s.name}",
         ).start()
         self._source = source = KafkaSource(
             settings,

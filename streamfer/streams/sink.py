@@ -48,7 +48,9 @@ class KafkaSink:
         settings: KafkaSettings,
         options: ProducerOptions | None = None,
         factory: ClientFactory | None = None,
+        thread_name: str = "kafka-deliveries",
     ) -> None:
+        """``thread_name``: the delivery thread's, in Python and in the OS (``top -H``)."""
         self.settings = settings
         self.options = options or ProducerOptions()
         self._factory = factory
@@ -57,6 +59,7 @@ class KafkaSink:
         self._in_txn = False
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._thread_name = thread_name
 
     @property
     def transactional(self) -> bool:
@@ -78,7 +81,7 @@ class KafkaSink:
                 self._poller = threading.Thread(
                     target=self._serve_deliveries,
                     args=(self._client,),
-                    name="kafka-deliveries",
+                    name=self._thread_name,
                     daemon=True,
                 )
                 self._poller.start()

@@ -107,6 +107,7 @@ def test_server_ladder_reports_percentiles_and_chart(kafka_bootstrap: str, tmp_p
     assert by_thread, "CPU per thread reported"
     header = by_thread.group(1)  # the pipeline names its threads in the OS
     assert "consume-" in header and "engine-" in header and "librdkafka" in header, header
+    assert "acks-" in header, header  # the stream's delivery thread, named for the stream
     machine = re.search(r"Where the machine's CPU went[^\n]*the broker \(pid \d+\)[^\n]*\n\n"
                         r"[^\n]*\n[^\n]*\n(\|[^\n]*\|)\n", text)  # the local broker found
     assert machine, "the machine's CPU by party, with the broker's"
