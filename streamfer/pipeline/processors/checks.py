@@ -9,7 +9,8 @@ never committed) or the engine would fail every batch it shares with it.
 :class:`~streamfer.errors.ProcessorError` naming it, which the pipeline treats
 like an exception raised by ``prepare``: the batch is retried record by record
 and the records that still break the contract are dead-lettered. It costs a
-few array operations per batch, none per record.
+few array operations per batch (a batch of at most 16 rows: a few list steps,
+numpy's cost per call being larger there).
 """
 
 from __future__ import annotations
