@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from kafka.structs import MemberState
 from kafka.structs import TopicPartition as KTP
 
@@ -190,13 +190,22 @@ class KafkaPythonConsumer:
         if now < self._next_probe:
             return
         self._next_probe = now + _PROBE_EVERY_S
-        if any(not self._c.partitions_for_topic(t) for t in self._c.subscription() or ()):
+        if any(not self._has_partitions(t) for t in self._c.subscription() or ()):
             self.monitor.unknown_topic()
         count = self._c.metrics().get("consumer-metrics", {}).get("connection-count", 0)
         if count > 0:
             self.monitor.ok()
         else:
             self.monitor.error("no connection to any broker", kind="no connection")
+
+    def _has_partitions(self, topic: str) -> bool:
+        """The topic is in the cluster's metadata. A topic being deleted may come back as
+        an error instead of as absent (kafka-python 3 raises it from the metadata
+        request): that is the same answer, not a fault of the stream."""
+        try:
+            return bool(self._c.partitions_for_topic(topic))
+        except UnknownTopicOrPartitionError:
+            return False
 
     def commit(self, positions: Mapping[TopicPartition, int], timeout_s: float) -> None:
         offsets = offsets_of(positions)
