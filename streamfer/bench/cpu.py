@@ -28,15 +28,21 @@ __all__ = ["CpuMeter", "CpuReading", "listening_pid", "process_cpu_seconds"]
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def stat_cpu_seconds(stat: Path) -> float:
+    """User + system CPU seconds in a ``/proc/.../stat`` file (a process or one of its
+    threads); OSError when it is gone."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def process_cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds of ``pid`` (all its threads) so far; NaN if unknown."""
     if pid is None:
         return math.nan
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
     except OSError:
         return math.nan
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def machine_busy_seconds() -> float:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from streamfer.bench.cpu import process_cpu_seconds
+from streamfer.bench.cpu import process_cpu_seconds, stat_cpu_seconds
 from streamfer.bench.kafka_io import OffsetProbe, topic_span
 from streamfer.errors import ConfigError, StreamferError
 from streamfer.paths import PACKAGE_DIR, shipped
@@ -244,7 +244,6 @@ def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) of each live thread of ``pid``, summed by the thread's
     OS name: the pipeline names its own (``streamfer.threadnames``), librdkafka's
     ``rdk:*`` threads count as ``librdkafka``. Empty when the process is gone."""
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
@@ -253,9 +252,9 @@ def thread_cpu(pid: int) -> dict[str, float]:
     for task in tasks:
         try:
             name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = stat_cpu_seconds(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
         key = "librdkafka" if name.startswith("rdk:") else name
-        out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[key] = out.get(key, 0.0) + seconds
     return out
