@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from streamfer.bench.cli import bench
-from streamfer.bench.kafka_io import broker_topics
+from streamfer.bench.kafka_io import broker_topics, wait_visible
 
 MODELS = Path(__file__).resolve().parents[2] / "streamfer" / "models"
 VERDICT = re.compile(r"\| \*\*(met|MISSED|not measured)\*\* \|")
@@ -89,8 +90,12 @@ def test_scoring_refuses_an_unknown_system() -> None:
 
 
 @pytest.mark.integration
-def test_server_ladder_reports_percentiles_and_chart(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_server_ladder_reports_percentiles_and_chart(
+    kafka_bootstrap: str, tmp_path: Path, unique_topic: Callable[..., str]
+) -> None:
     _needs("fraud")
+    held = unique_topic(partitions=3)  # so the broker holds partitions, fresh or not
+    wait_visible(kafka_bootstrap, [held])
     results = tmp_path / "RESULTS.md"
     _run(["server", "--bootstrap", kafka_bootstrap, "--results", str(results),
           "--max-rate", "200", "--fractions", "0.25,0.5", "--min-duration", "2",
@@ -102,7 +107,7 @@ def test_server_ladder_reports_percentiles_and_chart(kafka_bootstrap: str, tmp_p
     assert (tmp_path / "server-transaction.png").stat().st_size > 0
     assert '"decided": ' in text
     counted = re.search(r"- broker: ([\d,]+) partitions before the run", text)
-    assert counted and int(counted.group(1).replace(",", "")) >= 1, "the broker's size is named"
+    assert counted and int(counted.group(1).replace(",", "")) >= 3, "the broker's size is named"
     by_thread = re.search(r"CPU µs per record by thread[^\n]*\n\n(\|[^\n]*\|)\n", text)
     assert by_thread, "CPU per thread reported"
     header = by_thread.group(1)  # the pipeline names its threads in the OS
