@@ -250,3 +250,15 @@ def test_dead_letter_failures_and_the_delivery_timeout(tmp_path: Path) -> None:
     key = "streams[0].dead_letters.on_failure"
     assert f"{key} | a refused dead letter aborts the transaction" in text
     assert "Note: allowed: stop, skip with delivery: at_least_once" in text
+
+
+def test_state_flush_interval_applies_to_at_least_once_only(tmp_path: Path) -> None:
+    stream = load_config(write(tmp_path, base(state={"enabled": True}))).streams[0]
+    assert stream.state.flush_interval_s(exactly_once=False) == 1.0  # the default window
+    assert stream.state.flush_interval_s(exactly_once=True) == 0.0  # every transaction
+    doc = base(state={"enabled": True, "flush_interval_ms": 250})
+    assert load_config(write(tmp_path, doc)).streams[0].state.flush_interval_s(False) == 0.25
+    doc = base(delivery="exactly_once", state={"enabled": True, "flush_interval_ms": 250})
+    text = problems_of(tmp_path, doc)
+    assert "streams[0].state.flush_interval_ms | exactly_once writes the changelog" in text
+    assert "(got 250)" in text

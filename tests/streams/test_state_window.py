@@ -112,7 +112,7 @@ class Inner:
 
 
 class Rig:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, flush_interval_s: float = 0.0) -> None:
         self.tracker = OffsetTracker()
         self.sink = Sink()
         writer = ChangelogWriter(self.sink, "cl", self.tracker, self.fail)  # type: ignore[arg-type]
@@ -128,7 +128,10 @@ class Rig:
         )
         self.state.assigned([TP])
         self.inner = Inner(self.tracker)
-        self.committer = StateCommitter(self.inner, self.state)  # type: ignore[arg-type]
+        self.now = 100.0
+        self.committer = StateCommitter(
+            self.inner, self.state, flush_interval_s, lambda: self.now  # type: ignore[arg-type]
+        )
         self.next_offset = 0
 
     def fail(self, exc: BaseException) -> None:
@@ -182,6 +185,35 @@ def test_updates_of_a_key_in_one_window_become_one_entry_with_its_last_offset(
     rig.poll(["a"])
     rig.committer.commit()
     assert [unpack_entry(v or b"", "t").offset for _, v in rig.sink.sent[3:]] == [6]
+
+
+def test_periodic_commits_flush_once_per_flush_interval_and_commit_the_window_after(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path, flush_interval_s=1.0)
+    spans = [rig.poll(keys)[0] for keys in (["a", "b"], ["a"])]
+    for span in spans:
+        rig.tracker.resolve_all(span)
+    rig.now += 0.5
+    assert rig.committer.commit(wait=False) == {}  # held: the window is not flushed yet
+    assert rig.sink.sent == []
+    spans.append(rig.poll(["a", "c"])[0])  # the same window: still one entry per key
+    rig.tracker.resolve_all(spans[-1])
+    rig.now += 0.5
+    rig.committer.commit(wait=False)
+    assert sorted(k for k, _ in rig.sink.sent) == [b"a", b"b", b"c"]
+    assert unpack_entry(dict(rig.sink.sent)[b"a"] or b"", "t").offset == 3
+    rig.sink.ack(3)
+    assert rig.committer.commit(wait=False) == {TP: 5}  # released: commits need no flush
+    rig.poll(["b"])
+    rig.now += 0.1
+    rig.committer.commit(wait=False)
+    assert len(rig.sink.sent) == 3  # a new window, not due
+    rig.committer.commit(wait=True)  # an explicit commit flushes whatever the interval
+    assert [k for k, _ in rig.sink.sent[3:]] == [b"b"]
+    rig.poll(["c"])
+    rig.committer.on_revoke([TP], lost=False)  # and so does a revocation
+    assert [k for k, _ in rig.sink.sent[4:]] == [b"c"]
 
 
 def test_a_window_is_passed_whole_whatever_order_its_decisions_resolve_in() -> None:

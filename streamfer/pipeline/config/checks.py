@@ -116,6 +116,14 @@ def stream_problems(
             "skip",
             ["stop", "skip with delivery: at_least_once"],
         )
+    if s.delivery == "exactly_once" and s.state.flush_interval_ms is not None:
+        # the entries share each transaction with the offsets: they are written at every commit
+        yield Problem(
+            f"{loc}.state.flush_interval_ms",
+            "exactly_once writes the changelog in every transaction, at each commit",
+            s.state.flush_interval_ms,
+            ["unset (latency.commit_interval_ms sets it)", "any with delivery: at_least_once"],
+        )
     for section, kinds in _KIND_SECTIONS.items():
         if section in s.model_fields_set and s.kind not in kinds:
             yield Problem(

@@ -1,5 +1,5 @@
 """The state of one stream: a view per assigned partition, restored before it is used,
-and its changelog written once per commit interval.
+and its changelog written once per flush interval (``StateCommitter``).
 
 :class:`StateManager` listens to the source's partition events:
 
@@ -18,9 +18,10 @@ and its changelog written once per commit interval.
 Coalesced changelog writes. ``write(batch, view)`` runs after a batch was
 prepared and only *holds* the batch's span in its partition's current
 *window* (:class:`~streams.state.changelog.Window`): the polls since the
-partition's state was last flushed. ``flush()`` runs before every commit
-(:class:`StateCommitter` wraps the source's committer), before a revocation
-and at close: per partition, each key the window updated gets one entry (its
+partition's state was last flushed. ``flush()`` runs before a commit once the
+flush interval has passed (:class:`StateCommitter` wraps the source's
+committer; under exactly-once before every commit), before a revocation and
+at close: per partition, each key the window updated gets one entry (its
 value now, and the input offset of the last record of the window that
 updated it), the entries are sent, and the window's spans are released at
 the last acknowledgement. A key updated in 30 polls of a window costs one
@@ -291,14 +292,34 @@ class StateManager(Generic[T]):
 
 class StateCommitter:
     """The source's committer with the state flushed first (see the module docstring):
-    before a commit, before a revocation's wait and before the close's."""
+    before a commit, before a revocation's wait and before the close's.
 
-    def __init__(self, inner: Committer, state: StateManager[Any]) -> None:
+    ``flush_interval_s``: a periodic commit (``wait=False``) flushes only when that long
+    has passed since the last flush, so a window spans several commit intervals (fewer
+    entries: one per key a window updated). Its records are committed when it is
+    flushed and acknowledged, so the commits trail by up to that long; restore stays
+    exact, as a window is any run of polls (the module docstring). 0: every commit
+    flushes, which exactly-once needs (the entries share each transaction). A commit
+    with ``wait``, a revocation and the close always flush."""
+
+    def __init__(
+        self,
+        inner: Committer,
+        state: StateManager[Any],
+        flush_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.inner = inner
         self.state = state
+        self.flush_interval_s = flush_interval_s
+        self._clock = clock
+        self._next_flush = clock() + flush_interval_s
 
     def commit(self, wait: bool = True) -> dict[TopicPartition, int]:
-        self.state.flush()
+        now = self._clock()
+        if wait or now >= self._next_flush:
+            self._next_flush = now + self.flush_interval_s
+            self.state.flush()
         return self.inner.commit(wait)
 
     def on_revoke(self, tps: list[TopicPartition], lost: bool) -> Mapping[TopicPartition, int]:
