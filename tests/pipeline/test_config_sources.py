@@ -159,10 +159,12 @@ def test_show_yaml_has_every_default_and_each_values_source(
     assert "    batching:" in lines and "      max_wait_ms: 1.0  # profile (low)" in lines
     assert "      profile: low  # default (transaction stream)" in lines
     assert "      linger_ms: 0  # profile (low)" in lines
+    # an unset state flush interval says what it is for the stream's delivery
+    assert "      flush_interval_ms: null  # default (1000 ms, at_least_once)" in lines
     # every value line says where it came from, and the whole is valid YAML of the config
     values = [ln for ln in lines[1:] if not ln.rstrip().endswith(":")]
     sources = ("# file", "# default", "# env (", "# flag (--bootstrap)", "# profile (low)",
-               "# default (transaction stream)")
+               "# default (transaction stream)", "# default (1000 ms, at_least_once)")
     assert values and all(ln.rstrip().endswith(sources) or "# env (" in ln for ln in values)
     doc = yaml.safe_load(out)
     assert doc["kafka"]["bootstrap_servers"] == "flag-host:1"
@@ -225,3 +227,14 @@ def test_show_names_a_pipeline_wide_key_over_the_profile(
     env = "STREAMFER__PRODUCER__LINGER_MS"
     assert f"      linger_ms: 7  # producer.linger_ms (env ({env}))" in lines
     assert "      fetch_max_wait_ms: 5  # profile (low)" in lines
+
+
+def test_show_says_an_exactly_once_stream_flushes_its_state_at_every_commit(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["streams"][0]["delivery"] = "exactly_once"
+    path.write_text(yaml.safe_dump(doc))
+    lines = show("-c", str(path)).splitlines()
+    assert "      flush_interval_ms: null  # default (at every commit, exactly_once)" in lines

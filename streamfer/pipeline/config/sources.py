@@ -154,6 +154,7 @@ def load_resolved(
         sources.update({p: "file" for p in _leaves(file_raw) if p not in sources})
     cfg = parse_config(raw, label, path.resolve().parent)
     sources.update(_latency_sources(cfg, sources))
+    sources.update(_state_sources(cfg, sources))
     return Resolved(path, cfg, sources)
 
 
@@ -181,6 +182,17 @@ def _latency_sources(cfg: PipelineConfig, sources: Mapping[Path_, str]) -> dict[
                 out[("streams", i, "latency", key)] = f"profile ({profile})"
         if ("streams", i, "batching", "max_wait_ms") not in sources:
             out[("streams", i, "batching", "max_wait_ms")] = f"profile ({profile})"
+    return out
+
+
+def _state_sources(cfg: PipelineConfig, sources: Mapping[Path_, str]) -> dict[Path_, str]:
+    """An unset ``state.flush_interval_ms`` says what it means for its stream's delivery."""
+    out: dict[Path_, str] = {}
+    for i, s in enumerate(cfg.streams):
+        path: Path_ = ("streams", i, "state", "flush_interval_ms")
+        if path not in sources:
+            ms = s.state.flush_interval_s(s.delivery == "exactly_once") * 1000
+            out[path] = f"default ({f'{ms:.0f} ms' if ms else 'at every commit'}, {s.delivery})"
     return out
 
 
