@@ -1,10 +1,13 @@
-"""The kafka-python consumer's idle probe: a topic being deleted is missing, not fatal."""
+"""The kafka-python consumer's idle probe: a topic being deleted is missing, not fatal;
+another error of the metadata request is reported and the stream goes on."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from kafka.errors import UnknownTopicOrPartitionError
+import pytest
+from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from streamfer.streams.connection import ConnectionMonitor
 from streamfer.streams.kafka_python.consumer import KafkaPythonConsumer
@@ -14,7 +17,7 @@ from streamfer.streams.settings import KafkaSettings
 class DeletedTopicConsumer:
     """Answers the probe's questions as kafka-python 3 does while ``topic`` is deleted."""
 
-    def __init__(self, topic: str, raises: bool) -> None:
+    def __init__(self, topic: str, raises: bool | Exception) -> None:
         self.topic = topic
         self.raises = raises
         self.asked: list[str] = []
@@ -24,6 +27,8 @@ class DeletedTopicConsumer:
 
     def partitions_for_topic(self, topic: str) -> set[int] | None:
         self.asked.append(topic)
+        if isinstance(self.raises, Exception):
+            raise self.raises
         if self.raises:
             raise UnknownTopicOrPartitionError(topic)
         return None
@@ -45,3 +50,22 @@ def test_a_topic_that_errors_in_the_metadata_reads_as_missing_like_an_absent_one
         consumer._probe()  # the stream goes on: no exception
         assert double.asked == ["payments.tx"]
         assert monitor.unknown_topic_within(60), f"raises={raises}: the topic reads as missing"
+
+
+def test_another_metadata_error_is_reported_and_does_not_call_the_topic_missing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    double = DeletedTopicConsumer("payments.tx", KafkaTimeoutError("no answer in 30 s"))
+    monitor = ConnectionMonitor("test")
+    consumer = KafkaPythonConsumer(
+        double,  # type: ignore[arg-type]
+        KafkaSettings("127.0.0.1:1"),
+        "earliest",
+        monitor=monitor,
+    )
+    with caplog.at_level(logging.WARNING):
+        consumer._probe()  # the stream goes on: no exception
+    assert double.asked == ["payments.tx"]
+    assert not monitor.unknown_topic_within(60), "a timeout says nothing of the topic"
+    assert monitor.unreachable_s() == 0.0  # the connection count (1) speaks for the cluster
+    assert "metadata of payments.tx: KafkaTimeoutError" in caplog.text

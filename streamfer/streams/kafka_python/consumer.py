@@ -201,11 +201,18 @@ class KafkaPythonConsumer:
     def _has_partitions(self, topic: str) -> bool:
         """The topic is in the cluster's metadata. A topic being deleted may come back as
         an error instead of as absent (kafka-python 3 raises it from the metadata
-        request): that is the same answer, not a fault of the stream."""
+        request): that is the same answer, not a fault of the stream. Any other error
+        of the request (a timeout, a broker going away) answers nothing: it is reported,
+        the topic is not called missing, and the connection check that follows says
+        whether the cluster is out of reach."""
         try:
             return bool(self._c.partitions_for_topic(topic))
         except UnknownTopicOrPartitionError:
             return False
+        except KafkaError as exc:
+            self.monitor.error(f"metadata of {topic}: {exc!r}", kind=type(exc).__name__,
+                               connection=False)  # fmt: skip
+            return True
 
     def commit(self, positions: Mapping[TopicPartition, int], timeout_s: float) -> None:
         offsets = offsets_of(positions)
