@@ -25,9 +25,9 @@ twice does nothing either: each row counts once.
 
 A span keeps a reference to its poll's record timestamps (no copy, no work per
 record), so ``oldest_unresolved_ms`` can say, when lag is exported, how old the
-oldest record still in flight is: the first unresolved row of each partition's
-oldest span (spans are resolved out of order, but the oldest span is the one
-the commit position waits for).
+oldest record still undecided is: the first unresolved row of each partition's
+oldest span that has one (spans are resolved out of order; spans whose rows are
+all resolved and that only a hold keeps are decided, not late).
 """
 
 from __future__ import annotations
@@ -79,11 +79,10 @@ class Span:
         return self.left == 0 and self.held == 0
 
     def oldest_ms(self) -> int | None:
-        """Timestamp of the first unresolved row (the first row while only holds are left)."""
-        if self.timestamps_ms is None:
+        """Timestamp of the first unresolved row (None: no timestamps, or none left)."""
+        if self.timestamps_ms is None or not self.left:
             return None
-        row = int(np.argmin(self.done)) if self.left else 0
-        return int(self.timestamps_ms[row])
+        return int(self.timestamps_ms[int(np.argmin(self.done))])
 
     def pending(self, index: int) -> bool:
         """Row ``index`` is tracked and not resolved yet."""
@@ -238,15 +237,20 @@ class OffsetTracker:
     def oldest_unresolved_ms(self) -> dict[TopicPartition, int]:
         """Per partition with records in flight: the timestamp (ms) of its oldest one.
 
-        The oldest span is never passable (``advance`` pops passable spans from the
-        front), so it holds the partition's oldest unresolved record; one ``argmin`` over
-        its rows per partition, O(partitions + one poll's rows), for the lag exporter.
+        Spans at the front whose rows are all resolved and that only holds keep (a state
+        window whose changelog entries are not written yet) are passed over: their
+        decisions are out, so they are not late, however long the window. The first span
+        with an unresolved row holds the partition's oldest one; one ``argmin`` over its
+        rows, for the lag exporter.
         """
         with self._cond:
             out = {}
             for tp, part in self._parts.items():
-                if part.spans and (ms := part.spans[0].oldest_ms()) is not None:
-                    out[tp] = ms
+                for span in part.spans:
+                    if span.left:
+                        if (ms := span.oldest_ms()) is not None:
+                            out[tp] = ms
+                        break
             return out
 
     def positions(self) -> dict[TopicPartition, int]:

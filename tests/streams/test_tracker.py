@@ -164,11 +164,21 @@ def test_oldest_unresolved_is_the_first_pending_row_of_the_oldest_span() -> None
     assert TP not in tracker.oldest_unresolved_ms()
 
 
-def test_a_held_span_keeps_its_age_until_released() -> None:
+def test_a_held_span_is_late_only_while_it_has_undecided_rows() -> None:
     tracker = OffsetTracker()
-    span = tracker.add(TP, [0, 1], [1_000, 2_000])
-    tracker.hold(span)
-    tracker.resolve_all(span)
-    assert tracker.oldest_unresolved_ms() == {TP: 1_000}  # its state is not durable yet
-    tracker.release(span)
-    assert tracker.oldest_unresolved_ms() == {}
+    window = [tracker.add(TP, [0, 1], [1_000, 2_000]), tracker.add(TP, [2], [3_000])]
+    later = tracker.add(TP, [3, 4], [4_000, 5_000])
+    for span in window:
+        tracker.hold(span)
+    tracker.resolve(window[0], 1)
+    assert tracker.oldest_unresolved_ms() == {TP: 1_000}  # held, and row 0 undecided
+    tracker.resolve(window[0], 0)
+    # decided, held for their state entries: not late, so the age is the next undecided row
+    assert tracker.oldest_unresolved_ms() == {TP: 3_000}
+    tracker.resolve_all(window[1])
+    assert tracker.oldest_unresolved_ms() == {TP: 4_000}
+    assert tracker.positions() == {}  # still held: the commit waits for the entries
+    tracker.resolve_all(later)
+    assert tracker.oldest_unresolved_ms() == {}  # everything decided, nothing late
+    tracker.release_many(window)
+    assert tracker.positions() == {TP: 5}
