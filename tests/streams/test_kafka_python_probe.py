@@ -15,7 +15,9 @@ from streamfer.streams.settings import KafkaSettings
 
 
 class DeletedTopicConsumer:
-    """Answers the probe's questions as kafka-python 3 does while ``topic`` is deleted."""
+    """Answers the probe's questions as kafka-python 3 does while ``topic`` is deleted
+    (``raises`` True: with UnknownTopicOrPartition, False: with nothing), or raises the
+    exception ``raises`` is."""
 
     def __init__(self, topic: str, raises: bool | Exception) -> None:
         self.topic = topic
@@ -37,25 +39,8 @@ class DeletedTopicConsumer:
         return {"consumer-metrics": {"connection-count": 1}}
 
 
-def test_a_topic_that_errors_in_the_metadata_reads_as_missing_like_an_absent_one() -> None:
-    for raises in (True, False):
-        double = DeletedTopicConsumer("payments.tx", raises)
-        monitor = ConnectionMonitor("test")
-        consumer = KafkaPythonConsumer(
-            double,  # type: ignore[arg-type]
-            KafkaSettings("127.0.0.1:1"),
-            "earliest",
-            monitor=monitor,
-        )
-        consumer._probe()  # the stream goes on: no exception
-        assert double.asked == ["payments.tx"]
-        assert monitor.unknown_topic_within(60), f"raises={raises}: the topic reads as missing"
-
-
-def test_another_metadata_error_is_reported_and_does_not_call_the_topic_missing(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    double = DeletedTopicConsumer("payments.tx", KafkaTimeoutError("no answer in 30 s"))
+def probed(double: DeletedTopicConsumer) -> ConnectionMonitor:
+    """One idle probe of a kafka-python consumer over ``double``; its connection monitor."""
     monitor = ConnectionMonitor("test")
     consumer = KafkaPythonConsumer(
         double,  # type: ignore[arg-type]
@@ -63,9 +48,22 @@ def test_another_metadata_error_is_reported_and_does_not_call_the_topic_missing(
         "earliest",
         monitor=monitor,
     )
+    consumer._probe()  # the stream goes on: no exception
+    assert double.asked == [double.topic]
+    return monitor
+
+
+def test_a_topic_that_errors_in_the_metadata_reads_as_missing_like_an_absent_one() -> None:
+    for raises in (True, False):
+        monitor = probed(DeletedTopicConsumer("payments.tx", raises))
+        assert monitor.unknown_topic_within(60), f"raises={raises}: the topic reads as missing"
+
+
+def test_another_metadata_error_is_reported_and_does_not_call_the_topic_missing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.WARNING):
-        consumer._probe()  # the stream goes on: no exception
-    assert double.asked == ["payments.tx"]
+        monitor = probed(DeletedTopicConsumer("payments.tx", KafkaTimeoutError("no answer")))
     assert not monitor.unknown_topic_within(60), "a timeout says nothing of the topic"
     assert monitor.unreachable_s() == 0.0  # the connection count (1) speaks for the cluster
     assert "metadata of payments.tx: KafkaTimeoutError" in caplog.text
