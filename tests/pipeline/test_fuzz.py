@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_outlet import TIMING, Harness
 
+from streamfer.errors import CodecError
 from streamfer.models.generators.transactions import TransactionGenerator
 from streamfer.pipeline.config import StreamConfig
 from streamfer.pipeline.processors.base import Output, Prepared
@@ -29,7 +30,12 @@ from streamfer.pipeline.processors.camera import CameraProcessor
 from streamfer.pipeline.processors.sample import SampleProcessor
 from streamfer.pipeline.processors.sensor import SensorProcessor
 from streamfer.pipeline.processors.transaction import TransactionProcessor
-from streamfer.streams.codecs import encode_sensor, encode_transaction
+from streamfer.streams.codecs import (
+    CodecLimits,
+    decode_transaction,
+    encode_sensor,
+    encode_transaction,
+)
 from streamfer.streams.codecs.sample import encode_sample
 from streamfer.streams.reasons import DEAD_LETTER_REASONS, DROP_REASONS
 from streamfer.streams.records import RecordBatch
@@ -214,6 +220,37 @@ def check_every_row_resolved(batch: RecordBatch, prepared: Prepared) -> None:
 @FUZZ
 def test_any_transaction_record_is_accepted_or_rejected_with_a_reason(batch: RecordBatch) -> None:
     check_every_row_resolved(batch, TransactionProcessor(stream("transaction")).prepare(batch))
+
+
+CODES = st.text(st.sampled_from("AZaz09\u00c9\u0665\n -"), min_size=2, max_size=5)
+
+
+@st.composite
+def coded_transactions(draw: st.DrawFn) -> bytes:
+    """A valid transaction whose currency and mcc may hold any characters."""
+    doc = dict(draw(st.sampled_from(TX_DOCS)))
+    doc["currency"] = draw(st.sampled_from(["USD", "eur"]) | CODES)
+    doc["mcc"] = draw(st.sampled_from(["5411", "0000"]) | CODES)
+    return json.dumps(doc).encode()
+
+
+@given(batches(coded_transactions() | transactions()))
+@FUZZ
+def test_a_batch_rejects_exactly_the_records_a_single_decode_rejects(batch: RecordBatch) -> None:
+    # the processor checks currency and mcc once per batch; a record decoded alone is
+    # checked on its own: both must refuse the same records, with the same messages
+    processor = TransactionProcessor(stream("transaction"))
+    prepared = processor.prepare(batch)
+    limits = CodecLimits(max_json_bytes=processor.max_bytes)
+    alone = {}
+    for i in range(len(batch)):
+        try:
+            decode_transaction(batch.record(i), limits)
+        except CodecError as exc:
+            alone[i] = (exc.reason, str(exc))
+    assert {r.row: (r.reason, str(r.error)) for r in prepared.rejects} == alone
+    assert [r.row for r in prepared.rejects] == sorted(alone)
+    assert prepared.rows.tolist() == [i for i in range(len(batch)) if i not in alone]
 
 
 @given(batches(sensor_values()))

@@ -129,6 +129,11 @@ def test_transaction_round_trip(tx: dict[str, Any]) -> None:
         ({"currency": "EURO"}, "bad_field"),
         ({"mcc": 5411}, "bad_field"),
         ({"mcc": "54a1"}, "bad_field"),
+        ({"mcc": "\u0665\u0664\u0661\u0661"}, "bad_field"),  # digits, but not ASCII ones
+        ({"mcc": "541"}, "bad_field"),
+        ({"currency": "EU1"}, "bad_field"),
+        ({"currency": "\u00c9UR"}, "bad_field"),  # a letter, but not an ASCII one
+        ({"currency": "US\n"}, "bad_field"),
         ({"ts": 1.5}, "bad_field"),
         ({"lat": 91.0}, "bad_field"),
         ({"lon": None}, "bad_field"),

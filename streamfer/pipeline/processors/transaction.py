@@ -1,7 +1,8 @@
 """Payment transactions: typed JSON decode per record, features per batch, fraud actions.
 
 Decoding and validation happen in one C pass per record, with the codec's own
-decoder and reason codes (``streamfer.streams.codecs.transaction``). Features come from
+decoder and reason codes (``streamfer.streams.codecs.transaction``), and one check
+of the currency and mcc characters for the whole batch. Features come from
 the stateful :class:`~models.features.FraudFeaturizer` (card history), in
 consume order: in memory, or, with ``state.enabled``, through the partition's
 state store (each card's entry written with the offset of its last transaction
@@ -31,7 +32,9 @@ from streamfer.streams.codecs.limits import size_error
 from streamfer.streams.codecs.transaction import (
     DECODE_ERRORS,
     Transaction,
-    decode_value,
+    code_error,
+    codes_valid,
+    decode_struct,
     transaction_error,
 )
 from streamfer.streams.records import RecordBatch
@@ -52,7 +55,6 @@ class TransactionProcessor:
         self.max_bytes = stream.limits.max_json_bytes
         self.featurizer = FraudFeaturizer()
         self.post: Postprocessor = post or FraudPostprocessor(stream.fraud, output_name)
-        self._decode = decode_value
 
     def prepare(self, batch: RecordBatch) -> Prepared:
         rows, txs, rejects = self._decode_all(batch)
@@ -74,7 +76,7 @@ class TransactionProcessor:
         rows: list[int] = []
         txs: list[Transaction] = []
         rejects: list[Reject] = []
-        decode, limit = self._decode, self.max_bytes
+        decode, limit = decode_struct, self.max_bytes
         for i, value in enumerate(batch.values):
             if not value or len(value) > limit:
                 err = size_error(batch.coords(i), value, limit, "a JSON transaction")
@@ -87,12 +89,33 @@ class TransactionProcessor:
                 rejects.append(Reject(i, err.reason, err))
                 continue
             rows.append(i)
+        if not codes_valid(txs):
+            return _reject_codes(batch, rows, txs, rejects)
         return rows, txs, rejects
 
     def results(
         self, outputs: Mapping[str, np.ndarray], metas: Sequence[Any]
     ) -> Sequence[Result | BaseException]:
         return self.post.results(outputs, metas)
+
+
+def _reject_codes(
+    batch: RecordBatch, rows: list[int], txs: list[Transaction], rejects: list[Reject]
+) -> tuple[list[int], list[Transaction], list[Reject]]:
+    """The batch's parsed transactions without those whose currency or mcc holds the wrong
+    characters, which join the rejects (in row order, as the rest)."""
+    kept_rows: list[int] = []
+    kept: list[Transaction] = []
+    for i, tx in zip(rows, txs, strict=True):
+        exc = code_error(tx)
+        if exc is None:
+            kept_rows.append(i)
+            kept.append(tx)
+        else:
+            err = transaction_error(batch.coords(i), exc)
+            rejects.append(Reject(i, err.reason, err))
+    rejects.sort(key=lambda r: r.row)
+    return kept_rows, kept, rejects
 
 
 def columns(txs: Sequence[Transaction]) -> TxColumns:
