@@ -4,7 +4,10 @@ Work arrives as :class:`Chunk` objects (the rows one poll of one partition
 prepared, with an optional deadline and key per row) through
 :meth:`Batcher.put`; batches of at most ``max_batch`` rows come out of
 :meth:`Batcher.poll` as lists of :class:`Segment` (a chunk and which of its
-rows), oldest rows first. A batch is formed when
+rows), oldest rows first. A chunk is split only where it leads a batch and holds
+more rows than the batch has room for; one that would not fit behind others
+starts the next batch whole, so a poll's feeds usually reach the engine without
+a copy. A batch is formed when
 
 * ``max_batch`` rows are queued (``reason="full"``),
 * the oldest row has waited ``max_wait_ns`` (``"wait"``),
@@ -259,6 +262,8 @@ class Batcher(Generic[T]):
         need = self.max_batch
         segments: list[Segment[T]] = []
         while need and (chunk := self._head()) is not None:
+            if segments and chunk.waiting_n > need:
+                break  # not split: it starts the next batch whole (its feeds need no copy)
             rows = np.flatnonzero(chunk.waiting)[:need]
             chunk.take(rows)
             segments.append(Segment(chunk, rows))

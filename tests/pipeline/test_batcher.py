@@ -46,18 +46,31 @@ def rows_of(batch: Batch[object]) -> list[tuple[object, int]]:
     return [(s.chunk.payload, r) for s in batch.segments for r in s.rows.tolist()]
 
 
-def test_flushes_when_full_splitting_a_chunk() -> None:
+def test_flushes_when_full_without_splitting_a_chunk_that_fits_the_next_batch() -> None:
     clock = FakeClock()
     b = make(clock)
     b.put(Chunk("a", 3))
     b.put(Chunk("b", 2))
     batch = b.poll()
     assert batch is not None and batch.reason == "full"
-    assert rows_of(batch) == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
-    assert batch.segments[0].whole and not batch.segments[1].whole
-    assert len(b) == 1
+    assert rows_of(batch) == [("a", 0), ("a", 1), ("a", 2)]  # b would not fit whole
+    assert batch.segments[0].whole
+    assert len(b) == 2
     (rest,) = b.drain()
-    assert rows_of(rest) == [("b", 1)]
+    assert rows_of(rest) == [("b", 0), ("b", 1)] and rest.segments[0].whole
+
+
+def test_a_chunk_larger_than_a_batch_is_split_and_its_rest_leads_the_next() -> None:
+    clock = FakeClock()
+    b = make(clock)
+    b.put(Chunk("a", 6))
+    b.put(Chunk("b", 1))
+    batch = b.poll()
+    assert batch is not None and batch.reason == "full"
+    assert rows_of(batch) == [("a", 0), ("a", 1), ("a", 2), ("a", 3)]
+    assert not batch.segments[0].whole
+    (rest,) = b.drain()
+    assert rows_of(rest) == [("a", 4), ("a", 5), ("b", 0)]  # the rest and b fit together
 
 
 def test_flushes_after_max_wait_of_oldest() -> None:
@@ -214,6 +227,13 @@ def test_properties_hold_for_any_arrival_pattern(
     outcomes = Counter(taken + dropped)
     assert set(outcomes) == set(meta) and set(outcomes.values()) <= {1}
     assert len(b) == 0
+    # a chunk is split only where it leads a batch: one that joined a batch behind another
+    # went whole, so it is in no later batch
+    joined_behind: set[object] = set()
+    for batch in batches:
+        payloads = [s.chunk.payload for s in batch.segments]
+        assert not joined_behind & set(payloads), "a chunk split behind another"
+        joined_behind |= set(payloads[1:])
     for batch in batches:
         assert 1 <= len(batch) <= max_batch
         for row in rows_of(batch):
