@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -164,3 +165,60 @@ def test_workers_get_the_log_bootstrap_and_metrics_options(
          "h:1", "--metrics-host", "127.0.0.1", "--metrics-port", "9500", "--worker-index", str(i)]
         for i in range(2)
     ]  # fmt: skip
+
+
+def test_run_freezes_the_start_up_heap_once_the_pipeline_has_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from streamfer.pipeline import app, run_cli
+
+    calls: list[str] = []
+    real_freeze = run_cli.freeze_start_up_heap
+
+    class Started:
+        """The pipeline as ``streamfer run`` drives it: started, ended at once, stopped."""
+
+        http_url = None
+        failure = None
+
+        def __init__(self, cfg: object, **_: object) -> None:
+            self.cfg = cfg
+
+        def start(self) -> None:
+            calls.append("start")
+
+        def wait(self, timeout_s: float | None = None) -> bool:
+            return True
+
+        def stop(self, drain: bool = True) -> None:
+            calls.append("stop")
+
+        def stats(self) -> dict[str, object]:
+            return {}
+
+    def freeze() -> int:
+        calls.append("freeze")
+        return 1
+
+    monkeypatch.setattr(app, "Pipeline", Started)
+    monkeypatch.setattr(run_cli, "freeze_start_up_heap", freeze)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        cfg = SimpleNamespace(streams=[])
+        assert run_cli._run_one(cfg, 0) == 0  # type: ignore[arg-type]
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert calls == ["start", "freeze", "stop"]
+
+    # and the real one: what is alive now leaves the collector's generations
+    gc.unfreeze()
+    try:
+        before = len(gc.get_objects())
+        frozen = real_freeze()
+        assert frozen > 0 and frozen >= before // 2
+        assert len(gc.get_objects()) < frozen // 10
+    finally:
+        gc.unfreeze()
