@@ -14,13 +14,17 @@ Python), rewrites its shipped config (``deploy/configs/fraud.yaml``,
 ``sensor.yaml`` or ``camera.yaml``; the state store off unless ``--state``)
 to replay mode on ``--topic`` with a fresh group, and prints records/s and
 CPU µs per record of the process from its first consumed record to the last
-resolved one. It is not recorded anywhere: copy the lines into
-``bench/RESULTS.md`` with the machine and the commits.
+resolved one, and the full (generation 2) garbage collections in that span. As
+``streamfer run`` does, it freezes the start-up heap once the pipeline is ready
+(where the checkout has ``freeze_start_up_heap``; ``--no-freeze``: not). It is not
+recorded anywhere: copy the lines into ``bench/RESULTS.md`` with the machine and
+the commits.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import resource
 import sys
@@ -38,6 +42,28 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+class _FullCollections:
+    """The generation-2 collections' pauses (ms) while counting; every thread waits them out."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self.counting = False
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2 or not self.counting:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._began) * 1e3)
+
+    def summary(self) -> str:
+        if not self.pauses:
+            return "no full collection"
+        return f"{len(self.pauses)} full collection(s), longest {max(self.pauses):.1f} ms"
+
+
 def load(kind: str, n: int, bootstrap: str) -> str:
     from streamfer.bench.kafka_io import produce_all
     from streamfer.streams.admin import create_topics
@@ -52,7 +78,8 @@ def load(kind: str, n: int, bootstrap: str) -> str:
     return topic
 
 
-def run(repo: Path, kind: str, topic: str, n: int, bootstrap: str, state: bool) -> str:
+def run(repo: Path, kind: str, topic: str, n: int, bootstrap: str, state: bool,
+        freeze: bool = True) -> str:  # fmt: skip
     sys.path.insert(0, str(repo))
     import yaml
 
@@ -75,22 +102,33 @@ def run(repo: Path, kind: str, topic: str, n: int, bootstrap: str, state: bool) 
     raw["metrics"] = {"enabled": True, "port": 0}
     cfg = parse_config(raw, "drain", configs)
     name = cfg.streams[0].name
+    collections = _FullCollections()
+    gc.callbacks.append(collections)
     with Pipeline(cfg) as pipe:
         pipe.wait_ready(60)
+        try:
+            from streamfer.pipeline.run_cli import freeze_start_up_heap  # as streamfer run
+        except ImportError:  # a checkout from before it
+            freeze = False
+        if freeze:
+            freeze_start_up_heap()
         start: tuple[float, float, int] | None = None
         while True:
             snap = pipe.stats()[name]
             if start is None and snap.consumed > 0:
                 start = (time.perf_counter(), _cpu_s(), snap.resolved)
+                collections.counting = True
             if snap.resolved >= n or pipe.failure is not None:
                 break
             time.sleep(0.01)  # sampling the counters, not waiting for a condition
         if pipe.failure is not None or start is None:
             raise SystemExit(f"drain: the pipeline failed: {pipe.failure}")
         wall, cpu = time.perf_counter() - start[0], _cpu_s() - start[1]
+        collections.counting = False
         done = snap.resolved - start[2]
     return (f"{kind} {repo}: {done / wall:,.0f} records/s, {cpu / done * 1e6:,.1f} µs CPU "
-            f"per record ({done:,} records, decided {snap.decided:,})")  # fmt: skip
+            f"per record ({done:,} records, decided {snap.decided:,}; "
+            f"{collections.summary()})")  # fmt: skip
 
 
 def main() -> None:
@@ -107,12 +145,15 @@ def main() -> None:
     p_run.add_argument("--records", type=int, required=True)
     p_run.add_argument("--state", action="store_true",
                        help="keep the config's state store (default: off, as before it existed)")
+    p_run.add_argument("--no-freeze", action="store_true",
+                       help="leave the start-up heap to the collector (as before streamfer run "
+                            "froze it)")
     args = parser.parse_args()
     if args.command == "load":
         print(load(args.kind, args.records, args.bootstrap))
     else:
         print(run(args.repo.resolve(), args.kind, args.topic, args.records, args.bootstrap,
-                  args.state))
+                  args.state, not args.no_freeze))
 
 
 if __name__ == "__main__":
