@@ -82,7 +82,7 @@ def measure(bootstrap: str, records: int, poll: int, polls_per_flush: int) -> di
             options=StateOptions(dir=Path(tmp), ttl_s=2_592_000, cache_keys=100_000,
                                  restore_timeout_s=5),
             writer=ChangelogWriter(sink, topic, tracker, print), reader=_EmptyChangelog,  # type: ignore[arg-type]
-            committed=lambda tp: None, listener=_Quiet(),
+            committed=lambda tp: None, listener=_Quiet(), topic_exists=lambda topic: True,
         )  # fmt: skip
         mgr.assigned([("in", 0)])
         view = mgr.view(0)

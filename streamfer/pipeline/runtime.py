@@ -37,6 +37,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,6 +59,7 @@ from streamfer.pipeline.stats import StreamStats
 from streamfer.pipeline.topics import within_limits
 from streamfer.pipeline.worker import EngineWorker
 from streamfer.streams.acks import Resolver
+from streamfer.streams.admin import topic_exists
 from streamfer.streams.client import ClientFactory, ReaderOptions
 from streamfer.streams.dlq import DeadLetterWriter
 from streamfer.streams.factory import client_factory
@@ -373,6 +375,7 @@ def state_manager(
         reader=lambda: factory.reader(settings, ReaderOptions(f"{s.name}-state")),
         committed=lambda tp: source.client.committed(tp, timeout_s),
         listener=rt.recorder,
+        topic_exists=partial(topic_exists, settings, client=cfg.kafka.client),
     )
 
 

@@ -113,6 +113,17 @@ def topic_partitions(
     return _per_topic(cluster, topics, timeout_s, client, lambda a, names: a.partitions(names))
 
 
+def topic_exists(
+    cluster: Cluster, topic: str, *, timeout_s: float = 5.0, client: ClientName = DEFAULT_CLIENT
+) -> bool | None:
+    """Whether the cluster has ``topic`` (and lets this client describe it); None when it
+    could not be asked."""
+    try:
+        return topic in topic_partitions(cluster, [topic], timeout_s=timeout_s, client=client)
+    except StreamError:
+        return None
+
+
 def create_topics(
     cluster: Cluster,
     topics: Mapping[str, int],

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from streamfer.errors import StateError
+from streamfer.errors import StateError, StreamError
 from streamfer.streams.client import Outgoing
 from streamfer.streams.records import RecordBatch
 from streamfer.streams.state import Checkpoint, LocalStore, StateView
@@ -212,6 +212,52 @@ def test_restore_from_a_current_checkpoint_reads_nothing(store: LocalStore) -> N
     reader = FakeReader(("cl", 0), [(b"k", entry(3)), (b"k", entry(9))])
     done = restore(store, reader, ("cl", 0), committed=8, timeout_s=5)
     assert (done.source, done.keys, done.read) == ("local", 1, 0) and reader.at is None
+
+
+class MissingChangelog(FakeReader):
+    """A changelog the cluster cannot give offsets for; each ask takes its timeout on
+    ``clock`` (as a client waits it out) and is checked to be short."""
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__(("cl", 0), [])
+        self.clock = clock
+        self.asks: list[float] = []
+
+    def offsets(self, tp: tuple[str, int], timeout_s: float) -> tuple[int, int]:
+        assert tp == self.tp and 0 < timeout_s <= 2.0, timeout_s
+        self.asks.append(timeout_s)
+        self.clock[0] += timeout_s
+        raise StreamError(f"offsets of {tp[0]}[{tp[1]}] failed: Unknown partition")
+
+
+@pytest.mark.parametrize(
+    ("answers", "fails_with", "by_s"),
+    [
+        ("missing", StateError, 12.0),  # the cluster says it is not there: fail in the grace
+        ("unknown", StreamError, 300.0),  # it cannot be asked: wait the whole timeout
+        ("present", StreamError, 300.0),  # there, but no offsets (yet): the whole timeout
+    ],
+)
+def test_a_missing_changelog_fails_the_restore_once_the_cluster_says_so(
+    store: LocalStore, answers: str, fails_with: type[Exception], by_s: float
+) -> None:
+    clock = [0.0]
+    asked: list[str] = []
+
+    def exists(topic: str) -> bool | None:
+        asked.append(topic)
+        return {"missing": False, "unknown": None, "present": True}[answers]
+
+    reader = MissingChangelog(clock)
+    with pytest.raises(fails_with) as err:
+        restore(store, reader, ("cl", 0), committed=3, timeout_s=300, clock=lambda: clock[0],
+                exists=exists)  # fmt: skip
+    assert set(asked) == {"cl"}
+    assert by_s - 2 <= clock[0] <= by_s + 2
+    if fails_with is StateError:
+        message = str(err.value)
+        assert "cl[0] | the state changelog topic 'cl' does not exist" in message
+        assert "Note: restarting the pipeline creates it again, empty" in message
 
 
 # -- the changelog writer holds the batch until its entries are acknowledged ------------------

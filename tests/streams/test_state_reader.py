@@ -5,14 +5,24 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
 import pytest
 
-from streamfer.errors import StreamError
-from streamfer.streams.admin import create_topics
-from streamfer.streams.client import ClientFactory, Outgoing, ProducerOptions, ReaderOptions
+from streamfer.errors import StateError, StreamError
+from streamfer.streams.admin import create_topics, delete_topics, topic_exists
+from streamfer.streams.client import (
+    ClientFactory,
+    ClientName,
+    Outgoing,
+    ProducerOptions,
+    ReaderOptions,
+)
 from streamfer.streams.settings import KafkaSettings
 from streamfer.streams.sink import KafkaSink
+from streamfer.streams.state import LocalStore
+from streamfer.streams.state.restore import MISSING_GRACE_S, restore
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +83,32 @@ def test_reader_finds_a_topic_created_after_it_first_talked_to_the_cluster(
         assert reader.offsets((topic, 1), 10) == (0, 0)
     finally:
         reader.close()
+
+
+def test_a_deleted_changelog_fails_the_restore_within_the_grace_not_the_timeout(
+    kafka_bootstrap: str,
+    unique_topic: Callable[..., str],
+    factory: ClientFactory,
+    client_name: ClientName,
+    tmp_path: Path,
+) -> None:
+    """Both clients' readers say they cannot find the topic, and the admin says it is not
+    there: the restore names the topic and the fix well before its 300 s timeout."""
+    settings = KafkaSettings(kafka_bootstrap, client_id="reader-test")
+    topic = unique_topic(1)
+    delete_topics(kafka_bootstrap, [topic])
+    deadline = time.monotonic() + 30
+    while topic_exists(settings, topic, client=client_name) is not False:
+        assert time.monotonic() < deadline, f"{topic} still listed 30 s after its deletion"
+    reader = factory.reader(settings, ReaderOptions())
+    store = LocalStore(tmp_path / "p0", 16 * 1024 * 1024).open()
+    started = time.monotonic()
+    try:
+        with pytest.raises(StateError) as err:
+            restore(store, reader, (topic, 0), 0, timeout_s=300,
+                    exists=partial(topic_exists, settings, client=client_name))  # fmt: skip
+    finally:
+        store.close()
+        reader.close()
+    assert time.monotonic() - started < MISSING_GRACE_S + 30
+    assert f"the state changelog topic {topic!r} does not exist" in str(err.value)

@@ -125,6 +125,7 @@ class Rig:
             reader=EmptyChangelog,  # type: ignore[arg-type]
             committed=lambda tp: None,
             listener=Listener(),
+            topic_exists=lambda topic: True,
         )
         self.state.assigned([TP])
         self.inner = Inner(self.tracker)

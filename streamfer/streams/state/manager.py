@@ -105,7 +105,8 @@ class StateManager(Generic[T]):
     """Views of the assigned partitions of one stream (see the module docstring).
 
     ``reader`` opens the changelog reader (on the first restore); ``committed`` gives the
-    input partition's committed offset (the restore's stop point)."""
+    input partition's committed offset (the restore's stop point); ``topic_exists`` says
+    whether the cluster has a topic (None: it could not be asked)."""
 
     stream: str
     input_topic: str
@@ -115,6 +116,9 @@ class StateManager(Generic[T]):
     reader: Callable[[], ReaderClient]
     committed: Callable[[TopicPartition], int | None]
     listener: StateListener
+    # whether the cluster has a topic (None: could not ask): a deleted changelog fails the
+    # restore in seconds instead of after restore_timeout_s
+    topic_exists: Callable[[str], bool | None]
     _reader: ReaderClient | None = field(default=None, init=False)
     _views: dict[int, StateView[T]] = field(default_factory=dict, init=False)
     _windows: dict[int, Window] = field(default_factory=dict, init=False)
@@ -246,6 +250,7 @@ class StateManager(Generic[T]):
                 (self.changelog_topic, partition),
                 start,
                 timeout_s=self.options.restore_timeout_s,
+                exists=self.topic_exists,
             )
         except BaseException:
             store.close()

@@ -25,6 +25,12 @@ the start, so entries of aborted transactions never count, and an open
 transaction (a crashed exactly-once worker's) holds the restore until it is
 resolved (at most the producer's ``transaction.timeout.ms``).
 
+A changelog the cluster says does not exist (deleted while its pipeline ran)
+fails the restore once the cluster has said so for ``MISSING_GRACE_S``, with a
+message saying what to do, rather than after the whole restore timeout: the
+offsets are asked for in short attempts, and between them whether the topic
+exists (``exists``; None where that cannot be asked, which waits as before).
+
 What the changelog must still hold for this to be exact: for each key, its
 newest entry below ``C``. Compaction keeps the newest entry per key, which
 after a crash may be one at or past ``C``; the topic's
@@ -42,7 +48,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from streamfer.errors import StateError
+from streamfer.errors import StateError, StreamError
 from streamfer.streams.client import ReaderClient, TopicPartition
 from streamfer.streams.state.entry import unpack_head
 from streamfer.streams.state.store import Checkpoint, LocalStore
@@ -51,6 +57,8 @@ log = logging.getLogger(__name__)
 
 _POLL_S = 0.05  # librdkafka waits this long unless a whole chunk is there
 _CHUNK = 10_000
+_ATTEMPT_S = 2.0  # one ask for a changelog partition's offsets
+MISSING_GRACE_S = 10.0  # a topic created a moment ago may be missing from some brokers' view
 
 
 class Plan(NamedTuple):
@@ -127,12 +135,14 @@ def restore(
     timeout_s: float,
     progress_every_s: float = 2.0,
     clock: Callable[[], float] = time.monotonic,
+    exists: Callable[[str], bool | None] = lambda topic: None,
 ) -> Restored:
     """Make the (open) ``store`` hold the state after exactly the records before
-    ``committed``; the store's checkpoint is removed (it is in use from now on)."""
+    ``committed``; the store's checkpoint is removed (it is in use from now on).
+    ``exists``: whether the cluster has a topic (None: could not ask)."""
     started = clock()
     where = f"{changelog[0]}[{changelog[1]}]"
-    first, end = reader.offsets(changelog, timeout_s)
+    first, end = _offsets(reader, changelog, timeout_s, exists, clock)
     checkpoint = store.checkpoint()
     how = plan(checkpoint, committed, first, end)
     store.set_checkpoint(None)
@@ -142,6 +152,39 @@ def restore(
     if how.start is not None and how.start < end:
         _read(reader, changelog, how.start, end, merge, timeout_s, progress_every_s, clock)
     return Restored(how.source, len(store), merge.read, merge.ignored, clock() - started)
+
+
+def _offsets(
+    reader: ReaderClient,
+    tp: TopicPartition,
+    timeout_s: float,
+    exists: Callable[[str], bool | None],
+    clock: Callable[[], float],
+) -> tuple[int, int]:
+    """``reader.offsets(tp)`` within ``timeout_s``; StateError once the cluster has said for
+    MISSING_GRACE_S that the topic does not exist."""
+    deadline = clock() + timeout_s
+    missing_since: float | None = None
+    while True:
+        try:
+            return reader.offsets(tp, min(_ATTEMPT_S, max(0.1, deadline - clock())))
+        except StreamError as exc:
+            now = clock()
+            if now >= deadline:
+                raise
+            if exists(tp[0]) is not False:
+                missing_since = None
+                continue
+            missing_since = now if missing_since is None else missing_since
+            if now - missing_since >= MISSING_GRACE_S:
+                raise StateError(
+                    f"{tp[0]}[{tp[1]}] | the state changelog topic {tp[0]!r} does not exist, or "
+                    f"this client may not describe it (the cluster said so for "
+                    f"{now - missing_since:.0f} s; was it deleted?). "
+                    "Note: restarting the pipeline creates it again, empty, and the stream's "
+                    "keys then start with no state; to keep the state, restore the topic from "
+                    "a copy before restarting"
+                ) from exc
 
 
 def _read(
