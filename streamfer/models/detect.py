@@ -84,24 +84,32 @@ def decode_detections(
         raise EngineError(f"detector output | dtype {arr.dtype}. Note: expected floating point")
     n_classes = len(labels)
     layout = detect_layout(tuple(arr.shape), n_classes)
-    rows = arr.T if layout == "yolov8" else arr
-    boxes_cxcywh = rows[:, :4].astype(np.float32)
-    class_scores = rows[:, 5:] * rows[:, 4:5] if layout == "yolov5" else rows[:, 4:]
-    if rows.shape[0] == 0:
+    # one column per candidate box: (4 [+ objectness] + classes, boxes)
+    cols = arr if layout == "yolov8" else arr.T
+    if cols.shape[1] == 0:
         return []
-    cls = np.argmax(class_scores, axis=1)
-    scores = class_scores[np.arange(len(cls)), cls].astype(np.float32)
-    keep = (scores >= score_threshold) & np.isfinite(scores) & np.isfinite(boxes_cxcywh).all(1)
-    idx = np.flatnonzero(keep)
+    class_scores = cols[5:] * cols[4:5] if layout == "yolov5" else cols[4:]
+    # each box's best class score first, so the rest is computed for the few boxes over the
+    # threshold only (a NaN best fails the comparison; an infinite one the check below)
+    best = class_scores.max(axis=0).astype(np.float32)
+    idx = np.flatnonzero(best >= score_threshold)
     if idx.size == 0:
         return []
-    idx = idx[np.argsort(-scores[idx], kind="stable")][:_MAX_CANDIDATES]
-    boxes = cxcywh_to_xyxy(boxes_cxcywh[idx])
-    kept = nms(boxes, scores[idx], cls[idx], iou_threshold, max_detections)
+    boxes_cxcywh = cols[:4, idx].T.astype(np.float32)
+    scores = best[idx]
+    finite = np.isfinite(scores) & np.isfinite(boxes_cxcywh).all(1)
+    idx, scores, boxes_cxcywh = idx[finite], scores[finite], boxes_cxcywh[finite]
+    if idx.size == 0:
+        return []
+    cls = np.argmax(class_scores[:, idx], axis=0)  # the first best class, as over all boxes
+    order = np.argsort(-scores, kind="stable")[:_MAX_CANDIDATES]
+    cls, scores = cls[order], scores[order]
+    boxes = cxcywh_to_xyxy(boxes_cxcywh[order])
+    kept = nms(boxes, scores, cls, iou_threshold, max_detections)
     return [
         Detection(
-            labels[int(cls[idx[k]])],
-            float(scores[idx[k]]),
+            labels[int(cls[k])],
+            float(scores[k]),
             (float(boxes[k, 0]), float(boxes[k, 1]), float(boxes[k, 2]), float(boxes[k, 3])),
         )
         for k in kept

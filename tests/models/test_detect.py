@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from streamfer.errors import ConfigError, EngineError
-from streamfer.models.detect import decode_detections, detect_layout
+from streamfer.models.detect import (
+    Detection,
+    cxcywh_to_xyxy,
+    decode_detections,
+    detect_layout,
+    nms,
+)
 from streamfer.models.metrics import box_iou
 
 LABELS = ["vehicle", "pedestrian", "cyclist", "sign"]
@@ -130,3 +136,48 @@ def test_nms_properties(raw: np.ndarray, iou: float, max_det: int) -> None:
             assert len(kept) > 0
             covered = box_iou(box, kept).max() > iou - 1e-4
             assert covered or any(np.allclose(box[0], k, atol=1e-3) for k in kept)
+
+
+def reference(out: np.ndarray, layout: str, threshold: float) -> list[Detection]:
+    """Box by box, as the detector's output is read: the first best class, its score in
+    float32, boxes over the threshold with finite numbers only, highest score first."""
+    rows = out.T if layout == "yolov8" else out
+    found = []
+    for a, row in enumerate(rows):
+        scores = row[5:] * row[4] if layout == "yolov5" else row[4:]
+        c = int(np.argmax(scores))
+        score = np.float32(scores[c])
+        box = row[:4].astype(np.float32)
+        if score >= threshold and np.isfinite(score) and np.isfinite(box).all():
+            found.append((-score, a, c, score, box))
+    found.sort(key=lambda f: (f[0], f[1]))
+    if not found:
+        return []
+    cls = np.array([f[2] for f in found])
+    scores = np.array([f[3] for f in found], np.float32)
+    boxes = cxcywh_to_xyxy(np.array([f[4] for f in found], np.float32))
+    return [
+        Detection(LABELS[int(cls[k])], float(scores[k]), tuple(float(v) for v in boxes[k]))
+        for k in nms(boxes, scores, cls, 0.45, 100)
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    layout=st.sampled_from(["yolov8", "yolov8_transposed", "yolov5"]),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+    anchors=st.integers(0, 40),
+    data=st.data(),
+)
+def test_decoding_equals_reading_the_output_box_by_box(
+    layout: str, dtype: type, anchors: int, data: st.DataObject
+) -> None:
+    # scores cluster near the threshold and repeat (ties); NaN and infinities anywhere
+    values = st.sampled_from([0.0, 0.1, 0.25, 0.2500001, 0.5, 0.9, 0.9, 1.0, 30.0, 150.0,
+                              np.nan, np.inf, -np.inf])  # fmt: skip
+    width = len(LABELS) + (5 if layout == "yolov5" else 4)
+    shape = (width, anchors) if layout == "yolov8" else (anchors, width)
+    out = data.draw(hnp.arrays(dtype, shape, elements=values))
+    read_as = detect_layout(out.shape, len(LABELS))  # a square output reads as yolov8
+    with np.errstate(invalid="ignore", over="ignore"):
+        assert decode_detections(out, LABELS) == reference(out, read_as, 0.25)
