@@ -46,13 +46,18 @@ def rows_of(batch: Batch[object]) -> list[tuple[object, int]]:
     return [(s.chunk.payload, r) for s in batch.segments for r in s.rows.tolist()]
 
 
-def test_flushes_when_full_without_splitting_a_chunk_that_fits_the_next_batch() -> None:
-    clock = FakeClock()
-    b = make(clock)
-    b.put(Chunk("a", 3))
-    b.put(Chunk("b", 2))
+def full_batch(*chunks: Chunk[object]) -> tuple[Batch[object], Batcher[object]]:
+    """The batch a batcher of 4 forms at once from ``chunks``, and the batcher."""
+    b = make(FakeClock())
+    for chunk in chunks:
+        b.put(chunk)
     batch = b.poll()
     assert batch is not None and batch.reason == "full"
+    return batch, b
+
+
+def test_flushes_when_full_without_splitting_a_chunk_that_fits_the_next_batch() -> None:
+    batch, b = full_batch(Chunk("a", 3), Chunk("b", 2))
     assert rows_of(batch) == [("a", 0), ("a", 1), ("a", 2)]  # b would not fit whole
     assert batch.segments[0].whole
     assert len(b) == 2
@@ -61,12 +66,7 @@ def test_flushes_when_full_without_splitting_a_chunk_that_fits_the_next_batch() 
 
 
 def test_a_chunk_larger_than_a_batch_is_split_and_its_rest_leads_the_next() -> None:
-    clock = FakeClock()
-    b = make(clock)
-    b.put(Chunk("a", 6))
-    b.put(Chunk("b", 1))
-    batch = b.poll()
-    assert batch is not None and batch.reason == "full"
+    batch, b = full_batch(Chunk("a", 6), Chunk("b", 1))
     assert rows_of(batch) == [("a", 0), ("a", 1), ("a", 2), ("a", 3)]
     assert not batch.segments[0].whole
     (rest,) = b.drain()
