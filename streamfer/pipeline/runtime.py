@@ -10,26 +10,24 @@ per record; each part has one owner and data flows down:
 * the *engine thread* (``pipeline.worker``): batcher -> runner -> processor results
   -> :class:`~pipeline.outlet.Outlet`.
 
-The Kafka client's own threads fetch and send; delivery reports resolve records
-(the sink's delivery thread for librdkafka). A record's offset is resolved only when
-its decision (or dead letter) is acknowledged, or when it is dropped on purpose, so
-commits never pass a record whose outcome is not final.
+The Kafka client's own threads fetch and send; delivery reports resolve records (the sink's
+delivery thread for librdkafka). A record's offset is resolved only when its decision (or
+dead letter) is acknowledged, or when it is dropped on purpose, so commits never pass a
+record whose outcome is not final.
 
-``delivery: exactly_once`` makes the sink transactional (id
-``<client_id>-<stream>-<worker index>``, stable across restarts so a restarted
-worker fences its predecessor) and the source commits offsets inside the sink's
-transaction; decisions and dead letters share that transaction.
+``delivery: exactly_once`` makes the sink transactional (id ``<client_id>-<stream>-<worker
+index>``, stable across restarts so a restarted worker fences its predecessor), and the source
+commits offsets inside the sink's transaction; decisions and dead letters share it.
 
 A new model version reaches the engine thread between two batches
 (:meth:`StreamRuntime.offer_swap`, ``streamfer.pipeline.reload``); a ``shadow`` model
 scores the decided batches on a thread of its own (``streamfer.pipeline.shadow``).
 
 ``state.enabled`` (a :class:`~pipeline.processors.base.StatefulProcessor`) adds a
-:class:`~streams.state.StateManager`: it restores an assigned partition on the
-consumer thread before its first batch is prepared and hands the processor the
-partition's view; before each commit the updated keys go to the changelog through the
-same sink (so the same transaction), and no commit passes a record whose state is not
-durable.
+:class:`~streams.state.StateManager`: it restores an assigned partition on the consumer thread
+before its first batch is prepared and hands the processor the partition's view; before each
+commit the updated keys go to the changelog through the same sink (so the same transaction),
+and no commit passes a record whose state is not durable.
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -375,7 +372,7 @@ def state_manager(
         reader=lambda: factory.reader(settings, ReaderOptions(f"{s.name}-state")),
         committed=lambda tp: source.client.committed(tp, timeout_s),
         listener=rt.recorder,
-        topic_exists=partial(topic_exists, settings, client=cfg.kafka.client),
+        topic_exists=lambda topic: topic_exists(settings, topic, client=cfg.kafka.client),
     )
 
 
