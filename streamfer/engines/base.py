@@ -21,6 +21,7 @@ from streamfer.errors import EngineError
 from streamfer.lifecycle import Lifecycle
 
 EngineKind = Literal["onnxruntime", "tensorrt"]
+Target = Literal["auto", "tensorrt", "onnxruntime"]  # what a model config asks for
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 # The largest batch a runner takes when none is asked for (the TensorRT profile's max);

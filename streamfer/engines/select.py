@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 from streamfer.engines.base import (
     DEFAULT_MAX_BATCH,
     EngineKind,
     Precision,
     Runner,
+    Target,
     check_precision,
 )
 from streamfer.engines.host import tensorrt_usable
 from streamfer.engines.onnx_model import check_model_path
 from streamfer.errors import EngineError
 
-Target = Literal["auto", "tensorrt", "onnxruntime"]
 TARGETS: tuple[str, ...] = get_args(Target)
 
 

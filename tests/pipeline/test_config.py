@@ -262,3 +262,22 @@ def test_state_flush_interval_applies_to_at_least_once_only(tmp_path: Path) -> N
     text = problems_of(tmp_path, doc)
     assert "streams[0].state.flush_interval_ms | exactly_once writes the changelog" in text
     assert "(got 250)" in text
+
+
+def test_reading_a_config_loads_no_model_library() -> None:
+    """`streamfer validate`, `config show` and every command that reads a config start
+    without ONNX (about a second and a half on a small VM), ONNX Runtime or kafka-python."""
+    import subprocess
+    import sys
+
+    shipped = Path(__file__).resolve().parents[2] / "deploy" / "configs" / "fraud.yaml"
+    code = (
+        "import sys\nfrom streamfer.pipeline.config import load_config\n"
+        "load_config(sys.argv[1])\n"
+        "print(sorted(m for m in ('onnx', 'onnxruntime', 'kafka') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(shipped)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from streamfer.engines.base import DEFAULT_MAX_BATCH, Precision
-from streamfer.engines.select import Target
+from streamfer.engines.base import DEFAULT_MAX_BATCH, Precision, Target
 from streamfer.pipeline.config.base import Frozen
 
 MAX_BATCH = 4096  # the largest batch a model or a stream may be configured for
