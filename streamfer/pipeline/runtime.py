@@ -144,7 +144,7 @@ class StreamRuntime:
             self._state = state_manager(self, processor, settings, factory, sink, source)
             source.membership.listen(self._state)
             # entries are written once per flush interval, just before a commit
-            flush_s = s.state.flush_interval_s(s.delivery == "exactly_once")
+            flush_s = s.state_flush_interval_s
             source.committer = StateCommitter(source.committer, self._state, flush_s)
         infer, check = engine_wiring(processor, self.runner)
         self.outlet = self._outlet(sink, source)

@@ -191,7 +191,7 @@ def _state_sources(cfg: PipelineConfig, sources: Mapping[Path_, str]) -> dict[Pa
     for i, s in enumerate(cfg.streams):
         path: Path_ = ("streams", i, "state", "flush_interval_ms")
         if path not in sources:
-            ms = s.state.flush_interval_s(s.delivery == "exactly_once") * 1000
+            ms = s.state_flush_interval_s * 1000
             out[path] = f"default ({f'{ms:.0f} ms' if ms else 'at every commit'}, {s.delivery})"
     return out
 

@@ -174,6 +174,12 @@ class StreamConfig(Frozen):
         return changelog_topic(group_id, self.name)
 
     @property
+    def state_flush_interval_s(self) -> float:
+        """How long this stream's changelog window lasts (0 under exactly_once: a flush
+        before every commit)."""
+        return self.state.flush_interval_s(self.delivery == "exactly_once")
+
+    @property
     def plugin(self) -> str | None:
         """The plug-in code this stream runs (processor or postprocessor), if any."""
         return self.processor or self.postprocessor
