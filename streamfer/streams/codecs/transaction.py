@@ -52,26 +52,34 @@ decode_struct = msgspec.json.Decoder(Transaction).decode
 (see :func:`codes_valid`); raises msgspec.DecodeError/ValidationError or RecursionError."""
 
 
+def _letters(text: str) -> bool:
+    """Only ASCII letters (``str.isalpha`` alone takes any script's letters)."""
+    return text.isascii() and text.isalpha()
+
+
+def _digits(text: str) -> bool:
+    """Only ASCII digits (``str.isdigit`` alone takes any script's digits)."""
+    return text.isascii() and text.isdigit()
+
+
 def code_error(tx: Transaction) -> msgspec.ValidationError | None:
     """The error of a parsed transaction whose currency or mcc holds the wrong characters
     (their lengths the parse checked), worded as msgspec words its own."""
-    cur, mcc = tx.currency, tx.mcc
-    if not (cur.isascii() and cur.isalpha()):
+    if not _letters(tx.currency):
         return msgspec.ValidationError("Expected 3 ASCII letters - at `$.currency`")
-    if not (mcc.isascii() and mcc.isdigit()):
+    if not _digits(tx.mcc):
         return msgspec.ValidationError("Expected 4 ASCII digits - at `$.mcc`")
     return None
 
 
 def codes_valid(txs: Sequence[Transaction]) -> bool:
     """Whether :func:`code_error` finds nothing in any of ``txs`` (parsed by
-    :data:`decode_struct`, so of the right lengths): one check of each field's characters
-    joined over the batch."""
+    :data:`decode_struct`, so of the right lengths): the same rules, once each over the
+    field's values joined for the batch."""
     if not txs:
         return True
-    cur = "".join([t.currency for t in txs])
-    mcc = "".join([t.mcc for t in txs])
-    return cur.isascii() and cur.isalpha() and mcc.isascii() and mcc.isdigit()
+    currencies = "".join([t.currency for t in txs])
+    return _letters(currencies) and _digits("".join([t.mcc for t in txs]))
 
 
 def decode_value(value: bytes) -> Transaction:
